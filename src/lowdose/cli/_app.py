@@ -1,0 +1,43 @@
+"""The typer application objects and the error boundary every command goes through."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+from collections.abc import Iterator
+
+import typer
+from rich.console import Console
+
+from lowdose.errors import LowdoseInputError
+
+app = typer.Typer(
+    help="lowdose: train and compare X-ray/CT denoisers without clean data (Noise2Noise).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+simulate_app = typer.Typer(help="Build HDF5 datasets: clean images and N noisy realisations.")
+dataset_app = typer.Typer(help="Build HDF5 datasets from your own noisy data (no clean images).")
+app.add_typer(simulate_app, name="simulate")
+app.add_typer(dataset_app, name="dataset")
+
+console = Console(stderr=True)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn bad input into one red line and exit code 1 (2 for a full disk), never a traceback."""
+    try:
+        yield
+    except (LowdoseInputError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            console.print(
+                f"[bold red]error:[/] disk full while writing {exc.filename or 'output'}: "
+                "free space or choose another --out; nothing partial was kept.",
+                highlight=False,
+            )
+            raise typer.Exit(2) from None
+        raise
