@@ -1,0 +1,30 @@
+"""``lowdose report RUN_DIR``: saved results -> report.md, self-contained report.html, figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from lowdose.cli._app import app, console, user_errors
+
+
+@app.command()
+def report(
+    run_dir: Path = typer.Argument(
+        ..., help="Run directory with experiment folders (or one experiment folder)."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="Output folder (default RUN_DIR/report); figures go to OUT/figures."
+    ),
+) -> None:
+    """Build report.md and a self-contained report.html: tables, sweeps, panels, training."""
+    with user_errors():
+        from lowdose.report import write_report
+
+        with console.status("building report"):
+            files = write_report(run_dir, out_dir=out)
+        console.print(f"wrote {files.markdown}")
+        console.print(
+            f"wrote {files.html} ({len(files.figures)} figures in {files.html.parent / 'figures'})"
+        )
