@@ -1,0 +1,95 @@
+"""X-ray dataset builder: file layout, paper scaling, dose solve, determinism, CLI."""
+
+import h5py
+import numpy as np
+import pytest
+import typer.testing
+
+import lowdose.cli
+import lowdose.cli.simulate_xray_cmd  # noqa: F401  (registers `simulate xray`)
+from lowdose.errors import LowdoseInputError
+from lowdose.simulate_xray import build_xray_dataset
+
+SMALL = {"phantoms": 4, "angles": 4, "size": 48, "realisations": 2, "seed": 11}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    path = tmp_path_factory.mktemp("xray") / "xray.h5"
+    stages = []
+    summary = build_xray_dataset(path, **SMALL, progress=lambda *args: stages.append(args))
+    return path, summary, stages
+
+
+def test_layout_counts_and_split_by_phantom(built):
+    path, summary, stages = built
+    with h5py.File(path, "r") as f:
+        assert f["clean"].shape == (16, 48, 48) and f["noisy"].shape == (16, 2, 48, 48)
+        ids = f["object_id"].asstr()[...]
+        split = f["split"].asstr()[...]
+        attrs = dict(f.attrs)
+    for phantom in np.unique(ids):
+        assert len(set(split[ids == phantom])) == 1  # a phantom never spans two splits
+    assert set(split) == {"train", "val", "test"}
+    assert attrs["n_train_images"] == summary.n_train_images == np.sum(split == "train")
+    assert attrs["n_train_pairs_n2n"] == summary.n_train_images * 2
+    assert attrs["modality"] == "xray" and attrs["scaling_rule"] == "per_image_max"
+    assert attrs["raw_units"] == "transmission" and attrs["noise_model"] == "poisson"
+    assert ("phantoms", 4, 4) in stages and ("noise", 4, 4) in stages
+
+
+def test_paper_scaling_clean_max_one_noisy_same_divisor(built):
+    path, summary, _ = built
+    with h5py.File(path, "r") as f:
+        clean, noisy, scale = f["clean"][...], f["noisy"][...], f["scale"][...]
+    np.testing.assert_allclose(clean.max(axis=(1, 2)), 1.0, rtol=1e-6)
+    assert np.all((scale > 0.5) & (scale <= 1.0))  # air around the body: t ~ 1
+    assert noisy.max() > 1.0  # noisy copies share the clean divisor, so they may exceed 1
+    counts = noisy * scale[:, None, None, None] * summary.photons_per_pixel
+    np.testing.assert_allclose(counts, np.round(counts), atol=1e-2)  # whole photon counts
+
+
+def test_dose_is_solved_for_the_target_baseline(built):
+    path, summary, _ = built
+    assert abs(summary.achieved_psnr_db - 29.91) < 0.15  # 32 small images: sampling spread
+    assert 100 < summary.photons_per_pixel < 1000
+    with h5py.File(path, "r") as f:
+        assert f.attrs["noise_level"] == pytest.approx(summary.photons_per_pixel)
+        assert f.attrs["achieved_psnr_db"] == pytest.approx(summary.achieved_psnr_db)
+
+
+def test_same_seed_same_file_whatever_the_worker_count(built, tmp_path):
+    path, _, _ = built
+    other = build_xray_dataset(tmp_path / "w2.h5", **SMALL, workers=2)
+    with h5py.File(path, "r") as a, h5py.File(other.path, "r") as b:
+        for key in ("clean", "noisy", "scale"):
+            np.testing.assert_array_equal(a[key][...], b[key][...])
+        np.testing.assert_array_equal(a["split"][...], b["split"][...])
+
+
+def test_fixed_photons_and_bad_arguments(tmp_path):
+    summary = build_xray_dataset(
+        tmp_path / "p.h5", phantoms=2, angles=2, size=32, photons_per_pixel=500.0, geometry="cone",
+        target_psnr_db=None, val_fraction=0.0, test_fraction=0.5,
+    )  # fmt: skip
+    assert summary.photons_per_pixel == 500.0
+    with h5py.File(summary.path, "r") as f:
+        assert np.isnan(f.attrs["target_psnr_db"]) and f.attrs["noise_level"] == 500.0
+    with pytest.raises(LowdoseInputError, match="exactly one"):
+        build_xray_dataset(tmp_path / "x.h5", photons_per_pixel=300.0)
+    with pytest.raises(LowdoseInputError, match="geometry"):
+        build_xray_dataset(tmp_path / "x.h5", geometry="fan")
+
+
+def test_cli_writes_dataset_and_preview(tmp_path):
+    out, png = tmp_path / "cli.h5", tmp_path / "preview.png"
+    args = ["simulate", "xray", "--phantoms", "2", "--angles", "2", "--size", "32",
+            "--val-fraction", "0", "--out", str(out), "--preview", str(png)]  # fmt: skip
+    result = typer.testing.CliRunner().invoke(lowdose.cli.app, args)
+    assert result.exit_code == 0, result.output
+    assert out.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "baseline" in result.output
+    bad = typer.testing.CliRunner().invoke(
+        lowdose.cli.app, ["simulate", "xray", "--photons", "-1", "--out", str(tmp_path / "b.h5")]
+    )
+    assert bad.exit_code == 1 and "photons" in bad.output
