@@ -41,3 +41,40 @@ def user_errors() -> Iterator[None]:
             )
             raise typer.Exit(2) from None
         raise
+
+
+@contextlib.contextmanager
+def stage_progress(unit: str = "img") -> Iterator:
+    """Rich progress bars, one per stage, with rate and ETA.
+
+    Yields ``progress(stage, advance, total)``: the callback the library's long functions take
+    (evaluate, sweep, dataset builders), so that they never print themselves.
+    """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("{task.description:22s}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console) as bars:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, advance: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bars.add_task(stage, total=total, rate="")
+            bars.advance(tasks[stage], advance)
+            speed = bars.tasks[tasks[stage]].speed
+            bars.update(tasks[stage], rate=f"{speed:.1f} {unit}/s" if speed else "")
+
+        yield progress

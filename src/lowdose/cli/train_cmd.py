@@ -1,0 +1,82 @@
+"""``lowdose train``: fit a Noise2Noise / Noise2Clean U-Net on a dataset file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from lowdose.cli._app import app, console, user_errors
+
+
+@app.command()
+def train(
+    data: Path = typer.Option(None, "--data", help="Dataset file (.h5) from `lowdose simulate`."),
+    mode: str = typer.Option(None, "--mode", help="n2n (noisy targets) or n2c (clean targets)."),
+    loss: str = typer.Option(None, "--loss", help="mse or mae."),
+    out: Path = typer.Option(None, "--out", help="Run directory to create."),
+    config: Path = typer.Option(None, "--config", help="YAML TrainConfig; flags override it."),
+    resume: Path = typer.Option(None, "--resume", help="Continue RUN_DIR from its last.ckpt."),
+    epochs: int = typer.Option(None, help="Epochs (default 10)."),
+    patch: int = typer.Option(None, help="Training patch side, multiple of 32 (default 64)."),
+    batch_size: int = typer.Option(None, help="Global batch size (default 16)."),
+    max_time: str = typer.Option(None, help="Wall-time limit, e.g. 00:05:00."),
+    seed: int = typer.Option(None, help="Seed for data order, crops and weights (default 0)."),
+    workers: int = typer.Option(None, help="DataLoader worker processes (default 0)."),
+    precision: str = typer.Option(None, help="Lightning precision, e.g. 32-true, bf16-mixed."),
+    accelerator: str = typer.Option(None, help="cpu, gpu or auto."),
+    devices: int = typer.Option(None, help="Devices (processes) per node."),
+    num_nodes: int = typer.Option(None, help="Nodes for multi-node DDP."),
+    strategy: str = typer.Option(None, help="auto, ddp, ddp_spawn, ... (gloo on CPU)."),
+    width: int = typer.Option(None, help="U-Net width: 48 = paper, 16 = quick unet-w16."),
+    residual: bool = typer.Option(None, "--residual/--no-residual", help="Predict the noise."),
+    lr: float = typer.Option(None, help="Adam learning rate (default 1e-3)."),
+    warmup_steps: int = typer.Option(None, help="Linear learning-rate warm-up steps."),
+    samples_per_epoch: int = typer.Option(None, help="Samples per epoch (default: all pairs)."),
+    val_crop: int = typer.Option(None, help="Centre crop for validation (default: whole)."),
+    threads: int = typer.Option(None, help="torch threads per process."),
+    channels_last: bool = typer.Option(None, "--channels-last/--no-channels-last"),
+    compile: bool = typer.Option(None, "--compile/--no-compile", help="torch.compile."),
+    deterministic: bool = typer.Option(None, "--deterministic/--no-deterministic"),
+    checkpoint_every_n_steps: int = typer.Option(None, help="Write last.ckpt every N steps."),
+    quiet: bool = typer.Option(None, "--quiet/--progress", help="Log lines, no progress bar."),
+) -> None:
+    """Train a denoiser; writes config.yaml, manifest.json, metrics.csv, best.ckpt, last.ckpt."""
+    # Flags left unset (None) fall through to the YAML file or the TrainConfig defaults.
+    values = {k: v for k, v in locals().items() if v is not None and k not in ("config", "resume")}
+    with user_errors():
+        import logging
+
+        from lowdose.config import load_train_config, make_train_config
+        from lowdose.errors import LowdoseInputError
+        from lowdose.training import resume_config
+        from lowdose.training import train as run_training
+
+        if resume is not None:
+            if config is not None:
+                raise LowdoseInputError("--resume takes its config from RUN_DIR; drop --config")
+            cfg = resume_config(resume, values)
+        elif config is not None:
+            cfg = load_train_config(config, values)
+        else:
+            cfg = make_train_config(values, source="command line")
+        _configure_logging(logging, quiet=cfg.quiet)
+        result = run_training(cfg, resume=resume is not None)
+        console.print(
+            f"[green]done[/] {result.model_name} {cfg.mode}-{cfg.loss}: best val PSNR "
+            f"{result.best_val_psnr_db:.2f} dB (vs {result.val_reference}) after "
+            f"{result.epochs_done} epochs, {result.global_step} steps -> {result.best_checkpoint}",
+            highlight=False,
+        )
+
+
+def _configure_logging(logging, *, quiet: bool) -> None:
+    from rich.logging import RichHandler
+
+    handler = RichHandler(console=console, show_path=False)
+    logger = logging.getLogger("lowdose")
+    if not any(isinstance(h, RichHandler) for h in logger.handlers):
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    if quiet:
+        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)

@@ -1,0 +1,205 @@
+"""Evaluation: tidy rows per image x method, oracle >= blind, files written, CT HU window, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import typer.testing
+
+import lowdose.cli
+import lowdose.cli.evaluate_cmd  # noqa: F401  registers `lowdose evaluate`
+from lowdose.datasets import write_dataset
+from lowdose.errors import LowdoseInputError
+from lowdose.evaluate import evaluate, summarize
+from lowdose.metrics import psnr
+
+CONTRACT_COLUMNS = (
+    "dataset dataset_sha256 image_index object_id method model tuning params noise_level "
+    "input_psnr_db psnr_db ssim psnr_hu_window_db hu_window data_range scaling_rule clipped"
+).split()
+# Small grids keep the suite fast; the default grids are exercised in test_tuning.py.
+FAST_GRIDS = {"bilateral": {"sigma_space": (1.0, 2.0), "sigma_color": (0.02, 0.08, 0.32)}}
+
+
+@pytest.fixture
+def results_gmb(tiny_dataset, tmp_path):
+    out = tmp_path / "results"
+    frame = evaluate(
+        tiny_dataset,
+        filters=["gaussian", "median", "bilateral"],
+        tuning="both",
+        out_dir=out,
+        grids=FAST_GRIDS,
+    )
+    return frame, out
+
+
+def test_one_row_per_image_and_method(results_gmb):
+    frame, _ = results_gmb
+    assert set(CONTRACT_COLUMNS) <= set(frame.columns)
+    assert len(frame) == 2 * (1 + 3 * 2)  # 2 test images x (noisy + 3 filters x 2 tunings)
+    counts = frame.groupby(["method", "tuning"]).size()
+    assert (counts == 2).all()
+    assert set(frame["tuning"]) == {"none", "oracle", "blind"}
+    assert (frame["data_range"] == 1.0).all() and not frame["clipped"].any()
+    assert frame["psnr_hu_window_db"].isna().all()  # X-ray: no HU window
+    noisy = frame[frame["method"] == "noisy"]
+    np.testing.assert_allclose(noisy["psnr_db"], noisy["input_psnr_db"])
+    for params in frame.loc[frame["tuning"] == "oracle", "params"]:
+        assert json.loads(params)  # the chosen setting is recorded
+
+
+def test_oracle_at_least_blind_per_image(results_gmb):
+    frame, _ = results_gmb
+    for name in ("gaussian", "median", "bilateral"):
+        rows = frame[frame["method"] == name].pivot(
+            index="image_index", columns="tuning", values="psnr_db"
+        )
+        assert (rows["oracle"] >= rows["blind"] - 0.01).all(), name
+        assert (rows["oracle"] > frame[frame["method"] == "noisy"]["psnr_db"].max()).all()
+
+
+def test_files_written_and_consistent(results_gmb):
+    frame, out = results_gmb
+    csv = pd.read_csv(out / "results.csv")
+    parquet = pd.read_parquet(out / "results.parquet")
+    assert len(csv) == len(parquet) == len(frame)
+    np.testing.assert_allclose(parquet["psnr_db"], frame["psnr_db"])
+    summary = (out / "summary.md").read_text()
+    assert "| gaussian (oracle) |" in summary and "| median (blind) |" in summary
+    with np.load(out / "panels.npz") as panels:
+        assert {"clean", "noisy", "index", "psnr", "gaussian", "median", "bilateral"} <= set(
+            panels.files
+        )
+        assert panels["gaussian"].shape == panels["clean"].shape
+
+
+def test_summary_rows_have_confidence_intervals(results_gmb):
+    frame, _ = results_gmb
+    rows = summarize(frame)
+    assert [r["label"] for r in rows][:3] == ["noisy", "gaussian (oracle)", "gaussian (blind)"]
+    for row in rows:
+        values = frame[(frame["method"] == row["method"]) & (frame["tuning"] == row["tuning"])]
+        assert row["psnr_db"] == pytest.approx(values["psnr_db"].mean())
+        assert row["psnr_ci95_db"] > 0 and row["ssim_ci95"] >= 0
+
+
+def test_noise_estimate_beside_true_variance(results_gmb):
+    frame, _ = results_gmb
+    noisy = frame[frame["method"] == "noisy"]
+    np.testing.assert_allclose(noisy["noise_var_estimate"], noisy["noise_var_true"], rtol=0.1)
+
+
+def _write_ct(path, *, rng):
+    clean_hu = np.array([-300.0, 0.0, 100.0])[:, None, None] + np.zeros((3, 32, 32))
+    clean_hu[:, 8:24, 8:24] += 300
+    offset, divisor = 1024.0, 3000.0
+    clean = ((clean_hu + offset) / divisor).astype(np.float32)
+    noisy = (clean[:, None] + rng.normal(0, 0.02, (3, 2, 32, 32))).astype(np.float32)
+    attrs = {
+        "modality": "ct",
+        "raw_units": "hu",
+        "scaling_offset": offset,
+        "scaling_rule": "dataset_max",
+        "noise_model": "gaussian",
+        "noise_level": 0.02,
+    }
+    return write_dataset(
+        path,
+        clean=clean,
+        noisy=noisy,
+        object_id=["a", "b", "c"],
+        split=["train", "val", "test"],
+        scale=np.full(3, divisor),
+        attrs=attrs,
+    )
+
+
+def test_ct_reports_psnr_in_named_hu_window(tmp_path):
+    path = _write_ct(tmp_path / "ct.h5", rng=np.random.default_rng(0))
+    frame = evaluate(
+        path, filters=["gaussian"], tuning="oracle", out_dir=tmp_path / "r", hu_window=(-500, 500)
+    )
+    assert (frame["hu_window"] == "-500..500").all()
+    with pytest.importorskip("h5py").File(path) as handle:
+        clean, noisy = handle["clean"][2], handle["noisy"][2, 0]
+    to_hu = lambda x: np.clip(x.astype(np.float64) * 3000.0 - 1024.0, -500, 500)  # noqa: E731
+    expected = psnr(to_hu(clean), to_hu(noisy), data_range=1000.0)
+    row = frame[frame["method"] == "noisy"].iloc[0]
+    assert row["psnr_hu_window_db"] == pytest.approx(expected)
+    assert np.isfinite(frame["psnr_hu_window_db"]).all()
+
+
+def test_without_clean_test_images_raises(make_tiny_dataset, tmp_path):
+    path = make_tiny_dataset(with_clean=False, name="noclean.h5")
+    with pytest.raises(LowdoseInputError, match="no clean images"):
+        evaluate(path, filters=["gaussian"], tuning="oracle", out_dir=tmp_path / "r")
+
+
+def test_bad_tuning_and_filter_names_raise(tiny_dataset, tmp_path):
+    with pytest.raises(LowdoseInputError, match="tuning"):
+        evaluate(tiny_dataset, filters=[], tuning="best", out_dir=tmp_path)
+    with pytest.raises(LowdoseInputError, match="unknown filter"):
+        evaluate(tiny_dataset, filters=["wiener"], tuning="oracle", out_dir=tmp_path)
+
+
+def test_model_checkpoint_is_evaluated(tiny_dataset, tmp_path):
+    from lowdose.models import UNet
+
+    torch.manual_seed(0)
+    net = UNet(width=4)
+    checkpoint = tmp_path / "run" / "best.ckpt"
+    checkpoint.parent.mkdir()
+    torch.save(
+        {
+            "hyper_parameters": {"model": {"width": 4}, "mode": "n2n", "loss": "mse", "meta": {}},
+            "state_dict": {f"model.{k}": v for k, v in net.state_dict().items()},
+            "global_step": 0,
+        },
+        checkpoint,
+    )
+    frame = evaluate(
+        tiny_dataset,
+        models=[checkpoint.parent],
+        filters=[],
+        tuning="oracle",
+        out_dir=tmp_path / "r",
+    )
+    rows = frame[frame["method"] == "n2n-mse"]
+    assert len(rows) == 2 and (rows["model"] == net.name).all() and (rows["tuning"] == "none").all()
+    assert np.isfinite(rows["psnr_db"]).all()
+    with np.load(tmp_path / "r" / "panels.npz") as panels:
+        assert panels["n2n-mse"].shape == panels["clean"].shape
+
+
+def test_cli_prints_table_and_writes(tiny_dataset, tmp_path):
+    runner = typer.testing.CliRunner()
+    out = tmp_path / "cli"
+    result = runner.invoke(
+        lowdose.cli.app,
+        [
+            "evaluate",
+            "--data",
+            str(tiny_dataset),
+            "--filters",
+            "gaussian",
+            "--tuning",
+            "oracle",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "gaussian (oracle)" in result.output and "PSNR" in result.output
+    assert (out / "results.csv").is_file() and (out / "summary.md").is_file()
+    bad = runner.invoke(
+        lowdose.cli.app,
+        ["evaluate", "--data", str(tiny_dataset), "--tuning", "best", "--out", str(out)],
+    )
+    assert bad.exit_code == 1 and "tuning" in bad.output
+    assert not math.isnan(pd.read_csv(out / "results.csv")["psnr_db"].iloc[0])
