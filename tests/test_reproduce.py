@@ -57,7 +57,8 @@ def test_every_stage_writes_its_outputs(finished_run):
     assert sweep["noise_level"].nunique() == 3
     # the sweep's achieved input PSNRs span the requested range (within the noise of 2 images)
     means = sweep.groupby("noise_level")["input_psnr_db"].mean().sort_values()
-    assert means.iloc[0] == pytest.approx(10, abs=1.0) and means.iloc[-1] == pytest.approx(40, abs=1.0)
+    assert means.iloc[0] == pytest.approx(10, abs=1.0)
+    assert means.iloc[-1] == pytest.approx(40, abs=1.0)
     info = json.loads((out / "experiment.json").read_text())
     assert info["wall_times_s"]["total_s"] > 0 and info["environment"]["torch"]
 
