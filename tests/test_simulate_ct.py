@@ -1,0 +1,180 @@
+"""CT datasets: paper scaling, AWGN and sinogram noise at a target PSNR, splits, CLI, preview."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import lowdose.cli
+import lowdose.cli.simulate_ct_cmd  # noqa: F401  (registers `simulate ct`)
+from lowdose.errors import LowdoseInputError
+from lowdose.simulate_ct import build_ct_dataset, load_ct_source
+from lowdose.simulate_ct_noise import (
+    from_scale,
+    neighbour_correlation,
+    psnr_hu_window,
+    solve_i0_for_psnr,
+    to_scale,
+)
+
+TCGA = Path(__file__).parents[2] / "shared/data/ct/tcga-luad"
+needs_tcga = pytest.mark.skipif(
+    not TCGA.is_dir(), reason=f"real CT slices not found at {TCGA} (../shared of the repo)"
+)
+PHANTOM = {"source": "phantom", "size": 64, "n_phantoms": 3, "slices_per_phantom": 2}
+
+
+@pytest.fixture(scope="module")
+def tcga_subset(tmp_path_factory) -> Path:
+    """Links to 6 TCGA slices of 3 patients (two each) in a temporary folder; nothing copied."""
+    import pydicom
+
+    by_patient: dict[str, list[Path]] = {}
+    for path in sorted(TCGA.glob("*.dcm")):
+        patient = pydicom.dcmread(path, stop_before_pixels=True).PatientID
+        by_patient.setdefault(patient, []).append(path)
+    chosen = [paths[:2] for paths in by_patient.values() if len(paths) >= 2][:3]
+    folder = tmp_path_factory.mktemp("tcga")
+    for path in (p for pair in chosen for p in pair):
+        (folder / path.name).symlink_to(path)
+    return folder
+
+
+def read(path: Path) -> tuple[dict, dict]:
+    with h5py.File(path, "r") as handle:
+        arrays = {key: handle[key][()] for key in handle}
+        return arrays, dict(handle.attrs)
+
+
+def test_scale_is_hu_plus_1024_clipped_over_the_dataset_max():
+    hu = np.array([[-3024.0, -1024.0, 0.0, 3072.0]])
+    scaled = to_scale(hu, 4096.0)
+    assert scaled.tolist() == [[0.0, 0.0, 0.25, 1.0]]
+    assert np.allclose(from_scale(scaled, 4096.0)[0, 1:], hu[0, 1:])
+
+
+def test_hu_window_psnr_clips_both_images_to_the_window():
+    clean = np.zeros((8, 8))
+    assert psnr_hu_window(clean - 2000.0, clean - 5000.0) == np.inf  # both clip to -1000
+    assert psnr_hu_window(clean, clean + 20.0) == pytest.approx(20 * np.log10(2000 / 20))
+
+
+def test_neighbour_correlation_tells_white_from_smooth_noise():
+    from scipy.ndimage import gaussian_filter
+
+    white = np.random.default_rng(0).standard_normal((4, 64, 64))
+    assert abs(neighbour_correlation(white)) < 0.03
+    assert neighbour_correlation(gaussian_filter(white, (0, 1, 1))) > 0.5
+
+
+def test_i0_solver_meets_target_and_survives_a_capped_model():
+    def log_law(i0):
+        return 10 * np.log10(i0) - 20.0
+
+    i0, value = solve_i0_for_psnr(log_law, 24.44)
+    assert abs(value - 24.44) <= 0.02 and i0 == pytest.approx(10**4.444, rel=0.01)
+
+    def saturating(i0):  # starvation-like: gains flatten, so log-linear steps overshoot
+        return 30.0 * (1 - np.exp(-np.log10(i0) / 3.0))
+
+    _, value = solve_i0_for_psnr(saturating, 20.0)
+    assert abs(value - 20.0) <= 0.02
+
+
+@pytest.mark.parametrize("noise", ["awgn", "sinogram"])
+def test_phantom_dataset_meets_target_with_paper_scaling(tmp_path, noise):
+    summary = build_ct_dataset(tmp_path / "ct.h5", noise=noise, target_psnr_db=24.44,
+                               seed=3, fractions=(0.34, 0.33, 0.33), **PHANTOM)  # fmt: skip
+    arrays, attrs = read(summary.path)
+    assert arrays["noisy"].shape == (6, 2, 64, 64) and arrays["clean"].shape == (6, 64, 64)
+    assert abs(summary.achieved_psnr_db - 24.44) <= 0.1
+    assert attrs["scaling_rule"] == "dataset_max" and attrs["scaling_offset"] == 1024.0
+    assert attrs["raw_units"] == "hu" and attrs["modality"] == "ct"
+    assert np.all(arrays["scale"] == np.float32(summary.data_max))
+    assert "hu_window" in attrs and np.isfinite(attrs["achieved_psnr_hu_window_db"])
+    if attrs.get("clean_reference", "original") == "original":
+        assert arrays["clean"].max() == pytest.approx(1.0) and arrays["clean"].min() >= 0.0
+    for phantom in np.unique(arrays["object_id"]):  # a phantom never spans two splits
+        assert len(np.unique(arrays["split"][arrays["object_id"] == phantom])) == 1
+    assert set(arrays["split"].astype(str)) == {"train", "val", "test"}
+
+
+def test_sinogram_noise_is_correlated_and_awgn_is_white(tmp_path):
+    kwargs = {"target_psnr_db": 24.44, "seed": 0, "fractions": (0.67, 0.33), **PHANTOM}
+    awgn = build_ct_dataset(tmp_path / "a.h5", noise="awgn", **kwargs)
+    sinogram = build_ct_dataset(tmp_path / "s.h5", noise="sinogram", **kwargs)
+    assert awgn.noise_neighbour_correlation < 0.03
+    assert sinogram.noise_neighbour_correlation > 0.1
+    arrays, _ = read(sinogram.path)  # measured again from the file, not trusted from attrs
+    noise = arrays["noisy"] - arrays["clean"][:, None]
+    assert neighbour_correlation(noise) > 0.1
+    assert np.abs(noise[:, 0] - noise[:, 1]).mean() > 0  # realisations are independent draws
+
+
+def test_same_seed_same_file_other_seed_other_noise(tmp_path):
+    kwargs = {"noise": "sinogram", "fractions": (0.67, 0.33), **PHANTOM}
+    first, _ = read(build_ct_dataset(tmp_path / "1.h5", seed=5, **kwargs).path)
+    again, _ = read(build_ct_dataset(tmp_path / "2.h5", seed=5, **kwargs).path)
+    other, _ = read(build_ct_dataset(tmp_path / "3.h5", seed=6, **kwargs).path)
+    assert np.array_equal(first["noisy"], again["noisy"])
+    assert np.array_equal(first["split"], again["split"])
+    assert not np.array_equal(first["clean"], other["clean"])  # other phantoms
+
+
+@needs_tcga
+@pytest.mark.parametrize("noise", ["awgn", "sinogram"])
+@pytest.mark.parametrize("target", [24.44, 18.66])
+def test_tcga_slices_reach_both_paper_levels(tmp_path, tcga_subset, noise, target):
+    summary = build_ct_dataset(tmp_path / "ct.h5", source=tcga_subset, noise=noise, size=128,
+                               target_psnr_db=target, fractions=(0.34, 0.33, 0.33))  # fmt: skip
+    arrays, attrs = read(summary.path)
+    assert abs(summary.achieved_psnr_db - target) <= 0.1
+    assert summary.n_objects == 3  # PatientID, not file
+    assert "resized 512x512 -> 128x128" in attrs["source"]
+    assert attrs["target_psnr_scale"].startswith("data_range 1")
+    assert summary.data_max == pytest.approx(float(np.max(load_ct_source(
+        tcga_subset, size=128).hu)) + 1024)  # fmt: skip
+    if noise == "sinogram":
+        assert attrs["i0_photons"] == summary.noise_level > 0
+        assert attrs["fbp_bias_rmse_hu"] < attrs["target_noise_rmse_hu"]
+
+
+@needs_tcga
+def test_a_bad_file_stops_the_build_before_writing_unless_skip_bad(tmp_path, tcga_subset):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for path in list(tcga_subset.iterdir())[:3]:
+        (folder / path.name).symlink_to(path.resolve())
+    (folder / "broken.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00")
+    out = tmp_path / "ct.h5"
+    with pytest.raises(LowdoseInputError, match="broken.dcm"):
+        build_ct_dataset(out, source=folder, size=64, fractions=(0.5, 0.5))
+    assert not out.exists()
+    summary = build_ct_dataset(out, source=folder, size=64, fractions=(0.5, 0.5), skip_bad=True)
+    assert [p.name for p, _ in summary.skipped] == ["broken.dcm"] and summary.n_images == 3
+
+
+def test_bad_choices_are_one_line_errors(tmp_path):
+    with pytest.raises(LowdoseInputError, match="noise="):
+        build_ct_dataset(tmp_path / "x.h5", noise="speckle", **PHANTOM)
+    with pytest.raises(LowdoseInputError, match="split_by="):
+        build_ct_dataset(tmp_path / "x.h5", split_by="image", **PHANTOM)
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_cli_builds_a_dataset_and_a_preview(tmp_path):
+    out, preview = tmp_path / "ct.h5", tmp_path / "preview.png"
+    result = CliRunner().invoke(lowdose.cli.app, [
+        "simulate", "ct", "--source", "phantom", "--noise", "awgn", "--target-psnr", "18.66",
+        "--size", "64", "--seed", "1", "--out", str(out), "--preview", str(preview),
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "18.6" in result.output and out.exists()
+    assert preview.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = CliRunner().invoke(lowdose.cli.app, ["simulate", "ct", "--source", str(tmp_path / "no"),
+                                               "--out", str(tmp_path / "n.h5")])  # fmt: skip
+    assert bad.exit_code == 1 and "no such file" in " ".join(bad.output.split())
