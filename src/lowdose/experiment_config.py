@@ -39,7 +39,9 @@ class DatasetSpec(_Strict):
     # CT slices
     source: str = "phantom"
     noise: Literal["awgn", "sinogram"] = "awgn"
-    slices_per_volume: int | None = None
+    # Which PSNR the target refers to: the paper's data_range 1 scale, or the -1000..1000 HU window
+    # (physically sensible photon counts for the sinogram model).
+    target_scale: Literal["data_range_1", "hu_window"] = "data_range_1"
 
 
 class ModelSpec(_Strict):

@@ -116,6 +116,7 @@ def build_dataset(config: ExperimentConfig, out_dir: Path, log: Log) -> tuple[Pa
             source=resolve_ct_source(spec.source),
             noise=spec.noise,
             target_psnr_db=spec.target_psnr_db,
+            target_scale=spec.target_scale,
             realisations=spec.realisations,
             size=spec.size,
             seed=spec.seed,
