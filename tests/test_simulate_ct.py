@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 import lowdose.cli
 import lowdose.cli.simulate_ct_cmd  # noqa: F401  (registers `simulate ct`)
 from lowdose.errors import LowdoseInputError
+from lowdose.metrics import psnr
 from lowdose.simulate_ct import build_ct_dataset, load_ct_source
 from lowdose.simulate_ct_noise import (
     from_scale,
@@ -178,3 +179,55 @@ def test_cli_builds_a_dataset_and_a_preview(tmp_path):
     bad = CliRunner().invoke(lowdose.cli.app, ["simulate", "ct", "--source", str(tmp_path / "no"),
                                                "--out", str(tmp_path / "n.h5")])  # fmt: skip
     assert bad.exit_code == 1 and "no such file" in " ".join(bad.output.split())
+
+
+@needs_tcga
+@pytest.mark.parametrize("noise", ["awgn", "sinogram"])
+def test_hu_window_target_is_met_in_the_window(tmp_path, tcga_subset, noise):
+    summary = build_ct_dataset(tmp_path / "ct.h5", source=tcga_subset, noise=noise, size=128,
+                               target_psnr_db=24.44, target_scale="hu_window",
+                               fractions=(0.34, 0.33, 0.33))  # fmt: skip
+    arrays, attrs = read(summary.path)
+    clean_hu = from_scale(np.repeat(arrays["clean"], 2, axis=0), summary.data_max)
+    noisy_hu = from_scale(arrays["noisy"].reshape(-1, 128, 128), summary.data_max)
+    window_db = float(np.mean(psnr_hu_window(clean_hu, noisy_hu)))  # measured from the file
+    assert abs(window_db - 24.44) <= 0.1
+    assert window_db == pytest.approx(attrs["achieved_psnr_hu_window_db"], abs=1e-3)
+    assert attrs["target_scale"] == "hu_window" and attrs["target_psnr_scale"].startswith("hu_win")
+    flat_clean = np.repeat(arrays["clean"], 2, axis=0)  # both PSNRs stay in attrs
+    unit_db = float(np.mean(psnr(flat_clean, arrays["noisy"].reshape(-1, 128, 128), data_range=1)))
+    assert unit_db == pytest.approx(attrs["achieved_psnr_db"], abs=1e-3)
+    if noise == "sinogram":  # not photon-starved (~360 at 128^2 whose pixels are 2.8 mm)
+        assert attrs["i0_photons"] > 100
+
+
+def test_default_awgn_is_the_papers_draws_unchanged(tmp_path):
+    from lowdose.noise import add_gaussian
+
+    summary = build_ct_dataset(tmp_path / "a.h5", noise="awgn", seed=2, fractions=(0.67, 0.33),
+                               **PHANTOM)  # fmt: skip
+    arrays, attrs = read(summary.path)
+    assert attrs["target_scale"] == "data_range_1"
+    expected = add_gaussian(arrays["clean"][4], attrs["noise_level"],
+                            rng=np.random.default_rng([2, 5, 4, 1]))  # fmt: skip
+    assert np.array_equal(arrays["noisy"][4, 1], expected)
+
+
+def test_sweep_sinogram_model_meets_targets_with_correlated_noise():
+    from lowdose.sweep import noise_model_for
+
+    src = load_ct_source("phantom", size=64, n_phantoms=1, slices_per_phantom=2)
+    data_max = float(src.hu.max() + 1024)
+    clean, scale = to_scale(src.hu, data_max), np.full(2, data_max)
+    attrs = {"noise_model": "sinogram", "views": 90, "pixel_mm_mean": float(src.pixel_mm[0]),
+             "filter_name": "hann", "mu_water_per_mm": 0.0192}  # fmt: skip
+    name, add_noise, solve = noise_model_for(attrs)
+    levels = []
+    for target in (20.0, 35.0):
+        i0 = solve(clean, scale, target)
+        noisy = add_noise(clean, scale, i0, np.random.default_rng(7))
+        assert noisy.shape == clean.shape and noisy.dtype == np.float32
+        assert abs(float(np.mean(psnr(clean, noisy, data_range=1.0))) - target) <= 0.5
+        assert neighbour_correlation(noisy - clean) > 0.1
+        levels.append(i0)
+    assert name == "sinogram" and levels[1] > levels[0] > 0

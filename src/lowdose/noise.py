@@ -37,12 +37,18 @@ __all__ = [
     "add_gaussian",
     "add_poisson_post_log",
     "add_poisson_sinogram",
+    "ZERO_COUNT_FLOOR",
     "add_poisson_transmission",
     "realisations",
     "solve_level_numerically",
     "solve_photons_for_psnr",
     "solve_sigma_for_psnr",
 ]
+
+
+# Counts that replace a zero count before the log (the half-count rule), for simulated and
+# measured (flat/dark-normalised) data alike.
+ZERO_COUNT_FLOOR = 0.5
 
 
 def add_poisson_transmission(transmission, photons_per_pixel, *, rng: np.random.Generator):
@@ -68,7 +74,9 @@ def add_poisson_transmission(transmission, photons_per_pixel, *, rng: np.random.
     return (counts / photons).astype(_out_dtype(t))
 
 
-def add_poisson_post_log(line_integral, photons_per_pixel, *, rng: np.random.Generator, floor=0.5):
+def add_poisson_post_log(
+    line_integral, photons_per_pixel, *, rng: np.random.Generator, floor=ZERO_COUNT_FLOOR
+):
     """Poisson noise on line integrals, returned after the log (X-ray post-log or CT sinogram).
 
     ``counts ~ Poisson(photons_per_pixel * exp(-line_integral))`` and the result is
@@ -99,7 +107,9 @@ def add_poisson_post_log(line_integral, photons_per_pixel, *, rng: np.random.Gen
     return (-np.log(np.maximum(counts, floor) / photons)).astype(_out_dtype(integral))
 
 
-def add_poisson_sinogram(line_integral, i0_photons, *, rng: np.random.Generator, floor=0.5):
+def add_poisson_sinogram(
+    line_integral, i0_photons, *, rng: np.random.Generator, floor=ZERO_COUNT_FLOOR
+):
     """CT sinogram-domain Poisson noise: :func:`add_poisson_post_log` with ``I0 = i0_photons``.
 
     ``line_integral`` is the clean sinogram ``(n_angles, n_detectors)`` of dimensionless line

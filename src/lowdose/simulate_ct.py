@@ -6,8 +6,10 @@ noise (:mod:`lowdose.simulate_ct_noise`), whose ``I0`` is solved for the same ta
 
 Scale: ``clean = max(HU + 1024, 0) / data_max`` with ``data_max`` the largest ``HU + 1024`` of the
 dataset (the stored ``scale`` of every image; attrs ``scaling_rule = dataset_max``,
-``scaling_offset = 1024``, ``raw_units = hu``). The target refers to this scale; the PSNR in the
--1000..1000 HU window (both images clipped to it, data_range 2000) is stored beside it.
+``scaling_offset = 1024``, ``raw_units = hu``). By default the target refers to this scale
+(``target_scale="data_range_1"``, the paper); ``"hu_window"`` meets it in the -1000..1000 HU
+window instead (both images clipped to it, data_range 2000), which gives sinogram I0 a physical
+value. Both achieved PSNRs are stored.
 
 Sources: a folder or file readable by :func:`lowdose.io.read_ct` (slices resized to ``size`` with
 ``skimage.transform.resize``, anti-aliased, when they differ, e.g. 512 -> 256; the pixel size
@@ -23,6 +25,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -33,8 +36,12 @@ from lowdose.simulate_ct_noise import (
     from_scale,
     neighbour_correlation,
     psnr_hu_window,
+    sinogram_sweep_model,
     to_scale,
 )
+
+__all__ = ["CTDatasetSummary", "CTSource", "build_ct_dataset", "load_ct_source",
+           "sinogram_sweep_model"]  # fmt: skip
 
 Progress = Callable[[str, int, int], None]
 
@@ -152,6 +159,7 @@ def build_ct_dataset(
     seed: int = 0,
     views: int | None = None,
     filter_name: str = "hann",
+    target_scale: Literal["data_range_1", "hu_window"] = "data_range_1",
     skip_bad: bool = False,
     fractions=(0.8, 0.1, 0.1),
     n_phantoms: int = 5,
@@ -168,7 +176,7 @@ def build_ct_dataset(
     noise : {"awgn", "sinogram"}
         The paper's white Gaussian noise, or Poisson noise in the sinogram reconstructed by FBP.
     target_psnr_db : float
-        Mean PSNR of the noisy images on the dataset scale (data_range 1).
+        Mean PSNR of the noisy images on ``target_scale``.
     realisations : int
         Independent noisy copies per slice (>= 2 for Noise2Noise).
     size : int
@@ -179,6 +187,10 @@ def build_ct_dataset(
         Projection angles over 180 degrees (sinogram); default 720 * size / 512.
     filter_name : {"hann", "ramp"}
         FBP filter (sinogram).
+    target_scale : {"data_range_1", "hu_window"}
+        Where the target is met: data_range 1 on the dataset scale (the paper's AWGN sets), or
+        the -1000..1000 HU window (data_range 2000 HU; gives physically meaningful sinogram I0,
+        ~1e4 photons, where data_range 1 at 18.66 dB needs a few photons). Both PSNRs are stored.
     fractions : tuple
         Object fractions for (train, val, test) or (train, test).
     n_phantoms, slices_per_phantom : int
@@ -192,23 +204,27 @@ def build_ct_dataset(
     from lowdose.datasets import split_by_object, write_dataset
     from lowdose.simulate_ct_realisations import awgn_realisations, sinogram_realisations
 
-    _check_choices(noise, split_by, realisations)
+    _check_choices(noise, split_by, realisations, target_scale)
     src = load_ct_source(source, size=size, seed=seed, skip_bad=skip_bad, n_phantoms=n_phantoms,
                          slices_per_phantom=slices_per_phantom)  # fmt: skip
     data_max = float(np.max(src.hu) + HU_OFFSET)
     clean = to_scale(src.hu, data_max)  # (I, H, W)
     if noise == "awgn":
-        noisy, level, details = awgn_realisations(clean, target_psnr_db, realisations, seed=seed,
-                                                  progress=progress)  # fmt: skip
+        noisy, level, details = awgn_realisations(
+            clean, target_psnr_db, realisations, seed=seed, data_max=data_max,
+            target_scale=target_scale, progress=progress,
+        )  # fmt: skip
         details = {"sigma_hu": level * data_max}
     else:
         noisy, clean, level, details = sinogram_realisations(
             src, clean, data_max, target_psnr_db, realisations, seed=seed, views=views,
-            filter_name=filter_name, progress=progress,
+            filter_name=filter_name, target_scale=target_scale, progress=progress,
         )  # fmt: skip
     object_id = src.patient_id if split_by == "patient" else src.volume_id
     split = split_by_object(object_id, fractions=fractions, rng=np.random.default_rng([seed, 3]))
     measured = _measure(clean, noisy, data_max)
+    details = {**details, "target_scale": target_scale,
+               "target_psnr_scale": _SCALE_NOTES[target_scale]}  # fmt: skip
     attrs = _attrs(src, noise, level, target_psnr_db, data_max, seed, size, split_by, measured,
                    details)  # fmt: skip
     path = write_dataset(out, clean=clean, noisy=noisy, object_id=object_id, split=split,
@@ -225,7 +241,15 @@ def build_ct_dataset(
     )  # fmt: skip
 
 
-def _check_choices(noise: str, split_by: str, realisations: int) -> None:
+_SCALE_NOTES = {
+    "data_range_1": "data_range 1 on max(HU + 1024, 0) / dataset max",
+    "hu_window": "hu_window: -1000..1000 HU, both clipped, data_range 2000",
+}
+
+
+def _check_choices(noise: str, split_by: str, realisations: int, target_scale: str) -> None:
+    if target_scale not in _SCALE_NOTES:
+        raise LowdoseInputError(f"target_scale={target_scale!r}: use 'data_range_1' or 'hu_window'")
     if noise not in ("awgn", "sinogram"):
         raise LowdoseInputError(f"noise={noise!r}: use 'awgn' or 'sinogram'")
     if split_by not in ("patient", "volume"):
@@ -255,7 +279,6 @@ def _attrs(src, noise, level, target, data_max, seed, size, split_by, measured, 
         "noise_level": float(level),
         "noise_level_name": "sigma (dataset scale)" if noise == "awgn" else "I0 photons per ray",
         "target_psnr_db": float(target),
-        "target_psnr_scale": "data_range 1 on max(HU + 1024, 0) / dataset max",
         "psnr_data_range": 1.0,
         "scaling_rule": "dataset_max",
         "scaling_offset": HU_OFFSET,

@@ -1,13 +1,32 @@
 """Command-line interface: ``lowdose <command>``. The only package that prints for people or exits.
 
-Each command lives in a small module of this package and registers itself on the shared ``app``;
-heavy libraries are imported inside the command functions so that ``lowdose --help`` stays fast.
+Each command lives in a small module of this package and registers itself on the shared ``app``
+when imported here; heavy libraries are imported inside the command functions so that
+``lowdose --help`` stays fast.
 """
 
-from lowdose.cli import _app
+from lowdose.cli import (
+    commands_core,
+    dataset_cmd,
+    denoise_cmd,
+    evaluate_cmd,
+    experiments_cmd,
+    report_cmd,
+    simulate_ct_cmd,
+    simulate_xray_cmd,
+    train_cmd,
+)
 from lowdose.cli._app import app
 
-__all__ = ["app", "_app"]
-
-# Command modules register themselves on import.
-from lowdose.cli import commands_core  # noqa: E402,F401
+__all__ = [
+    "app",
+    "commands_core",
+    "dataset_cmd",
+    "denoise_cmd",
+    "evaluate_cmd",
+    "experiments_cmd",
+    "report_cmd",
+    "simulate_ct_cmd",
+    "simulate_xray_cmd",
+    "train_cmd",
+]

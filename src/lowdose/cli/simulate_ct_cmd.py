@@ -16,8 +16,13 @@ def simulate_ct(
     ),
     noise: str = typer.Option("awgn", help="awgn (the paper) or sinogram (Poisson + FBP)."),
     target_psnr: float = typer.Option(
-        24.44, "--target-psnr", help="Baseline PSNR, data_range 1 on HU+1024 / dataset max."
+        24.44, "--target-psnr", help="Baseline PSNR (dB) on --target-scale."
     ),
+    target_scale: str = typer.Option(
+        "data_range_1",
+        "--target-scale",
+        help="data_range_1 (HU+1024 / dataset max, the paper) or hu_window (-1000..1000 HU).",
+    ),  # fmt: skip
     realisations: int = typer.Option(2, help="Independent noisy copies per slice."),
     size: int = typer.Option(256, help="Slice side in pixels (512 slices are resized)."),
     split_by: str = typer.Option("patient", "--split-by", help="patient or volume."),
@@ -39,7 +44,8 @@ def simulate_ct(
             summary = build_ct_dataset(
                 out, source=source, noise=noise, target_psnr_db=target_psnr,
                 realisations=realisations, size=size, split_by=split_by, seed=seed,
-                views=views, skip_bad=skip_bad, progress=progress,
+                views=views, target_scale=target_scale, skip_bad=skip_bad,
+                progress=progress,
             )  # fmt: skip
         for path, reason in summary.skipped:
             console.print(f"[yellow]skipped[/] {path}: {reason}", highlight=False)
@@ -47,8 +53,9 @@ def simulate_ct(
         console.print(
             f"wrote {summary.path}: {summary.n_images} slices of {summary.n_objects} objects "
             f"{summary.split_counts}, {noise} {level} = {summary.noise_level:.4g}; baseline "
-            f"{summary.achieved_psnr_db:.2f} dB (target {summary.target_psnr_db:.2f}, data_range "
-            f"1), {summary.achieved_psnr_hu_window_db:.2f} dB in -1000..1000 HU; noise "
+            f"{summary.achieved_psnr_db:.2f} dB data_range 1, "
+            f"{summary.achieved_psnr_hu_window_db:.2f} dB in -1000..1000 HU (target "
+            f"{summary.target_psnr_db:.2f} on {target_scale}); noise "
             f"neighbour correlation {summary.noise_neighbour_correlation:.3f}",
             highlight=False,
         )
