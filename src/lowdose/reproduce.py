@@ -247,6 +247,15 @@ def _label(config: ExperimentConfig, model_name: str) -> str:
     return model_name
 
 
+def _cpu_name() -> str:
+    # platform.processor() is empty on Linux; /proc/cpuinfo names the model.
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def environment() -> dict:
     """CPU/GPU and library versions, for the report."""
     import lightning
@@ -256,8 +265,8 @@ def environment() -> dict:
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": __import__("os").cpu_count(),
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "gpu": gpu,
         "python": platform.python_version(),
