@@ -93,3 +93,17 @@ def make_tiny_dataset(tmp_path: Path):
         return write_tiny_dataset(tmp_path / name, **options)
 
     return make
+
+
+TCGA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "ct" / "tcga-luad"
+
+
+@pytest.fixture(scope="session")
+def tcga_dir() -> Path:
+    """The shared real CT slices (``../shared/data/ct/tcga-luad``), read in place, never copied.
+
+    A machine without ``../shared`` (a user's fresh clone) skips the tests that need them.
+    """
+    if not TCGA_DIR.is_dir():
+        pytest.skip(f"real CT slices not found at {TCGA_DIR} (../shared of the repo)")
+    return TCGA_DIR

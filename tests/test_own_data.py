@@ -23,14 +23,13 @@ from lowdose.io import read_ct, write_dicom_like
 from lowdose.own_data import build_from_repeats
 from lowdose.pair_statistics import clean_free_metrics, pair_noise_variance, same_object_statistics
 
-TCGA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ct" / "tcga-luad"
 SIGMA_HU = 30.0
 
 
 @pytest.fixture(scope="module")
-def slices():
+def slices(tcga_dir):
     """Six 512^2 HU slices of distinct patients and their headers."""
-    stack = read_ct(TCGA)
+    stack = read_ct(tcga_dir)
     rows, patients = [], set()
     for row, info in enumerate(stack.slices):
         if info.patient_id not in patients:

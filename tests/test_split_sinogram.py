@@ -6,8 +6,6 @@ Sinograms are made from a few shared TCGA-LUAD slices (downsampled to 128^2) wit
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import h5py
 import numpy as np
 import pytest
@@ -24,15 +22,14 @@ from lowdose.noise import add_poisson_post_log
 from lowdose.sinogram_io import ZERO_COUNT_FLOOR, log_normalise, parse_angles, read_sinogram_stack
 from lowdose.split_sinogram import build_from_sinogram, split_reconstructions, view_subsets
 
-TCGA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ct" / "tcga-luad"
 N_VIEWS = 120
 I0 = 2e4
 
 
 @pytest.fixture(scope="module")
-def scans(tmp_path_factory):
+def scans(tmp_path_factory, tcga_dir):
     """Noisy and clean sinograms of 4 slices (4 patients, one .npy each), and the angles."""
-    stack = read_ct(TCGA)
+    stack = read_ct(tcga_dir)
     rows = [0, 10, 20, 30]
     hu = stack.hu[rows].reshape(4, 128, 4, 128, 4).mean(axis=(2, 4))
     mu = np.clip(hu + 1024.0, 0, None) / 1024.0 * 0.0195 * 0.78 * 4  # 1/pixel
