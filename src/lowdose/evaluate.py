@@ -140,8 +140,9 @@ def _filter_methods(
                 grids.get(name),
                 target_kind=target_kind,
                 data_range=test.data_range,
+                threads=workers,
             )
-            outputs = apply_filter(test.inputs, name, blind.params)
+            outputs = apply_filter(test.inputs, name, blind.params, threads=workers)
             if done is not None:
                 done(len(outputs))
             params = {**blind.params, "tuned_on": f"train:{target_kind}", "n_train": blind.n_images}

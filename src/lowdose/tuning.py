@@ -25,7 +25,7 @@ import itertools
 import math
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -250,8 +250,13 @@ def search(
     return best, best_value, evaluated
 
 
-def apply_filter(images: np.ndarray, filter_name: str, params) -> np.ndarray:
-    """Filter a stack ``(B, H, W)`` with one setting (dict) or one per image (list of dicts)."""
+def apply_filter(images: np.ndarray, filter_name: str, params, *, threads: int = 1) -> np.ndarray:
+    """Filter a stack ``(B, H, W)`` with one setting (dict) or one per image (list of dicts).
+
+    ``threads > 1`` filters images in a thread pool: OpenCV, SciPy and scikit-image's NLM release
+    the GIL, so this uses several cores without copying the stack to other processes (BM3D,
+    whose library is not known to be thread-safe, always runs in one thread).
+    """
     function, _ = get_filter(filter_name)
     images = np.asarray(images)
     per_image = [params] * len(images) if isinstance(params, dict) else list(params)
@@ -259,7 +264,11 @@ def apply_filter(images: np.ndarray, filter_name: str, params) -> np.ndarray:
         raise LowdoseInputError(
             f"{len(per_image)} parameter sets for {len(images)} images; give one per image"
         )
-    return np.stack([function(image, **p) for image, p in zip(images, per_image, strict=True)])
+    pairs = list(zip(images, per_image, strict=True))
+    if threads > 1 and len(pairs) > 1 and filter_name != "bm3d":
+        with ThreadPoolExecutor(threads) as pool:
+            return np.stack(list(pool.map(lambda pair: function(pair[0], **pair[1]), pairs)))
+    return np.stack([function(image, **p) for image, p in pairs])
 
 
 def _check_pair_stacks(noisy, reference, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -387,6 +396,7 @@ def tune_blind(
     data_range: float = 1.0,
     refine_steps: int | None = None,
     max_images: int | None = 32,
+    threads: int = 1,
 ) -> BlindTuning:
     """One setting for the dataset: lowest mean MSE against a target over training images.
 
@@ -402,6 +412,8 @@ def tune_blind(
         Recorded in the result; the search is the same.
     max_images : int or None
         Use at most this many training images, evenly spaced (None = all).
+    threads : int
+        Threads that filter the training images (see :func:`apply_filter`).
 
     Returns
     -------
@@ -417,7 +429,7 @@ def tune_blind(
     target64 = train_target.astype(np.float64)
 
     def objective(params: dict) -> float:
-        out = apply_filter(train_noisy, filter_name, params)
+        out = apply_filter(train_noisy, filter_name, params, threads=threads)
         mean_mse = float(np.mean((out - target64) ** 2))
         return 10.0 * math.log10(data_range**2 / mean_mse) if mean_mse > 0 else math.inf
 
