@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import multiprocessing
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -365,8 +366,12 @@ def tune_oracle(
             if progress is not None:
                 progress(1)
     else:
+        # "spawn", not fork: a forked child of a process whose OpenCV/OpenMP thread pools already
+        # run (after training, say) can deadlock in its first call into them (seen here).
         with ProcessPoolExecutor(
-            max_workers=min(workers, os.cpu_count() or 1), initializer=_single_thread_worker
+            max_workers=min(workers, os.cpu_count() or 1),
+            initializer=_single_thread_worker,
+            mp_context=multiprocessing.get_context("spawn"),
         ) as pool:
             futures = [pool.submit(_oracle_chunk, n, c, *args) for n, c in chunks]
             for future, (chunk, _) in zip(futures, chunks, strict=True):
