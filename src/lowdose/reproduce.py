@@ -35,7 +35,7 @@ Log = Callable[[str], None]
 ProgressScope = Callable[[], AbstractContextManager]
 
 
-def _no_bars() -> AbstractContextManager:
+def _no_bars(*, absolute: bool = False) -> AbstractContextManager:
     return contextlib.nullcontext(None)
 
 
@@ -86,7 +86,9 @@ def _finish_stage(folder: Path, key: str, **extra) -> None:
     atomic_write_text(folder / "stage.json", json.dumps({"key": key, "done": True, **extra}))
 
 
-def build_dataset(config: ExperimentConfig, out_dir: Path, log: Log) -> tuple[Path, str]:
+def build_dataset(
+    config: ExperimentConfig, out_dir: Path, log: Log, bars: ProgressScope = _no_bars
+) -> tuple[Path, str]:
     """Build (or reuse) the experiment's dataset; return its path and stage key."""
     spec = config.dataset
     key = stage_key("dataset-v1", spec.model_dump())
@@ -98,29 +100,34 @@ def build_dataset(config: ExperimentConfig, out_dir: Path, log: Log) -> tuple[Pa
     if spec.kind == "xray":
         from lowdose.simulate_xray import build_xray_dataset
 
-        build_xray_dataset(
-            path,
-            phantoms=spec.phantoms,
-            angles=spec.angles,
-            size=spec.size,
-            realisations=spec.realisations,
-            target_psnr_db=spec.target_psnr_db,
-            geometry=spec.geometry,
-            seed=spec.seed,
-        )
+        with bars(absolute=True) as progress:
+            build_xray_dataset(
+                path,
+                phantoms=spec.phantoms,
+                angles=spec.angles,
+                size=spec.size,
+                realisations=spec.realisations,
+                target_psnr_db=spec.target_psnr_db,
+                geometry=spec.geometry,
+                seed=spec.seed,
+                workers=_workers(),  # same file for any worker count (seeded per phantom)
+                progress=progress,
+            )
     else:
         from lowdose.simulate_ct import build_ct_dataset
 
-        build_ct_dataset(
-            path,
-            source=resolve_ct_source(spec.source),
-            noise=spec.noise,
-            target_psnr_db=spec.target_psnr_db,
-            target_scale=spec.target_scale,
-            realisations=spec.realisations,
-            size=spec.size,
-            seed=spec.seed,
-        )
+        with bars(absolute=True) as progress:
+            build_ct_dataset(
+                path,
+                source=resolve_ct_source(spec.source),
+                noise=spec.noise,
+                target_psnr_db=spec.target_psnr_db,
+                target_scale=spec.target_scale,
+                realisations=spec.realisations,
+                size=spec.size,
+                seed=spec.seed,
+                progress=progress,
+            )
     return path, key
 
 
@@ -287,7 +294,7 @@ def run_experiment(
     out_dir.mkdir(parents=True, exist_ok=True)
     times = {}
     start = time.perf_counter()
-    data_path, data_key = build_dataset(config, out_dir, log)
+    data_path, data_key = build_dataset(config, out_dir, log, bars)
     times["dataset_s"] = time.perf_counter() - start
     attrs = read_attrs(data_path)
     summary = {

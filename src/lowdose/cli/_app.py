@@ -44,11 +44,12 @@ def user_errors() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def stage_progress(unit: str = "img") -> Iterator:
+def stage_progress(unit: str = "img", *, absolute: bool = False) -> Iterator:
     """Rich progress bars, one per stage, with rate and ETA.
 
-    Yields ``progress(stage, advance, total)``: the callback the library's long functions take
-    (evaluate, sweep, dataset builders), so that they never print themselves.
+    Yields ``progress(stage, count, total)``: the callback the library's long functions take
+    (evaluate, sweep, dataset builders), so that they never print themselves. ``count`` is the
+    number just finished, or with ``absolute`` the number finished so far.
     """
     from rich.progress import (
         BarColumn,
@@ -56,6 +57,7 @@ def stage_progress(unit: str = "img") -> Iterator:
         Progress,
         TaskProgressColumn,
         TextColumn,
+        TimeElapsedColumn,
         TimeRemainingColumn,
     )
 
@@ -65,15 +67,19 @@ def stage_progress(unit: str = "img") -> Iterator:
         MofNCompleteColumn(),
         TaskProgressColumn(),
         TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=console) as bars:
         tasks: dict[str, int] = {}
 
-        def progress(stage: str, advance: int, total: int) -> None:
+        def progress(stage: str, count: int, total: int) -> None:
             if stage not in tasks:
                 tasks[stage] = bars.add_task(stage, total=total, rate="")
-            bars.advance(tasks[stage], advance)
+            if absolute:
+                bars.update(tasks[stage], completed=count)
+            else:
+                bars.advance(tasks[stage], count)
             speed = bars.tasks[tasks[stage]].speed
             bars.update(tasks[stage], rate=f"{speed:.1f} {unit}/s" if speed else "")
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from lowdose.cli._app import app, console, user_errors
+from lowdose.cli._app import app, console, stage_progress, user_errors
 
 
 @app.command()
@@ -43,15 +43,12 @@ def denoise(
         total = sum(1 if array.ndim == 2 else array.shape[0] for _p, array, _k, _m in loaded)
         derivation = _derivation(meta)
         written: list[Path] = []
-        with _progress() as bars:
-            task = bars.add_task("denoise", total=total, rate="")
+        with stage_progress("img", absolute=True) as progress:
             finished = 0
             for path, array, _kind, file_meta in loaded:
 
                 def tick(done: int, base: int = finished) -> None:
-                    bars.update(task, completed=base + done)
-                    speed = bars.tasks[task].speed
-                    bars.update(task, rate=f"{speed:.2f} img/s" if speed else "")
+                    progress("denoise", base + done, total)
 
                 result = denoise_images(
                     network,
@@ -132,24 +129,3 @@ def _derivation(meta: dict) -> str:
     model = meta.get("model", {})
     name = model.get("name", "unet") if isinstance(model, dict) else str(model)
     return f"denoised by lowdose {__version__} {name} {meta.get('mode')}-{meta.get('loss')}"
-
-
-def _progress():
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from lowdose.cli._app import console, simulate_app, user_errors
+from lowdose.cli._app import console, simulate_app, stage_progress, user_errors
 
 
 @simulate_app.command("ct")
@@ -40,7 +40,7 @@ def simulate_ct(
     with user_errors():
         from lowdose.simulate_ct import build_ct_dataset
 
-        with _progress_bar() as progress:
+        with stage_progress("slices", absolute=True) as progress:
             summary = build_ct_dataset(
                 out, source=source, noise=noise, target_psnr_db=target_psnr,
                 realisations=realisations, size=size, split_by=split_by, seed=seed,
@@ -78,41 +78,3 @@ def _write_preview(path: Path, summary, *, source: str, size: int, seed: int) ->
         clean_reference=summary.details.get("clean_reference", "original"),
     )  # fmt: skip
     write_ct_preview(path, arrays)
-
-
-def _progress_bar():
-    """A rich progress bar whose ``progress(stage, done, total)`` callback adds a row per stage."""
-    import contextlib
-
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    @contextlib.contextmanager
-    def bar_context():
-        columns = (
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-        )
-        with Progress(*columns, console=console) as bar:
-            tasks: dict[str, int] = {}
-
-            def progress(stage: str, done: int, total: int) -> None:
-                if stage not in tasks:
-                    tasks[stage] = bar.add_task(stage, total=total, rate="")
-                task = bar.tasks[tasks[stage]]
-                rate = f"{done / task.elapsed:.2f}/s" if task.elapsed else ""
-                bar.update(tasks[stage], completed=done, rate=rate)
-
-            yield progress
-
-    return bar_context()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from lowdose.cli._app import console, simulate_app, user_errors
+from lowdose.cli._app import console, simulate_app, stage_progress, user_errors
 
 
 @simulate_app.command("xray")
@@ -32,38 +32,12 @@ def simulate_xray(
 ) -> None:
     """Simulate the paper's X-ray projection dataset (Table III) from random torso phantoms."""
     with user_errors():
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
         from lowdose.simulate_xray import build_xray_dataset
         from lowdose.xray_preview import write_preview
 
         if target_psnr is None and photons is None:
             target_psnr = 29.91
-        columns = (
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-        )
-        with Progress(*columns, console=console) as bar:
-            tasks = {}
-
-            def progress(stage: str, done: int, total: int) -> None:
-                if stage not in tasks:
-                    tasks[stage] = bar.add_task(f"{stage:8s}", total=total, rate="")
-                task = bar.tasks[tasks[stage]]
-                rate = f"{done / task.elapsed:.2f} phantoms/s" if task.elapsed else ""
-                bar.update(tasks[stage], completed=done, rate=rate)
-
+        with stage_progress("phantoms", absolute=True) as progress:
             summary = build_xray_dataset(
                 out, phantoms=phantoms, angles=angles, size=size, realisations=realisations,
                 target_psnr_db=target_psnr, photons_per_pixel=photons, geometry=geometry,
