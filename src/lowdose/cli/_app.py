@@ -84,3 +84,12 @@ def stage_progress(unit: str = "img", *, absolute: bool = False) -> Iterator:
             bars.update(tasks[stage], rate=f"{speed:.1f} {unit}/s" if speed else "")
 
         yield progress
+
+
+def parse_range(text: str, option: str, example: str) -> tuple[float, float]:
+    """``"LOW:HIGH"`` -> (low, high); a malformed value is a one-line error naming the option."""
+    try:
+        low, high = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise LowdoseInputError(f"{option} {text!r}: write LOW:HIGH, e.g. {example}") from None
+    return low, high

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from lowdose.cli._app import app, console, stage_progress, user_errors
+from lowdose.cli._app import app, console, parse_range, stage_progress, user_errors
 
 
 @app.command()
@@ -37,7 +37,7 @@ def evaluate(
         from lowdose.evaluate import summarize
 
         names = [name.strip() for name in filters.split(",") if name.strip()]
-        window = _parse_window(hu_window)
+        window = parse_range(hu_window, "--hu-window", "-1000:1000 (HU)")
         with stage_progress() as progress:
             results = run_evaluate(
                 data,
@@ -52,18 +52,6 @@ def evaluate(
             )
         _print_table(summarize(results))
         console.print(f"[green]wrote[/] {out}/results.csv, results.parquet, summary.md, panels.npz")
-
-
-def _parse_window(text: str) -> tuple[float, float]:
-    from lowdose.errors import LowdoseInputError
-
-    try:
-        low, high = (float(v) for v in text.split(":"))
-    except ValueError:
-        raise LowdoseInputError(
-            f"--hu-window {text!r}: write LOW:HIGH in HU, e.g. -1000:1000"
-        ) from None
-    return low, high
 
 
 def _print_table(rows: list[dict]) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from lowdose.cli._app import app, console, stage_progress, user_errors
+from lowdose.cli._app import app, console, parse_range, stage_progress, user_errors
 
 PAPER_ORDER = ["xray", "ct24", "ct18", "ct24-sinogram", "ct18-sinogram"]
 
@@ -67,15 +67,9 @@ def sweep(
     """Validity range: output PSNR and gain against input PSNR (paper Figures 2 and 4)."""
     with user_errors():
         from lowdose.datasets import read_attrs
-        from lowdose.errors import LowdoseInputError
         from lowdose.sweep import SweepModel, default_targets_db, run_sweep, write_sweep
 
-        try:
-            low, high = (float(v) for v in psnr_range.split(":"))
-        except ValueError:
-            raise LowdoseInputError(
-                f"--psnr-range {psnr_range!r}: write LOW:HIGH, e.g. 4:50"
-            ) from None
+        low, high = parse_range(psnr_range, "--psnr-range", "4:50")
         trained_at = float(read_attrs(data).get("achieved_psnr_db", float("nan")))
         models = []
         for path in model:
