@@ -203,3 +203,17 @@ def test_cli_prints_table_and_writes(tiny_dataset, tmp_path):
     )
     assert bad.exit_code == 1 and "tuning" in bad.output
     assert not math.isnan(pd.read_csv(out / "results.csv")["psnr_db"].iloc[0])
+
+
+def test_bm3d_and_nlm_through_oracle_and_blind_tuning(tiny_dataset, tmp_path):
+    grids = {"bm3d": {"sigma": [0.02, 0.05, 0.1]}, "nlm": {"h": [0.02, 0.05, 0.1]}}
+    frame = evaluate(
+        tiny_dataset, filters=["bm3d", "nlm"], tuning="both", out_dir=tmp_path, grids=grids
+    )
+    noisy = frame[frame["method"] == "noisy"].set_index("image_index")["psnr_db"]
+    for name in ("bm3d", "nlm"):
+        rows = frame[frame["method"] == name].pivot(
+            index="image_index", columns="tuning", values="psnr_db"
+        )
+        assert (rows["oracle"] >= rows["blind"] - 0.01).all(), name
+        assert (rows["oracle"] > noisy.loc[rows.index]).all(), name
