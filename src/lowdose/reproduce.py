@@ -97,36 +97,35 @@ def build_dataset(
         log(f"dataset: cached {path.name}")
         return path, key
     log(f"dataset: building {path.name}")
-    if spec.kind == "xray":
-        from lowdose.simulate_xray import build_xray_dataset
+    common = {
+        "target_psnr_db": spec.target_psnr_db,
+        "realisations": spec.realisations,
+        "size": spec.size,
+        "seed": spec.seed,
+    }
+    with bars(absolute=True) as progress:
+        if spec.kind == "xray":
+            from lowdose.simulate_xray import build_xray_dataset
 
-        with bars(absolute=True) as progress:
             build_xray_dataset(
                 path,
                 phantoms=spec.phantoms,
                 angles=spec.angles,
-                size=spec.size,
-                realisations=spec.realisations,
-                target_psnr_db=spec.target_psnr_db,
                 geometry=spec.geometry,
-                seed=spec.seed,
                 workers=_workers(),  # same file for any worker count (seeded per phantom)
                 progress=progress,
+                **common,
             )
-    else:
-        from lowdose.simulate_ct import build_ct_dataset
+        else:
+            from lowdose.simulate_ct import build_ct_dataset
 
-        with bars(absolute=True) as progress:
             build_ct_dataset(
                 path,
                 source=resolve_ct_source(spec.source),
                 noise=spec.noise,
-                target_psnr_db=spec.target_psnr_db,
                 target_scale=spec.target_scale,
-                realisations=spec.realisations,
-                size=spec.size,
-                seed=spec.seed,
                 progress=progress,
+                **common,
             )
     return path, key
 
@@ -224,7 +223,7 @@ def sweep_stage(
     if not spec.enabled:
         return None
     trained_at = float(read_attrs(data_path).get("achieved_psnr_db", config.dataset.target_psnr_db))
-    models = [SweepModel(_label(config, m), checkpoints[m], trained_at) for m in spec.models]
+    models = [SweepModel(m, checkpoints[m], trained_at) for m in spec.models]
     for foreign in spec.foreign_models:
         ckpt = root / foreign.experiment / "train" / foreign.model / "best.ckpt"
         if not ckpt.is_file():
@@ -248,10 +247,6 @@ def sweep_stage(
     write_sweep(table, folder)
     _finish_stage(folder, key)
     return folder
-
-
-def _label(config: ExperimentConfig, model_name: str) -> str:
-    return model_name
 
 
 def _cpu_name() -> str:
