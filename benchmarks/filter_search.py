@@ -9,19 +9,19 @@ Images: synthetic X-ray projections (transmission through a body ellipsoid holdi
 ellipsoids, divided by the clean maximum as in the paper), Poisson noise with the photon count
 set per image for an expected 30 dB PSNR.
 
-Fast search: ``lowdose.tuning.tune_oracle`` (OpenCV filters, grid or coordinate sweep, then
-golden-section refinement of continuous parameters, a process pool of ``--workers``).
+Fast search: ``lowdose.baselines.tuning.tune_oracle`` (OpenCV filters, grid or coordinate sweep,
+then golden-section refinement of continuous parameters, a process pool of ``--workers``).
 
 Reference, on the first ``--reference-images`` images only (its time per image is
 extrapolated to all images, and the printout says so): exhaustive search, single process,
 over a dense grid spanning the same ranges as the fast search (Gaussian sigma 43 values,
 bilateral sigma_space in steps of 1/12 pixel x 20 sigma_color values, median 3..13) with SciPy
 ``gaussian_filter`` / ``median_filter`` (mode='mirror'). For the bilateral the reference *time*
-is scikit-image ``denoise_bilateral`` (one timed call per sigma_space, multiplied by the number
-of sigma_color values), but its *PSNR* uses OpenCV pinned to the NumPy reference definition
-(``lowdose.filters.bilateral_reference``, checked again here at each image's best setting),
-because scikit-image's spatial kernel is wrong (DESIGN.md traps). A second reference time is
-printed for the coarse default grid searched exhaustively without refinement.
+is scikit-image ``denoise_bilateral`` (one timed call per sigma_space, multiplied by the number of
+sigma_color values), but its *PSNR* uses OpenCV pinned to the NumPy reference definition
+(``lowdose.baselines.filters.bilateral_reference``, checked again here at each image's best
+setting), because scikit-image's spatial kernel is wrong (DESIGN.md traps). A second reference time
+is printed for the coarse default grid searched exhaustively without refinement.
 
 All times are wall-clock on whatever else the machine runs: the load average is printed.
 """
@@ -36,9 +36,9 @@ import time
 import numpy as np
 import scipy.ndimage as ndi
 
-from lowdose.filters import FILTERS, bilateral_reference, denoise_bilateral
-from lowdose.metrics import psnr
-from lowdose.tuning import tune_oracle
+from lowdose.baselines.filters import FILTERS, bilateral_reference, denoise_bilateral
+from lowdose.baselines.tuning import tune_oracle
+from lowdose.core.metrics import psnr
 
 FILTER_NAMES = ("gaussian", "median", "bilateral")
 DENSE_GAUSSIAN_SIGMA = np.geomspace(0.5, 4.0, 43)

@@ -1,7 +1,7 @@
 """Time to denoise one large image on CPU with tiled inference (issue 3 goal: 2048^2 in <= 10 s).
 
 Prints, per U-Net width (paper: 48; quick variant: 16): the tile plan chosen from free memory,
-wall time of :func:`lowdose.inference.predict` (scaling excluded, it is ~0.1 s), CPU seconds
+wall time of :func:`lowdose.inference.predict.predict` (scaling excluded, it is ~0.1 s), CPU seconds
 (user + system: the honest figure when other processes share the cores), throughput in Mpixel/s,
 and achieved GFLOP/s (wall) against the counted forward FLOPs. Random weights: the cost does
 not depend on them.
@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from lowdose.inference import predict
-from lowdose.models import UNet
-from lowdose.tiling import available_bytes, pad_to_grid, plan_tiles, probe_model
+from lowdose.inference.predict import predict
+from lowdose.inference.tiling import available_bytes, pad_to_grid, plan_tiles, probe_model
+from lowdose.models.unet import UNet
 
 
 def flops_per_pixel(model: torch.nn.Module, side: int = 64) -> float:

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from lowdose.simulate_xray import build_xray_dataset
+from lowdose.simulate.xray import build_xray_dataset
 
 
 def main() -> None:

@@ -1,8 +1,9 @@
 """Split-projection Noise2Noise (Noise2Inverse-style) against oracle filters on real CT slices.
 
 Sinograms are made from the shared TCGA-LUAD slices (downsampled to SIZE^2, HU -> attenuation per
-pixel), with Poisson noise at I0 photons per detector bin (lowdose.noise.add_poisson_post_log).
-Each slice is one scan: `build_from_sinogram` splits its views into 2 interleaved halves and
+pixel), with Poisson noise at I0 photons per detector bin
+(lowdose.physics.noise.add_poisson_post_log). Each slice is one scan: `build_from_sinogram` splits
+its views into 2 interleaved halves and
 reconstructs each by FBP. A width-16 U-Net is trained Noise2Noise across the halves (no clean
 image used); at test time both halves are denoised and averaged. Reference: full-view FBP of the
 noise-free sinogram. Filters get the full-view noisy FBP (the best image the scan offers, with half
@@ -26,9 +27,9 @@ MU_WATER_PER_MM = 0.0195
 
 def make_scans(folder: Path, *, size: int, n_views: int, i0: float, seed: int, limit=None):
     """Write one noisy and one clean sinogram .npy per patient; return (noisy, clean, angles)."""
-    from lowdose.geometry import radon_2d
-    from lowdose.io import read_ct
-    from lowdose.noise import add_poisson_post_log
+    from lowdose.io.images import read_ct
+    from lowdose.physics.noise import add_poisson_post_log
+    from lowdose.physics.radon import radon_2d
 
     stack = read_ct(SHARED)
     factor = stack.hu.shape[-1] // size
@@ -52,7 +53,7 @@ def make_scans(folder: Path, *, size: int, n_views: int, i0: float, seed: int, l
 
 def split_average(model, noisy_k: np.ndarray) -> np.ndarray:
     """Denoise each view-subset image (B, K, H, W) and average the K outputs -> (B, H, W)."""
-    from lowdose.inference import predict
+    from lowdose.inference.predict import predict
 
     outputs = [predict(model, noisy_k[:, k], channels_last=False) for k in range(noisy_k.shape[1])]
     return np.mean(outputs, axis=0)
@@ -60,9 +61,9 @@ def split_average(model, noisy_k: np.ndarray) -> np.ndarray:
 
 def compare(data: Path, checkpoint: Path, *, filters=("gaussian", "median", "bilateral")) -> dict:
     """Mean PSNR (dB, data_range 1) on the test split: noisy halves, full FBP, filters, model."""
-    from lowdose.datasets import load_split
-    from lowdose.training import load_model
-    from lowdose.tuning import tune_oracle
+    from lowdose.baselines.tuning import tune_oracle
+    from lowdose.data.dataset import load_split
+    from lowdose.training.run import load_model
 
     test = load_split(data, "test")
     full = test.noisy.mean(axis=1)  # full-view FBP by linearity of FBP
@@ -80,15 +81,15 @@ def compare(data: Path, checkpoint: Path, *, filters=("gaussian", "median", "bil
 
 
 def _mean_psnr(clean: np.ndarray, images: np.ndarray) -> float:
-    from lowdose.metrics import psnr
+    from lowdose.core.metrics import psnr
 
     return float(np.mean(psnr(clean, images, data_range=1.0)))
 
 
 def main() -> None:
-    from lowdose.config import TrainConfig
-    from lowdose.split_sinogram import build_from_sinogram
-    from lowdose.training import train
+    from lowdose.owndata.split_sinogram import build_from_sinogram
+    from lowdose.training.config import TrainConfig
+    from lowdose.training.run import train
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=128)

@@ -16,7 +16,7 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from lowdose.models import UNet
+from lowdose.models.unet import UNet
 
 
 def forward_flops(model: torch.nn.Module, size: int) -> int:

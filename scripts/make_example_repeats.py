@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lowdose.io import read_ct, write_dicom_like
-from lowdose.own_data import PADDING_BELOW_HU
+from lowdose.io.dicom_write import write_dicom_like
+from lowdose.io.images import read_ct
+from lowdose.owndata.repeats import PADDING_BELOW_HU
 
 DEFAULT_SOURCE = Path(__file__).resolve().parents[1] / ".." / "shared/data/ct/tcga-luad"
 

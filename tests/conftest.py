@@ -1,6 +1,6 @@
 """Shared fixtures: a tiny, realistic dataset file that any test may build in its tmp_path.
 
-``tiny_dataset``: a path to an HDF5 dataset written with :func:`lowdose.datasets.write_dataset`:
+``tiny_dataset``: a path to an HDF5 dataset written with :func:`lowdose.data.dataset.write_dataset`:
 I = 6 projection-like 64x64 images from 3 objects (2 images each; objects ``obj0``/``obj1``/
 ``obj2`` are in ``train``/``val``/``test``), N = 3 Poisson realisations, with ``clean``, on the
 paper's X-ray scaling (each image divided by its clean maximum, so clean max is 1).
@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lowdose.datasets import write_dataset
-from lowdose.noise import realisations
+from lowdose.data.writer import write_dataset
+from lowdose.physics.noise import realisations
 
 
 def projection_like(n_images: int, height: int, width: int, *, rng: np.random.Generator):

@@ -10,10 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lowdose import datasets
-from lowdose.errors import LowdoseInputError
-from lowdose.noise import achieved_psnr_db
-from lowdose.splits import check_split_table
+from lowdose.core.errors import LowdoseInputError
+from lowdose.data import dataset as datasets
+from lowdose.data import splits
+from lowdose.data import writer as dfw
+from lowdose.data.splits import check_split_table
+from lowdose.physics.noise_levels import achieved_psnr_db
 
 ATTRS = {"modality": "ct", "noise_model": "gaussian", "scaling_rule": "dataset_max"}
 
@@ -30,7 +32,7 @@ def _arrays(n_images=4, n=2, size=(8, 10), seed=0):
 def _write(path, **overrides):
     clean, noisy, object_id, split = _arrays()
     kwargs = dict(clean=clean, noisy=noisy, object_id=object_id, split=split, attrs=ATTRS)
-    return datasets.write_dataset(path, **{**kwargs, **overrides})
+    return dfw.write_dataset(path, **{**kwargs, **overrides})
 
 
 def test_round_trip_layout_and_attributes(tiny_dataset):
@@ -47,7 +49,7 @@ def test_round_trip_layout_and_attributes(tiny_dataset):
     test = datasets.load_split(tiny_dataset, "test")
     assert test.index.tolist() == [4, 5] and test.noisy.shape == (2, 3, 64, 64)
     assert test.noisy.dtype == np.float32 and test.clean.max() == pytest.approx(1.0)
-    everything = [datasets.load_split(tiny_dataset, s) for s in datasets.SPLITS]
+    everything = [datasets.load_split(tiny_dataset, s) for s in splits.SPLITS]
     clean = np.concatenate([s.clean for s in everything])
     noisy = np.concatenate([s.noisy for s in everything])
     assert attrs["achieved_psnr_db"] == pytest.approx(achieved_psnr_db(clean, noisy), abs=1e-9)
@@ -79,7 +81,7 @@ def test_measured_data_without_clean(tmp_path):
 def test_an_exception_while_writing_leaves_no_file_and_keeps_the_old_one(tmp_path):
     clean, noisy, object_id, split = _arrays()
     path = tmp_path / "data.h5"
-    with pytest.raises(RuntimeError), datasets.dataset_writer(
+    with pytest.raises(RuntimeError), dfw.dataset_writer(
         path, object_id=object_id, split=split, n_realisations=2, image_shape=(8, 10),
         has_clean=True, attrs=ATTRS,
     ) as writer:  # fmt: skip
@@ -98,14 +100,14 @@ def test_an_exception_while_writing_leaves_no_file_and_keeps_the_old_one(tmp_pat
 def test_block_writer_needs_every_image(tmp_path):
     clean, noisy, object_id, split = _arrays()
     path = tmp_path / "blocks.h5"
-    with datasets.dataset_writer(
+    with dfw.dataset_writer(
         path, object_id=object_id, split=split, n_realisations=2, image_shape=(8, 10),
         has_clean=True, attrs=ATTRS,
     ) as writer:  # fmt: skip
         writer.write(2, noisy=noisy[2:], clean=clean[2:])
         writer.write(0, noisy=noisy[:2], clean=clean[:2])
     assert np.array_equal(datasets.load_split(path, "test").noisy, noisy[2:])
-    with pytest.raises(LowdoseInputError, match="never written"), datasets.dataset_writer(
+    with pytest.raises(LowdoseInputError, match="never written"), dfw.dataset_writer(
         tmp_path / "short.h5", object_id=object_id, split=split, n_realisations=2,
         image_shape=(8, 10), has_clean=True, attrs=ATTRS,
     ) as writer:  # fmt: skip
@@ -177,7 +179,7 @@ def test_sha256_identifies_the_split_table(tmp_path):
 )  # fmt: skip
 def test_split_by_object_counts_objects(fractions, counts):
     object_id = np.repeat([f"phantom{k}" for k in range(10)], 3)  # 10 objects x 3 images
-    split = datasets.split_by_object(object_id, fractions=fractions, rng=np.random.default_rng(0))
+    split = splits.split_by_object(object_id, fractions=fractions, rng=np.random.default_rng(0))
     per_object = {o: set(split[object_id == o]) for o in set(object_id)}
     assert all(len(s) == 1 for s in per_object.values())
     names, objects = np.unique([split[object_id == o][0] for o in sorted(set(object_id))],
@@ -187,16 +189,16 @@ def test_split_by_object_counts_objects(fractions, counts):
 
 def test_split_by_object_is_seeded_and_validated():
     ids = [f"o{k}" for k in range(20)]
-    a = datasets.split_by_object(ids, fractions=(0.5, 0.5), rng=np.random.default_rng(1))
-    b = datasets.split_by_object(ids, fractions=(0.5, 0.5), rng=np.random.default_rng(1))
-    c = datasets.split_by_object(ids, fractions=(0.5, 0.5), rng=np.random.default_rng(2))
+    a = splits.split_by_object(ids, fractions=(0.5, 0.5), rng=np.random.default_rng(1))
+    b = splits.split_by_object(ids, fractions=(0.5, 0.5), rng=np.random.default_rng(1))
+    c = splits.split_by_object(ids, fractions=(0.5, 0.5), rng=np.random.default_rng(2))
     assert np.array_equal(a, b) and not np.array_equal(a, c)
     with pytest.raises(LowdoseInputError, match="sum to"):
-        datasets.split_by_object(ids, fractions=(0.5, 0.4), rng=np.random.default_rng(0))
+        splits.split_by_object(ids, fractions=(0.5, 0.4), rng=np.random.default_rng(0))
     with pytest.raises(LowdoseInputError, match="2 or 3 values"):
-        datasets.split_by_object(ids, fractions=(1.2, -0.2), rng=np.random.default_rng(0))
+        splits.split_by_object(ids, fractions=(1.2, -0.2), rng=np.random.default_rng(0))
     with pytest.raises(LowdoseInputError, match="cannot fill"):
-        datasets.split_by_object(["x", "x"], fractions=(0.5, 0.5), rng=np.random.default_rng(0))
+        splits.split_by_object(["x", "x"], fractions=(0.5, 0.5), rng=np.random.default_rng(0))
 
 
 @settings(max_examples=40, deadline=None)
@@ -211,9 +213,7 @@ def test_split_never_cuts_an_object(n_objects, repeats, train, val_share, seed):
     object_id = np.repeat(np.arange(n_objects), repeats[:n_objects])
     val = (1 - train) * val_share * 0.5
     fractions = (train, val, 1 - train - val)
-    split = datasets.split_by_object(
-        object_id, fractions=fractions, rng=np.random.default_rng(seed)
-    )
+    split = splits.split_by_object(object_id, fractions=fractions, rng=np.random.default_rng(seed))
     assert split.shape == object_id.shape
     for o in range(n_objects):
         assert len(set(split[object_id == o].tolist())) == 1
@@ -228,7 +228,7 @@ def test_a_killed_build_leaves_nothing_under_the_final_name(tmp_path):
 
     script = f"""
 import os, signal, numpy as np
-from lowdose.datasets import dataset_writer
+from lowdose.data.writer import dataset_writer
 with dataset_writer({str(tmp_path / "killed.h5")!r}, object_id=["a", "b"], split=["train", "test"],
                     n_realisations=2, image_shape=(8, 8), has_clean=False,
                     attrs={ATTRS!r}) as writer:

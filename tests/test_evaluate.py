@@ -13,10 +13,10 @@ import typer.testing
 
 import lowdose.cli
 import lowdose.cli.evaluate_cmd  # noqa: F401  registers `lowdose evaluate`
-from lowdose.datasets import write_dataset
-from lowdose.errors import LowdoseInputError
-from lowdose.evaluate import evaluate, summarize
-from lowdose.metrics import psnr
+from lowdose.core.errors import LowdoseInputError
+from lowdose.core.metrics import psnr
+from lowdose.data.writer import write_dataset
+from lowdose.evaluation.evaluate import evaluate, summarize
 
 CONTRACT_COLUMNS = (
     "dataset dataset_sha256 image_index object_id method model tuning params noise_level "
@@ -149,7 +149,7 @@ def test_bad_tuning_and_filter_names_raise(tiny_dataset, tmp_path):
 
 
 def test_model_checkpoint_is_evaluated(tiny_dataset, tmp_path):
-    from lowdose.models import UNet
+    from lowdose.models.unet import UNet
 
     torch.manual_seed(0)
     net = UNet(width=4)

@@ -3,8 +3,8 @@
 import pytest
 import yaml
 
-from lowdose.errors import LowdoseInputError
-from lowdose.experiment_config import available_experiments, load_experiment
+from lowdose.core.errors import LowdoseInputError
+from lowdose.pipeline.config import available_experiments, load_experiment
 
 PAPER_EXPERIMENTS = {"xray", "ct24", "ct18", "ct24-sinogram", "ct18-sinogram"}
 

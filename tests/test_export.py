@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from lowdose.errors import LowdoseInputError
-from lowdose.export import export_model, to_torchscript
-from lowdose.models import UNet
+from lowdose.core.errors import LowdoseInputError
+from lowdose.models.export import export_model, to_torchscript
+from lowdose.models.unet import UNet
 
 META = {
     "model": {"name": "unet-w4", "width": 4, "residual": False},
@@ -75,9 +75,9 @@ def test_export_cli_and_bad_format(monkeypatch, unet, tmp_path):
 
     import lowdose.cli
     import lowdose.cli.denoise_cmd  # noqa: F401  (registers the commands)
-    import lowdose.training
+    import lowdose.training.run
 
-    monkeypatch.setattr(lowdose.training, "load_model", lambda path: (unet, META))
+    monkeypatch.setattr(lowdose.training.run, "load_model", lambda path: (unet, META))
     runner = typer.testing.CliRunner()
     out = tmp_path / "model.pt"
     args = ["export", "--model", str(tmp_path), "--format", "torchscript", "--out", str(out)]

@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 import scipy.ndimage as ndi
 
-from lowdose import filters
-from lowdose.errors import LowdoseInputError
-from lowdose.filters import (
+from lowdose.baselines import filters
+from lowdose.baselines.filters import (
     FILTERS,
     bilateral_reference,
     denoise_bilateral,
@@ -21,7 +20,8 @@ from lowdose.filters import (
     denoise_median,
     denoise_nlm,
 )
-from lowdose.metrics import psnr
+from lowdose.core.errors import LowdoseInputError
+from lowdose.core.metrics import psnr
 
 SETTINGS = {
     "gaussian": {"sigma": 1.0},

@@ -4,14 +4,10 @@ import numpy as np
 import pytest
 from skimage.transform import radon
 
-from lowdose.errors import LowdoseInputError
-from lowdose.geometry import (
-    cone_projection,
-    fbp_2d,
-    parallel_projection,
-    projection_angles,
-    radon_2d,
-)
+from lowdose.core.errors import LowdoseInputError
+from lowdose.physics.cone_beam import cone_projection
+from lowdose.physics.projection import parallel_projection, projection_angles
+from lowdose.physics.radon import fbp_2d, radon_2d
 
 MU = 0.02  # 1/mm, about water at 65 keV
 

@@ -7,11 +7,18 @@ import pytest
 import torch
 from torch import nn
 
-from lowdose.errors import LowdoseInputError
-from lowdose.inference import denoise, predict
-from lowdose.models import UNet
-from lowdose.scaling import estimate_clean_max, scale_from_network, scale_to_network
-from lowdose.tiling import Footprint, choose_tile, pad_to_grid, plan_tiles, probe_model, tile_spans
+from lowdose.core.errors import LowdoseInputError
+from lowdose.data.scaling import estimate_clean_max, scale_from_network, scale_to_network
+from lowdose.inference.predict import denoise, predict
+from lowdose.inference.tiling import (
+    Footprint,
+    choose_tile,
+    pad_to_grid,
+    plan_tiles,
+    probe_model,
+    tile_spans,
+)
+from lowdose.models.unet import UNet
 
 
 @pytest.fixture(scope="module")
@@ -156,10 +163,10 @@ CT_SCALING = {"scaling_rule": "dataset_max", "scaling_offset": 1024.0, "divisor"
 
 @pytest.fixture()
 def fake_checkpoint(monkeypatch, unet, tmp_path):
-    import lowdose.training
+    import lowdose.training.run
 
     meta = {"model": {"name": "unet-w4"}, "mode": "n2n", "loss": "mse", "scaling": CT_SCALING}
-    monkeypatch.setattr(lowdose.training, "load_model", lambda path: (unet, meta))
+    monkeypatch.setattr(lowdose.training.run, "load_model", lambda path: (unet, meta))
     return tmp_path / "run" / "best.ckpt"
 
 

@@ -11,8 +11,9 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.uid import UID
 
-from lowdose.errors import LowdoseInputError
-from lowdose.io import read_ct, read_image_stack, write_dicom_like, write_like
+from lowdose.core.errors import LowdoseInputError
+from lowdose.io.dicom_write import write_dicom_like
+from lowdose.io.images import read_ct, read_image_stack, write_like
 
 TCGA = Path(__file__).parents[2] / "shared/data/ct/tcga-luad"
 needs_tcga = pytest.mark.skipif(

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from lowdose.errors import LowdoseInputError
-from lowdose.metrics import psnr, ssim
+from lowdose.core.errors import LowdoseInputError
+from lowdose.core.metrics import psnr, ssim
 
 
 @pytest.fixture
@@ -114,6 +114,6 @@ def test_psnr_matches_skimage_on_random_stacks(batch, height, width, data_range,
 def test_docstring_examples_hold():
     import doctest
 
-    import lowdose.metrics
+    import lowdose.core.metrics
 
-    assert doctest.testmod(lowdose.metrics).failed == 0
+    assert doctest.testmod(lowdose.core.metrics).failed == 0

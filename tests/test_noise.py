@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import projection_like
-from lowdose import noise
-from lowdose.errors import LowdoseInputError
+from lowdose.core.errors import LowdoseInputError
+from lowdose.physics import noise, noise_levels
 
 
 def test_poisson_transmission_mean_and_variance_match_the_photon_count():
@@ -78,9 +78,9 @@ def test_inputs_are_never_modified():
     noise.add_poisson_post_log(clean, 10.0, rng=rng)
     noise.add_gaussian(clean, 0.1, rng=rng)
     noise.realisations(clean, 10.0, 2, rng, model="poisson")
-    noise.solve_photons_for_psnr(clean, 30.0)
-    noise.solve_sigma_for_psnr(clean, 30.0, data_range=1.0)
-    noise.achieved_psnr_db(clean, clean + 0.01, scaling="per_image_max")
+    noise_levels.solve_photons_for_psnr(clean, 30.0)
+    noise_levels.solve_sigma_for_psnr(clean, 30.0, data_range=1.0)
+    noise_levels.achieved_psnr_db(clean, clean + 0.01, scaling="per_image_max")
     assert np.array_equal(clean, copy)
 
 
@@ -98,9 +98,15 @@ def test_inputs_are_never_modified():
         (lambda r: noise.add_gaussian(np.array(["a"]), 0.1, rng=r), "dtype"),
         (lambda r: noise.realisations(np.ones((4, 4)), 0.1, 0, r), "realisations"),
         (lambda r: noise.realisations(np.ones((4, 4)), 0.1, 2, r, model="speckle"), "speckle"),
-        (lambda r: noise.solve_photons_for_psnr(np.zeros((1, 4, 4)), 30.0), "all zero"),
-        (lambda r: noise.solve_sigma_for_psnr(np.ones((4, 4)), 30.0, data_range=0), "data_range"),
-        (lambda r: noise.solve_sigma_for_psnr(np.ones((4, 4)), np.nan, data_range=1), "target"),
+        (lambda r: noise_levels.solve_photons_for_psnr(np.zeros((1, 4, 4)), 30.0), "all zero"),
+        (
+            lambda r: noise_levels.solve_sigma_for_psnr(np.ones((4, 4)), 30.0, data_range=0),
+            "data_range",
+        ),
+        (
+            lambda r: noise_levels.solve_sigma_for_psnr(np.ones((4, 4)), np.nan, data_range=1),
+            "target",
+        ),
     ],
 )
 def test_bad_inputs_raise_a_message_naming_the_problem(call, message):
@@ -111,12 +117,12 @@ def test_bad_inputs_raise_a_message_naming_the_problem(call, message):
 def test_photon_solver_hits_the_xray_baseline_within_0_1_db():
     # projection-like transmissions in [0.05, 1], the paper's per-image-max scaling, 29.91 dB
     transmission = projection_like(12, 64, 64, rng=np.random.default_rng(10)).astype(np.float32)
-    level = noise.solve_photons_for_psnr(transmission, 29.91)
+    level = noise_levels.solve_photons_for_psnr(transmission, 29.91)
     assert level.expected_psnr_db == pytest.approx(29.91, abs=1e-6)
     stack = noise.realisations(
         transmission, level.level, 3, np.random.default_rng(11), model="poisson"
     )
-    achieved = noise.achieved_psnr_db(transmission, stack, scaling="per_image_max")
+    achieved = noise_levels.achieved_psnr_db(transmission, stack, scaling="per_image_max")
     assert abs(achieved - 29.91) < 0.1
     with pytest.raises(AttributeError):
         level.level = 1.0  # frozen
@@ -125,9 +131,9 @@ def test_photon_solver_hits_the_xray_baseline_within_0_1_db():
 @pytest.mark.parametrize("target_db", [24.44, 18.66])
 def test_sigma_solver_hits_the_ct_baselines_within_0_1_db(target_db):
     clean = projection_like(12, 64, 64, rng=np.random.default_rng(12))
-    level = noise.solve_sigma_for_psnr(clean, target_db, data_range=1.0)
+    level = noise_levels.solve_sigma_for_psnr(clean, target_db, data_range=1.0)
     stack = noise.realisations(clean, level.level, 3, np.random.default_rng(13))
-    assert abs(noise.achieved_psnr_db(clean, stack, data_range=1.0) - target_db) < 0.1
+    assert abs(noise_levels.achieved_psnr_db(clean, stack, data_range=1.0) - target_db) < 0.1
 
 
 def test_numeric_solver_finds_a_monotone_models_level():
@@ -135,13 +141,13 @@ def test_numeric_solver_finds_a_monotone_models_level():
 
     def psnr_at(sigma: float) -> float:
         stack = noise.add_gaussian(clean, sigma, rng=np.random.default_rng(0))
-        return noise.achieved_psnr_db(clean, stack)
+        return noise_levels.achieved_psnr_db(clean, stack)
 
-    found = noise.solve_level_numerically(psnr_at, 24.44, low=1e-3, high=1.0, tol_db=0.01)
+    found = noise_levels.solve_level_numerically(psnr_at, 24.44, low=1e-3, high=1.0, tol_db=0.01)
     assert abs(found.expected_psnr_db - 24.44) <= 0.01
     assert found.expected_psnr_db == pytest.approx(psnr_at(found.level))
     with pytest.raises(LowdoseInputError, match="bracket"):
-        noise.solve_level_numerically(psnr_at, 90.0, low=1e-3, high=1.0)
+        noise_levels.solve_level_numerically(psnr_at, 90.0, low=1e-3, high=1.0)
 
 
 @settings(max_examples=25, deadline=None)
@@ -164,7 +170,7 @@ def test_poisson_output_is_non_negative_on_the_count_grid(shape, photons, seed):
     side=st.integers(8, 64),
 )
 def test_sigma_solver_is_the_closed_form(target, data_range, side):
-    level = noise.solve_sigma_for_psnr(np.zeros((side, side)), target, data_range=data_range)
+    level = noise_levels.solve_sigma_for_psnr(np.zeros((side, side)), target, data_range=data_range)
     naive_db = 20 * np.log10(data_range / level.level)
     # only the Jensen term 10/ln(10)/P separates it from the naive formula
     assert naive_db == pytest.approx(target - 10 / np.log(10) / side**2, abs=1e-9)

@@ -17,11 +17,16 @@ from typer.testing import CliRunner
 
 import lowdose.cli
 import lowdose.cli.dataset_cmd  # noqa: F401  (registers the commands)
-from lowdose.datasets import read_info
-from lowdose.errors import LowdoseInputError
-from lowdose.io import read_ct, write_dicom_like
-from lowdose.own_data import build_from_repeats
-from lowdose.pair_statistics import clean_free_metrics, pair_noise_variance, same_object_statistics
+from lowdose.core.errors import LowdoseInputError
+from lowdose.data.dataset import read_info
+from lowdose.io.dicom_write import write_dicom_like
+from lowdose.io.images import read_ct
+from lowdose.owndata.repeats import build_from_repeats
+from lowdose.physics.noise_estimation import (
+    clean_free_metrics,
+    pair_noise_variance,
+    same_object_statistics,
+)
 
 SIGMA_HU = 30.0
 

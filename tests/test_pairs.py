@@ -11,9 +11,9 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 from torch.utils.data import DataLoader
 
-from lowdose.datasets import PairDataset, load_split, read_info
-from lowdose.errors import LowdoseInputError
-from lowdose.pairs import dihedral, undo_dihedral
+from lowdose.core.errors import LowdoseInputError
+from lowdose.data.dataset import load_split, read_info
+from lowdose.training.pairs import PairDataset, dihedral, undo_dihedral
 
 
 @pytest.mark.parametrize("n", [2, 3, 4])

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from lowdose.errors import LowdoseInputError
-from lowdose.phantoms import ANATOMY_RANGES_MM, MU_PER_MM, Organ, draw_anatomy, torso_phantom
+from lowdose.core.errors import LowdoseInputError
+from lowdose.phantoms.materials import MU_PER_MM, Organ
+from lowdose.phantoms.torso import ANATOMY_RANGES_MM, draw_anatomy, torso_phantom
 
 SHAPE = (96, 96, 96)
 VOXEL_MM = 512 / 96

@@ -22,10 +22,10 @@ import typer.testing
 
 import lowdose.cli
 import lowdose.cli.report_cmd  # noqa: F401  (registers the command)
-from lowdose.errors import LowdoseInputError
-from lowdose.paper_numbers import PAPER_TABLES
-from lowdose.report import find_experiments, load_experiment, write_report
-from lowdose.report_analysis import curve_crossings, mean_ci95, zero_crossings
+from lowdose.core.errors import LowdoseInputError
+from lowdose.report.analysis import curve_crossings, mean_ci95, zero_crossings
+from lowdose.report.build import find_experiments, load_experiment, write_report
+from lowdose.report.paper_numbers import PAPER_TABLES
 
 # method -> (model, tuning, mean PSNR offset over the paper's baseline)
 _METHODS = {

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from lowdose.experiment_config import load_experiment
-from lowdose.reproduce import run_experiment
+from lowdose.pipeline.config import load_experiment
+from lowdose.pipeline.reproduce import run_experiment
 
 TINY = {
     "name": "tiny",

@@ -11,16 +11,16 @@ from typer.testing import CliRunner
 
 import lowdose.cli
 import lowdose.cli.simulate_ct_cmd  # noqa: F401  (registers `simulate ct`)
-from lowdose.errors import LowdoseInputError
-from lowdose.metrics import psnr
-from lowdose.simulate_ct import build_ct_dataset, load_ct_source
-from lowdose.simulate_ct_noise import (
+from lowdose.core.errors import LowdoseInputError
+from lowdose.core.metrics import psnr
+from lowdose.physics.ct_noise import (
     from_scale,
     neighbour_correlation,
     psnr_hu_window,
     solve_i0_for_psnr,
     to_scale,
 )
+from lowdose.simulate.ct import build_ct_dataset, load_ct_source
 
 TCGA = Path(__file__).parents[2] / "shared/data/ct/tcga-luad"
 needs_tcga = pytest.mark.skipif(
@@ -202,7 +202,7 @@ def test_hu_window_target_is_met_in_the_window(tmp_path, tcga_subset, noise):
 
 
 def test_default_awgn_is_the_papers_draws_unchanged(tmp_path):
-    from lowdose.noise import add_gaussian
+    from lowdose.physics.noise import add_gaussian
 
     summary = build_ct_dataset(tmp_path / "a.h5", noise="awgn", seed=2, fractions=(0.67, 0.33),
                                **PHANTOM)  # fmt: skip
@@ -214,7 +214,7 @@ def test_default_awgn_is_the_papers_draws_unchanged(tmp_path):
 
 
 def test_sweep_sinogram_model_meets_targets_with_correlated_noise():
-    from lowdose.sweep import noise_model_for
+    from lowdose.evaluation.sweep import noise_model_for
 
     src = load_ct_source("phantom", size=64, n_phantoms=1, slices_per_phantom=2)
     data_max = float(src.hu.max() + 1024)

@@ -7,8 +7,8 @@ import typer.testing
 
 import lowdose.cli
 import lowdose.cli.simulate_xray_cmd  # noqa: F401  (registers `simulate xray`)
-from lowdose.errors import LowdoseInputError
-from lowdose.simulate_xray import build_xray_dataset
+from lowdose.core.errors import LowdoseInputError
+from lowdose.simulate.xray import build_xray_dataset
 
 SMALL = {"phantoms": 4, "angles": 4, "size": 48, "realisations": 2, "seed": 11}
 

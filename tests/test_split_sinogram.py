@@ -1,7 +1,7 @@
 """Split-projection datasets (Noise2Inverse-style) from single scans, and sinogram reading.
 
 Sinograms are made from a few shared TCGA-LUAD slices (downsampled to 128^2) with Poisson noise
-(lowdose.geometry.radon_2d + lowdose.noise.add_poisson_post_log).
+(lowdose.physics.projection.radon_2d + lowdose.physics.noise.add_poisson_post_log).
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from typer.testing import CliRunner
 
 import lowdose.cli
 import lowdose.cli.dataset_cmd  # noqa: F401  (registers the commands)
-from lowdose.datasets import load_split, read_info
-from lowdose.errors import LowdoseInputError
-from lowdose.geometry import fbp_2d, radon_2d
-from lowdose.io import read_ct
-from lowdose.noise import add_poisson_post_log
-from lowdose.sinogram_io import ZERO_COUNT_FLOOR, log_normalise, parse_angles, read_sinogram_stack
-from lowdose.split_sinogram import build_from_sinogram, split_reconstructions, view_subsets
+from lowdose.core.errors import LowdoseInputError
+from lowdose.data.dataset import load_split, read_info
+from lowdose.io.images import read_ct
+from lowdose.io.sinogram import log_normalise, parse_angles, read_sinogram_stack
+from lowdose.owndata.split_sinogram import build_from_sinogram, split_reconstructions, view_subsets
+from lowdose.physics.noise import ZERO_COUNT_FLOOR, add_poisson_post_log
+from lowdose.physics.radon import fbp_2d, radon_2d
 
 N_VIEWS = 120
 I0 = 2e4

@@ -16,12 +16,13 @@ from scipy.ndimage import gaussian_filter
 from typer.testing import CliRunner
 
 import lowdose.cli.train_cmd  # noqa: F401  (registers `lowdose train`)
-from lowdose.cli import app
-from lowdose.config import TrainConfig, load_train_config, make_train_config
-from lowdose.datasets import dataset_sha256, load_split, write_dataset
-from lowdose.errors import LowdoseInputError
-from lowdose.metrics import psnr
-from lowdose.training import load_model, train
+from lowdose.cli._app import app
+from lowdose.core.errors import LowdoseInputError
+from lowdose.core.metrics import psnr
+from lowdose.data.dataset import dataset_sha256, load_split
+from lowdose.data.writer import write_dataset
+from lowdose.training.config import TrainConfig, load_train_config, make_train_config
+from lowdose.training.run import load_model, train
 
 PHOTONS_PER_PIXEL = 800.0  # ~31 dB on images spanning 0.3..0.9
 
@@ -127,8 +128,8 @@ def test_existing_run_is_not_overwritten_and_resume_needs_a_checkpoint(dataset, 
 _SCRIPT = """
 import sys, time
 import lightning as L
-import lowdose.training as training
-from lowdose.config import make_train_config
+import lowdose.training.run as training
+from lowdose.training.config import make_train_config
 
 class Slow(L.Callback):  # widens the window in which the test can kill mid-epoch
     def on_train_batch_end(self, *args):

@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from lowdose.errors import LowdoseInputError
-from lowdose.filters import FILTERS
-from lowdose.metrics import psnr
-from lowdose.tuning import apply_filter, search, tune_blind, tune_oracle
+from lowdose.baselines.filters import FILTERS
+from lowdose.baselines.tuning import apply_filter, search, tune_blind, tune_oracle
+from lowdose.core.errors import LowdoseInputError
+from lowdose.core.metrics import psnr
 from test_filters import phantom  # tests/ is on sys.path under pytest
 
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from lowdose.models import UNet
+from lowdose.models.unet import UNet
 
 
 def conv_params(in_maps: int, out_maps: int) -> int:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import typer
 from rich.console import Console
 
-from lowdose.errors import LowdoseInputError
+from lowdose.core.errors import LowdoseInputError
 
 app = typer.Typer(
     help="lowdose: train and compare X-ray/CT denoisers without clean data (Noise2Noise).",

@@ -10,7 +10,7 @@ from lowdose.cli._app import console, dataset_app, user_errors
 
 
 def _fractions(text: str) -> tuple[float, ...]:
-    from lowdose.errors import LowdoseInputError
+    from lowdose.core.errors import LowdoseInputError
 
     try:
         return tuple(float(v) for v in text.split(","))
@@ -31,7 +31,7 @@ def from_repeats(
 ) -> None:
     """Build a dataset (noisy, no clean) from repeated acquisitions; print the noise variance."""
     with user_errors():
-        from lowdose.own_data import build_from_repeats
+        from lowdose.owndata.repeats import build_from_repeats
 
         with console.status("reading and pairing acquisitions"):
             summary = build_from_repeats(
@@ -77,8 +77,8 @@ def from_sinogram(
     with user_errors():
         from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeRemainingColumn
 
-        from lowdose.errors import LowdoseInputError
-        from lowdose.split_sinogram import build_from_sinogram
+        from lowdose.core.errors import LowdoseInputError
+        from lowdose.owndata.split_sinogram import build_from_sinogram
 
         if dark is not None and flat is None:
             raise LowdoseInputError("--dark needs --flat (pre-log counts need the open beam)")
@@ -116,10 +116,10 @@ def score_pairs(
     with user_errors():
         import numpy as np
 
-        from lowdose.datasets import load_split
-        from lowdose.inference import predict
-        from lowdose.pair_statistics import clean_free_metrics, pair_noise_variance
-        from lowdose.training import load_model
+        from lowdose.data.dataset import load_split
+        from lowdose.inference.predict import predict
+        from lowdose.physics.noise_estimation import clean_free_metrics, pair_noise_variance
+        from lowdose.training.run import load_model
 
         arrays = load_split(data, split)
         network, _meta = load_model(model)

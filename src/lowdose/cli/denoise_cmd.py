@@ -31,9 +31,9 @@ def denoise(
     with user_errors():
         import torch
 
-        from lowdose.inference import denoise as denoise_images
-        from lowdose.io import write_like
-        from lowdose.training import load_model
+        from lowdose.inference.predict import denoise as denoise_images
+        from lowdose.io.images import write_like
+        from lowdose.training.run import load_model
 
         if threads:
             torch.set_num_threads(threads)
@@ -74,8 +74,8 @@ def export(
 ) -> None:
     """Export a model for (B, 1, H, W) float32 input of any H, W; scaling goes to FILE.json."""
     with user_errors():
-        from lowdose.export import export_model
-        from lowdose.training import load_model
+        from lowdose.models.export import export_model
+        from lowdose.training.run import load_model
 
         network, meta = load_model(model)
         path, sidecar = export_model(network, out, fmt=fmt, meta=meta)
@@ -86,8 +86,8 @@ def _read_checked(path: Path):
     """``(path, array, kind, meta)`` of one input, or one error line naming the file."""
     import numpy as np
 
-    from lowdose.errors import LowdoseInputError
-    from lowdose.io import read_image_stack
+    from lowdose.core.errors import LowdoseInputError
+    from lowdose.io.images import read_image_stack
 
     if not path.exists():
         raise LowdoseInputError(f"{path}: no such file or folder")
@@ -112,7 +112,7 @@ def _read_checked(path: Path):
 
 
 def _check_out(inputs: list[Path], out: Path) -> None:
-    from lowdose.errors import LowdoseInputError
+    from lowdose.core.errors import LowdoseInputError
 
     for path in inputs:
         folder = path if path.is_dir() else path.parent

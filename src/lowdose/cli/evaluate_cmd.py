@@ -33,8 +33,8 @@ def evaluate(
 ) -> None:
     """Write results.csv/.parquet, summary.md and panels.npz; print the paper-form table."""
     with user_errors():
-        from lowdose.evaluate import evaluate as run_evaluate
-        from lowdose.evaluate import summarize
+        from lowdose.evaluation.evaluate import evaluate as run_evaluate
+        from lowdose.evaluation.evaluate import summarize
 
         names = [name.strip() for name in filters.split(",") if name.strip()]
         window = parse_range(hu_window, "--hu-window", "-1000:1000 (HU)")

@@ -18,8 +18,8 @@ def _log(text: str) -> None:
 
 
 def _run_all(names: list[str], scale: str, out: Path) -> None:
-    from lowdose.experiment_config import load_experiment
-    from lowdose.reproduce import run_experiment
+    from lowdose.pipeline.config import load_experiment
+    from lowdose.pipeline.reproduce import run_experiment
 
     configs = [load_experiment(name, scale) for name in names]  # validate all before running any
     for config in configs:
@@ -45,7 +45,7 @@ def reproduce(
         out = out or Path("runs") / (Path(experiment).stem if experiment != "all" else "all")
         _run_all(names, scale, out)
         if report:
-            from lowdose.report import write_report
+            from lowdose.report.build import write_report
 
             paths = write_report(out)
             _log(f"report: {paths}")
@@ -66,8 +66,8 @@ def sweep(
 ) -> None:
     """Validity range: output PSNR and gain against input PSNR (paper Figures 2 and 4)."""
     with user_errors():
-        from lowdose.datasets import read_attrs
-        from lowdose.sweep import SweepModel, default_targets_db, run_sweep, write_sweep
+        from lowdose.data.dataset import read_attrs
+        from lowdose.evaluation.sweep import SweepModel, default_targets_db, run_sweep, write_sweep
 
         low, high = parse_range(psnr_range, "--psnr-range", "4:50")
         trained_at = float(read_attrs(data).get("achieved_psnr_db", float("nan")))
@@ -93,7 +93,7 @@ def demo(
     with user_errors():
         start = time.perf_counter()
         _run_all(["xray", "ct24-phantom"], "quick", out)
-        from lowdose.report import write_report
+        from lowdose.report.build import write_report
 
         paths = write_report(out)
         _log(f"demo done in {time.perf_counter() - start:.0f} s; report: {paths}")

@@ -20,7 +20,7 @@ def report(
 ) -> None:
     """Build report.md and a self-contained report.html: tables, sweeps, panels, training."""
     with user_errors():
-        from lowdose.report import write_report
+        from lowdose.report.build import write_report
 
         with console.status("building report"):
             files = write_report(run_dir, out_dir=out)

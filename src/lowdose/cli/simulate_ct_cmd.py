@@ -38,7 +38,7 @@ def simulate_ct(
 ) -> None:
     """Build a CT dataset (paper Tables IV/V: --target-psnr 24.44 or 18.66)."""
     with user_errors():
-        from lowdose.simulate_ct import build_ct_dataset
+        from lowdose.simulate.ct import build_ct_dataset
 
         with stage_progress("slices", absolute=True) as progress:
             summary = build_ct_dataset(
@@ -65,8 +65,8 @@ def simulate_ct(
 
 
 def _write_preview(path: Path, summary, *, source: str, size: int, seed: int) -> None:
-    from lowdose.ct_preview import preview_arrays, write_ct_preview
-    from lowdose.simulate_ct import load_ct_source
+    from lowdose.simulate.ct import load_ct_source
+    from lowdose.simulate.ct_preview import preview_arrays, write_ct_preview
 
     src = load_ct_source(source, size=size, seed=seed, skip_bad=True, n_phantoms=1)
     index = len(src.hu) // 2

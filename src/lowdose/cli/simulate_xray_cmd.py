@@ -32,8 +32,8 @@ def simulate_xray(
 ) -> None:
     """Simulate the paper's X-ray projection dataset (Table III) from random torso phantoms."""
     with user_errors():
-        from lowdose.simulate_xray import build_xray_dataset
-        from lowdose.xray_preview import write_preview
+        from lowdose.simulate.xray import build_xray_dataset
+        from lowdose.simulate.xray_preview import write_preview
 
         if target_psnr is None and photons is None:
             target_psnr = 29.91

@@ -47,10 +47,10 @@ def train(
     with user_errors():
         import logging
 
-        from lowdose.config import load_train_config, make_train_config
-        from lowdose.errors import LowdoseInputError
-        from lowdose.training import resume_config
-        from lowdose.training import train as run_training
+        from lowdose.core.errors import LowdoseInputError
+        from lowdose.training.config import load_train_config, make_train_config
+        from lowdose.training.run import resume_config
+        from lowdose.training.run import train as run_training
 
         if resume is not None:
             if config is not None:

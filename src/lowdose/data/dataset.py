@@ -1,0 +1,184 @@
+"""The HDF5 dataset file: layout, validation on open, reading one split (lazily or whole).
+
+One file per dataset (docs/interfaces.md): ``noisy`` (I, N, H, W) float32, optional ``clean``
+(I, H, W) float32, ``object_id`` and ``split`` (I,) strings, ``scale`` (I,) float32, and
+provenance attributes. Image data are chunked one image per chunk, so a reader touches only the
+images it needs: training streams a file larger than RAM through :class:`lowdose.training.pairs.PairDataset`
+(importable from here too, lazily, so that importing this module does not import torch).
+
+Writing (:func:`write_dataset`, :func:`dataset_writer`) lives in :mod:`lowdose.data.writer`,
+splitting (:func:`split_by_object`) in :mod:`lowdose.data.splits`; both are re-exported here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from lowdose.data.writer import DatasetWriter, dataset_writer, write_dataset
+from lowdose.core.errors import LowdoseInputError
+from lowdose.data.splits import SPLITS, split_by_object
+
+
+
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a dataset file holds, read without touching the image data.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+    shape : tuple of int
+        ``(I, N, H, W)`` of ``noisy``.
+    has_clean : bool
+    object_id, split : ndarray (I,) str
+    attrs : dict
+        Provenance attributes as Python scalars and str.
+    """
+
+    path: Path
+    shape: tuple[int, int, int, int]
+    has_clean: bool
+    object_id: np.ndarray
+    split: np.ndarray
+    attrs: dict
+
+
+@dataclass(frozen=True)
+class SplitArrays:
+    """One split read into memory.
+
+    Attributes
+    ----------
+    clean : ndarray (I_s, H, W) float32 or None
+        None when the file has no clean images.
+    noisy : ndarray (I_s, N, H, W) float32
+    object_id : ndarray (I_s,) str
+    index : ndarray (I_s,) int64
+        Row of each image in the file.
+    attrs : dict
+    """
+
+    clean: np.ndarray | None
+    noisy: np.ndarray
+    object_id: np.ndarray
+    index: np.ndarray
+    attrs: dict
+
+
+def read_info(path: str | os.PathLike) -> DatasetInfo:
+    """Read and validate a dataset file's layout, ids, splits and attributes (no image data).
+
+    Raises
+    ------
+    LowdoseInputError
+        Missing file, not HDF5, a missing key or inconsistent shapes; the message names both.
+    """
+    path = Path(path)
+    with open_dataset(path) as handle:
+        return _info(handle, path)
+
+
+def read_attrs(path: str | os.PathLike) -> dict:
+    """Provenance attributes of a dataset file as a dict of Python scalars and str."""
+    return read_info(path).attrs
+
+
+def dataset_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 (hex) of the split table: every image's ``object_id`` and ``split`` in order.
+
+    Identifies which images a manifest's train/val/test were; image data are not hashed.
+    """
+    info = read_info(path)
+    digest = hashlib.sha256(b"lowdose-split-table-v1\n")
+    for object_id, split in zip(info.object_id, info.split, strict=True):
+        digest.update(f"{object_id}\x00{split}\n".encode())
+    return digest.hexdigest()
+
+
+def load_split(path: str | os.PathLike, split: str) -> SplitArrays:
+    """Read one split (``"train"``, ``"val"`` or ``"test"``) into memory."""
+    path = Path(path)
+    with open_dataset(path) as handle:
+        info = _info(handle, path)
+        index = split_index(info, split)
+        noisy = _read_rows(handle["noisy"], index)
+        clean = _read_rows(handle["clean"], index) if info.has_clean else None
+    return SplitArrays(clean, noisy, info.object_id[index], index, info.attrs)
+
+
+def split_index(info: DatasetInfo, split: str) -> np.ndarray:
+    """Rows (int64, increasing) of ``split`` in the file; raises if the split is empty."""
+    if split not in SPLITS:
+        raise LowdoseInputError(f"split {split!r} is unknown; use one of {', '.join(SPLITS)}")
+    index = np.flatnonzero(info.split == split).astype(np.int64)
+    if index.size == 0:
+        present = ", ".join(sorted(set(info.split.tolist())))
+        raise LowdoseInputError(f"{info.path}: split {split!r} is empty; it has {present}")
+    return index
+
+
+@contextlib.contextmanager
+def open_dataset(path: str | os.PathLike) -> Iterator[h5py.File]:
+    """Open a dataset file read-only; a missing or non-HDF5 file raises LowdoseInputError."""
+    path = Path(path)
+    if not path.is_file():
+        raise LowdoseInputError(f"{path}: no such dataset file; check the path")
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as error:
+        raise LowdoseInputError(
+            f"{path}: not a readable HDF5 dataset ({error}); rebuild it"
+        ) from None
+    with handle:
+        yield handle
+
+
+def _info(handle: h5py.File, path: Path) -> DatasetInfo:
+    for key in ("noisy", "object_id", "split"):
+        if key not in handle:
+            raise LowdoseInputError(f"{path}: missing dataset {key!r}; not a lowdose dataset file")
+    shape = handle["noisy"].shape
+    if len(shape) != 4:
+        raise LowdoseInputError(f"{path}: 'noisy' has shape {shape}; expected (I, N, H, W)")
+    has_clean = "clean" in handle
+    if has_clean and handle["clean"].shape != (shape[0], *shape[2:]):
+        raise LowdoseInputError(
+            f"{path}: 'clean' has shape {handle['clean'].shape}; expected {(shape[0], *shape[2:])}"
+        )
+    ids, splits = _strings(handle["object_id"]), _strings(handle["split"])
+    if ids.shape != (shape[0],) or splits.shape != (shape[0],):
+        raise LowdoseInputError(f"{path}: 'object_id'/'split' do not have {shape[0]} entries")
+    attrs = {key: _plain(value) for key, value in handle.attrs.items()}
+    return DatasetInfo(path, tuple(int(v) for v in shape), has_clean, ids, splits, attrs)
+
+
+def _read_rows(dataset: h5py.Dataset, index: np.ndarray) -> np.ndarray:
+    """Read increasing rows in contiguous runs (one slice per run, no per-row fancy indexing)."""
+    out = np.empty((index.size, *dataset.shape[1:]), dtype=np.float32)
+    breaks = np.flatnonzero(np.diff(index) != 1) + 1
+    position = 0
+    for run in np.split(index, breaks):
+        out[position : position + run.size] = dataset[run[0] : run[-1] + 1]
+        position += run.size
+    return out
+
+
+def _strings(dataset: h5py.Dataset) -> np.ndarray:
+    values = dataset[()]
+    return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values], dtype=str)
+
+
+def _plain(value):
+    if isinstance(value, bytes):
+        return value.decode()
+    return value.item() if isinstance(value, np.generic) else value

@@ -1,0 +1,135 @@
+"""The dataset's intensity scaling, applied before a network and inverted after it.
+
+A network sees images on the scale it was trained on (the dataset file's ``scaling_rule``,
+stored in every checkpoint's ``meta["scaling"]``), and the user gets its output back in the
+input's own units:
+
+``dataset_max`` (CT)
+    ``scaled = (raw + scaling_offset) / divisor`` with the dataset's divisor (e.g. HU + 1024 over
+    the dataset maximum).
+``per_image_max`` (X-ray transmission)
+    Training divided each image by its *clean* maximum, which is unknown at inference. The
+    divisor is estimated from the noisy image as the maximum of a Gaussian-smoothed copy
+    (``sigma = 2`` px): smoothing removes most of the noise that would bias a plain maximum
+    upwards (by about 3 noise standard deviations on a 512^2 image), while a bright region
+    several pixels wide keeps its level. Any error in the estimate changes the level the
+    network sees, never the units of the output, because the same divisor is multiplied back.
+``none``
+    The network works in raw units.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from lowdose.core.errors import LowdoseInputError
+
+SCALING_RULES = ("dataset_max", "per_image_max", "none")
+SMOOTHING_SIGMA_PX = 2.0
+
+
+def scale_to_network(raw, scaling: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Put raw images on the network's training scale.
+
+    Parameters
+    ----------
+    raw : array_like, shape (H, W) or (B, H, W)
+        Images in their own units (transmission, HU, counts ...), finite.
+    scaling : dict
+        ``scaling_rule`` (``dataset_max`` | ``per_image_max`` | ``none``), ``scaling_offset``
+        (raw units, default 0) and, for ``dataset_max``, ``divisor`` (> 0).
+
+    Returns
+    -------
+    scaled : ndarray, same shape as ``raw``, float32
+        ``(raw + offset) / divisor``, about [0, 1] for the two ``*_max`` rules.
+    divisor : ndarray, shape () or (B,), float64
+        The divisor used per image; pass it to :func:`scale_from_network`.
+
+    Examples
+    --------
+    >>> scaled, divisor = scale_to_network(np.array([[0.0, 1000.0]]), {
+    ...     "scaling_rule": "dataset_max", "scaling_offset": 1000.0, "divisor": 2000.0})
+    >>> scaled.tolist(), float(divisor)
+    ([[0.5, 1.0]], 2000.0)
+    """
+    rule, offset = _rule_and_offset(scaling)
+    array = np.asarray(raw, dtype=np.float64)
+    if array.ndim not in (2, 3):
+        raise LowdoseInputError(f"images have shape {array.shape}; pass (H, W) or (B, H, W)")
+    shifted = array + offset
+    if rule == "none":
+        divisor = np.ones(array.shape[:-2])
+    elif rule == "dataset_max":
+        divisor = np.full(array.shape[:-2], _dataset_divisor(scaling))
+    else:
+        divisor = estimate_clean_max(shifted)
+    scaled = shifted / divisor[..., None, None]
+    return scaled.astype(np.float32), divisor
+
+
+def scale_from_network(scaled, scaling: dict, divisor) -> np.ndarray:
+    """Invert :func:`scale_to_network`: ``raw = scaled * divisor - offset``.
+
+    Parameters
+    ----------
+    scaled : array_like, shape (H, W) or (B, H, W)
+        Network output on the training scale.
+    scaling : dict
+        The same ``scaling`` given to :func:`scale_to_network`.
+    divisor : array_like, shape () or (B,)
+        The divisor it returned.
+
+    Returns
+    -------
+    ndarray, same shape as ``scaled``, float32
+        Images in the raw units.
+    """
+    _rule, offset = _rule_and_offset(scaling)
+    array = np.asarray(scaled, dtype=np.float64)
+    factor = np.asarray(divisor, dtype=np.float64)[..., None, None]
+    return (array * factor - offset).astype(np.float32)
+
+
+def estimate_clean_max(noisy, *, sigma_px: float = SMOOTHING_SIGMA_PX) -> np.ndarray:
+    """Robust per-image estimate of the clean maximum: max of a Gaussian-smoothed image.
+
+    Parameters
+    ----------
+    noisy : array_like, shape (H, W) or (B, H, W)
+        Noisy images (offset already added), finite.
+    sigma_px : float
+        Gaussian standard deviation in pixels (mirror borders).
+
+    Returns
+    -------
+    ndarray, shape () or (B,), float64
+        One positive divisor per image; an image whose smoothed maximum is <= 0 gets 1.0 (an
+        all-dark image has no level to normalise).
+    """
+    array = np.asarray(noisy, dtype=np.float64)
+    sigmas = (0.0,) * (array.ndim - 2) + (sigma_px, sigma_px)
+    smoothed = ndimage.gaussian_filter(array, sigma=sigmas, mode="mirror")
+    peak = smoothed.max(axis=(-2, -1))
+    return np.where(peak > 0, peak, 1.0)
+
+
+def _rule_and_offset(scaling: dict) -> tuple[str, float]:
+    rule = str(scaling.get("scaling_rule", "none"))
+    if rule not in SCALING_RULES:
+        raise LowdoseInputError(
+            f"scaling_rule {rule!r} in the checkpoint is unknown; expected one of {SCALING_RULES}"
+        )
+    offset = float(scaling.get("scaling_offset", 0.0) or 0.0)
+    return rule, offset
+
+
+def _dataset_divisor(scaling: dict) -> float:
+    divisor = scaling.get("divisor")
+    if divisor is None or not np.isfinite(float(divisor)) or float(divisor) <= 0:
+        raise LowdoseInputError(
+            f"checkpoint scaling is dataset_max but its divisor is {divisor!r}; "
+            "retrain with a lowdose dataset that stores its scale"
+        )
+    return float(divisor)

@@ -1,0 +1,149 @@
+"""Denoise images of any size, one image or a stack, on CPU or GPU, without tile seams.
+
+:func:`predict` runs a network on the network's scale in overlapping tiles planned by
+:mod:`lowdose.inference.tiling` (crop-the-margin with a receptive-field margin on a 32-pixel grid,
+so the output equals one untiled pass to float round-off); :func:`denoise` wraps it in the dataset's
+scaling (:mod:`lowdose.data.scaling`) so the output is in the input's units.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from lowdose.core.errors import LowdoseInputError
+from lowdose.core.validation import checked_array
+from lowdose.data.scaling import scale_from_network, scale_to_network
+from lowdose.inference.tiling import available_bytes, pad_to_grid, plan_tiles, probe_model
+
+
+def predict(
+    model: nn.Module,
+    images,
+    *,
+    tile: int | None = None,
+    overlap: int | None = None,
+    batch_size: int = 4,
+    device: str | torch.device = "cpu",
+    channels_last: bool = True,
+    on_image_done: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Run ``model`` over images of any size in overlapping tiles; stitched output is seam-free.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Maps ``(B, 1, h, w)`` float32 to ``(B, 1, h, w)`` for ``h, w`` multiples of 32. Not
+        modified (a copy is moved to ``device``).
+    images : array_like, shape (H, W) or (B, H, W)
+        Real, finite images on the network's scale (see :mod:`lowdose.data.scaling`); not modified.
+    tile : int, optional
+        Tile side in pixels (rounded up to a multiple of 32). Default: the largest that fits
+        free memory, so an image that fits is done in one pass.
+    overlap : int, optional
+        Margin cropped from each inner tile side (rounded up to 32). Default: the network's
+        receptive-field bound, which makes tiled output equal untiled output; a smaller value
+        is faster but leaves seams.
+    batch_size : int
+        Tiles per forward pass (lowered automatically when the tiles would not fit in memory).
+    device : str or torch.device
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"`` ...
+    channels_last : bool
+        Use the NHWC memory layout (faster for convolutions on CPU).
+    on_image_done : callable, optional
+        Called with the number of finished images after each image is complete (progress bars).
+
+    Returns
+    -------
+    ndarray, same shape as ``images``, float32
+        The network output.
+    """
+    array = _checked_images(images, "images")
+    stack = array[None] if array.ndim == 2 else array
+    dev = _checked_device(device)
+    work = copy.deepcopy(model).eval().to(dev)
+    if channels_last:
+        work = work.to(memory_format=torch.channels_last)
+    n_images, height, width = stack.shape
+    padded = pad_to_grid(stack)
+    plan = plan_tiles(
+        probe_model(work, device=dev),
+        padded.shape[1:],
+        tile=tile,
+        overlap=overlap,
+        batch_size=batch_size,
+        budget_bytes=available_bytes(dev),
+    )
+    jobs = [(i, r, c) for i in range(n_images) for r in plan.rows for c in plan.cols]
+    out = np.empty(padded.shape, dtype=np.float32)
+    finished = 0
+    with torch.inference_mode():
+        for first in range(0, len(jobs), plan.batch):
+            chunk = jobs[first : first + plan.batch]
+            _run_chunk(work, padded, out, chunk, plan.tile_hw, dev, channels_last)
+            # jobs run image by image: the next job's image index counts the finished ones
+            now = jobs[first + plan.batch][0] if first + plan.batch < len(jobs) else n_images
+            if on_image_done is not None and now > finished:
+                on_image_done(now)
+            finished = now
+    result = out[:, :height, :width]
+    return result[0] if array.ndim == 2 else result
+
+
+def denoise(model: nn.Module, raw, *, scaling: dict, **predict_kwargs) -> np.ndarray:
+    """Denoise images given in their own units; the output is in the same units.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A trained denoiser (see :func:`lowdose.training.run.load_model`).
+    raw : array_like, shape (H, W) or (B, H, W)
+        Images in raw units (transmission, HU ...), finite.
+    scaling : dict
+        The checkpoint's ``meta["scaling"]``: applied before the network, inverted after it.
+    **predict_kwargs
+        Passed to :func:`predict` (``tile``, ``batch_size``, ``device`` ...).
+
+    Returns
+    -------
+    ndarray, same shape as ``raw``, float32
+        Denoised images in raw units.
+    """
+    scaled, divisor = scale_to_network(_checked_images(raw, "images"), scaling)
+    return scale_from_network(predict(model, scaled, **predict_kwargs), scaling, divisor)
+
+
+def _run_chunk(work, padded, out, chunk, tile_hw, device, channels_last) -> None:
+    th, tw = tile_hw
+    tiles = np.stack([padded[i, r[0] : r[0] + th, c[0] : c[0] + tw] for i, r, c in chunk])
+    x = torch.from_numpy(tiles)[:, None].to(device)  # (b, 1, th, tw)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = work(x)[:, 0].float().cpu().numpy()  # (b, th, tw)
+    for (i, (r0, r_lo, r_hi), (c0, c_lo, c_hi)), tile_out in zip(chunk, y, strict=True):
+        out[i, r_lo:r_hi, c_lo:c_hi] = tile_out[r_lo - r0 : r_hi - r0, c_lo - c0 : c_hi - c0]
+
+
+def _checked_images(images, name: str) -> np.ndarray:
+    array = checked_array(images, name, nonnegative=False)
+    if array.ndim not in (2, 3) or 0 in array.shape:
+        raise LowdoseInputError(
+            f"{name} has shape {array.shape}; pass one image (H, W) or a stack (B, H, W)"
+        )
+    return array
+
+
+def _checked_device(device: str | torch.device) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise LowdoseInputError(
+            f"device {device!r} is not a torch device; use cpu or cuda"
+        ) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise LowdoseInputError(f"device {device!r} requested but CUDA is not available; use cpu")
+    return dev

@@ -1,0 +1,162 @@
+"""Reading sinograms, their angles, and flat/dark fields (for
+:mod:`lowdose.owndata.split_sinogram`).
+
+Formats: ``.npy``, TIFF (``.tif``/``.tiff``, tifffile) and HDF5 (``.h5``/``.hdf5``/``.nxs``,
+h5py; the dataset named by ``dataset_key``, or the file's only dataset). A sinogram is
+``(n_angles, n_det)`` or a stack ``(slices, n_angles, n_det)``.
+
+Pre-log counts are turned into line integrals by :func:`log_normalise`:
+``-log(max(counts - dark, floor) / (flat - dark))`` with the zero-count ``floor`` of
+:data:`lowdose.physics.noise.ZERO_COUNT_FLOOR` (one rule for simulated and measured counts).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from lowdose.core.errors import LowdoseInputError
+from lowdose.physics.noise import ZERO_COUNT_FLOOR
+
+_HDF5 = (".h5", ".hdf5", ".hdf", ".nxs")
+
+
+def read_array(path: str | os.PathLike, *, dataset_key: str | None = None) -> np.ndarray:
+    """Read one array from .npy, TIFF or HDF5 as float64; raise one line naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise LowdoseInputError(f"{path}: no such file; check the path")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            array = np.load(path, allow_pickle=False)
+        elif suffix in (".tif", ".tiff"):
+            import tifffile
+
+            array = tifffile.imread(path)
+        elif suffix in _HDF5:
+            array = _read_hdf5(path, dataset_key)
+        else:
+            raise LowdoseInputError(
+                f"{path}: unknown sinogram format {suffix!r}; use .npy, .tif or .h5"
+            )
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, LowdoseInputError):
+            raise
+        reason = f"{exc.__class__.__name__}: {exc}"
+        raise LowdoseInputError(f"{path}: cannot be read ({reason}); check the file") from None
+    array = np.asarray(array)
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise LowdoseInputError(f"{path}: dtype {array.dtype} is not numeric")
+    if not np.all(np.isfinite(array)):
+        raise LowdoseInputError(f"{path}: contains NaN or Inf; mask or repair those bins first")
+    return array.astype(np.float64)
+
+
+def _read_hdf5(path: Path, dataset_key: str | None) -> np.ndarray:
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        names: list[str] = []
+        handle.visititems(lambda name, obj: names.append(name) if hasattr(obj, "shape") else None)
+        if dataset_key is None:
+            if len(names) != 1:
+                raise LowdoseInputError(
+                    f"{path}: holds datasets {names[:6]}; choose one with --dataset-key"
+                )
+            dataset_key = names[0]
+        if dataset_key not in handle:
+            raise LowdoseInputError(f"{path}: no dataset {dataset_key!r}; it has {names[:6]}")
+        return handle[dataset_key][()]
+
+
+def read_sinogram_stack(path, *, dataset_key: str | None = None) -> np.ndarray:
+    """(S, n_angles, n_det) float64 from a file holding (n_angles, n_det) or a stack of them."""
+    array = read_array(path, dataset_key=dataset_key)
+    if array.ndim == 2:
+        array = array[None]
+    if array.ndim != 3 or min(array.shape[1:]) < 2 or array.shape[0] < 1:
+        raise LowdoseInputError(
+            f"{path}: shape {array.shape}; a sinogram is (n_angles, n_det) or "
+            "(slices, n_angles, n_det)"
+        )
+    return array
+
+
+def parse_angles(spec, n_angles: int) -> np.ndarray:
+    """Projection angles in degrees, (n_angles,) float64.
+
+    Parameters
+    ----------
+    spec : array_like, path, or str
+        The angles themselves; a file (.npy, or text with one angle per line / comma separated);
+        or a range ``"START:STOP"`` / ``"START:STOP:N"`` meaning N angles evenly spaced from
+        START (included) to STOP (excluded), e.g. ``"0:180"`` or ``"0:360:720"``.
+    n_angles : int
+        Rows of the sinogram; the angles must match it.
+    """
+    if isinstance(spec, str) and ":" in spec and not Path(spec).exists():
+        parts = spec.split(":")
+        try:
+            start, stop = float(parts[0]), float(parts[1])
+            count = int(parts[2]) if len(parts) == 3 else n_angles
+        except (ValueError, IndexError):
+            raise LowdoseInputError(f"angles {spec!r}: use START:STOP or START:STOP:N") from None
+        if len(parts) > 3 or count < 1:
+            raise LowdoseInputError(f"angles {spec!r}: use START:STOP or START:STOP:N")
+        angles = np.linspace(start, stop, count, endpoint=False)
+    elif isinstance(spec, str | os.PathLike):
+        path = Path(spec)
+        if path.suffix.lower() in (".npy", ".tif", ".tiff", *_HDF5):
+            angles = read_array(path).ravel()
+        elif path.is_file():
+            text = path.read_text(encoding="utf-8").replace(",", " ").split()
+            try:
+                angles = np.array([float(v) for v in text])
+            except ValueError:
+                raise LowdoseInputError(f"{path}: angles must be numbers in degrees") from None
+        else:
+            raise LowdoseInputError(f"angles {spec!r}: not a file nor START:STOP[:N]")
+    else:
+        angles = np.asarray(spec, dtype=np.float64).ravel()
+    if angles.size != n_angles or not np.all(np.isfinite(angles)):
+        raise LowdoseInputError(
+            f"angles give {angles.size} finite values but the sinogram has {n_angles} views; "
+            "pass one angle (degrees) per sinogram row"
+        )
+    return angles.astype(np.float64)
+
+
+def log_normalise(counts, flat, dark=None) -> np.ndarray:
+    """Pre-log counts to line integrals: ``-log(max(counts - dark, floor) / (flat - dark))``.
+
+    Parameters
+    ----------
+    counts : array_like (..., n_angles, n_det)
+        Detector counts (photons or ADU), finite.
+    flat : array_like broadcastable to ``counts``
+        Open-beam (no object) counts, e.g. (n_det,) or (n_angles, n_det).
+    dark : array_like broadcastable to ``counts``, optional
+        Beam-off counts (default 0).
+
+    Returns
+    -------
+    ndarray, shape of ``counts``, float64
+        Dimensionless line integrals; a count at or below the dark level is replaced by
+        :data:`ZERO_COUNT_FLOOR` counts, the noise module's rule.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    dark = np.zeros(1) if dark is None else np.asarray(dark, dtype=np.float64)
+    try:
+        open_beam = np.broadcast_to(np.asarray(flat, dtype=np.float64) - dark, counts.shape)
+        signal = counts - np.broadcast_to(dark, counts.shape)
+    except ValueError:
+        raise LowdoseInputError(
+            f"flat {np.shape(flat)} / dark {np.shape(dark)} do not fit counts {counts.shape}; "
+            "pass (n_det,), (n_angles, n_det) or the counts' shape"
+        ) from None
+    if not np.all(open_beam > 0):
+        raise LowdoseInputError("flat - dark must be > 0 in every detector bin; check the fields")
+    return -np.log(np.maximum(signal, ZERO_COUNT_FLOOR) / open_beam)

@@ -1,0 +1,217 @@
+"""Datasets from users' own noisy data: two or more independent acquisitions, no clean image.
+
+:func:`build_from_repeats` reads the inputs (:mod:`lowdose.owndata.acquisitions`), pairs their
+slices, checks every pair shows the same object (:mod:`lowdose.physics.noise_estimation`), estimates
+the noise variance from the pairs, and writes the standard dataset file with ``noisy`` (I, N, H, W)
+and no ``clean``; training then validates against the held-out second realisation.
+
+Scaling (the CT simulator's convention, ``scaling_rule = dataset_max``):
+
+- DICOM (HU): ``scaled = (HU + 1024) / divisor`` (``scaling_offset = 1024``). Noisy values are not
+  clipped at 0: clipping the noise in air would bias the Noise2Noise targets, and inference does
+  not clip either. Only padding values below :data:`PADDING_BELOW_HU` (scanners fill the outside of
+  the field of view with -2048 or -3024 HU), which neither tissue nor the noise around air at
+  -1000 HU reaches, are set to -1024 HU.
+
+The noise variance is estimated on the values as read (before that padding rule): constant padding
+and clip floors are left out by :func:`lowdose.physics.noise_estimation.pair_noise_variance` itself.
+- TIFF / .npy: ``scaled = value / divisor`` (``scaling_offset = 0``), values as stored.
+
+``divisor`` is the largest per-image maximum of the Gaussian-smoothed (sigma 2 px) pair mean over
+the dataset (:func:`lowdose.data.scaling.estimate_clean_max`): a noise-robust stand-in for the clean
+maximum that the CT simulator divides by.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from lowdose.core.errors import LowdoseInputError
+from lowdose.data.scaling import estimate_clean_max
+from lowdose.data.splits import split_by_object
+from lowdose.data.writer import write_dataset
+from lowdose.owndata.acquisitions import (
+    Acquisition,
+    check_geometry,
+    match_indices,
+    read_acquisition,
+)
+from lowdose.physics.noise_estimation import check_same_object, pair_noise_variance
+
+HU_OFFSET = 1024.0
+PADDING_BELOW_HU = -1500.0
+
+
+@dataclass(frozen=True)
+class RepeatsSummary:
+    """What :func:`build_from_repeats` wrote.
+
+    Attributes
+    ----------
+    path : Path
+        The dataset file.
+    n_images, n_realisations : int
+    shape_hw : tuple of int
+    raw_units : str
+        ``"hu"`` (DICOM) or ``"as stored"``.
+    divisor : float
+        Dataset scale: ``scaled = (raw + offset) / divisor``.
+    offset : float
+    noise_variance : float
+        Pooled pair-estimated noise variance on the dataset scale.
+    noise_variance_raw : float
+        The same in raw units squared (HU^2 for DICOM).
+    noise_variance_per_image : ndarray (I,) float64
+        Per image, dataset scale.
+    splits : dict
+        ``{"train": n, "val": n, "test": n}`` images per split.
+    n_objects : int
+    """
+
+    path: Path
+    n_images: int
+    n_realisations: int
+    shape_hw: tuple[int, int]
+    raw_units: str
+    divisor: float
+    offset: float
+    noise_variance: float
+    noise_variance_raw: float
+    noise_variance_per_image: np.ndarray
+    splits: dict
+    n_objects: int
+
+
+def build_from_repeats(
+    inputs: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    match: Literal["position", "order"] = "position",
+    fractions: tuple[float, ...] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+    objects: Literal["auto", "image"] = "auto",
+) -> RepeatsSummary:
+    """Build a dataset from N >= 2 independent noisy acquisitions of the same objects.
+
+    Parameters
+    ----------
+    inputs : sequence of path
+        DICOM folders/files, TIFF stacks, .npy stacks (H, W) or (S, H, W), or folders of them;
+        one acquisition each, all of the same kind.
+    out : path
+        Dataset file to write (atomically).
+    match : {"position", "order"}
+        How slices are paired (see :mod:`lowdose.owndata.acquisitions`); stacks always pair by
+        order.
+    fractions : (train, val, test) or (train, test)
+        Fractions of objects per split.
+    seed : int
+        Seeds the split.
+    objects : {"auto", "image"}
+        What a split keeps together: ``"auto"`` = PatientID (DICOM) or the stack file;
+        ``"image"`` = every slice is its own object (unrelated images in one stack).
+
+    Returns
+    -------
+    RepeatsSummary
+
+    Raises
+    ------
+    LowdoseInputError
+        Fewer than two inputs; mixed kinds; a slice without a partner; a pair of different size
+        or geometry; a pair that does not show the same object. One line naming both files.
+    """
+
+    paths = [Path(p) for p in inputs]
+    if len(paths) < 2:
+        named = paths[0] if paths else "nothing"
+        raise LowdoseInputError(
+            f"one realisation ({named}) cannot show noise: pass two or more independent "
+            "acquisitions of the same objects"
+        )
+    acquisitions = [read_acquisition(p) for p in paths]
+    _check_kinds(acquisitions)
+    rows = match_indices(acquisitions, match)  # (I, N)
+    raw = _paired_stack(acquisitions, rows)  # (I, N, H, W)
+    is_hu = acquisitions[0].kind == "dicom"
+    offset = HU_OFFSET if is_hu else 0.0
+    shifted = (np.where(raw < PADDING_BELOW_HU, -HU_OFFSET, raw) + offset) if is_hu else raw
+    divisor = _dataset_divisor(shifted)
+    variances_raw = np.array([pair_noise_variance(image)[0] for image in raw])
+    object_id = _object_ids(acquisitions[0], rows[:, 0], objects)
+    split = split_by_object(object_id, fractions=fractions, rng=np.random.default_rng(seed))
+    pooled_raw = float(np.mean(variances_raw))
+    attrs = {
+        "modality": "ct" if is_hu else "xray",
+        "noise_model": "measured",
+        "noise_level": pooled_raw / divisor**2,
+        "scaling_rule": "dataset_max",
+        "scaling_offset": offset,
+        "raw_units": "hu" if is_hu else "as stored",
+        "seed": seed,
+        "pair_noise_variance": pooled_raw / divisor**2,
+        "pair_noise_variance_raw": pooled_raw,
+        "pair_noise_rule": "Var(y_i - y_j)/2 over pixels away from clip floors, mean over pairs",
+        "match": match,
+        "inputs": " | ".join(str(p) for p in paths),
+        "description": f"lowdose dataset from-repeats: {len(paths)} acquisitions, no clean",
+    }
+    write_dataset(
+        out, clean=None, noisy=(shifted / divisor).astype(np.float32), object_id=object_id,
+        split=split, scale=np.full(len(rows), divisor, np.float32), attrs=attrs,
+    )  # fmt: skip
+    return RepeatsSummary(
+        path=Path(out), n_images=len(rows), n_realisations=len(paths),
+        shape_hw=tuple(raw.shape[2:]), raw_units=attrs["raw_units"], divisor=divisor,
+        offset=offset, noise_variance=pooled_raw / divisor**2, noise_variance_raw=pooled_raw,
+        noise_variance_per_image=variances_raw / divisor**2,
+        splits={s: int(np.sum(split == s)) for s in ("train", "val", "test")},
+        n_objects=len(set(object_id)),
+    )  # fmt: skip
+
+
+def _check_kinds(acquisitions: list[Acquisition]) -> None:
+    first = acquisitions[0]
+    for other in acquisitions[1:]:
+        if other.kind != first.kind:
+            raise LowdoseInputError(
+                f"{first.path} is {first.kind} but {other.path} is {other.kind}; "
+                "give every acquisition in the same format"
+            )
+
+
+def _paired_stack(acquisitions: list[Acquisition], rows: np.ndarray) -> np.ndarray:
+    """(I, N, H, W) float64 raw values after the geometry and same-object checks of each pair."""
+    first = acquisitions[0]
+    for i, row_a in enumerate(rows[:, 0]):
+        for n, other in enumerate(acquisitions[1:], start=1):
+            check_geometry(first, int(row_a), other, int(rows[i, n]))
+            check_same_object(
+                first.values[row_a], other.values[rows[i, n]],
+                first.labels[row_a], other.labels[rows[i, n]],
+            )  # fmt: skip
+    return np.stack([a.values[rows[:, n]] for n, a in enumerate(acquisitions)], axis=1).astype(
+        np.float64
+    )
+
+
+def _dataset_divisor(shifted: np.ndarray) -> float:
+
+    divisor = float(np.max(estimate_clean_max(shifted.mean(axis=1))))
+    if not divisor > 0:
+        raise LowdoseInputError("the images have no positive values to scale by; check units")
+    return divisor
+
+
+def _object_ids(first: Acquisition, rows: np.ndarray, objects: str) -> np.ndarray:
+    if objects not in ("auto", "image"):
+        raise LowdoseInputError(f"objects={objects!r} is unknown; use 'auto' or 'image'")
+    if objects == "image":
+        return np.array([f"image{int(r):05d}" for r in rows])
+    return np.array([first.object_id[int(r)] for r in rows])

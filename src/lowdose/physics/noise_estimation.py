@@ -1,0 +1,199 @@
+"""What two noisy acquisitions of one object say without a clean image.
+
+Model: ``y_k = x + n_k`` with noise ``n_k`` independent between acquisitions, zero mean, equal
+variance ``s2``. Then the difference ``d = y_1 - y_2 = n_1 - n_2`` holds no trace of the object and
+``Var(d) / 2 = s2``; and the sum and the difference are uncorrelated (independent if Gaussian), so
+choosing pixels by the *pair mean* does not bias the variance of the difference.
+
+Same-object test (:func:`same_object_statistics`, :func:`check_same_object`):
+
+1. **The difference holds no anatomy.** Noise of a CT or X-ray image is correlated over a few
+   pixels at most, anatomy over tens. The mean of the lag-:data:`LAG_PX` autocorrelations of ``d``
+   (rows and columns) must stay below :data:`MAX_DIFFERENCE_LAG_CORR`. Measured on the shared
+   TCGA slices: 0.00 for white noise, 0.02 for sinogram-Poisson FBP noise; >= 0.47 for 531 pairs
+   of slices of different patients, 0.46 for a 5 % intensity-scale mismatch.
+2. **The pair shares content.** The correlation of the two images after a Gaussian blur of
+   ``sigma = 4`` px (which averages independent noise away) must exceed
+   :data:`MIN_COARSE_CORR` (matched pairs: >= 0.89 even at 2000 HU white noise).
+
+Noise variance (:func:`pair_noise_variance`): ``Var(y_i - y_j) / 2`` averaged over all pairs
+``i < j`` of realisations, leaving out pixels that carry no noise: those whose pair mean is within
+3 noise standard deviations of the lowest or highest value of the pair (scanner clip floors,
+padding outside the field of view), and those in a 3x3 block where both realisations agree exactly
+(constant fill anywhere in the value range; independent noise never does that).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+from scipy import ndimage
+
+from lowdose.core.errors import LowdoseInputError
+
+LAG_PX = 8
+MAX_DIFFERENCE_LAG_CORR = 0.15
+MIN_COARSE_CORR = 0.5
+COARSE_SIGMA_PX = 4.0
+_MAD_TO_SD = 1.4826
+_MIN_PIXELS = 64
+
+
+def same_object_statistics(first, second) -> dict[str, float]:
+    """The two statistics of the same-object test for one pair of (H, W) images.
+
+    Returns
+    -------
+    dict
+        ``difference_lag_corr`` (mean lag-8 autocorrelation of ``first - second``; ~0 for a true
+        pair), ``coarse_corr`` (correlation after a sigma-4 blur), ``corr`` (plain correlation).
+    """
+    a = np.asarray(first, dtype=np.float64)
+    b = np.asarray(second, dtype=np.float64)
+    diff = a - b
+    diff -= diff.mean()
+    power = float(np.mean(diff * diff))
+    if power == 0.0:
+        lag_corr = 0.0  # identical images: no difference at all, certainly no anatomy in it
+    else:
+        rows = np.mean(diff[LAG_PX:] * diff[:-LAG_PX]) if diff.shape[0] > LAG_PX else 0.0
+        cols = np.mean(diff[:, LAG_PX:] * diff[:, :-LAG_PX]) if diff.shape[1] > LAG_PX else 0.0
+        lag_corr = float((rows + cols) / 2 / power)
+    coarse = _corr(
+        ndimage.gaussian_filter(a, COARSE_SIGMA_PX), ndimage.gaussian_filter(b, COARSE_SIGMA_PX)
+    )
+    return {"difference_lag_corr": lag_corr, "coarse_corr": coarse, "corr": _corr(a, b)}
+
+
+def check_same_object(first, second, name_first: str, name_second: str) -> dict[str, float]:
+    """Raise one line naming both files unless the pair passes the same-object test."""
+    stats = same_object_statistics(first, second)
+    if stats["difference_lag_corr"] > MAX_DIFFERENCE_LAG_CORR:
+        raise LowdoseInputError(
+            f"{name_first} and {name_second} do not show the same object: their difference "
+            f"has structure (lag-{LAG_PX} correlation {stats['difference_lag_corr']:.2f} > "
+            f"{MAX_DIFFERENCE_LAG_CORR}); check the pairing (--match) and the intensity units"
+        )
+    if not stats["coarse_corr"] > MIN_COARSE_CORR:
+        raise LowdoseInputError(
+            f"{name_first} and {name_second} share no content (blurred correlation "
+            f"{stats['coarse_corr']:.2f} <= {MIN_COARSE_CORR}); pair acquisitions of one object"
+        )
+    return stats
+
+
+def pair_noise_variance(realisations) -> tuple[float, int]:
+    """Noise variance of one image from its N >= 2 independent realisations.
+
+    Parameters
+    ----------
+    realisations : array_like (N, H, W)
+        The same object acquired N times, any real units.
+
+    Returns
+    -------
+    variance : float
+        Mean over pairs ``i < j`` of ``Var(y_i - y_j) / 2`` (units squared) on the kept pixels.
+    n_pixels : int
+        Pixels kept per pair (see the module docstring); all pixels when fewer than 64 remain.
+    """
+    stack = np.asarray(realisations, dtype=np.float64)
+    if stack.ndim != 3 or stack.shape[0] < 2:
+        raise LowdoseInputError(f"realisations have shape {stack.shape}; pass (N >= 2, H, W)")
+    low, high = stack.min(), stack.max()
+    values, kept = [], []
+    for i, j in itertools.combinations(range(stack.shape[0]), 2):
+        diff, mean = stack[i] - stack[j], (stack[i] + stack[j]) / 2
+        fill = noise_free_mask(stack[i], stack[j])
+        inside = (np.minimum(stack[i], stack[j]) > low) & (np.maximum(stack[i], stack[j]) < high)
+        inside &= ~fill
+        sample = diff[inside] if inside.sum() >= _MIN_PIXELS else diff.ravel()
+        sigma = _MAD_TO_SD * np.median(np.abs(sample - np.median(sample))) / np.sqrt(2)
+        keep = (mean > low + 3 * sigma) & (mean < high - 3 * sigma) & ~fill
+        chosen = diff[keep] if keep.sum() >= _MIN_PIXELS else diff.ravel()
+        values.append(np.var(chosen, ddof=1) / 2)
+        kept.append(chosen.size)
+    return float(np.mean(values)), int(min(kept))
+
+
+def noise_free_mask(first, second) -> np.ndarray:
+    """Pixels where two realisations agree exactly over a whole 3x3 block: (H, W) bool.
+
+    Independent noise never does that; constant fill (padding, clipping, masked regions) does, and
+    there the stored value is the same in every acquisition, so it carries no noise.
+    """
+    same = np.asarray(first) == np.asarray(second)
+    return ndimage.binary_opening(same, structure=np.ones((3, 3), bool))
+
+
+def clean_free_metrics(
+    first, second, denoised_first, denoised_second, *, noise_variance, data_range=1.0
+):
+    """Scores of a denoiser that need no clean image, per image and averaged.
+
+    Parameters
+    ----------
+    first, second : array_like (B, H, W)
+        The two realisations ``y_1``, ``y_2``; ``y_2`` is the reference for ``f(y_1)``.
+    denoised_first, denoised_second : array_like (B, H, W)
+        The model's outputs ``f(y_1)`` and ``f(y_2)``.
+    noise_variance : float or array_like (B,)
+        Known (pair-estimated) noise variance ``s2`` of one realisation, same units squared.
+    data_range : float
+        Peak value for PSNR (1.0 on the dataset scale).
+
+    Returns
+    -------
+    dict of ndarray (B,) and float means
+        ``residual_noise_variance``: ``Var(f(y_1) - f(y_2)) / 2``, the noise left in the output
+        (blur and bias that both outputs share are not in it). ``noise_reduction_factor``:
+        ``s2 / residual_noise_variance``. ``mse_to_truth_estimate``: ``MSE(f(y_1), y_2) - s2 *
+        q``, with ``q`` the fraction of pixels that carry noise (not :func:`noise_free_mask`):
+        an unbiased estimate of the MSE against the unknown clean image, since y_2's noise is
+        independent of f(y_1) and y_2 is the truth where it has no noise.
+        ``psnr_vs_other_realisation_corrected_db``: that MSE as PSNR (NaN where the estimate
+        is <= 0, i.e. below what the pair can resolve).
+        ``psnr_vs_other_realisation_raw_db``: PSNR against y_2 uncorrected. ``mean_<key>``:
+        the mean over images (the PSNR mean is taken of the mean MSE).
+    """
+    y1, y2, f1, f2 = (
+        np.asarray(v, dtype=np.float64) for v in (first, second, denoised_first, denoised_second)
+    )
+    if not (y1.shape == f1.shape == f2.shape == y2.shape) or f1.ndim != 3:
+        raise LowdoseInputError(
+            f"shapes {y1.shape}, {y2.shape}, {f1.shape}, {f2.shape}: pass four (B, H, W) stacks"
+        )
+    fill = np.array([noise_free_mask(a, b).mean() for a, b in zip(y1, y2, strict=True)])
+    noisy_fraction = 1.0 - fill
+    s2 = np.broadcast_to(np.asarray(noise_variance, dtype=np.float64), (f1.shape[0],))
+    residual = np.var((f1 - f2).reshape(len(f1), -1), axis=1, ddof=1) / 2
+    mse_raw = np.mean((f1 - y2).reshape(len(f1), -1) ** 2, axis=1)
+    mse_truth = mse_raw - s2 * noisy_fraction
+    out = {
+        "residual_noise_variance": residual,
+        "noise_reduction_factor": s2 / residual,
+        "mse_to_truth_estimate": mse_truth,
+        "psnr_vs_other_realisation_corrected_db": _psnr(mse_truth, data_range),
+        "psnr_vs_other_realisation_raw_db": _psnr(mse_raw, data_range),
+    }
+    means = {f"mean_{key}": float(np.mean(value)) for key, value in out.items()}
+    means["mean_noise_reduction_factor"] = float(np.mean(s2) / np.mean(residual))
+    means["mean_psnr_vs_other_realisation_corrected_db"] = float(
+        _psnr(np.array([np.mean(mse_truth)]), data_range)[0]
+    )
+    means["mean_psnr_vs_other_realisation_raw_db"] = float(
+        _psnr(np.array([np.mean(mse_raw)]), data_range)[0]
+    )
+    return {**out, **means}
+
+
+def _psnr(mse: np.ndarray, data_range: float) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(mse > 0, 10 * np.log10(data_range**2 / mse), np.nan)
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    denominator = np.sqrt(np.sum(a * a) * np.sum(b * b))
+    return float(np.sum(a * b) / denominator) if denominator > 0 else 0.0

@@ -1,0 +1,138 @@
+"""Experiments as validated YAML: one file per paper result, with quick / medium / paper scales.
+
+An experiment file names the dataset to build, the models to train (mode and loss), the filters to
+compare, the sweep to run, and per-scale overrides. ``scales.<name>`` is deep-merged over the base
+before validation, so a typo in any key (base or scale) is an error naming the key.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lowdose.core.errors import LowdoseInputError
+
+EXPERIMENTS_DIR = Path(__file__).parent / "experiments"
+Scale = Literal["quick", "medium", "paper"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetSpec(_Strict):
+    """How to build the experiment's HDF5 dataset (simulate xray | simulate ct)."""
+
+    kind: Literal["xray", "ct"]
+    target_psnr_db: float
+    realisations: int = Field(2, ge=2)
+    size: int = Field(256, ge=32)
+    seed: int = 0
+    # X-ray projections
+    phantoms: int = Field(100, ge=2)
+    angles: int = Field(63, ge=1)
+    geometry: Literal["parallel", "cone"] = "parallel"
+    # CT slices
+    source: str = "phantom"
+    noise: Literal["awgn", "sinogram"] = "awgn"
+    # Which PSNR the target refers to: the paper's data_range 1 scale, or the -1000..1000 HU window
+    # (physically sensible photon counts for the sinogram model).
+    target_scale: Literal["data_range_1", "hu_window"] = "data_range_1"
+
+
+class ModelSpec(_Strict):
+    """One network to train: the paper's table label is derived from mode and loss."""
+
+    name: str
+    mode: Literal["n2n", "n2c"]
+    loss: Literal["mse", "mae"]
+
+
+class EvaluateSpec(_Strict):
+    filters: list[str] = ["gaussian", "median", "bilateral", "nlm", "bm3d"]
+    tuning: Literal["oracle", "blind", "both"] = "both"
+
+
+class ForeignModel(_Strict):
+    """A model trained by another experiment of the same run (e.g. ct24's model in ct18's sweep)."""
+
+    experiment: str
+    model: str
+
+
+class SweepSpec(_Strict):
+    enabled: bool = True
+    models: list[str] = []
+    foreign_models: list[ForeignModel] = []
+    psnr_range_db: tuple[float, float] = (4.0, 50.0)
+    levels: int = Field(15, ge=2)
+    images: int = Field(20, ge=1)
+    filters: list[str] = ["gaussian", "median", "bilateral"]
+
+
+class ExperimentConfig(_Strict):
+    """A paper result: dataset, models, evaluation and sweep, resolved at one scale."""
+
+    name: str
+    paper_table: str = ""
+    description: str = ""
+    scale: Scale = "quick"
+    dataset: DatasetSpec
+    models: list[ModelSpec]
+    # Keys of lowdose.training.config.TrainConfig (validated there), shared by all models of the
+    # experiment.
+    train: dict[str, Any] = {}
+    evaluate: EvaluateSpec = EvaluateSpec()
+    sweep: SweepSpec = SweepSpec()
+
+
+def available_experiments() -> list[str]:
+    """Names of the experiment files shipped with lowdose."""
+    return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
+
+
+def load_experiment(name_or_path: str | Path, scale: Scale) -> ExperimentConfig:
+    """Read an experiment YAML (a shipped name such as ``xray`` or a path) at ``scale``."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = EXPERIMENTS_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise LowdoseInputError(
+            f"experiment {name_or_path!r} not found; choose one of {available_experiments()} "
+            "or give a YAML path"
+        )
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise LowdoseInputError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+    scales = raw.pop("scales", {}) or {}
+    if scale not in scales and scale != "quick":
+        raise LowdoseInputError(f"{path}: no '{scale}' scale; it defines {sorted(scales)}")
+    merged = _deep_merge(raw, scales.get(scale, {}) or {})
+    merged["scale"] = scale
+    try:
+        return ExperimentConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise LowdoseInputError(f"{path}: {_first_error(exc)}") from None
+
+
+def _deep_merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        return f"unknown key '{where}'; check the spelling against the documented keys"
+    return f"{where}: {err['msg']}"

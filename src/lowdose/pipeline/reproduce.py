@@ -1,0 +1,315 @@
+"""Run one paper experiment end to end, each stage cached by the content hash of its inputs.
+
+Layout under ``OUT/<experiment>/``::
+
+    data/<key>.h5          the dataset (simulate xray | simulate ct); its name is its hash
+    train/<model>/         one Lightning run directory per model (stage.json marks it finished)
+    results/               evaluate: results.csv/.parquet, summary.md, panels.npz
+    sweep/                 validity range: sweep.csv
+    experiment.json        resolved config, stage keys, wall times, environment
+
+A stage whose ``stage.json`` holds the same key is skipped; a training run that was interrupted
+(its key matches but it is not finished) resumes from ``last.ckpt``; a stage whose inputs changed
+is recomputed and its old output moved aside to ``<name>.stale``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import shutil
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import lowdose
+from lowdose.core.atomic import atomic_write_text
+from lowdose.core.errors import LowdoseInputError
+from lowdose.data.dataset import read_attrs
+from lowdose.evaluation.evaluate import evaluate
+from lowdose.evaluation.sweep import SweepModel, default_targets_db, run_sweep, write_sweep
+from lowdose.pipeline.config import ExperimentConfig
+from lowdose.simulate.ct import build_ct_dataset
+from lowdose.simulate.xray import build_xray_dataset
+from lowdose.training.config import make_train_config
+from lowdose.training.run import resume_config, train
+
+Log = Callable[[str], None]
+# A context manager factory yielding progress(stage, advance, total); the CLI passes rich bars.
+ProgressScope = Callable[[], AbstractContextManager]
+
+
+def _no_bars(*, absolute: bool = False) -> AbstractContextManager:
+    return contextlib.nullcontext(None)
+
+
+def _workers() -> int:
+    # Oracle search processes: one per core, at most 8 (the search is embarrassingly parallel).
+    return max(1, min(8, len(os.sched_getaffinity(0))))
+
+
+def stage_key(*parts) -> str:
+    """Short SHA-256 of the JSON form of ``parts`` (configs, upstream keys, file hashes)."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _stage_done(folder: Path, key: str) -> bool:
+    marker = folder / "stage.json"
+    if not marker.is_file():
+        return False
+    info = json.loads(marker.read_text())
+    return info.get("key") == key and info.get("done", False)
+
+
+def _prepare_stage(folder: Path, key: str) -> bool:
+    """Make ``folder`` ready for a stage with ``key``; True when a matching partial run exists."""
+    marker = folder / "stage.json"
+    if marker.is_file():
+        if json.loads(marker.read_text()).get("key") == key:
+            return True
+        stale = folder.with_name(folder.name + ".stale")
+        shutil.rmtree(stale, ignore_errors=True)
+        folder.rename(stale)
+    elif folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(marker, json.dumps({"key": key, "done": False}))
+    return False
+
+
+def _finish_stage(folder: Path, key: str, **extra) -> None:
+    atomic_write_text(folder / "stage.json", json.dumps({"key": key, "done": True, **extra}))
+
+
+def build_dataset(
+    config: ExperimentConfig, out_dir: Path, log: Log, bars: ProgressScope = _no_bars
+) -> tuple[Path, str]:
+    """Build (or reuse) the experiment's dataset; return its path and stage key."""
+    spec = config.dataset
+    key = stage_key("dataset-v1", spec.model_dump())
+    path = out_dir / "data" / f"{spec.kind}-{key}.h5"
+    if path.is_file():
+        log(f"dataset: cached {path.name}")
+        return path, key
+    log(f"dataset: building {path.name}")
+    common = {
+        "target_psnr_db": spec.target_psnr_db,
+        "realisations": spec.realisations,
+        "size": spec.size,
+        "seed": spec.seed,
+    }
+    with bars(absolute=True) as progress:
+        if spec.kind == "xray":
+            build_xray_dataset(
+                path,
+                phantoms=spec.phantoms,
+                angles=spec.angles,
+                geometry=spec.geometry,
+                workers=_workers(),  # same file for any worker count (seeded per phantom)
+                progress=progress,
+                **common,
+            )
+        else:
+            build_ct_dataset(
+                path,
+                source=resolve_ct_source(spec.source),
+                noise=spec.noise,
+                target_scale=spec.target_scale,
+                progress=progress,
+                **common,
+            )
+    return path, key
+
+
+def resolve_ct_source(source: str) -> str | Path:
+    """``phantom``, or a DICOM folder: ``LOWDOSE_CT_SOURCE`` overrides; relative paths are tried
+    against the working folder, then against the repository checkout (for ``../shared/...``)."""
+    if source == "phantom":
+        return source
+    override = os.environ.get("LOWDOSE_CT_SOURCE")
+    if override:
+        return Path(override)
+    path = Path(source)
+    if path.is_absolute() or path.exists():
+        return path
+    checkout = Path(__file__).resolve().parents[2] / source
+    if checkout.exists():
+        return checkout
+    raise LowdoseInputError(
+        f"CT source folder {source} not found: set LOWDOSE_CT_SOURCE=DIR (a DICOM folder) or use "
+        "the phantom experiments (lowdose demo)"
+    )
+
+
+def train_models(
+    config: ExperimentConfig, data_path: Path, data_key: str, out_dir: Path, log: Log
+) -> dict[str, Path]:
+    """Train every model (skip finished, resume interrupted); return name -> best.ckpt."""
+
+    checkpoints = {}
+    for spec in config.models:
+        run_dir = out_dir / "train" / spec.name
+        values = {**config.train, "data": data_path, "out": run_dir}
+        values.update(mode=spec.mode, loss=spec.loss)
+        train_config = make_train_config(values, source=f"experiment {config.name}")
+        key = stage_key("train-v1", data_key, spec.model_dump(), config.train)
+        if _stage_done(run_dir, key):
+            log(f"train {spec.name}: cached")
+        elif _prepare_stage(run_dir, key) and (run_dir / "last.ckpt").is_file():
+            log(f"train {spec.name}: resuming interrupted run")
+            train(resume_config(run_dir), resume=True)
+            _finish_stage(run_dir, key)
+        else:
+            log(f"train {spec.name}: {spec.mode}-{spec.loss}")
+            train(train_config)
+            _finish_stage(run_dir, key)
+        checkpoints[spec.name] = run_dir / "best.ckpt"
+    return checkpoints
+
+
+def evaluate_stage(
+    config: ExperimentConfig,
+    data_path: Path,
+    data_key: str,
+    checkpoints: dict,
+    out_dir: Path,
+    log: Log,
+    bars: ProgressScope,
+) -> Path:
+    """Evaluate models and filters on the test set (cached by the checkpoints' hashes)."""
+
+    folder = out_dir / "results"
+    hashes = {name: file_sha256(path) for name, path in checkpoints.items()}
+    key = stage_key("evaluate-v1", data_key, hashes, config.evaluate.model_dump())
+    if _stage_done(folder, key):
+        log("evaluate: cached")
+        return folder
+    _prepare_stage(folder, key)
+    log(f"evaluate: {len(checkpoints)} models, filters {','.join(config.evaluate.filters)}")
+    with bars() as progress:
+        evaluate(
+            data_path,
+            models=list(checkpoints.values()),
+            filters=config.evaluate.filters,
+            tuning=config.evaluate.tuning,
+            out_dir=folder,
+            workers=_workers(),
+            progress=progress,
+        )
+    _finish_stage(folder, key)
+    return folder
+
+
+def sweep_stage(
+    config: ExperimentConfig, data_path: Path, data_key: str, checkpoints: dict, root: Path, log
+) -> Path | None:
+    """The validity-range sweep (paper Fig. 2 / 4), cached like the other stages."""
+
+    spec = config.sweep
+    if not spec.enabled:
+        return None
+    trained_at = float(read_attrs(data_path).get("achieved_psnr_db", config.dataset.target_psnr_db))
+    models = [SweepModel(m, checkpoints[m], trained_at) for m in spec.models]
+    for foreign in spec.foreign_models:
+        ckpt = root / foreign.experiment / "train" / foreign.model / "best.ckpt"
+        if not ckpt.is_file():
+            log(f"sweep: {foreign.experiment}/{foreign.model} not trained in this run; left out")
+            continue
+        other = json.loads((root / foreign.experiment / "experiment.json").read_text())
+        label = f"{foreign.model} ({foreign.experiment})"
+        models.append(SweepModel(label, ckpt, float(other["achieved_psnr_db"])))
+    folder = root / config.name / "sweep"
+    hashes = {m.label: file_sha256(m.checkpoint) for m in models}
+    key = stage_key("sweep-v1", data_key, hashes, spec.model_dump())
+    if _stage_done(folder, key):
+        log("sweep: cached")
+        return folder
+    _prepare_stage(folder, key)
+    targets = default_targets_db(*spec.psnr_range_db, spec.levels)
+    table = run_sweep(
+        data_path, models, targets_db=targets, filters=spec.filters, n_images=spec.images,
+        progress=lambda text: log(f"sweep: {text}"),
+    )  # fmt: skip
+    write_sweep(table, folder)
+    _finish_stage(folder, key)
+    return folder
+
+
+def _cpu_name() -> str:
+    # platform.processor() is empty on Linux; /proc/cpuinfo names the model.
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def environment() -> dict:
+    """CPU/GPU and library versions, for the report."""
+    import lightning
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": gpu,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "lowdose": lowdose.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def run_experiment(
+    config: ExperimentConfig, root: Path, log: Log = print, bars: ProgressScope = _no_bars
+) -> Path:
+    """Run every stage of one experiment under ``root/<name>``; return that folder."""
+
+    out_dir = root / config.name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    times = {}
+    start = time.perf_counter()
+    data_path, data_key = build_dataset(config, out_dir, log, bars)
+    times["dataset_s"] = time.perf_counter() - start
+    attrs = read_attrs(data_path)
+    summary = {
+        "name": config.name,
+        "paper_table": config.paper_table,
+        "scale": config.scale,
+        "baseline_target_db": config.dataset.target_psnr_db,
+        "achieved_psnr_db": attrs.get("achieved_psnr_db"),
+        "dataset": str(data_path.relative_to(root)),
+        "dataset_attrs": attrs,
+        "config": config.model_dump(mode="json"),
+        "environment": environment(),
+    }
+    atomic_write_text(out_dir / "experiment.json", json.dumps(summary, indent=2, default=str))
+    stamp = time.perf_counter()
+    checkpoints = train_models(config, data_path, data_key, out_dir, log)
+    times["train_s"] = time.perf_counter() - stamp
+    stamp = time.perf_counter()
+    evaluate_stage(config, data_path, data_key, checkpoints, out_dir, log, bars)
+    times["evaluate_s"] = time.perf_counter() - stamp
+    stamp = time.perf_counter()
+    sweep_stage(config, data_path, data_key, checkpoints, root, log)
+    times["sweep_s"] = time.perf_counter() - stamp
+    times["total_s"] = time.perf_counter() - start
+    summary["wall_times_s"] = times
+    atomic_write_text(out_dir / "experiment.json", json.dumps(summary, indent=2, default=str))
+    return out_dir

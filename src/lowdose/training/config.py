@@ -1,0 +1,128 @@
+"""Validated configuration (pydantic) and its YAML form.
+
+``TrainConfig`` holds everything one training run needs; a run directory keeps the resolved copy
+as ``config.yaml``. Unknown keys are errors that name the key and list the valid ones, so a typo
+never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from lowdose.core.atomic import atomic_write_text
+from lowdose.core.errors import LowdoseInputError
+
+_MAX_TIME = re.compile(r"^(\d+:)?\d{1,2}:\d{2}:\d{2}$")
+
+
+class TrainConfig(BaseModel):
+    """One training run: data, recipe (the paper's by default), engine and speed settings.
+
+    ``batch_size`` is the global batch: with ``devices * num_nodes`` processes each process gets
+    ``batch_size / world_size`` patches, so a DDP run takes the same optimiser steps as a
+    single-process run. ``samples_per_epoch`` shortens (or lengthens) an epoch for big (small)
+    datasets; by default an epoch is every training pair once.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data: Path
+    out: Path
+    mode: Literal["n2n", "n2c"] = "n2n"
+    loss: Literal["mse", "mae"] = "mse"
+    epochs: int = Field(10, ge=1)
+    patch: int = Field(64, ge=32, description="training patch side in pixels, multiple of 32")
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    lr_factor: float = Field(0.5, gt=0, lt=1)
+    lr_patience_epochs: int = Field(2, ge=0)
+    warmup_steps: int = Field(0, ge=0)
+    width: int = Field(48, ge=1)
+    residual: bool = False
+    augment: bool = True
+    samples_per_epoch: int | None = Field(None, ge=1)
+    val_crop: int | None = Field(None, ge=32, description="centre crop for validation; whole")
+    max_time: str | None = None
+    seed: int = 0
+    workers: int = Field(0, ge=0)
+    precision: str = "32-true"
+    accelerator: str = "auto"
+    devices: int = Field(1, ge=1)
+    num_nodes: int = Field(1, ge=1)
+    strategy: str = "auto"
+    threads: int | None = Field(None, ge=1)
+    channels_last: bool = False
+    compile: bool = False
+    deterministic: bool = False
+    checkpoint_every_n_steps: int = Field(50, ge=1)
+    quiet: bool = False
+
+    @field_validator("patch")
+    @classmethod
+    def _patch_multiple_of_32(cls, value: int) -> int:
+        if value % 32:
+            raise ValueError(f"patch must be a multiple of 32 (five poolings), got {value}")
+        return value
+
+    @field_validator("max_time")
+    @classmethod
+    def _max_time_format(cls, value: str | None) -> str | None:
+        if value is not None and not _MAX_TIME.match(value):
+            raise ValueError(f"max_time must look like 00:05:00 or 1:00:00:00, got {value!r}")
+        return value
+
+
+def make_train_config(values: dict[str, Any], *, source: str = "options") -> TrainConfig:
+    """Validate ``values`` into a ``TrainConfig``; errors become one ``LowdoseInputError`` line.
+
+    Parameters
+    ----------
+    values
+        Field name -> value (paths as str or Path).
+    source
+        What the values came from (a file name), named in the error.
+    """
+    try:
+        return TrainConfig(**values)
+    except ValidationError as exc:
+        raise LowdoseInputError(_one_line(exc, source, TrainConfig)) from None
+
+
+def load_train_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Read a YAML training config; ``overrides`` (e.g. command-line flags) win over the file.
+
+    Relative ``data``/``out`` paths in the file are taken relative to the working directory.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise LowdoseInputError(f"config file {path} not found: pass an existing YAML file")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise LowdoseInputError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+    if not isinstance(values, dict):
+        raise LowdoseInputError(f"{path}: expected a mapping of keys to values at the top level")
+    return make_train_config({**values, **(overrides or {})}, source=str(path))
+
+
+def save_config(config: BaseModel, path: str | Path) -> None:
+    """Write ``config`` as YAML (paths as strings), atomically."""
+    values = config.model_dump(mode="json")
+    atomic_write_text(path, yaml.safe_dump(values, sort_keys=False))
+
+
+def _one_line(exc: ValidationError, source: str, model: type[BaseModel]) -> str:
+    error = exc.errors()[0]
+    key = ".".join(str(part) for part in error["loc"]) or "<config>"
+    if error["type"] == "extra_forbidden":
+        valid = ", ".join(model.model_fields)
+        return f"{source}: unknown key '{key}'; valid keys: {valid}"
+    if error["type"] == "missing":
+        return f"{source}: missing required key '{key}'"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{source}: {key}: {message} (got {error.get('input')!r})"

@@ -1,0 +1,204 @@
+"""Training and validation data for ``training.py``: resumable, DDP-sharded, seeded by epoch.
+
+Every training sample is a pure function of ``(seed, epoch, index)``: the epoch's order is a
+permutation drawn from ``default_rng([seed, epoch])`` and ``PairDataset`` draws crops and flips
+from ``default_rng([seed, epoch, index])``. The sampler yields ``(epoch, index)`` keys, so worker
+processes never need to be told the epoch, and a run resumed mid-epoch skips exactly the batches
+it had already taken (the position lives in the checkpoint via ``PairDataModule.state_dict``).
+Under DDP, rank ``r`` of ``R`` takes every ``R``-th sample of the same permutation, so the ranks'
+batches together form the single-process global batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
+
+from lowdose.core.errors import LowdoseInputError
+from lowdose.data.dataset import load_split, read_info
+from lowdose.training.pairs import PairDataset
+
+
+class EpochSampler(Sampler):
+    """Yield ``(epoch, index)`` keys for one rank's share of an epoch.
+
+    Parameters
+    ----------
+    n_items
+        Training pairs in the dataset.
+    samples_per_epoch
+        Global samples per epoch (``None``: ``n_items``); made a multiple of ``world_size``.
+    seed, rank, world_size
+        Permutation seed and this process's place in the DDP group.
+    """
+
+    def __init__(
+        self, n_items: int, samples_per_epoch: int | None, *, seed: int, rank: int, world_size: int
+    ) -> None:
+        self.n_items, self.seed, self.rank, self.world_size = n_items, seed, rank, world_size
+        total = samples_per_epoch or n_items
+        self.per_rank = total // world_size
+        self.epoch = 0
+        self._skip = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by Lightning before each epoch."""
+        self.epoch = epoch
+
+    def resume_at(self, epoch: int, samples_done: int) -> None:
+        """Make the next iteration start ``samples_done`` samples into ``epoch`` (once)."""
+        self.epoch, self._skip = epoch, samples_done
+
+    def __len__(self) -> int:
+        return self.per_rank
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch, skip = self.epoch, self._skip
+        self._skip = 0
+        order = self._global_order(epoch)
+        mine = order[self.rank :: self.world_size][: self.per_rank]
+        for index in mine[skip:]:
+            yield epoch, int(index)
+
+    def _global_order(self, epoch: int) -> np.ndarray:
+        needed = self.per_rank * self.world_size
+        passes = -(-needed // self.n_items)  # ceil: long epochs repeat fresh permutations
+        orders = [
+            np.random.default_rng([self.seed, epoch, p]).permutation(self.n_items)
+            for p in range(passes)
+        ]
+        return np.concatenate(orders)[:needed]
+
+
+class EpochKeyed(Dataset):
+    """Map ``(epoch, index)`` keys onto a ``PairDataset`` (sets its epoch in whichever process)."""
+
+    def __init__(self, pairs: Dataset) -> None:
+        self.pairs = pairs
+        self._epoch: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, index = key
+        if epoch != self._epoch:
+            self.pairs.set_epoch(epoch)
+            self._epoch = epoch
+        return self.pairs[index]
+
+    def __getitems__(self, keys: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        # A whole batch in one call (DataLoader uses it when present): one vectorised gather in
+        # memory instead of a Python call per sample. Keys of one batch share their epoch.
+        epoch = keys[0][0]
+        if epoch != self._epoch:
+            self.pairs.set_epoch(epoch)
+            self._epoch = epoch
+        return self.pairs.sample_batch([index for _, index in keys])
+
+
+def _stacked(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Collate for batches that ``EpochKeyed.__getitems__`` already stacked."""
+    return batch
+
+
+def _fits_in_memory(path: Path, *, limit_bytes: float = 2e9) -> bool:
+
+    info = read_info(path)
+    _, n_real, height, width = info.shape
+    n_train = int(np.sum(info.split == "train"))
+    return n_train * (n_real + int(info.has_clean)) * height * width * 4 <= limit_bytes
+
+
+def validation_tensors(path: Path, *, crop: int | None) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """Validation inputs, references and which reference is used.
+
+    Returns
+    -------
+    noisy, reference : torch.Tensor
+        ``(I_val, 1, H, W)`` float32, realisation 0 and either the clean image or (data without
+        clean images) realisation 1, on the dataset's scale; centre-cropped to ``crop`` if given.
+    val_reference : str
+        ``"clean"`` or ``"realisation"``.
+    """
+
+    split = load_split(path, "val")
+    noisy = np.asarray(split.noisy, dtype=np.float32)  # (I, N, H, W)
+    if noisy.shape[0] == 0:
+        raise LowdoseInputError(f"{path} has no 'val' images: rebuild it with a validation split")
+    if split.clean is not None:
+        reference, kind = np.asarray(split.clean, dtype=np.float32), "clean"
+    elif noisy.shape[1] >= 2:
+        reference, kind = noisy[:, 1], "realisation"
+    else:
+        raise LowdoseInputError(f"{path} has neither clean images nor 2 realisations to validate")
+    inputs = noisy[:, 0]
+    if crop is not None:
+        inputs, reference = _centre_crop(inputs, crop), _centre_crop(reference, crop)
+    inputs_t = torch.from_numpy(np.ascontiguousarray(inputs[:, None]))  # (I, 1, H, W)
+    return inputs_t, torch.from_numpy(np.ascontiguousarray(reference[:, None])), kind
+
+
+def _centre_crop(images: np.ndarray, size: int) -> np.ndarray:
+    height, width = images.shape[-2:]
+    top, left = max(0, (height - size) // 2), max(0, (width - size) // 2)
+    return images[..., top : top + size, left : left + size]
+
+
+class PairDataModule(L.LightningDataModule):
+    """Loaders for one run; its ``state_dict`` is the training position (epoch, batches done)."""
+
+    def __init__(self, config) -> None:
+        super().__init__()
+        self.config = config
+        self._resume: dict | None = None
+        self.val_reference: str | None = None
+
+    def train_dataloader(self) -> DataLoader:
+
+        cfg = self.config
+        world, rank = self.trainer.world_size, self.trainer.global_rank
+        if cfg.batch_size % world:
+            raise LowdoseInputError(
+                f"batch_size {cfg.batch_size} is global: make it a multiple of {world} processes"
+            )
+        pairs = PairDataset(cfg.data, "train", mode=cfg.mode, patch=cfg.patch,
+                            augment=cfg.augment, seed=cfg.seed,
+                            in_memory=_fits_in_memory(cfg.data))  # fmt: skip
+        if len(pairs) == 0:
+            raise LowdoseInputError(f"{cfg.data} has no 'train' images for mode {cfg.mode}")
+        sampler = EpochSampler(len(pairs), cfg.samples_per_epoch, seed=cfg.seed,
+                               rank=rank, world_size=world)  # fmt: skip
+        per_rank_batch = cfg.batch_size // world
+        if self._resume is not None:
+            sampler.resume_at(self._resume["epoch"], self._resume["batches_done"] * per_rank_batch)
+            self._resume = None
+        return DataLoader(
+            EpochKeyed(pairs), batch_size=per_rank_batch, sampler=sampler,
+            drop_last=len(sampler) >= per_rank_batch, num_workers=cfg.workers, collate_fn=_stacked,
+            persistent_workers=False, pin_memory=False,
+        )  # fmt: skip
+
+    def val_dataloader(self) -> DataLoader:
+        # Every rank validates every image: the PSNR is then identical on all ranks (no reduction
+        # of unequal shards), and validation is cheap next to training.
+        noisy, reference, self.val_reference = validation_tensors(
+            self.config.data, crop=self.config.val_crop
+        )
+        return DataLoader(TensorDataset(noisy, reference), batch_size=4, shuffle=False)
+
+    def state_dict(self) -> dict:
+        loop = self.trainer.fit_loop.epoch_loop
+        batches_done = loop.batch_progress.current.processed
+        epoch = self.trainer.current_epoch
+        if batches_done >= self.trainer.num_training_batches:  # saved at the end of an epoch
+            epoch, batches_done = epoch + 1, 0
+        return {"epoch": epoch, "batches_done": batches_done}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._resume = dict(state)

@@ -1,0 +1,149 @@
+"""One LightningModule for Noise2Noise and Noise2Clean: the mode only changes the data's target.
+
+The paper's recipe: Adam, lr 1e-3, the learning rate halved after 2 epochs in which the validation
+PSNR did not improve (``ReduceLROnPlateau`` on ``val_psnr_db``, mode max, factor 0.5, patience 2).
+Validation PSNR uses data_range 1 on the dataset's scale, unclipped outputs, one value per image,
+averaged over images; the reference is the clean image when the dataset has one, else the held-out
+second realisation (``hparams.val_reference``).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+import lightning as L
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from lowdose.models.unet import UNet
+
+_LOSSES = {"mse": F.mse_loss, "mae": F.l1_loss}
+
+
+class DenoiseModule(L.LightningModule):
+    """Train a ``UNet`` on (input, target) patch pairs and validate PSNR on whole images.
+
+    Parameters
+    ----------
+    model
+        ``UNet`` constructor arguments (``width``, ``residual``, channels).
+    mode, loss
+        ``"n2n"``/``"n2c"`` (recorded; the dataset decides the target) and ``"mse"``/``"mae"``.
+    lr, lr_factor, lr_patience_epochs, warmup_steps
+        Adam learning rate, plateau schedule, and linear warm-up over the first steps.
+    channels_last, compile
+        Speed options (memory format; ``torch.compile`` of the forward pass).
+    meta
+        Provenance saved with the checkpoint: dataset scaling attributes, dataset SHA-256,
+        ``val_reference`` and the run directory.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: dict,
+        mode: str,
+        loss: str,
+        lr: float = 1e-3,
+        lr_factor: float = 0.5,
+        lr_patience_epochs: int = 2,
+        warmup_steps: int = 0,
+        channels_last: bool = False,
+        compile: bool = False,
+        threads: int | None = None,
+        meta: dict | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = UNet(**model)
+        self._loss = _LOSSES[loss]
+        self._memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        # Kept outside the module registry: a registered alias would duplicate the state_dict.
+        object.__setattr__(self, "_compiled", None)
+        self._val_psnr_sum = self._val_count = 0.0
+        self._last_step_time: float | None = None
+
+    def setup(self, stage: str) -> None:
+        # Runs in every process (also DDP children), so thread and compile settings apply there.
+        if self.hparams.threads:
+            torch.set_num_threads(self.hparams.threads)
+        if self.hparams.compile:
+            object.__setattr__(self, "_compiled", torch.compile(self.model))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Denoise ``(B, 1, H, W)`` images on the dataset scale."""
+        network = self._compiled or self.model
+        return network(x.contiguous(memory_format=self._memory_format))
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
+        noisy, target = batch
+        loss = self._loss(self(noisy), target)
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        now = time.perf_counter()
+        if self._last_step_time is not None:
+            samples_per_s = noisy.shape[0] * self.trainer.world_size / (now - self._last_step_time)
+            self.log("samples_s", samples_per_s, on_step=True, prog_bar=True, rank_zero_only=True)
+        self._last_step_time = now
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_psnr_sum, self._val_count = 0.0, 0.0
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        noisy, reference = batch
+        estimate = self(noisy).float()
+        mse = ((estimate - reference) ** 2).flatten(1).mean(dim=1)  # (B,)
+        psnr_db = 10.0 * torch.log10(1.0 / mse.clamp_min(1e-20))  # data_range 1
+        self._val_psnr_sum += float(psnr_db.sum())
+        self._val_count += psnr_db.numel()
+
+    def on_validation_epoch_end(self) -> None:
+        self._last_step_time = None  # validation time is not training throughput
+        mean = self._val_psnr_sum / max(self._val_count, 1)
+        self.log("val_psnr_db", mean, prog_bar=True, sync_dist=False)
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.Adam(self.model.parameters(), lr=self.hparams.lr)
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer,
+            mode="max",
+            factor=self.hparams.lr_factor,
+            patience=self.hparams.lr_patience_epochs,
+        )
+        schedule = {"scheduler": plateau, "monitor": "val_psnr_db", "interval": "epoch"}
+        return {"optimizer": optimizer, "lr_scheduler": schedule}
+
+    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
+        # Linear warm-up is a function of the global step alone, so a resumed run repeats it
+        # exactly; it overrides the plateau schedule only during its own steps.
+        warmup = self.hparams.warmup_steps
+        if warmup and self.global_step <= warmup:
+            scale = min(1.0, (self.global_step + 1) / warmup)
+            for group in optimizer.param_groups:
+                group["lr"] = self.hparams.lr * scale
+        optimizer.step(closure=optimizer_closure)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # Plain tensors and tuples only, so the checkpoint loads with torch's weights_only=True.
+        # lowdose draws from explicit Generators; the legacy global state is what Lightning's
+        # seed_everything sets and third-party code may read, so it is kept too.
+        kind, keys, position, has_gauss, cached = np.random.get_state()  # noqa: NPY002
+        checkpoint["rng_states"] = {
+            "torch": torch.get_rng_state(),
+            "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached),
+            "python": random.getstate(),
+        }
+        checkpoint["unet_config"] = self.model.config()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        states = checkpoint.get("rng_states")
+        if states:
+            torch.set_rng_state(states["torch"])
+            kind, keys, position, has_gauss, cached = states["numpy"]
+            legacy = (kind, keys.numpy().astype(np.uint32), position, has_gauss, cached)
+            np.random.set_state(legacy)  # noqa: NPY002
+            random.setstate(states["python"])

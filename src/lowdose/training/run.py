@@ -1,0 +1,244 @@
+"""Train a denoiser (Noise2Noise or Noise2Clean) with Lightning, and load what it saved.
+
+``train(config)`` is the one entry point for the CLI and the experiment runner. Lightning runs the
+loop, precision, checkpointing and DDP across processes, GPUs and nodes (``devices``,
+``num_nodes``, ``strategy``; gloo on CPU); this module only wires the pieces:
+``lightning_module.DenoiseModule`` (loss, schedule, validation PSNR), ``train_data`` (seeded,
+resumable, sharded sampling) and ``run_dir`` (atomic files, metrics, manifest).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import warnings
+from pathlib import Path
+
+import h5py
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+
+from lowdose.core.errors import LowdoseInputError
+from lowdose.data.dataset import dataset_sha256, read_attrs
+from lowdose.models.unet import UNet
+from lowdose.training.config import TrainConfig, load_train_config, save_config
+from lowdose.training.datamodule import PairDataModule
+from lowdose.training.module import DenoiseModule
+from lowdose.training.run_dir import AtomicCheckpointIO, MetricsCsv, write_manifest
+
+log = logging.getLogger("lowdose.training.run")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """What a finished (or time-limited) run produced.
+
+    ``best_val_psnr_db`` is in dB with data_range 1 against ``val_reference`` (``"clean"`` or
+    ``"realisation"``); ``epochs_done`` counts completed epochs.
+    """
+
+    run_dir: Path
+    best_checkpoint: Path
+    last_checkpoint: Path
+    best_val_psnr_db: float
+    val_reference: str
+    epochs_done: int
+    global_step: int
+    model_name: str
+
+
+def train(config: TrainConfig, *, resume: bool = False) -> RunResult:
+    """Train as ``config`` says; with ``resume`` continue ``config.out/last.ckpt``.
+
+    Writes ``config.yaml``, ``manifest.json``, ``metrics.csv``, ``best.ckpt`` and ``last.ckpt`` in
+    ``config.out``. Raises ``LowdoseInputError`` for a missing dataset, a non-empty run directory
+    without ``resume``, or a resume without ``last.ckpt``.
+    """
+    run_dir = Path(config.out)
+    data = Path(config.data)
+    if not data.is_file():
+        raise LowdoseInputError(f"dataset {data} not found: build one with `lowdose simulate`")
+    last = run_dir / "last.ckpt"
+    if resume and not last.is_file():
+        raise LowdoseInputError(f"{last} not found: nothing to resume, train without --resume")
+    if not resume and last.exists():
+        raise LowdoseInputError(f"{run_dir} already holds a run: use --resume or a new --out")
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    L.seed_everything(config.seed, workers=True, verbose=False)
+
+    meta = _dataset_meta(data)
+    module = DenoiseModule(
+        model={"in_channels": 1, "out_channels": 1, "width": config.width,
+               "residual": config.residual},
+        mode=config.mode, loss=config.loss, lr=config.lr, lr_factor=config.lr_factor,
+        lr_patience_epochs=config.lr_patience_epochs, warmup_steps=config.warmup_steps,
+        channels_last=config.channels_last, compile=config.compile, threads=config.threads,
+        meta={**meta, "run_dir": str(run_dir.resolve())},
+    )  # fmt: skip
+    datamodule = PairDataModule(config)
+    metrics = MetricsCsv(run_dir / "metrics.csv")
+    trainer = _trainer(config, run_dir, metrics)
+    if trainer.is_global_zero:
+        save_config(config, run_dir / "config.yaml")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*Consider setting `persistent_workers.*")
+        warnings.filterwarnings("ignore", ".*your dataloader is not resumable.*")  # it is
+        warnings.filterwarnings("ignore", ".*Checkpoint directory .* exists and is not empty.*")
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
+    _final_checkpoints(trainer, run_dir)
+    if trainer.is_global_zero:
+        write_manifest(
+            run_dir, config=config, data_sha256=meta["dataset_sha256"],
+            val_reference=meta["val_reference"], scaling=meta["scaling"],
+            model_name=module.model.name,
+        )  # fmt: skip
+    best = trainer.checkpoint_callback
+    best_psnr = float(best.best_model_score) if best.best_model_score is not None else np.nan
+    return RunResult(
+        run_dir=run_dir, best_checkpoint=run_dir / "best.ckpt", last_checkpoint=last,
+        best_val_psnr_db=best_psnr, val_reference=meta["val_reference"],
+        epochs_done=trainer.current_epoch, global_step=trainer.global_step,
+        model_name=module.model.name,
+    )  # fmt: skip
+
+
+def resume_config(run_dir: str | Path, overrides: dict | None = None) -> TrainConfig:
+    """The saved ``RUN_DIR/config.yaml`` with ``overrides`` (e.g. more epochs, a new max_time)."""
+    run_dir = Path(run_dir)
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        raise LowdoseInputError(f"{saved} not found: --resume needs a run directory from train")
+    return load_train_config(saved, {**(overrides or {}), "out": run_dir})
+
+
+def _trainer(config: TrainConfig, run_dir: Path, metrics: MetricsCsv) -> L.Trainer:
+    best = ModelCheckpoint(
+        dirpath=run_dir, filename="best", monitor="val_psnr_db", mode="max", save_top_k=1,
+        save_last=True, enable_version_counter=False, auto_insert_metric_name=False,
+    )  # fmt: skip
+    # A second writer of last.ckpt every N optimiser steps, so a killed run loses little.
+    periodic = _PeriodicLast(
+        dirpath=run_dir, filename="last", every_n_train_steps=config.checkpoint_every_n_steps,
+        save_top_k=1, enable_version_counter=False, auto_insert_metric_name=False,
+    )  # fmt: skip
+    callbacks = [metrics, best, periodic]
+    if not config.quiet:
+        callbacks.append(RichProgressBar(leave=True))
+    strategy = config.strategy
+    if strategy == "ddp" and _on_cpu(config):
+        from lightning.pytorch.strategies import DDPStrategy
+
+        strategy = DDPStrategy(process_group_backend="gloo")
+    return L.Trainer(
+        default_root_dir=run_dir, max_epochs=config.epochs, max_time=_timedelta(config.max_time),
+        accelerator=config.accelerator, devices=config.devices, num_nodes=config.num_nodes,
+        strategy=strategy, precision=config.precision, deterministic=config.deterministic,
+        callbacks=callbacks, plugins=[AtomicCheckpointIO()], logger=False,
+        enable_progress_bar=not config.quiet, enable_model_summary=False,
+        num_sanity_val_steps=0, use_distributed_sampler=False, log_every_n_steps=1,
+    )  # fmt: skip
+
+
+def _final_checkpoints(trainer: L.Trainer, run_dir: Path) -> None:
+    # A --max-time stop can end mid-epoch, after the last periodic save: keep the final state so a
+    # resume loses nothing, and give a run too short to validate a best.ckpt (its final weights).
+    # save_checkpoint holds a barrier: every rank calls it, rank 0 writes.
+    trainer.save_checkpoint(run_dir / "last.ckpt")
+    missing_best = trainer.strategy.broadcast(not (run_dir / "best.ckpt").exists(), src=0)
+    if missing_best:
+        log.warning("no validation finished: best.ckpt holds the final weights")
+        trainer.save_checkpoint(run_dir / "best.ckpt")
+
+
+def _timedelta(max_time: str | None) -> datetime.timedelta | None:
+    """``"HH:MM:SS"`` or ``"DD:HH:MM:SS"`` -> timedelta (Lightning's string form needs all four)."""
+    if max_time is None:
+        return None
+    parts = [int(part) for part in max_time.split(":")]
+    days, hours, minutes, seconds = [0] * (4 - len(parts)) + parts
+    return datetime.timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+
+
+def _on_cpu(config: TrainConfig) -> bool:
+    return config.accelerator == "cpu" or (
+        config.accelerator == "auto" and not torch.cuda.is_available()
+    )
+
+
+def _dataset_meta(path: Path) -> dict:
+
+    attrs = read_attrs(path)
+    with h5py.File(path, "r") as handle:
+        scale = np.asarray(handle["scale"]) if "scale" in handle else np.ones(1, np.float32)
+        val_reference = "clean" if "clean" in handle else "realisation"
+    constant = bool(np.all(scale == scale.flat[0]))
+    scaling = {
+        "scaling_rule": str(attrs.get("scaling_rule", "none")),
+        "scaling_offset": float(attrs.get("scaling_offset", 0.0)),
+        "raw_units": str(attrs.get("raw_units", "")),
+        "divisor": float(scale.flat[0]) if constant else None,
+        "data_range": float(attrs.get("psnr_data_range", 1.0)),
+    }
+    return {
+        "scaling": scaling,
+        "dataset_sha256": dataset_sha256(path),
+        "dataset": str(path),
+        "val_reference": val_reference,
+    }
+
+
+def load_model(checkpoint_path: str | Path) -> tuple[torch.nn.Module, dict]:
+    """Rebuild the trained ``UNet`` from a checkpoint, in eval mode on CPU.
+
+    Returns
+    -------
+    model : lowdose.models.UNet
+        Maps ``(B, 1, H, W)`` images on the dataset scale to denoised ones on the same scale.
+    meta : dict
+        ``model`` (name, width, residual), ``mode``, ``loss``, ``scaling`` (``scaling_rule``,
+        ``scaling_offset``, ``raw_units``, ``divisor``), ``dataset_sha256``, ``run_dir``,
+        ``val_reference`` and ``global_step``.
+    """
+
+    path = Path(checkpoint_path)
+    if path.is_dir():
+        path = path / "best.ckpt"
+    if not path.is_file():
+        raise LowdoseInputError(f"checkpoint {path} not found: pass RUN_DIR/best.ckpt")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    hparams = checkpoint.get("hyper_parameters", {})
+    if "model" not in hparams:
+        raise LowdoseInputError(f"{path} is not a lowdose training checkpoint")
+    model = UNet(**hparams["model"])
+    state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()}
+    model.load_state_dict(state)
+    extra = hparams.get("meta") or {}
+    meta = {
+        "model": {"name": model.name, "width": model.width, "residual": model.residual},
+        "mode": hparams["mode"],
+        "loss": hparams["loss"],
+        "scaling": extra.get("scaling", {}),
+        "dataset_sha256": extra.get("dataset_sha256"),
+        "run_dir": extra.get("run_dir"),
+        "val_reference": extra.get("val_reference"),
+        "global_step": checkpoint.get("global_step"),
+    }
+    return model.eval(), meta
+
+
+class _PeriodicLast(ModelCheckpoint):
+    """``last.ckpt`` every N steps, except on an epoch's last batch.
+
+    The epoch-end checkpoint follows right after that batch; one written before validation would
+    resume into an epoch whose validation and schedule step never ran.
+    """
+
+    def on_train_batch_end(self, trainer, *args, **kwargs) -> None:
+        progress = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        if progress < trainer.num_training_batches:
+            super().on_train_batch_end(trainer, *args, **kwargs)

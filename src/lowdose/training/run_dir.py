@@ -1,0 +1,159 @@
+"""What a training run leaves on disk, every file written atomically.
+
+``RUN_DIR/config.yaml`` (resolved config), ``manifest.json`` (provenance and metric conventions),
+``metrics.csv`` (one row per epoch), ``best.ckpt`` and ``last.ckpt``. Lightning's own checkpoint
+writer opens the final name and writes into it (a kill mid-write leaves a truncated file), so
+checkpoints go through ``AtomicCheckpointIO`` (temp file, fsync, rename).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import platform
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from lowdose import __version__
+from lowdose.core.atomic import atomic_path, atomic_write_text
+
+log = logging.getLogger("lowdose.training.run")
+
+METRICS_COLUMNS = ("epoch", "step", "train_loss", "val_psnr_db", "lr", "elapsed_s")
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """``torch.save`` into a temporary file beside the target, then rename it into place."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
+
+
+class MetricsCsv(L.Callback):
+    """Append one row per validated epoch to ``metrics.csv`` and log it as one line.
+
+    Its state (rows so far, elapsed time, the running train-loss sum of the current epoch) is
+    saved in every checkpoint, so a resumed run continues the file as if never interrupted.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.rows: list[dict] = []
+        self.elapsed_before_s = 0.0
+        self.loss_sum = self.loss_count = 0.0
+        self._start = time.perf_counter()
+
+    def state_dict(self) -> dict:
+        return {
+            "rows": self.rows,
+            "elapsed_s": self._elapsed_s(),
+            "loss_sum": self.loss_sum,
+            "loss_count": self.loss_count,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rows = list(state["rows"])
+        self.elapsed_before_s = float(state["elapsed_s"])
+        self.loss_sum, self.loss_count = state["loss_sum"], state["loss_count"]
+        self._start = time.perf_counter()
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.loss_sum = self.loss_count = 0.0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.loss_sum += float(outputs["loss"])
+        self.loss_count += 1
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        row = {
+            "epoch": trainer.current_epoch,
+            "step": trainer.global_step,
+            "train_loss": self.loss_sum / max(self.loss_count, 1),
+            "val_psnr_db": float(trainer.callback_metrics["val_psnr_db"]),
+            "lr": trainer.optimizers[0].param_groups[0]["lr"],
+            "elapsed_s": round(self._elapsed_s(), 3),
+        }
+        self.rows.append(row)
+        if trainer.is_global_zero:
+            atomic_write_text(self.path, _csv_text(self.rows))
+            log.info(
+                "epoch %d step %d train_loss %.3g val_psnr_db %.3f lr %.3g elapsed %.1fs",
+                *(row[key] for key in METRICS_COLUMNS),
+            )
+
+    def _elapsed_s(self) -> float:
+        return self.elapsed_before_s + time.perf_counter() - self._start
+
+
+def _csv_text(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=METRICS_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def write_manifest(run_dir: Path, *, config, data_sha256: str, val_reference: str,
+                   scaling: dict, model_name: str) -> None:  # fmt: skip
+    """Write ``manifest.json``: provenance, seeds and the metric conventions of the run."""
+    import lightning
+
+    manifest = {
+        "lowdose_version": __version__,
+        "git_revision": git_revision(),
+        "torch_version": torch.__version__,
+        "lightning_version": lightning.__version__,
+        "python_version": platform.python_version(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "seed": config.seed,
+        "dataset": str(Path(config.data).resolve()),
+        "dataset_sha256": data_sha256,
+        "model": model_name,
+        "mode": config.mode,
+        "loss": config.loss,
+        "metrics": {
+            "val_psnr_db": "mean over validation images of per-image PSNR, unclipped outputs",
+            "data_range": 1.0,
+            "scaling": scaling,
+            "val_reference": val_reference,
+            "val_crop": config.val_crop,
+        },
+    }
+    atomic_write_text(run_dir / "manifest.json", json.dumps(manifest, indent=2, default=str))
+
+
+def git_revision(start: Path | None = None) -> str | None:
+    """Commit hash of the git checkout holding lowdose (read from ``.git``; no git process)."""
+    folder = (start or Path(__file__)).resolve()
+    for parent in [folder, *folder.parents]:
+        git_dir = parent / ".git"
+        if git_dir.is_dir():
+            return _read_head(git_dir)
+    return None
+
+
+def _read_head(git_dir: Path) -> str | None:
+    try:
+        head = (git_dir / "HEAD").read_text().strip()
+        if not head.startswith("ref: "):
+            return head
+        ref = head.removeprefix("ref: ")
+        ref_file = git_dir / ref
+        if ref_file.is_file():
+            return ref_file.read_text().strip()
+        packed = git_dir / "packed-refs"
+        for line in packed.read_text().splitlines() if packed.is_file() else []:
+            if line.endswith(" " + ref):
+                return line.split()[0]
+    except OSError:
+        return None
+    return None
