@@ -15,7 +15,7 @@ from lowdose.core.errors import LowdoseInputError
 from lowdose.io.dicom_write import write_dicom_like
 from lowdose.io.images import read_ct, read_image_stack, write_like
 
-TCGA = Path(__file__).parents[2] / "shared/data/ct/tcga-luad"
+TCGA = Path(__file__).parents[3] / "shared/data/ct/tcga-luad"
 needs_tcga = pytest.mark.skipif(
     not TCGA.is_dir(), reason=f"real CT slices not found at {TCGA} (../shared of the repo)"
 )

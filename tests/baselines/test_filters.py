@@ -145,16 +145,6 @@ def test_bilateral_matches_reference_definition(sigma_space, sigma_color, noisy_
     np.testing.assert_allclose(numpy_reference, expected, atol=1e-10)
 
 
-def test_bilateral_is_not_skimage_definition(noisy_clean):
-    # Guards the trap in DESIGN.md: skimage's spatial kernel differs from the definition.
-    from skimage.restoration import denoise_bilateral as skimage_bilateral
-
-    image = noisy_clean[0].astype(np.float64)
-    ours = denoise_bilateral(image, sigma_space=2.0, sigma_color=0.1)
-    theirs = skimage_bilateral(image, sigma_color=0.1, sigma_spatial=2.0, mode="reflect")
-    assert np.abs(ours - theirs).max() > 1e-3
-
-
 @pytest.mark.parametrize(
     ("call", "message"),
     [

@@ -22,7 +22,7 @@ from lowdose.physics.ct_noise import (
 )
 from lowdose.simulate.ct import build_ct_dataset, load_ct_source
 
-TCGA = Path(__file__).parents[2] / "shared/data/ct/tcga-luad"
+TCGA = Path(__file__).parents[3] / "shared/data/ct/tcga-luad"
 needs_tcga = pytest.mark.skipif(
     not TCGA.is_dir(), reason=f"real CT slices not found at {TCGA} (../shared of the repo)"
 )
