@@ -49,9 +49,41 @@ def psnr(reference, estimate, *, data_range) -> float | np.ndarray:
     for start in range(0, ref.shape[0], step):
         diff = ref[start : start + step].astype(np.float64) - est[start : start + step]
         mse[start : start + step] = np.mean(diff * diff, axis=(1, 2))
-    with np.errstate(divide="ignore"):
-        values = 10.0 * np.log10(dr * dr / mse)
+    values = psnr_from_mse(mse, data_range=dr)
     return values if batched else float(values[0])
+
+
+def psnr_from_mse(mse, *, data_range) -> float | np.ndarray:
+    """PSNR in dB from a mean squared error: ``10 log10(data_range**2 / mse)``.
+
+    The one place lowdose turns an MSE into a PSNR (metrics, filter tuning, clean-free pair
+    scores, report panels): ``inf`` for ``mse == 0``, NaN for a NaN or negative ``mse`` (an
+    unbiased MSE estimate can come out negative when the signal error is below the noise).
+
+    Parameters
+    ----------
+    mse : float or array_like
+        Mean squared error on the scale of ``data_range``.
+    data_range : float or array_like
+        Peak value range (> 0), broadcast against ``mse``. Required.
+
+    Returns
+    -------
+    float or ndarray float64
+        A float for scalar input, else an array of ``mse``'s shape.
+
+    Examples
+    --------
+    >>> psnr_from_mse(0.01, data_range=1.0)
+    20.0
+    >>> psnr_from_mse(0.0, data_range=1.0)
+    inf
+    """
+    mse_arr = np.asarray(mse, dtype=np.float64)
+    dr = np.asarray(data_range, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = np.where(mse_arr >= 0, 10.0 * np.log10(dr * dr / mse_arr), np.nan)
+    return float(values) if values.ndim == 0 else values
 
 
 def ssim(reference, estimate, *, data_range) -> float | np.ndarray:
