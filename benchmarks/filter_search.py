@@ -19,7 +19,7 @@ bilateral sigma_space in steps of 1/12 pixel x 20 sigma_color values, median 3..
 ``gaussian_filter`` / ``median_filter`` (mode='mirror'). For the bilateral the reference *time*
 is scikit-image ``denoise_bilateral`` (one timed call per sigma_space, multiplied by the number of
 sigma_color values), but its *PSNR* uses OpenCV pinned to the NumPy reference definition
-(``lowdose.baselines.filters.bilateral_reference``, checked again here at each image's best
+(``lowdose.baselines.bilateral.bilateral_reference``, checked again here at each image's best
 setting), because scikit-image's spatial kernel is wrong (DESIGN.md traps). A second reference time
 is printed for the coarse default grid searched exhaustively without refinement.
 
@@ -36,7 +36,8 @@ import time
 import numpy as np
 import scipy.ndimage as ndi
 
-from lowdose.baselines.filters import FILTERS, bilateral_reference, denoise_bilateral
+from lowdose.baselines.bilateral import bilateral_reference, denoise_bilateral
+from lowdose.baselines.filters import FILTERS
 from lowdose.baselines.tuning import tune_oracle
 from lowdose.core.metrics import psnr
 

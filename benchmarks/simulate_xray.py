@@ -52,10 +52,11 @@ def main() -> None:
     for stage, seconds in stage_time.items():
         print(f"  {stage:9s} {seconds:7.1f} s  ({args.phantoms / seconds:.2f} phantoms/s)")
     print(f"total      {summary.elapsed_s:7.1f} s")
-    print(f"dose {summary.photons_per_pixel:.1f} photons/pixel; baseline PSNR "
+    counts = summary.split_counts
+    print(f"dose {summary.noise_level:.1f} photons/pixel; baseline PSNR "
           f"{summary.achieved_psnr_db:.3f} dB (target {summary.target_psnr_db:.2f})")  # fmt: skip
-    print(f"images: {summary.n_train_images} train, {summary.n_val_images} val, "
-          f"{summary.n_test_images} test; {summary.n_train_pairs_n2n} N2N pairs")  # fmt: skip
+    print(f"images: {counts['train']} train, {counts['val']} val, {counts['test']} test; "
+          f"{summary.details['n_train_pairs_n2n']} N2N pairs")  # fmt: skip
     cpu_s = sum(
         usage.ru_utime + usage.ru_stime
         for usage in (resource.getrusage(resource.RUSAGE_SELF),

@@ -63,7 +63,7 @@ def compare(data: Path, checkpoint: Path, *, filters=("gaussian", "median", "bil
     """Mean PSNR (dB, data_range 1) on the test split: noisy halves, full FBP, filters, model."""
     from lowdose.baselines.tuning import tune_oracle
     from lowdose.data.dataset import load_split
-    from lowdose.training.run import load_model
+    from lowdose.models.checkpoint import load_model
 
     test = load_split(data, "test")
     full = test.noisy.mean(axis=1)  # full-view FBP by linearity of FBP

@@ -1,6 +1,6 @@
 """Shared fixtures: a tiny, realistic dataset file that any test may build in its tmp_path.
 
-``tiny_dataset``: a path to an HDF5 dataset written with :func:`lowdose.data.dataset.write_dataset`:
+``tiny_dataset``: a path to an HDF5 dataset written with :func:`lowdose.data.writer.write_dataset`:
 I = 6 projection-like 64x64 images from 3 objects (2 images each; objects ``obj0``/``obj1``/
 ``obj2`` are in ``train``/``val``/``test``), N = 3 Poisson realisations, with ``clean``, on the
 paper's X-ray scaling (each image divided by its clean maximum, so clean max is 1).
@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lowdose.data.attributes import DatasetAttrs
 from lowdose.data.writer import write_dataset
 from lowdose.physics.noise import realisations
 
@@ -59,15 +60,15 @@ def write_tiny_dataset(
     split = np.repeat(
         [("train", "val", "test")[o % 3] for o in range(n_objects)], images_per_object
     )
-    attrs = {
-        "modality": "xray",
-        "noise_model": "poisson",
-        "noise_level": photons_per_pixel,
-        "scaling_rule": "per_image_max",
-        "raw_units": "transmission",
-        "seed": seed,
-        "description": "tests/conftest.py tiny dataset",
-    }
+    attrs = DatasetAttrs(
+        modality="xray",
+        noise_model="poisson",
+        noise_level=photons_per_pixel,
+        scaling_rule="per_image_max",
+        raw_units="transmission",
+        seed=seed,
+        description="tests/conftest.py tiny dataset",
+    )
     return write_dataset(
         path,
         clean=(transmission / peak[:, None, None]).astype(np.float32) if with_clean else None,
@@ -107,3 +108,25 @@ def tcga_dir() -> Path:
     if not TCGA_DIR.is_dir():
         pytest.skip(f"real CT slices not found at {TCGA_DIR} (../shared of the repo)")
     return TCGA_DIR
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path):
+    """``tmp_path/run/best.ckpt``: an untrained width-4 U-Net saved as training saves it."""
+    import torch
+
+    from lowdose.models.unet import UNet
+
+    torch.manual_seed(0)
+    net = UNet(width=4)
+    path = tmp_path / "run" / "best.ckpt"
+    path.parent.mkdir()
+    torch.save(
+        {
+            "hyper_parameters": {"model": {"width": 4}, "mode": "n2n", "loss": "mse", "meta": {}},
+            "state_dict": {f"model.{k}": v for k, v in net.state_dict().items()},
+            "global_step": 0,
+        },
+        path,
+    )
+    return path

@@ -10,16 +10,10 @@ import numpy as np
 import pytest
 import scipy.ndimage as ndi
 
-from lowdose.baselines import filters
-from lowdose.baselines.filters import (
-    FILTERS,
-    bilateral_reference,
-    denoise_bilateral,
-    denoise_bm3d,
-    denoise_gaussian,
-    denoise_median,
-    denoise_nlm,
-)
+from lowdose.baselines import median
+from lowdose.baselines.bilateral import bilateral_reference, denoise_bilateral
+from lowdose.baselines.filters import FILTERS, denoise_bm3d, denoise_gaussian, denoise_nlm
+from lowdose.baselines.median import denoise_median
 from lowdose.core.errors import LowdoseInputError
 from lowdose.core.metrics import psnr
 
@@ -104,7 +98,7 @@ def test_median_equals_scipy_mirror(size, dtype, noisy_clean):
 def test_median_in_row_strips_is_unchanged(monkeypatch, noisy_clean):
     image = noisy_clean[0][:40, :37]
     expected = ndi.median_filter(image, size=7, mode="mirror")
-    monkeypatch.setattr(filters, "_MEDIAN_STRIP_BYTES", 3 * 37 * 49 * 4)  # 3 rows per strip
+    monkeypatch.setattr(median, "_MEDIAN_STRIP_BYTES", 3 * 37 * 49 * 4)  # 3 rows per strip
     np.testing.assert_array_equal(denoise_median(image, size=7), expected)
 
 

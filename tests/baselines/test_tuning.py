@@ -8,8 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from lowdose.baselines.filters import FILTERS
-from lowdose.baselines.tuning import apply_filter, search, tune_blind, tune_oracle
+from lowdose.baselines.filters import FILTERS, apply_filter
+from lowdose.baselines.plans import GRIDS, search_plan
+from lowdose.baselines.search import search
+from lowdose.baselines.tuning import tune_blind, tune_oracle
 from lowdose.core.errors import LowdoseInputError
 from lowdose.core.metrics import psnr
 from test_filters import phantom  # tests/ is on sys.path under pytest
@@ -69,11 +71,14 @@ def test_oracle_beats_its_grid_and_reports_what_it_applied(name):
 def test_oracle_pool_gives_same_result_as_one_process():
     noisy, _, clean = _stack(4, noise_sigma=0.05, seed=2)
     serial = tune_oracle(noisy, clean, "gaussian")
-    done = []
-    pooled = tune_oracle(noisy, clean, "gaussian", workers=2, progress=done.append)
+    calls = []
+    pooled = tune_oracle(
+        noisy, clean, "gaussian", workers=2, progress=lambda *c: calls.append(c), stage="g"
+    )
     assert pooled.best_params == serial.best_params
     np.testing.assert_array_equal(pooled.best_psnr_db, serial.best_psnr_db)
-    assert sum(done) == 4
+    done = [n for _, n, _ in calls]  # absolute counts (lowdose.core.progress)
+    assert calls[0] == ("g", 0, 4) and calls[-1] == ("g", 4, 4) and done == sorted(done)
 
 
 def test_blind_with_second_realisation_matches_clean_target():
@@ -128,3 +133,23 @@ def test_threaded_filtering_equals_serial():
         serial = apply_filter(images, name, params)
         threaded = apply_filter(images, name, params, threads=2)
         np.testing.assert_array_equal(threaded, serial)
+
+
+def test_default_grids_and_plans_are_pinned():
+    # Changing a grid moves every oracle/blind result: it must be a deliberate, visible change.
+    colours = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32)
+    assert GRIDS == {
+        "gaussian": {"sigma": (0.5, 0.7071, 1.0, 1.414, 2.0, 2.828, 4.0)},
+        "median": {"size": (3, 5, 7, 9)},
+        "bilateral": {"sigma_space": (1.0, 2.0, 3.0), "sigma_color": colours},
+        "nlm": {"h": colours, "patch_size": (5,), "patch_distance": (6,)},
+        "bm3d": {"sigma": colours},
+    }
+    assert {name: grid for name, (_, grid) in FILTERS.items()} == GRIDS
+    assert search_plan("bilateral") == {
+        "continuous": ("sigma_color", "sigma_space"),
+        "coordinate": ("sigma_color", "sigma_space"),
+        "extend": None,
+        "refine_steps": 4,
+    }
+    assert search_plan("median", refine_steps=0)["extend"] == ("size", 2, 21)

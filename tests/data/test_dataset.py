@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import h5py
 import numpy as np
@@ -14,10 +15,11 @@ from lowdose.core.errors import LowdoseInputError
 from lowdose.data import dataset as datasets
 from lowdose.data import splits
 from lowdose.data import writer as dfw
+from lowdose.data.attributes import DatasetAttrs
 from lowdose.data.splits import check_split_table
 from lowdose.physics.noise_levels import achieved_psnr_db
 
-ATTRS = {"modality": "ct", "noise_model": "gaussian", "scaling_rule": "dataset_max"}
+ATTRS = DatasetAttrs(modality="ct", noise_model="gaussian", scaling_rule="dataset_max")
 
 
 def _arrays(n_images=4, n=2, size=(8, 10), seed=0):
@@ -43,16 +45,16 @@ def test_round_trip_layout_and_attributes(tiny_dataset):
     required = {"modality", "noise_model", "noise_level", "target_psnr_db", "achieved_psnr_db",
                 "psnr_data_range", "scaling_rule", "scaling_offset", "raw_units", "seed",
                 "generator", "created", "n_realisations", "description"}  # fmt: skip
-    assert required <= set(attrs)
-    assert attrs["n_realisations"] == 3 and attrs["generator"].startswith("lowdose ")
-    assert math.isnan(attrs["target_psnr_db"]) and attrs["psnr_data_range"] == 1.0
+    assert required <= set(attrs.to_hdf5())
+    assert attrs.n_realisations == 3 and attrs.generator.startswith("lowdose ")
+    assert math.isnan(attrs.target_psnr_db) and attrs.psnr_data_range == 1.0
     test = datasets.load_split(tiny_dataset, "test")
     assert test.index.tolist() == [4, 5] and test.noisy.shape == (2, 3, 64, 64)
     assert test.noisy.dtype == np.float32 and test.clean.max() == pytest.approx(1.0)
     everything = [datasets.load_split(tiny_dataset, s) for s in splits.SPLITS]
     clean = np.concatenate([s.clean for s in everything])
     noisy = np.concatenate([s.noisy for s in everything])
-    assert attrs["achieved_psnr_db"] == pytest.approx(achieved_psnr_db(clean, noisy), abs=1e-9)
+    assert attrs.achieved_psnr_db == pytest.approx(achieved_psnr_db(clean, noisy), abs=1e-9)
     with h5py.File(tiny_dataset) as handle:
         assert handle["noisy"].chunks == (1, 1, 64, 64) and handle["clean"].chunks == (1, 64, 64)
         assert handle["noisy"].compression is None  # fast random reads by default
@@ -61,21 +63,23 @@ def test_round_trip_layout_and_attributes(tiny_dataset):
 
 def test_written_values_are_exact_and_compression_is_optional(tmp_path):
     clean, noisy, object_id, split = _arrays()
-    path = _write(tmp_path / "packed.h5", compress=True, attrs={**ATTRS, "seed": 42})
+    path = _write(tmp_path / "packed.h5", compress=True, attrs=replace(ATTRS, seed=42))
     with h5py.File(path) as handle:
         assert handle["noisy"].compression == "gzip" and handle["noisy"].compression_opts == 1
         assert handle["clean"].compression == "gzip"
         assert np.array_equal(handle["noisy"][()], noisy)
         assert np.array_equal(handle["clean"][()], clean)
-    assert datasets.read_attrs(path)["seed"] == 42
+    assert datasets.read_attrs(path).seed == 42
     train = datasets.load_split(path, "train")
     assert np.array_equal(train.noisy, noisy[:2]) and train.object_id.tolist() == ["p0", "p0"]
 
 
 def test_measured_data_without_clean(tmp_path):
-    path = _write(tmp_path / "measured.h5", clean=None, attrs={**ATTRS, "noise_model": "measured"})
+    path = _write(
+        tmp_path / "measured.h5", clean=None, attrs=replace(ATTRS, noise_model="measured")
+    )
     split = datasets.load_split(path, "train")
-    assert split.clean is None and math.isnan(split.attrs["achieved_psnr_db"])
+    assert split.clean is None and math.isnan(split.attrs.achieved_psnr_db)
 
 
 def test_an_exception_while_writing_leaves_no_file_and_keeps_the_old_one(tmp_path):
@@ -126,10 +130,10 @@ def test_block_writer_needs_every_image(tmp_path):
         ({"split": ["train", "train", "valid", "valid"]}, "unknown"),
         ({"object_id": ["a", "b", "c"]}, "one entry per image"),
         ({"scale": [1.0, 1.0, 0.0, 1.0]}, "scale"),
-        ({"attrs": {**ATTRS, "modality": "mri"}}, "modality"),
+        ({"attrs": replace(ATTRS, modality="mri")}, "modality"),
         ({"attrs": {"modality": "ct", "noise_model": "gaussian"}}, "scaling_rule"),
-        ({"attrs": {**ATTRS, "extra": [1, 2]}}, "attribute extra"),
-        ({"attrs": {**ATTRS, "psnr_data_range": 0.0}}, "psnr_data_range"),
+        ({"attrs": ATTRS.with_extra(extra=[1, 2])}, "attribute extra"),
+        ({"attrs": replace(ATTRS, psnr_data_range=0.0)}, "psnr_data_range"),
     ],
 )
 def test_bad_arrays_raise_one_line_naming_the_file(tmp_path, overrides, message):
@@ -228,10 +232,12 @@ def test_a_killed_build_leaves_nothing_under_the_final_name(tmp_path):
 
     script = f"""
 import os, signal, numpy as np
+from lowdose.data.attributes import DatasetAttrs
 from lowdose.data.writer import dataset_writer
 with dataset_writer({str(tmp_path / "killed.h5")!r}, object_id=["a", "b"], split=["train", "test"],
                     n_realisations=2, image_shape=(8, 8), has_clean=False,
-                    attrs={ATTRS!r}) as writer:
+                    attrs=DatasetAttrs(modality="ct", noise_model="gaussian",
+                                      scaling_rule="dataset_max")) as writer:
     writer.write(0, noisy=np.zeros((1, 2, 8, 8), np.float32))
     os.kill(os.getpid(), signal.SIGKILL)
 """
@@ -239,3 +245,83 @@ with dataset_writer({str(tmp_path / "killed.h5")!r}, object_id=["a", "b"], split
     assert result.returncode == -signal.SIGKILL, result.stderr.decode()
     assert not (tmp_path / "killed.h5").exists()
     assert [p.name.startswith(".killed.h5.") for p in tmp_path.iterdir()] == [True]  # temp only
+
+
+def test_typed_attributes_round_trip_through_a_file(tmp_path):
+    given = replace(ATTRS, noise_level=0.05, target_psnr_db=24.44, scaling_offset=1024.0,
+                    raw_units="hu", seed=7, description="round trip").with_extra(
+        views=90, hu_window="-1000..1000", fbp=True)  # fmt: skip
+    attrs = datasets.read_attrs(_write(tmp_path / "typed.h5", attrs=given))
+    assert isinstance(attrs, DatasetAttrs) and attrs.is_ct_hu
+    assert replace(attrs, achieved_psnr_db=given.achieved_psnr_db, n_realisations=0,
+                   generator="", created="") == given  # fmt: skip
+    assert attrs.n_realisations == 2 and np.isfinite(attrs.achieved_psnr_db)
+    assert dict(attrs.extra) == {"views": 90, "hu_window": "-1000..1000", "fbp": True}
+    split = datasets.load_split(tmp_path / "typed.h5", "test")
+    assert split.attrs == attrs and split.scale.dtype == np.float64
+    assert np.array_equal(split.scale, np.ones(2)) and split.scale.shape == split.index.shape
+    scale = [1.0, 2.0, 3.0, 4.0]
+    path = _write(tmp_path / "scaled.h5", scale=scale)
+    assert datasets.load_split(path, "test").scale.tolist() == [3.0, 4.0]
+    assert datasets.read_scale(path).tolist() == scale
+
+
+def test_a_hand_written_minimal_file_reads_with_defaults(tmp_path):
+    path = tmp_path / "minimal.h5"
+    with h5py.File(path, "w") as handle:
+        handle["noisy"] = np.zeros((2, 2, 4, 4), np.float32)
+        handle["object_id"] = np.array([b"a", b"b"])
+        handle["split"] = np.array([b"train", b"test"])
+        handle.attrs.update({"modality": "ct", "noise_model": "measured",
+                             "scaling_rule": "none", "scanner": b"ACME 64"})  # fmt: skip
+    attrs = datasets.read_attrs(path)
+    assert (attrs.modality, attrs.noise_model, attrs.scaling_rule) == ("ct", "measured", "none")
+    assert math.isnan(attrs.noise_level) and math.isnan(attrs.achieved_psnr_db)
+    assert attrs.psnr_data_range == 1.0 and attrs.scaling_offset == 0.0 and attrs.seed == -1
+    assert attrs.raw_units == "unknown" and not attrs.is_ct_hu
+    assert dict(attrs.extra) == {"scanner": "ACME 64"}  # builder-specific keys survive
+    assert datasets.load_split(path, "test").scale.tolist() == [1.0]  # no scale stored
+    with h5py.File(path, "a") as handle:
+        del handle.attrs["modality"], handle.attrs["noise_model"], handle.attrs["scaling_rule"]
+    bare = datasets.read_attrs(path)
+    assert (bare.modality, bare.noise_model, bare.scaling_rule) == ("xray", "measured", "none")
+    with h5py.File(path, "a") as handle:
+        handle.attrs["scaling_rule"] = "per_pixel"
+    with pytest.raises(LowdoseInputError, match="minimal.h5: attribute scaling_rule='per_pixel'"):
+        datasets.read_info(path)
+    with h5py.File(path, "a") as handle:
+        handle.attrs["scaling_rule"] = "none"
+        handle.attrs["noise_level"] = "high"
+    with pytest.raises(LowdoseInputError, match="minimal.h5: attribute noise_level='high'"):
+        datasets.read_attrs(path)
+
+
+def test_builder_specific_keys_survive_in_extra(tmp_path):
+    legacy = {**ATTRS.to_hdf5(), "views": 90, "pixel_mm_mean": 0.75, "note": "old file"}
+    path = _write(tmp_path / "legacy.h5", attrs=legacy)  # a flat mapping, as older code wrote
+    attrs = datasets.read_attrs(path)
+    assert dict(attrs.extra) == {"views": 90, "pixel_mm_mean": 0.75, "note": "old file"}
+    with h5py.File(path) as handle:
+        assert handle.attrs["views"] == 90 and handle.attrs["modality"] == "ct"
+
+
+def test_write_and_summarise_reads_the_file_back(tmp_path):
+    import time
+
+    from lowdose.data.build import write_and_summarise
+
+    clean, noisy, object_id, split = _arrays()
+    summary = write_and_summarise(
+        tmp_path / "s.h5", clean=clean, noisy=noisy, object_id=object_id, split=split,
+        scale=[2.0, 2.0, 4.0, 4.0], attrs=replace(ATTRS, target_psnr_db=20.0),
+        started_s=time.perf_counter(), details={"note": 1},
+    )  # fmt: skip
+    assert summary.shape == (4, 2, 8, 10) and summary.n_realisations == 2
+    assert summary.shape_hw == (8, 10) and summary.has_clean and summary.divisor == 4.0
+    assert summary.split_counts == {"train": 2, "val": 0, "test": 2}
+    assert summary.split_objects == {"train": 1, "val": 0, "test": 1} and summary.n_objects == 2
+    assert repr(summary.attrs) == repr(datasets.read_attrs(tmp_path / "s.h5"))  # NaN != NaN
+    assert summary.achieved_psnr_db == pytest.approx(achieved_psnr_db(clean, noisy), abs=1e-9)
+    text = summary.describe()
+    assert "4 images x 2 realisations, 8x10, 2 objects" in text and "(target 20.00)" in text
+    assert "val" not in text and summary.details == {"note": 1}

@@ -15,8 +15,9 @@ import lowdose.cli
 import lowdose.cli.evaluate_cmd  # noqa: F401  registers `lowdose evaluate`
 from lowdose.core.errors import LowdoseInputError
 from lowdose.core.metrics import psnr
+from lowdose.data.results import summarize
 from lowdose.data.writer import write_dataset
-from lowdose.evaluation.evaluate import evaluate, summarize
+from lowdose.evaluation.evaluate import evaluate
 
 CONTRACT_COLUMNS = (
     "dataset dataset_sha256 image_index object_id method model tuning params noise_level "

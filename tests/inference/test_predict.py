@@ -8,7 +8,12 @@ import torch
 from torch import nn
 
 from lowdose.core.errors import LowdoseInputError
-from lowdose.data.scaling import estimate_clean_max, scale_from_network, scale_to_network
+from lowdose.data.scaling import (
+    NetworkScaling,
+    estimate_clean_max,
+    scale_from_network,
+    scale_to_network,
+)
 from lowdose.inference.predict import denoise, predict
 from lowdose.inference.tiling import (
     Footprint,
@@ -18,6 +23,7 @@ from lowdose.inference.tiling import (
     probe_model,
     tile_spans,
 )
+from lowdose.models.checkpoint import CheckpointMeta, CheckpointModel
 from lowdose.models.unet import UNet
 
 
@@ -119,16 +125,16 @@ def test_cuda_request_without_cuda_is_a_clear_error(unet):
 
 
 SCALINGS = [
-    {"scaling_rule": "dataset_max", "scaling_offset": 1024.0, "divisor": 3000.0},
-    {"scaling_rule": "per_image_max", "scaling_offset": 0.0},
-    {"scaling_rule": "none"},
+    NetworkScaling(scaling_rule="dataset_max", scaling_offset=1024.0, divisor=3000.0),
+    NetworkScaling(scaling_rule="per_image_max", scaling_offset=0.0),
+    NetworkScaling(scaling_rule="none"),
 ]
 
 
-@pytest.mark.parametrize("scaling", SCALINGS, ids=lambda s: s["scaling_rule"])
+@pytest.mark.parametrize("scaling", SCALINGS, ids=lambda s: s.scaling_rule)
 def test_identity_model_round_trips_units(scaling):
     raw = np.random.default_rng(5).uniform(-1000, 2000, size=(3, 40, 50)).astype(np.float32)
-    if scaling["scaling_rule"] == "per_image_max":
+    if scaling.scaling_rule == "per_image_max":
         raw = np.abs(raw) / 2000
     # float32 on the network scale: round-off is relative to the shifted range, not to raw
     close = {"rtol": 1e-6, "atol": 1e-6 * (np.abs(raw).max() + 1024)}
@@ -151,22 +157,25 @@ def test_dataset_max_formula_and_per_image_estimate():
     assert estimate.shape == (2,) and np.all(np.abs(estimate - 0.8) < 0.03)
     assert noisy.max() > 0.95
     with pytest.raises(LowdoseInputError, match="divisor"):
-        scale_to_network(noisy, {"scaling_rule": "dataset_max", "divisor": None})
+        scale_to_network(noisy, NetworkScaling(scaling_rule="dataset_max", divisor=None))
     with pytest.raises(LowdoseInputError, match="scaling_rule"):
-        scale_to_network(noisy, {"scaling_rule": "per_pixel"})
+        scale_to_network(noisy, NetworkScaling(scaling_rule="per_pixel"))
 
 
 # ---- lowdose denoise (the checkpoint loader is replaced: the CLI is under test here) ----------
 
-CT_SCALING = {"scaling_rule": "dataset_max", "scaling_offset": 1024.0, "divisor": 3000.0}
+CT_SCALING = NetworkScaling(scaling_rule="dataset_max", scaling_offset=1024.0, divisor=3000.0)
 
 
 @pytest.fixture()
 def fake_checkpoint(monkeypatch, unet, tmp_path):
-    import lowdose.training.run
+    import lowdose.inference.files
 
-    meta = {"model": {"name": "unet-w4"}, "mode": "n2n", "loss": "mse", "scaling": CT_SCALING}
-    monkeypatch.setattr(lowdose.training.run, "load_model", lambda path: (unet, meta))
+    meta = CheckpointMeta(
+        model=CheckpointModel(name="unet-w4", width=4, residual=False),
+        mode="n2n", loss="mse", scaling=CT_SCALING,
+    )  # fmt: skip
+    monkeypatch.setattr(lowdose.inference.files, "load_model", lambda path: (unet, meta))
     return tmp_path / "run" / "best.ckpt"
 
 
@@ -224,3 +233,27 @@ def test_denoise_cli_errors_name_the_file(fake_checkpoint, tmp_path):
         assert name in result.output and "Traceback" not in result.output
         assert len(result.output.strip().splitlines()) == 1, result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_progress_protocol_and_the_older_keyword_report_the_same_counts(unet):
+    stack = np.random.default_rng(8).random((3, 40, 50), dtype=np.float32)
+    calls, done = [], []
+    predict(
+        unet, stack, batch_size=1, progress=lambda *a: calls.append(a), on_image_done=done.append
+    )
+    assert calls == [("denoise", n, 3) for n in done] and done == [1, 2, 3]
+
+
+def test_denoise_files_counts_images_over_all_inputs(fake_checkpoint, tmp_path):
+    from lowdose.inference.files import denoise_files
+
+    rng = np.random.default_rng(9)
+    np.save(tmp_path / "one.npy", rng.uniform(-1000, 1000, (40, 50)).astype(np.float32))
+    np.save(tmp_path / "three.npy", rng.uniform(-1000, 1000, (3, 40, 50)).astype(np.float32))
+    calls = []
+    written = denoise_files(
+        [tmp_path / "one.npy", tmp_path / "three.npy"], tmp_path / "out", fake_checkpoint,
+        batch_size=1, progress=lambda *a: calls.append(a),
+    )  # fmt: skip
+    assert sorted(p.name for p in written) == ["one.npy", "three.npy"]
+    assert calls == [("denoise", n, 4) for n in (1, 2, 3, 4)]

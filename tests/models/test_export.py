@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -9,15 +10,17 @@ import pytest
 import torch
 
 from lowdose.core.errors import LowdoseInputError
+from lowdose.data.scaling import NetworkScaling
+from lowdose.models.checkpoint import CheckpointMeta, CheckpointModel
 from lowdose.models.export import export_model, to_torchscript
 from lowdose.models.unet import UNet
 
-META = {
-    "model": {"name": "unet-w4", "width": 4, "residual": False},
-    "mode": "n2n",
-    "loss": "mse",
-    "scaling": {"scaling_rule": "per_image_max", "scaling_offset": 0.0, "divisor": None},
-}
+META = CheckpointMeta(
+    model=CheckpointModel(name="unet-w4", width=4, residual=False),
+    mode="n2n",
+    loss="mse",
+    scaling=NetworkScaling(scaling_rule="per_image_max", scaling_offset=0.0, divisor=None),
+)
 # batch 2 on a multiple of 32, an odd size that the graph must pad, and an image under 32 px
 SHAPES = [(2, 1, 96, 128), (1, 1, 70, 101), (1, 1, 5, 7)]
 
@@ -47,7 +50,8 @@ def test_torchscript_matches_pytorch(unet, tmp_path):
         assert out.shape == x.shape
         assert np.abs(out - _reference(unet, x)).max() <= 1e-5
     info = json.loads(sidecar.read_text())
-    assert info["scaling"] == META["scaling"] and info["model"]["name"] == "unet-w4"
+    assert info["scaling"] == dataclasses.asdict(META.scaling)
+    assert info["model"]["name"] == "unet-w4"
 
 
 def test_onnx_matches_pytorch(unet, tmp_path):
@@ -75,9 +79,10 @@ def test_export_cli_and_bad_format(monkeypatch, unet, tmp_path):
 
     import lowdose.cli
     import lowdose.cli.denoise_cmd  # noqa: F401  (registers the commands)
-    import lowdose.training.run
+    import lowdose.models.checkpoint
 
-    monkeypatch.setattr(lowdose.training.run, "load_model", lambda path: (unet, META))
+    # the command imports load_model from its module when it runs: patch it there
+    monkeypatch.setattr(lowdose.models.checkpoint, "load_model", lambda path: (unet, META))
     runner = typer.testing.CliRunner()
     out = tmp_path / "model.pt"
     args = ["export", "--model", str(tmp_path), "--format", "torchscript", "--out", str(out)]

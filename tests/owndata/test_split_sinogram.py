@@ -1,7 +1,7 @@
 """Split-projection datasets (Noise2Inverse-style) from single scans, and sinogram reading.
 
 Sinograms are made from a few shared TCGA-LUAD slices (downsampled to 128^2) with Poisson noise
-(lowdose.physics.projection.radon_2d + lowdose.physics.noise.add_poisson_post_log).
+(lowdose.physics.radon.radon_2d + lowdose.physics.noise.add_poisson_post_log).
 """
 
 from __future__ import annotations
@@ -61,8 +61,10 @@ def test_split_dataset_has_independent_noise_across_splits(scans):
     )  # fmt: skip
     info = read_info(summary.path)
     assert info.shape == (4, 2, 128, 128) and info.has_clean
-    assert info.attrs["clean_reference"].startswith("full-view FBP of the noise-free sinogram")
-    assert summary.views_per_split == (60, 60)
+    assert info.attrs.extra["clean_reference"].startswith(
+        "full-view FBP of the noise-free sinogram"
+    )
+    assert summary.details["views_per_split"] == (60, 60)
     with h5py.File(summary.path, "r") as handle:
         stored, reference = handle["noisy"][()], handle["clean"][()]
     # clean = full-view FBP of the noise-free sinogram, on the dataset scale

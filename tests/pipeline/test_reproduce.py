@@ -95,3 +95,26 @@ def test_interrupted_training_resumes_from_last_checkpoint(finished_run):
     run_experiment(_write(tmp_path, TINY), tmp_path / "run", log=lines.append)
     assert "train n2c-mse: resuming interrupted run" in "\n".join(lines)
     assert json.loads(marker.read_text())["done"] is True
+
+
+def test_ct_source_is_found_without_the_package_location(tmp_path, monkeypatch):
+    from lowdose.core.errors import LowdoseInputError
+    from lowdose.pipeline.reproduce import resolve_ct_source
+
+    source = "../shared/data/ct/tcga-luad"  # what the CT experiment files name
+    for name in ("LOWDOSE_CT_SOURCE", "LOWDOSE_CT_DATA"):
+        monkeypatch.delenv(name, raising=False)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert resolve_ct_source("phantom") == "phantom"  # the demo's CT: no variable needed
+    with pytest.raises(LowdoseInputError, match="LOWDOSE_CT_DATA=/path/to/tcga-luad") as info:
+        resolve_ct_source(source)
+    assert "\n" not in str(info.value)
+    monkeypatch.setenv("LOWDOSE_CT_DATA", str(tmp_path / "ct"))
+    assert resolve_ct_source(source) == tmp_path / "ct"
+    found = tmp_path / "shared" / "data" / "ct" / "tcga-luad"
+    found.mkdir(parents=True)  # the source path relative to the working folder wins
+    assert resolve_ct_source(source).resolve() == found
+    monkeypatch.setenv("LOWDOSE_CT_SOURCE", str(tmp_path / "other"))  # overrides the file
+    assert resolve_ct_source(source) == tmp_path / "other"

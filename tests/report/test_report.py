@@ -23,7 +23,8 @@ import typer.testing
 import lowdose.cli
 import lowdose.cli.report_cmd  # noqa: F401  (registers the command)
 from lowdose.core.errors import LowdoseInputError
-from lowdose.report.analysis import curve_crossings, mean_ci95, zero_crossings
+from lowdose.data.results import mean_ci95
+from lowdose.report.analysis import curve_crossings, zero_crossings
 from lowdose.report.build import find_experiments, load_experiment, write_report
 from lowdose.report.paper_numbers import PAPER_TABLES
 
@@ -180,6 +181,8 @@ def make_fake_run(root: Path, *, rng: np.random.Generator) -> Path:
             "noisy": clean + rng.normal(0, sigma, clean.shape),
             "index": np.array([0, 3]),
         }
+        if ct:  # evaluate writes each panel image's divisor (HU = value * scale - offset)
+            panels["scale"] = np.full(2, 3095.0)
         for method, scale in (
             ("n2n-mse", 0.3),
             ("n2c-mse", 0.25),
@@ -371,3 +374,11 @@ def test_report_renders_in_headless_chromium(report_run, tmp_path):
     shot = root / "report" / "screenshot.png"
     _run_chromium([f"--screenshot={shot}", "--window-size=1280,2000", url], tmp_path / "p2")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+def test_ct_panels_shown_in_hu_from_the_panel_scale(report_run):
+    text = report_run[1].markdown.read_text()
+    ct24 = text[text.index("## Experiment ct24") : text.index("## Experiment ct18")]
+    xray = text[text.index("## Experiment xray") : text.index("## Experiment ct24")]
+    assert "Display: HU window [-160, 240] (W 400, L 40)" in ct24
+    assert "Display: scaled units (data_range 1)" in xray

@@ -12,14 +12,10 @@ from typer.testing import CliRunner
 import lowdose.cli
 import lowdose.cli.simulate_ct_cmd  # noqa: F401  (registers `simulate ct`)
 from lowdose.core.errors import LowdoseInputError
-from lowdose.core.metrics import psnr
-from lowdose.physics.ct_noise import (
-    from_scale,
-    neighbour_correlation,
-    psnr_hu_window,
-    solve_i0_for_psnr,
-    to_scale,
-)
+from lowdose.core.metrics import psnr, psnr_hu_window
+from lowdose.data.attributes import DatasetAttrs
+from lowdose.data.scaling import hu_to_scaled, scaled_to_hu
+from lowdose.physics.ct_noise import neighbour_correlation, solve_i0_for_psnr
 from lowdose.simulate.ct import build_ct_dataset, load_ct_source
 
 TCGA = Path(__file__).parents[3] / "shared/data/ct/tcga-luad"
@@ -53,9 +49,9 @@ def read(path: Path) -> tuple[dict, dict]:
 
 def test_scale_is_hu_plus_1024_clipped_over_the_dataset_max():
     hu = np.array([[-3024.0, -1024.0, 0.0, 3072.0]])
-    scaled = to_scale(hu, 4096.0)
+    scaled = hu_to_scaled(hu, 4096.0, clip=True)
     assert scaled.tolist() == [[0.0, 0.0, 0.25, 1.0]]
-    assert np.allclose(from_scale(scaled, 4096.0)[0, 1:], hu[0, 1:])
+    assert np.allclose(scaled_to_hu(scaled, 4096.0)[0, 1:], hu[0, 1:])
 
 
 def test_hu_window_psnr_clips_both_images_to_the_window():
@@ -95,7 +91,7 @@ def test_phantom_dataset_meets_target_with_paper_scaling(tmp_path, noise):
     assert abs(summary.achieved_psnr_db - 24.44) <= 0.1
     assert attrs["scaling_rule"] == "dataset_max" and attrs["scaling_offset"] == 1024.0
     assert attrs["raw_units"] == "hu" and attrs["modality"] == "ct"
-    assert np.all(arrays["scale"] == np.float32(summary.data_max))
+    assert np.all(arrays["scale"] == np.float32(summary.divisor))
     assert "hu_window" in attrs and np.isfinite(attrs["achieved_psnr_hu_window_db"])
     if attrs.get("clean_reference", "original") == "original":
         assert arrays["clean"].max() == pytest.approx(1.0) and arrays["clean"].min() >= 0.0
@@ -108,8 +104,8 @@ def test_sinogram_noise_is_correlated_and_awgn_is_white(tmp_path):
     kwargs = {"target_psnr_db": 24.44, "seed": 0, "fractions": (0.67, 0.33), **PHANTOM}
     awgn = build_ct_dataset(tmp_path / "a.h5", noise="awgn", **kwargs)
     sinogram = build_ct_dataset(tmp_path / "s.h5", noise="sinogram", **kwargs)
-    assert awgn.noise_neighbour_correlation < 0.03
-    assert sinogram.noise_neighbour_correlation > 0.1
+    assert awgn.details["noise_neighbour_correlation"] < 0.03
+    assert sinogram.details["noise_neighbour_correlation"] > 0.1
     arrays, _ = read(sinogram.path)  # measured again from the file, not trusted from attrs
     noise = arrays["noisy"] - arrays["clean"][:, None]
     assert neighbour_correlation(noise) > 0.1
@@ -137,7 +133,7 @@ def test_tcga_slices_reach_both_paper_levels(tmp_path, tcga_subset, noise, targe
     assert summary.n_objects == 3  # PatientID, not file
     assert "resized 512x512 -> 128x128" in attrs["source"]
     assert attrs["target_psnr_scale"].startswith("data_range 1")
-    assert summary.data_max == pytest.approx(float(np.max(load_ct_source(
+    assert summary.divisor == pytest.approx(float(np.max(load_ct_source(
         tcga_subset, size=128).hu)) + 1024)  # fmt: skip
     if noise == "sinogram":
         assert attrs["i0_photons"] == summary.noise_level > 0
@@ -188,8 +184,8 @@ def test_hu_window_target_is_met_in_the_window(tmp_path, tcga_subset, noise):
                                target_psnr_db=24.44, target_scale="hu_window",
                                fractions=(0.34, 0.33, 0.33))  # fmt: skip
     arrays, attrs = read(summary.path)
-    clean_hu = from_scale(np.repeat(arrays["clean"], 2, axis=0), summary.data_max)
-    noisy_hu = from_scale(arrays["noisy"].reshape(-1, 128, 128), summary.data_max)
+    clean_hu = scaled_to_hu(np.repeat(arrays["clean"], 2, axis=0), summary.divisor)
+    noisy_hu = scaled_to_hu(arrays["noisy"].reshape(-1, 128, 128), summary.divisor)
     window_db = float(np.mean(psnr_hu_window(clean_hu, noisy_hu)))  # measured from the file
     assert abs(window_db - 24.44) <= 0.1
     assert window_db == pytest.approx(attrs["achieved_psnr_hu_window_db"], abs=1e-3)
@@ -218,9 +214,10 @@ def test_sweep_sinogram_model_meets_targets_with_correlated_noise():
 
     src = load_ct_source("phantom", size=64, n_phantoms=1, slices_per_phantom=2)
     data_max = float(src.hu.max() + 1024)
-    clean, scale = to_scale(src.hu, data_max), np.full(2, data_max)
-    attrs = {"noise_model": "sinogram", "views": 90, "pixel_mm_mean": float(src.pixel_mm[0]),
-             "filter_name": "hann", "mu_water_per_mm": 0.0192}  # fmt: skip
+    clean, scale = hu_to_scaled(src.hu, data_max, clip=True), np.full(2, data_max)
+    attrs = DatasetAttrs(modality="ct", noise_model="sinogram", scaling_rule="dataset_max")
+    attrs = attrs.with_extra(views=90, pixel_mm_mean=float(src.pixel_mm[0]), filter_name="hann",
+                             mu_water_per_mm=0.0192)  # fmt: skip
     name, add_noise, solve = noise_model_for(attrs)
     levels = []
     for target in (20.0, 35.0):

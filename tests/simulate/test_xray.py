@@ -31,8 +31,8 @@ def test_layout_counts_and_split_by_phantom(built):
     for phantom in np.unique(ids):
         assert len(set(split[ids == phantom])) == 1  # a phantom never spans two splits
     assert set(split) == {"train", "val", "test"}
-    assert attrs["n_train_images"] == summary.n_train_images == np.sum(split == "train")
-    assert attrs["n_train_pairs_n2n"] == summary.n_train_images * 2
+    assert attrs["n_train_images"] == summary.split_counts["train"] == np.sum(split == "train")
+    assert attrs["n_train_pairs_n2n"] == summary.split_counts["train"] * 2
     assert attrs["modality"] == "xray" and attrs["scaling_rule"] == "per_image_max"
     assert attrs["raw_units"] == "transmission" and attrs["noise_model"] == "poisson"
     assert ("phantoms", 4, 4) in stages and ("noise", 4, 4) in stages
@@ -45,16 +45,16 @@ def test_paper_scaling_clean_max_one_noisy_same_divisor(built):
     np.testing.assert_allclose(clean.max(axis=(1, 2)), 1.0, rtol=1e-6)
     assert np.all((scale > 0.5) & (scale <= 1.0))  # air around the body: t ~ 1
     assert noisy.max() > 1.0  # noisy copies share the clean divisor, so they may exceed 1
-    counts = noisy * scale[:, None, None, None] * summary.photons_per_pixel
+    counts = noisy * scale[:, None, None, None] * summary.noise_level
     np.testing.assert_allclose(counts, np.round(counts), atol=1e-2)  # whole photon counts
 
 
 def test_dose_is_solved_for_the_target_baseline(built):
     path, summary, _ = built
     assert abs(summary.achieved_psnr_db - 29.91) < 0.15  # 32 small images: sampling spread
-    assert 100 < summary.photons_per_pixel < 1000
+    assert 100 < summary.noise_level < 1000
     with h5py.File(path, "r") as f:
-        assert f.attrs["noise_level"] == pytest.approx(summary.photons_per_pixel)
+        assert f.attrs["noise_level"] == pytest.approx(summary.noise_level)
         assert f.attrs["achieved_psnr_db"] == pytest.approx(summary.achieved_psnr_db)
 
 
@@ -70,9 +70,9 @@ def test_same_seed_same_file_whatever_the_worker_count(built, tmp_path):
 def test_fixed_photons_and_bad_arguments(tmp_path):
     summary = build_xray_dataset(
         tmp_path / "p.h5", phantoms=2, angles=2, size=32, photons_per_pixel=500.0, geometry="cone",
-        target_psnr_db=None, val_fraction=0.0, test_fraction=0.5,
+        target_psnr_db=None, fractions=(0.5, 0.0, 0.5),
     )  # fmt: skip
-    assert summary.photons_per_pixel == 500.0
+    assert summary.noise_level == 500.0
     with h5py.File(summary.path, "r") as f:
         assert np.isnan(f.attrs["target_psnr_db"]) and f.attrs["noise_level"] == 500.0
     with pytest.raises(LowdoseInputError, match="exactly one"):

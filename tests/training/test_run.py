@@ -21,8 +21,9 @@ from lowdose.core.errors import LowdoseInputError
 from lowdose.core.metrics import psnr
 from lowdose.data.dataset import dataset_sha256, load_split
 from lowdose.data.writer import write_dataset
+from lowdose.models.checkpoint import load_model
 from lowdose.training.config import TrainConfig, load_train_config, make_train_config
-from lowdose.training.run import load_model, train
+from lowdose.training.run import train
 
 PHOTONS_PER_PIXEL = 800.0  # ~31 dB on images spanning 0.3..0.9
 
@@ -107,8 +108,8 @@ def test_short_cpu_training_raises_test_psnr_by_3_db(dataset, tmp_path):
     assert manifest["model"] == "unet-w16-res"
 
     model, meta = load_model(run_dir / "best.ckpt")
-    assert (meta["mode"], meta["loss"], meta["model"]["width"]) == ("n2n", "mse", 16)
-    assert meta["scaling"]["scaling_rule"] == "per_image_max"
+    assert (meta.mode, meta.loss, meta.model.width) == ("n2n", "mse", 16)
+    assert meta.scaling.scaling_rule == "per_image_max"
     test = load_split(dataset, "test")
     with torch.no_grad():
         denoised = model(torch.from_numpy(test.noisy[:, :1])).numpy()[:, 0]  # (3, 64, 64)
@@ -213,7 +214,7 @@ def test_max_time_stops_mid_epoch_and_leaves_usable_checkpoints(dataset, tmp_pat
     result = train(config)
     assert 0 < result.global_step < 10_000 // 4  # stopped inside the first epoch
     model, meta = load_model(result.best_checkpoint)
-    assert meta["global_step"] == result.global_step
+    assert meta.global_step == result.global_step
     last = torch.load(result.last_checkpoint, weights_only=True)
     assert last["global_step"] == result.global_step
     assert last["PairDataModule"]["batches_done"] > 0  # a resume continues inside the epoch

@@ -2,12 +2,11 @@
 
 import typer
 
+from lowdose import __version__
 from lowdose.cli._app import app
 
 
 @app.command()
 def version() -> None:
     """Print the lowdose version."""
-    from lowdose import __version__
-
     typer.echo(__version__)

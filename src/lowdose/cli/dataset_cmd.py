@@ -6,12 +6,13 @@ from pathlib import Path
 
 import typer
 
-from lowdose.cli._app import console, dataset_app, user_errors
+from lowdose.cli._app import console, dataset_app, stage_progress, user_errors
+from lowdose.core.errors import LowdoseInputError
+from lowdose.owndata.repeats import build_from_repeats
+from lowdose.owndata.split_sinogram import build_from_sinogram
 
 
 def _fractions(text: str) -> tuple[float, ...]:
-    from lowdose.core.errors import LowdoseInputError
-
     try:
         return tuple(float(v) for v in text.split(","))
     except ValueError:
@@ -31,24 +32,19 @@ def from_repeats(
 ) -> None:
     """Build a dataset (noisy, no clean) from repeated acquisitions; print the noise variance."""
     with user_errors():
-        from lowdose.owndata.repeats import build_from_repeats
-
         with console.status("reading and pairing acquisitions"):
             summary = build_from_repeats(
                 inputs, out, match=match, fractions=_fractions(fractions), seed=seed,
-                objects=objects,
+                split_by=objects,
             )  # fmt: skip
-        unit = "HU^2" if summary.raw_units == "hu" else "(units)^2"
+        unit = "HU^2" if summary.attrs.raw_units == "hu" else "(units)^2"
+        variance, variance_raw = (summary.details[k] for k in ("noise_variance",
+                                                               "noise_variance_raw"))  # fmt: skip
+        console.print(summary.describe(), highlight=False)
         console.print(
-            f"[green]wrote[/] {summary.path}: {summary.n_images} images x "
-            f"{summary.n_realisations} realisations, {summary.shape_hw[0]}x{summary.shape_hw[1]}, "
-            f"{summary.n_objects} objects, split {summary.splits}",
-            highlight=False,
-        )
-        console.print(
-            f"pair-estimated noise variance Var(y1-y2)/2: {summary.noise_variance_raw:.5g} "
-            f"{unit} (sd {summary.noise_variance_raw**0.5:.4g}); {summary.noise_variance:.4g} on "
-            f"the dataset scale (divisor {summary.divisor:.6g}, offset {summary.offset:g})",
+            f"pair-estimated noise variance Var(y1-y2)/2: {variance_raw:.5g} "
+            f"{unit} (sd {variance_raw**0.5:.4g}); {variance:.4g} on the dataset scale "
+            f"(divisor {summary.divisor:.6g}, offset {summary.attrs.scaling_offset:g})",
             highlight=False,
         )
 
@@ -75,33 +71,23 @@ def from_sinogram(
 ) -> None:
     """Split each scan's views into K subsets, FBP each: K noisy images with independent noise."""
     with user_errors():
-        from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeRemainingColumn
-
-        from lowdose.core.errors import LowdoseInputError
-        from lowdose.owndata.split_sinogram import build_from_sinogram
-
         if dark is not None and flat is None:
             raise LowdoseInputError("--dark needs --flat (pre-log counts need the open beam)")
-        columns = (*Progress.get_default_columns()[:1], BarColumn(), TaskProgressColumn(),
-                   TimeRemainingColumn())  # fmt: skip
-        with Progress(*columns, console=console) as progress:
-            task = progress.add_task("reconstructing", total=len(sinograms))
+        with stage_progress("files", absolute=True) as progress:
             summary = build_from_sinogram(
                 sinograms, out, angles_deg=angles, splits=splits, filter_name=filter_name,
                 output_size=size, dataset_key=dataset_key, flat=flat, dark=dark,
                 clean_sinogram_paths=clean or None, fractions=_fractions(fractions), seed=seed,
-                objects=objects, on_file_done=lambda n: progress.update(task, completed=n),
+                split_by=objects, progress=progress,
             )  # fmt: skip
+        console.print(summary.describe(), highlight=False)
+        views = "/".join(map(str, summary.details["views_per_split"]))
         console.print(
-            f"[green]wrote[/] {summary.path}: {summary.n_images} images x {summary.splits} view "
-            f"subsets ({'/'.join(map(str, summary.views_per_split))} views), "
-            f"{summary.shape_hw[0]}x{summary.shape_hw[1]}, split {summary.split_counts}"
-            f"{', clean = full-view FBP of the clean sinogram' if summary.has_clean else ''}",
-            highlight=False,
-        )
-        console.print(
-            f"noise variance of one subset image Var(y1-y2)/2: {summary.noise_variance:.4g} on "
-            f"the dataset scale (divisor {summary.divisor:.6g})",
+            f"{summary.n_realisations} view subsets ({views} views)"
+            f"{'; clean = full-view FBP of the clean sinogram' if summary.has_clean else ''}; "
+            f"noise variance of one subset image Var(y1-y2)/2: "
+            f"{summary.details['noise_variance']:.4g} on the dataset scale "
+            f"(divisor {summary.divisor:.6g})",
             highlight=False,
         )
 
@@ -114,25 +100,16 @@ def score_pairs(
 ) -> None:
     """Score a denoiser without clean images: residual noise, reduction, corrected PSNR."""
     with user_errors():
-        import numpy as np
+        # torch-bound: keeps `lowdose --help` and light commands fast
+        from lowdose.evaluation.pair_scores import score_pairs as run_score_pairs
 
-        from lowdose.data.dataset import load_split
-        from lowdose.inference.predict import predict
-        from lowdose.physics.noise_estimation import clean_free_metrics, pair_noise_variance
-        from lowdose.training.run import load_model
-
-        arrays = load_split(data, split)
-        network, _meta = load_model(model)
-        with console.status(f"denoising {len(arrays.noisy)} images twice"):
-            first = predict(network, arrays.noisy[:, 0])
-            second = predict(network, arrays.noisy[:, 1])
-        s2 = np.array([pair_noise_variance(image[:2])[0] for image in arrays.noisy])
-        scores = clean_free_metrics(
-            arrays.noisy[:, 0], arrays.noisy[:, 1], first, second, noise_variance=s2
-        )
+        with stage_progress(absolute=True) as progress:
+            result = run_score_pairs(data, model, split=split, progress=progress)
+        scores = result.scores
         corrected = scores["mean_psnr_vs_other_realisation_corrected_db"]
         console.print(
-            f"{split}: {len(s2)} images, input noise variance {np.mean(s2):.4g} (pair estimate); "
+            f"{result.split}: {result.n_images} images, input noise variance "
+            f"{result.input_noise_variance:.4g} (pair estimate); "
             f"residual noise variance Var(f(y1)-f(y2))/2 "
             f"{scores['mean_residual_noise_variance']:.4g}; noise reduction x"
             f"{scores['mean_noise_reduction_factor']:.1f}; PSNR vs the other realisation "

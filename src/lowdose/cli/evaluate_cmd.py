@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from lowdose.cli._app import app, console, parse_range, stage_progress, user_errors
+from lowdose.data.results import SummaryRow, summarize
 
 
 @app.command()
@@ -33,12 +34,12 @@ def evaluate(
 ) -> None:
     """Write results.csv/.parquet, summary.md and panels.npz; print the paper-form table."""
     with user_errors():
+        # torch-bound: keeps `lowdose --help` and light commands fast
         from lowdose.evaluation.evaluate import evaluate as run_evaluate
-        from lowdose.evaluation.evaluate import summarize
 
         names = [name.strip() for name in filters.split(",") if name.strip()]
         window = parse_range(hu_window, "--hu-window", "-1000:1000 (HU)")
-        with stage_progress() as progress:
+        with stage_progress(absolute=True) as progress:
             results = run_evaluate(
                 data,
                 models=model,
@@ -54,7 +55,7 @@ def evaluate(
         console.print(f"[green]wrote[/] {out}/results.csv, results.parquet, summary.md, panels.npz")
 
 
-def _print_table(rows: list[dict]) -> None:
+def _print_table(rows: list[SummaryRow]) -> None:
     from rich.table import Table
 
     has_hu = any(math.isfinite(r["psnr_hu_window_db"]) for r in rows)

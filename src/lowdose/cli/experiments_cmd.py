@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from lowdose.cli._app import app, console, parse_range, stage_progress, user_errors
+from lowdose.report.build import write_report
 
 PAPER_ORDER = ["xray", "ct24", "ct18", "ct24-sinogram", "ct18-sinogram"]
 
@@ -18,6 +19,7 @@ def _log(text: str) -> None:
 
 
 def _run_all(names: list[str], scale: str, out: Path) -> None:
+    # torch-bound: keeps `lowdose --help` and light commands fast
     from lowdose.pipeline.config import load_experiment
     from lowdose.pipeline.reproduce import run_experiment
 
@@ -45,8 +47,6 @@ def reproduce(
         out = out or Path("runs") / (Path(experiment).stem if experiment != "all" else "all")
         _run_all(names, scale, out)
         if report:
-            from lowdose.report.build import write_report
-
             paths = write_report(out)
             _log(f"report: {paths}")
 
@@ -66,19 +66,19 @@ def sweep(
 ) -> None:
     """Validity range: output PSNR and gain against input PSNR (paper Figures 2 and 4)."""
     with user_errors():
-        from lowdose.data.dataset import read_attrs
-        from lowdose.evaluation.sweep import SweepModel, default_targets_db, run_sweep, write_sweep
+        # torch-bound: keeps `lowdose --help` and light commands fast
+        from lowdose.evaluation.sweep import (
+            default_targets_db,
+            run_sweep,
+            trained_sweep_models,
+            write_sweep,
+        )
 
         low, high = parse_range(psnr_range, "--psnr-range", "4:50")
-        trained_at = float(read_attrs(data).get("achieved_psnr_db", float("nan")))
-        models = []
-        for path in model:
-            ckpt = path / "best.ckpt" if path.is_dir() else path
-            label = ckpt.parent.name if ckpt.parent.name else ckpt.stem
-            models.append(SweepModel(label, ckpt, trained_at))
+        models = trained_sweep_models(data, model)
         table = run_sweep(
             data, models, targets_db=default_targets_db(low, high, levels),
-            filters=[f for f in filters.split(",") if f], n_images=images, seed=seed, progress=_log,
+            filters=[f for f in filters.split(",") if f], n_images=images, seed=seed, log=_log,
         )  # fmt: skip
         _log(f"wrote {write_sweep(table, out)}")
         summary = table.groupby(["method", "noise_level"])[["input_psnr_db", "gain_db"]].mean()
@@ -93,7 +93,5 @@ def demo(
     with user_errors():
         start = time.perf_counter()
         _run_all(["xray", "ct24-phantom"], "quick", out)
-        from lowdose.report.build import write_report
-
         paths = write_report(out)
         _log(f"demo done in {time.perf_counter() - start:.0f} s; report: {paths}")

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from lowdose.cli._app import app, console, user_errors
+from lowdose.report.build import write_report
 
 
 @app.command()
@@ -20,8 +21,6 @@ def report(
 ) -> None:
     """Build report.md and a self-contained report.html: tables, sweeps, panels, training."""
     with user_errors():
-        from lowdose.report.build import write_report
-
         with console.status("building report"):
             files = write_report(run_dir, out_dir=out)
         console.print(f"wrote {files.markdown}")

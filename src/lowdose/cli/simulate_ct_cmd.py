@@ -7,6 +7,9 @@ from pathlib import Path
 import typer
 
 from lowdose.cli._app import console, simulate_app, stage_progress, user_errors
+from lowdose.data.build import DatasetSummary
+from lowdose.simulate.ct import build_ct_dataset, load_ct_source
+from lowdose.simulate.ct_preview import preview_arrays, write_ct_preview
 
 
 @simulate_app.command("ct")
@@ -38,8 +41,6 @@ def simulate_ct(
 ) -> None:
     """Build a CT dataset (paper Tables IV/V: --target-psnr 24.44 or 18.66)."""
     with user_errors():
-        from lowdose.simulate.ct import build_ct_dataset
-
         with stage_progress("slices", absolute=True) as progress:
             summary = build_ct_dataset(
                 out, source=source, noise=noise, target_psnr_db=target_psnr,
@@ -50,13 +51,14 @@ def simulate_ct(
         for path, reason in summary.skipped:
             console.print(f"[yellow]skipped[/] {path}: {reason}", highlight=False)
         level = "sigma" if noise == "awgn" else "I0"
+        details = summary.details
+        console.print(summary.describe(), highlight=False)
         console.print(
-            f"wrote {summary.path}: {summary.n_images} slices of {summary.n_objects} objects "
-            f"{summary.split_counts}, {noise} {level} = {summary.noise_level:.4g}; baseline "
+            f"{noise} {level} = {summary.noise_level:.4g}; baseline "
             f"{summary.achieved_psnr_db:.2f} dB data_range 1, "
-            f"{summary.achieved_psnr_hu_window_db:.2f} dB in -1000..1000 HU (target "
+            f"{details['achieved_psnr_hu_window_db']:.2f} dB in -1000..1000 HU (target "
             f"{summary.target_psnr_db:.2f} on {target_scale}); noise "
-            f"neighbour correlation {summary.noise_neighbour_correlation:.3f}",
+            f"neighbour correlation {details['noise_neighbour_correlation']:.3f}",
             highlight=False,
         )
         if preview is not None:
@@ -64,15 +66,15 @@ def simulate_ct(
             console.print(f"preview: {preview}", highlight=False)
 
 
-def _write_preview(path: Path, summary, *, source: str, size: int, seed: int) -> None:
-    from lowdose.simulate.ct import load_ct_source
-    from lowdose.simulate.ct_preview import preview_arrays, write_ct_preview
-
+def _write_preview(
+    path: Path, summary: DatasetSummary, *, source: str, size: int, seed: int
+) -> None:
+    """The 2 x 3 noise-model picture on the middle slice of ``source`` at the dataset's level."""
     src = load_ct_source(source, size=size, seed=seed, skip_bad=True, n_phantoms=1)
     index = len(src.hu) // 2
     sinogram = summary.noise_model == "sinogram"
     arrays = preview_arrays(
-        src.hu[index], float(src.pixel_mm[index]), data_max=summary.data_max,
+        src.hu[index], float(src.pixel_mm[index]), data_max=summary.details["data_max"],
         target_psnr_db=summary.target_psnr_db, seed=seed,
         i0_photons=summary.noise_level if sinogram else None,
         clean_reference=summary.details.get("clean_reference", "original"),

@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 
 from lowdose.cli._app import console, simulate_app, stage_progress, user_errors
+from lowdose.simulate.xray import build_xray_dataset
+from lowdose.simulate.xray_preview import write_preview
 
 
 @simulate_app.command("xray")
@@ -32,29 +34,24 @@ def simulate_xray(
 ) -> None:
     """Simulate the paper's X-ray projection dataset (Table III) from random torso phantoms."""
     with user_errors():
-        from lowdose.simulate.xray import build_xray_dataset
-        from lowdose.simulate.xray_preview import write_preview
-
         if target_psnr is None and photons is None:
             target_psnr = 29.91
         with stage_progress("phantoms", absolute=True) as progress:
             summary = build_xray_dataset(
                 out, phantoms=phantoms, angles=angles, size=size, realisations=realisations,
                 target_psnr_db=target_psnr, photons_per_pixel=photons, geometry=geometry,
-                seed=seed, workers=workers, val_fraction=val_fraction, progress=progress,
+                seed=seed, workers=workers, progress=progress,
+                fractions=(0.8 * (1 - val_fraction), 0.8 * val_fraction, 0.2),  # 20 % test
             )  # fmt: skip
+        console.print(summary.describe(), highlight=False)
         console.print(
-            f"wrote {summary.path}: {summary.n_images} projections "
-            f"({summary.n_train_images} train, {summary.n_val_images} val, "
-            f"{summary.n_test_images} test; {summary.n_train_pairs_n2n} N2N training pairs), "
-            f"{summary.photons_per_pixel:.1f} photons/pixel, baseline "
-            f"{summary.achieved_psnr_db:.2f} dB (target {summary.target_psnr_db:.2f}), "
-            f"{summary.elapsed_s:.0f} s",
+            f"{summary.noise_level:.1f} photons/pixel; "
+            f"{summary.details['n_train_pairs_n2n']} N2N training pairs",
             highlight=False,
         )
         if preview is not None:
             write_preview(
-                preview, size=size, seed=seed, photons_per_pixel=summary.photons_per_pixel,
+                preview, size=size, seed=seed, photons_per_pixel=summary.noise_level,
                 geometry=geometry,
             )  # fmt: skip
             console.print(f"preview: {preview}", highlight=False)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import typer
 
 from lowdose.cli._app import app, console, user_errors
+from lowdose.core.errors import LowdoseInputError
 
 
 @app.command()
@@ -45,9 +47,7 @@ def train(
     # Flags left unset (None) fall through to the YAML file or the TrainConfig defaults.
     values = {k: v for k, v in locals().items() if v is not None and k not in ("config", "resume")}
     with user_errors():
-        import logging
-
-        from lowdose.core.errors import LowdoseInputError
+        # torch-bound: keeps `lowdose --help` and light commands fast
         from lowdose.training.config import load_train_config, make_train_config
         from lowdose.training.run import resume_config
         from lowdose.training.run import train as run_training
@@ -60,7 +60,7 @@ def train(
             cfg = load_train_config(config, values)
         else:
             cfg = make_train_config(values, source="command line")
-        _configure_logging(logging, quiet=cfg.quiet)
+        _configure_logging(quiet=cfg.quiet)
         result = run_training(cfg, resume=resume is not None)
         console.print(
             f"[green]done[/] {result.model_name} {cfg.mode}-{cfg.loss}: best val PSNR "
@@ -70,7 +70,7 @@ def train(
         )
 
 
-def _configure_logging(logging, *, quiet: bool) -> None:
+def _configure_logging(*, quiet: bool) -> None:
     from rich.logging import RichHandler
 
     handler = RichHandler(console=console, show_path=False)

@@ -17,6 +17,8 @@ from lowdose.core.errors import LowdoseInputError
 
 # Images are converted to float64 a few at a time so a large stack never doubles in memory.
 _CHUNK_PIXELS = 1 << 24
+HU_WINDOW = (-1000.0, 1000.0)
+"""The default CT window for HU-window PSNR (data range 2000 HU)."""
 
 
 def psnr(reference, estimate, *, data_range) -> float | np.ndarray:
@@ -84,6 +86,25 @@ def psnr_from_mse(mse, *, data_range) -> float | np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         values = np.where(mse_arr >= 0, 10.0 * np.log10(dr * dr / mse_arr), np.nan)
     return float(values) if values.ndim == 0 else values
+
+
+def psnr_hu_window(clean_hu, noisy_hu, window=HU_WINDOW) -> float | np.ndarray:
+    """PSNR in an HU window: both images clipped to ``window``, data_range = its width (dB).
+
+    Parameters
+    ----------
+    clean_hu, noisy_hu : array_like (B, H, W) or (H, W)
+        HU images.
+    window : (low, high)
+        Window in HU (default -1000..1000, data range 2000).
+
+    Examples
+    --------
+    >>> psnr_hu_window(np.zeros((2, 2)), np.full((2, 2), 20.0))
+    40.0
+    """
+    low, high = window
+    return psnr(np.clip(clean_hu, low, high), np.clip(noisy_hu, low, high), data_range=high - low)
 
 
 def ssim(reference, estimate, *, data_range) -> float | np.ndarray:

@@ -2,12 +2,11 @@
 
 One file per dataset (docs/interfaces.md): ``noisy`` (I, N, H, W) float32, optional ``clean``
 (I, H, W) float32, ``object_id`` and ``split`` (I,) strings, ``scale`` (I,) float32, and
-provenance attributes. Image data are chunked one image per chunk, so a reader touches only the
-images it needs: training streams a file larger than RAM through :class:`lowdose.training.pairs.PairDataset`
-(importable from here too, lazily, so that importing this module does not import torch).
+provenance attributes (:class:`lowdose.data.attributes.DatasetAttrs`). Image data are chunked one
+image per chunk, so a reader touches only the images it needs: training streams a file larger than
+RAM through :class:`lowdose.training.pairs.PairDataset`.
 
-Writing (:func:`write_dataset`, :func:`dataset_writer`) lives in :mod:`lowdose.data.writer`,
-splitting (:func:`split_by_object`) in :mod:`lowdose.data.splits`; both are re-exported here.
+Writing lives in :mod:`lowdose.data.writer`, splitting in :mod:`lowdose.data.splits`.
 """
 
 from __future__ import annotations
@@ -22,12 +21,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from lowdose.data.writer import DatasetWriter, dataset_writer, write_dataset
 from lowdose.core.errors import LowdoseInputError
-from lowdose.data.splits import SPLITS, split_by_object
-
-
-
+from lowdose.data.attributes import DatasetAttrs
+from lowdose.data.splits import SPLITS
 
 
 @dataclass(frozen=True)
@@ -41,8 +37,8 @@ class DatasetInfo:
         ``(I, N, H, W)`` of ``noisy``.
     has_clean : bool
     object_id, split : ndarray (I,) str
-    attrs : dict
-        Provenance attributes as Python scalars and str.
+    attrs : DatasetAttrs
+        Provenance and scaling attributes, validated.
     """
 
     path: Path
@@ -50,7 +46,7 @@ class DatasetInfo:
     has_clean: bool
     object_id: np.ndarray
     split: np.ndarray
-    attrs: dict
+    attrs: DatasetAttrs
 
 
 @dataclass(frozen=True)
@@ -65,14 +61,18 @@ class SplitArrays:
     object_id : ndarray (I_s,) str
     index : ndarray (I_s,) int64
         Row of each image in the file.
-    attrs : dict
+    attrs : DatasetAttrs
+    scale : ndarray (I_s,) float64
+        Each image's divisor: ``scaled = (raw + attrs.scaling_offset) / scale`` (ones when the
+        file stores none).
     """
 
     clean: np.ndarray | None
     noisy: np.ndarray
     object_id: np.ndarray
     index: np.ndarray
-    attrs: dict
+    attrs: DatasetAttrs
+    scale: np.ndarray
 
 
 def read_info(path: str | os.PathLike) -> DatasetInfo:
@@ -81,16 +81,25 @@ def read_info(path: str | os.PathLike) -> DatasetInfo:
     Raises
     ------
     LowdoseInputError
-        Missing file, not HDF5, a missing key or inconsistent shapes; the message names both.
+        Missing file, not HDF5, a missing key, inconsistent shapes or a known attribute with an
+        invalid value; the message names both.
     """
     path = Path(path)
     with open_dataset(path) as handle:
         return _info(handle, path)
 
 
-def read_attrs(path: str | os.PathLike) -> dict:
-    """Provenance attributes of a dataset file as a dict of Python scalars and str."""
+def read_attrs(path: str | os.PathLike) -> DatasetAttrs:
+    """Provenance and scaling attributes of a dataset file, validated."""
     return read_info(path).attrs
+
+
+def read_scale(path: str | os.PathLike) -> np.ndarray:
+    """Every image's divisor ``scale`` (I,) float64 (ones when the file stores none)."""
+    path = Path(path)
+    with open_dataset(path) as handle:
+        info = _info(handle, path)
+        return _scale(handle, np.arange(info.shape[0]))
 
 
 def dataset_sha256(path: str | os.PathLike) -> str:
@@ -113,7 +122,8 @@ def load_split(path: str | os.PathLike, split: str) -> SplitArrays:
         index = split_index(info, split)
         noisy = _read_rows(handle["noisy"], index)
         clean = _read_rows(handle["clean"], index) if info.has_clean else None
-    return SplitArrays(clean, noisy, info.object_id[index], index, info.attrs)
+        scale = _scale(handle, index)
+    return SplitArrays(clean, noisy, info.object_id[index], index, info.attrs, scale)
 
 
 def split_index(info: DatasetInfo, split: str) -> np.ndarray:
@@ -158,8 +168,15 @@ def _info(handle: h5py.File, path: Path) -> DatasetInfo:
     ids, splits = _strings(handle["object_id"]), _strings(handle["split"])
     if ids.shape != (shape[0],) or splits.shape != (shape[0],):
         raise LowdoseInputError(f"{path}: 'object_id'/'split' do not have {shape[0]} entries")
-    attrs = {key: _plain(value) for key, value in handle.attrs.items()}
+    attrs = DatasetAttrs.from_hdf5(handle.attrs, where=str(path))
     return DatasetInfo(path, tuple(int(v) for v in shape), has_clean, ids, splits, attrs)
+
+
+def _scale(handle: h5py.File, index: np.ndarray) -> np.ndarray:
+    """``scale`` of rows ``index`` as float64; ones for a hand-written file without it."""
+    if "scale" not in handle:
+        return np.ones(index.size)
+    return np.asarray(handle["scale"][()], dtype=np.float64)[index]
 
 
 def _read_rows(dataset: h5py.Dataset, index: np.ndarray) -> np.ndarray:
@@ -176,9 +193,3 @@ def _read_rows(dataset: h5py.Dataset, index: np.ndarray) -> np.ndarray:
 def _strings(dataset: h5py.Dataset) -> np.ndarray:
     values = dataset[()]
     return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values], dtype=str)
-
-
-def _plain(value):
-    if isinstance(value, bytes):
-        return value.decode()
-    return value.item() if isinstance(value, np.generic) else value

@@ -1,4 +1,4 @@
-"""Writing dataset files atomically, block by block or in one call (re-exported by datasets).
+"""Writing dataset files atomically, block by block or in one call.
 
 Every file goes through :func:`lowdose.core.atomic.atomic_path`: a killed or failed build leaves no
 file under the final name. Images are stored float32, chunked one image per chunk
@@ -11,8 +11,10 @@ import contextlib
 import datetime
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -21,22 +23,8 @@ from lowdose import __version__
 from lowdose.core.atomic import atomic_path
 from lowdose.core.errors import LowdoseInputError
 from lowdose.core.metrics import psnr
+from lowdose.data.attributes import REQUIRED_KEYS, DatasetAttrs
 from lowdose.data.splits import check_split_table
-
-_CHOICES = {
-    "modality": ("xray", "ct"),
-    "noise_model": ("poisson", "gaussian", "sinogram", "measured"),
-    "scaling_rule": ("per_image_max", "dataset_max", "none"),
-}
-_DEFAULTS = {
-    "noise_level": math.nan,
-    "target_psnr_db": math.nan,
-    "psnr_data_range": 1.0,
-    "scaling_offset": 0.0,
-    "raw_units": "unknown",
-    "seed": -1,
-    "description": "",
-}
 
 
 class DatasetWriter:
@@ -58,7 +46,7 @@ class DatasetWriter:
         noisy : array_like (k, N, H, W), floating, finite
         clean : array_like (k, H, W), floating, finite; required iff the file has clean.
         """
-        block = _checked_images(noisy, "noisy", (None, *self._shape[1:]), self._path)
+        block = checked_image_block(noisy, "noisy", (None, *self._shape[1:]), where=self._path)
         stop = start + block.shape[0]
         if start < 0 or stop > self._shape[0]:
             raise LowdoseInputError(
@@ -68,7 +56,9 @@ class DatasetWriter:
             need = "pass clean=" if self._has_clean else "this file was opened without clean"
             raise LowdoseInputError(f"{self._path}: clean images mismatch; {need}")
         if clean is not None:
-            ref = _checked_images(clean, "clean", (block.shape[0], *self._shape[2:]), self._path)
+            ref = checked_image_block(
+                clean, "clean", (block.shape[0], *self._shape[2:]), where=self._path
+            )
             self._handle["clean"][start:stop] = ref
             pairs = np.broadcast_to(ref[:, None], block.shape).reshape(-1, *ref.shape[1:])
             values = psnr(pairs, block.reshape(pairs.shape), data_range=self._data_range)
@@ -95,23 +85,23 @@ def dataset_writer(
     n_realisations: int,
     image_shape: tuple[int, int],
     has_clean: bool,
-    attrs: dict,
+    attrs: DatasetAttrs | Mapping[str, Any],
     compress: bool = False,
 ) -> Iterator[DatasetWriter]:
     """Create a dataset file and yield a writer for its image blocks; atomic on exit.
 
     The file appears under ``path`` only when the ``with`` block ends normally and every image
     was written; an exception (or a kill) leaves no file there (a previous one stays intact).
-    ``achieved_psnr_db`` is measured from the written blocks unless ``attrs`` gives it.
+    ``achieved_psnr_db`` is measured from the written blocks unless ``attrs`` gives it (not NaN).
     Arguments are as in :func:`write_dataset`.
     """
     path = Path(path)
     ids, splits = check_split_table(object_id, split, where=str(path))
     n_images, (height, width) = len(ids), tuple(int(v) for v in image_shape)
-    scale = _checked_scale(scale, n_images, path)
+    scale = checked_scale(scale, n_images, where=path)
     if n_realisations < 1 or height < 1 or width < 1:
         raise LowdoseInputError(f"{path}: empty image stack (N={n_realisations}, {height}x{width})")
-    final_attrs = _checked_attrs(attrs, path)
+    final_attrs = checked_attrs(attrs, where=path)
     shape = (n_images, n_realisations, height, width)
     gzip = {"compression": "gzip", "compression_opts": 1, "shuffle": True} if compress else {}
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
@@ -125,12 +115,13 @@ def dataset_writer(
         handle.create_dataset("object_id", data=ids.astype(object), dtype=text)
         handle.create_dataset("split", data=splits.astype(object), dtype=text)
         handle.create_dataset("scale", data=scale)
-        writer = DatasetWriter(handle, path, shape, has_clean, final_attrs["psnr_data_range"])
+        writer = DatasetWriter(handle, path, shape, has_clean, final_attrs.psnr_data_range)
         yield writer
         achieved = writer._achieved_psnr_db()
-        final_attrs.setdefault("achieved_psnr_db", achieved)
-        final_attrs["n_realisations"] = n_realisations
-        handle.attrs.update(final_attrs)
+        if math.isnan(final_attrs.achieved_psnr_db):
+            final_attrs = replace(final_attrs, achieved_psnr_db=achieved)
+        final_attrs = replace(final_attrs, n_realisations=int(n_realisations))
+        handle.attrs.update(final_attrs.to_hdf5())
 
 
 def write_dataset(
@@ -141,7 +132,7 @@ def write_dataset(
     object_id: Sequence,
     split: Sequence,
     scale=None,
-    attrs: dict,
+    attrs: DatasetAttrs | Mapping[str, Any],
     compress: bool = False,
 ) -> Path:
     """Write a whole dataset file atomically (temp file, fsync, rename).
@@ -160,13 +151,13 @@ def write_dataset(
         ``"train"``, ``"val"`` or ``"test"`` per image; one object never spans two splits.
     scale : array_like (I,) > 0, optional
         Divisor used per image (``scaled = (raw + scaling_offset) / scale``); default ones.
-    attrs : dict
-        Must give ``modality`` (xray/ct), ``noise_model`` (poisson/gaussian/sinogram/measured)
-        and ``scaling_rule`` (per_image_max/dataset_max/none). Defaults: noise_level NaN,
-        target_psnr_db NaN, psnr_data_range 1.0, scaling_offset 0.0, raw_units "unknown",
-        seed -1, description "". Set here: generator, created, n_realisations, and
-        achieved_psnr_db (mean per-image PSNR of all realisations, NaN without clean) unless
-        given. Extra str/int/float/bool attributes are kept.
+    attrs : DatasetAttrs or mapping
+        The file's attributes (a flat mapping of HDF5 attribute names is accepted too: it must
+        give ``modality``, ``noise_model`` and ``scaling_rule``, the rest take the defaults of
+        :class:`~lowdose.data.attributes.DatasetAttrs` and unknown keys go to ``extra``). Set
+        here: generator, created, n_realisations, and achieved_psnr_db (mean per-image PSNR of
+        all realisations, NaN without clean) unless given (not NaN). Extra attributes must be
+        str, int, float or bool.
     compress : bool
         gzip level 1 (with byte shuffle) per image chunk. Off by default: it saves ~30 % of
         disk on noisy float32 images but makes each random image read ~5-10x slower (measured
@@ -189,7 +180,7 @@ def write_dataset(
     return path
 
 
-def _checked_images(values, name: str, shape: tuple, path: Path) -> np.ndarray:
+def checked_image_block(values, name: str, shape: tuple, *, where: Path) -> np.ndarray:
     """Return a float32 array of ``shape`` (None = any size); raise on wrong shape/dtype/NaN."""
     array = np.asarray(values)
     fits = array.ndim == len(shape) and all(
@@ -197,37 +188,34 @@ def _checked_images(values, name: str, shape: tuple, path: Path) -> np.ndarray:
     )
     if not fits or array.size == 0:
         want = tuple("*" if s is None else s for s in shape)
-        raise LowdoseInputError(f"{path}: {name} has shape {array.shape}; expected {want}")
+        raise LowdoseInputError(f"{where}: {name} has shape {array.shape}; expected {want}")
     if not np.issubdtype(array.dtype, np.floating):
-        raise LowdoseInputError(f"{path}: {name} has dtype {array.dtype}; pass float32 images")
+        raise LowdoseInputError(f"{where}: {name} has dtype {array.dtype}; pass float32 images")
     if not np.all(np.isfinite(array)):
-        raise LowdoseInputError(f"{path}: {name} contains NaN or Inf; pass finite images")
+        raise LowdoseInputError(f"{where}: {name} contains NaN or Inf; pass finite images")
     return array.astype(np.float32, copy=False)
 
 
-def _checked_scale(scale, n_images: int, path: Path) -> np.ndarray:
+def checked_scale(scale, n_images: int, *, where: Path) -> np.ndarray:
+    """Return the per-image divisors (I,) float32 (ones for None); raise unless finite > 0."""
     if scale is None:
         return np.ones(n_images, dtype=np.float32)
     values = np.asarray(scale, dtype=np.float32)
     if values.shape != (n_images,) or not np.all(np.isfinite(values) & (values > 0)):
-        raise LowdoseInputError(f"{path}: scale must be ({n_images},) finite values > 0")
+        raise LowdoseInputError(f"{where}: scale must be ({n_images},) finite values > 0")
     return values
 
 
-def _checked_attrs(attrs: dict, path: Path) -> dict:
-    merged = {**_DEFAULTS, **dict(attrs)}
-    for key, choices in _CHOICES.items():
-        if merged.get(key) not in choices:
-            raise LowdoseInputError(f"{path}: attribute {key}={merged.get(key)!r}; use {choices}")
-    for key, value in merged.items():
+def checked_attrs(attrs: DatasetAttrs | Mapping[str, Any], *, where: Path) -> DatasetAttrs:
+    """Validated attributes with ``generator`` and ``created`` set; raises naming ``where``."""
+    flat = attrs.to_hdf5() if isinstance(attrs, DatasetAttrs) else dict(attrs)
+    for key in REQUIRED_KEYS:
+        if key not in flat:
+            raise LowdoseInputError(f"{where}: attribute {key}=None; give it (see DatasetAttrs)")
+    for key, value in flat.items():
         if not isinstance(value, str | bool | int | float | np.integer | np.floating):
-            raise LowdoseInputError(f"{path}: attribute {key} is {type(value).__name__}; "
+            raise LowdoseInputError(f"{where}: attribute {key} is {type(value).__name__}; "
                                     "use str, int, float or bool")  # fmt: skip
-    data_range = merged["psnr_data_range"]
-    if isinstance(data_range, str | bool) or not (math.isfinite(data_range) and data_range > 0):
-        raise LowdoseInputError(
-            f"{path}: attribute psnr_data_range={data_range!r}; use a value > 0"
-        )
-    merged["generator"] = f"lowdose {__version__}"
-    merged["created"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    return merged
+    typed = DatasetAttrs.from_hdf5(flat, where=str(where))
+    created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    return replace(typed, generator=f"lowdose {__version__}", created=created)

@@ -9,33 +9,25 @@ data_range 1 on the dataset's scale and unclipped outputs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from lowdose.baselines.tuning import tune_oracle
 from lowdose.core.atomic import atomic_path
 from lowdose.core.errors import LowdoseInputError
 from lowdose.core.metrics import psnr
-from lowdose.data.dataset import load_split
+from lowdose.core.progress import Log
+from lowdose.data.attributes import DatasetAttrs
+from lowdose.data.dataset import load_split, read_attrs
+from lowdose.data.results import SWEEP_COLUMNS
 from lowdose.inference.predict import predict
+from lowdose.models.checkpoint import load_model
 from lowdose.physics import noise, noise_levels
-from lowdose.physics.ct_noise import sinogram_sweep_model
-from lowdose.training.run import load_model
-
-SWEEP_COLUMNS = (
-    "method",
-    "model_trained_at_db",
-    "noise_level",
-    "image_index",
-    "input_psnr_db",
-    "output_psnr_db",
-    "gain_db",
-    "tuning",
-)
+from lowdose.simulate.ct_sweep import sinogram_sweep_model
 
 
 @dataclass(frozen=True)
@@ -45,6 +37,53 @@ class SweepModel:
     label: str
     checkpoint: Path
     trained_at_db: float
+
+
+def sweep_model(
+    checkpoint: str | os.PathLike,
+    *,
+    trained_at_db: float,
+    name: str | None = None,
+    experiment: str | None = None,
+) -> SweepModel:
+    """The one place a swept model gets its label (the ``method`` of ``sweep.csv``).
+
+    Parameters
+    ----------
+    checkpoint
+        A checkpoint, or a run folder (its ``best.ckpt``).
+    trained_at_db
+        Input PSNR (dB) of the data it was trained on; NaN when unknown.
+    name
+        The model's name; default the run folder's name (else the checkpoint's stem).
+    experiment
+        For a model trained in another experiment: appended as ``name (experiment)``.
+
+    >>> sweep_model("runs/x/train/n2n-mse/best.ckpt", trained_at_db=29.9).label
+    'n2n-mse'
+    >>> sweep_model("a/n2n-mse.ckpt", trained_at_db=24.0, name="n2n-mse", experiment="ct24").label
+    'n2n-mse (ct24)'
+    """
+    path = Path(checkpoint)
+    path = path / "best.ckpt" if path.is_dir() else path
+    label = name or path.parent.name or path.stem
+    label = f"{label} ({experiment})" if experiment else label
+    return SweepModel(label, path, float(trained_at_db))
+
+
+def trained_sweep_models(
+    data_path: str | os.PathLike,
+    checkpoints: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike],
+) -> list[SweepModel]:
+    """Models trained on ``data_path`` itself: trained at the dataset's achieved PSNR.
+
+    ``checkpoints`` is a sequence of checkpoints / run folders (labelled by folder name) or a
+    mapping name -> checkpoint.
+    """
+    trained_at = read_attrs(data_path).achieved_psnr_db
+    if isinstance(checkpoints, Mapping):
+        return [sweep_model(c, trained_at_db=trained_at, name=n) for n, c in checkpoints.items()]
+    return [sweep_model(c, trained_at_db=trained_at) for c in checkpoints]
 
 
 # (clean scaled stack, scale per image, level, rng) -> noisy scaled stack
@@ -61,12 +100,12 @@ def default_targets_db(low_db: float = 4.0, high_db: float = 50.0, levels: int =
     return np.linspace(low_db, high_db, levels)
 
 
-def noise_model_for(attrs: dict) -> tuple[str, NoiseFunction, Callable]:
+def noise_model_for(attrs: DatasetAttrs) -> tuple[str, NoiseFunction, Callable]:
     """The dataset's noise model as (name, noise function, level solver for a target PSNR).
 
     The solver maps ``(clean scaled (I, H, W), scale (I,), target_db) -> level``.
     """
-    model = str(attrs.get("noise_model", ""))
+    model = attrs.noise_model
     if model == "poisson":
         return "poisson", _poisson_scaled, _solve_poisson
     if model == "gaussian":
@@ -106,7 +145,7 @@ def run_sweep(
     filters: Sequence[str] = ("gaussian", "median", "bilateral"),
     n_images: int | None = 20,
     seed: int = 0,
-    progress: Callable[[str], None] | None = None,
+    log: Log | None = None,
 ):
     """Re-noise test images at each target input PSNR; denoise with models and oracle filters.
 
@@ -115,7 +154,7 @@ def run_sweep(
     data_path
         HDF5 dataset with ``clean`` (the sweep needs clean references).
     models
-        Trained models to sweep.
+        Trained models to sweep (:func:`sweep_model`, :func:`trained_sweep_models`).
     targets_db
         Target input PSNRs (dB, data_range 1 on the dataset scale); the achieved input PSNR per
         image is what the table records.
@@ -125,11 +164,14 @@ def run_sweep(
         First ``n_images`` test images (all if None).
     seed
         Seeds the noise; level ``k`` uses ``default_rng([seed, k])``.
+    log
+        Receives one line per finished level (its achieved mean input PSNR).
 
     Returns
     -------
     pandas.DataFrame
-        One row per method x level x image with the columns of :data:`SWEEP_COLUMNS`.
+        One row per method x level x image with the columns of
+        :data:`lowdose.data.results.SWEEP_COLUMNS`.
     """
     import pandas as pd
 
@@ -140,34 +182,37 @@ def run_sweep(
         )
     clean = split.clean[:n_images].astype(np.float32)
     index = np.asarray(split.index)[: len(clean)]
-    with h5py.File(data_path, "r") as handle:
-        scale = np.asarray(handle["scale"][np.sort(index)], dtype=np.float64)
+    scale = split.scale[: len(clean)]
     _, add_noise, solve = noise_model_for(split.attrs)
-    loaded = [(m, *load_model(m.checkpoint)) for m in models]
+    loaded = [(spec, load_model(spec.checkpoint)[0]) for spec in models]
     rows = []
     for k, target in enumerate(targets_db):
         level = float(solve(clean, scale, float(target)))
         noisy = add_noise(clean, scale, level, np.random.default_rng([seed, k]))
         input_db = np.atleast_1d(psnr(clean, noisy, data_range=1.0))
-        outputs = {}
-        for spec, model, _meta in loaded:
-            estimate = predict(model, noisy)
-            outputs[(spec.label, spec.trained_at_db, "none")] = psnr(
-                clean, estimate, data_range=1.0
-            )
-        for name in filters:
-            result = tune_oracle(noisy, clean, name)
-            outputs[(name, np.nan, "oracle")] = np.asarray(result.best_psnr_db)
+        outputs = _level_outputs(clean, noisy, loaded, filters)
         for (method, trained_at, tuning), out_db in outputs.items():
-            out_db = np.atleast_1d(out_db)
             for i in range(len(clean)):
                 rows.append(
                     (method, trained_at, level, int(index[i]), input_db[i], out_db[i],
                      out_db[i] - input_db[i], tuning)
                 )  # fmt: skip
-        if progress is not None:
-            progress(f"level {k + 1}/{len(targets_db)}: input {input_db.mean():.2f} dB")
+        if log is not None:
+            log(f"level {k + 1}/{len(targets_db)}: input {input_db.mean():.2f} dB")
     return pd.DataFrame(rows, columns=list(SWEEP_COLUMNS))
+
+
+def _level_outputs(clean, noisy, loaded, filters) -> dict[tuple, np.ndarray]:
+    """(method, trained_at_db, tuning) -> (I,) output PSNR in dB at one noise level."""
+    outputs = {}
+    for spec, model in loaded:
+        estimate = predict(model, noisy)
+        key = (spec.label, spec.trained_at_db, "none")
+        outputs[key] = np.atleast_1d(psnr(clean, estimate, data_range=1.0))
+    for name in filters:
+        result = tune_oracle(noisy, clean, name)
+        outputs[(name, np.nan, "oracle")] = np.atleast_1d(result.best_psnr_db)
+    return outputs
 
 
 def write_sweep(table, out_dir: str | Path) -> Path:

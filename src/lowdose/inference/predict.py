@@ -16,9 +16,12 @@ import torch
 from torch import nn
 
 from lowdose.core.errors import LowdoseInputError
-from lowdose.core.validation import checked_array
-from lowdose.data.scaling import scale_from_network, scale_to_network
+from lowdose.core.progress import Progress
+from lowdose.core.validation import checked_images
+from lowdose.data.scaling import NetworkScaling, scale_from_network, scale_to_network
 from lowdose.inference.tiling import available_bytes, pad_to_grid, plan_tiles, probe_model
+
+DENOISE_STAGE = "denoise"
 
 
 def predict(
@@ -30,6 +33,7 @@ def predict(
     batch_size: int = 4,
     device: str | torch.device = "cpu",
     channels_last: bool = True,
+    progress: Progress | None = None,
     on_image_done: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """Run ``model`` over images of any size in overlapping tiles; stitched output is seam-free.
@@ -54,17 +58,20 @@ def predict(
         ``"cpu"``, ``"cuda"``, ``"cuda:1"`` ...
     channels_last : bool
         Use the NHWC memory layout (faster for convolutions on CPU).
+    progress : Progress, optional
+        ``progress("denoise", done, n_images)`` after each image is complete (``done``: images
+        finished so far, see :mod:`lowdose.core.progress`).
     on_image_done : callable, optional
-        Called with the number of finished images after each image is complete (progress bars).
+        ``on_image_done(done)`` with the same count: the older form of ``progress``, kept.
 
     Returns
     -------
     ndarray, same shape as ``images``, float32
         The network output.
     """
-    array = _checked_images(images, "images")
+    array = checked_images(images, "images")
     stack = array[None] if array.ndim == 2 else array
-    dev = _checked_device(device)
+    dev = checked_device(device)
     work = copy.deepcopy(model).eval().to(dev)
     if channels_last:
         work = work.to(memory_format=torch.channels_last)
@@ -80,6 +87,7 @@ def predict(
     )
     jobs = [(i, r, c) for i in range(n_images) for r in plan.rows for c in plan.cols]
     out = np.empty(padded.shape, dtype=np.float32)
+    report = _image_progress(progress, on_image_done)
     finished = 0
     with torch.inference_mode():
         for first in range(0, len(jobs), plan.batch):
@@ -87,33 +95,33 @@ def predict(
             _run_chunk(work, padded, out, chunk, plan.tile_hw, dev, channels_last)
             # jobs run image by image: the next job's image index counts the finished ones
             now = jobs[first + plan.batch][0] if first + plan.batch < len(jobs) else n_images
-            if on_image_done is not None and now > finished:
-                on_image_done(now)
+            if report is not None and now > finished:
+                report(DENOISE_STAGE, now, n_images)
             finished = now
     result = out[:, :height, :width]
     return result[0] if array.ndim == 2 else result
 
 
-def denoise(model: nn.Module, raw, *, scaling: dict, **predict_kwargs) -> np.ndarray:
+def denoise(model: nn.Module, raw, *, scaling: NetworkScaling, **predict_kwargs) -> np.ndarray:
     """Denoise images given in their own units; the output is in the same units.
 
     Parameters
     ----------
     model : torch.nn.Module
-        A trained denoiser (see :func:`lowdose.training.run.load_model`).
+        A trained denoiser (see :func:`lowdose.models.checkpoint.load_model`).
     raw : array_like, shape (H, W) or (B, H, W)
         Images in raw units (transmission, HU ...), finite.
-    scaling : dict
-        The checkpoint's ``meta["scaling"]``: applied before the network, inverted after it.
+    scaling : NetworkScaling
+        The checkpoint's ``meta.scaling``: applied before the network, inverted after it.
     **predict_kwargs
-        Passed to :func:`predict` (``tile``, ``batch_size``, ``device`` ...).
+        Passed to :func:`predict` (``tile``, ``batch_size``, ``device``, ``progress`` ...).
 
     Returns
     -------
     ndarray, same shape as ``raw``, float32
         Denoised images in raw units.
     """
-    scaled, divisor = scale_to_network(_checked_images(raw, "images"), scaling)
+    scaled, divisor = scale_to_network(checked_images(raw, "images"), scaling)
     return scale_from_network(predict(model, scaled, **predict_kwargs), scaling, divisor)
 
 
@@ -128,16 +136,23 @@ def _run_chunk(work, padded, out, chunk, tile_hw, device, channels_last) -> None
         out[i, r_lo:r_hi, c_lo:c_hi] = tile_out[r_lo - r0 : r_hi - r0, c_lo - c0 : c_hi - c0]
 
 
-def _checked_images(images, name: str) -> np.ndarray:
-    array = checked_array(images, name, nonnegative=False)
-    if array.ndim not in (2, 3) or 0 in array.shape:
-        raise LowdoseInputError(
-            f"{name} has shape {array.shape}; pass one image (H, W) or a stack (B, H, W)"
-        )
-    return array
+def _image_progress(
+    progress: Progress | None, on_image_done: Callable[[int], None] | None
+) -> Progress | None:
+    """One :class:`Progress` reporting to ``progress`` and the older ``on_image_done``."""
+    if on_image_done is None:
+        return progress
+
+    def both(stage: str, done: int, total: int) -> None:
+        on_image_done(done)
+        if progress is not None:
+            progress(stage, done, total)
+
+    return both
 
 
-def _checked_device(device: str | torch.device) -> torch.device:
+def checked_device(device: str | torch.device) -> torch.device:
+    """Return ``device`` as a ``torch.device``, raising unless it names one that is available."""
     try:
         dev = torch.device(device)
     except RuntimeError:

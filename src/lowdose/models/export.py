@@ -15,6 +15,7 @@ Images must be on the network's scale: the sidecar ``<FILE>.json`` holds the dat
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from pathlib import Path
@@ -27,6 +28,7 @@ from torch.nn import functional as F
 from lowdose import __version__
 from lowdose.core.atomic import atomic_path, atomic_write_text
 from lowdose.core.errors import LowdoseInputError
+from lowdose.models.checkpoint import CheckpointMeta
 
 FORMATS = ("torchscript", "onnx")
 ONNX_OPSET = 17
@@ -85,21 +87,20 @@ def export_model(
     out_path: str | Path,
     *,
     fmt: Literal["torchscript", "onnx"],
-    meta: dict,
+    meta: CheckpointMeta,
 ) -> tuple[Path, Path]:
     """Write ``model`` as TorchScript (``.pt``) or ONNX plus a JSON sidecar, atomically.
 
     Parameters
     ----------
     model : torch.nn.Module
-        The denoiser (from :func:`lowdose.training.run.load_model`); not modified.
+        The denoiser (from :func:`lowdose.models.checkpoint.load_model`); not modified.
     out_path : str or Path
         Model file to write; the sidecar is ``<out_path>.json``.
     fmt : {"torchscript", "onnx"}
         Export format.
-    meta : dict
-        The checkpoint meta (``model``, ``mode``, ``loss``, ``scaling`` ...), copied into the
-        sidecar.
+    meta : CheckpointMeta
+        The checkpoint's metadata (model, mode, loss, scaling ...), copied into the sidecar.
 
     Returns
     -------
@@ -120,7 +121,7 @@ def export_model(
     return path, sidecar
 
 
-def sidecar_meta(meta: dict, fmt: str) -> dict:
+def sidecar_meta(meta: CheckpointMeta, fmt: str) -> dict:
     """What a user of the exported file needs: input contract, scaling and provenance."""
 
     return {
@@ -133,15 +134,15 @@ def sidecar_meta(meta: dict, fmt: str) -> dict:
             "size": "any H, W; padded to multiples of 32 inside the graph",
         },
         "output": {"name": "denoised", "shape": "(B, 1, H, W)", "dtype": "float32"},
-        "scaling": meta.get("scaling", {}),
+        "scaling": dataclasses.asdict(meta.scaling),
         "scaling_formula": (
             "scaled = (raw + scaling_offset) / divisor; raw = output * divisor - scaling_offset; "
             "per_image_max: divisor = max of the image Gaussian-smoothed with sigma 2 px"
         ),
-        "model": meta.get("model", {}),
-        "mode": meta.get("mode"),
-        "loss": meta.get("loss"),
-        "dataset_sha256": meta.get("dataset_sha256"),
+        "model": dataclasses.asdict(meta.model),
+        "mode": meta.mode,
+        "loss": meta.loss,
+        "dataset_sha256": meta.dataset_sha256,
         "lowdose_version": __version__,
         "torch_version": torch.__version__,
     }

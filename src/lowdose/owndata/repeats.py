@@ -25,17 +25,18 @@ maximum that the CT simulator divides by.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from lowdose.core.errors import LowdoseInputError
-from lowdose.data.scaling import estimate_clean_max
+from lowdose.data.attributes import DatasetAttrs
+from lowdose.data.build import DatasetSummary, write_and_summarise
+from lowdose.data.scaling import HU_OFFSET, estimate_clean_max, hu_to_scaled
 from lowdose.data.splits import split_by_object
-from lowdose.data.writer import write_dataset
 from lowdose.owndata.acquisitions import (
     Acquisition,
     check_geometry,
@@ -44,48 +45,7 @@ from lowdose.owndata.acquisitions import (
 )
 from lowdose.physics.noise_estimation import check_same_object, pair_noise_variance
 
-HU_OFFSET = 1024.0
 PADDING_BELOW_HU = -1500.0
-
-
-@dataclass(frozen=True)
-class RepeatsSummary:
-    """What :func:`build_from_repeats` wrote.
-
-    Attributes
-    ----------
-    path : Path
-        The dataset file.
-    n_images, n_realisations : int
-    shape_hw : tuple of int
-    raw_units : str
-        ``"hu"`` (DICOM) or ``"as stored"``.
-    divisor : float
-        Dataset scale: ``scaled = (raw + offset) / divisor``.
-    offset : float
-    noise_variance : float
-        Pooled pair-estimated noise variance on the dataset scale.
-    noise_variance_raw : float
-        The same in raw units squared (HU^2 for DICOM).
-    noise_variance_per_image : ndarray (I,) float64
-        Per image, dataset scale.
-    splits : dict
-        ``{"train": n, "val": n, "test": n}`` images per split.
-    n_objects : int
-    """
-
-    path: Path
-    n_images: int
-    n_realisations: int
-    shape_hw: tuple[int, int]
-    raw_units: str
-    divisor: float
-    offset: float
-    noise_variance: float
-    noise_variance_raw: float
-    noise_variance_per_image: np.ndarray
-    splits: dict
-    n_objects: int
 
 
 def build_from_repeats(
@@ -95,8 +55,8 @@ def build_from_repeats(
     match: Literal["position", "order"] = "position",
     fractions: tuple[float, ...] = (0.8, 0.1, 0.1),
     seed: int = 0,
-    objects: Literal["auto", "image"] = "auto",
-) -> RepeatsSummary:
+    split_by: Literal["auto", "image"] = "auto",
+) -> DatasetSummary:
     """Build a dataset from N >= 2 independent noisy acquisitions of the same objects.
 
     Parameters
@@ -110,16 +70,19 @@ def build_from_repeats(
         How slices are paired (see :mod:`lowdose.owndata.acquisitions`); stacks always pair by
         order.
     fractions : (train, val, test) or (train, test)
-        Fractions of objects per split.
+        Fractions of objects per split (:func:`lowdose.data.splits.split_by_object`).
     seed : int
         Seeds the split.
-    objects : {"auto", "image"}
+    split_by : {"auto", "image"}
         What a split keeps together: ``"auto"`` = PatientID (DICOM) or the stack file;
         ``"image"`` = every slice is its own object (unrelated images in one stack).
 
     Returns
     -------
-    RepeatsSummary
+    DatasetSummary
+        ``details``: ``noise_variance`` (pooled pair-estimated noise variance on the dataset
+        scale), ``noise_variance_raw`` (the same in raw units squared, HU^2 for DICOM) and
+        ``noise_variance_per_image`` (ndarray (I,) float64, dataset scale).
 
     Raises
     ------
@@ -127,7 +90,7 @@ def build_from_repeats(
         Fewer than two inputs; mixed kinds; a slice without a partner; a pair of different size
         or geometry; a pair that does not show the same object. One line naming both files.
     """
-
+    started = time.perf_counter()
     paths = [Path(p) for p in inputs]
     if len(paths) < 2:
         named = paths[0] if paths else "nothing"
@@ -136,47 +99,51 @@ def build_from_repeats(
             "acquisitions of the same objects"
         )
     acquisitions = [read_acquisition(p) for p in paths]
-    _check_kinds(acquisitions)
+    check_kinds(acquisitions)
     rows = match_indices(acquisitions, match)  # (I, N)
     raw = _paired_stack(acquisitions, rows)  # (I, N, H, W)
     is_hu = acquisitions[0].kind == "dicom"
-    offset = HU_OFFSET if is_hu else 0.0
-    shifted = (np.where(raw < PADDING_BELOW_HU, -HU_OFFSET, raw) + offset) if is_hu else raw
-    divisor = _dataset_divisor(shifted)
+    if is_hu:  # scanner padding -> air; the noise around air is kept unclipped
+        padded_hu = np.where(raw < PADDING_BELOW_HU, -HU_OFFSET, raw)
+        divisor = _dataset_divisor(padded_hu + HU_OFFSET)
+        noisy = hu_to_scaled(padded_hu, divisor)
+    else:
+        divisor = _dataset_divisor(raw)
+        noisy = (raw / divisor).astype(np.float32)
     variances_raw = np.array([pair_noise_variance(image)[0] for image in raw])
-    object_id = _object_ids(acquisitions[0], rows[:, 0], objects)
+    object_id = _object_ids(acquisitions[0], rows[:, 0], split_by)
     split = split_by_object(object_id, fractions=fractions, rng=np.random.default_rng(seed))
     pooled_raw = float(np.mean(variances_raw))
-    attrs = {
-        "modality": "ct" if is_hu else "xray",
-        "noise_model": "measured",
-        "noise_level": pooled_raw / divisor**2,
-        "scaling_rule": "dataset_max",
-        "scaling_offset": offset,
-        "raw_units": "hu" if is_hu else "as stored",
-        "seed": seed,
-        "pair_noise_variance": pooled_raw / divisor**2,
-        "pair_noise_variance_raw": pooled_raw,
-        "pair_noise_rule": "Var(y_i - y_j)/2 over pixels away from clip floors, mean over pairs",
-        "match": match,
-        "inputs": " | ".join(str(p) for p in paths),
-        "description": f"lowdose dataset from-repeats: {len(paths)} acquisitions, no clean",
+    attrs = DatasetAttrs(
+        modality="ct" if is_hu else "xray",
+        noise_model="measured",
+        scaling_rule="dataset_max",
+        noise_level=pooled_raw / divisor**2,
+        scaling_offset=HU_OFFSET if is_hu else 0.0,
+        raw_units="hu" if is_hu else "as stored",
+        seed=seed,
+        description=f"lowdose dataset from-repeats: {len(paths)} acquisitions, no clean",
+    ).with_extra(
+        pair_noise_variance=pooled_raw / divisor**2,
+        pair_noise_variance_raw=pooled_raw,
+        pair_noise_rule="Var(y_i - y_j)/2 over pixels away from clip floors, mean over pairs",
+        match=match,
+        inputs=" | ".join(str(p) for p in paths),
+    )
+    details = {
+        "noise_variance": pooled_raw / divisor**2,
+        "noise_variance_raw": pooled_raw,
+        "noise_variance_per_image": variances_raw / divisor**2,
     }
-    write_dataset(
-        out, clean=None, noisy=(shifted / divisor).astype(np.float32), object_id=object_id,
-        split=split, scale=np.full(len(rows), divisor, np.float32), attrs=attrs,
-    )  # fmt: skip
-    return RepeatsSummary(
-        path=Path(out), n_images=len(rows), n_realisations=len(paths),
-        shape_hw=tuple(raw.shape[2:]), raw_units=attrs["raw_units"], divisor=divisor,
-        offset=offset, noise_variance=pooled_raw / divisor**2, noise_variance_raw=pooled_raw,
-        noise_variance_per_image=variances_raw / divisor**2,
-        splits={s: int(np.sum(split == s)) for s in ("train", "val", "test")},
-        n_objects=len(set(object_id)),
+    return write_and_summarise(
+        out, clean=None, noisy=noisy, object_id=object_id, split=split,
+        scale=np.full(len(rows), divisor, np.float32), attrs=attrs, started_s=started,
+        details=details,
     )  # fmt: skip
 
 
-def _check_kinds(acquisitions: list[Acquisition]) -> None:
+def check_kinds(acquisitions: list[Acquisition]) -> None:
+    """Raise unless every acquisition has the first one's kind (DICOM, TIFF, .npy)."""
     first = acquisitions[0]
     for other in acquisitions[1:]:
         if other.kind != first.kind:
@@ -209,9 +176,9 @@ def _dataset_divisor(shifted: np.ndarray) -> float:
     return divisor
 
 
-def _object_ids(first: Acquisition, rows: np.ndarray, objects: str) -> np.ndarray:
-    if objects not in ("auto", "image"):
-        raise LowdoseInputError(f"objects={objects!r} is unknown; use 'auto' or 'image'")
-    if objects == "image":
+def _object_ids(first: Acquisition, rows: np.ndarray, split_by: str) -> np.ndarray:
+    if split_by not in ("auto", "image"):
+        raise LowdoseInputError(f"objects={split_by!r} is unknown; use 'auto' or 'image'")
+    if split_by == "image":
         return np.array([f"image{int(r):05d}" for r in rows])
     return np.array([first.object_id[int(r)] for r in rows])

@@ -2,7 +2,7 @@
 
 The views of a sinogram are split into K disjoint interleaved subsets (view ``a`` goes to subset ``a
 mod K``), and each subset is reconstructed by filtered back-projection
-(:func:`lowdose.physics.projection.fbp_2d`). Photon noise is independent between views, so the K
+(:func:`lowdose.physics.radon.fbp_2d`). Photon noise is independent between views, so the K
 images carry independent noise over the same object: the N2N pairs that a user with a single scan
 lacks.
 
@@ -23,54 +23,24 @@ integral per pixel); the divisor is the largest smoothed maximum of the full-vie
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from lowdose.core.errors import LowdoseInputError
+from lowdose.core.progress import Progress
+from lowdose.data.attributes import DatasetAttrs
+from lowdose.data.build import DatasetSummary, write_and_summarise
 from lowdose.data.scaling import estimate_clean_max
 from lowdose.data.splits import split_by_object
-from lowdose.data.writer import write_dataset
 from lowdose.io.sinogram import log_normalise, parse_angles, read_array, read_sinogram_stack
 from lowdose.physics.noise_estimation import pair_noise_variance
 from lowdose.physics.radon import fbp_2d
 
 CLEAN_REFERENCE = "full-view FBP of the noise-free sinogram (same filter and size)"
-
-
-@dataclass(frozen=True)
-class SinogramSummary:
-    """What :func:`build_from_sinogram` wrote.
-
-    Attributes
-    ----------
-    path : Path
-    n_images, splits : int
-        Slices, and views subsets (= realisations N).
-    shape_hw : tuple of int
-    views_per_split : tuple of int
-    divisor : float
-        ``scaled = fbp / divisor``.
-    noise_variance : float
-        Mean over images of ``Var(split_i - split_j) / 2`` on the dataset scale (one subset's
-        noise, including its view-undersampling streaks).
-    has_clean : bool
-    split_counts : dict
-        Images per train / val / test.
-    """
-
-    path: Path
-    n_images: int
-    splits: int
-    shape_hw: tuple[int, int]
-    views_per_split: tuple[int, ...]
-    divisor: float
-    noise_variance: float
-    has_clean: bool
-    split_counts: dict
 
 
 def view_subsets(n_angles: int, splits: int) -> list[np.ndarray]:
@@ -127,9 +97,9 @@ def build_from_sinogram(
     clean_sinogram_paths: Sequence[str | os.PathLike] | None = None,
     fractions: tuple[float, ...] = (0.8, 0.1, 0.1),
     seed: int = 0,
-    objects: Literal["file", "image"] = "file",
-    on_file_done: Callable[[int], None] | None = None,
-) -> SinogramSummary:
+    split_by: Literal["file", "image"] = "file",
+    progress: Progress | None = None,
+) -> DatasetSummary:
     """Build an N2N dataset of K split-view reconstructions per slice from single scans.
 
     Parameters
@@ -156,12 +126,21 @@ def build_from_sinogram(
         Noise-free post-log sinograms, one per input, for testing only: their full-view FBP is
         stored as ``clean`` (see the module docstring).
     fractions, seed
-        Split of objects into train/val/test, and its seed.
-    objects : {"file", "image"}
+        Fractions of objects for (train, val, test) or (train, test)
+        (:func:`lowdose.data.splits.split_by_object`), and the split's seed.
+    split_by : {"file", "image"}
         What the split keeps together: each input file (a volume), or each slice.
-    on_file_done : callable, optional
-        Called with the number of files done (progress bars).
+    progress : Progress, optional
+        ``progress("reconstructing", files_done, n_files)`` (:mod:`lowdose.core.progress`).
+
+    Returns
+    -------
+    DatasetSummary
+        ``n_realisations`` = K; ``details``: ``views_per_split`` (tuple of int) and
+        ``noise_variance`` (mean over images of ``Var(split_i - split_j) / 2`` on the dataset
+        scale: one subset's noise, including its view-undersampling streaks).
     """
+    started = time.perf_counter()
     paths = [Path(p) for p in sinogram_paths]
     if not paths:
         raise LowdoseInputError("no sinogram files given; pass one or more .npy/.tif/.h5")
@@ -189,13 +168,14 @@ def build_from_sinogram(
             sino, angles, splits=splits, output_size=size, filter_name=filter_name))  # fmt: skip
         if clean_sinogram_paths is not None:
             clean.append(_full_view(clean_sinogram_paths[number], geometry, filter_name, path))
-        object_id += [path.stem if objects == "file" else f"{path.stem}[{k}]" for k in
+        object_id += [path.stem if split_by == "file" else f"{path.stem}[{k}]" for k in
                       range(len(sino))]  # fmt: skip
-        if on_file_done is not None:
-            on_file_done(number + 1)
+        if progress is not None:
+            progress("reconstructing", number + 1, len(paths))
     stack = np.concatenate(noisy)  # (I, K, H, W)
-    split = _split(object_id, fractions, seed)
-    return _write(stack, clean, object_id, split, out, (paths, geometry, splits, filter_name), seed)
+    split = split_by_object(object_id, fractions=fractions, rng=np.random.default_rng(seed))
+    inputs = (paths, geometry, splits, filter_name)
+    return _write(stack, clean, object_id, split, out, inputs, seed, started)
 
 
 def _geometry(sino: np.ndarray, angles_spec, output_size) -> tuple:
@@ -216,13 +196,7 @@ def _full_view(path, geometry, filter_name: str, noisy_path: Path) -> np.ndarray
     return fbp_2d(sino, geometry[1], output_size=geometry[2], filter_name=filter_name)
 
 
-def _split(object_id: list[str], fractions, seed: int) -> np.ndarray:
-
-    return split_by_object(object_id, fractions=fractions, rng=np.random.default_rng(seed))
-
-
-def _write(stack, clean, object_id, split, out, inputs, seed: int) -> SinogramSummary:
-
+def _write(stack, clean, object_id, split, out, inputs, seed: int, started: float):
     paths, geometry, splits, filter_name = inputs
     divisor = float(np.max(estimate_clean_max(stack.mean(axis=1))))
     if not divisor > 0:
@@ -231,26 +205,21 @@ def _write(stack, clean, object_id, split, out, inputs, seed: int) -> SinogramSu
     if clean_stack is not None and len(clean_stack) != len(stack):
         raise LowdoseInputError("clean sinograms hold a different number of slices than inputs")
     variance = float(np.mean([pair_noise_variance(image)[0] for image in stack])) / divisor**2
-    ids = np.asarray(object_id)
     views = tuple(len(v) for v in view_subsets(geometry[0][0], splits))
-    attrs = {
-        "modality": "ct", "noise_model": "measured", "noise_level": variance,
-        "scaling_rule": "dataset_max", "scaling_offset": 0.0,
-        "raw_units": "fbp line integral per pixel", "seed": seed,
-        "pair_noise_variance": variance, "split_views": splits,
-        "views_per_split": ",".join(map(str, views)), "fbp_filter": filter_name,
-        "clean_reference": CLEAN_REFERENCE if clean_stack is not None else "none",
-        "inputs": " | ".join(str(p) for p in paths),
-        "description": f"lowdose dataset from-sinogram: {splits} interleaved view subsets, FBP",
-    }  # fmt: skip
-    write_dataset(
-        out, clean=None if clean_stack is None else clean_stack.astype(np.float32),
-        noisy=(stack / divisor).astype(np.float32), object_id=ids, split=split,
-        scale=np.full(len(stack), divisor, np.float32), attrs=attrs,
+    attrs = DatasetAttrs(
+        modality="ct", noise_model="measured", scaling_rule="dataset_max",
+        noise_level=variance, scaling_offset=0.0, raw_units="fbp line integral per pixel",
+        seed=seed,
+        description=f"lowdose dataset from-sinogram: {splits} interleaved view subsets, FBP",
+    ).with_extra(
+        pair_noise_variance=variance, split_views=splits,
+        views_per_split=",".join(map(str, views)), fbp_filter=filter_name,
+        clean_reference=CLEAN_REFERENCE if clean_stack is not None else "none",
+        inputs=" | ".join(str(p) for p in paths),
     )  # fmt: skip
-    return SinogramSummary(
-        path=Path(out), n_images=len(stack), splits=splits, shape_hw=tuple(stack.shape[2:]),
-        views_per_split=views, divisor=divisor, noise_variance=variance,
-        has_clean=clean_stack is not None,
-        split_counts={s: int(np.sum(split == s)) for s in ("train", "val", "test")},
+    return write_and_summarise(
+        out, clean=None if clean_stack is None else clean_stack.astype(np.float32),
+        noisy=(stack / divisor).astype(np.float32), object_id=np.asarray(object_id),
+        split=split, scale=np.full(len(stack), divisor, np.float32), attrs=attrs,
+        started_s=started, details={"views_per_split": views, "noise_variance": variance},
     )  # fmt: skip

@@ -14,7 +14,7 @@ import numpy as np
 
 from lowdose.core.errors import LowdoseInputError
 from lowdose.physics.projection import check_volume
-from lowdose.physics.radon import bilinear_rows
+from lowdose.physics.ray_matrix import bilinear_rows
 
 
 def cone_projection(

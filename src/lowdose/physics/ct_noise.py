@@ -1,16 +1,15 @@
-"""CT noise on HU slices: the paper's AWGN, and sinogram Poisson noise reconstructed by FBP.
+"""CT sinogram noise on HU slices: line integrals, Poisson counts, FBP back to HU.
 
-Scale (the paper's CT rule): ``scaled = max(HU + 1024, 0) / data_max`` with ``data_max`` the
-maximum of ``max(HU + 1024, 0)`` over the whole dataset; noise is added on that scale and PSNR is
-measured with ``data_range = 1``. Noisy images are not clipped (values may fall below 0).
+Everything here is in HU, line integrals and photons; the dataset scale (``(HU + 1024) / data_max``)
+is :mod:`lowdose.data.scaling`'s, and the builders that use both are in :mod:`lowdose.simulate`.
 
-Sinogram model, per slice (parallel beam, :mod:`lowdose.physics.projection`):
+Sinogram model, per slice (parallel beam, :mod:`lowdose.physics.radon`):
 
 1. ``mu = mu_water * max(1 + HU / 1000, 0)`` in 1/mm (``mu_water`` = 0.0192/mm, water at ~70 keV),
    times the pixel size in mm, so the Radon transform gives dimensionless line integrals ``p``;
 2. counts ``~ Poisson(I0 * exp(-p))``, zero counts replaced by 0.5, ``p_noisy = -log(counts / I0)``
    (:func:`lowdose.physics.noise.add_poisson_sinogram`);
-3. filtered back-projection (Hann-windowed ramp by default) and back to HU and to the scale.
+3. filtered back-projection (Hann-windowed ramp by default) and back to HU.
 
 The noise comes out spatially correlated with streaks along paths of low counts (through bone and
 the widest parts of the body), as in real CT; AWGN is white.
@@ -18,30 +17,14 @@ the widest parts of the body), as in real CT; AWGN is white.
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 
-from lowdose.core.metrics import psnr
 from lowdose.physics.noise import add_poisson_sinogram
 from lowdose.physics.radon import fbp_2d, radon_2d
 
-HU_OFFSET = 1024.0
 MU_WATER_PER_MM = 0.0192
-HU_WINDOW = (-1000.0, 1000.0)
 DEFAULT_PIXEL_MM = 0.75
-_SWEEP_SOLVE_SLICES = 32  # slices the sweep's I0 search runs on (the sweep uses <= 20)
 _CACHEABLE_VIEW_PIXELS = 12_000_000  # views x pixels per angle group (see angle_groups)
-
-
-def to_scale(hu, data_max: float) -> np.ndarray:
-    """HU -> the dataset scale: ``max(HU + 1024, 0) / data_max`` (float32, clean images)."""
-    return (np.maximum(np.asarray(hu, np.float64) + HU_OFFSET, 0.0) / data_max).astype(np.float32)
-
-
-def from_scale(scaled, data_max: float) -> np.ndarray:
-    """The dataset scale -> HU: ``scaled * data_max - 1024`` (float32)."""
-    return (np.asarray(scaled, np.float64) * data_max - HU_OFFSET).astype(np.float32)
 
 
 def views_for(size: int) -> np.ndarray:
@@ -50,27 +33,14 @@ def views_for(size: int) -> np.ndarray:
     return np.arange(n_views) * (180.0 / n_views)
 
 
-def psnr_hu_window(clean_hu, noisy_hu, window=HU_WINDOW) -> np.ndarray:
-    """PSNR in an HU window: both images clipped to ``window``, data_range = its width (dB).
-
-    Parameters
-    ----------
-    clean_hu, noisy_hu : array_like (B, H, W) or (H, W)
-        HU images.
-    window : (low, high)
-        Display window in HU (default -1000..1000, data range 2000).
-    """
-    low, high = window
-    return psnr(np.clip(clean_hu, low, high), np.clip(noisy_hu, low, high), data_range=high - low)
-
-
 def angle_groups(angles_deg, size: int) -> list[np.ndarray]:
-    """Split angles into groups whose sparse matrices stay in :mod:`lowdose.physics.radon`'s cache.
+    """Split angles into groups whose sparse matrices stay cached.
 
-    Why: that module caches a geometry's matrix only below ~40 M entries (~2.5 per pixel and
-    view); 360 views of 256^2 exceed it, so every call rebuilt the matrices (~1 s per 60 views),
-    which took ~85 % of a sinogram build. Two groups of 180 views are each cached (its cache holds
-    4 geometries), and projection and FBP are exact sums over angle groups.
+    Why: :mod:`lowdose.physics.ray_matrix` (and the FBP of :mod:`lowdose.physics.radon`) cache a
+    geometry's matrix only below ~40 M entries (~2.5 per pixel and view); 360 views of 256^2
+    exceed it, so every call rebuilt the matrices (~1 s per 60 views), which took ~85 % of a
+    sinogram build. Two groups of 180 views are each cached (the cache holds 4 geometries), and
+    projection and FBP are exact sums over angle groups.
     """
     angles = np.asarray(angles_deg, np.float64)
     per_group = max(1, _CACHEABLE_VIEW_PIXELS // (size * size))
@@ -210,63 +180,3 @@ def neighbour_correlation(noise) -> float:
     pairs = [(values[:, :, :-1], values[:, :, 1:]), (values[:, :-1, :], values[:, 1:, :])]
     coefficients = [np.sum(a * b) / np.sqrt(np.sum(a * a) * np.sum(b * b)) for a, b in pairs]
     return float(np.mean(coefficients))
-
-
-def sinogram_sweep_model(attrs: dict):
-    """The sweep's sinogram noise model for a CT dataset: ``(noise_function, solver)``.
-
-    ``noise_function(clean (I, H, W) float32, scale (I,), i0, rng) -> noisy (I, H, W) float32``:
-    the clean scaled slices go back to HU (``clean * scale - 1024``), are projected with the
-    dataset's geometry (attrs ``views``, ``pixel_mm_mean``, ``filter_name``, ``mu_water_per_mm``),
-    Poisson noise is drawn at ``I0 = i0`` and ``FBP(noisy) - FBP(clean)`` is added to the clean
-    slice. Adding only the reconstructed noise keeps the sweep free of the FBP blur of the clean
-    slice, so a 50 dB input is reachable; the noise is the same correlated, streaky FBP noise.
-    ``solver(clean, scale, target_db) -> i0``: the I0 whose seeded draws give a mean PSNR
-    (data_range 1 on the dataset scale) within 0.02 dB of the target on up to 32 of the slices
-    (a subset of 8 of 13 TCGA slices missed by up to 1 dB). Below ~10 dB (TCGA, data_range 1)
-    no I0 reaches the target: at vanishing counts FBP erases the image rather than adding noise.
-    Clean sinograms are cached between calls for the last clean stack (the sweep calls both at
-    every level).
-    """
-    views = int(attrs.get("views", 0)) or None
-    pixel_mm = float(attrs.get("pixel_mm_mean", DEFAULT_PIXEL_MM))
-    filter_name = str(attrs.get("filter_name", "hann"))
-    mu_water = float(attrs.get("mu_water_per_mm", MU_WATER_PER_MM))
-    cache: dict = {}
-
-    def sinograms_of(clean, scale) -> tuple[np.ndarray, np.ndarray]:
-        clean, scale = np.asarray(clean, np.float32), np.asarray(scale, np.float64)
-        key = hashlib.sha1(clean.tobytes() + scale.tobytes()).hexdigest()
-        if key not in cache:
-            size = clean.shape[-1]
-            angles = views_for(size) if views is None else np.arange(views) * (180.0 / views)
-            hu = clean * scale[:, None, None] - HU_OFFSET
-            sinograms = line_integrals(hu, np.full(len(clean), pixel_mm), angles,
-                                       mu_water_per_mm=mu_water)  # fmt: skip
-            cache.clear()  # one stack at a time: a 20-slice 256^2 stack is ~20 MB of sinograms
-            cache[key] = (sinograms, angles)
-        return cache[key]
-
-    def noisy_from(clean, scale, sinograms, angles, i0, rng) -> np.ndarray:
-        noise_p = np.stack([add_poisson_sinogram(s, i0, rng=rng) - s for s in sinograms])
-        noise_mu = fbp_mu_pixel(noise_p, angles, size=clean.shape[-1], filter_name=filter_name)
-        noise_hu = 1000.0 * noise_mu / (pixel_mm * mu_water)  # (I, H, W)
-        return (clean + noise_hu / np.asarray(scale)[:, None, None]).astype(np.float32)
-
-    def noise_function(clean, scale, i0, rng):
-        return noisy_from(clean, scale, *sinograms_of(clean, scale), i0, rng)
-
-    def solver(clean, scale, target_db):
-        sinograms, angles = sinograms_of(clean, scale)  # the whole stack: noise_function's entry
-        n_pick = min(_SWEEP_SOLVE_SLICES, len(clean))
-        pick = np.unique(np.linspace(0, len(clean) - 1, n_pick).astype(int))
-        sub_clean, sub_scale = np.asarray(clean, np.float32)[pick], np.asarray(scale)[pick]
-
-        def psnr_at(i0: float) -> float:
-            rng = np.random.default_rng([0, 13])
-            noisy = noisy_from(sub_clean, sub_scale, sinograms[pick], angles, i0, rng)
-            return float(np.mean(psnr(sub_clean, noisy, data_range=1.0)))
-
-        return solve_i0_for_psnr(psnr_at, float(target_db))[0]
-
-    return noise_function, solver

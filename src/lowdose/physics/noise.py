@@ -10,9 +10,8 @@ floating input dtype (float32 stays float32); integer input gives float64.
   (:func:`add_poisson_post_log`, also the CT sinogram step :func:`add_poisson_sinogram`).
 - Additive white Gaussian noise with standard deviation ``sigma`` (:func:`add_gaussian`), the
   paper's approximation of CT image noise.
-- :class:`NoiseLevel`, :func:`solve_photons_for_psnr`, :func:`solve_sigma_for_psnr`,
-  :func:`solve_level_numerically` and :func:`achieved_psnr_db` are re-exported from
-  :mod:`lowdose.physics.noise_levels`.
+- The levels that reach a target PSNR (:func:`~lowdose.physics.noise_levels.solve_photons_for_psnr`,
+  ...) are in :mod:`lowdose.physics.noise_levels`.
 """
 
 from __future__ import annotations

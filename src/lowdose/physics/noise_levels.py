@@ -4,7 +4,8 @@
 mean of per-image PSNR* equals the target, in closed form (second-order exact: the Jensen term of
 the log is included, ~1e-3 dB on 64x64 images). :func:`solve_level_numerically` searches any
 monotone noise model (e.g. sinogram Poisson + FBP) with actual draws. :func:`achieved_psnr_db`
-measures what a built stack really reached. All are re-exported by :mod:`lowdose.physics.noise`.
+measures what a built stack really reached. The noise models themselves are in
+:mod:`lowdose.physics.noise`.
 """
 
 from __future__ import annotations

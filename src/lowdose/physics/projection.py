@@ -1,4 +1,4 @@
-"""X-ray projections of attenuation volumes (parallel and cone beam) and 2-D CT radon / FBP.
+"""X-ray projections of attenuation volumes: parallel beam (cone beam in its own module).
 
 Volumes are ``(Z, Y, X)`` arrays of ``mu`` in 1/mm with cubic voxels of ``voxel_mm``; the gantry
 rotates about the z axis through voxel ``(Z // 2, Y // 2, X // 2)``. At angle ``theta`` the rays
@@ -7,8 +7,9 @@ back for a phantom whose anterior side is low y) and detector columns run along
 ``(cos theta, -sin theta)``; detector rows are z. A projection is ``(A, rows, cols)`` of
 dimensionless line integrals ``sum(mu * length)``; ``exp(-p)`` is the transmission.
 
-Cone beam lives in :mod:`lowdose.physics.cone_beam`, the 2-D CT functions :func:`radon_2d` and
-:func:`fbp_2d` in :mod:`lowdose.physics.radon`; all are re-exported here.
+Cone beam lives in :mod:`lowdose.physics.cone_beam`, the 2-D CT transforms
+:func:`~lowdose.physics.radon.radon_2d` and :func:`~lowdose.physics.radon.fbp_2d` in
+:mod:`lowdose.physics.radon`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from lowdose.core.errors import LowdoseInputError
-from lowdose.physics.radon import project_stack
+from lowdose.physics.ray_matrix import project_stack
 
 
 def projection_angles(n_angles: int = 63) -> np.ndarray:
@@ -44,7 +45,7 @@ def parallel_projection(mu: np.ndarray, angles_deg, *, voxel_mm: float) -> np.nd
     """Parallel-beam line integrals of a volume, one detector row per z slice.
 
     A cached sparse system matrix per (slice shape, angles) projects all z slices at once
-    (:func:`lowdose.physics.radon.parallel_matrix`): ~1 s to build once per process, ~0.8 s per
+    (:func:`lowdose.physics.ray_matrix.parallel_matrix`): ~1 s to build once per process, ~0.8 s per
     256^3 volume at 63 views on one core. The detector has ``X`` columns at the voxel pitch, so
     the object must lie inside the cylinder inscribed in the volume (the phantoms do).
 

@@ -11,36 +11,51 @@ Layout under ``OUT/<experiment>/``::
 A stage whose ``stage.json`` holds the same key is skipped; a training run that was interrupted
 (its key matches but it is not finished) resumes from ``last.ckpt``; a stage whose inputs changed
 is recomputed and its old output moved aside to ``<name>.stale``.
+
+Real CT data: an experiment's ``dataset.source`` names a DICOM folder
+(``../shared/data/ct/tcga-luad`` in the paper's CT files). It is looked up, in order:
+``LOWDOSE_CT_SOURCE=DIR`` (overrides the file); the source path itself (absolute, or relative to
+the working folder); ``LOWDOSE_CT_DATA=/path/to/tcga-luad`` (the folder that ``source`` names,
+for runs outside the repository checkout or from an installed wheel). Otherwise the run stops
+with one line saying to set it. Phantom experiments (``source: phantom``, as ``lowdose demo``
+runs) need neither.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import platform
-import shutil
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-import lowdose
 from lowdose.core.atomic import atomic_write_text
+from lowdose.core.environment import capture_environment
 from lowdose.core.errors import LowdoseInputError
+from lowdose.core.progress import Log
 from lowdose.data.dataset import read_attrs
 from lowdose.evaluation.evaluate import evaluate
-from lowdose.evaluation.sweep import SweepModel, default_targets_db, run_sweep, write_sweep
+from lowdose.evaluation.sweep import (
+    default_targets_db,
+    run_sweep,
+    sweep_model,
+    trained_sweep_models,
+    write_sweep,
+)
+from lowdose.pipeline.cache import file_sha256, finish_stage, prepare_stage, stage_done, stage_key
 from lowdose.pipeline.config import ExperimentConfig
 from lowdose.simulate.ct import build_ct_dataset
 from lowdose.simulate.xray import build_xray_dataset
 from lowdose.training.config import make_train_config
 from lowdose.training.run import resume_config, train
 
-Log = Callable[[str], None]
-# A context manager factory yielding progress(stage, advance, total); the CLI passes rich bars.
-ProgressScope = Callable[[], AbstractContextManager]
+# A factory of context managers that yield a Progress (or None), called as bars(absolute=...)
+# with the meaning of lowdose.cli._app.stage_progress; the CLI passes rich bars.
+ProgressScope = Callable[..., AbstractContextManager]
+CT_SOURCE_ENV = "LOWDOSE_CT_SOURCE"
+CT_DATA_ENV = "LOWDOSE_CT_DATA"
 
 
 def _no_bars(*, absolute: bool = False) -> AbstractContextManager:
@@ -50,48 +65,6 @@ def _no_bars(*, absolute: bool = False) -> AbstractContextManager:
 def _workers() -> int:
     # Oracle search processes: one per core, at most 8 (the search is embarrassingly parallel).
     return max(1, min(8, len(os.sched_getaffinity(0))))
-
-
-def stage_key(*parts) -> str:
-    """Short SHA-256 of the JSON form of ``parts`` (configs, upstream keys, file hashes)."""
-    text = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _stage_done(folder: Path, key: str) -> bool:
-    marker = folder / "stage.json"
-    if not marker.is_file():
-        return False
-    info = json.loads(marker.read_text())
-    return info.get("key") == key and info.get("done", False)
-
-
-def _prepare_stage(folder: Path, key: str) -> bool:
-    """Make ``folder`` ready for a stage with ``key``; True when a matching partial run exists."""
-    marker = folder / "stage.json"
-    if marker.is_file():
-        if json.loads(marker.read_text()).get("key") == key:
-            return True
-        stale = folder.with_name(folder.name + ".stale")
-        shutil.rmtree(stale, ignore_errors=True)
-        folder.rename(stale)
-    elif folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(marker, json.dumps({"key": key, "done": False}))
-    return False
-
-
-def _finish_stage(folder: Path, key: str, **extra) -> None:
-    atomic_write_text(folder / "stage.json", json.dumps({"key": key, "done": True, **extra}))
 
 
 def build_dataset(
@@ -135,22 +108,22 @@ def build_dataset(
 
 
 def resolve_ct_source(source: str) -> str | Path:
-    """``phantom``, or a DICOM folder: ``LOWDOSE_CT_SOURCE`` overrides; relative paths are tried
-    against the working folder, then against the repository checkout (for ``../shared/...``)."""
+    """``phantom``, or the DICOM folder to read (see the module docstring for the order)."""
     if source == "phantom":
         return source
-    override = os.environ.get("LOWDOSE_CT_SOURCE")
+    override = os.environ.get(CT_SOURCE_ENV)
     if override:
         return Path(override)
     path = Path(source)
     if path.is_absolute() or path.exists():
         return path
-    checkout = Path(__file__).resolve().parents[2] / source
-    if checkout.exists():
-        return checkout
+    data = os.environ.get(CT_DATA_ENV)
+    if data:
+        return Path(data)
     raise LowdoseInputError(
-        f"CT source folder {source} not found: set LOWDOSE_CT_SOURCE=DIR (a DICOM folder) or use "
-        "the phantom experiments (lowdose demo)"
+        f"CT source folder {source} not found from {Path.cwd()}: set {CT_DATA_ENV}="
+        "/path/to/tcga-luad (or dataset.source in the experiment YAML), or run the phantom "
+        "experiments (lowdose demo)"
     )
 
 
@@ -166,16 +139,16 @@ def train_models(
         values.update(mode=spec.mode, loss=spec.loss)
         train_config = make_train_config(values, source=f"experiment {config.name}")
         key = stage_key("train-v1", data_key, spec.model_dump(), config.train)
-        if _stage_done(run_dir, key):
+        if stage_done(run_dir, key):
             log(f"train {spec.name}: cached")
-        elif _prepare_stage(run_dir, key) and (run_dir / "last.ckpt").is_file():
+        elif prepare_stage(run_dir, key) and (run_dir / "last.ckpt").is_file():
             log(f"train {spec.name}: resuming interrupted run")
             train(resume_config(run_dir), resume=True)
-            _finish_stage(run_dir, key)
+            finish_stage(run_dir, key)
         else:
             log(f"train {spec.name}: {spec.mode}-{spec.loss}")
             train(train_config)
-            _finish_stage(run_dir, key)
+            finish_stage(run_dir, key)
         checkpoints[spec.name] = run_dir / "best.ckpt"
     return checkpoints
 
@@ -194,12 +167,12 @@ def evaluate_stage(
     folder = out_dir / "results"
     hashes = {name: file_sha256(path) for name, path in checkpoints.items()}
     key = stage_key("evaluate-v1", data_key, hashes, config.evaluate.model_dump())
-    if _stage_done(folder, key):
+    if stage_done(folder, key):
         log("evaluate: cached")
         return folder
-    _prepare_stage(folder, key)
+    prepare_stage(folder, key)
     log(f"evaluate: {len(checkpoints)} models, filters {','.join(config.evaluate.filters)}")
-    with bars() as progress:
+    with bars(absolute=True) as progress:
         evaluate(
             data_path,
             models=list(checkpoints.values()),
@@ -209,71 +182,51 @@ def evaluate_stage(
             workers=_workers(),
             progress=progress,
         )
-    _finish_stage(folder, key)
+    finish_stage(folder, key)
     return folder
 
 
 def sweep_stage(
-    config: ExperimentConfig, data_path: Path, data_key: str, checkpoints: dict, root: Path, log
+    config: ExperimentConfig,
+    data_path: Path,
+    data_key: str,
+    checkpoints: dict,
+    root: Path,
+    log: Log,
 ) -> Path | None:
     """The validity-range sweep (paper Fig. 2 / 4), cached like the other stages."""
 
     spec = config.sweep
     if not spec.enabled:
         return None
-    trained_at = float(read_attrs(data_path).get("achieved_psnr_db", config.dataset.target_psnr_db))
-    models = [SweepModel(m, checkpoints[m], trained_at) for m in spec.models]
+    models = trained_sweep_models(data_path, {m: checkpoints[m] for m in spec.models})
     for foreign in spec.foreign_models:
         ckpt = root / foreign.experiment / "train" / foreign.model / "best.ckpt"
         if not ckpt.is_file():
             log(f"sweep: {foreign.experiment}/{foreign.model} not trained in this run; left out")
             continue
         other = json.loads((root / foreign.experiment / "experiment.json").read_text())
-        label = f"{foreign.model} ({foreign.experiment})"
-        models.append(SweepModel(label, ckpt, float(other["achieved_psnr_db"])))
+        trained_at = float(other["achieved_psnr_db"])
+        models.append(
+            sweep_model(
+                ckpt, trained_at_db=trained_at, name=foreign.model, experiment=foreign.experiment
+            )
+        )
     folder = root / config.name / "sweep"
     hashes = {m.label: file_sha256(m.checkpoint) for m in models}
     key = stage_key("sweep-v1", data_key, hashes, spec.model_dump())
-    if _stage_done(folder, key):
+    if stage_done(folder, key):
         log("sweep: cached")
         return folder
-    _prepare_stage(folder, key)
+    prepare_stage(folder, key)
     targets = default_targets_db(*spec.psnr_range_db, spec.levels)
     table = run_sweep(
         data_path, models, targets_db=targets, filters=spec.filters, n_images=spec.images,
-        progress=lambda text: log(f"sweep: {text}"),
+        log=lambda text: log(f"sweep: {text}"),
     )  # fmt: skip
     write_sweep(table, folder)
-    _finish_stage(folder, key)
+    finish_stage(folder, key)
     return folder
-
-
-def _cpu_name() -> str:
-    # platform.processor() is empty on Linux; /proc/cpuinfo names the model.
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
-def environment() -> dict:
-    """CPU/GPU and library versions, for the report."""
-    import lightning
-    import torch
-
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {
-        "cpu": _cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "gpu": gpu,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "lightning": lightning.__version__,
-        "lowdose": lowdose.__version__,
-        "platform": platform.platform(),
-    }
 
 
 def run_experiment(
@@ -293,11 +246,11 @@ def run_experiment(
         "paper_table": config.paper_table,
         "scale": config.scale,
         "baseline_target_db": config.dataset.target_psnr_db,
-        "achieved_psnr_db": attrs.get("achieved_psnr_db"),
+        "achieved_psnr_db": attrs.achieved_psnr_db,
         "dataset": str(data_path.relative_to(root)),
-        "dataset_attrs": attrs,
+        "dataset_attrs": attrs.to_hdf5(),
         "config": config.model_dump(mode="json"),
-        "environment": environment(),
+        "environment": capture_environment().report_fields(),
     }
     atomic_write_text(out_dir / "experiment.json", json.dumps(summary, indent=2, default=str))
     stamp = time.perf_counter()

@@ -1,5 +1,5 @@
-"""Numbers the report derives from saved results: per-method summaries with 95 % CIs, sweep curves
-and the input PSNRs where curves cross zero gain or each other. Pure functions; no torch.
+"""Numbers the report derives from saved results: the per-method summary in table order, sweep
+curves and the input PSNRs where curves cross zero gain or each other. Pure functions; no torch.
 
 >>> zero_crossings(np.array([10.0, 20.0, 30.0]), np.array([4.0, 2.0, -2.0]))
 [Crossing(input_psnr_db=25.0, value=0.0, direction='down')]
@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from lowdose.data.results import SUMMARY_COLUMNS, summarize
 
 #: Methods that are not trained networks (drawn dashed, "best filter" candidates).
 FILTER_METHODS = ("gaussian", "bilateral", "median", "nlm", "bm3d")
@@ -38,38 +40,8 @@ def method_sort_key(method: str) -> tuple[int, str]:
     return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
 
 
-def mean_ci95(values: np.ndarray) -> tuple[float, float]:
-    """Mean and half-width of the two-sided 95 % Student-t confidence interval of the mean.
-
-    Parameters
-    ----------
-    values
-        (n,) float samples (one per test image); NaNs are dropped.
-
-    Returns
-    -------
-    (mean, half_width)
-        Both NaN for no samples; half_width NaN for a single sample.
-
-    >>> m, h = mean_ci95(np.array([1.0, 2.0, 3.0]))
-    >>> round(m, 3), round(h, 3)
-    (2.0, 2.484)
-    """
-    from scipy.stats import t
-
-    finite = np.asarray(values, dtype=np.float64)
-    finite = finite[np.isfinite(finite)]
-    if finite.size == 0:
-        return math.nan, math.nan
-    mean = float(finite.mean())
-    if finite.size < 2:
-        return mean, math.nan
-    sem = float(finite.std(ddof=1)) / math.sqrt(finite.size)
-    return mean, float(t.ppf(0.975, finite.size - 1)) * sem
-
-
-def summarise_results(results):
-    """Mean PSNR, 95 % CI, SSIM and HU-window PSNR per method x model x tuning x noise level.
+def summary_table(results):
+    """The per-method summary of a results table, in the paper's table order.
 
     Parameters
     ----------
@@ -79,33 +51,13 @@ def summarise_results(results):
     Returns
     -------
     pandas.DataFrame
-        Columns ``method, model, tuning, noise_level, n, psnr_db, ci95_db, ssim,
-        psnr_hu_window_db``,
-        ordered as the paper's tables.
+        :func:`lowdose.data.results.summarize`'s rows (columns
+        :data:`lowdose.data.results.SUMMARY_COLUMNS`; the same numbers as ``summary.md``),
+        ordered by :func:`method_sort_key`, then model and tuning.
     """
     import pandas as pd
 
-    frame = results.copy()
-    for column, default in (("model", ""), ("tuning", "none"), ("noise_level", math.nan)):
-        if column not in frame:
-            frame[column] = default
-    frame["model"] = frame["model"].fillna("").astype(str)
-    frame["tuning"] = frame["tuning"].fillna("none").astype(str)
-    keys = ["method", "model", "tuning", "noise_level"]
-    rows = []
-    for key, group in frame.groupby(keys, dropna=False, sort=False):
-        mean, half = mean_ci95(group["psnr_db"].to_numpy(dtype=float))
-        rows.append(
-            dict(zip(keys, key, strict=True))
-            | {
-                "n": int(group["psnr_db"].notna().sum()),
-                "psnr_db": mean,
-                "ci95_db": half,
-                "ssim": _mean_of(group, "ssim"),
-                "psnr_hu_window_db": _mean_of(group, "psnr_hu_window_db"),
-            }
-        )
-    summary = pd.DataFrame(rows)
+    summary = pd.DataFrame(summarize(results), columns=list(SUMMARY_COLUMNS))
     order = sorted(
         range(len(summary)),
         key=lambda i: (
@@ -115,13 +67,6 @@ def summarise_results(results):
         ),
     )
     return summary.iloc[order].reset_index(drop=True)
-
-
-def _mean_of(group, column: str) -> float:
-    if column not in group:
-        return math.nan
-    values = group[column].to_numpy(dtype=float)
-    return float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
 
 
 def zero_crossings(x: np.ndarray, y: np.ndarray, *, level: float = 0.0) -> list[Crossing]:

@@ -18,6 +18,7 @@ import numpy as np
 
 from lowdose.core.atomic import atomic_write_bytes
 from lowdose.core.errors import LowdoseInputError
+from lowdose.data.attributes import DatasetAttrs
 from lowdose.report import context as report_context
 from lowdose.report import images as report_images
 from lowdose.report import sections as report_sections
@@ -38,6 +39,8 @@ class Experiment:
         Experiment name (``experiment.json`` "name", else the folder name) and its folder.
     meta
         ``experiment.json`` contents ({} when missing).
+    attrs
+        The dataset's attributes (``experiment.json`` "dataset_attrs"), or None.
     results, sweep
         pandas.DataFrame of ``results.csv`` / ``sweep.csv``, or None.
     panels
@@ -53,6 +56,7 @@ class Experiment:
     sweep: object = None
     panels: dict | None = None
     training: dict = field(default_factory=dict)
+    attrs: DatasetAttrs | None = None
 
 
 @dataclass(frozen=True)
@@ -164,7 +168,15 @@ def load_experiment(folder: str | os.PathLike) -> Experiment:
         sweep=_read_table(folder / "sweep" / "sweep.csv", _SWEEP_COLUMNS),
         panels=_read_panels(folder / "results" / "panels.npz"),
         training=training,
+        attrs=_dataset_attrs(meta, meta_path),
     )
+
+
+def _dataset_attrs(meta: dict, meta_path: Path) -> DatasetAttrs | None:
+    attrs = meta.get("dataset_attrs")
+    if not isinstance(attrs, dict):
+        return None
+    return DatasetAttrs.from_hdf5(attrs, where=f"{meta_path} (dataset_attrs)")
 
 
 def build_blocks(experiments: list[Experiment], *, title: str) -> list:

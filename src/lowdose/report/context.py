@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from lowdose.data.attributes import DatasetAttrs
 from lowdose.report.html import BulletList, Heading, Table
 from lowdose.report.sections import not_run
 
@@ -35,17 +36,17 @@ def _unique(frame, column: str) -> list[str]:
 def conventions(experiment) -> list:
     """Bullet list of the conventions behind this experiment's numbers."""
     results = experiment.results
-    attrs = experiment.meta.get("dataset_attrs") or {}
+    attrs = experiment.attrs
     items = []
-    ranges = _unique(results, "data_range") or [str(attrs.get("psnr_data_range", "1.0"))]
+    ranges = _unique(results, "data_range") or [str(attrs.psnr_data_range if attrs else 1.0)]
     items.append(f"PSNR and SSIM use data_range = {', '.join(ranges)} on the scaled images.")
-    rules = _unique(results, "scaling_rule") or _unique_attr(attrs, "scaling_rule")
+    rules = _unique(results, "scaling_rule") or ([attrs.scaling_rule] if attrs else [])
     for rule in rules:
         items.append(f"Scaling `{rule}`: {_SCALING_TEXT.get(rule, 'as named')}.")
-    if "raw_units" in attrs or "scaling_offset" in attrs:
+    if attrs is not None:
         items.append(
-            f"Raw units `{attrs.get('raw_units', '?')}`, scaling offset "
-            f"{attrs.get('scaling_offset', 0)} (scaled = (raw + offset) / divisor)."
+            f"Raw units `{attrs.raw_units}`, scaling offset "
+            f"{attrs.scaling_offset} (scaled = (raw + offset) / divisor)."
         )
     windows = _unique(results, "hu_window")
     items.append(
@@ -72,9 +73,9 @@ def conventions(experiment) -> list:
     return [Heading(4, "Conventions"), BulletList(items)]
 
 
-def _data_items(results, attrs: dict) -> list[str]:
+def _data_items(results, attrs: DatasetAttrs | None) -> list[str]:
     keys = ("noise_model", "noise_level", "target_psnr_db", "achieved_psnr_db", "n_realisations")
-    noise = [f"{k} = {attrs[k]}" for k in keys if k in attrs]
+    noise = [f"{k} = {getattr(attrs, k)}" for k in keys] if attrs is not None else []
     items = ["Noise: " + ", ".join(noise) + "."] if noise else []
     if results is not None:
         n_images = results["image_index"].nunique() if "image_index" in results else "?"
@@ -84,10 +85,6 @@ def _data_items(results, attrs: dict) -> list[str]:
             "object, never by image)."
         )
     return items
-
-
-def _unique_attr(attrs: dict, key: str) -> list[str]:
-    return [str(attrs[key])] if key in attrs else []
 
 
 def _seconds(value) -> str:

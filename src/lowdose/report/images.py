@@ -1,8 +1,9 @@
 """The report's picture sections: image panels (paper Figs. 1 and 3) and training curves.
 
 Each function takes a loaded ``report.Experiment`` and returns blocks; a missing part gives a
-"not run" paragraph. CT panels are shown in Hounsfield units when the dataset attributes allow the
-conversion back (``raw_units == "hu"``, a known divisor and ``scaling_offset``).
+"not run" paragraph. CT panels are shown in Hounsfield units when the conversion back is known:
+the dataset is CT in HU (its attributes) and ``panels.npz`` carries each image's ``scale``
+(``hu = scaled * scale - scaling_offset``).
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ import math
 
 import numpy as np
 
-from lowdose.report.analysis import FILTER_METHODS, summarise_results
+from lowdose.core.metrics import psnr_from_mse
+from lowdose.report.analysis import FILTER_METHODS, summary_table
 from lowdose.report.figures import choose_zoom_box, panel_figure, training_figure
 from lowdose.report.html import Figure, Heading, Table
-from lowdose.report.sections import _fmt, _safe, not_run, paper_of
+from lowdose.report.sections import fmt_number, not_run, paper_of, safe_name
 
 _PANEL_META_KEYS = ("clean", "noisy", "index", "psnr", "scale")
-_SCALE_ATTRS = ("dataset_max", "scale", "scale_divisor", "dataset_scale")
 _MAX_PANEL_ROWS = 2
 _TRAINING_HEADERS = [
     "Run",
@@ -33,7 +34,7 @@ _TRAINING_HEADERS = [
 
 def _psnr_db(clean: np.ndarray, image: np.ndarray, data_range: float) -> float:
     mse = float(np.mean((clean.astype(np.float64) - image.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10.0 * math.log10(data_range**2 / mse)
+    return psnr_from_mse(mse, data_range=data_range)
 
 
 def _short(method: str) -> str:
@@ -51,7 +52,7 @@ def _best_filter(experiment, keys: list[str], clean, arrays, data_range) -> str 
     if not filters:
         return None
     if experiment.results is not None:
-        summary = summarise_results(experiment.results)
+        summary = summary_table(experiment.results)
         summary = summary[summary["method"].isin(filters)]
         if len(summary):
             return str(summary.loc[summary["psnr_db"].idxmax(), "method"])
@@ -73,12 +74,9 @@ def _hu_window(experiment) -> tuple[float, float]:
 
 def _display(experiment, arrays, clean_rows):
     """(transform(image, row) -> display image, vmin, vmax, description of the window)."""
-    attrs = experiment.meta.get("dataset_attrs") or {}
-    scale = arrays.get("scale")
-    if scale is None:
-        scale = next((attrs[k] for k in _SCALE_ATTRS if k in attrs), None)
-    if str(attrs.get("raw_units", "")).lower() == "hu" and scale is not None:
-        offset = float(attrs.get("scaling_offset", 0.0))
+    attrs, scale = experiment.attrs, arrays.get("scale")
+    if attrs is not None and attrs.is_ct_hu and scale is not None:
+        offset = attrs.scaling_offset
         scales = np.broadcast_to(np.asarray(scale, dtype=np.float64), (len(arrays["clean"]),))
         low, high = _hu_window(experiment)
 
@@ -153,7 +151,7 @@ def panels(experiment) -> list:
         f"clean image in each title; the orange square is magnified in the inset. "
         f"Display: {window}."
     )
-    return blocks + [Figure(png, f"figures/{_safe(experiment.name)}-panels.png", caption)]
+    return blocks + [Figure(png, f"figures/{safe_name(experiment.name)}-panels.png", caption)]
 
 
 def _manifest_field(manifest: dict, *keys: str) -> str:
@@ -196,14 +194,14 @@ def training(experiment) -> list:
                 str(len(epoch)),
                 f"{val[best]:.2f} (epoch {epoch[best]:g})" if best is not None else "—",
                 f"{lr[np.isfinite(lr)][-1]:.2e}" if np.isfinite(lr).any() else "—",
-                _fmt(wall, 1),
+                fmt_number(wall, 1),
             ]
         )
     png = training_figure(curves)
     blocks.append(
         Figure(
             png,
-            f"figures/{_safe(experiment.name)}-training.png",
+            f"figures/{safe_name(experiment.name)}-training.png",
             f"{experiment.name}: validation PSNR and learning rate at the end of each "
             "epoch, from train/<run>/metrics.csv.",
         )

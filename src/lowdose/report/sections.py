@@ -14,7 +14,7 @@ import numpy as np
 from lowdose.report.analysis import (
     curve_crossings,
     is_model_method,
-    summarise_results,
+    summary_table,
     sweep_means,
     zero_crossings,
 )
@@ -23,7 +23,8 @@ from lowdose.report.html import Figure, Heading, Paragraph, Table
 from lowdose.report.paper_numbers import PAPER_METHOD_NAMES, PaperTable, paper_table_for
 
 
-def _fmt(value: float, digits: int = 2, *, signed: bool = False) -> str:
+def fmt_number(value: float, digits: int = 2, *, signed: bool = False) -> str:
+    """``value`` with ``digits`` decimals (``+`` sign if ``signed``); "—" for None or non-finite."""
     if value is None or not np.isfinite(value):
         return "—"
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
@@ -49,19 +50,23 @@ def method_label(method: str, model: str, tuning: str) -> str:
 def _summary(experiment):
     if experiment.results is None:
         return None
-    return summarise_results(experiment.results)
+    return summary_table(experiment.results)
 
 
 def _baseline_line(experiment, summary, paper: PaperTable | None) -> Paragraph:
-    attrs = experiment.meta.get("dataset_attrs") or {}
-    target = experiment.meta.get("baseline_target_db", attrs.get("target_psnr_db"))
+    attrs = experiment.attrs
+    target = experiment.meta.get("baseline_target_db", attrs.target_psnr_db if attrs else None)
     noisy = summary[summary["method"] == "noisy"]["psnr_db"]
-    achieved = float(noisy.mean()) if len(noisy) else float(attrs.get("achieved_psnr_db", math.nan))
+    if len(noisy):
+        achieved = float(noisy.mean())
+    else:
+        achieved = attrs.achieved_psnr_db if attrs else math.nan
     text = (
-        f"**Baseline (noisy) PSNR**: target {_fmt(_float(target))} dB, achieved {_fmt(achieved)} dB"
+        f"**Baseline (noisy) PSNR**: target {fmt_number(_float(target))} dB, "
+        f"achieved {fmt_number(achieved)} dB"
     )
     if np.isfinite(_float(target)) and np.isfinite(achieved):
-        text += f" (difference {_fmt(achieved - _float(target), signed=True)} dB)"
+        text += f" (difference {fmt_number(achieved - _float(target), signed=True)} dB)"
     if paper is not None:
         text += f"; the paper's test set: {paper.baseline_psnr_db:.2f} dB."
     return Paragraph(text)
@@ -117,14 +122,14 @@ def _table_for(summary, paper: PaperTable | None, experiment) -> Table:
         cells = [
             method_label(method, row["model"], row["tuning"]),
             str(row["n"]),
-            _fmt(row["psnr_db"]),
-            "± " + _fmt(row["ci95_db"]) if np.isfinite(row["ci95_db"]) else "—",
-            _fmt(paper_db),
-            _fmt(row["psnr_db"] - paper_db, signed=True),
-            "—" if method == "noisy" else _fmt(row["psnr_db"] - noisy_db, signed=True),
-            _fmt(row["ssim"], 4),
+            fmt_number(row["psnr_db"]),
+            "± " + fmt_number(row["psnr_ci95_db"]) if np.isfinite(row["psnr_ci95_db"]) else "—",
+            fmt_number(paper_db),
+            fmt_number(row["psnr_db"] - paper_db, signed=True),
+            "—" if method == "noisy" else fmt_number(row["psnr_db"] - noisy_db, signed=True),
+            fmt_number(row["ssim"], 4),
         ]
-        rows.append(cells + ([_fmt(row["psnr_hu_window_db"])] if with_hu else []))
+        rows.append(cells + ([fmt_number(row["psnr_hu_window_db"])] if with_hu else []))
     caption = f"Paper Table {paper.table_id}: {paper.title}. " if paper else ""
     scale = experiment.meta.get("scale")
     caption += (f"Our scale: {scale}. " if scale else "") + (
@@ -199,7 +204,7 @@ def sweep(experiment) -> list:
     if paper_range:
         caption += f", the shaded band the paper's sweep range ({paper_range[0]:.2f}–"
         caption += f"{paper_range[1]:.2f} dB)"
-    blocks.append(Figure(png, f"figures/{_safe(experiment.name)}-sweep.png", caption + "."))
+    blocks.append(Figure(png, f"figures/{safe_name(experiment.name)}-sweep.png", caption + "."))
     blocks.append(
         Table(
             _SWEEP_HEADERS,
@@ -235,7 +240,8 @@ def _model_crossings(means) -> tuple[list[list[str]], list[tuple[float, float]]]
     return rows, marks
 
 
-def _safe(name: str) -> str:
+def safe_name(name: str) -> str:
+    """``name`` as a file-name stem: anything but letters, digits, ``-`` and ``_`` becomes ``_``."""
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
 
 
@@ -258,10 +264,10 @@ def overview(experiments) -> list:
                 exp.name,
                 paper.table_id if paper else "—",
                 str(exp.meta.get("scale", "—")),
-                _fmt(noisy.mean() if len(noisy) else math.nan),
+                fmt_number(noisy.mean() if len(noisy) else math.nan),
                 best[0],
                 best[1],
-                _fmt(gap, signed=True),
+                fmt_number(gap, signed=True),
             ]
         )
     table = Table(
@@ -285,4 +291,6 @@ def _best(part) -> str:
     if not len(part):
         return "none evaluated"
     row = part.loc[part["psnr_db"].idxmax()]
-    return f"{_fmt(row['psnr_db'])} ({method_label(row['method'], row['model'], row['tuning'])})"
+    return (
+        f"{fmt_number(row['psnr_db'])} ({method_label(row['method'], row['model'], row['tuning'])})"
+    )

@@ -4,12 +4,12 @@ The paper's CT data: real slices divided by the maximum of the whole dataset, AW
 baseline PSNR of 24.44 or 18.66 dB (``data_range = 1``). lowdose also offers realistic sinogram
 noise (:mod:`lowdose.physics.ct_noise`), whose ``I0`` is solved for the same target.
 
-Scale: ``clean = max(HU + 1024, 0) / data_max`` with ``data_max`` the largest ``HU + 1024`` of the
-dataset (the stored ``scale`` of every image; attrs ``scaling_rule = dataset_max``,
-``scaling_offset = 1024``, ``raw_units = hu``). By default the target refers to this scale
-(``target_scale="data_range_1"``, the paper); ``"hu_window"`` meets it in the -1000..1000 HU
-window instead (both images clipped to it, data_range 2000), which gives sinogram I0 a physical
-value. Both achieved PSNRs are stored.
+Scale (:func:`lowdose.data.scaling.hu_to_scaled`): ``clean = max(HU + 1024, 0) / data_max`` with
+``data_max`` the largest ``HU + 1024`` of the dataset (the stored ``scale`` of every image; attrs
+``scaling_rule = dataset_max``, ``scaling_offset = 1024``, ``raw_units = hu``). By default the
+target refers to this scale (``target_scale="data_range_1"``, the paper); ``"hu_window"`` meets
+it in the -1000..1000 HU window instead (both images clipped to it, data_range 2000), which gives
+sinogram I0 a physical value. Both achieved PSNRs are stored.
 
 Sources: a folder or file readable by :func:`lowdose.io.images.read_ct` (slices resized to ``size``
 with ``skimage.transform.resize``, anti-aliased, when they differ, e.g. 512 -> 256; the pixel size
@@ -22,35 +22,24 @@ Everything is deterministic for a seed: every slice and realisation draws from i
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from lowdose.core.errors import LowdoseInputError
-from lowdose.core.metrics import psnr
+from lowdose.core.metrics import psnr, psnr_hu_window
+from lowdose.core.progress import Progress
+from lowdose.data.attributes import DatasetAttrs
+from lowdose.data.build import DatasetSummary, write_and_summarise
+from lowdose.data.scaling import HU_OFFSET, hu_to_scaled, scaled_to_hu
 from lowdose.data.splits import split_by_object
-from lowdose.data.writer import write_dataset
 from lowdose.io.images import read_ct
 from lowdose.phantoms.materials import MU_PER_MM
 from lowdose.phantoms.torso import torso_phantom
-from lowdose.physics.ct_noise import (
-    DEFAULT_PIXEL_MM,
-    HU_OFFSET,
-    from_scale,
-    neighbour_correlation,
-    psnr_hu_window,
-    sinogram_sweep_model,
-    to_scale,
-)
+from lowdose.physics.ct_noise import DEFAULT_PIXEL_MM, neighbour_correlation
 from lowdose.simulate.ct_realisations import awgn_realisations, sinogram_realisations
-
-__all__ = ["CTDatasetSummary", "CTSource", "build_ct_dataset", "load_ct_source",
-           "sinogram_sweep_model"]  # fmt: skip
-
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -62,25 +51,6 @@ class CTSource:
     volume_id: np.ndarray
     pixel_mm: np.ndarray
     description: str
-    skipped: tuple = ()
-
-
-@dataclass(frozen=True)
-class CTDatasetSummary:
-    """What :func:`build_ct_dataset` wrote and measured (also stored as file attributes)."""
-
-    path: Path
-    n_images: int
-    n_objects: int
-    noise_model: str
-    noise_level: float
-    target_psnr_db: float
-    achieved_psnr_db: float
-    achieved_psnr_hu_window_db: float
-    noise_neighbour_correlation: float
-    data_max: float
-    split_counts: dict
-    details: dict
     skipped: tuple = ()
 
 
@@ -170,7 +140,7 @@ def build_ct_dataset(
     n_phantoms: int = 5,
     slices_per_phantom: int = 8,
     progress: Progress | None = None,
-) -> CTDatasetSummary:
+) -> DatasetSummary:
     """Build and write a CT dataset file (docs/interfaces.md layout) at a target baseline PSNR.
 
     Parameters
@@ -196,22 +166,30 @@ def build_ct_dataset(
         Where the target is met: data_range 1 on the dataset scale (the paper's AWGN sets), or
         the -1000..1000 HU window (data_range 2000 HU; gives physically meaningful sinogram I0,
         ~1e4 photons, where data_range 1 at 18.66 dB needs a few photons). Both PSNRs are stored.
+    seed : int
+        Seeds the phantoms, the noise and the split.
     fractions : tuple
-        Object fractions for (train, val, test) or (train, test).
+        Fractions of objects for (train, val, test) or (train, test)
+        (:func:`lowdose.data.splits.split_by_object`).
     n_phantoms, slices_per_phantom : int
         ``source="phantom"`` only.
-    progress : callable (stage, done, total), optional
+    progress : Progress, optional
+        ``progress(stage, done, total)``, ``done`` absolute (:mod:`lowdose.core.progress`).
 
     Returns
     -------
-    CTDatasetSummary
+    DatasetSummary
+        ``details``: ``data_max`` (the exact divisor, HU), ``achieved_psnr_hu_window_db``,
+        ``noise_neighbour_correlation``, ``target_scale``, ``target_psnr_scale``, and the noise's
+        own (``sigma_hu``; or ``i0_photons``, ``views``, ``clean_reference``, ...); the same
+        values are stored as attributes. ``skipped``: unreadable files (``skip_bad``).
     """
-
-    _check_choices(noise, split_by, realisations, target_scale)
+    started = time.perf_counter()
+    check_choices(noise, split_by, realisations, target_scale)
     src = load_ct_source(source, size=size, seed=seed, skip_bad=skip_bad, n_phantoms=n_phantoms,
                          slices_per_phantom=slices_per_phantom)  # fmt: skip
     data_max = float(np.max(src.hu) + HU_OFFSET)
-    clean = to_scale(src.hu, data_max)  # (I, H, W)
+    clean = hu_to_scaled(src.hu, data_max, clip=True)  # (I, H, W)
     if noise == "awgn":
         noisy, level, details = awgn_realisations(
             clean, target_psnr_db, realisations, seed=seed, data_max=data_max,
@@ -230,17 +208,10 @@ def build_ct_dataset(
                "target_psnr_scale": _SCALE_NOTES[target_scale]}  # fmt: skip
     attrs = _attrs(src, noise, level, target_psnr_db, data_max, seed, size, split_by, measured,
                    details)  # fmt: skip
-    path = write_dataset(out, clean=clean, noisy=noisy, object_id=object_id, split=split,
-                         scale=np.full(len(clean), data_max), attrs=attrs)  # fmt: skip
-    names, counts = np.unique(split, return_counts=True)
-    return CTDatasetSummary(
-        path=Path(path), n_images=len(clean), n_objects=len(np.unique(object_id)),
-        noise_model=noise, noise_level=level, target_psnr_db=float(target_psnr_db),
-        achieved_psnr_db=measured["achieved_psnr_db"],
-        achieved_psnr_hu_window_db=measured["achieved_psnr_hu_window_db"],
-        noise_neighbour_correlation=measured["noise_neighbour_correlation"], data_max=data_max,
-        split_counts=dict(zip(names.tolist(), counts.tolist(), strict=True)), details=details,
-        skipped=src.skipped,
+    return write_and_summarise(
+        out, clean=clean, noisy=noisy, object_id=object_id, split=split,
+        scale=np.full(len(clean), data_max), attrs=attrs, started_s=started,
+        details={"data_max": data_max, **measured, **details}, skipped=src.skipped,
     )  # fmt: skip
 
 
@@ -250,7 +221,8 @@ _SCALE_NOTES = {
 }
 
 
-def _check_choices(noise: str, split_by: str, realisations: int, target_scale: str) -> None:
+def check_choices(noise: str, split_by: str, realisations: int, target_scale: str) -> None:
+    """Raise unless noise, split_by, realisations and target_scale are known / usable."""
     if target_scale not in _SCALE_NOTES:
         raise LowdoseInputError(f"target_scale={target_scale!r}: use 'data_range_1' or 'hu_window'")
     if noise not in ("awgn", "sinogram"):
@@ -269,33 +241,36 @@ def _measure(clean: np.ndarray, noisy: np.ndarray, data_max: float) -> dict:
     return {
         "achieved_psnr_db": float(np.mean(psnr(flat_clean, flat_noisy, data_range=1.0))),
         "achieved_psnr_hu_window_db": float(np.mean(psnr_hu_window(
-            from_scale(flat_clean, data_max), from_scale(flat_noisy, data_max)))),
+            scaled_to_hu(flat_clean, data_max), scaled_to_hu(flat_noisy, data_max)))),
         "noise_neighbour_correlation": neighbour_correlation(flat_noisy - flat_clean),
     }  # fmt: skip
 
 
-def _attrs(src, noise, level, target, data_max, seed, size, split_by, measured, details) -> dict:
-    return {
-        "modality": "ct",
-        "noise_model": "gaussian" if noise == "awgn" else "sinogram",
-        "noise_level": float(level),
-        "noise_level_name": "sigma (dataset scale)" if noise == "awgn" else "I0 photons per ray",
-        "target_psnr_db": float(target),
-        "psnr_data_range": 1.0,
-        "scaling_rule": "dataset_max",
-        "scaling_offset": HU_OFFSET,
-        "raw_units": "hu",
-        "scaling_note": "clean = max(HU + 1024, 0) / data_max; noisy = (HU + 1024) / data_max, "
+def _attrs(src, noise, level, target, data_max, seed, size, split_by, measured, details):
+    extra = {k: v for k, v in measured.items() if k != "achieved_psnr_db"}
+    return DatasetAttrs(
+        modality="ct",
+        noise_model="gaussian" if noise == "awgn" else "sinogram",
+        scaling_rule="dataset_max",
+        noise_level=float(level),
+        target_psnr_db=float(target),
+        achieved_psnr_db=measured["achieved_psnr_db"],
+        psnr_data_range=1.0,
+        scaling_offset=HU_OFFSET,
+        raw_units="hu",
+        seed=int(seed),
+        description=f"CT slices with {noise} noise at {target} dB (lowdose simulate ct)",
+    ).with_extra(
+        noise_level_name="sigma (dataset scale)" if noise == "awgn" else "I0 photons per ray",
+        scaling_note="clean = max(HU + 1024, 0) / data_max; noisy = (HU + 1024) / data_max, "
         "not clipped",
-        "data_max": data_max,
-        "hu_window": "-1000..1000",
-        "hu_window_rule": "both images clipped to the window, data_range 2000",
-        "seed": int(seed),
-        "size": int(size),
-        "split_by": split_by,
-        "source": src.description,
-        "n_skipped": len(src.skipped),
-        "description": f"CT slices with {noise} noise at {target} dB (lowdose simulate ct)",
-        **measured,
+        data_max=data_max,
+        hu_window="-1000..1000",
+        hu_window_rule="both images clipped to the window, data_range 2000",
+        size=int(size),
+        split_by=split_by,
+        source=src.description,
+        n_skipped=len(src.skipped),
+        **extra,
         **details,
-    }
+    )

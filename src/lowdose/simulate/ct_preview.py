@@ -15,15 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from lowdose.core.atomic import atomic_path
-from lowdose.core.metrics import psnr
+from lowdose.core.metrics import HU_WINDOW, psnr
+from lowdose.data.scaling import hu_to_scaled, scaled_to_hu
 from lowdose.physics.ct_noise import (
-    HU_OFFSET,
-    HU_WINDOW,
     line_integrals,
     reconstruct_hu,
     sinogram_noisy_hu,
     solve_i0_for_psnr,
-    to_scale,
     views_for,
 )
 from lowdose.physics.noise import add_gaussian
@@ -58,7 +56,7 @@ def preview_arrays(
         ``psnr_awgn_db``, ``psnr_sinogram_db`` (data_range 1 on the dataset scale).
     """
     hu = np.asarray(hu, np.float32)
-    clean = to_scale(hu, data_max)
+    clean = hu_to_scaled(hu, data_max, clip=True)
     sigma = solve_sigma_for_psnr(clean, target_psnr_db, data_range=1.0).level
     awgn = add_gaussian(clean, sigma, rng=np.random.default_rng([seed, 21]))
     angles = views_for(hu.shape[-1])
@@ -68,13 +66,13 @@ def preview_arrays(
         rngs = [np.random.default_rng([seed, 22])]
         noisy_hu = sinogram_noisy_hu(sinogram, [pixel_mm], angles, i0, rngs=rngs,
                                      size=hu.shape[-1], filter_name=filter_name)  # fmt: skip
-        return (noisy_hu[0] + HU_OFFSET) / data_max
+        return hu_to_scaled(noisy_hu[0], data_max)
 
     reference = clean
     if clean_reference == "fbp_noise_free":
         fbp_hu = reconstruct_hu(sinogram, [pixel_mm], angles, size=hu.shape[-1],
                                 filter_name=filter_name)[0]  # fmt: skip
-        reference = (fbp_hu + HU_OFFSET) / data_max
+        reference = hu_to_scaled(fbp_hu, data_max)
     if i0_photons is None:
         i0_photons, _ = solve_i0_for_psnr(
             lambda i0: psnr(reference, noisy_at(i0), data_range=1.0), target_psnr_db
@@ -82,9 +80,9 @@ def preview_arrays(
     sino_noisy = noisy_at(i0_photons)
     return {
         "clean": hu,
-        "sinogram_reference": (reference * data_max - HU_OFFSET).astype(np.float32),
-        "awgn": (awgn * data_max - HU_OFFSET).astype(np.float32),
-        "sinogram": (sino_noisy * data_max - HU_OFFSET).astype(np.float32),
+        "sinogram_reference": scaled_to_hu(reference, data_max),
+        "awgn": scaled_to_hu(awgn, data_max),
+        "sinogram": scaled_to_hu(sino_noisy, data_max),
         "sigma_hu": float(sigma * data_max),
         "i0_photons": float(i0_photons),
         "psnr_awgn_db": psnr(clean, awgn, data_range=1.0),

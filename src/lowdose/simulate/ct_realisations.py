@@ -4,21 +4,21 @@ Both return images on the dataset scale of :mod:`lowdose.simulate.ct` and a dict
 become dataset attributes. Every slice and realisation draws from its own generator
 ``default_rng([seed, stream, slice, realisation])``: results do not depend on batching.
 Slices go 16 at a time through the cached sparse projector/FBP matrices of
-:mod:`lowdose.physics.radon` (angles split into cacheable groups by
-:func:`lowdose.physics.ct_noise.angle_groups`): a 16-slice 256^2 build fell from 122 s to 25 s.
+:mod:`lowdose.physics.ray_matrix` and :mod:`lowdose.physics.radon` (angles split into cacheable
+groups by :func:`lowdose.physics.ct_noise.angle_groups`): a 16-slice 256^2 build fell from 122 s
+to 25 s.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from lowdose.core.metrics import psnr
+from lowdose.core.metrics import psnr, psnr_hu_window
+from lowdose.core.progress import Progress
+from lowdose.data.scaling import hu_to_scaled, scaled_to_hu
 from lowdose.physics.ct_noise import (
-    HU_OFFSET,
     MU_WATER_PER_MM,
-    from_scale,
     line_integrals,
-    psnr_hu_window,
     reconstruct_hu,
     sinogram_noisy_hu,
     solve_i0_for_psnr,
@@ -37,10 +37,10 @@ def scaled_psnr(clean, noisy, data_max: float, target_scale: str) -> np.ndarray:
     """Per-image PSNR (dB) of scaled images on the scale a target refers to.
 
     ``"data_range_1"``: data_range 1 on the dataset scale; ``"hu_window"``: both images back to HU,
-    clipped to -1000..1000 HU, data_range 2000 (:func:`lowdose.physics.ct_noise.psnr_hu_window`).
+    clipped to -1000..1000 HU, data_range 2000 (:func:`lowdose.core.metrics.psnr_hu_window`).
     """
     if target_scale == "hu_window":
-        return psnr_hu_window(from_scale(clean, data_max), from_scale(noisy, data_max))
+        return psnr_hu_window(scaled_to_hu(clean, data_max), scaled_to_hu(noisy, data_max))
     return np.atleast_1d(psnr(clean, noisy, data_range=1.0))
 
 
@@ -51,7 +51,14 @@ def _target_mse(target_psnr_db: float, data_max: float, target_scale: str) -> fl
 
 
 def awgn_realisations(
-    clean, target_psnr_db, n, *, seed, data_max=1.0, target_scale="data_range_1", progress=None
+    clean,
+    target_psnr_db,
+    n,
+    *,
+    seed,
+    data_max=1.0,
+    target_scale="data_range_1",
+    progress: Progress | None = None,
 ):
     """The paper's noise: white Gaussian with sigma solved for the target.
 
@@ -88,7 +95,7 @@ def awgn_realisations(
 
 def sinogram_realisations(
     src, clean, data_max, target_psnr_db, n, *, seed, views=None, filter_name="hann",
-    target_scale="data_range_1", progress=None,
+    target_scale="data_range_1", progress: Progress | None = None,
 ):  # fmt: skip
     """Sinogram Poisson noise + FBP with I0 solved so the mean PSNR meets the target.
 
@@ -124,7 +131,7 @@ def sinogram_realisations(
         rngs = [np.random.default_rng([seed, 11, int(i), 0]) for i in subset]
         hu = sinogram_noisy_hu(sinograms[subset], src.pixel_mm[subset], angles, i0, rngs=rngs,
                                size=size, filter_name=filter_name)  # fmt: skip
-        value = float(np.mean(scaled_psnr(reference, to_scale_signed(hu, data_max), data_max,
+        value = float(np.mean(scaled_psnr(reference, hu_to_scaled(hu, data_max), data_max,
                                           target_scale)))  # fmt: skip
         history.append((np.log10(i0), value))
         return value
@@ -146,11 +153,6 @@ def sinogram_realisations(
         "pixel_mm_mean": float(np.mean(src.pixel_mm)), "full_passes": len(passes),
     }  # fmt: skip
     return noisy, clean, i0, details
-
-
-def to_scale_signed(hu, data_max: float) -> np.ndarray:
-    """HU -> the dataset scale without clipping (noisy images): ``(HU + 1024) / data_max``."""
-    return ((np.asarray(hu, np.float64) + HU_OFFSET) / data_max).astype(np.float32)
 
 
 def _local_slope(history, log_i0: float) -> float:
@@ -191,7 +193,7 @@ def _project_all(src, angles, progress) -> np.ndarray:
 def _reconstruct_clean(sinograms, pixel_mm, geometry, data_max) -> np.ndarray:
     hu = reconstruct_hu(sinograms, pixel_mm, geometry["angles"], size=geometry["size"],
                         filter_name=geometry["filter_name"])  # fmt: skip
-    return ((hu + HU_OFFSET) / data_max).astype(np.float32)
+    return hu_to_scaled(hu, data_max)
 
 
 def _reconstruct_all(sinograms, pixel_mm, geometry, data_max, progress) -> np.ndarray:
@@ -201,7 +203,7 @@ def _reconstruct_all(sinograms, pixel_mm, geometry, data_max, progress) -> np.nd
         parts.append(_reconstruct_clean(sinograms[start:stop], pixel_mm[start:stop], geometry,
                                         data_max))  # fmt: skip
         if progress:
-            progress("reconstructing noise-free FBP", min(stop, len(sinograms)), len(sinograms))
+            progress("noise-free FBP", min(stop, len(sinograms)), len(sinograms))
     return np.concatenate(parts)
 
 
@@ -221,9 +223,9 @@ def _noisy_all(sinograms, pixel_mm, geometry, i0, n, seed, data_max, progress) -
                 size=size,
                 filter_name=geometry["filter_name"],
             )
-            noisy[index, r] = (hu + HU_OFFSET) / data_max
+            noisy[index, r] = hu_to_scaled(hu, data_max)
         if progress:
-            progress(f"sinogram noise at I0={i0:.3g}", int(index[-1]) + 1, n_images)
+            progress(f"noise at I0={i0:.3g}", int(index[-1]) + 1, n_images)
     return noisy
 
 

@@ -9,7 +9,7 @@ copies by the **same** number, so noisy values may exceed 1; PSNR uses ``data_ra
 
 The dose is solved so that the mean per-image PSNR of the noisy set hits ``target_psnr_db``:
 each phantom's projections give a photon count that hits the target on that phantom alone
-(:func:`lowdose.physics.noise.solve_photons_for_psnr`); since the expected PSNR is
+(:func:`lowdose.physics.noise_levels.solve_photons_for_psnr`); since the expected PSNR is
 ``10 log10(photons) + c_i`` per image, the geometric mean of those counts hits it on the whole
 set (exact up to a ~1e-6 dB second-order term). The achieved baseline is measured and stored.
 
@@ -25,14 +25,15 @@ import concurrent.futures
 import os
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from lowdose.core.errors import LowdoseInputError
-from lowdose.data.dataset import read_attrs
+from lowdose.core.progress import Progress
+from lowdose.data.attributes import DatasetAttrs
+from lowdose.data.build import DatasetSummary, summarise_dataset
 from lowdose.data.splits import split_by_object
 from lowdose.data.writer import dataset_writer
 from lowdose.phantoms.torso import torso_phantom
@@ -42,24 +43,8 @@ from lowdose.physics.noise_levels import solve_photons_for_psnr
 from lowdose.physics.projection import parallel_projection, projection_angles
 
 FIELD_OF_VIEW_MM = 512.0  # the phantom torso spans this in z and fits it in-plane
-ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
-
-
-@dataclass(frozen=True)
-class XrayDatasetSummary:
-    """What :func:`build_xray_dataset` wrote (counts, dose, achieved baseline, time)."""
-
-    path: Path
-    n_phantoms: int
-    n_images: int
-    n_train_images: int
-    n_val_images: int
-    n_test_images: int
-    n_train_pairs_n2n: int
-    photons_per_pixel: float
-    target_psnr_db: float
-    achieved_psnr_db: float
-    elapsed_s: float
+PAPER_FRACTIONS = (0.8 * 0.9, 0.8 * 0.1, 0.2)
+"""(train, val, test) phantoms: 20 % test, 10 % of the rest for validation (paper: 80 train)."""
 
 
 @dataclass(frozen=True)
@@ -133,10 +118,9 @@ def build_xray_dataset(
     geometry: str = "parallel",
     seed: int = 0,
     workers: int = 1,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.2,
-    progress: ProgressFn | None = None,
-) -> XrayDatasetSummary:
+    fractions: tuple[float, ...] = PAPER_FRACTIONS,
+    progress: Progress | None = None,
+) -> DatasetSummary:
     """Simulate the X-ray projection dataset and write it (HDF5, docs/interfaces.md).
 
     Parameters
@@ -154,24 +138,26 @@ def build_xray_dataset(
         Root seed; per-phantom children of ``numpy.random.SeedSequence(seed)``.
     workers
         Processes (1 runs inline); the output does not depend on it.
-    val_fraction, test_fraction
-        Fractions of phantoms for validation (taken from the training share) and test.
+    fractions
+        Fractions of phantoms for (train, val, test) or (train, test)
+        (:func:`lowdose.data.splits.split_by_object`); a phantom never spans two splits.
     progress
-        Called as ``progress(stage, done, total)`` with stage ``"phantoms"`` or ``"noise"``.
+        ``progress(stage, done, total)`` with stage ``"phantoms"`` or ``"noise"`` and ``done``
+        the phantoms finished so far (:mod:`lowdose.core.progress`).
 
     Returns
     -------
-    XrayDatasetSummary
+    DatasetSummary
+        ``noise_level`` is the dose in photons per pixel; ``details["n_train_pairs_n2n"]`` the
+        ordered Noise2Noise pairs of the training images.
     """
 
-    _check_args(phantoms, angles, size, realisations, target_psnr_db, photons_per_pixel, geometry)
+    check_args(phantoms, angles, size, realisations, target_psnr_db, photons_per_pixel, geometry)
     started = time.perf_counter()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     children = np.random.SeedSequence(seed).spawn(phantoms + 1)
     ids = np.repeat([f"phantom-{i:04d}" for i in range(phantoms)], angles)
-    train_share = 1.0 - test_fraction
-    fractions = (train_share * (1 - val_fraction), train_share * val_fraction, test_fraction)
     split = split_by_object(ids, fractions=fractions, rng=np.random.default_rng(children[-1]))
     solve_for = None if photons_per_pixel else target_psnr_db
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
@@ -197,15 +183,8 @@ def build_xray_dataset(
                 tasks = [(job, dose, realisations) for job in jobs]
                 for index, clean, noisy in _stage(pool, _noise_job, tasks, "noise", progress):
                     writer.write(index * angles, noisy=noisy, clean=clean)
-    counts = {name: int(np.sum(split == name)) for name in ("train", "val", "test")}
-    return XrayDatasetSummary(
-        path=out, n_phantoms=phantoms, n_images=len(ids), n_train_images=counts["train"],
-        n_val_images=counts["val"], n_test_images=counts["test"],
-        n_train_pairs_n2n=counts["train"] * realisations * (realisations - 1),
-        photons_per_pixel=dose, target_psnr_db=float(target_psnr_db or np.nan),
-        achieved_psnr_db=float(read_attrs(out)["achieved_psnr_db"]),
-        elapsed_s=time.perf_counter() - started,
-    )  # fmt: skip
+    pairs = attrs.extra["n_train_pairs_n2n"]
+    return summarise_dataset(out, started_s=started, details={"n_train_pairs_n2n": pairs})
 
 
 class _Inline:
@@ -229,7 +208,7 @@ def _pool(workers: int):
     return concurrent.futures.ProcessPoolExecutor(workers)
 
 
-def _stage(pool, fn, items, stage: str, progress: ProgressFn | None, window: int = 4):
+def _stage(pool, fn, items, stage: str, progress: Progress | None, window: int = 4):
     """``map`` in submission order, at most ``window`` results in flight (bounded memory)."""
     if progress:
         progress(stage, 0, len(items))
@@ -244,7 +223,8 @@ def _stage(pool, fn, items, stage: str, progress: ProgressFn | None, window: int
                 progress(stage, done, len(items))
 
 
-def _check_args(phantoms, angles, size, realisations, target_psnr_db, photons, geometry) -> None:
+def check_args(phantoms, angles, size, realisations, target_psnr_db, photons, geometry) -> None:
+    """Raise unless the counts, the one of target/dose and the geometry are usable."""
     if min(phantoms, angles, realisations) < 1 or size < 16:
         raise LowdoseInputError(
             f"phantoms={phantoms}, angles={angles}, realisations={realisations}, size={size}: "
@@ -260,28 +240,21 @@ def _check_args(phantoms, angles, size, realisations, target_psnr_db, photons, g
         raise LowdoseInputError(f"geometry={geometry!r}: use 'parallel' or 'cone'")
 
 
-def _attrs(phantoms, angles, size, realisations, dose, target, geometry, seed, split) -> dict:
+def _attrs(
+    phantoms, angles, size, realisations, dose, target, geometry, seed, split
+) -> DatasetAttrs:
     n_train, n_val, n_test = (int(np.sum(split == name)) for name in ("train", "val", "test"))
-    return {
-        "modality": "xray",
-        "noise_model": "poisson",
-        "noise_level": float(dose),
-        "target_psnr_db": float("nan") if target is None else float(target),
-        "psnr_data_range": 1.0,
-        "scaling_rule": "per_image_max",
-        "scaling_offset": 0.0,
-        "raw_units": "transmission",
-        "seed": int(seed),
-        "geometry": geometry,
-        "n_phantoms": int(phantoms),
-        "n_angles": int(angles),
-        "voxel_mm": FIELD_OF_VIEW_MM / size,
-        "effective_energy_kev": 65.0,
-        "n_train_images": n_train,
-        "n_val_images": n_val,
-        "n_test_images": n_test,
-        "n_train_pairs_n2n": n_train * realisations * (realisations - 1),
-        "description": (
+    return DatasetAttrs(
+        modality="xray",
+        noise_model="poisson",
+        scaling_rule="per_image_max",
+        noise_level=float(dose),
+        target_psnr_db=float("nan") if target is None else float(target),
+        psnr_data_range=1.0,
+        scaling_offset=0.0,
+        raw_units="transmission",
+        seed=int(seed),
+        description=(
             f"lowdose torso phantoms, {phantoms} phantoms x {angles} views over 360 deg, "
             f"{geometry} beam, Poisson at {dose:.1f} photons/pixel on t = exp(-line integral); "
             "each image divided by its clean maximum (scale). "
@@ -289,4 +262,14 @@ def _attrs(phantoms, angles, size, realisations, dose, target, geometry, seed, s
             f"{n_train + n_val} (paper: 80 phantoms x 63 = 5,040 train, x 2 ordered N2N pairs "
             "= 10,080)."
         ),
-    }
+    ).with_extra(
+        geometry=geometry,
+        n_phantoms=int(phantoms),
+        n_angles=int(angles),
+        voxel_mm=FIELD_OF_VIEW_MM / size,
+        effective_energy_kev=65.0,
+        n_train_images=n_train,
+        n_val_images=n_val,
+        n_test_images=n_test,
+        n_train_pairs_n2n=n_train * realisations * (realisations - 1),
+    )

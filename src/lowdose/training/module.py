@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from lowdose.core.metrics import psnr_from_mse
 from lowdose.models.unet import UNet
 
 _LOSSES = {"mse": F.mse_loss, "mae": F.l1_loss}
@@ -97,9 +98,11 @@ class DenoiseModule(L.LightningModule):
         noisy, reference = batch
         estimate = self(noisy).float()
         mse = ((estimate - reference) ** 2).flatten(1).mean(dim=1)  # (B,)
-        psnr_db = 10.0 * torch.log10(1.0 / mse.clamp_min(1e-20))  # data_range 1
-        self._val_psnr_sum += float(psnr_db.sum())
-        self._val_count += psnr_db.numel()
+        # floor at 1e-20 (200 dB): a perfect image must not make the epoch's mean infinite
+        floored = mse.clamp_min(1e-20).double().cpu().numpy()
+        psnr_db = psnr_from_mse(floored, data_range=1.0)  # (B,)
+        self._val_psnr_sum += float(np.sum(psnr_db))
+        self._val_count += psnr_db.size
 
     def on_validation_epoch_end(self) -> None:
         self._last_step_time = None  # validation time is not training throughput

@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import Dataset
 
 from lowdose.core.errors import LowdoseInputError
+from lowdose.core.validation import checked_choice
 from lowdose.data.dataset import load_split, read_info, split_index
 
 
@@ -85,13 +86,12 @@ class PairDataset(Dataset):
         info = read_info(self.path)
         self.rows = split_index(info, split)  # (I_split,) rows in the file
         _, n, height, width = info.shape
-        if mode not in ("n2n", "n2c"):
-            raise LowdoseInputError(f"mode {mode!r} is unknown; use 'n2n' or 'n2c'")
+        checked_choice(mode, "mode", ("n2n", "n2c"))
         if mode == "n2c" and not info.has_clean:
             raise LowdoseInputError(f"{self.path}: mode 'n2c' needs clean images; use 'n2n'")
         if mode == "n2n" and n < 2:
             raise LowdoseInputError(f"{self.path}: mode 'n2n' needs >= 2 realisations, has {n}")
-        self.patch_shape = _patch_shape(patch, height, width, self.path)
+        self.patch_shape = checked_patch_shape(patch, height, width, self.path)
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
             raise LowdoseInputError(f"seed={seed!r} must be an integer >= 0")
         self.split, self.mode, self.augment, self.seed = split, mode, bool(augment), int(seed)
@@ -117,12 +117,12 @@ class PairDataset(Dataset):
 
     def source(self, k: int) -> tuple[int, int, int]:
         """``(row in file, input realisation, target realisation or -1 for clean)`` of item k."""
-        position, pair = divmod(self._checked_index(k), len(self.pairs))
+        position, pair = divmod(self.checked_index(k), len(self.pairs))
         return int(self.rows[position]), int(self.pairs[pair, 0]), int(self.pairs[pair, 1])
 
     def augmentation(self, k: int) -> tuple[int, int, int]:
         """``(top row, left column, dihedral transform)`` of item k in the current epoch."""
-        rng = np.random.default_rng([self.seed, self.epoch, self._checked_index(k)])
+        rng = np.random.default_rng([self.seed, self.epoch, self.checked_index(k)])
         top = int(rng.integers(0, self.image_shape[0] - self.patch_shape[0] + 1))
         left = int(rng.integers(0, self.image_shape[1] - self.patch_shape[1] + 1))
         transform = (
@@ -188,13 +188,15 @@ class PairDataset(Dataset):
             self._pid = os.getpid()
         return self._handle
 
-    def _checked_index(self, k) -> int:
+    def checked_index(self, k) -> int:
+        """Return item ``k`` as int; IndexError (the Dataset protocol) outside ``0..len - 1``."""
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 0 <= k < len(self):
             raise IndexError(f"item {k!r} is outside 0..{len(self) - 1}")
         return int(k)
 
 
-def _patch_shape(patch, height: int, width: int, path: Path) -> tuple[int, int]:
+def checked_patch_shape(patch, height: int, width: int, path: Path) -> tuple[int, int]:
+    """``(patch, patch)``, or the whole image for None; raises unless 1 <= patch <= min(H, W)."""
     if patch is None:
         return height, width
     if isinstance(patch, bool) or not isinstance(patch, int | np.integer) or patch < 1:

@@ -1,10 +1,11 @@
-"""Train a denoiser (Noise2Noise or Noise2Clean) with Lightning, and load what it saved.
+"""Train a denoiser (Noise2Noise or Noise2Clean) with Lightning.
 
 ``train(config)`` is the one entry point for the CLI and the experiment runner. Lightning runs the
 loop, precision, checkpointing and DDP across processes, GPUs and nodes (``devices``,
 ``num_nodes``, ``strategy``; gloo on CPU); this module only wires the pieces:
-``lightning_module.DenoiseModule`` (loss, schedule, validation PSNR), ``train_data`` (seeded,
-resumable, sharded sampling) and ``run_dir`` (atomic files, metrics, manifest).
+``module.DenoiseModule`` (loss, schedule, validation PSNR), ``datamodule`` (seeded, resumable,
+sharded sampling) and ``run_dir`` (atomic files, metrics, manifest). Loading what it saved is
+:func:`lowdose.models.checkpoint.load_model`.
 """
 
 from __future__ import annotations
@@ -14,16 +15,16 @@ import datetime
 import logging
 import warnings
 from pathlib import Path
+from typing import Literal
 
-import h5py
 import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 
 from lowdose.core.errors import LowdoseInputError
-from lowdose.data.dataset import dataset_sha256, read_attrs
-from lowdose.models.unet import UNet
+from lowdose.data.dataset import dataset_sha256, read_info, read_scale
+from lowdose.data.scaling import NetworkScaling
 from lowdose.training.config import TrainConfig, load_train_config, save_config
 from lowdose.training.datamodule import PairDataModule
 from lowdose.training.module import DenoiseModule
@@ -77,7 +78,7 @@ def train(config: TrainConfig, *, resume: bool = False) -> RunResult:
         mode=config.mode, loss=config.loss, lr=config.lr, lr_factor=config.lr_factor,
         lr_patience_epochs=config.lr_patience_epochs, warmup_steps=config.warmup_steps,
         channels_last=config.channels_last, compile=config.compile, threads=config.threads,
-        meta={**meta, "run_dir": str(run_dir.resolve())},
+        meta=meta.to_hparams(run_dir),
     )  # fmt: skip
     datamodule = PairDataModule(config)
     metrics = MetricsCsv(run_dir / "metrics.csv")
@@ -93,15 +94,15 @@ def train(config: TrainConfig, *, resume: bool = False) -> RunResult:
     _final_checkpoints(trainer, run_dir)
     if trainer.is_global_zero:
         write_manifest(
-            run_dir, config=config, data_sha256=meta["dataset_sha256"],
-            val_reference=meta["val_reference"], scaling=meta["scaling"],
+            run_dir, config=config, data_sha256=meta.dataset_sha256,
+            val_reference=meta.val_reference, scaling=meta.scaling,
             model_name=module.model.name,
         )  # fmt: skip
     best = trainer.checkpoint_callback
     best_psnr = float(best.best_model_score) if best.best_model_score is not None else np.nan
     return RunResult(
         run_dir=run_dir, best_checkpoint=run_dir / "best.ckpt", last_checkpoint=last,
-        best_val_psnr_db=best_psnr, val_reference=meta["val_reference"],
+        best_val_psnr_db=best_psnr, val_reference=meta.val_reference,
         epochs_done=trainer.current_epoch, global_step=trainer.global_step,
         model_name=module.model.name,
     )  # fmt: skip
@@ -170,65 +171,41 @@ def _on_cpu(config: TrainConfig) -> bool:
     )
 
 
-def _dataset_meta(path: Path) -> dict:
+@dataclasses.dataclass(frozen=True)
+class DatasetMeta:
+    """What a checkpoint records about its training data (``hyper_parameters["meta"]``).
 
-    attrs = read_attrs(path)
-    with h5py.File(path, "r") as handle:
-        scale = np.asarray(handle["scale"]) if "scale" in handle else np.ones(1, np.float32)
-        val_reference = "clean" if "clean" in handle else "realisation"
-    constant = bool(np.all(scale == scale.flat[0]))
-    scaling = {
-        "scaling_rule": str(attrs.get("scaling_rule", "none")),
-        "scaling_offset": float(attrs.get("scaling_offset", 0.0)),
-        "raw_units": str(attrs.get("raw_units", "")),
-        "divisor": float(scale.flat[0]) if constant else None,
-        "data_range": float(attrs.get("psnr_data_range", 1.0)),
-    }
-    return {
-        "scaling": scaling,
-        "dataset_sha256": dataset_sha256(path),
-        "dataset": str(path),
-        "val_reference": val_reference,
-    }
-
-
-def load_model(checkpoint_path: str | Path) -> tuple[torch.nn.Module, dict]:
-    """Rebuild the trained ``UNet`` from a checkpoint, in eval mode on CPU.
-
-    Returns
-    -------
-    model : lowdose.models.UNet
-        Maps ``(B, 1, H, W)`` images on the dataset scale to denoised ones on the same scale.
-    meta : dict
-        ``model`` (name, width, residual), ``mode``, ``loss``, ``scaling`` (``scaling_rule``,
-        ``scaling_offset``, ``raw_units``, ``divisor``), ``dataset_sha256``, ``run_dir``,
-        ``val_reference`` and ``global_step``.
+    Saved as a plain dict (:meth:`to_hparams`), so checkpoints load with ``weights_only=True``;
+    :func:`lowdose.models.checkpoint.load_model` reads it back.
     """
 
-    path = Path(checkpoint_path)
-    if path.is_dir():
-        path = path / "best.ckpt"
-    if not path.is_file():
-        raise LowdoseInputError(f"checkpoint {path} not found: pass RUN_DIR/best.ckpt")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    hparams = checkpoint.get("hyper_parameters", {})
-    if "model" not in hparams:
-        raise LowdoseInputError(f"{path} is not a lowdose training checkpoint")
-    model = UNet(**hparams["model"])
-    state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()}
-    model.load_state_dict(state)
-    extra = hparams.get("meta") or {}
-    meta = {
-        "model": {"name": model.name, "width": model.width, "residual": model.residual},
-        "mode": hparams["mode"],
-        "loss": hparams["loss"],
-        "scaling": extra.get("scaling", {}),
-        "dataset_sha256": extra.get("dataset_sha256"),
-        "run_dir": extra.get("run_dir"),
-        "val_reference": extra.get("val_reference"),
-        "global_step": checkpoint.get("global_step"),
-    }
-    return model.eval(), meta
+    scaling: NetworkScaling
+    dataset_sha256: str
+    dataset: str
+    val_reference: Literal["clean", "realisation"]
+
+    def to_hparams(self, run_dir: Path) -> dict:
+        """The checkpoint's dict form (same keys as before typed metadata), plus ``run_dir``."""
+        return {**dataclasses.asdict(self), "run_dir": str(run_dir.resolve())}
+
+
+def _dataset_meta(path: Path) -> DatasetMeta:
+    info = read_info(path)
+    scale = read_scale(path)  # (I,) divisors; one value for dataset_max and for no scaling
+    constant = bool(np.all(scale == scale[0]))
+    scaling = NetworkScaling(
+        scaling_rule=info.attrs.scaling_rule,
+        scaling_offset=info.attrs.scaling_offset,
+        raw_units=info.attrs.raw_units,
+        divisor=float(scale[0]) if constant else None,
+        data_range=info.attrs.psnr_data_range,
+    )
+    return DatasetMeta(
+        scaling=scaling,
+        dataset_sha256=dataset_sha256(path),
+        dataset=str(path),
+        val_reference="clean" if info.has_clean else "realisation",
+    )
 
 
 class _PeriodicLast(ModelCheckpoint):

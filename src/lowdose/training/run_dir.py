@@ -9,10 +9,10 @@ checkpoints go through ``AtomicCheckpointIO`` (temp file, fsync, rename).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import logging
-import platform
 import time
 from pathlib import Path
 
@@ -20,8 +20,9 @@ import lightning as L
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from lowdose import __version__
 from lowdose.core.atomic import atomic_path, atomic_write_text
+from lowdose.core.environment import capture_environment
+from lowdose.data.scaling import NetworkScaling
 
 log = logging.getLogger("lowdose.training.run")
 
@@ -103,16 +104,10 @@ def _csv_text(rows: list[dict]) -> str:
 
 
 def write_manifest(run_dir: Path, *, config, data_sha256: str, val_reference: str,
-                   scaling: dict, model_name: str) -> None:  # fmt: skip
+                   scaling: NetworkScaling, model_name: str) -> None:  # fmt: skip
     """Write ``manifest.json``: provenance, seeds and the metric conventions of the run."""
-    import lightning
-
     manifest = {
-        "lowdose_version": __version__,
-        "git_revision": git_revision(),
-        "torch_version": torch.__version__,
-        "lightning_version": lightning.__version__,
-        "python_version": platform.python_version(),
+        **capture_environment().manifest_fields(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "seed": config.seed,
         "dataset": str(Path(config.data).resolve()),
@@ -123,37 +118,9 @@ def write_manifest(run_dir: Path, *, config, data_sha256: str, val_reference: st
         "metrics": {
             "val_psnr_db": "mean over validation images of per-image PSNR, unclipped outputs",
             "data_range": 1.0,
-            "scaling": scaling,
+            "scaling": dataclasses.asdict(scaling),
             "val_reference": val_reference,
             "val_crop": config.val_crop,
         },
     }
     atomic_write_text(run_dir / "manifest.json", json.dumps(manifest, indent=2, default=str))
-
-
-def git_revision(start: Path | None = None) -> str | None:
-    """Commit hash of the git checkout holding lowdose (read from ``.git``; no git process)."""
-    folder = (start or Path(__file__)).resolve()
-    for parent in [folder, *folder.parents]:
-        git_dir = parent / ".git"
-        if git_dir.is_dir():
-            return _read_head(git_dir)
-    return None
-
-
-def _read_head(git_dir: Path) -> str | None:
-    try:
-        head = (git_dir / "HEAD").read_text().strip()
-        if not head.startswith("ref: "):
-            return head
-        ref = head.removeprefix("ref: ")
-        ref_file = git_dir / ref
-        if ref_file.is_file():
-            return ref_file.read_text().strip()
-        packed = git_dir / "packed-refs"
-        for line in packed.read_text().splitlines() if packed.is_file() else []:
-            if line.endswith(" " + ref):
-                return line.split()[0]
-    except OSError:
-        return None
-    return None

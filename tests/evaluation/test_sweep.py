@@ -1,0 +1,56 @@
+"""The validity-range sweep: one labelled row per method x level x image, `lowdose sweep` CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from typer.testing import CliRunner
+
+import lowdose.cli
+import lowdose.cli.experiments_cmd  # noqa: F401  (registers `lowdose sweep`)
+from lowdose.data.dataset import read_attrs
+from lowdose.data.results import SWEEP_COLUMNS
+from lowdose.evaluation.sweep import (
+    default_targets_db,
+    run_sweep,
+    sweep_model,
+    trained_sweep_models,
+)
+
+
+def test_models_are_labelled_in_one_place(tiny_dataset, tiny_checkpoint):
+    (by_folder,) = trained_sweep_models(tiny_dataset, [tiny_checkpoint.parent])
+    assert by_folder.label == "run" and by_folder.checkpoint == tiny_checkpoint
+    achieved = read_attrs(tiny_dataset).achieved_psnr_db
+    assert by_folder.trained_at_db == achieved or np.isnan(achieved)
+    (named,) = trained_sweep_models(tiny_dataset, {"n2n-mse": tiny_checkpoint})
+    assert named.label == "n2n-mse"
+    foreign = sweep_model(tiny_checkpoint, trained_at_db=24.0, name="n2n-mse", experiment="ct24")
+    assert (foreign.label, foreign.trained_at_db) == ("n2n-mse (ct24)", 24.0)
+
+
+def test_run_sweep_rows_and_log(tiny_dataset, tiny_checkpoint):
+    lines: list[str] = []
+    models = trained_sweep_models(tiny_dataset, [tiny_checkpoint])
+    table = run_sweep(
+        tiny_dataset, models, targets_db=default_targets_db(15, 30, 2), filters=["gaussian"],
+        n_images=1, log=lines.append,
+    )  # fmt: skip
+    assert tuple(table.columns) == SWEEP_COLUMNS
+    assert len(table) == 2 * 2  # 2 levels x (model + gaussian) x 1 image
+    assert set(table["method"]) == {"run", "gaussian"}
+    assert set(table["tuning"]) == {"none", "oracle"}
+    assert len(lines) == 2 and lines[0].startswith("level 1/2: input ")
+
+
+def test_cli_sweep_writes_the_table(tiny_dataset, tiny_checkpoint, tmp_path):
+    out = tmp_path / "sweep"
+    result = CliRunner().invoke(
+        lowdose.cli.app,
+        ["sweep", "--data", str(tiny_dataset), "--model", str(tiny_checkpoint.parent),
+         "--out", str(out), "--psnr-range", "15:30", "--levels", "2", "--images", "1",
+         "--filters", "gaussian"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out / "sweep.csv")
+    assert tuple(table.columns) == SWEEP_COLUMNS and set(table["method"]) == {"run", "gaussian"}
