@@ -8,7 +8,6 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 import typer.testing
 
 import lowdose.cli
@@ -18,6 +17,7 @@ from lowdose.core.metrics import psnr
 from lowdose.data.results import summarize
 from lowdose.data.writer import write_dataset
 from lowdose.evaluation.evaluate import evaluate
+from lowdose.models.unet import UNet
 
 CONTRACT_COLUMNS = (
     "dataset dataset_sha256 image_index object_id method model tuning params noise_level "
@@ -149,21 +149,8 @@ def test_bad_tuning_and_filter_names_raise(tiny_dataset, tmp_path):
         evaluate(tiny_dataset, filters=["wiener"], tuning="oracle", out_dir=tmp_path)
 
 
-def test_model_checkpoint_is_evaluated(tiny_dataset, tmp_path):
-    from lowdose.models.unet import UNet
-
-    torch.manual_seed(0)
-    net = UNet(width=4)
-    checkpoint = tmp_path / "run" / "best.ckpt"
-    checkpoint.parent.mkdir()
-    torch.save(
-        {
-            "hyper_parameters": {"model": {"width": 4}, "mode": "n2n", "loss": "mse", "meta": {}},
-            "state_dict": {f"model.{k}": v for k, v in net.state_dict().items()},
-            "global_step": 0,
-        },
-        checkpoint,
-    )
+def test_model_checkpoint_is_evaluated(tiny_dataset, tiny_checkpoint, tmp_path):
+    checkpoint = tiny_checkpoint
     frame = evaluate(
         tiny_dataset,
         models=[checkpoint.parent],
@@ -172,7 +159,11 @@ def test_model_checkpoint_is_evaluated(tiny_dataset, tmp_path):
         out_dir=tmp_path / "r",
     )
     rows = frame[frame["method"] == "n2n-mse"]
-    assert len(rows) == 2 and (rows["model"] == net.name).all() and (rows["tuning"] == "none").all()
+    assert (
+        len(rows) == 2
+        and (rows["model"] == UNet(width=4).name).all()
+        and (rows["tuning"] == "none").all()
+    )
     assert np.isfinite(rows["psnr_db"]).all()
     with np.load(tmp_path / "r" / "panels.npz") as panels:
         assert panels["n2n-mse"].shape == panels["clean"].shape

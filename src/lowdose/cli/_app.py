@@ -6,10 +6,12 @@ import contextlib
 import errno
 from collections.abc import Iterator
 
+import rich.progress
 import typer
 from rich.console import Console
 
 from lowdose.core.errors import LowdoseInputError
+from lowdose.core.progress import Progress
 
 app = typer.Typer(
     help="lowdose: train and compare X-ray/CT denoisers without clean data (Noise2Noise).",
@@ -44,42 +46,29 @@ def user_errors() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def stage_progress(unit: str = "img", *, absolute: bool = False) -> Iterator:
-    """Rich progress bars, one per stage, with rate and ETA.
+def stage_progress(unit: str = "img") -> Iterator[Progress]:
+    """Rich progress bars, one per stage, with rate and ETA: a :data:`ProgressScope`.
 
-    Yields ``progress(stage, count, total)``: the callback the library's long functions take
-    (evaluate, sweep, dataset builders), so that they never print themselves. ``count`` is the
-    number just finished, or with ``absolute`` the number finished so far.
+    Yields the :class:`lowdose.core.progress.Progress` callback ``progress(stage, done, total)``
+    that the library's long functions take (builders, evaluate, sweep, denoise), so that they
+    never print themselves; ``done`` is the number finished so far.
     """
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TaskProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     columns = (
-        TextColumn("{task.description:22s}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
+        rich.progress.TextColumn("{task.description:22s}"),
+        rich.progress.BarColumn(),
+        rich.progress.MofNCompleteColumn(),
+        rich.progress.TaskProgressColumn(),
+        rich.progress.TextColumn("{task.fields[rate]}"),
+        rich.progress.TimeElapsedColumn(),
+        rich.progress.TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console) as bars:
+    with rich.progress.Progress(*columns, console=console) as bars:
         tasks: dict[str, int] = {}
 
-        def progress(stage: str, count: int, total: int) -> None:
+        def progress(stage: str, done: int, total: int) -> None:
             if stage not in tasks:
                 tasks[stage] = bars.add_task(stage, total=total, rate="")
-            if absolute:
-                bars.update(tasks[stage], completed=count)
-            else:
-                bars.advance(tasks[stage], count)
+            bars.update(tasks[stage], completed=done, total=total)
             speed = bars.tasks[tasks[stage]].speed
             bars.update(tasks[stage], rate=f"{speed:.1f} {unit}/s" if speed else "")
 

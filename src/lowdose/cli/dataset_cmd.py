@@ -73,7 +73,7 @@ def from_sinogram(
     with user_errors():
         if dark is not None and flat is None:
             raise LowdoseInputError("--dark needs --flat (pre-log counts need the open beam)")
-        with stage_progress("files", absolute=True) as progress:
+        with stage_progress("files") as progress:
             summary = build_from_sinogram(
                 sinograms, out, angles_deg=angles, splits=splits, filter_name=filter_name,
                 output_size=size, dataset_key=dataset_key, flat=flat, dark=dark,
@@ -103,7 +103,7 @@ def score_pairs(
         # torch-bound: keeps `lowdose --help` and light commands fast
         from lowdose.evaluation.pair_scores import score_pairs as run_score_pairs
 
-        with stage_progress(absolute=True) as progress:
+        with stage_progress() as progress:
             result = run_score_pairs(data, model, split=split, progress=progress)
         scores = result.scores
         corrected = scores["mean_psnr_vs_other_realisation_corrected_db"]

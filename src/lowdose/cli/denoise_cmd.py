@@ -36,7 +36,7 @@ def denoise(
 
         if threads:
             torch.set_num_threads(threads)
-        with stage_progress("img", absolute=True) as progress:
+        with stage_progress("img") as progress:
             written = denoise_files(
                 inputs, out, model, tile=tile, device=device, batch_size=batch_size,
                 progress=progress,

@@ -39,7 +39,7 @@ def evaluate(
 
         names = [name.strip() for name in filters.split(",") if name.strip()]
         window = parse_range(hu_window, "--hu-window", "-1000:1000 (HU)")
-        with stage_progress(absolute=True) as progress:
+        with stage_progress() as progress:
             results = run_evaluate(
                 data,
                 models=model,

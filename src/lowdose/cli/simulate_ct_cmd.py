@@ -41,7 +41,7 @@ def simulate_ct(
 ) -> None:
     """Build a CT dataset (paper Tables IV/V: --target-psnr 24.44 or 18.66)."""
     with user_errors():
-        with stage_progress("slices", absolute=True) as progress:
+        with stage_progress("slices") as progress:
             summary = build_ct_dataset(
                 out, source=source, noise=noise, target_psnr_db=target_psnr,
                 realisations=realisations, size=size, split_by=split_by, seed=seed,

@@ -36,7 +36,7 @@ def simulate_xray(
     with user_errors():
         if target_psnr is None and photons is None:
             target_psnr = 29.91
-        with stage_progress("phantoms", absolute=True) as progress:
+        with stage_progress("phantoms") as progress:
             summary = build_xray_dataset(
                 out, phantoms=phantoms, angles=angles, size=size, realisations=realisations,
                 target_psnr_db=target_psnr, photons_per_pixel=photons, geometry=geometry,

@@ -44,8 +44,8 @@ def psnr(reference, estimate, *, data_range) -> float | np.ndarray:
     >>> round(psnr(np.zeros((4, 4)), np.full((4, 4), 0.1), data_range=1.0), 6)
     20.0
     """
-    ref, est, batched = _check_pair(reference, estimate, "psnr")
-    dr = _check_data_range(data_range, ref.shape[0])
+    ref, est, batched = checked_image_pair(reference, estimate, "psnr")
+    dr = checked_data_range(data_range, ref.shape[0])
     mse = np.empty(ref.shape[0], dtype=np.float64)
     step = max(1, _CHUNK_PIXELS // (ref.shape[1] * ref.shape[2]))
     for start in range(0, ref.shape[0], step):
@@ -129,13 +129,13 @@ def ssim(reference, estimate, *, data_range) -> float | np.ndarray:
     """
     from skimage.metrics import structural_similarity
 
-    ref, est, batched = _check_pair(reference, estimate, "ssim")
+    ref, est, batched = checked_image_pair(reference, estimate, "ssim")
     if min(ref.shape[1:]) < 7:
         raise LowdoseInputError(
             f"ssim: images of {ref.shape[1]}x{ref.shape[2]} pixels are smaller than the 7x7 "
             "window; pass images of at least 7x7 pixels"
         )
-    dr = _check_data_range(data_range, ref.shape[0])
+    dr = checked_data_range(data_range, ref.shape[0])
     values = np.array(
         [
             structural_similarity(
@@ -148,7 +148,7 @@ def ssim(reference, estimate, *, data_range) -> float | np.ndarray:
     return values if batched else float(values[0])
 
 
-def _check_pair(reference, estimate, name: str) -> tuple[np.ndarray, np.ndarray, bool]:
+def checked_image_pair(reference, estimate, name: str) -> tuple[np.ndarray, np.ndarray, bool]:
     """Validate shapes and finiteness; return (B, H, W) views and whether the input was batched."""
     ref = np.asarray(reference)
     est = np.asarray(estimate)
@@ -172,7 +172,7 @@ def _check_pair(reference, estimate, name: str) -> tuple[np.ndarray, np.ndarray,
     return ref, est, batched
 
 
-def _check_data_range(data_range, n_images: int) -> np.ndarray:
+def checked_data_range(data_range, n_images: int) -> np.ndarray:
     """Return data_range as a float64 array of shape (n_images,), checked positive and finite."""
     if data_range is None:
         raise LowdoseInputError("data_range is required (1.0 on the paper's scaling); pass it")

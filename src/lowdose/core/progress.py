@@ -18,6 +18,7 @@ cached) go through a :data:`Log` callable instead.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Protocol
 
 Log = Callable[[str], None]
@@ -28,6 +29,17 @@ class Progress(Protocol):
     """``progress(stage, done, total)``: ``done`` of ``total`` items of ``stage`` are finished."""
 
     def __call__(self, stage: str, done: int, total: int) -> None: ...
+
+
+ProgressScope = Callable[[], AbstractContextManager["Progress | None"]]
+"""A factory of progress scopes: ``with scope() as progress:`` yields a :class:`Progress` (bars
+shown while the block runs) or ``None``. The CLI passes ``lowdose.cli._app.stage_progress``;
+library code that runs several long stages (``reproduce``) takes one."""
+
+
+def no_progress() -> AbstractContextManager[None]:
+    """The silent :data:`ProgressScope`: yields ``None``."""
+    return nullcontext(None)
 
 
 class StageCounter:

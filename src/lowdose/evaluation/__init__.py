@@ -1,1 +1,16 @@
-"""lowdose.evaluation."""
+"""Methods over test sets and noise levels -> tidy results; clean-free pair scores; the sweep.
+
+A face for users (docs/architecture.md): lowdose modules never import through it.
+"""
+
+from lowdose.core.faces import lazy_face
+
+__getattr__, __all__ = lazy_face(
+    __name__,
+    {
+        "evaluate": "evaluate",
+        "score_pairs": "pair_scores",
+        "run_sweep": "sweep",
+        "write_sweep": "sweep",
+    },
+)

@@ -1,1 +1,15 @@
-"""lowdose.inference."""
+"""Seam-free tiled prediction and file-in / file-out denoising.
+
+A face for users (docs/architecture.md): lowdose modules never import through it.
+"""
+
+from lowdose.core.faces import lazy_face
+
+__getattr__, __all__ = lazy_face(
+    __name__,
+    {
+        "denoise": "predict",
+        "predict": "predict",
+        "denoise_files": "files",
+    },
+)

@@ -1,6 +1,10 @@
-"""Denoising networks (the paper's U-Net), checkpoint loading with typed metadata, and export."""
+"""Denoising networks (the paper's U-Net), checkpoint loading with typed metadata, and export.
 
-from lowdose.models.checkpoint import CheckpointMeta, CheckpointModel, load_model
+A face for users (docs/architecture.md): lowdose modules never import through it.
+"""
+
+from lowdose.models.checkpoint import CheckpointMeta, load_model
+from lowdose.models.export import export_model
 from lowdose.models.unet import UNet
 
-__all__ = ["CheckpointMeta", "CheckpointModel", "UNet", "load_model"]
+__all__ = ["CheckpointMeta", "UNet", "export_model", "load_model"]

@@ -1,1 +1,9 @@
-"""lowdose.owndata."""
+"""Datasets from users' own noisy data: repeated acquisitions, split sinograms.
+
+A face for users (docs/architecture.md): lowdose modules never import through it.
+"""
+
+from lowdose.owndata.repeats import build_from_repeats
+from lowdose.owndata.split_sinogram import build_from_sinogram
+
+__all__ = ["build_from_repeats", "build_from_sinogram"]

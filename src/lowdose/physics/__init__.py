@@ -1,1 +1,40 @@
-"""lowdose.physics."""
+"""Noise models and levels, projectors, 2-D radon/FBP, CT noise, noise estimation from pairs.
+
+A face for users (docs/architecture.md): lowdose modules never import through it.
+"""
+
+from lowdose.physics.cone_beam import cone_projection
+from lowdose.physics.noise import (
+    add_gaussian,
+    add_poisson_post_log,
+    add_poisson_sinogram,
+    add_poisson_transmission,
+    realisations,
+)
+from lowdose.physics.noise_estimation import pair_noise_variance
+from lowdose.physics.noise_levels import (
+    NoiseLevel,
+    achieved_psnr_db,
+    solve_photons_for_psnr,
+    solve_sigma_for_psnr,
+)
+from lowdose.physics.projection import parallel_projection, projection_angles
+from lowdose.physics.radon import fbp_2d, radon_2d
+
+__all__ = [
+    "NoiseLevel",
+    "achieved_psnr_db",
+    "add_gaussian",
+    "add_poisson_post_log",
+    "add_poisson_sinogram",
+    "add_poisson_transmission",
+    "cone_projection",
+    "fbp_2d",
+    "pair_noise_variance",
+    "parallel_projection",
+    "projection_angles",
+    "radon_2d",
+    "realisations",
+    "solve_photons_for_psnr",
+    "solve_sigma_for_psnr",
+]

@@ -23,18 +23,15 @@ runs) need neither.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from pathlib import Path
 
 from lowdose.core.atomic import atomic_write_text
 from lowdose.core.environment import capture_environment
 from lowdose.core.errors import LowdoseInputError
-from lowdose.core.progress import Log
+from lowdose.core.progress import Log, ProgressScope, no_progress
 from lowdose.data.dataset import read_attrs
 from lowdose.evaluation.evaluate import evaluate
 from lowdose.evaluation.sweep import (
@@ -51,15 +48,8 @@ from lowdose.simulate.xray import build_xray_dataset
 from lowdose.training.config import make_train_config
 from lowdose.training.run import resume_config, train
 
-# A factory of context managers that yield a Progress (or None), called as bars(absolute=...)
-# with the meaning of lowdose.cli._app.stage_progress; the CLI passes rich bars.
-ProgressScope = Callable[..., AbstractContextManager]
 CT_SOURCE_ENV = "LOWDOSE_CT_SOURCE"
 CT_DATA_ENV = "LOWDOSE_CT_DATA"
-
-
-def _no_bars(*, absolute: bool = False) -> AbstractContextManager:
-    return contextlib.nullcontext(None)
 
 
 def _workers() -> int:
@@ -68,7 +58,7 @@ def _workers() -> int:
 
 
 def build_dataset(
-    config: ExperimentConfig, out_dir: Path, log: Log, bars: ProgressScope = _no_bars
+    config: ExperimentConfig, out_dir: Path, log: Log, bars: ProgressScope = no_progress
 ) -> tuple[Path, str]:
     """Build (or reuse) the experiment's dataset; return its path and stage key."""
     spec = config.dataset
@@ -84,7 +74,7 @@ def build_dataset(
         "size": spec.size,
         "seed": spec.seed,
     }
-    with bars(absolute=True) as progress:
+    with bars() as progress:
         if spec.kind == "xray":
             build_xray_dataset(
                 path,
@@ -172,7 +162,7 @@ def evaluate_stage(
         return folder
     prepare_stage(folder, key)
     log(f"evaluate: {len(checkpoints)} models, filters {','.join(config.evaluate.filters)}")
-    with bars(absolute=True) as progress:
+    with bars() as progress:
         evaluate(
             data_path,
             models=list(checkpoints.values()),
@@ -230,7 +220,7 @@ def sweep_stage(
 
 
 def run_experiment(
-    config: ExperimentConfig, root: Path, log: Log = print, bars: ProgressScope = _no_bars
+    config: ExperimentConfig, root: Path, log: Log = print, bars: ProgressScope = no_progress
 ) -> Path:
     """Run every stage of one experiment under ``root/<name>``; return that folder."""
 

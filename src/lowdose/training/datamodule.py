@@ -1,4 +1,4 @@
-"""Training and validation data for ``training.py``: resumable, DDP-sharded, seeded by epoch.
+"""Training and validation data for training.run: resumable, DDP-sharded, seeded by epoch.
 
 Every training sample is a pure function of ``(seed, epoch, index)``: the epoch's order is a
 permutation drawn from ``default_rng([seed, epoch])`` and ``PairDataset`` draws crops and flips
