@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
 from lowdose.core.errors import LowdoseInputError
 
@@ -202,6 +201,8 @@ def estimate_clean_max(noisy, *, sigma_px: float = SMOOTHING_SIGMA_PX) -> np.nda
     """
     array = np.asarray(noisy, dtype=np.float64)
     sigmas = (0.0,) * (array.ndim - 2) + (sigma_px, sigma_px)
+    from scipy import ndimage  # heavy (~0.5 s): keeps `lowdose --help` fast
+
     smoothed = ndimage.gaussian_filter(array, sigma=sigmas, mode="mirror")
     peak = smoothed.max(axis=(-2, -1))
     return np.where(peak > 0, peak, 1.0)

@@ -17,12 +17,14 @@ import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pydicom
-from pydicom.errors import InvalidDicomError
 
 from lowdose.core.errors import LowdoseInputError
+
+if TYPE_CHECKING:  # pydicom costs ~0.4 s: imported where a file is read or written
+    import pydicom
 
 # Transfer syntax name fragments -> the package that adds a decoder for them.
 _DECODER_PACKAGES = (
@@ -91,10 +93,12 @@ def read_dicom_file(path: Path) -> DicomSlice:
     LowdoseInputError
         Not DICOM, truncated, no pixel data, colour image, unsupported compression.
     """
+    import pydicom.errors
+
     path = Path(path)
     try:
         ds = pydicom.dcmread(path)
-    except InvalidDicomError:
+    except pydicom.errors.InvalidDicomError:
         raise LowdoseInputError(
             f"{path}: not a DICOM file (no 'DICM' marker); remove it or pass --skip-bad"
         ) from None
@@ -123,7 +127,7 @@ def read_dicom_file(path: Path) -> DicomSlice:
 def _raise_no_pixels(ds: pydicom.Dataset, path: Path) -> None:
     # pydicom stops quietly at end of file, so a file cut inside its header reads as a short
     # dataset: an image class (or image attributes) without pixel data means it was cut off.
-    meta = getattr(ds, "file_meta", pydicom.Dataset())
+    meta = getattr(ds, "file_meta", {})
     sop = ds.get("SOPClassUID") or meta.get("MediaStorageSOPClassUID")
     is_image = "Rows" in ds or (sop is not None and "Image" in getattr(sop, "name", ""))
     if is_image:
@@ -138,7 +142,7 @@ def _raise_no_pixels(ds: pydicom.Dataset, path: Path) -> None:
 
 
 def _decode_pixels(ds: pydicom.Dataset, path: Path) -> np.ndarray:
-    syntax = getattr(ds, "file_meta", pydicom.Dataset()).get("TransferSyntaxUID")
+    syntax = getattr(ds, "file_meta", {}).get("TransferSyntaxUID")
     try:
         return ds.pixel_array
     except (NotImplementedError, RuntimeError) as exc:

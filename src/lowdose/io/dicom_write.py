@@ -15,13 +15,15 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pydicom
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from lowdose.core.atomic import atomic_path
 from lowdose.core.errors import LowdoseInputError
+
+if TYPE_CHECKING:  # pydicom costs ~0.4 s: imported where a file is read or written
+    import pydicom
 
 # Long strings: SeriesDescription is LO (64 characters), DerivationDescription ST (1024).
 _LO_MAX, _ST_MAX = 64, 1024
@@ -104,6 +106,9 @@ def stored_values(hu: np.ndarray, template: pydicom.Dataset) -> np.ndarray:
 
 
 def _derived(template, hu, new_series: dict, suffix: str, derivation: str) -> pydicom.Dataset:
+    import pydicom.dataset
+    import pydicom.uid
+
     if int(template.get("NumberOfFrames", 1) or 1) > 1:
         raise LowdoseInputError(
             f"{getattr(template, 'filename', 'template')}: multi-frame DICOM cannot be written "
@@ -126,8 +131,8 @@ def _derived(template, hu, new_series: dict, suffix: str, derivation: str) -> py
     ds.PixelData = stored.tobytes()
     ds["PixelData"].VR = "OB" if int(ds.BitsAllocated) == 8 else "OW"
     old_series = str(template.get("SeriesInstanceUID", ""))
-    ds.SeriesInstanceUID = new_series.setdefault(old_series, generate_uid())
-    ds.SOPInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = new_series.setdefault(old_series, pydicom.uid.generate_uid())
+    ds.SOPInstanceUID = pydicom.uid.generate_uid()
     ds.SeriesDescription = (str(template.get("SeriesDescription", "")) + suffix)[-_LO_MAX:]
     ds.DerivationDescription = derivation[:_ST_MAX]
     image_type = list(template.get("ImageType", ["ORIGINAL", "PRIMARY", "AXIAL"]))
@@ -137,10 +142,13 @@ def _derived(template, hu, new_series: dict, suffix: str, derivation: str) -> py
 
 
 def _set_file_meta(ds: pydicom.Dataset) -> None:
+    import pydicom.dataset
+    import pydicom.uid
+
     meta = copy.deepcopy(getattr(ds, "file_meta", None)) or pydicom.dataset.FileMetaDataset()
     for tag in [elem.tag for elem in meta if elem.tag.element == 0]:
         del meta[tag]
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     meta.MediaStorageSOPClassUID = ds.get("SOPClassUID", "1.2.840.10008.5.1.4.1.1.7")
     meta.ImplementationClassUID = pydicom.uid.PYDICOM_IMPLEMENTATION_UID

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-import scipy.ndimage
 
 # (z, y, x) open coordinate grids in mm, each broadcastable to the box shape
 Grids = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -83,6 +82,8 @@ class Canvas:
     def apply_texture(self, *, rng: np.random.Generator, amplitude: float, cell_mm: float) -> None:
         """Multiply ``mu`` by ``1 + amplitude * n`` with ``n`` smooth noise (unit std, ~cell_mm)."""
         coarse_shape = [max(2, int(round(n * self.voxel_mm / cell_mm)) + 2) for n in self.shape]
+        import scipy.ndimage  # heavy (~0.5 s): only when a texture is painted
+
         noise = scipy.ndimage.gaussian_filter(rng.standard_normal(coarse_shape), 0.7, mode="wrap")
         noise = ((noise - noise.mean()) / max(float(noise.std()), 1e-12)).astype(np.float32)
         # Separable linear upsampling, one small matrix product per axis; only the last one

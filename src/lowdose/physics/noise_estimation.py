@@ -28,7 +28,6 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
-from scipy import ndimage
 
 from lowdose.core.errors import LowdoseInputError
 
@@ -49,6 +48,8 @@ def same_object_statistics(first, second) -> dict[str, float]:
         ``difference_lag_corr`` (mean lag-8 autocorrelation of ``first - second``; ~0 for a true
         pair), ``coarse_corr`` (correlation after a sigma-4 blur), ``corr`` (plain correlation).
     """
+    from scipy import ndimage  # heavy (~0.5 s): keeps `lowdose --help` fast
+
     a = np.asarray(first, dtype=np.float64)
     b = np.asarray(second, dtype=np.float64)
     diff = a - b
@@ -123,6 +124,8 @@ def noise_free_mask(first, second) -> np.ndarray:
     Independent noise never does that; constant fill (padding, clipping, masked regions) does, and
     there the stored value is the same in every acquisition, so it carries no noise.
     """
+    from scipy import ndimage  # heavy (~0.5 s): keeps `lowdose --help` fast
+
     same = np.asarray(first) == np.asarray(second)
     return ndimage.binary_opening(same, structure=np.ones((3, 3), bool))
 

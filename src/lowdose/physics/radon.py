@@ -12,12 +12,15 @@ integrals; ``mu`` in 1/mm needs a multiplication by the pixel size in mm).
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse
 
 from lowdose.core.errors import LowdoseInputError
 from lowdose.physics.ray_matrix import n_detectors_for, project_stack, views_per_chunk
+
+if TYPE_CHECKING:  # scipy.sparse costs ~0.3 s: imported where a matrix is built
+    pass
 
 
 def _as_stack(image: np.ndarray, name: str) -> tuple[np.ndarray, bool]:
@@ -153,6 +156,8 @@ def _cached_backprojection(shape_hw, angles_bytes: bytes, n_det: int):
 def _backprojection_matrix(shape_hw, theta: np.ndarray, n_det: int):
     # Each pixel reads its detector position t on every view with linear interpolation and zero
     # outside the detector: two entries per pixel and view, so rows are built already sorted.
+    import scipy.sparse
+
     height, width = shape_hw
     rows = np.arange(height)[:, None, None] - height // 2
     cols = np.arange(width)[None, :, None] - width // 2

@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse
+
+if TYPE_CHECKING:  # scipy.sparse costs ~0.3 s: imported where a matrix is built
+    import scipy.sparse
 
 # Above this many matrix entries per geometry, work in chunks of views and cache nothing.
 _MAX_CACHED_ENTRIES = 40_000_000
@@ -70,6 +73,8 @@ def views_per_chunk(entries_per_view: int) -> int:
 
 
 def _build_matrix(shape_hw, angles: np.ndarray, n_det: int, n_steps: int):
+    import scipy.sparse
+
     height, width = shape_hw
     det = np.arange(n_det) - n_det // 2
     ray = np.arange(n_steps) - n_steps // 2
@@ -101,6 +106,8 @@ def bilinear_rows(x: np.ndarray, y: np.ndarray, shape_hw) -> scipy.sparse.csr_ar
     scipy.sparse.csr_array
         (R, H * W) float32 weights, duplicates not summed.
     """
+    import scipy.sparse
+
     height, width = shape_hw
     # Keep only samples with a neighbour inside the image (about half of a diagonal ray).
     near = (x > -1) & (x < width) & (y > -1) & (y < height)
