@@ -23,7 +23,6 @@ runs) need neither.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ from lowdose.core.environment import capture_environment
 from lowdose.core.errors import LowdoseInputError
 from lowdose.core.progress import Log, ProgressScope, no_progress
 from lowdose.data.dataset import read_attrs
+from lowdose.data.experiment_record import ExperimentRecord, read_experiment_record
 from lowdose.evaluation.evaluate import evaluate
 from lowdose.evaluation.sweep import (
     default_targets_db,
@@ -195,8 +195,8 @@ def sweep_stage(
         if not ckpt.is_file():
             log(f"sweep: {foreign.experiment}/{foreign.model} not trained in this run; left out")
             continue
-        other = json.loads((root / foreign.experiment / "experiment.json").read_text())
-        trained_at = float(other["achieved_psnr_db"])
+        other = read_experiment_record(root / foreign.experiment / "experiment.json")
+        trained_at = other.achieved_psnr_db
         models.append(
             sweep_model(
                 ckpt, trained_at_db=trained_at, name=foreign.model, experiment=foreign.experiment
@@ -231,18 +231,18 @@ def run_experiment(
     data_path, data_key = build_dataset(config, out_dir, log, bars)
     times["dataset_s"] = time.perf_counter() - start
     attrs = read_attrs(data_path)
-    summary = {
-        "name": config.name,
-        "paper_table": config.paper_table,
-        "scale": config.scale,
-        "baseline_target_db": config.dataset.target_psnr_db,
-        "achieved_psnr_db": attrs.achieved_psnr_db,
-        "dataset": str(data_path.relative_to(root)),
-        "dataset_attrs": attrs.to_hdf5(),
-        "config": config.model_dump(mode="json"),
-        "environment": capture_environment().report_fields(),
-    }
-    atomic_write_text(out_dir / "experiment.json", json.dumps(summary, indent=2, default=str))
+    record = ExperimentRecord(
+        name=config.name,
+        paper_table=config.paper_table,
+        scale=config.scale,
+        baseline_target_db=config.dataset.target_psnr_db,
+        achieved_psnr_db=attrs.achieved_psnr_db,
+        dataset=str(data_path.relative_to(root)),
+        dataset_attrs=attrs,
+        config=config.model_dump(mode="json"),
+        environment=capture_environment().report_fields(),
+    )
+    atomic_write_text(out_dir / "experiment.json", record.to_json())
     stamp = time.perf_counter()
     checkpoints = train_models(config, data_path, data_key, out_dir, log)
     times["train_s"] = time.perf_counter() - stamp
@@ -253,6 +253,5 @@ def run_experiment(
     sweep_stage(config, data_path, data_key, checkpoints, root, log)
     times["sweep_s"] = time.perf_counter() - stamp
     times["total_s"] = time.perf_counter() - start
-    summary["wall_times_s"] = times
-    atomic_write_text(out_dir / "experiment.json", json.dumps(summary, indent=2, default=str))
+    atomic_write_text(out_dir / "experiment.json", record.with_wall_times(times).to_json())
     return out_dir

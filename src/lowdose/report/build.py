@@ -19,6 +19,7 @@ import numpy as np
 from lowdose.core.atomic import atomic_write_bytes
 from lowdose.core.errors import LowdoseInputError
 from lowdose.data.attributes import DatasetAttrs
+from lowdose.data.experiment_record import ExperimentRecord, read_experiment_record
 from lowdose.report import context as report_context
 from lowdose.report import images as report_images
 from lowdose.report import sections as report_sections
@@ -37,10 +38,9 @@ class Experiment:
     ----------
     name, folder
         Experiment name (``experiment.json`` "name", else the folder name) and its folder.
-    meta
-        ``experiment.json`` contents ({} when missing).
-    attrs
-        The dataset's attributes (``experiment.json`` "dataset_attrs"), or None.
+    record
+        ``experiment.json`` (:class:`lowdose.data.experiment_record.ExperimentRecord`; all
+        defaults when the file is missing).
     results, sweep
         pandas.DataFrame of ``results.csv`` / ``sweep.csv``, or None.
     panels
@@ -51,12 +51,16 @@ class Experiment:
 
     name: str
     folder: Path
-    meta: dict
+    record: ExperimentRecord
     results: object = None
     sweep: object = None
     panels: dict | None = None
     training: dict = field(default_factory=dict)
-    attrs: DatasetAttrs | None = None
+
+    @property
+    def attrs(self) -> DatasetAttrs | None:
+        """The dataset's attributes as recorded in ``experiment.json``, or None."""
+        return self.record.dataset_attrs
 
 
 @dataclass(frozen=True)
@@ -150,7 +154,7 @@ def load_experiment(folder: str | os.PathLike) -> Experiment:
     """
     folder = Path(folder)
     meta_path = folder / "experiment.json"
-    meta = _read_json(meta_path) if meta_path.is_file() else {}
+    record = read_experiment_record(meta_path) if meta_path.is_file() else ExperimentRecord()
     training = {}
     train_root = folder / "train"
     if train_root.is_dir():
@@ -161,22 +165,14 @@ def load_experiment(folder: str | os.PathLike) -> Experiment:
                 manifest = _read_json(manifest_path) if manifest_path.is_file() else {}
                 training[run.name] = (metrics, manifest)
     return Experiment(
-        name=str(meta.get("name") or folder.name),
+        name=record.name or folder.name,
         folder=folder,
-        meta=meta,
+        record=record,
         results=_read_table(folder / "results" / "results.csv", _RESULT_COLUMNS),
         sweep=_read_table(folder / "sweep" / "sweep.csv", _SWEEP_COLUMNS),
         panels=_read_panels(folder / "results" / "panels.npz"),
         training=training,
-        attrs=_dataset_attrs(meta, meta_path),
     )
-
-
-def _dataset_attrs(meta: dict, meta_path: Path) -> DatasetAttrs | None:
-    attrs = meta.get("dataset_attrs")
-    if not isinstance(attrs, dict):
-        return None
-    return DatasetAttrs.from_hdf5(attrs, where=f"{meta_path} (dataset_attrs)")
 
 
 def build_blocks(experiments: list[Experiment], *, title: str) -> list:

@@ -100,8 +100,8 @@ def _seconds(value) -> str:
 def environment(experiment) -> list:
     """Machine, versions and wall time per stage, from ``experiment.json``."""
     blocks: list = [Heading(4, "Environment and wall times")]
-    env = experiment.meta.get("environment") or {}
-    walls = experiment.meta.get("wall_times_s") or {}
+    env = experiment.record.environment
+    walls = experiment.record.wall_times_s
     if not env and not walls:
         return blocks + [
             not_run(

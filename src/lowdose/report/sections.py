@@ -37,7 +37,7 @@ def not_run(what: str, hint: str) -> Paragraph:
 
 def paper_of(experiment) -> PaperTable | None:
     """The paper table this experiment reproduces (None when it has none)."""
-    return paper_table_for(name=experiment.name, table_id=experiment.meta.get("paper_table"))
+    return paper_table_for(name=experiment.name, table_id=experiment.record.paper_table)
 
 
 def method_label(method: str, model: str, tuning: str) -> str:
@@ -55,7 +55,9 @@ def _summary(experiment):
 
 def _baseline_line(experiment, summary, paper: PaperTable | None) -> Paragraph:
     attrs = experiment.attrs
-    target = experiment.meta.get("baseline_target_db", attrs.target_psnr_db if attrs else None)
+    target = experiment.record.baseline_target_db
+    if not math.isfinite(target) and attrs is not None:
+        target = attrs.target_psnr_db
     noisy = summary[summary["method"] == "noisy"]["psnr_db"]
     if len(noisy):
         achieved = float(noisy.mean())
@@ -131,7 +133,7 @@ def _table_for(summary, paper: PaperTable | None, experiment) -> Table:
         ]
         rows.append(cells + ([fmt_number(row["psnr_hu_window_db"])] if with_hu else []))
     caption = f"Paper Table {paper.table_id}: {paper.title}. " if paper else ""
-    scale = experiment.meta.get("scale")
+    scale = experiment.record.scale
     caption += (f"Our scale: {scale}. " if scale else "") + (
         "Mean over test images; 95 % CI is the Student-t interval of the mean; '—' where the "
         "paper has no number."
@@ -263,7 +265,7 @@ def overview(experiments) -> list:
             [
                 exp.name,
                 paper.table_id if paper else "—",
-                str(exp.meta.get("scale", "—")),
+                exp.record.scale or "—",
                 fmt_number(noisy.mean() if len(noisy) else math.nan),
                 best[0],
                 best[1],
