@@ -88,6 +88,76 @@ def psnr_from_mse(mse, *, data_range) -> float | np.ndarray:
     return float(values) if values.ndim == 0 else values
 
 
+def pair_noise_variance_all_pixels(first, second) -> np.ndarray:
+    """Per-image noise variance of one realisation from a pair: ``Var(y1 - y2) / 2``.
+
+    With ``y_k = x + n_k``, ``n_1`` and ``n_2`` independent, zero-mean and of equal variance,
+    ``y1 - y2 = n1 - n2`` holds no object, so half its variance is the noise variance of one
+    realisation (mean over pixels for signal-dependent noise). Every pixel counts, so the value
+    matches a mean squared error over the whole image (the unbiased MSE needs exactly that).
+
+    Parameters
+    ----------
+    first, second : array_like (B, H, W) or (H, W)
+        Two independent realisations of the same images, same units.
+
+    Returns
+    -------
+    ndarray (B,) float64
+        Units squared; sample variance over the pixels (ddof 1).
+    """
+    y1, y2, _ = checked_image_pair(first, second, "pair_noise_variance_all_pixels")
+    diff = (y1.astype(np.float64) - y2).reshape(len(y1), -1)
+    return np.var(diff, axis=1, ddof=1) / 2.0
+
+
+def unbiased_mse(other_realisation, estimate, *, noise_variance) -> np.ndarray:
+    """Unbiased estimate of ``MSE(estimate, clean)`` from an independent noisy reference.
+
+    ``E|f(y1) - y2|^2 = E|f(y1) - x|^2 + sigma^2`` when ``y2 = x + n2`` with ``n2`` zero-mean and
+    independent of ``y1`` (and so of ``f(y1)``); hence ``uMSE = mean((f(y1) - y2)^2) - sigma^2``
+    with ``sigma^2`` from :func:`pair_noise_variance_all_pixels`. No clean image is read. The
+    value can be negative when the error is below what the pair resolves.
+
+    Parameters
+    ----------
+    other_realisation : array_like (B, H, W) or (H, W)
+        ``y2``, the realisation *not* given to the denoiser.
+    estimate : array_like, same shape
+        ``f(y1)``.
+    noise_variance : float or array_like (B,)
+        ``sigma^2`` of one realisation, units squared.
+
+    Returns
+    -------
+    ndarray (B,) float64
+    """
+    ref, est, _ = checked_image_pair(other_realisation, estimate, "unbiased_mse")
+    mse = np.mean(((est.astype(np.float64) - ref) ** 2).reshape(len(ref), -1), axis=1)
+    return mse - np.broadcast_to(np.asarray(noise_variance, dtype=np.float64), mse.shape)
+
+
+def upsnr(other_realisation, estimate, *, noise_variance, data_range) -> np.ndarray:
+    """Pair-based unbiased PSNR estimate in dB per image: ``10 log10(data_range^2 / uMSE)``.
+
+    ``uMSE`` is :func:`unbiased_mse`; NaN where it is <= 0 (below what the pair resolves).
+    For a set of images, average the uMSE first (:func:`psnr_from_mse` of the mean): the mean
+    of per-image uPSNRs is biased by the noise of each estimate.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> x = np.zeros((1, 256, 256))
+    >>> y1, y2 = (x + rng.normal(0, 0.1, x.shape) for _ in range(2))
+    >>> s2 = pair_noise_variance_all_pixels(y1, y2)
+    >>> round(float(upsnr(y2, y1, noise_variance=s2, data_range=1.0)[0]), 1)  # true: 20 dB
+    20.0
+    """
+    umse = unbiased_mse(other_realisation, estimate, noise_variance=noise_variance)
+    dr = checked_data_range(data_range, len(umse))
+    return psnr_from_mse(np.where(umse > 0, umse, np.nan), data_range=dr)
+
+
 def psnr_hu_window(clean_hu, noisy_hu, window=HU_WINDOW) -> float | np.ndarray:
     """PSNR in an HU window: both images clipped to ``window``, data_range = its width (dB).
 

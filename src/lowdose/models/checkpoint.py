@@ -51,6 +51,8 @@ class CheckpointMeta:
         ``"clean"`` or ``"realisation"``: what the validation PSNR was measured against.
     global_step : int or None
         Optimiser steps done when the checkpoint was written.
+    seed : int or None
+        The training seed (``TrainConfig.seed``); None for checkpoints that predate it.
     """
 
     model: CheckpointModel
@@ -61,6 +63,16 @@ class CheckpointMeta:
     run_dir: str | None = None
     val_reference: str | None = None
     global_step: int | None = None
+    seed: int | None = None
+
+    @property
+    def selection(self) -> str:
+        """How ``best.ckpt`` was chosen: ``"clean-free"`` (validated against a second noisy
+        realisation, no clean image read), ``"clean-selected"`` (validated against clean images)
+        or ``""`` (unknown: a checkpoint without ``val_reference``)."""
+        return {"realisation": "clean-free", "clean": "clean-selected"}.get(
+            self.val_reference or "", ""
+        )
 
 
 def load_model(checkpoint_path: str | Path) -> tuple[torch.nn.Module, CheckpointMeta]:
@@ -104,5 +116,6 @@ def load_model(checkpoint_path: str | Path) -> tuple[torch.nn.Module, Checkpoint
         run_dir=extra.get("run_dir"),
         val_reference=extra.get("val_reference"),
         global_step=checkpoint.get("global_step"),
+        seed=extra.get("seed"),
     )
     return model.eval(), meta
