@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
 
@@ -11,9 +12,9 @@ import pytest
 from lowdose.baselines.filters import FILTERS, apply_filter
 from lowdose.baselines.plans import GRIDS, search_plan
 from lowdose.baselines.search import search
-from lowdose.baselines.tuning import tune_blind, tune_oracle
+from lowdose.baselines.tuning import tune_blind, tune_blind_pairs, tune_oracle
 from lowdose.core.errors import LowdoseInputError
-from lowdose.core.metrics import psnr
+from lowdose.core.metrics import pair_noise_variance_all_pixels, psnr, unbiased_mse
 from test_filters import phantom  # tests/ is on sys.path under pytest
 
 
@@ -83,12 +84,15 @@ def test_oracle_pool_gives_same_result_as_one_process():
 
 def test_blind_with_second_realisation_matches_clean_target():
     noisy, second, clean = _stack(8, noise_sigma=0.06, seed=4, size=48)
-    with_clean = tune_blind(noisy, clean, "gaussian")
-    with_noisy = tune_blind(noisy, second, "gaussian", target_kind="second_realisation")
+    with_clean = tune_blind(noisy, clean, "gaussian", target_kind="clean")
+    with_noisy = tune_blind(noisy, second, "gaussian")  # second_realisation is the default
     assert with_noisy.target_kind == "second_realisation" and with_noisy.n_images == 8
     # Same minimiser in expectation; on 8 images of 48^2 it lands within 15 %.
     assert with_noisy.params["sigma"] == pytest.approx(with_clean.params["sigma"], rel=0.15)
     assert with_noisy.train_psnr_db < with_clean.train_psnr_db  # the target's own noise
+    # The uPSNR removes that noise: it estimates the clean-target PSNR of the same setting.
+    assert with_noisy.train_upsnr_db == pytest.approx(with_clean.train_psnr_db, abs=0.3)
+    assert with_clean.train_upsnr_db == with_clean.train_psnr_db
 
 
 def test_oracle_is_at_least_blind_on_every_image():
@@ -101,7 +105,7 @@ def test_oracle_is_at_least_blind_on_every_image():
 
 def test_blind_uses_at_most_max_images():
     noisy, _, clean = _stack(5, noise_sigma=0.05, seed=6, size=24)
-    assert tune_blind(noisy, clean, "median", max_images=2).n_images == 2
+    assert tune_blind(noisy, clean, "median", target_kind="clean", max_images=2).n_images == 2
 
 
 @pytest.mark.parametrize(
@@ -151,5 +155,47 @@ def test_default_grids_and_plans_are_pinned():
         "coordinate": ("sigma_color", "sigma_space"),
         "extend": None,
         "refine_steps": 4,
+        "bounds": {"sigma_space": (0.1, 16.0)},
     }
-    assert search_plan("median", refine_steps=0)["extend"] == ("size", 2, 21)
+    assert search_plan("median", refine_steps=0)["extend"] == ("size", 2, 21, 1)
+    assert search_plan("gaussian")["bounds"] == {"sigma": (0.05, 64.0)}
+
+
+def test_blind_kind_says_whether_clean_data_was_read():
+    noisy, second, clean = _stack(3, noise_sigma=0.06, seed=9, size=32)
+    pairs = tune_blind_pairs(noisy, second, "median")
+    assert (pairs.kind, pairs.target_kind) == ("blind", "second_realisation")
+    assert tune_blind(noisy, second, "median") == pairs  # the default is clean-free
+    with_clean = tune_blind(noisy, clean, "median", target_kind="clean")
+    assert (with_clean.kind, with_clean.target_kind) == ("blind-clean", "clean")
+    with pytest.raises(LowdoseInputError, match="target_kind"):
+        tune_blind(noisy, clean, "median", target_kind="oracle")
+
+
+def test_blind_tuning_cannot_see_clean_images():
+    # The proof the issue asks for: clean-free tuning takes only the noisy pairs, so swapping
+    # the "clean" array (real vs zeros) cannot move it, while the clean-target variant moves.
+    noisy, second, clean = _stack(4, noise_sigma=0.08, seed=10, size=32)
+    assert "clean" not in " ".join(inspect.signature(tune_blind_pairs).parameters)
+    runs = [tune_blind_pairs(noisy.copy(), second.copy(), "gaussian") for _ in range(2)]
+    assert runs[0] == runs[1] and runs[0].kind == "blind"
+    real = tune_blind(noisy, clean, "gaussian", target_kind="clean")
+    zeros = tune_blind(noisy, np.zeros_like(clean), "gaussian", target_kind="clean")
+    assert real.params != zeros.params and real.kind == zeros.kind == "blind-clean"
+
+
+@pytest.mark.parametrize(("noise_sigma", "seed"), [(0.03, 11), (0.08, 12), (0.15, 13)])
+def test_unbiased_mse_has_the_clean_mse_argmin(noise_sigma, seed):
+    noisy, second, clean = _stack(16, noise_sigma=noise_sigma, seed=seed, size=48)
+    sigmas = GRIDS["gaussian"]["sigma"]
+    noise_variance = pair_noise_variance_all_pixels(noisy, second)
+    umse, clean_mse = [], []
+    for sigma in sigmas:
+        out = apply_filter(noisy, "gaussian", {"sigma": sigma})
+        umse.append(np.mean(unbiased_mse(second, out, noise_variance=noise_variance)))
+        clean_mse.append(np.mean((out.astype(np.float64) - clean) ** 2))
+    assert abs(int(np.argmin(umse)) - int(np.argmin(clean_mse))) <= 1  # within a grid step
+    blind = tune_blind_pairs(noisy, second, "gaussian")
+    oracle_mean = tune_blind(noisy, clean, "gaussian", target_kind="clean")
+    step = sigmas[1] / sigmas[0]
+    assert 1 / step <= blind.params["sigma"] / oracle_mean.params["sigma"] <= step

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from lowdose.core.errors import LowdoseInputError
-from lowdose.core.metrics import psnr, ssim
+from lowdose.core.metrics import psnr, ssim, ssim_wang
 
 
 @pytest.fixture
@@ -47,6 +47,29 @@ def test_ssim_agrees_with_skimage_default_window_and_batches(stack):
         reference[0], estimate[0], data_range=1.0, gaussian_weights=True
     )
     assert abs(batched[0] - gaussian) > 1e-4
+
+
+def test_ssim_wang_is_the_gaussian_population_variant_per_image(stack):
+    reference, estimate = stack
+    values = ssim_wang(reference, estimate, data_range=2.0)
+    assert values.shape == (5,) and values.dtype == np.float64
+    for b in range(5):
+        expected = structural_similarity(
+            reference[b].astype(np.float64),
+            estimate[b].astype(np.float64),
+            data_range=2.0,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+        )
+        assert ssim_wang(reference[b], estimate[b], data_range=2.0) == pytest.approx(expected)
+    assert abs(values[0] - ssim(reference[0], estimate[0], data_range=2.0)) > 1e-4
+    with pytest.raises(LowdoseInputError, match="11x11"):
+        ssim_wang(np.zeros((10, 16)), np.zeros((10, 16)), data_range=1.0)
+    with pytest.raises(TypeError):
+        ssim_wang(reference, estimate, 1.0)  # data_range keyword only
+    with pytest.raises(LowdoseInputError, match="data_range is required"):
+        ssim_wang(reference, estimate, data_range=None)
 
 
 def test_per_image_data_range_and_identical_images():

@@ -13,7 +13,7 @@ import typer.testing
 import lowdose.cli
 import lowdose.cli.evaluate_cmd  # noqa: F401  registers `lowdose evaluate`
 from lowdose.core.errors import LowdoseInputError
-from lowdose.core.metrics import psnr
+from lowdose.core.metrics import psnr, ssim_wang
 from lowdose.data.results import summarize
 from lowdose.data.writer import write_dataset
 from lowdose.evaluation.evaluate import evaluate
@@ -47,6 +47,11 @@ def test_one_row_per_image_and_method(results_gmb):
     counts = frame.groupby(["method", "tuning"]).size()
     assert (counts == 2).all()
     assert set(frame["tuning"]) == {"none", "oracle", "blind"}
+    assert (frame["seed"] == -1).all() and (frame["selection"] == "").all()
+    assert np.isfinite(frame["upsnr_db"]).all()  # N = 3: uPSNR for every method
+    assert frame["psnr_hu_soft_db"].isna().all() and frame["ssim_wang_hu_window"].isna().all()
+    for params in frame.loc[frame["tuning"] == "blind", "params"]:
+        assert json.loads(params)["tuned_on"] == "train:second_realisation"
     assert (frame["data_range"] == 1.0).all() and not frame["clipped"].any()
     assert frame["psnr_hu_window_db"].isna().all()  # X-ray: no HU window
     noisy = frame[frame["method"] == "noisy"]
@@ -73,6 +78,8 @@ def test_files_written_and_consistent(results_gmb):
     np.testing.assert_allclose(parquet["psnr_db"], frame["psnr_db"])
     summary = (out / "summary.md").read_text()
     assert "| gaussian (oracle) |" in summary and "| median (blind) |" in summary
+    assert "uMSE = mean((f(y1) - y2)^2) - Var(y1 - y2)/2" in summary
+    assert "## Paired: method - noisy (PSNR)" in summary
     with np.load(out / "panels.npz") as panels:
         assert {"clean", "noisy", "index", "psnr", "gaussian", "median", "bilateral"} <= set(
             panels.files
@@ -134,12 +141,32 @@ def test_ct_reports_psnr_in_named_hu_window(tmp_path):
     row = frame[frame["method"] == "noisy"].iloc[0]
     assert row["psnr_hu_window_db"] == pytest.approx(expected)
     assert np.isfinite(frame["psnr_hu_window_db"]).all()
+    soft = psnr(np.clip(to_hu(clean), -160, 240), np.clip(to_hu(noisy), -160, 240), data_range=400)
+    assert row["psnr_hu_soft_db"] == pytest.approx(soft)
+    wang = ssim_wang(to_hu(clean), to_hu(noisy), data_range=1000.0)
+    assert row["ssim_wang_hu_window"] == pytest.approx(wang)
+    summary = (tmp_path / "r" / "summary.md").read_text()
+    assert "PSNR soft tissue (dB)" in summary and "SSIM Wang (HU window)" in summary
 
 
-def test_without_clean_test_images_raises(make_tiny_dataset, tmp_path):
+def test_without_clean_and_one_realisation_raises(make_tiny_dataset, tmp_path):
+    path = make_tiny_dataset(with_clean=False, n_realisations=1, name="noclean1.h5")
+    with pytest.raises(LowdoseInputError, match="no clean images") as error:
+        evaluate(path, filters=["gaussian"], tuning="blind", out_dir=tmp_path / "r")
+    assert "\n" not in str(error.value)
+
+
+def test_without_clean_oracle_alone_raises_before_any_work(make_tiny_dataset, tmp_path):
     path = make_tiny_dataset(with_clean=False, name="noclean.h5")
-    with pytest.raises(LowdoseInputError, match="no clean images"):
+    with pytest.raises(LowdoseInputError, match="oracle tuning needs clean"):
         evaluate(path, filters=["gaussian"], tuning="oracle", out_dir=tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
+def test_blind_with_one_realisation_suggests_blind_clean(make_tiny_dataset, tmp_path):
+    path = make_tiny_dataset(n_realisations=1, name="n1.h5")
+    with pytest.raises(LowdoseInputError, match="blind-clean"):
+        evaluate(path, filters=["gaussian"], tuning="blind", out_dir=tmp_path / "r")
 
 
 def test_bad_tuning_and_filter_names_raise(tiny_dataset, tmp_path):
@@ -164,6 +191,7 @@ def test_model_checkpoint_is_evaluated(tiny_dataset, tiny_checkpoint, tmp_path):
         and (rows["model"] == UNet(width=4).name).all()
         and (rows["tuning"] == "none").all()
     )
+    assert (rows["seed"] == -1).all() and (rows["selection"] == "").all()  # no meta recorded
     assert np.isfinite(rows["psnr_db"]).all()
     with np.load(tmp_path / "r" / "panels.npz") as panels:
         assert panels["n2n-mse"].shape == panels["clean"].shape

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 import lowdose.cli
 import lowdose.cli.experiments_cmd  # noqa: F401  (registers `lowdose sweep`)
+from lowdose.core.errors import LowdoseInputError
 from lowdose.data.dataset import read_attrs
 from lowdose.data.results import SWEEP_COLUMNS
 from lowdose.evaluation.sweep import (
     default_targets_db,
     run_sweep,
+    spread_over_objects,
     sweep_model,
     trained_sweep_models,
 )
@@ -54,3 +57,26 @@ def test_cli_sweep_writes_the_table(tiny_dataset, tiny_checkpoint, tmp_path):
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out / "sweep.csv")
     assert tuple(table.columns) == SWEEP_COLUMNS and set(table["method"]) == {"run", "gaussian"}
+
+
+def test_sweep_images_are_spread_over_the_test_objects(make_tiny_dataset):
+    path = make_tiny_dataset(n_objects=9, images_per_object=3, n_realisations=2)
+    # test objects obj2, obj5, obj8 (3 images each, rows 6-8, 15-17, 24-26); 4 of 9 images
+    tables = [
+        run_sweep(path, [], targets_db=[25.0], filters=["gaussian"], n_images=4) for _ in range(2)
+    ]
+    chosen = tables[0]["image_index"].tolist()
+    assert chosen == tables[1]["image_index"].tolist()  # deterministic
+    assert sorted({index // 9 for index in chosen}) == [0, 1, 2]  # every test object
+    assert chosen == [6, 8, 16, 25]  # obj2 two (strata centres), obj5 and obj8 their middle
+
+
+def test_spread_round_robins_objects_then_spaces_images_evenly():
+    ids = ["p1"] * 6 + ["p0"] * 2 + ["p2"] * 4
+    assert spread_over_objects(ids, 3).tolist() == [3, 7, 10]  # the middle image of each
+    assert spread_over_objects(ids, 5).tolist() == [1, 4, 6, 7, 10]  # p1, p0 get the 2nd turns
+    assert spread_over_objects(ids, 9).tolist() == [0, 2, 3, 5, 6, 7, 8, 10, 11]
+    assert spread_over_objects(ids, None).tolist() == list(range(12))
+    assert spread_over_objects(ids, 50).tolist() == list(range(12))
+    with pytest.raises(LowdoseInputError, match="n_images"):
+        spread_over_objects(ids, 0)

@@ -1,4 +1,8 @@
-"""The experiment runner end to end on a tiny X-ray experiment: stages run, cache, and recompute."""
+"""The experiment runner end to end on a tiny X-ray experiment: stages run, cache, and recompute.
+
+The tiny experiment trains each network at two seeds (``seeds: 2``), so the seed folders, the
+evaluation of every seed and the sweep of the first seed are all exercised.
+"""
 
 import json
 
@@ -7,7 +11,7 @@ import pytest
 import yaml
 
 from lowdose.pipeline.config import load_experiment
-from lowdose.pipeline.reproduce import run_experiment
+from lowdose.pipeline.reproduce import first_checkpoint, run_experiment
 
 TINY = {
     "name": "tiny",
@@ -24,6 +28,7 @@ TINY = {
         "width": 8, "residual": True, "patch": 32, "batch_size": 8, "epochs": 1,
         "samples_per_epoch": 32, "threads": 1, "quiet": True,
     },
+    "seeds": 2,
     "evaluate": {"filters": ["gaussian"], "tuning": "both"},
     "sweep": {
         "models": ["n2n-mse", "n2c-mse"], "psnr_range_db": [10, 40], "levels": 3, "images": 2,
@@ -63,15 +68,51 @@ def test_every_stage_writes_its_outputs(finished_run):
     assert info["wall_times_s"]["total_s"] > 0 and info["environment"]["torch"]
 
 
+def test_each_model_is_trained_at_every_seed_and_evaluated_at_all(finished_run):
+    import torch
+
+    _, out, _ = finished_run
+    for model in ("n2n-mse", "n2c-mse"):
+        runs = sorted(p.name for p in (out / "train" / model).iterdir())
+        assert runs == ["seed0", "seed1"]
+        weights = [
+            torch.load(out / "train" / model / run / "best.ckpt", map_location="cpu")["state_dict"]
+            for run in runs
+        ]
+        assert any(not torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    results = pd.read_csv(out / "results" / "results.csv")
+    nets = results[results["method"].str.startswith("n2")]
+    used = {json.loads(p)["checkpoint"].split("/")[-2] for p in nets["params"]}
+    assert used == {"seed0", "seed1"}  # every seed's checkpoint was evaluated
+    others = results.drop(nets.index)  # each row says which seed it is (-1: not a network)
+    assert set(nets["seed"]) == {0, 1} and set(others["seed"]) == {-1}
+    info = json.loads((out / "experiment.json").read_text())
+    assert info["config"]["seeds"] == 2
+    assert first_checkpoint(out, "n2n-mse") == out / "train" / "n2n-mse" / "seed0" / "best.ckpt"
+
+
+def test_first_checkpoint_is_the_lowest_finished_seed(tmp_path):
+    for seed in (10, 2, 3):
+        (tmp_path / "train" / "m" / f"seed{seed}").mkdir(parents=True)
+    for seed in (10, 3):
+        (tmp_path / "train" / "m" / f"seed{seed}" / "best.ckpt").write_bytes(b"x")
+    assert first_checkpoint(tmp_path, "m") == tmp_path / "train" / "m" / "seed3" / "best.ckpt"
+    assert first_checkpoint(tmp_path, "other") is None
+
+
 def test_rerun_skips_finished_stages(finished_run):
     tmp_path, out, _ = finished_run
-    before = (out / "train" / "n2n-mse" / "best.ckpt").stat().st_mtime_ns
+    best = out / "train" / "n2n-mse" / "seed1" / "best.ckpt"
+    before = best.stat().st_mtime_ns
     lines: list[str] = []
     run_experiment(_write(tmp_path, TINY), tmp_path / "run", log=lines.append)
     text = "\n".join(lines)
-    for stage in ("dataset: cached", "train n2n-mse: cached", "evaluate: cached", "sweep: cached"):
+    stages = ("dataset: cached", "evaluate: cached", "sweep: cached")
+    stages += tuple(f"train {m} (seed {s}): cached" for m in ("n2n-mse", "n2c-mse") for s in (0, 1))
+    for stage in stages:
         assert stage in text
-    assert (out / "train" / "n2n-mse" / "best.ckpt").stat().st_mtime_ns == before
+    assert not [line for line in lines if "cached" not in line]  # nothing else ran
+    assert best.stat().st_mtime_ns == before
 
 
 def test_changed_evaluation_recomputes_only_that_stage(finished_run):
@@ -80,7 +121,7 @@ def test_changed_evaluation_recomputes_only_that_stage(finished_run):
     lines: list[str] = []
     run_experiment(_write(tmp_path, changed), tmp_path / "run", log=lines.append)
     text = "\n".join(lines)
-    assert "train n2n-mse: cached" in text and "evaluate: cached" not in text
+    assert "train n2n-mse (seed 1): cached" in text and "evaluate: cached" not in text
     results = pd.read_csv(out / "results" / "results.csv")
     assert "median" in set(results["method"]) and set(results["tuning"]) <= {"oracle", "none"}
     assert (out / "results.stale").is_dir()  # the old results are kept aside, not lost
@@ -88,12 +129,12 @@ def test_changed_evaluation_recomputes_only_that_stage(finished_run):
 
 def test_interrupted_training_resumes_from_last_checkpoint(finished_run):
     tmp_path, out, _ = finished_run
-    marker = out / "train" / "n2c-mse" / "stage.json"
+    marker = out / "train" / "n2c-mse" / "seed1" / "stage.json"
     state = json.loads(marker.read_text())
     marker.write_text(json.dumps({**state, "done": False}))  # as if killed before it finished
     lines: list[str] = []
     run_experiment(_write(tmp_path, TINY), tmp_path / "run", log=lines.append)
-    assert "train n2c-mse: resuming interrupted run" in "\n".join(lines)
+    assert "train n2c-mse (seed 1): resuming interrupted run" in "\n".join(lines)
     assert json.loads(marker.read_text())["done"] is True
 
 

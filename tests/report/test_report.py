@@ -28,16 +28,18 @@ from lowdose.report.analysis import curve_crossings, zero_crossings
 from lowdose.report.build import find_experiments, load_experiment, write_report
 from lowdose.report.paper_numbers import PAPER_TABLES
 
-# method -> (model, tuning, mean PSNR offset over the paper's baseline)
-_METHODS = {
-    "noisy": ("", "none", 0.0),
-    "n2n-mae": ("unet-w16", "none", 7.0),
-    "n2n-mse": ("unet-w16", "none", 8.5),
-    "n2c-mse": ("unet-w16", "none", 9.0),
-    "gaussian": ("", "oracle", 5.0),
-    "bilateral": ("", "oracle", 5.2),
-    "median": ("", "oracle", 4.8),
-}
+# (method, model, tuning, selection, mean PSNR offset over the paper's baseline)
+_METHODS = [
+    ("noisy", "", "none", "", 0.0),
+    ("n2n-mae", "unet-w16", "none", "clean-free", 7.0),
+    ("n2n-mse", "unet-w16", "none", "clean-free", 8.5),
+    ("n2c-mse", "unet-w16", "none", "clean-selected", 9.0),
+    ("gaussian", "", "oracle", "", 5.0),
+    ("gaussian", "", "blind", "", 4.5),
+    ("bilateral", "", "oracle", "", 5.2),
+    ("median", "", "oracle", "", 4.8),
+]
+_SEEDS = (0, 1, 2)  # every network trained three times; seed -1 for the others
 _SWEEP_LINES = {  # (method, tuning, trained_at) -> output = a + b * input
     ("n2n-mse", "none", 29.91): (10.0, 0.75),
     ("n2c-mse", "none", 29.91): (13.0, 0.65),
@@ -58,31 +60,39 @@ def _phantom(size: int, shift: float, *, ct: bool) -> np.ndarray:
 
 
 def _results(name: str, baseline_db: float, *, rng: np.random.Generator, n: int = 6, ct: bool):
+    """A results table: n images of n / 2 objects, networks at three seeds, CT metrics in HU."""
     rows = []
-    for method, (model, tuning, offset) in _METHODS.items():
-        for i in range(n):
-            psnr = baseline_db + offset + rng.normal(0, 0.4)
-            rows.append(
-                {
-                    "dataset": f"{name}.h5",
-                    "dataset_sha256": "ab" * 32,
-                    "image_index": i,
-                    "object_id": f"obj{i // 2}",
-                    "method": method,
-                    "model": model,
-                    "tuning": tuning,
-                    "params": "{}" if tuning == "none" else json.dumps({"sigma": 1.2}),
-                    "noise_level": 0.05,
-                    "input_psnr_db": baseline_db + rng.normal(0, 0.2),
-                    "psnr_db": psnr,
-                    "ssim": min(0.99, 0.5 + psnr / 100),
-                    "psnr_hu_window_db": psnr - 3 if ct else np.nan,
-                    "hu_window": "-160..240" if ct else "",
-                    "data_range": 1.0,
-                    "scaling_rule": "dataset_max" if ct else "per_image_max",
-                    "clipped": False,
-                }
-            )
+    for method, model, tuning, selection, offset in _METHODS:
+        for seed in _SEEDS if selection else (-1,):
+            seed_shift = 0.3 * seed if seed >= 0 else 0.0
+            for i in range(n):
+                psnr = baseline_db + offset + seed_shift + rng.normal(0, 0.4)
+                rows.append(
+                    {
+                        "dataset": f"{name}.h5",
+                        "dataset_sha256": "ab" * 32,
+                        "image_index": i,
+                        "object_id": f"obj{i // 2}",
+                        "method": method,
+                        "model": model,
+                        "tuning": tuning,
+                        "params": "{}" if tuning == "none" else json.dumps({"sigma": 1.2}),
+                        "noise_level": 0.05,
+                        "input_psnr_db": baseline_db + rng.normal(0, 0.2),
+                        "psnr_db": psnr,
+                        "ssim": min(0.99, 0.5 + psnr / 100),
+                        "psnr_hu_window_db": psnr - 3 if ct else np.nan,
+                        "hu_window": "-1000..1000" if ct else "",
+                        "data_range": 1.0,
+                        "scaling_rule": "dataset_max" if ct else "per_image_max",
+                        "clipped": False,
+                        "seed": seed,
+                        "selection": selection,
+                        "upsnr_db": psnr + rng.normal(0, 0.3),
+                        "psnr_hu_soft_db": psnr - 9 if ct else np.nan,
+                        "ssim_wang_hu_window": min(0.99, 0.4 + psnr / 100) if ct else np.nan,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -197,8 +207,9 @@ def make_fake_run(root: Path, *, rng: np.random.Generator) -> Path:
         )
         (folder / "sweep").mkdir()
         _sweep(rng=rng).to_csv(folder / "sweep" / "sweep.csv", index=False)
-        for run, final in (("n2n-mse", 38.0), ("n2c-mse", 38.6)):
-            run_dir = folder / "train" / run
+        runs = (("n2n-mse", "n2n-mse/seed0", 38.0), ("n2n-mse", "n2n-mse/seed1", 38.2))
+        for run, path, final in (*runs, ("n2c-mse", "n2c-mse", 38.6)):  # seed folders, flat
+            run_dir = folder / "train" / path
             run_dir.mkdir(parents=True)
             _metrics(final).to_csv(run_dir / "metrics.csv", index=False)
             (run_dir / "manifest.json").write_text(
@@ -237,27 +248,74 @@ def test_crossings_by_linear_interpolation():
     assert mean == 2.0 and half == pytest.approx(12.706 * 1.0, rel=1e-3)
 
 
+def _row(text: str, start: str) -> list[str]:
+    line = next(line for line in text.splitlines() if line.startswith(start))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def _section(text: str, name: str) -> str:
+    start = text.index(f"## Experiment {name}")
+    end = text.find("## Experiment ", start + 1)
+    return text[start : end if end > 0 else len(text)]
+
+
 def test_markdown_table_has_paper_numbers_and_differences(report_run):
     root, files = report_run
     text = files.markdown.read_text()
     results = pd.read_csv(root / "xray" / "results" / "results.csv")
-    ours = results[results["method"] == "n2n-mse"]["psnr_db"].mean()
-    row = next(
-        line
-        for line in text.splitlines()
-        if line.startswith("| Noise2Noise MSE loss · unet-w16 |") and "39.34" in line
-    )
-    cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[2] == f"{ours:.2f}" and cells[4] == "39.34"
-    assert cells[5] == f"{ours - 39.34:+.2f}"
-    assert "| Gaussian filter · oracle |" in text and "42.09" in text and "30.01" in text
-    assert "Baseline (noisy) PSNR**: target 29.91 dB" in text
-    assert "PSNR HU window [dB]" in text  # CT tables carry the HU-window metric
+    nets = results[results["method"] == "n2n-mse"]
+    ours = nets["psnr_db"].mean()  # every seed saw the same images: the mean of seed means
+    sd = nets.groupby("seed")["psnr_db"].mean().std(ddof=1)
+    cells = _row(_section(text, "xray"), "| Noise2Noise MSE loss · unet-w16 · clean-free |")
+    assert cells[1] == "6 / 3" and cells[2] == "3"  # images / objects, seeds
+    assert cells[3] == f"{ours:.2f} ± {sd:.2f}"  # mean ± sd over seeds
+    assert cells[5] == "39.34" and cells[6] == f"{ours - 39.34:+.2f}"
+    assert "| Gaussian filter · oracle |" in text and "| Gaussian filter · blind |" in text
+    assert "| Noise2Clean MSE loss · unet-w16 · clean-selected |" in text
+    assert "42.09" in text and "30.01" in text
+    assert "Baseline (noisy) PSNR**: target 29.91 dB (data_range 1)" in text
     for name in ("xray", "ct24"):
         for kind in ("sweep", "panels", "training"):
             png = root / "report" / "figures" / f"{name}-{kind}.png"
             assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
             assert f"(figures/{name}-{kind}.png)" in text
+
+
+def test_ct_tables_give_both_hu_windows_and_wang_ssim_for_every_row(report_run):
+    root, files = report_run
+    ct24 = _section(files.markdown.read_text(), "ct24")
+    header = _row(ct24, "| Tool |")
+    soft = header.index("PSNR HU −160..240 [dB]")
+    wide = header.index("PSNR HU −1000..1000 [dB]")
+    assert "SSIM Wang (Gaussian 11×11, σ 1.5), HU −1000..1000" in header
+    results = pd.read_csv(root / "ct24" / "results" / "results.csv")
+    bilateral = results[results["method"] == "bilateral"]
+    cells = _row(ct24, "| Bilateral filter · oracle |")  # filters carry the HU metrics too
+    assert cells[soft] == f"{bilateral['psnr_hu_soft_db'].mean():.2f}"
+    assert cells[wide] == f"{bilateral['psnr_hu_window_db'].mean():.2f}"
+    assert "uPSNR [dB] (95 % CI)" in header  # beside PSNR: a check of the clean-free estimator
+    assert "soft-tissue window -160..240 HU (data_range 400)" in ct24
+
+
+def test_paired_differences_against_the_best_filter_and_the_noisy_input(report_run):
+    root, files = report_run
+    xray = _section(files.markdown.read_text(), "xray")
+    results = pd.read_csv(root / "xray" / "results" / "results.csv")
+    oracle = results[results["tuning"] == "oracle"]
+    best = oracle.groupby("method")["psnr_db"].mean().idxmax()
+    per_image = results[results["method"] == "n2n-mse"].groupby("image_index")["psnr_db"].mean()
+    reference = oracle[oracle["method"] == best].set_index("image_index")["psnr_db"]
+    expected = (per_image - reference).mean()
+    name = {"gaussian": "Gaussian", "bilateral": "Bilateral", "median": "Median"}[best]
+    start = f"| Noise2Noise MSE loss · unet-w16 · clean-free | {name} filter · oracle |"
+    cells = _row(xray, start)
+    assert cells[2] == f"{expected:+.2f}" and cells[4:] == ["6", "3", "3"]
+    low, high = (float(v) for v in cells[3].strip("[]").split(","))
+    assert low <= expected <= high
+    noisy = _row(xray, "| Noise2Noise MSE loss · unet-w16 · clean-free | Noisy input (baseline) |")
+    assert float(noisy[2]) > 7  # the networks' offset over the noisy input
+    assert "Test set: 6 images of 3 objects; networks trained with seed(s) 0, 1, 2." in xray
+    assert "cluster-bootstrap percentile interval resampling whole objects" in xray
 
 
 def test_sweep_crossings_reported_as_numbers(report_run):
@@ -299,7 +357,7 @@ def test_minimal_files_still_give_a_report(tmp_path):
     pd.DataFrame(sweep).to_csv(folder / "sweep" / "sweep.csv", index=False)
     files = write_report(folder)
     text = files.markdown.read_text()
-    assert "| Gaussian filter | 1 | 25.00 | — | — | — | +5.00 | — |" in text
+    assert "| Gaussian filter | 1 / 1 | — | 25.00 | — | +5.00 | — |" in text
     assert "| 20.00 |" in text.split("Validity range")[1]  # median gain: +5 -> -5 dB
     assert "Training curves\n\n**Not run**" in text and len(files.figures) == 2
 
@@ -382,3 +440,42 @@ def test_ct_panels_shown_in_hu_from_the_panel_scale(report_run):
     xray = text[text.index("## Experiment xray") : text.index("## Experiment ct24")]
     assert "Display: HU window [-160, 240] (W 400, L 40)" in ct24
     assert "Display: scaled units (data_range 1)" in xray
+
+
+def test_sinogram_experiment_has_no_paper_column_and_one_scale_baseline(tmp_path):
+    """ct24-sinogram names paper Table IV in its file, but its noise is not the paper's."""
+    folder = tmp_path / "ct24-sinogram"
+    (folder / "results").mkdir(parents=True)
+    results = _results("ct24-sinogram", 20.0, rng=np.random.default_rng(3), ct=True)
+    results.to_csv(folder / "results" / "results.csv", index=False)
+    attrs = {
+        "modality": "ct", "noise_model": "sinogram", "scaling_rule": "dataset_max",
+        "raw_units": "hu", "scaling_offset": 1024.0, "target_psnr_db": 24.44,
+        "target_scale": "hu_window", "achieved_psnr_hu_window_db": 24.43,
+    }  # fmt: skip
+    meta = {"name": "ct24-sinogram", "paper_table": "IV", "baseline_target_db": 24.44}
+    (folder / "experiment.json").write_text(json.dumps({**meta, "dataset_attrs": attrs}))
+    text = write_report(folder, out_dir=tmp_path / "out").markdown.read_text()
+    assert "Ours − paper" not in text and "Paper [dB]" not in text
+    assert "beyond the paper" in text
+    noisy = results[results["method"] == "noisy"]["psnr_hu_window_db"].mean()
+    unit = "HU window -1000..1000, data_range 2000"
+    assert f"target 24.44 dB ({unit}), achieved {noisy:.2f} dB ({unit}, test set)" in text
+    assert "| ct24-sinogram | — |" in text  # the overview names no paper table either
+
+
+def test_results_without_clean_images_show_upsnr(tmp_path):
+    folder = tmp_path / "mine"
+    (folder / "results").mkdir(parents=True)
+    results = _results("mine", 25.0, rng=np.random.default_rng(5), ct=False)
+    results["psnr_db"] = np.nan  # users' own data: two acquisitions, no clean image
+    results["ssim"] = np.nan
+    results.to_csv(folder / "results" / "results.csv", index=False)
+    text = write_report(folder, out_dir=tmp_path / "out").markdown.read_text()
+    assert "Mean uPSNR (no clean images) per method" in text
+    header = _row(text, "| Tool |")
+    assert header[3] == "Mean uPSNR [dB] (± sd over seeds)" and header[4] == "95 % CI [dB]"
+    cells = _row(text, "| Median filter · oracle |")
+    assert cells[3] != "—" and cells[4].startswith("[")  # uPSNR with its bootstrap interval
+    pairs = _row(text, "| Median filter · oracle | Noisy input (baseline) |")
+    assert float(pairs[2]) == pytest.approx(4.8, abs=1.0)

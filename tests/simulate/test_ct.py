@@ -17,6 +17,7 @@ from lowdose.data.attributes import DatasetAttrs
 from lowdose.data.scaling import hu_to_scaled, scaled_to_hu
 from lowdose.physics.ct_noise import neighbour_correlation, solve_i0_for_psnr
 from lowdose.simulate.ct import build_ct_dataset, load_ct_source
+from lowdose.simulate.ct_realisations import noise_stream
 
 TCGA = Path(__file__).parents[3] / "shared/data/ct/tcga-luad"
 needs_tcga = pytest.mark.skipif(
@@ -204,8 +205,9 @@ def test_default_awgn_is_the_papers_draws_unchanged(tmp_path):
                                **PHANTOM)  # fmt: skip
     arrays, attrs = read(summary.path)
     assert attrs["target_scale"] == "data_range_1"
+    stream = noise_stream(2, "awgn", 24.44, "data_range_1")
     expected = add_gaussian(arrays["clean"][4], attrs["noise_level"],
-                            rng=np.random.default_rng([2, 5, 4, 1]))  # fmt: skip
+                            rng=np.random.default_rng([*stream, 4, 1]))  # fmt: skip
     assert np.array_equal(arrays["noisy"][4, 1], expected)
 
 
@@ -228,3 +230,26 @@ def test_sweep_sinogram_model_meets_targets_with_correlated_noise():
         assert neighbour_correlation(noisy - clean) > 0.1
         levels.append(i0)
     assert name == "sinogram" and levels[1] > levels[0] > 0
+
+
+def test_two_levels_draw_independent_awgn_and_one_level_repeats(tmp_path):
+    kwargs = {"noise": "awgn", "seed": 0, "fractions": (0.67, 0.33), **PHANTOM}
+    noise = []
+    for name, target in (("ct24", 24.44), ("ct18", 18.66), ("again", 24.44)):
+        arrays, _ = read(build_ct_dataset(tmp_path / f"{name}.h5", target_psnr_db=target,
+                                          **kwargs).path)  # fmt: skip
+        noise.append(arrays["noisy"] - arrays["clean"][:, None])
+    assert abs(np.corrcoef(noise[0].ravel(), noise[1].ravel())[0, 1]) < 0.05  # was exactly 1
+    np.testing.assert_array_equal(noise[0], noise[2])
+
+
+def test_noise_streams_differ_by_model_level_and_scale_only():
+    ct24 = noise_stream(0, "awgn", 24.44, "data_range_1")
+    assert ct24 == noise_stream(0, "awgn", 24.44, "data_range_1")
+    others = [
+        noise_stream(0, "awgn", 18.66, "data_range_1"),
+        noise_stream(0, "sinogram", 24.44, "data_range_1"),
+        noise_stream(0, "awgn", 24.44, "hu_window"),
+        noise_stream(1, "awgn", 24.44, "data_range_1"),
+    ]
+    assert len({tuple(stream) for stream in [ct24, *others]}) == 5

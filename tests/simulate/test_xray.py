@@ -8,7 +8,8 @@ import typer.testing
 import lowdose.cli
 import lowdose.cli.simulate_xray_cmd  # noqa: F401  (registers `simulate xray`)
 from lowdose.core.errors import LowdoseInputError
-from lowdose.simulate.xray import build_xray_dataset
+from lowdose.physics.projection import projection_angles
+from lowdose.simulate.xray import build_xray_dataset, simulate_phantom_projections, view_angles
 
 SMALL = {"phantoms": 4, "angles": 4, "size": 48, "realisations": 2, "seed": 11}
 
@@ -93,3 +94,44 @@ def test_cli_writes_dataset_and_preview(tmp_path):
         lowdose.cli.app, ["simulate", "xray", "--photons", "-1", "--out", str(tmp_path / "b.h5")]
     )
     assert bad.exit_code == 1 and "photons" in bad.output
+
+
+def mirror_pairs(views: np.ndarray, threshold: float = 0.999) -> set[tuple[int, int]]:
+    """Ordered pairs (i, j), i != j, whose view i correlates above ``threshold`` with view j
+    mirrored left-right about the rotation axis (detector column X // 2)."""
+    width = views.shape[-1]
+    mirrored = views[..., (2 * (width // 2) - np.arange(width)) % width]
+    a = views.reshape(len(views), -1) - views.mean(axis=(1, 2))[:, None]
+    m = mirrored.reshape(len(views), -1) - mirrored.mean(axis=(1, 2))[:, None]
+    corr = (a @ m.T) / np.outer(np.linalg.norm(a, axis=1), np.linalg.norm(m, axis=1))
+    np.fill_diagonal(corr, -1.0)
+    return {(int(i), int(j)) for i, j in zip(*np.nonzero(corr > threshold), strict=True)}
+
+
+def test_parallel_views_span_180_degrees_so_no_view_mirrors_another(built):
+    path, _, _ = built
+    assert view_angles(4).tolist() == [0.0, 45.0, 90.0, 135.0]
+    assert view_angles(4, "cone").tolist() == [0.0, 90.0, 180.0, 270.0]
+    with h5py.File(path, "r") as f:
+        clean, ids = f["clean"][...], f["object_id"].asstr()[...]
+        assert f.attrs["view_span_deg"] == 180.0 and "180 * k" in f.attrs["view_angles_rule"]
+    for phantom in np.unique(ids):
+        assert mirror_pairs(clean[ids == phantom]) == set()
+
+
+def test_the_mirror_check_finds_the_pairs_of_views_over_360_degrees():
+    rng = np.random.default_rng(3)
+    _, _, old = simulate_phantom_projections(48, projection_angles(4), rng=rng)  # 0, 90, 180, 270
+    assert mirror_pairs(old) == {(0, 2), (2, 0), (1, 3), (3, 1)}
+
+
+def test_two_doses_draw_independent_noise_and_one_dose_repeats(tmp_path):
+    small = {"phantoms": 2, "angles": 2, "size": 32, "target_psnr_db": None,
+             "fractions": (0.5, 0.5), "seed": 4}  # fmt: skip
+    noise = []
+    for name, photons in (("a", 300.0), ("b", 600.0), ("c", 300.0)):
+        summary = build_xray_dataset(tmp_path / f"{name}.h5", photons_per_pixel=photons, **small)
+        with h5py.File(summary.path, "r") as f:
+            noise.append(f["noisy"][...] - f["clean"][...][:, None])
+    assert abs(np.corrcoef(noise[0].ravel(), noise[1].ravel())[0, 1]) < 0.05
+    np.testing.assert_array_equal(noise[0], noise[2])

@@ -98,12 +98,17 @@ def test_short_cpu_training_raises_test_psnr_by_3_db(dataset, tmp_path):
     }
     assert not [p for p in run_dir.iterdir() if p.name.endswith(".tmp")]
     rows = np.genfromtxt(run_dir / "metrics.csv", delimiter=",", names=True)
-    assert rows.dtype.names == ("epoch", "step", "train_loss", "val_psnr_db", "lr", "elapsed_s")
+    assert rows.dtype.names == (
+        "epoch", "step", "train_loss", "val_psnr_db", "val_upsnr_db", "lr", "elapsed_s",
+    )  # fmt: skip
+    assert np.all(np.isfinite(rows["val_upsnr_db"]))  # n2n selects on the clean-free score
     assert list(rows["step"]) == [20, 40, 60, 80]
 
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["dataset_sha256"] == dataset_sha256(dataset)
-    assert manifest["metrics"]["val_reference"] == "clean"
+    # n2n validates clean-free although the file has clean images
+    assert manifest["metrics"]["val_reference"] == "realisation"
+    assert manifest["metrics"]["monitor"] == "val_upsnr_db"
     assert manifest["metrics"]["data_range"] == 1.0
     assert manifest["model"] == "unet-w16-res"
 
@@ -137,8 +142,8 @@ class Slow(L.Callback):  # widens the window in which the test can kill mid-epoc
         time.sleep({sleep_s})
 
 make_trainer = training._trainer
-def slowed(*args):
-    trainer = make_trainer(*args)
+def slowed(*args, **kwargs):
+    trainer = make_trainer(*args, **kwargs)
     trainer.callbacks.insert(0, Slow())
     return trainer
 training._trainer = slowed
@@ -204,6 +209,7 @@ def test_ddp_two_processes_on_gloo_matches_single_process(dataset_no_clean, tmp_
     rows_two = np.genfromtxt(tmp_path / "two" / "metrics.csv", delimiter=",", names=True)
     np.testing.assert_array_equal(rows_one["step"], rows_two["step"])
     np.testing.assert_allclose(rows_one["val_psnr_db"], rows_two["val_psnr_db"], atol=0.01)
+    np.testing.assert_allclose(rows_one["val_upsnr_db"], rows_two["val_upsnr_db"], atol=0.01)
 
 
 def test_max_time_stops_mid_epoch_and_leaves_usable_checkpoints(dataset, tmp_path):

@@ -13,7 +13,7 @@ from lowdose.baselines.filters import (
 )
 from lowdose.baselines.median import denoise_median
 from lowdose.baselines.search import search
-from lowdose.baselines.tuning import tune_blind, tune_oracle
+from lowdose.baselines.tuning import tune_blind, tune_blind_pairs, tune_oracle
 
 __all__ = [
     "apply_filter",
@@ -25,5 +25,6 @@ __all__ = [
     "get_filter",
     "search",
     "tune_blind",
+    "tune_blind_pairs",
     "tune_oracle",
 ]

@@ -44,7 +44,8 @@ def denoise_gaussian(image, *, sigma: float) -> np.ndarray:
     ----------
     image : ndarray (H, W) float32 or float64
     sigma : float
-        Standard deviation in pixels, > 0.
+        Standard deviation in pixels, > 0. Below 0.125 px the kernel has one tap: the result
+        is an exact copy (the identity the searches can reach).
 
     Returns
     -------

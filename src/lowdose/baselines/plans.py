@@ -1,11 +1,19 @@
-"""How each filter's parameters are searched: default grids, refinement, sweep order.
+"""How each filter's parameters are searched: default grids, edge extension, refinement, order.
 
 The grids are in data units of the paper's scale (noise standard deviation ~0.03 at 30 dB,
-~0.13 at 18 dB with data_range 1) or in pixels. **A grid must not cap a filter**: an optimum on
-the grid's edge means the grid is too small (bilateral ``sigma_color`` capped at 0.32 cost
-~0.6 dB at 18.66 dB), so continuous parameters are refined past the grid points and the median
-size grows past its grid while PSNR improves. On 256^2 projections these plans land within
-0.02 dB of an exhaustive dense-grid search (``benchmarks/filter_search.py``).
+~0.13 at 18 dB with data_range 1) or in pixels. They are only where a search *starts*: **no grid
+caps a filter**. :func:`lowdose.baselines.search.search` steps every continuous parameter whose
+best value lies on a grid edge outward (x2 per step, in log space) while the objective improves,
+up to 1000x beyond the edge or the hard :data:`BOUNDS` below, then refines it by golden section,
+so the returned value has a worse evaluated neighbour on both sides unless it sits on a bound;
+the median size grows past the grid up to 21 and shrinks to 1. (Before, bilateral
+``sigma_color`` stopped at the grid's 0.32 and lost ~0.6 dB at 18.66 dB input PSNR.)
+
+**Every filter reaches the identity**, so none is forced to blur a clean input (the validity
+sweep's clean end): Gaussian ``sigma`` < 0.125 px is exactly the identity (a one-tap kernel),
+median ``size`` 1 returns a copy, the bilateral with ``sigma_color`` -> 0 weighs only the centre
+pixel, and NLM ``h`` / BM3D ``sigma`` -> 0 stop averaging. On 256^2 projections the plans land
+within 0.02 dB of an exhaustive dense-grid search (``benchmarks/filter_search.py``).
 """
 
 from __future__ import annotations
@@ -34,8 +42,16 @@ GRIDS: dict[str, dict[str, tuple]] = {
 #: Filters searched one parameter at a time (in this order) before refinement, not on the full
 #: Cartesian grid: the bilateral's wide windows cost 10-25 ms each.
 COORDINATE: dict[str, tuple[str, ...]] = {"bilateral": ("sigma_color", "sigma_space")}
-#: Discrete parameters that grow past the grid while PSNR improves: (name, step, limit).
-EXTEND: dict[str, tuple[str, int, int]] = {"median": ("size", 2, 21)}
+#: Discrete parameters that grow past the grid while PSNR improves, and shrink below it down to
+#: ``lowest``: (name, step, limit, lowest). Median size 1 is the identity.
+EXTEND: dict[str, tuple[str, int, int, int]] = {"median": ("size", 2, 21, 1)}
+#: Hard limits (low, high) of continuous parameters past their grid, where the search's own
+#: reach (1000x beyond the grid edge) would cost too much or mean nothing: in pixels. Gaussian
+#: sigma < 0.125 px is already the identity; a bilateral sigma_space of 16 px is a 97 px window.
+BOUNDS: dict[str, dict[str, tuple[float, float]]] = {
+    "gaussian": {"sigma": (0.05, 64.0)},
+    "bilateral": {"sigma_space": (0.1, 16.0)},
+}
 #: Golden-section steps per continuous parameter where the default (6) is not used: 4 keep the
 #: bilateral within 0.02 dB of a dense exhaustive search (benchmarks/filter_search.py).
 REFINE_STEPS: dict[str, int] = {"bilateral": 4}
@@ -52,6 +68,9 @@ CONTINUOUS: dict[str, tuple[str, ...]] = {
 def search_plan(filter_name: str, refine_steps: int | None = None) -> SearchPlan:
     """The search shape of a filter: keyword arguments for :func:`lowdose.baselines.search.search`.
 
+    The search's edge step (x2) and reach (1000x past the grid edge) are its defaults; the
+    filter's hard limits are :data:`BOUNDS`.
+
     Parameters
     ----------
     filter_name : str
@@ -67,6 +86,7 @@ def search_plan(filter_name: str, refine_steps: int | None = None) -> SearchPlan
         coordinate=COORDINATE.get(filter_name, ()),
         extend=EXTEND.get(filter_name),
         refine_steps=int(refine_steps),
+        bounds=BOUNDS.get(filter_name, {}),
     )
 
 

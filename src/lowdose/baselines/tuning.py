@@ -4,36 +4,44 @@
 that image's clean reference, as the paper did ("the best setting was determined image by
 image"). It uses clean test images, so it flatters the filters; results say ``oracle``.
 
-*Blind* (:func:`tune_blind`): one setting per dataset chosen on training images only, by the
-lowest mean squared error against a target: the clean image where there is one, otherwise a
-second, independent noisy realisation. ``E|f(y1) - y2|^2 = E|f(y1) - x|^2 + sigma^2`` when
-``y2 = x + n2`` with ``n2`` independent of ``y1``, so both targets have the same minimiser in
-expectation.
+*Blind* (:func:`tune_blind_pairs`, kind ``"blind"``): one setting per dataset chosen from noisy
+training pairs only, no clean image anywhere. With ``y_k = x + n_k`` (independent, zero-mean
+noise), ``E|f(y1) - y2|^2 = E|f(y1) - x|^2 + sigma^2``, so per training image ``i``::
 
-Both run the generic :func:`lowdose.baselines.search.search` with the filter's plan
-(:mod:`lowdose.baselines.plans`). The oracle search spreads images over a process pool.
+    uMSE_i = mean((f(y1_i) - y2_i)^2) - sigma_hat_i^2,   sigma_hat_i^2 = Var(y1_i - y2_i) / 2
+
+(``core.metrics``: ``unbiased_mse``, ``pair_noise_variance_all_pixels``) is an unbiased
+estimate of the filter's MSE against the clean image. The search maximises the uPSNR
+``psnr_from_mse(mean_i uMSE_i)`` (as ``-mean uMSE``, which orders settings the same and stays
+defined when the estimate dips below zero).
+
+*Blind against clean* (:func:`tune_blind` with ``target_kind="clean"``, kind ``"blind-clean"``):
+the same search against clean training images. It reads clean data, so it carries its own label
+and is never reported as ``blind``.
+
+All run the generic :func:`lowdose.baselines.search.search` with the filter's plan
+(:mod:`lowdose.baselines.plans`); the oracle search spreads images over a process pool
+(:mod:`lowdose.baselines.oracle_pool`).
 """
 
 from __future__ import annotations
 
-import itertools
-import multiprocessing
-import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from lowdose.baselines.filters import apply_filter, get_filter
+from lowdose.baselines.oracle_pool import oracle_chunk, oracle_in_pool
 from lowdose.baselines.plans import resolve_grid, search_plan
-from lowdose.baselines.search import SearchPlan, search
+from lowdose.baselines.search import search
 from lowdose.core.errors import LowdoseInputError
-from lowdose.core.metrics import psnr, psnr_from_mse
+from lowdose.core.metrics import pair_noise_variance_all_pixels, psnr_from_mse, unbiased_mse
 from lowdose.core.progress import Progress, StageCounter
 from lowdose.core.validation import checked_choice
 
-_CHUNKS_PER_WORKER = 4  # smaller tasks balance the pool when images differ in cost
-TARGET_KINDS = ("clean", "second_realisation")
+#: target_kind -> the kind label of the result: only the clean-free target is ``"blind"``.
+BLIND_KINDS = {"second_realisation": "blind", "clean": "blind-clean"}
+TARGET_KINDS = tuple(BLIND_KINDS)
 
 
 @dataclass(frozen=True)
@@ -70,22 +78,28 @@ class BlindTuning:
     params : dict
         The chosen setting.
     target_kind : str
-        ``"clean"`` or ``"second_realisation"``: what the training outputs were compared with.
+        ``"second_realisation"`` (clean-free) or ``"clean"``: what the outputs were compared with.
     train_psnr_db : float
-        ``10 log10(data_range**2 / mean MSE)`` against the target at ``params`` (against a
-        noisy target it is lower than the true PSNR; only its maximiser matters).
+        Raw ``10 log10(data_range**2 / mean MSE)`` against the target at ``params`` (against a
+        noisy target it is below the true PSNR by the target's own noise).
+    train_upsnr_db : float
+        The maximised objective at ``params``: ``psnr_from_mse(mean uMSE)``, an unbiased
+        estimate of the training PSNR against the clean images (NaN if the mean uMSE <= 0).
+        Equals ``train_psnr_db`` for a clean target.
     n_images : int
         Training images used.
     table : list of dict
-        Every evaluated point: ``{"params": {...}, "mean_mse": float, "psnr_db": float}``.
+        Every evaluated point: ``{"params": {...}, "mean_mse": float, "psnr_db": float,
+        "mean_umse": float, "upsnr_db": float}``.
     kind : str
-        Always ``"blind"``.
+        ``"blind"`` (noisy pairs only) or ``"blind-clean"`` (read clean training images).
     """
 
     filter_name: str
     params: dict
     target_kind: str
     train_psnr_db: float
+    train_upsnr_db: float
     n_images: int
     table: list[dict] = field(repr=False)
     kind: str = "blind"
@@ -98,46 +112,6 @@ def check_pair_stacks(noisy: np.ndarray, target: np.ndarray, what: str) -> None:
             f"{what}: noisy {noisy.shape} and target {target.shape} must be equal, "
             "non-empty (B, H, W) stacks"
         )
-
-
-def _oracle_chunk(noisy, clean, filter_name, grid, plan: SearchPlan, data_range):
-    """Oracle search of a chunk of images (runs in a pool worker or in-process)."""
-    function, _ = get_filter(filter_name)
-    results = []
-    for image, reference in zip(noisy, clean, strict=True):
-
-        def objective(params, image=image, reference=reference):
-            return psnr(reference, function(image, **params), data_range=data_range)
-
-        results.append(search(objective, grid, **plan))
-    return results
-
-
-def _single_thread_worker() -> None:
-    # One OpenCV thread per worker process: the pool already fills the cores.
-    import cv2
-
-    cv2.setNumThreads(1)
-
-
-def _oracle_in_pool(noisy, clean, args: tuple, workers: int, counter: StageCounter) -> list:
-    """Oracle search over a spawn process pool, images in chunks; results in image order."""
-    n_chunks = min(len(noisy), workers * _CHUNKS_PER_WORKER)
-    bounds = np.linspace(0, len(noisy), n_chunks + 1).round().astype(int)
-    chunks = [(noisy[a:b], clean[a:b]) for a, b in itertools.pairwise(bounds) if b > a]
-    results = []
-    # "spawn", not fork: a forked child of a process whose OpenCV/OpenMP thread pools already
-    # run (after training, say) can deadlock in its first call into them (seen here).
-    with ProcessPoolExecutor(
-        max_workers=min(workers, os.cpu_count() or 1),
-        initializer=_single_thread_worker,
-        mp_context=multiprocessing.get_context("spawn"),
-    ) as pool:
-        futures = [pool.submit(_oracle_chunk, n, c, *args) for n, c in chunks]
-        for future, (chunk, _) in zip(futures, chunks, strict=True):
-            results += future.result()
-            counter.advance(len(chunk))
-    return results
 
 
 def tune_oracle(
@@ -189,10 +163,10 @@ def tune_oracle(
     if workers <= 1:
         results = []
         for image, reference in zip(noisy, clean, strict=True):
-            results += _oracle_chunk(image[None], reference[None], *args)
+            results += oracle_chunk(image[None], reference[None], *args)
             counter.advance(1)
     else:
-        results = _oracle_in_pool(noisy, clean, args, workers, counter)
+        results = oracle_in_pool(noisy, clean, args, workers, counter)
     table = [
         {"image": i, "params": params, "psnr_db": value}
         for i, (_, _, evaluated) in enumerate(results)
@@ -206,32 +180,76 @@ def tune_oracle(
     )
 
 
-def tune_blind(
-    train_noisy,
-    train_target,
+def _evenly_spaced(stacks: tuple[np.ndarray, ...], max_images: int | None):
+    """At most ``max_images`` images, evenly spaced, of each (I, H, W) stack (same indices)."""
+    if max_images is None or len(stacks[0]) <= max_images:
+        return stacks
+    keep = np.linspace(0, len(stacks[0]) - 1, max_images).round().astype(int)
+    return tuple(stack[keep] for stack in stacks)
+
+
+def _blind_search(first, target, noise_variance, filter_name, grid, target_kind, options):
+    """Minimise the mean uMSE of ``f(first)`` against ``target`` (``noise_variance`` (I,))."""
+    data_range, refine_steps, threads = options
+    get_filter(filter_name)  # unknown names fail here, naming the valid ones
+    grid = resolve_grid(filter_name, grid)
+    mean_variance = float(np.mean(noise_variance))
+
+    def objective(params: dict) -> float:
+        out = apply_filter(first, filter_name, params, threads=threads)
+        return -float(np.mean(unbiased_mse(target, out, noise_variance=noise_variance)))
+
+    best, value, evaluated = search(objective, grid, **search_plan(filter_name, refine_steps))
+    table = []
+    for params, negative_umse in evaluated:
+        mean_mse = mean_variance - negative_umse
+        table.append(
+            {
+                "params": params,
+                "mean_mse": mean_mse,
+                "psnr_db": psnr_from_mse(mean_mse, data_range=data_range),
+                "mean_umse": -negative_umse,
+                "upsnr_db": psnr_from_mse(-negative_umse, data_range=data_range),
+            }
+        )
+    best_row = next(row for row in table if row["params"] == best)
+    return BlindTuning(
+        filter_name=filter_name,
+        params=best,
+        target_kind=target_kind,
+        train_psnr_db=best_row["psnr_db"],
+        train_upsnr_db=best_row["upsnr_db"],
+        n_images=len(first),
+        table=table,
+        kind=BLIND_KINDS[target_kind],
+    )
+
+
+def tune_blind_pairs(
+    train_first,
+    train_second,
     filter_name: str,
     grid: dict | None = None,
     *,
-    target_kind: str = "clean",
     data_range: float = 1.0,
     refine_steps: int | None = None,
     max_images: int | None = 32,
     threads: int = 1,
 ) -> BlindTuning:
-    """One setting for the dataset: lowest mean MSE against a target over training images.
+    """One setting for the dataset from noisy training pairs only (kind ``"blind"``).
+
+    Maximises the uPSNR of the module docstring: ``f(train_first)`` against ``train_second``,
+    less each pair's noise variance. No clean image is an input.
 
     Parameters
     ----------
-    train_noisy : ndarray (I, H, W) float
-        Training inputs (first noisy realisation). Never test images.
-    train_target : ndarray (I, H, W) float
-        Clean training images, or a second independent realisation of the same images.
+    train_first, train_second : ndarray (I, H, W) float
+        Two independent noisy realisations of the same training images, same scale. Never
+        test images.
     filter_name, grid, data_range, refine_steps
         As :func:`tune_oracle`.
-    target_kind : {"clean", "second_realisation"}
-        Recorded in the result; the search is the same.
     max_images : int or None
-        Use at most this many training images, evenly spaced (None = all).
+        Use at most this many training pairs, evenly spaced (None = all).
     threads : int
         Threads that filter the training images (see
         :func:`lowdose.baselines.filters.apply_filter`).
@@ -239,31 +257,58 @@ def tune_blind(
     Returns
     -------
     BlindTuning
+        ``kind="blind"``, ``target_kind="second_realisation"``.
     """
-    train_noisy, train_target = np.asarray(train_noisy), np.asarray(train_target)
-    check_pair_stacks(train_noisy, train_target, "tune_blind")
+    first, second = np.asarray(train_first), np.asarray(train_second)
+    check_pair_stacks(first, second, "tune_blind_pairs")
+    first, second = _evenly_spaced((first, second), max_images)
+    noise_variance = pair_noise_variance_all_pixels(first, second)
+    options = (data_range, refine_steps, threads)
+    return _blind_search(
+        first, second, noise_variance, filter_name, grid, "second_realisation", options
+    )
+
+
+def tune_blind(
+    train_noisy,
+    train_target,
+    filter_name: str,
+    grid: dict | None = None,
+    *,
+    target_kind: str = "second_realisation",
+    data_range: float = 1.0,
+    refine_steps: int | None = None,
+    max_images: int | None = 32,
+    threads: int = 1,
+) -> BlindTuning:
+    """One setting for the dataset, chosen on training images against a target.
+
+    Parameters
+    ----------
+    train_noisy : ndarray (I, H, W) float
+        Training inputs (first noisy realisation). Never test images.
+    train_target : ndarray (I, H, W) float
+        A second independent realisation of the same images (``"second_realisation"``), or
+        their clean images (``"clean"``).
+    filter_name, grid, data_range, refine_steps, max_images, threads
+        As :func:`tune_blind_pairs`.
+    target_kind : {"second_realisation", "clean"}
+        ``"second_realisation"`` is :func:`tune_blind_pairs` (kind ``"blind"``); ``"clean"``
+        minimises the plain MSE against clean images and is labelled ``"blind-clean"``.
+
+    Returns
+    -------
+    BlindTuning
+    """
     checked_choice(target_kind, "target_kind", TARGET_KINDS)
-    if max_images is not None and len(train_noisy) > max_images:
-        keep = np.linspace(0, len(train_noisy) - 1, max_images).round().astype(int)
-        train_noisy, train_target = train_noisy[keep], train_target[keep]
-    get_filter(filter_name)  # unknown names fail here, naming the valid ones
-    grid = resolve_grid(filter_name, grid)
-    target64 = train_target.astype(np.float64)
-
-    def objective(params: dict) -> float:
-        out = apply_filter(train_noisy, filter_name, params, threads=threads)
-        return psnr_from_mse(float(np.mean((out - target64) ** 2)), data_range=data_range)
-
-    best, value, evaluated = search(objective, grid, **search_plan(filter_name, refine_steps))
-    table = [
-        {"params": p, "mean_mse": data_range**2 / 10.0 ** (v / 10.0), "psnr_db": v}
-        for p, v in evaluated
-    ]
-    return BlindTuning(
-        filter_name=filter_name,
-        params=best,
-        target_kind=target_kind,
-        train_psnr_db=value,
-        n_images=len(train_noisy),
-        table=table,
+    options = {"data_range": data_range, "refine_steps": refine_steps, "threads": threads}
+    if target_kind == "second_realisation":
+        return tune_blind_pairs(
+            train_noisy, train_target, filter_name, grid, max_images=max_images, **options
+        )
+    noisy, clean = np.asarray(train_noisy), np.asarray(train_target)
+    check_pair_stacks(noisy, clean, "tune_blind")
+    noisy, clean = _evenly_spaced((noisy, clean), max_images)
+    return _blind_search(
+        noisy, clean, np.zeros(len(noisy)), filter_name, grid, "clean", tuple(options.values())
     )

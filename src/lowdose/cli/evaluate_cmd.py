@@ -13,7 +13,11 @@ from lowdose.data.results import SummaryRow, summarize
 
 @app.command()
 def evaluate(
-    data: Path = typer.Option(..., "--data", help="Dataset file (.h5) with clean test images."),
+    data: Path = typer.Option(
+        ...,
+        "--data",
+        help="Dataset file (.h5): clean test images and/or N >= 2 realisations (uPSNR).",
+    ),
     model: list[Path] = typer.Option(
         [], "--model", help="Checkpoint or run folder (best.ckpt); repeat for several."
     ),
@@ -23,7 +27,10 @@ def evaluate(
         help="Comma-separated: gaussian, median, bilateral, nlm, bm3d ('' for none).",
     ),
     tuning: str = typer.Option(
-        "both", "--tuning", help="oracle (per image, uses clean: the paper), blind, or both."
+        "both",
+        "--tuning",
+        help="oracle (per image vs clean: the paper), blind (training noisy pairs, no clean), "
+        "blind-clean (training clean images), or both (oracle + blind).",
     ),
     out: Path = typer.Option(..., "--out", help="Results folder to write."),
     hu_window: str = typer.Option(
@@ -59,19 +66,20 @@ def _print_table(rows: list[SummaryRow]) -> None:
     from rich.table import Table
 
     has_hu = any(math.isfinite(r["psnr_hu_window_db"]) for r in rows)
-    table = Table(title="Mean over test images (95 % CI: t-interval)")
-    for header in ("Method", "PSNR (dB)", "95 % CI", "SSIM", "95 % CI", "n"):
-        table.add_column(header, justify="left" if header == "Method" else "right")
+    table = Table(title="Mean over test images (95 % CI; uPSNR's: bootstrap over objects)")
+    table.add_column("Method", no_wrap=True)
+    for header in ("PSNR (dB)", "SSIM", "n", "uPSNR (dB)", "95 % CI"):
+        table.add_column(header, justify="right")
     if has_hu:
         table.add_column("PSNR HU window", justify="right")
     for r in rows:
         cells = [
             r["label"],
-            f"{r['psnr_db']:.2f}",
-            f"±{r['psnr_ci95_db']:.2f}",
+            f"{r['psnr_db']:.2f} ±{r['psnr_ci95_db']:.2f}",
             f"{r['ssim']:.4f}",
-            f"±{r['ssim_ci95']:.4f}",
             str(r["n"]),
+            f"{r['upsnr_db']:.2f}",
+            f"{r['upsnr_ci95_low_db']:.2f}..{r['upsnr_ci95_high_db']:.2f}",
         ]
         table.add_row(*cells, *([f"{r['psnr_hu_window_db']:.2f}"] if has_hu else []))
     console.print(table)

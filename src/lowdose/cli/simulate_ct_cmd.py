@@ -29,7 +29,9 @@ def simulate_ct(
     realisations: int = typer.Option(2, help="Independent noisy copies per slice."),
     size: int = typer.Option(256, help="Slice side in pixels (512 slices are resized)."),
     split_by: str = typer.Option("patient", "--split-by", help="patient or volume."),
-    seed: int = typer.Option(0, help="Root seed: same seed, same file."),
+    seed: int = typer.Option(
+        0, help="Root seed: same seed and target, same file; other targets draw other noise."
+    ),
     views: int = typer.Option(None, help="Sinogram views over 180 deg (default 720*size/512)."),
     out: Path = typer.Option(Path("data/ct.h5"), "--out", help="Dataset file to write (.h5)."),
     skip_bad: bool = typer.Option(

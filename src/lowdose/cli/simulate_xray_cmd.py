@@ -15,7 +15,11 @@ from lowdose.simulate.xray_preview import write_preview
 def simulate_xray(
     out: Path = typer.Option(Path("data/xray.h5"), "--out", help="Dataset file to write (.h5)."),
     phantoms: int = typer.Option(100, help="Random torso phantoms (paper: 100)."),
-    angles: int = typer.Option(63, help="Views per phantom over 360 degrees (paper: 63)."),
+    angles: int = typer.Option(
+        63,
+        help="Views per phantom (paper: 63): over [0, 180) deg for parallel beam, so no view is "
+        "the mirror image of another; over [0, 360) for cone beam.",
+    ),
     size: int = typer.Option(256, help="Projection side in pixels (phantom is size^3)."),
     realisations: int = typer.Option(2, help="Independent noisy copies per projection."),
     target_psnr: float = typer.Option(
@@ -25,7 +29,9 @@ def simulate_xray(
         None, "--photons", help="Photons per pixel instead of --target-psnr."
     ),
     geometry: str = typer.Option("parallel", help="parallel or cone (C-arm flat panel)."),
-    seed: int = typer.Option(0, help="Root seed; same seed, same file, any --workers."),
+    seed: int = typer.Option(
+        0, help="Root seed; same seed and level, same file, any --workers (noise keyed by level)."
+    ),
     workers: int = typer.Option(1, help="Processes over phantoms (e.g. your core count)."),
     val_fraction: float = typer.Option(0.1, help="Share of training phantoms for validation."),
     preview: Path = typer.Option(

@@ -16,6 +16,12 @@ def train(
     data: Path = typer.Option(None, "--data", help="Dataset file (.h5) from `lowdose simulate`."),
     mode: str = typer.Option(None, "--mode", help="n2n (noisy targets) or n2c (clean targets)."),
     loss: str = typer.Option(None, "--loss", help="mse or mae."),
+    val_reference: str = typer.Option(
+        None,
+        "--val-reference",
+        help="What picks best.ckpt and drives the schedule: realisation (clean-free uPSNR, the "
+        "n2n default) or clean (n2c default; n2n runs are then labelled clean-selected).",
+    ),
     out: Path = typer.Option(None, "--out", help="Run directory to create."),
     config: Path = typer.Option(None, "--config", help="YAML TrainConfig; flags override it."),
     resume: Path = typer.Option(None, "--resume", help="Continue RUN_DIR from its last.ckpt."),
@@ -63,7 +69,7 @@ def train(
         _configure_logging(quiet=cfg.quiet)
         result = run_training(cfg, resume=resume is not None)
         console.print(
-            f"[green]done[/] {result.model_name} {cfg.mode}-{cfg.loss}: best val PSNR "
+            f"[green]done[/] {result.model_name} {cfg.mode}-{cfg.loss}: best {result.monitor} "
             f"{result.best_val_psnr_db:.2f} dB (vs {result.val_reference}) after "
             f"{result.epochs_done} epochs, {result.global_step} steps -> {result.best_checkpoint}",
             highlight=False,

@@ -19,6 +19,8 @@ from lowdose.core.errors import LowdoseInputError
 _CHUNK_PIXELS = 1 << 24
 HU_WINDOW = (-1000.0, 1000.0)
 """The default CT window for HU-window PSNR (data range 2000 HU)."""
+HU_SOFT_TISSUE_WINDOW = (-160.0, 240.0)
+"""The soft-tissue CT window (level 40 HU, width 400 HU) of the soft-tissue PSNR."""
 
 
 def psnr(reference, estimate, *, data_range) -> float | np.ndarray:
@@ -197,19 +199,58 @@ def ssim(reference, estimate, *, data_range) -> float | np.ndarray:
     float or ndarray (B,) float64
         SSIM in [-1, 1].
     """
+    return _ssim_per_image(reference, estimate, data_range, "ssim", 7, {})
+
+
+def ssim_wang(reference, estimate, *, data_range) -> float | np.ndarray:
+    """SSIM per image as defined by Wang et al. (2004): Gaussian window, population statistics.
+
+    Window convention: an 11 x 11 **Gaussian** window with sigma 1.5 pixels
+    (``gaussian_weights=True, sigma=1.5``), population covariance
+    (``use_sample_covariance=False``), ``K1 = 0.01``, ``K2 = 0.03``, the mean over the valid
+    interior (5-pixel border cropped) — scikit-image's reproduction of the paper. It is a
+    different number from :func:`ssim` (7 x 7 uniform window); never compare the two.
+
+    Parameters
+    ----------
+    reference, estimate : array_like, shape (H, W) or (B, H, W)
+        Same shape, H and W >= 11. The reference must be finite.
+    data_range : float or array_like of shape (B,)
+        Peak value range of the reference scale, > 0. Required.
+
+    Returns
+    -------
+    float or ndarray (B,) float64
+        SSIM in [-1, 1].
+
+    Examples
+    --------
+    >>> image = np.linspace(0, 1, 256).reshape(16, 16)
+    >>> ssim_wang(image, image, data_range=1.0)
+    1.0
+    """
+    options = {"gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False}
+    return _ssim_per_image(reference, estimate, data_range, "ssim_wang", 11, options)
+
+
+def _ssim_per_image(reference, estimate, data_range, name: str, window: int, options: dict):
+    """scikit-image's ``structural_similarity`` image by image, inputs checked, in float64."""
     from skimage.metrics import structural_similarity
 
-    ref, est, batched = checked_image_pair(reference, estimate, "ssim")
-    if min(ref.shape[1:]) < 7:
+    ref, est, batched = checked_image_pair(reference, estimate, name)
+    if min(ref.shape[1:]) < window:
         raise LowdoseInputError(
-            f"ssim: images of {ref.shape[1]}x{ref.shape[2]} pixels are smaller than the 7x7 "
-            "window; pass images of at least 7x7 pixels"
+            f"{name}: images of {ref.shape[1]}x{ref.shape[2]} pixels are smaller than the "
+            f"{window}x{window} window; pass images of at least {window}x{window} pixels"
         )
     dr = checked_data_range(data_range, ref.shape[0])
     values = np.array(
         [
             structural_similarity(
-                ref[b].astype(np.float64), est[b].astype(np.float64), data_range=float(dr[b])
+                ref[b].astype(np.float64),
+                est[b].astype(np.float64),
+                data_range=float(dr[b]),
+                **options,
             )
             for b in range(ref.shape[0])
         ],

@@ -6,6 +6,7 @@ A face for users (docs/architecture.md): lowdose modules never import through it
 from lowdose.data.attributes import DatasetAttrs
 from lowdose.data.build import DatasetSummary
 from lowdose.data.dataset import SplitArrays, load_split, read_attrs, read_info, read_scale
+from lowdose.data.paired import paired_difference, paired_table
 from lowdose.data.results import summarize
 from lowdose.data.scaling import hu_to_scaled, scaled_to_hu
 from lowdose.data.splits import split_by_object
@@ -18,6 +19,8 @@ __all__ = [
     "dataset_writer",
     "hu_to_scaled",
     "load_split",
+    "paired_difference",
+    "paired_table",
     "read_attrs",
     "read_info",
     "read_scale",

@@ -114,14 +114,20 @@ def dataset_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def load_split(path: str | os.PathLike, split: str) -> SplitArrays:
-    """Read one split (``"train"``, ``"val"`` or ``"test"``) into memory."""
+def load_split(path: str | os.PathLike, split: str, *, with_clean: bool = True) -> SplitArrays:
+    """Read one split (``"train"``, ``"val"`` or ``"test"``) into memory.
+
+    ``with_clean=False`` never reads the ``clean`` array (``SplitArrays.clean`` is None): the
+    clean-free methods (Noise2Noise validation, blind tuning) read the file this way, so no clean
+    image can reach them even when the file has one.
+    """
     path = Path(path)
     with open_dataset(path) as handle:
         info = _info(handle, path)
         index = split_index(info, split)
         noisy = _read_rows(handle["noisy"], index)
-        clean = _read_rows(handle["clean"], index) if info.has_clean else None
+        read_clean = with_clean and info.has_clean
+        clean = _read_rows(handle["clean"], index) if read_clean else None
         scale = _scale(handle, index)
     return SplitArrays(clean, noisy, info.object_id[index], index, info.attrs, scale)
 

@@ -2,7 +2,9 @@
 
 Methods (:mod:`lowdose.evaluation.methods`): ``noisy`` (the first realisation, untouched), each
 trained model (tiled inference) and each filter tuned ``oracle`` (per image against the clean
-image, the paper's protocol) and/or ``blind`` (one setting chosen on the training split). Metric
+image, the paper's protocol), ``blind`` (one setting chosen on the training split's noisy pairs)
+and/or ``blind-clean`` (chosen against the training split's clean images). A file without clean
+images is scored clean-free (uPSNR from the test pairs); oracle tuning then cannot run. Metric
 conventions are in :mod:`lowdose.evaluation.rows`, the files in :mod:`lowdose.evaluation.outputs`.
 """
 
@@ -54,13 +56,15 @@ def evaluate(
     Parameters
     ----------
     data_path : path
-        Dataset file (docs/interfaces.md) with ``clean`` and a ``test`` split (and a ``train``
-        split for blind tuning).
+        Dataset file (docs/interfaces.md) with a ``test`` split (and a ``train`` split for blind
+        tuning), and ``clean`` images or N >= 2 realisations (both for the full table).
     models : sequence of paths
         Checkpoints (or run folders holding ``best.ckpt``); may be empty.
     filters : sequence of str
         Names from ``lowdose.baselines.filters.FILTERS``.
-    tuning : {"oracle", "blind", "both"}
+    tuning : {"oracle", "blind", "blind-clean", "both"}
+        ``both`` = oracle + blind. Without clean test images oracle is skipped (a logged
+        warning) under ``both``, and ``oracle`` alone raises.
     out_dir : path
         Receives ``results.csv``, ``results.parquet``, ``summary.md`` and ``panels.npz``.
     hu_window : (low_hu, high_hu), optional
@@ -79,7 +83,7 @@ def evaluate(
     -------
     pandas.DataFrame
         One row per test image x method (x the file's one noise level), columns
-        :data:`lowdose.data.results.RESULT_COLUMNS`.
+        :data:`lowdose.data.results.RESULT_COLUMNS`; clean-referenced metrics NaN without clean.
     """
     import pandas as pd
 
@@ -102,5 +106,5 @@ def evaluate(
         rows += result_rows(test, method, context)
         panels.add(method)
     results = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
-    write_outputs(results, panels, test.attrs, Path(out_dir))
+    write_outputs(results, panels, test.attrs, Path(out_dir), clean_read=test.clean is not None)
     return results

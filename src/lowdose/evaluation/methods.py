@@ -1,10 +1,12 @@
 """The methods an evaluation compares, each run over the test inputs: the noisy input itself,
 trained models (tiled inference) and filters tuned ``oracle`` (per image against its clean image,
-the paper's protocol) or ``blind`` (one setting chosen on the training split; see
-:mod:`lowdose.baselines.tuning`)."""
+the paper's protocol), ``blind`` (one setting chosen on the training split's two noisy
+realisations, no clean image read) or ``blind-clean`` (one setting chosen against the training
+split's clean images); see :mod:`lowdose.baselines.tuning`."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -12,12 +14,21 @@ import numpy as np
 
 from lowdose.baselines.filters import apply_filter
 from lowdose.baselines.tuning import tune_blind, tune_oracle
+from lowdose.core.errors import LowdoseInputError
 from lowdose.core.progress import Progress, StageCounter
 from lowdose.evaluation.testset import TestSet, blind_training_pair
 from lowdose.inference.predict import predict
 from lowdose.models.checkpoint import load_model
 
-TUNING_CHOICES = ("oracle", "blind", "both")
+TUNING_CHOICES = ("oracle", "blind", "blind-clean", "both")
+# What each choice runs: "both" is the paper's oracle next to the clean-free blind tuning.
+_TUNINGS = {
+    "oracle": ("oracle",),
+    "blind": ("blind",),
+    "blind-clean": ("blind-clean",),
+    "both": ("oracle", "blind"),
+}
+log = logging.getLogger("lowdose.evaluation")
 
 
 @dataclass(frozen=True)
@@ -30,11 +41,15 @@ class MethodOutput:
         ``noisy``, a model's ``<mode>-<loss>`` or a filter name.
     model : str
         The network's name (``unet-w16-res``), empty for filters and the noisy input.
-    tuning : {"none", "oracle", "blind"}
+    tuning : {"none", "oracle", "blind", "blind-clean"}
     params : list of dict
         The setting used, one per test image (JSON-serialisable).
     outputs : ndarray (I, H, W) float32
         Unclipped outputs on the dataset's scale.
+    seed : int
+        The network's training seed; -1 for filters, the noisy input and unknown seeds.
+    selection : str
+        How the checkpoint was chosen (``CheckpointMeta.selection``); empty otherwise.
     """
 
     method: str
@@ -42,6 +57,8 @@ class MethodOutput:
     tuning: str
     params: list[dict]
     outputs: np.ndarray
+    seed: int = -1
+    selection: str = ""
 
 
 def noisy_method(test: TestSet) -> MethodOutput:
@@ -60,7 +77,10 @@ def model_methods(
             model, test.inputs, device=device, progress=_relabelled(progress, label, test)
         )
         params = {"checkpoint": str(checkpoint), "global_step": meta.global_step}
-        yield MethodOutput(label, meta.model.name, "none", [params] * len(outputs), outputs)
+        seed = -1 if meta.seed is None else int(meta.seed)
+        yield MethodOutput(
+            label, meta.model.name, "none", [params] * len(outputs), outputs, seed, meta.selection
+        )
 
 
 def _relabelled(progress: Progress | None, stage: str, test: TestSet) -> Progress | None:
@@ -69,6 +89,23 @@ def _relabelled(progress: Progress | None, stage: str, test: TestSet) -> Progres
         return None
     progress(stage, 0, len(test.inputs))
     return lambda _stage, done, total: progress(stage, done, total)
+
+
+def filter_tunings(tuning: str, test: TestSet) -> tuple[str, ...]:
+    """The tunings ``tuning`` runs on ``test``; oracle needs clean test images.
+
+    Without them, ``"both"`` drops the oracle with a logged warning and ``"oracle"`` raises.
+    """
+    tunings = _TUNINGS[tuning]
+    if test.clean is not None or "oracle" not in tunings:
+        return tunings
+    if tunings == ("oracle",):
+        raise LowdoseInputError(
+            f"{test.path}: oracle tuning needs clean test images, which the file lacks; "
+            "use --tuning blind"
+        )
+    log.warning("%s: no clean test images, so the filters are tuned blind only", test.path)
+    return tuple(t for t in tunings if t != "oracle")
 
 
 def filter_methods(
@@ -80,13 +117,23 @@ def filter_methods(
     workers: int,
     progress: Progress | None,
 ) -> Iterator[MethodOutput]:
-    """Each filter tuned ``oracle`` and/or ``blind`` (``tuning`` one of :data:`TUNING_CHOICES`)."""
-    blind_pair = blind_training_pair(test.path) if tuning in ("blind", "both") else None
-    for name in filters:
-        if tuning in ("oracle", "both"):
-            yield _oracle(test, name, grids.get(name), workers, progress)
-        if blind_pair is not None:
-            yield _blind(test, name, grids.get(name), blind_pair, workers, progress)
+    """Each filter under each of :func:`filter_tunings` (see :data:`TUNING_CHOICES`).
+
+    Checks the tuning and reads the training pairs at once (bad input fails before any model
+    runs); the filters run as the outputs are asked for.
+    """
+    tunings = filter_tunings(tuning, test) if filters else ()
+    pairs = {t: blind_training_pair(test.path, t) for t in tunings if t != "oracle"}
+
+    def outputs() -> Iterator[MethodOutput]:
+        for name in filters:
+            for kind in tunings:
+                if kind == "oracle":
+                    yield _oracle(test, name, grids.get(name), workers, progress)
+                else:
+                    yield _blind(test, name, grids.get(name), kind, pairs[kind], workers, progress)
+
+    return outputs()
 
 
 def _oracle(test: TestSet, name: str, grid, workers: int, progress) -> MethodOutput:
@@ -104,9 +151,11 @@ def _oracle(test: TestSet, name: str, grid, workers: int, progress) -> MethodOut
     return MethodOutput(name, "", "oracle", result.best_params, outputs)
 
 
-def _blind(test: TestSet, name: str, grid, blind_pair, workers: int, progress) -> MethodOutput:
+def _blind(
+    test: TestSet, name: str, grid, tuning: str, blind_pair, workers: int, progress
+) -> MethodOutput:
     train_noisy, target, target_kind = blind_pair
-    counter = StageCounter(progress, f"{name} blind", len(test.inputs))
+    counter = StageCounter(progress, f"{name} {tuning}", len(test.inputs))
     counter.advance(0)  # show the stage before the search finishes
     blind = tune_blind(
         train_noisy,
@@ -120,4 +169,4 @@ def _blind(test: TestSet, name: str, grid, blind_pair, workers: int, progress) -
     outputs = apply_filter(test.inputs, name, blind.params, threads=workers)
     counter.advance(len(outputs))
     params = {**blind.params, "tuned_on": f"train:{target_kind}", "n_train": blind.n_images}
-    return MethodOutput(name, "", "blind", [params] * len(outputs), outputs)
+    return MethodOutput(name, "", tuning, [params] * len(outputs), outputs)

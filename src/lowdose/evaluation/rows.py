@@ -1,10 +1,13 @@
-"""Metrics of one method's outputs against the clean test images, as rows of ``results.csv``.
+"""Metrics of one method's outputs on the test images, as rows of ``results.csv``.
 
-Conventions, written beside every number: PSNR and SSIM (7x7 uniform window) on the dataset's
-scale with ``data_range`` = the file's ``psnr_data_range`` (1.0 on the paper's scaling), on
-*unclipped* outputs. For CT stored in HU, also PSNR in a named HU window: both images are
-converted back (``hu = scaled * scale - scaling_offset``) and clipped to the window, and
-``data_range`` is the window width.
+Conventions, written beside every number: PSNR and SSIM (7x7 uniform window) against the clean
+images on the dataset's scale with ``data_range`` = the file's ``psnr_data_range`` (1.0 on the
+paper's scaling), on *unclipped* outputs; NaN when the file has no clean images. For CT stored in
+HU, also metrics in HU windows: both images are converted back (``hu = scaled * scale -
+scaling_offset``) and clipped to the window, and ``data_range`` is the window width: PSNR in the
+named window and in the soft-tissue window -160..240 HU, and SSIM as Wang et al. (2004) in the
+named window. Clean-free, for N >= 2: ``uMSE = mean((f(y1) - y2)^2) - Var(y1 - y2) / 2`` per
+image and its uPSNR (:func:`lowdose.core.metrics.upsnr`); no clean image enters it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lowdose.core.metrics import psnr, ssim
+from lowdose.core.metrics import (
+    HU_SOFT_TISSUE_WINDOW,
+    pair_noise_variance_all_pixels,
+    psnr,
+    psnr_hu_window,
+    ssim,
+    ssim_wang,
+    unbiased_mse,
+    upsnr,
+)
 from lowdose.data.dataset import dataset_sha256
 from lowdose.data.results import ResultRow
 from lowdose.evaluation.methods import MethodOutput
@@ -31,11 +43,11 @@ class RowContext:
     dataset, dataset_sha256 : str
         File stem and split-table hash (:func:`lowdose.data.dataset.dataset_sha256`).
     hu_window : (low_hu, high_hu) or None
-        The HU window of the window PSNR; None unless the dataset is CT in HU.
+        The HU window of the window metrics; None unless the dataset is CT in HU with clean.
     input_psnr_db : ndarray (I,) float64
-        PSNR of the noisy input per image.
+        PSNR of the noisy input per image (NaN without clean).
     noise_var_estimate, noise_var_true : ndarray (I,) float64
-        ``Var(y1 - y2) / 2`` (NaN for N < 2) and ``Var(y1 - clean)`` per image.
+        ``Var(y1 - y2) / 2`` (NaN for N < 2) and ``Var(y1 - clean)`` (NaN without clean).
     """
 
     dataset: str
@@ -49,45 +61,83 @@ class RowContext:
 def row_context(test: TestSet, hu_window: tuple[float, float]) -> RowContext:
     """The shared part of the rows; ``hu_window`` applies only to CT in HU."""
     estimate, true = noise_variances(test)
+    has_clean = test.clean is not None
     return RowContext(
         dataset=test.path.stem,
         dataset_sha256=dataset_sha256(test.path),
-        hu_window=hu_window if test.attrs.is_ct_hu else None,
-        input_psnr_db=np.atleast_1d(psnr(test.clean, test.inputs, data_range=test.data_range)),
+        hu_window=hu_window if test.attrs.is_ct_hu and has_clean else None,
+        input_psnr_db=_against_clean(psnr, test, test.inputs),
         noise_var_estimate=estimate,
         noise_var_true=true,
     )
 
 
 def noise_variances(test: TestSet) -> tuple[np.ndarray, np.ndarray]:
-    """Per image: ``Var(y1 - y2) / 2`` (needs N >= 2, else NaN) and the true ``Var(y1 - clean)``."""
+    """Per image: ``Var(y1 - y2) / 2`` (needs N >= 2, else NaN) and the true ``Var(y1 - clean)``
+    (NaN without clean), both (I,) float64 on the dataset's scale squared."""
     first = test.noisy[:, 0].astype(np.float64)
-    true = np.var(first - test.clean, axis=(1, 2))
+    nan = np.full(len(first), math.nan)
+    true = nan if test.clean is None else np.var(first - test.clean, axis=(1, 2))
     if test.noisy.shape[1] < 2:
-        return np.full(len(first), math.nan), true
-    return np.var(first - test.noisy[:, 1], axis=(1, 2)) / 2.0, true
+        return nan, true
+    return pair_noise_variance_all_pixels(test.noisy[:, 0], test.noisy[:, 1]), true
 
 
-def hu_window_psnr(test: TestSet, outputs: np.ndarray, window: tuple[float, float]) -> np.ndarray:
-    """(I,) PSNR in dB of ``outputs`` in the HU window ``(low, high)``, data_range its width."""
+def _against_clean(metric, test: TestSet, outputs: np.ndarray) -> np.ndarray:
+    """(I,) ``metric(clean, outputs, data_range)``; NaN when the file has no clean images."""
+    if test.clean is None:
+        return np.full(len(outputs), math.nan)
+    return np.atleast_1d(metric(test.clean, outputs, data_range=test.data_range))
+
+
+def _to_hu(test: TestSet, images: np.ndarray) -> np.ndarray:
+    """(I, H, W) float64 HU of images on the dataset's scale."""
+    return images.astype(np.float64) * test.scale[:, None, None] - test.attrs.scaling_offset
+
+
+def hu_metrics(
+    test: TestSet, outputs: np.ndarray, window: tuple[float, float] | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(I,) each: PSNR in ``window``, PSNR in the soft-tissue window, Wang SSIM in ``window``.
+
+    All NaN when ``window`` is None (not CT in HU, or no clean images).
+    """
+    if window is None or test.clean is None:
+        nan = np.full(len(outputs), math.nan)
+        return nan, nan, nan
     low, high = window
-    offset = test.attrs.scaling_offset
-    factor = test.scale[:, None, None]
-    reference = np.clip(test.clean * factor - offset, low, high)
-    estimate = np.clip(outputs.astype(np.float64) * factor - offset, low, high)
-    return np.atleast_1d(psnr(reference, estimate, data_range=high - low))
+    reference, estimate = _to_hu(test, test.clean), _to_hu(test, outputs)
+    window_db = np.atleast_1d(psnr_hu_window(reference, estimate, window))
+    soft_db = np.atleast_1d(psnr_hu_window(reference, estimate, HU_SOFT_TISSUE_WINDOW))
+    clipped = np.clip(reference, low, high), np.clip(estimate, low, high)
+    wang = np.atleast_1d(ssim_wang(*clipped, data_range=high - low))
+    return window_db, soft_db, wang
+
+
+def clean_free_scores(
+    test: TestSet, outputs: np.ndarray, context: RowContext
+) -> tuple[np.ndarray, np.ndarray]:
+    """(I,) uMSE (dataset scale squared) and uPSNR in dB of ``outputs = f(y1)`` against y2.
+
+    NaN for N < 2; uPSNR NaN where uMSE <= 0. Reads only the two realisations.
+    """
+    if test.noisy.shape[1] < 2:
+        nan = np.full(len(outputs), math.nan)
+        return nan, nan
+    second, variance = test.noisy[:, 1], context.noise_var_estimate
+    umse = unbiased_mse(second, outputs, noise_variance=variance)
+    upsnr_db = upsnr(second, outputs, noise_variance=variance, data_range=test.data_range)
+    return umse, upsnr_db
 
 
 def result_rows(test: TestSet, method: MethodOutput, context: RowContext) -> list[ResultRow]:
     """One :class:`ResultRow` per test image for ``method``."""
-    psnr_db = np.atleast_1d(psnr(test.clean, method.outputs, data_range=test.data_range))
-    ssim_values = np.atleast_1d(ssim(test.clean, method.outputs, data_range=test.data_range))
+    outputs = method.outputs
+    psnr_db = _against_clean(psnr, test, outputs)
+    ssim_values = _against_clean(ssim, test, outputs)
     window = context.hu_window
-    hu_db = (
-        hu_window_psnr(test, method.outputs, window)
-        if window is not None
-        else np.full(len(psnr_db), math.nan)
-    )
+    hu_db, soft_db, wang = hu_metrics(test, outputs, window)
+    umse, upsnr_db = clean_free_scores(test, outputs, context)
     return [
         ResultRow(
             dataset=context.dataset,
@@ -109,6 +159,12 @@ def result_rows(test: TestSet, method: MethodOutput, context: RowContext) -> lis
             clipped=False,
             noise_var_estimate=float(context.noise_var_estimate[i]),
             noise_var_true=float(context.noise_var_true[i]),
+            seed=method.seed,
+            selection=method.selection,
+            upsnr_db=float(upsnr_db[i]),
+            umse=float(umse[i]),
+            psnr_hu_soft_db=float(soft_db[i]),
+            ssim_wang_hu_window=float(wang[i]),
         )
-        for i in range(len(psnr_db))
+        for i in range(len(outputs))
     ]

@@ -4,7 +4,9 @@ The same clean test images are re-noised at a range of levels whose input PSNR s
 with the dataset's own noise model (Poisson photon noise for X-ray projections, AWGN or
 sinogram-domain Poisson + FBP for CT); each model and each oracle-tuned filter denoises them, and
 the output PSNR and the gain (output minus input PSNR) are recorded per image. Metrics use
-data_range 1 on the dataset's scale and unclipped outputs.
+data_range 1 on the dataset's scale and unclipped outputs. A subset of ``n_images`` test images
+is spread evenly over the test objects (:func:`spread_over_objects`), never the first few images
+of one phantom or patient.
 """
 
 from __future__ import annotations
@@ -137,6 +139,49 @@ def _solve_gaussian(clean, scale, target_db):
     return noise_levels.solve_sigma_for_psnr(clean, target_db, data_range=1.0).level
 
 
+def spread_over_objects(object_id, n_images: int | None) -> np.ndarray:
+    """Positions of ``n_images`` images spread evenly over the objects, in file order.
+
+    Objects take turns (round-robin in order of first appearance) until ``n_images`` are given
+    out, so every object gets one before any gets two; within an object of ``m`` images, ``c``
+    chosen are the centres of ``c`` equal strata, positions ``floor((j + 0.5) m / c)`` (one
+    image: the middle one). Deterministic: no random numbers.
+
+    Parameters
+    ----------
+    object_id
+        (I,) object of each image (phantom or patient), in file order.
+    n_images
+        Images to choose (>= 1); None or ``>= I`` chooses all.
+
+    Returns
+    -------
+    numpy.ndarray
+        (min(n_images, I),) int64 positions into ``object_id``, increasing.
+
+    >>> spread_over_objects(["a"] * 4 + ["b"] * 2, 3).tolist()
+    [1, 3, 5]
+    """
+    ids = np.asarray(object_id)
+    if n_images is not None and n_images < 1:
+        raise LowdoseInputError(f"n_images={n_images}: choose at least 1 image (or all: None)")
+    if n_images is None or n_images >= len(ids):
+        return np.arange(len(ids), dtype=np.int64)
+    _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+    members = [np.flatnonzero(inverse == k) for k in np.argsort(first)]  # objects in file order
+    counts = [0] * len(members)
+    while sum(counts) < n_images:  # round-robin: one more image for each object that has one
+        for k, images in enumerate(members):
+            if counts[k] < len(images) and sum(counts) < n_images:
+                counts[k] += 1
+    chosen = [
+        images[((np.arange(c) + 0.5) * len(images) / c).astype(int)]
+        for images, c in zip(members, counts, strict=True)
+        if c
+    ]
+    return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
 def run_sweep(
     data_path: str | Path,
     models: Sequence[SweepModel],
@@ -161,7 +206,8 @@ def run_sweep(
     filters
         Filters tuned per image against the clean reference (``oracle``).
     n_images
-        First ``n_images`` test images (all if None).
+        Test images to sweep, spread evenly over the test objects (:func:`spread_over_objects`:
+        round-robin over phantoms/patients, evenly spaced within each); all if None.
     seed
         Seeds the noise; level ``k`` uses ``default_rng([seed, k])``.
     log
@@ -180,9 +226,10 @@ def run_sweep(
         raise LowdoseInputError(
             f"{data_path}: the sweep needs clean test images; this file has none"
         )
-    clean = split.clean[:n_images].astype(np.float32)
-    index = np.asarray(split.index)[: len(clean)]
-    scale = split.scale[: len(clean)]
+    pick = spread_over_objects(split.object_id, n_images)
+    clean = split.clean[pick].astype(np.float32)
+    index = np.asarray(split.index)[pick]
+    scale = np.asarray(split.scale)[pick]
     _, add_noise, solve = noise_model_for(split.attrs)
     loaded = [(spec, load_model(spec.checkpoint)[0]) for spec in models]
     rows = []

@@ -1,5 +1,5 @@
-"""The data an evaluation reads: the test split with its clean references, and the blind-tuning
-pair from the training split (never the test images)."""
+"""The data an evaluation reads: the test split (with its clean references when the file has
+them), and the blind-tuning pair from the training split (never the test images)."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ class TestSet:
     Attributes
     ----------
     path : pathlib.Path
-    clean : ndarray (I, H, W) float32
-        References on the dataset's scale.
+    clean : ndarray (I, H, W) float32 or None
+        References on the dataset's scale; None when the file has none (then N >= 2).
     noisy : ndarray (I, N, H, W) float32
         The N realisations; the first is every method's input.
     object_id : ndarray (I,) str
@@ -35,7 +35,7 @@ class TestSet:
     __test__ = False  # a data class, not a pytest test class
 
     path: Path
-    clean: np.ndarray
+    clean: np.ndarray | None
     noisy: np.ndarray
     object_id: np.ndarray
     index: np.ndarray
@@ -54,33 +54,45 @@ class TestSet:
 
 
 def read_test_set(data_path: Path) -> TestSet:
-    """Read the test split; raises when the file has no clean images to measure against."""
+    """Read the test split; without clean images it needs N >= 2 realisations (for uPSNR)."""
     split = load_split(data_path, "test")
-    if split.clean is None:
+    if split.clean is None and split.noisy.shape[1] < 2:
         raise LowdoseInputError(
-            f"{data_path}: no clean images, so PSNR cannot be measured; evaluate a dataset "
-            "with 'clean' (simulated data) or use `lowdose denoise` for your own data"
+            f"{data_path}: no clean images and one realisation per image, so nothing can be "
+            "scored; evaluate a file with 'clean' or with N >= 2 realisations"
         )
     return TestSet(
         data_path, split.clean, split.noisy, split.object_id, split.index, split.scale, split.attrs
     )
 
 
-def blind_training_pair(data_path: Path) -> tuple[np.ndarray, np.ndarray, str]:
+def blind_training_pair(data_path: Path, tuning: str) -> tuple[np.ndarray, np.ndarray, str]:
     """Inputs and targets for blind tuning, from the training split only.
+
+    Parameters
+    ----------
+    data_path : path
+    tuning : {"blind", "blind-clean"}
+        ``blind``: the second noisy realisation is the target (Noise2Noise); the ``clean``
+        array is never read, even when the file has one. ``blind-clean``: clean training
+        images are the target.
 
     Returns
     -------
     (noisy (I, H, W), target (I, H, W), target_kind)
-        ``target_kind`` is ``"clean"`` when the file has clean training images, else
-        ``"second_realisation"`` (the second noisy copy, the Noise2Noise target).
+        ``target_kind`` is ``"second_realisation"`` or ``"clean"``.
     """
+    if tuning == "blind":
+        train = load_split(data_path, "train", with_clean=False)
+        if train.noisy.shape[1] < 2:
+            raise LowdoseInputError(
+                f"{data_path}: blind tuning needs N >= 2 noisy realisations of the training "
+                "images; use --tuning blind-clean (clean training images) or oracle"
+            )
+        return train.noisy[:, 0], train.noisy[:, 1], "second_realisation"
     train = load_split(data_path, "train")
-    if train.clean is not None:
-        return train.noisy[:, 0], train.clean, "clean"
-    if train.noisy.shape[1] < 2:
+    if train.clean is None:
         raise LowdoseInputError(
-            f"{data_path}: blind tuning needs clean training images or N >= 2 realisations; "
-            "use --tuning oracle"
+            f"{data_path}: blind-clean tuning needs clean training images; use --tuning blind"
         )
-    return train.noisy[:, 0], train.noisy[:, 1], "second_realisation"
+    return train.noisy[:, 0], train.clean, "clean"

@@ -3,6 +3,10 @@
 An experiment file names the dataset to build, the models to train (mode and loss), the filters to
 compare, the sweep to run, and per-scale overrides. ``scales.<name>`` is deep-merged over the base
 before validation, so a typo in any key (base or scale) is an error naming the key.
+
+``seeds`` is how many times each network is trained (training seeds ``train.seed + 0 .. seeds -
+1``): 1 unless the file or ``lowdose reproduce --seeds K`` (default 3) says otherwise; ``lowdose
+demo`` trains one.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ class ModelSpec(_Strict):
 
 class EvaluateSpec(_Strict):
     filters: list[str] = ["gaussian", "median", "bilateral", "nlm", "bm3d"]
-    tuning: Literal["oracle", "blind", "both"] = "both"
+    tuning: Literal["oracle", "blind", "blind-clean", "both"] = "both"
 
 
 class ForeignModel(_Strict):
@@ -86,8 +90,21 @@ class ExperimentConfig(_Strict):
     # Keys of lowdose.training.config.TrainConfig (validated there), shared by all models of the
     # experiment.
     train: dict[str, Any] = {}
+    # Trainings per model, seeds train.seed + 0 .. seeds - 1 (the report's mean ± sd over seeds).
+    seeds: int = Field(1, ge=1)
     evaluate: EvaluateSpec = EvaluateSpec()
     sweep: SweepSpec = SweepSpec()
+
+
+def training_seeds(config: ExperimentConfig) -> list[int]:
+    """The training seeds of every network: ``train.seed + 0 .. seeds - 1`` (train.seed default 0).
+
+    >>> spec = {"name": "x", "dataset": {"kind": "xray", "target_psnr_db": 30.0}, "models": []}
+    >>> training_seeds(ExperimentConfig(**spec, train={"seed": 5}, seeds=2))
+    [5, 6]
+    """
+    base = int(config.train.get("seed", 0))
+    return [base + k for k in range(config.seeds)]
 
 
 def available_experiments() -> list[str]:
@@ -95,8 +112,13 @@ def available_experiments() -> list[str]:
     return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
 
 
-def load_experiment(name_or_path: str | Path, scale: Scale) -> ExperimentConfig:
-    """Read an experiment YAML (a shipped name such as ``xray`` or a path) at ``scale``."""
+def load_experiment(
+    name_or_path: str | Path, scale: Scale, *, seeds: int | None = None
+) -> ExperimentConfig:
+    """Read an experiment YAML (a shipped name such as ``xray`` or a path) at ``scale``.
+
+    ``seeds`` (trainings per network), when given, wins over the file's ``seeds``.
+    """
     path = Path(name_or_path)
     if not path.suffix:
         path = EXPERIMENTS_DIR / f"{name_or_path}.yaml"
@@ -114,6 +136,8 @@ def load_experiment(name_or_path: str | Path, scale: Scale) -> ExperimentConfig:
         raise LowdoseInputError(f"{path}: no '{scale}' scale; it defines {sorted(scales)}")
     merged = _deep_merge(raw, scales.get(scale, {}) or {})
     merged["scale"] = scale
+    if seeds is not None:
+        merged["seeds"] = seeds
     try:
         return ExperimentConfig.model_validate(merged)
     except ValidationError as exc:

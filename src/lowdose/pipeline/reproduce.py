@@ -2,11 +2,20 @@
 
 Layout under ``OUT/<experiment>/``::
 
-    data/<key>.h5          the dataset (simulate xray | simulate ct); its name is its hash
-    train/<model>/         one Lightning run directory per model (stage.json marks it finished)
-    results/               evaluate: results.csv/.parquet, summary.md, panels.npz
-    sweep/                 validity range: sweep.csv
-    experiment.json        resolved config, stage keys, wall times, environment
+    data/<key>.h5               the dataset (simulate xray | simulate ct); its name is its hash
+    train/<model>/seed<s>/      one Lightning run directory per model and training seed s
+                                (stage.json marks it finished)
+    results/                    evaluate: results.csv/.parquet, summary.md, panels.npz
+    sweep/                      validity range: sweep.csv
+    experiment.json             resolved config (with ``seeds``), stage keys, wall times,
+                                environment
+
+Seeds: each network is trained ``config.seeds`` times, with training seeds ``train.seed + 0 ..
+seeds - 1`` (:func:`lowdose.pipeline.config.training_seeds`); every (model, seed) is its own
+cached, resumable stage, so raising ``--seeds`` later trains only the new seeds. The evaluation
+gets every checkpoint (its rows carry ``seed``); the validity sweep uses each model's *first*
+seed's checkpoint (the lowest seed, :func:`first_checkpoint`), also for models of another
+experiment (``sweep.foreign_models``).
 
 A stage whose ``stage.json`` holds the same key is skipped; a training run that was interrupted
 (its key matches but it is not finished) resumes from ``last.ckpt``; a stage whose inputs changed
@@ -42,7 +51,7 @@ from lowdose.evaluation.sweep import (
     write_sweep,
 )
 from lowdose.pipeline.cache import file_sha256, finish_stage, prepare_stage, stage_done, stage_key
-from lowdose.pipeline.config import ExperimentConfig
+from lowdose.pipeline.config import ExperimentConfig, training_seeds
 from lowdose.simulate.ct import build_ct_dataset
 from lowdose.simulate.xray import build_xray_dataset
 from lowdose.training.config import make_train_config
@@ -62,7 +71,8 @@ def build_dataset(
 ) -> tuple[Path, str]:
     """Build (or reuse) the experiment's dataset; return its path and stage key."""
     spec = config.dataset
-    key = stage_key("dataset-v1", spec.model_dump())
+    # v2: X-ray views over [0, 180), noise streams keyed by level
+    key = stage_key("dataset-v2", spec.model_dump())
     path = out_dir / "data" / f"{spec.kind}-{key}.h5"
     if path.is_file():
         log(f"dataset: cached {path.name}")
@@ -117,30 +127,63 @@ def resolve_ct_source(source: str) -> str | Path:
     )
 
 
+def run_dir_for(out_dir: Path, model: str, seed: int) -> Path:
+    """The training run folder of ``model`` at training seed ``seed``: ``train/<model>/seed<s>``."""
+    return out_dir / "train" / model / f"seed{seed}"
+
+
+def first_checkpoint(experiment_dir: Path, model: str) -> Path | None:
+    """``best.ckpt`` of ``model``'s lowest finished seed in an experiment folder, or None."""
+    found = []
+    for run in (experiment_dir / "train" / model).glob("seed*"):
+        suffix = run.name.removeprefix("seed")
+        if suffix.lstrip("-").isdigit() and (run / "best.ckpt").is_file():
+            found.append((int(suffix), run / "best.ckpt"))
+    return min(found)[1] if found else None
+
+
 def train_models(
     config: ExperimentConfig, data_path: Path, data_key: str, out_dir: Path, log: Log
-) -> dict[str, Path]:
-    """Train every model (skip finished, resume interrupted); return name -> best.ckpt."""
+) -> dict[str, list[Path]]:
+    """Train every model at every seed (skip finished, resume interrupted).
 
-    checkpoints = {}
+    Returns
+    -------
+    dict
+        Model name -> its ``best.ckpt`` paths, in seed order (first seed first).
+    """
+
+    checkpoints: dict[str, list[Path]] = {}
     for spec in config.models:
-        run_dir = out_dir / "train" / spec.name
-        values = {**config.train, "data": data_path, "out": run_dir}
-        values.update(mode=spec.mode, loss=spec.loss)
-        train_config = make_train_config(values, source=f"experiment {config.name}")
-        key = stage_key("train-v1", data_key, spec.model_dump(), config.train)
-        if stage_done(run_dir, key):
-            log(f"train {spec.name}: cached")
-        elif prepare_stage(run_dir, key) and (run_dir / "last.ckpt").is_file():
-            log(f"train {spec.name}: resuming interrupted run")
-            train(resume_config(run_dir), resume=True)
-            finish_stage(run_dir, key)
-        else:
-            log(f"train {spec.name}: {spec.mode}-{spec.loss}")
-            train(train_config)
-            finish_stage(run_dir, key)
-        checkpoints[spec.name] = run_dir / "best.ckpt"
+        legacy = out_dir / "train" / spec.name
+        if (legacy / "stage.json").is_file():  # a run of the layout before seed folders
+            prepare_stage(legacy, "seed-folders")  # moved aside to <model>.stale
+            (legacy / "stage.json").unlink()
+        for seed in training_seeds(config):
+            checkpoints.setdefault(spec.name, []).append(
+                _train_one(config, spec, seed, data_path, data_key, out_dir, log)
+            )
     return checkpoints
+
+
+def _train_one(config, spec, seed: int, data_path, data_key, out_dir, log: Log) -> Path:
+    run_dir = run_dir_for(out_dir, spec.name, seed)
+    train_values = {**config.train, "seed": seed}
+    name = f"train {spec.name} (seed {seed})"
+    key = stage_key("train-v2", data_key, spec.model_dump(), train_values)
+    if stage_done(run_dir, key):
+        log(f"{name}: cached")
+    elif prepare_stage(run_dir, key) and (run_dir / "last.ckpt").is_file():
+        log(f"{name}: resuming interrupted run")
+        train(resume_config(run_dir), resume=True)
+        finish_stage(run_dir, key)
+    else:
+        log(f"{name}: {spec.mode}-{spec.loss}")
+        values = {**train_values, "data": data_path, "out": run_dir}
+        values.update(mode=spec.mode, loss=spec.loss)
+        train(make_train_config(values, source=f"experiment {config.name}"))
+        finish_stage(run_dir, key)
+    return run_dir / "best.ckpt"
 
 
 def evaluate_stage(
@@ -152,20 +195,27 @@ def evaluate_stage(
     log: Log,
     bars: ProgressScope,
 ) -> Path:
-    """Evaluate models and filters on the test set (cached by the checkpoints' hashes)."""
+    """Evaluate every checkpoint (all seeds) and the filters on the test set.
+
+    Cached by the checkpoints' hashes; ``checkpoints`` is :func:`train_models`' mapping.
+    """
 
     folder = out_dir / "results"
-    hashes = {name: file_sha256(path) for name, path in checkpoints.items()}
-    key = stage_key("evaluate-v1", data_key, hashes, config.evaluate.model_dump())
+    paths = [path for runs in checkpoints.values() for path in runs]
+    hashes = {f"{path.parent.parent.name}/{path.parent.name}": file_sha256(path) for path in paths}
+    key = stage_key("evaluate-v2", data_key, hashes, config.evaluate.model_dump())
     if stage_done(folder, key):
         log("evaluate: cached")
         return folder
     prepare_stage(folder, key)
-    log(f"evaluate: {len(checkpoints)} models, filters {','.join(config.evaluate.filters)}")
+    log(
+        f"evaluate: {len(checkpoints)} models x {config.seeds} seed(s), filters "
+        f"{','.join(config.evaluate.filters)}"
+    )
     with bars() as progress:
         evaluate(
             data_path,
-            models=list(checkpoints.values()),
+            models=paths,
             filters=config.evaluate.filters,
             tuning=config.evaluate.tuning,
             out_dir=folder,
@@ -184,15 +234,15 @@ def sweep_stage(
     root: Path,
     log: Log,
 ) -> Path | None:
-    """The validity-range sweep (paper Fig. 2 / 4), cached like the other stages."""
+    """The validity-range sweep (paper Fig. 2 / 4) of each model's first seed, cached."""
 
     spec = config.sweep
     if not spec.enabled:
         return None
-    models = trained_sweep_models(data_path, {m: checkpoints[m] for m in spec.models})
+    models = trained_sweep_models(data_path, {m: checkpoints[m][0] for m in spec.models})
     for foreign in spec.foreign_models:
-        ckpt = root / foreign.experiment / "train" / foreign.model / "best.ckpt"
-        if not ckpt.is_file():
+        ckpt = first_checkpoint(root / foreign.experiment, foreign.model)
+        if ckpt is None:
             log(f"sweep: {foreign.experiment}/{foreign.model} not trained in this run; left out")
             continue
         other = read_experiment_record(root / foreign.experiment / "experiment.json")
@@ -204,7 +254,7 @@ def sweep_stage(
         )
     folder = root / config.name / "sweep"
     hashes = {m.label: file_sha256(m.checkpoint) for m in models}
-    key = stage_key("sweep-v1", data_key, hashes, spec.model_dump())
+    key = stage_key("sweep-v2", data_key, hashes, spec.model_dump())
     if stage_done(folder, key):
         log("sweep: cached")
         return folder
@@ -222,7 +272,10 @@ def sweep_stage(
 def run_experiment(
     config: ExperimentConfig, root: Path, log: Log = print, bars: ProgressScope = no_progress
 ) -> Path:
-    """Run every stage of one experiment under ``root/<name>``; return that folder."""
+    """Run every stage of one experiment under ``root/<name>``; return that folder.
+
+    Each network is trained ``config.seeds`` times (see the module docstring for the layout).
+    """
 
     out_dir = root / config.name
     out_dir.mkdir(parents=True, exist_ok=True)

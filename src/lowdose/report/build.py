@@ -1,10 +1,11 @@
 """``lowdose report``: saved results -> report.md, a self-contained report.html and PNG figures.
 
 Reads only files (never torch): per experiment folder ``experiment.json``, ``results/results.csv``
-(or ``.parquet``), ``results/panels.npz``, ``sweep/sweep.csv`` and ``train/<run>/metrics.csv`` +
-``manifest.json`` (docs/interfaces.md, "Results"). Every part but the experiment folder itself is
-optional: a missing part is reported as "not run". ``RUN_DIR`` may hold several experiment folders
-or be one.
+(or ``.parquet``), ``results/panels.npz``, ``sweep/sweep.csv`` and the training runs'
+``metrics.csv`` + ``manifest.json``: ``train/<model>/seed<s>/`` (``lowdose reproduce``, one run
+per training seed; named ``<model>/seed<s>``) or ``train/<run>/`` (docs/interfaces.md,
+"Results"). Every part but the experiment folder itself is optional: a missing part is reported
+as "not run". ``RUN_DIR`` may hold several experiment folders or be one.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from lowdose.core.atomic import atomic_write_bytes
 from lowdose.core.errors import LowdoseInputError
 from lowdose.data.attributes import DatasetAttrs
 from lowdose.data.experiment_record import ExperimentRecord, read_experiment_record
+from lowdose.report import comparisons as report_comparisons
 from lowdose.report import context as report_context
 from lowdose.report import images as report_images
+from lowdose.report import method_tables as report_tables
 from lowdose.report import sections as report_sections
 from lowdose.report.html import Figure, Heading, Paragraph, to_html, to_markdown
 
@@ -46,7 +49,8 @@ class Experiment:
     panels
         Arrays of ``panels.npz`` (``clean``, ``noisy``, one per method, ``index``), or None.
     training
-        Run name -> (metrics DataFrame, manifest dict) for every ``train/<run>/metrics.csv``.
+        Run name -> (metrics DataFrame, manifest dict) for every training run's ``metrics.csv``
+        (``<model>/seed<s>`` or ``<run>``; folders moved aside as ``*.stale`` are left out).
     """
 
     name: str
@@ -144,6 +148,22 @@ def _read_panels(path: Path) -> dict | None:
     return arrays
 
 
+def _training_runs(train_root: Path) -> list[tuple[str, Path]]:
+    """(name, folder) of every run: ``<model>/seed<s>`` in seed order, or a flat ``<run>``."""
+    if not train_root.is_dir():
+        return []
+    runs = []
+    for model in sorted(p for p in train_root.iterdir() if p.is_dir()):
+        if model.name.endswith(".stale"):
+            continue
+        seeds = [p for p in model.glob("seed*") if p.is_dir() and p.name[4:].isdigit()]
+        for run in sorted(seeds, key=lambda p: int(p.name[4:])):
+            runs.append((f"{model.name}/{run.name}", run))
+        if not seeds:
+            runs.append((model.name, model))
+    return runs
+
+
 def load_experiment(folder: str | os.PathLike) -> Experiment:
     """Read one experiment folder; absent optional files give None / empty fields.
 
@@ -156,14 +176,12 @@ def load_experiment(folder: str | os.PathLike) -> Experiment:
     meta_path = folder / "experiment.json"
     record = read_experiment_record(meta_path) if meta_path.is_file() else ExperimentRecord()
     training = {}
-    train_root = folder / "train"
-    if train_root.is_dir():
-        for run in sorted(p for p in train_root.iterdir() if p.is_dir()):
-            metrics = _read_table(run / "metrics.csv", ("epoch",))
-            if metrics is not None:
-                manifest_path = run / "manifest.json"
-                manifest = _read_json(manifest_path) if manifest_path.is_file() else {}
-                training[run.name] = (metrics, manifest)
+    for name, run in _training_runs(folder / "train"):
+        metrics = _read_table(run / "metrics.csv", ("epoch",))
+        if metrics is not None:
+            manifest_path = run / "manifest.json"
+            manifest = _read_json(manifest_path) if manifest_path.is_file() else {}
+            training[name] = (metrics, manifest)
     return Experiment(
         name=record.name or folder.name,
         folder=folder,
@@ -189,7 +207,8 @@ def build_blocks(experiments: list[Experiment], *, title: str) -> list:
     blocks += report_sections.overview(experiments)
     for experiment in experiments:
         blocks.append(Heading(2, f"Experiment {experiment.name}", anchor=f"exp-{experiment.name}"))
-        blocks += report_sections.results_table(experiment)
+        blocks += report_tables.results_table(experiment)
+        blocks += report_comparisons.paired_comparisons(experiment)
         blocks += report_sections.sweep(experiment)
         blocks += report_images.panels(experiment)
         blocks += report_images.training(experiment)

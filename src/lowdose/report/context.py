@@ -9,15 +9,24 @@ from __future__ import annotations
 import numpy as np
 
 from lowdose.data.attributes import DatasetAttrs
+from lowdose.report.analysis import is_model_method
 from lowdose.report.html import BulletList, Heading, Table
 from lowdose.report.sections import not_run
 
 _TUNING_TEXT = {
     "oracle": "**oracle** filter tuning: parameters chosen per test image to maximise PSNR against "
     "its clean image (the paper's setting; an upper bound on what the filter can do)",
-    "blind": "**blind** filter tuning: parameters tuned on held-out validation images; clean test "
-    "images are never seen",
+    "blind": "**blind** filter tuning: one setting for the dataset, chosen on the training split "
+    "against a second noisy realisation (no clean image at all, like Noise2Noise)",
+    "blind-clean": "**blind-clean** filter tuning: one setting for the dataset, chosen on the "
+    "training split against its clean images (clean data used, never the test images)",
     "none": "networks and the noisy input need no tuning (`none`)",
+}
+_SELECTION_TEXT = {
+    "clean-free": "**clean-free** network: validation and checkpoint choice against a second "
+    "noisy realisation; no clean image was read in training",
+    "clean-selected": "**clean-selected** network: checkpoint chosen by PSNR against clean "
+    "validation images (Noise2Clean, or a Noise2Noise run validated on clean images)",
 }
 _SCALING_TEXT = {
     "per_image_max": "each image divided by its clean image's maximum, the noisy ones by the same "
@@ -48,14 +57,12 @@ def conventions(experiment) -> list:
             f"Raw units `{attrs.raw_units}`, scaling offset "
             f"{attrs.scaling_offset} (scaled = (raw + offset) / divisor)."
         )
-    windows = _unique(results, "hu_window")
-    items.append(
-        f"HU-window PSNR reported beside it for window(s) {', '.join(windows)} HU."
-        if windows
-        else "HU window: not applicable (no HU-window metric in these results)."
-    )
+    items += _metric_items(results)
     for tuning in _unique(results, "tuning"):
         items.append(_TUNING_TEXT.get(tuning, f"tuning `{tuning}`"))
+    for selection in _unique(results, "selection"):
+        items.append(_SELECTION_TEXT.get(selection, f"selection `{selection}`"))
+    items += _seed_items(results)
     clipped = _unique(results, "clipped")
     if clipped:
         on = any(v.lower() in ("true", "1") for v in clipped)
@@ -67,10 +74,50 @@ def conventions(experiment) -> list:
         )
     items += _data_items(results, attrs)
     items.append(
-        "95 % CI: Student-t interval of the mean over test images; sweep crossings by "
-        "linear interpolation on the mean curve over test images."
+        "95 % CI of a mean: Student-t interval over test images (each image first averaged over a "
+        "network's seeds); of a paired difference and of uPSNR: cluster-bootstrap percentile "
+        "interval resampling whole objects (2000 draws, seed 0). Sweep crossings by linear "
+        "interpolation on the mean curve over test images."
     )
     return [Heading(4, "Conventions"), BulletList(items)]
+
+
+def _metric_items(results) -> list[str]:
+    windows = _unique(results, "hu_window")
+    items = [
+        "SSIM: 7×7 uniform window on the dataset scale (data_range 1); 'SSIM Wang': Wang et al. "
+        "(2004), Gaussian 11×11 window, σ 1.5, on HU clipped to -1000..1000 (data_range 2000).",
+        f"HU-window PSNR for window(s) {', '.join(windows)} HU and the soft-tissue window "
+        "-160..240 HU (data_range 400), both images clipped to the window, data_range its width."
+        if windows
+        else "HU window: not applicable (no HU-window metric in these results).",
+    ]
+    if results is not None and "upsnr_db" in results:
+        items.append(
+            "uPSNR: PSNR (data_range 1) of the unbiased MSE estimate mean((f(y1) − y2)²) − "
+            "Var(y1 − y2)/2 from two noisy realisations, no clean image used; uMSE is averaged "
+            "over images before the conversion to dB."
+        )
+    return items
+
+
+def _seed_items(results) -> list[str]:
+    if results is None or not results["method"].map(is_model_method).any():
+        return []
+    nets = results[results["method"].map(is_model_method)]
+    seeds = sorted({int(s) for s in nets["seed"].dropna() if int(s) >= 0}) if "seed" in nets else []
+    if not seeds:
+        return ["Network training seeds: not recorded in these results."]
+    if len(seeds) > 1:
+        return [
+            f"Networks: {len(seeds)} trainings each (seeds {', '.join(map(str, seeds))}); their "
+            "rows give the mean over seeds of the per-seed mean, ± the sd over seeds; the "
+            "validity sweep uses the first seed's checkpoint."
+        ]
+    return [
+        f"Networks: one training seed ({seeds[0]}), so no spread over seeds (`lowdose demo` "
+        "trains one; `lowdose reproduce --seeds K`, default 3, trains K)."
+    ]
 
 
 def _data_items(results, attrs: DatasetAttrs | None) -> list[str]:

@@ -278,7 +278,10 @@ def training_figure(runs: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) 
         )
         ok = np.isfinite(lr) & (lr > 0)
         ax_lr.step(epoch[ok], lr[ok], where="post", color=colour, linewidth=1.8, label=label)
-    _style(ax_psnr, xlabel="epoch", ylabel="validation PSNR [dB]", title="(a) validation PSNR")
+    _style(
+        ax_psnr, xlabel="epoch", ylabel="selection score [dB]",
+        title="(a) validation score (uPSNR: clean-free; PSNR: vs clean)",
+    )  # fmt: skip
     _style(ax_lr, xlabel="epoch", ylabel="learning rate", title="(b) learning rate")
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 

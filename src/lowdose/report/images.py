@@ -26,7 +26,8 @@ _TRAINING_HEADERS = [
     "Mode",
     "Loss",
     "Epochs",
-    "Best val PSNR [dB]",
+    "Selection score",
+    "Best score [dB]",
     "Final lr",
     "Wall time [s]",
 ]
@@ -59,17 +60,9 @@ def _best_filter(experiment, keys: list[str], clean, arrays, data_range) -> str 
     return max(filters, key=lambda k: _psnr_db(clean, arrays[k], data_range))
 
 
-def _hu_window(experiment) -> tuple[float, float]:
-    results = experiment.results
-    if results is not None and "hu_window" in results:
-        for text in results["hu_window"].dropna().astype(str):
-            low, sep, high = text.partition("..")
-            if sep:
-                try:
-                    return float(low), float(high)
-                except ValueError:
-                    continue
-    return -160.0, 240.0  # soft-tissue window (W 400, L 40) when no metric window was saved
+# CT panels are shown in the soft-tissue window (W 400, L 40), the window of the soft-tissue PSNR
+# column, where denoising differences are visible (-1000..1000 HU would wash them out).
+_DISPLAY_HU = (-160.0, 240.0)
 
 
 def _display(experiment, arrays, clean_rows):
@@ -78,7 +71,7 @@ def _display(experiment, arrays, clean_rows):
     if attrs is not None and attrs.is_ct_hu and scale is not None:
         offset = attrs.scaling_offset
         scales = np.broadcast_to(np.asarray(scale, dtype=np.float64), (len(arrays["clean"]),))
-        low, high = _hu_window(experiment)
+        low, high = _DISPLAY_HU
 
         def to_hu(image, row):
             return image * scales[row] - offset
@@ -164,6 +157,19 @@ def _manifest_field(manifest: dict, *keys: str) -> str:
     return "—"
 
 
+_MONITOR_LABELS = {
+    "val_upsnr_db": "uPSNR vs 2nd realisation (clean-free)",
+    "val_psnr_db": "PSNR vs clean (clean-selected)",
+}
+
+
+def _monitor(manifest: dict, metrics) -> str:
+    """The column that selected best.ckpt: the manifest's ``monitor``, else (older runs, which
+    validated against clean images when the file had them) ``val_psnr_db``."""
+    monitor = (manifest.get("metrics") or {}).get("monitor")
+    return monitor if monitor in metrics else "val_psnr_db"
+
+
 def _per_epoch(metrics, column: str) -> np.ndarray:
     if column not in metrics:
         return np.full(metrics["epoch"].nunique(), np.nan)
@@ -180,7 +186,9 @@ def training(experiment) -> list:
     curves, rows = {}, []
     for name, (metrics, manifest) in experiment.training.items():
         epoch = np.sort(metrics["epoch"].dropna().unique()).astype(float)
-        val, lr = _per_epoch(metrics, "val_psnr_db"), _per_epoch(metrics, "lr")
+        # The score that chose best.ckpt: val_upsnr_db (clean-free) or val_psnr_db vs clean.
+        monitor = _monitor(manifest, metrics)
+        val, lr = _per_epoch(metrics, monitor), _per_epoch(metrics, "lr")
         model = _manifest_field(manifest, "model", "model_name")
         curves[f"{name} ({model})" if model != "—" else name] = (epoch, val, lr)
         best = int(np.nanargmax(val)) if np.isfinite(val).any() else None
@@ -192,6 +200,7 @@ def training(experiment) -> list:
                 _manifest_field(manifest, "mode"),
                 _manifest_field(manifest, "loss"),
                 str(len(epoch)),
+                _MONITOR_LABELS.get(monitor, monitor),
                 f"{val[best]:.2f} (epoch {epoch[best]:g})" if best is not None else "—",
                 f"{lr[np.isfinite(lr)][-1]:.2e}" if np.isfinite(lr).any() else "—",
                 fmt_number(wall, 1),
@@ -202,9 +211,10 @@ def training(experiment) -> list:
         Figure(
             png,
             f"figures/{safe_name(experiment.name)}-training.png",
-            f"{experiment.name}: validation PSNR and learning rate at the end of each "
-            "epoch, from train/<run>/metrics.csv.",
+            f"{experiment.name}: the validation score that selected best.ckpt (clean-free "
+            "val_upsnr_db, or val_psnr_db against clean for clean-selected runs; data_range 1) "
+            "and the learning rate at the end of each epoch, from each run's metrics.csv.",
         )
     )
-    blocks.append(Table(_TRAINING_HEADERS, rows, numeric=(4, 5, 6, 7)))
+    blocks.append(Table(_TRAINING_HEADERS, rows, numeric=(4, 6, 7, 8)))
     return blocks

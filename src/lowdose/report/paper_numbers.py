@@ -39,6 +39,10 @@ class PaperTable:
         The figure that shows the sweep ("2" or "4").
     sweep_claim
         What the paper says about the sweep, in one sentence (paraphrased from its text).
+    noise_model
+        The paper's noise (:data:`lowdose.data.attributes.NOISE_MODELS`): ``poisson`` on the
+        X-ray projections, ``gaussian`` (AWGN on the CT slices) for Tables IV and V. An
+        experiment with other noise (``sinogram``) is not the paper's table.
     """
 
     table_id: str
@@ -49,6 +53,7 @@ class PaperTable:
     sweep_input_psnr_db: tuple[float, float]
     sweep_figure: str
     sweep_claim: str = ""
+    noise_model: str = "gaussian"
 
 
 _CT_SWEEP_CLAIM = (
@@ -81,6 +86,7 @@ PAPER_TABLES: MappingProxyType = MappingProxyType(
             },
             sweep_input_psnr_db=(14.80, 50.06),
             sweep_figure="2",
+            noise_model="poisson",
             sweep_claim=(
                 "N2N and N2C behave alike: output PSNR peaks near 35 dB input and both models "
                 "deteriorate the image (negative gain) above about 40 dB input PSNR."
@@ -138,8 +144,13 @@ PAPER_METHOD_NAMES: MappingProxyType = MappingProxyType(
 )
 
 
-def paper_table_for(*, name: str, table_id: str | None = None) -> PaperTable | None:
+def paper_table_for(
+    *, name: str, table_id: str | None = None, noise_model: str | None = None
+) -> PaperTable | None:
     """The paper table an experiment reproduces, by its table id if given, else by its name.
+
+    >>> paper_table_for(name="ct24-sinogram", table_id="IV", noise_model="sinogram") is None
+    True
 
     Parameters
     ----------
@@ -147,14 +158,19 @@ def paper_table_for(*, name: str, table_id: str | None = None) -> PaperTable | N
         Experiment name (``xray``, ``ct24``, ``ct18``; other names have no paper table).
     table_id
         Roman numeral from ``experiment.json`` ("III", "IV", "V"); wins over ``name``.
+    noise_model
+        The experiment dataset's noise model, when known: a table whose noise differs (the
+        sinogram-noise CT experiments against Tables IV/V) is not the experiment's counterpart.
 
     Returns
     -------
     PaperTable or None
         None when the experiment has no counterpart in the paper.
     """
+    found = PAPER_TABLES.get(name)
     if table_id:
-        for table in PAPER_TABLES.values():
-            if table.table_id == str(table_id).strip().upper():
-                return table
-    return PAPER_TABLES.get(name)
+        wanted = str(table_id).strip().upper()
+        found = next((t for t in PAPER_TABLES.values() if t.table_id == wanted), found)
+    if found is not None and noise_model is not None and noise_model != found.noise_model:
+        return None
+    return found

@@ -1,8 +1,9 @@
-"""The report's result sections: the overview, the paper-form table and the validity sweep.
+"""The report's result sections: the overview and the validity sweep, and their shared helpers.
 
 Each function takes a loaded ``report.Experiment`` and returns blocks; a missing part gives a
-"not run" paragraph instead of failing. Image panels and training curves are in ``report_images``,
-conventions and environment in ``report_context``.
+"not run" paragraph instead of failing. The per-method tables are in ``report.method_tables``,
+the paired comparisons in ``report.comparisons``, image panels and training curves in
+``report.images``, conventions and environment in ``report.context``.
 """
 
 from __future__ import annotations
@@ -36,109 +37,48 @@ def not_run(what: str, hint: str) -> Paragraph:
 
 
 def paper_of(experiment) -> PaperTable | None:
-    """The paper table this experiment reproduces (None when it has none)."""
-    return paper_table_for(name=experiment.name, table_id=experiment.record.paper_table)
+    """The paper table this experiment reproduces; None when it has none, or when its noise is
+    not the paper's (the sinogram-noise CT experiments are not Tables IV/V)."""
+    attrs = experiment.attrs
+    return paper_table_for(
+        name=experiment.name,
+        table_id=experiment.record.paper_table,
+        noise_model=attrs.noise_model if attrs is not None else None,
+    )
 
 
-def method_label(method: str, model: str, tuning: str) -> str:
-    """Table label: the paper's name for the method plus the model and the tuning kind."""
+def method_label(method: str, model: str, tuning: str, selection: str = "") -> str:
+    """Table label: the paper's name for the method, the model, and how the run was chosen.
+
+    Networks carry their checkpoint selection (``clean-free`` | ``clean-selected``), filters
+    their tuning (``oracle`` | ``blind`` | ``blind-clean``).
+
+    >>> method_label("n2n-mse", "unet-w16", "none", "clean-free")
+    'Noise2Noise MSE loss · unet-w16 · clean-free'
+    """
     label = PAPER_METHOD_NAMES.get(method, method)
-    extras = [part for part in (model, tuning) if part and part not in ("none", "nan")]
+    parts = (model, tuning, selection)
+    extras = [part for part in parts if part and str(part) not in ("none", "nan")]
     return f"{label} · {' · '.join(extras)}" if extras else label
 
 
-def _summary(experiment):
+def row_label(row) -> str:
+    """:func:`method_label` of a summary row (a mapping with the SummaryRow keys)."""
+    return method_label(row["method"], row["model"], row["tuning"], row.get("selection", ""))
+
+
+def summary_of(experiment):
+    """The experiment's per-method summary (:func:`report.analysis.summary_table`), or None."""
     if experiment.results is None:
         return None
     return summary_table(experiment.results)
 
 
-def _baseline_line(experiment, summary, paper: PaperTable | None) -> Paragraph:
-    attrs = experiment.attrs
-    target = experiment.record.baseline_target_db
-    if not math.isfinite(target) and attrs is not None:
-        target = attrs.target_psnr_db
-    noisy = summary[summary["method"] == "noisy"]["psnr_db"]
-    if len(noisy):
-        achieved = float(noisy.mean())
-    else:
-        achieved = attrs.achieved_psnr_db if attrs else math.nan
-    text = (
-        f"**Baseline (noisy) PSNR**: target {fmt_number(_float(target))} dB, "
-        f"achieved {fmt_number(achieved)} dB"
-    )
-    if np.isfinite(_float(target)) and np.isfinite(achieved):
-        text += f" (difference {fmt_number(achieved - _float(target), signed=True)} dB)"
-    if paper is not None:
-        text += f"; the paper's test set: {paper.baseline_psnr_db:.2f} dB."
-    return Paragraph(text)
-
-
-def _float(value) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def results_table(experiment) -> list:
-    """The paper-form table: mean PSNR per method with the paper's number and the difference."""
-    paper = paper_of(experiment)
-    where = f" (as paper Table {paper.table_id})" if paper else " (no counterpart in the paper)"
-    blocks: list = [Heading(3, f"Mean PSNR per method{where}")]
-    summary = _summary(experiment)
-    if summary is None:
-        return blocks + [not_run("no results/results.csv", "Run `lowdose evaluate`.")]
-    blocks.append(_baseline_line(experiment, summary, paper))
-    groups = list(summary.groupby("noise_level", dropna=False, sort=True))
-    for level, part in groups:
-        if len(groups) > 1:
-            blocks.append(Heading(4, f"Noise level {level:g}"))
-        blocks.append(_table_for(part, paper, experiment))
-    return blocks
-
-
-def _table_for(summary, paper: PaperTable | None, experiment) -> Table:
-    noisy = summary[summary["method"] == "noisy"]["psnr_db"]
-    noisy_db = float(noisy.mean()) if len(noisy) else math.nan
-    with_hu = bool(np.isfinite(summary["psnr_hu_window_db"].to_numpy(dtype=float)).any())
-    headers = [
-        "Tool",
-        "n",
-        "Mean PSNR [dB]",
-        "95 % CI [dB]",
-        "Paper [dB]",
-        "Ours − paper [dB]",
-        "Gain over noisy [dB]",
-        "SSIM",
-    ] + (["PSNR HU window [dB]"] if with_hu else [])
-    rows = []
-    for _, row in summary.iterrows():
-        method = row["method"]
-        if paper is None:
-            paper_db = math.nan
-        elif method == "noisy":
-            paper_db = paper.baseline_psnr_db
-        else:
-            paper_db = paper.mean_psnr_db.get(method, math.nan)
-        cells = [
-            method_label(method, row["model"], row["tuning"]),
-            str(row["n"]),
-            fmt_number(row["psnr_db"]),
-            "± " + fmt_number(row["psnr_ci95_db"]) if np.isfinite(row["psnr_ci95_db"]) else "—",
-            fmt_number(paper_db),
-            fmt_number(row["psnr_db"] - paper_db, signed=True),
-            "—" if method == "noisy" else fmt_number(row["psnr_db"] - noisy_db, signed=True),
-            fmt_number(row["ssim"], 4),
-        ]
-        rows.append(cells + ([fmt_number(row["psnr_hu_window_db"])] if with_hu else []))
-    caption = f"Paper Table {paper.table_id}: {paper.title}. " if paper else ""
-    scale = experiment.record.scale
-    caption += (f"Our scale: {scale}. " if scale else "") + (
-        "Mean over test images; 95 % CI is the Student-t interval of the mean; '—' where the "
-        "paper has no number."
-    )
-    return Table(headers, rows, caption=caption, numeric=tuple(range(1, len(headers))))
+def primary_metric(results) -> str:
+    """``psnr_db`` when the results have a clean reference (any finite PSNR), else ``upsnr_db``
+    (the clean-free pair-based PSNR)."""
+    psnr = results["psnr_db"].to_numpy(dtype=float)
+    return "psnr_db" if np.isfinite(psnr).any() or "upsnr_db" not in results else "upsnr_db"
 
 
 _SWEEP_HEADERS = [
@@ -200,8 +140,9 @@ def sweep(experiment) -> list:
         curves, model_crossings=marks, trained_at_db=tuple(trained), paper_range_db=paper_range
     )
     caption = (
-        f"{experiment.name}: mean over test images at each noise level. Crosses mark zero gain "
-        "(upper validity limit), diamonds where two models cross, dotted lines the training levels"
+        f"{experiment.name}: mean over test images at each noise level; each network swept with "
+        "its first training seed's checkpoint. Crosses mark zero gain (upper validity limit), "
+        "diamonds where two models cross, dotted lines the training levels"
     )
     if paper_range:
         caption += f", the shaded band the paper's sweep range ({paper_range[0]:.2f}–"
@@ -247,52 +188,52 @@ def safe_name(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
 
 
+def as_float(value) -> float:
+    """``float(value)``, NaN for anything that is not a number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def overview(experiments) -> list:
     """One row per experiment: baseline, best network, best filter and their difference."""
     rows = []
     for exp in experiments:
         paper = paper_of(exp)
-        summary = _summary(exp)
+        summary = summary_of(exp)
         if summary is None:
             rows.append([exp.name, paper.table_id if paper else "—", "not run", "", "", "", ""])
             continue
+        metric = primary_metric(exp.results)
         nets = summary[summary["method"].map(is_model_method)]
         filt = summary[~summary["method"].map(is_model_method) & (summary["method"] != "noisy")]
-        noisy = summary[summary["method"] == "noisy"]["psnr_db"]
-        best = [_best(nets), _best(filt)]
-        gap = _float(nets["psnr_db"].max()) - _float(filt["psnr_db"].max())
+        noisy = summary[summary["method"] == "noisy"][metric]
+        gap = as_float(nets[metric].max()) - as_float(filt[metric].max())
         rows.append(
             [
                 exp.name,
                 paper.table_id if paper else "—",
                 exp.record.scale or "—",
                 fmt_number(noisy.mean() if len(noisy) else math.nan),
-                best[0],
-                best[1],
+                _best(nets, metric),
+                _best(filt, metric),
                 fmt_number(gap, signed=True),
             ]
         )
-    table = Table(
-        [
-            "Experiment",
-            "Paper table",
-            "Scale",
-            "Noisy [dB]",
-            "Best network [dB]",
-            "Best filter [dB]",
-            "Network − filter [dB]",
-        ],
-        rows,
-        caption="Mean PSNR on each experiment's test set (data_range 1).",
-        numeric=(3, 6),
+    headers = ["Experiment", "Paper table", "Scale", "Noisy [dB]", "Best network [dB]"]
+    headers += ["Best filter [dB]", "Network − filter [dB]"]
+    caption = (
+        "Mean PSNR on each experiment's test set (data_range 1; networks: mean over seeds); "
+        "uPSNR (clean-free, pair-based) where a test set has no clean images. '—' in Paper "
+        "table: no counterpart in the paper (or noise other than the paper's)."
     )
-    return [Heading(2, "Overview"), table]
+    return [Heading(2, "Overview"), Table(headers, rows, caption=caption, numeric=(3, 6))]
 
 
-def _best(part) -> str:
-    if not len(part):
+def _best(part, metric: str) -> str:
+    values = part[metric].to_numpy(dtype=float)
+    if not np.isfinite(values).any():
         return "none evaluated"
-    row = part.loc[part["psnr_db"].idxmax()]
-    return (
-        f"{fmt_number(row['psnr_db'])} ({method_label(row['method'], row['model'], row['tuning'])})"
-    )
+    row = part.iloc[int(np.nanargmax(values))]
+    return f"{fmt_number(row[metric])} ({row_label(row)})"

@@ -16,7 +16,9 @@ with ``skimage.transform.resize``, anti-aliased, when they differ, e.g. 512 -> 2
 grows accordingly), or ``"phantom"``: axial slices of :func:`lowdose.phantoms.torso.torso_phantom`
 converted to HU with the phantom's own water attenuation, so the pipeline runs with no data.
 Everything is deterministic for a seed: every slice and realisation draws from its own
-``numpy.random.default_rng([seed, stream, slice, realisation])``.
+``numpy.random.default_rng([seed, noise model, target, target scale, slice, realisation])``
+(:func:`lowdose.simulate.ct_realisations.noise_stream`), so the same (seed, target) gives the same
+file bit for bit while datasets at two targets (ct24, ct18) never share noise draws.
 """
 
 from __future__ import annotations
@@ -167,7 +169,8 @@ def build_ct_dataset(
         the -1000..1000 HU window (data_range 2000 HU; gives physically meaningful sinogram I0,
         ~1e4 photons, where data_range 1 at 18.66 dB needs a few photons). Both PSNRs are stored.
     seed : int
-        Seeds the phantoms, the noise and the split.
+        Seeds the phantoms, the noise and the split; the noise stream is also keyed by ``noise``,
+        ``target_psnr_db`` and ``target_scale`` (independent draws at every level).
     fractions : tuple
         Fractions of objects for (train, val, test) or (train, test)
         (:func:`lowdose.data.splits.split_by_object`).

@@ -2,7 +2,10 @@
 
 Both return images on the dataset scale of :mod:`lowdose.simulate.ct` and a dict of details that
 become dataset attributes. Every slice and realisation draws from its own generator
-``default_rng([seed, stream, slice, realisation])``: results do not depend on batching.
+``default_rng([*noise_stream(seed, model, target, scale), slice, realisation])``: results do not
+depend on batching, the same (seed, target) gives the same draws bit for bit, and two datasets at
+different targets (ct24 and ct18) or with different noise models never share draws (with one
+stream per seed, the ct18 AWGN noise was exactly 1.945 x the ct24 noise).
 Slices go 16 at a time through the cached sparse projector/FBP matrices of
 :mod:`lowdose.physics.ray_matrix` and :mod:`lowdose.physics.radon` (angles split into cacheable
 groups by :func:`lowdose.physics.ct_noise.angle_groups`): a 16-slice 256^2 build fell from 122 s
@@ -31,6 +34,28 @@ _SOLVE_SLICES = 8  # slices the I0 search runs on (realisation 0 of the full pas
 _MAX_BIAS_FRACTION = 0.1  # FBP discretisation MSE allowed, as a fraction of the noise MSE
 _PASS_TOL_DB = 0.05  # a full pass further than this from the target is redone at a corrected I0
 TARGET_SCALES = ("data_range_1", "hu_window")
+_MODEL_STREAMS = {"awgn": 5, "sinogram": 11}  # the stream numbers the seeds have always used
+
+
+def level_key(level: float) -> int:
+    """A stable non-negative integer for a noise level, to key its noise stream.
+
+    The level rounded to 1/1000 of its unit (dB, photons), folded onto non-negative integers.
+
+    >>> level_key(24.44), level_key(18.66), level_key(-1.0)
+    (48880, 37320, 1999)
+    """
+    thousandths = int(round(float(level) * 1000))
+    return 2 * thousandths if thousandths >= 0 else -2 * thousandths - 1
+
+
+def noise_stream(seed: int, model: str, target_psnr_db: float, target_scale: str) -> list[int]:
+    """Entropy prefix of a dataset's noise: ``[seed, model id, level key, scale id]``.
+
+    Slice ``i`` and realisation ``r`` draw from ``default_rng([*prefix, i, r])``.
+    """
+    scale_id = TARGET_SCALES.index(target_scale)
+    return [int(seed), _MODEL_STREAMS[model], level_key(target_psnr_db), scale_id]
 
 
 def scaled_psnr(clean, noisy, data_max: float, target_scale: str) -> np.ndarray:
@@ -73,10 +98,12 @@ def awgn_realisations(
     details : dict
     """
     shape = clean.shape[1:]
+    stream = noise_stream(seed, "awgn", target_psnr_db, target_scale)
     draws = np.empty((len(clean), n, *shape), np.float32)  # (I, n, H, W) N(0, 1), as add_gaussian
     for i in range(len(clean)):
         for r in range(n):
-            draws[i, r] = np.random.default_rng([seed, 5, i, r]).standard_normal(shape, np.float32)
+            rng = np.random.default_rng([*stream, i, r])
+            draws[i, r] = rng.standard_normal(shape, np.float32)
         if progress:
             progress("drawing AWGN", i + 1, len(clean))
     sigma = solve_sigma_for_psnr(clean, target_psnr_db, data_range=1.0).level
@@ -115,6 +142,7 @@ def sinogram_realisations(
     size = clean.shape[-1]
     angles = views_for(size) if views is None else np.arange(views) * (180.0 / views)
     sinograms = _project_all(src, angles, progress)
+    stream = noise_stream(seed, "sinogram", target_psnr_db, target_scale)
     geometry = {"angles": angles, "size": size, "filter_name": filter_name}
     subset = np.unique(np.linspace(0, len(clean) - 1, min(_SOLVE_SLICES, len(clean))).astype(int))
     fbp_clean = _reconstruct_clean(sinograms[subset], src.pixel_mm[subset], geometry, data_max)
@@ -128,7 +156,7 @@ def sinogram_realisations(
     history = []  # (log10 I0, subset PSNR): its local slope corrects the first full pass
 
     def psnr_at(i0: float) -> float:
-        rngs = [np.random.default_rng([seed, 11, int(i), 0]) for i in subset]
+        rngs = [np.random.default_rng([*stream, int(i), 0]) for i in subset]
         hu = sinogram_noisy_hu(sinograms[subset], src.pixel_mm[subset], angles, i0, rngs=rngs,
                                size=size, filter_name=filter_name)  # fmt: skip
         value = float(np.mean(scaled_psnr(reference, hu_to_scaled(hu, data_max), data_max,
@@ -139,7 +167,7 @@ def sinogram_realisations(
     i0, _ = solve_i0_for_psnr(psnr_at, target_psnr_db)
     passes = []
     for attempt in range(3):  # the subset's I0 is corrected once or twice on the whole set
-        noisy = _noisy_all(sinograms, src.pixel_mm, geometry, i0, n, seed, data_max, progress)
+        noisy = _noisy_all(sinograms, src.pixel_mm, geometry, i0, n, stream, data_max, progress)
         passes.append((np.log10(i0), _mean_psnr(clean, noisy, data_max, target_scale)))
         if abs(passes[-1][1] - target_psnr_db) <= _PASS_TOL_DB or attempt == 2:
             break
@@ -207,13 +235,13 @@ def _reconstruct_all(sinograms, pixel_mm, geometry, data_max, progress) -> np.nd
     return np.concatenate(parts)
 
 
-def _noisy_all(sinograms, pixel_mm, geometry, i0, n, seed, data_max, progress) -> np.ndarray:
+def _noisy_all(sinograms, pixel_mm, geometry, i0, n, stream, data_max, progress) -> np.ndarray:
     n_images, size = len(sinograms), geometry["size"]
     noisy = np.empty((n_images, n, size, size), np.float32)
     for start in range(0, n_images, _CHUNK):
         index = np.arange(start, min(start + _CHUNK, n_images))
         for r in range(n):
-            rngs = [np.random.default_rng([seed, 11, int(i), r]) for i in index]
+            rngs = [np.random.default_rng([*stream, int(i), r]) for i in index]
             hu = sinogram_noisy_hu(
                 sinograms[index],
                 pixel_mm[index],

@@ -1,11 +1,15 @@
 """The simulated X-ray projection dataset (paper section II-A): phantoms -> projections -> noise.
 
 For each random torso phantom (:func:`lowdose.phantoms.torso.torso_phantom`) the clean transmission
-``t = exp(-line integral)`` is computed at ``angles`` views over 360 degrees, then
-``realisations`` independent Poisson copies at ``photons_per_pixel``. The image the network
-sees is the transmission itself (pre-log), scaled as in the paper: each clean projection is
-divided by its own maximum ``scale[i]`` (~1, the unattenuated air around the body) and its noisy
-copies by the **same** number, so noisy values may exceed 1; PSNR uses ``data_range = 1``.
+``t = exp(-line integral)`` is computed at ``angles`` views (:func:`view_angles`), then
+``realisations`` independent Poisson copies at ``photons_per_pixel``. Parallel views span
+[0, 180) degrees: the parallel view at ``theta + 180`` is the mirror image of the one at
+``theta``, so an even count over 360 degrees puts mirror pairs (duplicates) in one test set;
+over [0, 180) no two views are mirror images for any count. Cone-beam views span [0, 360)
+(opposite cone views are not mirror images). The image the network sees is the transmission
+itself (pre-log), scaled as in the paper: each clean projection is divided by its own maximum
+``scale[i]`` (~1, the unattenuated air around the body) and its noisy copies by the **same**
+number, so noisy values may exceed 1; PSNR uses ``data_range = 1``.
 
 The dose is solved so that the mean per-image PSNR of the noisy set hits ``target_psnr_db``:
 each phantom's projections give a photon count that hits the target on that phantom alone
@@ -16,7 +20,9 @@ set (exact up to a ~1e-6 dB second-order term). The achieved baseline is measure
 Two passes run in a process pool over phantoms: (1) phantom + projection, clean transmissions
 into a temporary memory-mapped file beside the output; (2) noise. Every phantom draws from its
 own child of ``numpy.random.SeedSequence(seed)`` (anatomy and noise streams apart), so a seed
-gives the same file whatever the worker count.
+gives the same file whatever the worker count. The noise stream is also keyed by the requested
+level (the target PSNR, or the dose when it is given), so datasets at two levels never share
+Poisson draws while the same (seed, level) gives the same file bit for bit.
 """
 
 from __future__ import annotations
@@ -41,10 +47,27 @@ from lowdose.physics.cone_beam import cone_projection
 from lowdose.physics.noise import add_poisson_transmission
 from lowdose.physics.noise_levels import solve_photons_for_psnr
 from lowdose.physics.projection import parallel_projection, projection_angles
+from lowdose.simulate.ct_realisations import level_key
 
 FIELD_OF_VIEW_MM = 512.0  # the phantom torso spans this in z and fits it in-plane
 PAPER_FRACTIONS = (0.8 * 0.9, 0.8 * 0.1, 0.2)
 """(train, val, test) phantoms: 20 % test, 10 % of the rest for validation (paper: 80 train)."""
+VIEW_SPAN_DEG = {"parallel": 180.0, "cone": 360.0}
+"""Angular span of the views per geometry: parallel over 180 (no mirror pairs), cone over 360."""
+
+
+def view_angles(n_views: int, geometry: str = "parallel") -> np.ndarray:
+    """(n_views,) float64 view angles in degrees: ``span * k / n_views``, ``k = 0 .. n_views - 1``.
+
+    ``span`` is :data:`VIEW_SPAN_DEG` of the geometry: 180 for ``"parallel"`` (no view is the
+    mirror image of another; views at ``theta`` and ``theta + 180`` would be), 360 for ``"cone"``.
+
+    >>> view_angles(4).tolist(), view_angles(4, "cone").tolist()
+    ([0.0, 45.0, 90.0, 135.0], [0.0, 90.0, 180.0, 270.0])
+    """
+    if geometry == "cone":
+        return projection_angles(n_views)
+    return projection_angles(n_views) / 2.0  # 360 k / n halved: 180 k / n
 
 
 @dataclass(frozen=True)
@@ -94,8 +117,8 @@ def _project_job(job: _Job) -> tuple[int, float, np.ndarray]:
 
 def _noise_job(args) -> tuple[int, np.ndarray, np.ndarray]:
 
-    job, photons, n_realisations = args
-    rng = np.random.default_rng(job.noise_seed)
+    job, photons, n_realisations, level = args
+    rng = _noise_rng(job.noise_seed, level)
     clean = np.load(job.clean_path, mmap_mode="r")
     n_views = len(job.angles_deg)
     t = np.array(clean[job.index * n_views : (job.index + 1) * n_views])
@@ -104,6 +127,15 @@ def _noise_job(args) -> tuple[int, np.ndarray, np.ndarray]:
     )
     scale = t.max(axis=(1, 2))
     return job.index, t / scale[:, None, None], noisy / scale[:, None, None, None]
+
+
+def _noise_rng(noise_seed: np.random.SeedSequence, level: tuple[int, int]) -> np.random.Generator:
+    """The phantom's noise stream at one requested level ``(kind, level_key)``.
+
+    A child of the phantom's noise seed: two levels never share draws, one (seed, level) repeats.
+    """
+    key = (*noise_seed.spawn_key, *level)
+    return np.random.default_rng(np.random.SeedSequence(noise_seed.entropy, spawn_key=key))
 
 
 def build_xray_dataset(
@@ -128,14 +160,17 @@ def build_xray_dataset(
     out
         Destination ``.h5`` (written atomically).
     phantoms, angles, size, realisations
-        Phantoms, views per phantom over 360 degrees, image side in pixels (also the phantom
-        volume side; voxel = 512 mm / size), noisy copies per image. Paper: 100, 63, -, 2.
+        Phantoms, views per phantom (:func:`view_angles`: over [0, 180) degrees for parallel
+        beam, so no two views are mirror images; over [0, 360) for cone beam), image side in
+        pixels (also the phantom volume side; voxel = 512 mm / size), noisy copies per image.
+        Paper: 100, 63, -, 2.
     target_psnr_db, photons_per_pixel
         Give exactly one: the target mean baseline PSNR (dose solved), or the dose itself.
     geometry
         ``"parallel"`` or ``"cone"`` (flat-panel C-arm, SID 750 mm, SDD 1200 mm).
     seed
-        Root seed; per-phantom children of ``numpy.random.SeedSequence(seed)``.
+        Root seed; per-phantom children of ``numpy.random.SeedSequence(seed)``. The noise is
+        also keyed by the requested level (``target_psnr_db``, else ``photons_per_pixel``).
     workers
         Processes (1 runs inline); the output does not depend on it.
     fractions
@@ -160,13 +195,15 @@ def build_xray_dataset(
     ids = np.repeat([f"phantom-{i:04d}" for i in range(phantoms)], angles)
     split = split_by_object(ids, fractions=fractions, rng=np.random.default_rng(children[-1]))
     solve_for = None if photons_per_pixel else target_psnr_db
+    # the noise stream's level: (0, target dB) or (1, photons) when the dose is given
+    level = (1, level_key(photons_per_pixel)) if photons_per_pixel else (0, level_key(solve_for))
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
         clean_path = os.path.join(tmp, "clean.npy")  # clean transmissions between the passes
         np.lib.format.open_memmap(clean_path, "w+", np.float32, (phantoms * angles, size, size))
         jobs = []
         for i, child in enumerate(children[:-1]):
             anatomy_seed, noise_seed = child.spawn(2)
-            jobs.append(_Job(i, anatomy_seed, noise_seed, size, projection_angles(angles),
+            jobs.append(_Job(i, anatomy_seed, noise_seed, size, view_angles(angles, geometry),
                              geometry, clean_path, solve_for))  # fmt: skip
         with _pool(workers) as pool:
             solved, scales = np.empty(phantoms), np.empty((phantoms, angles), np.float32)
@@ -180,7 +217,7 @@ def build_xray_dataset(
                 n_realisations=realisations, image_shape=(size, size), has_clean=True,
                 attrs=attrs,
             ) as writer:  # fmt: skip
-                tasks = [(job, dose, realisations) for job in jobs]
+                tasks = [(job, dose, realisations, level) for job in jobs]
                 for index, clean, noisy in _stage(pool, _noise_job, tasks, "noise", progress):
                     writer.write(index * angles, noisy=noisy, clean=clean)
     pairs = attrs.extra["n_train_pairs_n2n"]
@@ -255,7 +292,8 @@ def _attrs(
         raw_units="transmission",
         seed=int(seed),
         description=(
-            f"lowdose torso phantoms, {phantoms} phantoms x {angles} views over 360 deg, "
+            f"lowdose torso phantoms, {phantoms} phantoms x {angles} views over "
+            f"[0, {VIEW_SPAN_DEG[geometry]:.0f}) deg, "
             f"{geometry} beam, Poisson at {dose:.1f} photons/pixel on t = exp(-line integral); "
             "each image divided by its clean maximum (scale). "
             f"Split by phantom: {n_train} train, {n_val} val, {n_test} test images; train+val = "
@@ -266,6 +304,8 @@ def _attrs(
         geometry=geometry,
         n_phantoms=int(phantoms),
         n_angles=int(angles),
+        view_span_deg=VIEW_SPAN_DEG[geometry],
+        view_angles_rule=f"{VIEW_SPAN_DEG[geometry]:.0f} * k / n_angles, k = 0 .. n_angles - 1",
         voxel_mm=FIELD_OF_VIEW_MM / size,
         effective_energy_kev=65.0,
         n_train_images=n_train,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lowdose.core.atomic import atomic_write_text
 from lowdose.core.errors import LowdoseInputError
@@ -27,6 +27,12 @@ class TrainConfig(BaseModel):
     ``batch_size / world_size`` patches, so a DDP run takes the same optimiser steps as a
     single-process run. ``samples_per_epoch`` shortens (or lengthens) an epoch for big (small)
     datasets; by default an epoch is every training pair once.
+
+    ``val_reference`` is what validation scores against, and so what picks ``best.ckpt`` and
+    drives the plateau schedule: ``"realisation"`` (the default for ``n2n``: the prediction of
+    one noisy realisation against another, as the unbiased ``val_upsnr_db``; no clean image is
+    read) or ``"clean"`` (the default for ``n2c``, which trains on clean images anyway; an
+    ``n2n`` run validated this way is labelled ``clean-selected`` everywhere).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -35,6 +41,7 @@ class TrainConfig(BaseModel):
     out: Path
     mode: Literal["n2n", "n2c"] = "n2n"
     loss: Literal["mse", "mae"] = "mse"
+    val_reference: Literal["realisation", "clean"] = "realisation"
     epochs: int = Field(10, ge=1)
     patch: int = Field(64, ge=32, description="training patch side in pixels, multiple of 32")
     batch_size: int = Field(16, ge=1)
@@ -61,6 +68,15 @@ class TrainConfig(BaseModel):
     deterministic: bool = False
     checkpoint_every_n_steps: int = Field(50, ge=1)
     quiet: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_val_reference(cls, values: Any) -> Any:
+        # The default depends on the mode, and the resolved value is what config.yaml keeps.
+        if isinstance(values, dict) and values.get("val_reference") is None:
+            mode = values.get("mode") or "n2n"
+            values = {**values, "val_reference": "clean" if mode == "n2c" else "realisation"}
+        return values
 
     @field_validator("patch")
     @classmethod

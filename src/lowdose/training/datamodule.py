@@ -20,6 +20,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
 from lowdose.core.errors import LowdoseInputError
+from lowdose.core.metrics import pair_noise_variance_all_pixels
+from lowdose.core.validation import checked_choice
 from lowdose.data.dataset import load_split, read_info
 from lowdose.training.pairs import PairDataset
 
@@ -107,41 +109,71 @@ def _stacked(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, to
     return batch
 
 
-def _fits_in_memory(path: Path, *, limit_bytes: float = 2e9) -> bool:
-
+def _fits_in_memory(path: Path, mode: str, *, limit_bytes: float = 2e9) -> bool:
+    # Only n2c holds the clean images in memory (n2n never reads them).
     info = read_info(path)
     _, n_real, height, width = info.shape
     n_train = int(np.sum(info.split == "train"))
-    return n_train * (n_real + int(info.has_clean)) * height * width * 4 <= limit_bytes
+    with_clean = int(mode == "n2c" and info.has_clean)
+    return n_train * (n_real + with_clean) * height * width * 4 <= limit_bytes
 
 
-def validation_tensors(path: Path, *, crop: int | None) -> tuple[torch.Tensor, torch.Tensor, str]:
-    """Validation inputs, references and which reference is used.
+def validation_tensors(
+    path: Path, *, crop: int | None, reference: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Validation inputs, their references, and each reference's noise variance.
+
+    Parameters
+    ----------
+    path : Path
+        Dataset file with a ``val`` split.
+    crop : int or None
+        Centre crop (pixels) of every image, or None for whole images.
+    reference : {"realisation", "clean"}
+        ``"realisation"``: the file's ``clean`` array is never read; realisation 0 is scored
+        against realisation 1 and realisation 1 against realisation 0 (both directions: half the
+        variance of one), with ``Var(y1 - y2) / 2`` of each (cropped) pair as the noise variance
+        the unbiased score subtracts. ``"clean"``: realisation 0 against the clean image, noise
+        variance 0.
 
     Returns
     -------
-    noisy, reference : torch.Tensor
-        ``(I_val, 1, H, W)`` float32, realisation 0 and either the clean image or (data without
-        clean images) realisation 1, on the dataset's scale; centre-cropped to ``crop`` if given.
-    val_reference : str
-        ``"clean"`` or ``"realisation"``.
+    inputs, references : torch.Tensor
+        ``(V, 1, H, W)`` float32 on the dataset's scale; ``V = 2 I_val`` (realisation) or
+        ``I_val`` (clean).
+    noise_variance : torch.Tensor
+        ``(V,)`` float64, the reference's noise variance on the dataset's scale.
     """
-
-    split = load_split(path, "val")
+    checked_choice(reference, "val_reference", ("realisation", "clean"))
+    split = load_split(path, "val", with_clean=reference == "clean")
     noisy = np.asarray(split.noisy, dtype=np.float32)  # (I, N, H, W)
     if noisy.shape[0] == 0:
         raise LowdoseInputError(f"{path} has no 'val' images: rebuild it with a validation split")
-    if split.clean is not None:
-        reference, kind = np.asarray(split.clean, dtype=np.float32), "clean"
+    if reference == "clean":
+        if split.clean is None:
+            raise LowdoseInputError(
+                f"{path} has no clean images to validate against: use --val-reference realisation"
+            )
+        inputs, references = noisy[:, 0], np.asarray(split.clean, dtype=np.float32)
     elif noisy.shape[1] >= 2:
-        reference, kind = noisy[:, 1], "realisation"
+        inputs = np.concatenate([noisy[:, 0], noisy[:, 1]])
+        references = np.concatenate([noisy[:, 1], noisy[:, 0]])
     else:
-        raise LowdoseInputError(f"{path} has neither clean images nor 2 realisations to validate")
-    inputs = noisy[:, 0]
+        raise LowdoseInputError(
+            f"{path} has 1 realisation per image: clean-free validation needs 2 (or use "
+            "--val-reference clean on simulated data)"
+        )
     if crop is not None:
-        inputs, reference = _centre_crop(inputs, crop), _centre_crop(reference, crop)
-    inputs_t = torch.from_numpy(np.ascontiguousarray(inputs[:, None]))  # (I, 1, H, W)
-    return inputs_t, torch.from_numpy(np.ascontiguousarray(reference[:, None])), kind
+        inputs, references = _centre_crop(inputs, crop), _centre_crop(references, crop)
+    if reference == "clean":
+        variance = np.zeros(len(inputs))
+    else:
+        # Var(y1 - y2) / 2 of each cropped pair, the same for both directions of the pair.
+        half = len(inputs) // 2
+        variance = np.tile(pair_noise_variance_all_pixels(inputs[:half], references[:half]), 2)
+    inputs_t = torch.from_numpy(np.ascontiguousarray(inputs[:, None]))  # (V, 1, H, W)
+    references_t = torch.from_numpy(np.ascontiguousarray(references[:, None]))
+    return inputs_t, references_t, torch.from_numpy(variance.astype(np.float64))
 
 
 def _centre_crop(images: np.ndarray, size: int) -> np.ndarray:
@@ -157,7 +189,6 @@ class PairDataModule(L.LightningDataModule):
         super().__init__()
         self.config = config
         self._resume: dict | None = None
-        self.val_reference: str | None = None
 
     def train_dataloader(self) -> DataLoader:
 
@@ -169,7 +200,7 @@ class PairDataModule(L.LightningDataModule):
             )
         pairs = PairDataset(cfg.data, "train", mode=cfg.mode, patch=cfg.patch,
                             augment=cfg.augment, seed=cfg.seed,
-                            in_memory=_fits_in_memory(cfg.data))  # fmt: skip
+                            in_memory=_fits_in_memory(cfg.data, cfg.mode))  # fmt: skip
         if len(pairs) == 0:
             raise LowdoseInputError(f"{cfg.data} has no 'train' images for mode {cfg.mode}")
         sampler = EpochSampler(len(pairs), cfg.samples_per_epoch, seed=cfg.seed,
@@ -187,10 +218,10 @@ class PairDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         # Every rank validates every image: the PSNR is then identical on all ranks (no reduction
         # of unequal shards), and validation is cheap next to training.
-        noisy, reference, self.val_reference = validation_tensors(
-            self.config.data, crop=self.config.val_crop
+        tensors = validation_tensors(
+            self.config.data, crop=self.config.val_crop, reference=self.config.val_reference
         )
-        return DataLoader(TensorDataset(noisy, reference), batch_size=4, shuffle=False)
+        return DataLoader(TensorDataset(*tensors), batch_size=4, shuffle=False)
 
     def state_dict(self) -> dict:
         loop = self.trainer.fit_loop.epoch_loop

@@ -1,10 +1,21 @@
 """One LightningModule for Noise2Noise and Noise2Clean: the mode only changes the data's target.
 
 The paper's recipe: Adam, lr 1e-3, the learning rate halved after 2 epochs in which the validation
-PSNR did not improve (``ReduceLROnPlateau`` on ``val_psnr_db``, mode max, factor 0.5, patience 2).
-Validation PSNR uses data_range 1 on the dataset's scale, unclipped outputs, one value per image,
-averaged over images; the reference is the clean image when the dataset has one, else the held-out
-second realisation (``hparams.val_reference``).
+score did not improve (``ReduceLROnPlateau``, mode max, factor 0.5, patience 2). The score that
+selects ``best.ckpt`` and drives the schedule (:attr:`DenoiseModule.monitor`) depends on what
+validation is measured against (``val_reference``):
+
+* ``"realisation"`` (Noise2Noise's default; no clean image is read): the prediction of realisation
+  i is compared with realisation j != i. With independent zero-mean noise
+  ``E|f(y1) - y2|^2 = E|f(y1) - x|^2 + sigma^2``, so
+  ``uMSE = mean((f(y1) - y2)^2) - sigma_hat^2`` with ``sigma_hat^2 = Var(y1 - y2) / 2`` of each
+  validation pair is an unbiased estimate of the MSE against the unknown clean image;
+  ``val_upsnr_db = 10 log10(1 / mean over images of uMSE)`` (NaN if that mean is <= 0) is logged
+  and monitored. ``val_psnr_db`` is then the raw PSNR against the other realisation.
+* ``"clean"``: ``val_psnr_db`` against the clean image is monitored (``clean-selected``).
+
+Both use data_range 1 on the dataset's scale and unclipped outputs; ``val_psnr_db`` is the mean
+over images of per-image PSNR.
 """
 
 from __future__ import annotations
@@ -36,9 +47,11 @@ class DenoiseModule(L.LightningModule):
         Adam learning rate, plateau schedule, and linear warm-up over the first steps.
     channels_last, compile
         Speed options (memory format; ``torch.compile`` of the forward pass).
+    val_reference
+        ``"realisation"`` (monitor ``val_upsnr_db``) or ``"clean"`` (monitor ``val_psnr_db``).
     meta
         Provenance saved with the checkpoint: dataset scaling attributes, dataset SHA-256,
-        ``val_reference`` and the run directory.
+        ``val_reference``, seed and the run directory.
     """
 
     def __init__(
@@ -54,6 +67,7 @@ class DenoiseModule(L.LightningModule):
         channels_last: bool = False,
         compile: bool = False,
         threads: int | None = None,
+        val_reference: str = "realisation",
         meta: dict | None = None,
     ) -> None:
         super().__init__()
@@ -65,8 +79,13 @@ class DenoiseModule(L.LightningModule):
             self.model.to(memory_format=torch.channels_last)
         # Kept outside the module registry: a registered alias would duplicate the state_dict.
         object.__setattr__(self, "_compiled", None)
-        self._val_psnr_sum = self._val_count = 0.0
+        self._val_psnr_sum = self._val_umse_sum = self._val_count = 0.0
         self._last_step_time: float | None = None
+
+    @property
+    def monitor(self) -> str:
+        """The logged score that selects ``best.ckpt`` and drives the plateau schedule."""
+        return "val_upsnr_db" if self.hparams.val_reference == "realisation" else "val_psnr_db"
 
     def setup(self, stage: str) -> None:
         # Runs in every process (also DDP children), so thread and compile settings apply there.
@@ -92,22 +111,28 @@ class DenoiseModule(L.LightningModule):
         return loss
 
     def on_validation_epoch_start(self) -> None:
-        self._val_psnr_sum, self._val_count = 0.0, 0.0
+        self._val_psnr_sum = self._val_umse_sum = self._val_count = 0.0
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        noisy, reference = batch
+    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        noisy, reference, noise_variance = batch
         estimate = self(noisy).float()
-        mse = ((estimate - reference) ** 2).flatten(1).mean(dim=1)  # (B,)
+        mse = ((estimate - reference) ** 2).flatten(1).mean(dim=1).double().cpu().numpy()  # (B,)
         # floor at 1e-20 (200 dB): a perfect image must not make the epoch's mean infinite
-        floored = mse.clamp_min(1e-20).double().cpu().numpy()
-        psnr_db = psnr_from_mse(floored, data_range=1.0)  # (B,)
+        psnr_db = psnr_from_mse(np.maximum(mse, 1e-20), data_range=1.0)  # (B,)
         self._val_psnr_sum += float(np.sum(psnr_db))
+        # uMSE = MSE against the other realisation - its noise variance (0 against clean)
+        self._val_umse_sum += float(np.sum(mse - noise_variance.cpu().numpy()))
         self._val_count += psnr_db.size
 
     def on_validation_epoch_end(self) -> None:
         self._last_step_time = None  # validation time is not training throughput
-        mean = self._val_psnr_sum / max(self._val_count, 1)
-        self.log("val_psnr_db", mean, prog_bar=True, sync_dist=False)
+        count = max(self._val_count, 1)
+        self.log("val_psnr_db", self._val_psnr_sum / count, prog_bar=True, sync_dist=False)
+        if self.hparams.val_reference == "realisation":
+            # mean uMSE first, then dB: per-image uPSNRs of noisy estimates would be biased
+            umse = self._val_umse_sum / count
+            upsnr_db = psnr_from_mse(umse, data_range=1.0) if umse > 0 else float("nan")
+            self.log("val_upsnr_db", upsnr_db, prog_bar=True, sync_dist=False)
 
     def configure_optimizers(self):
         optimizer = torch.optim.Adam(self.model.parameters(), lr=self.hparams.lr)
@@ -117,7 +142,7 @@ class DenoiseModule(L.LightningModule):
             factor=self.hparams.lr_factor,
             patience=self.hparams.lr_patience_epochs,
         )
-        schedule = {"scheduler": plateau, "monitor": "val_psnr_db", "interval": "epoch"}
+        schedule = {"scheduler": plateau, "monitor": self.monitor, "interval": "epoch"}
         return {"optimizer": optimizer, "lr_scheduler": schedule}
 
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:

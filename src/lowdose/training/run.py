@@ -37,8 +37,9 @@ log = logging.getLogger("lowdose.training.run")
 class RunResult:
     """What a finished (or time-limited) run produced.
 
-    ``best_val_psnr_db`` is in dB with data_range 1 against ``val_reference`` (``"clean"`` or
-    ``"realisation"``); ``epochs_done`` counts completed epochs.
+    ``best_val_psnr_db`` is the best value of ``monitor`` in dB with data_range 1:
+    ``val_upsnr_db`` (the clean-free unbiased estimate, ``val_reference == "realisation"``) or
+    ``val_psnr_db`` against clean images (``"clean"``); ``epochs_done`` counts completed epochs.
     """
 
     run_dir: Path
@@ -46,6 +47,7 @@ class RunResult:
     last_checkpoint: Path
     best_val_psnr_db: float
     val_reference: str
+    monitor: str
     epochs_done: int
     global_step: int
     model_name: str
@@ -71,18 +73,18 @@ def train(config: TrainConfig, *, resume: bool = False) -> RunResult:
         torch.set_num_threads(config.threads)
     L.seed_everything(config.seed, workers=True, verbose=False)
 
-    meta = _dataset_meta(data)
+    meta = _dataset_meta(data, config)
     module = DenoiseModule(
         model={"in_channels": 1, "out_channels": 1, "width": config.width,
                "residual": config.residual},
         mode=config.mode, loss=config.loss, lr=config.lr, lr_factor=config.lr_factor,
         lr_patience_epochs=config.lr_patience_epochs, warmup_steps=config.warmup_steps,
         channels_last=config.channels_last, compile=config.compile, threads=config.threads,
-        meta=meta.to_hparams(run_dir),
+        val_reference=config.val_reference, meta=meta.to_hparams(run_dir),
     )  # fmt: skip
     datamodule = PairDataModule(config)
     metrics = MetricsCsv(run_dir / "metrics.csv")
-    trainer = _trainer(config, run_dir, metrics)
+    trainer = _trainer(config, run_dir, metrics, monitor=module.monitor)
     if trainer.is_global_zero:
         save_config(config, run_dir / "config.yaml")
     with warnings.catch_warnings():
@@ -102,7 +104,7 @@ def train(config: TrainConfig, *, resume: bool = False) -> RunResult:
     best_psnr = float(best.best_model_score) if best.best_model_score is not None else np.nan
     return RunResult(
         run_dir=run_dir, best_checkpoint=run_dir / "best.ckpt", last_checkpoint=last,
-        best_val_psnr_db=best_psnr, val_reference=meta.val_reference,
+        best_val_psnr_db=best_psnr, val_reference=meta.val_reference, monitor=module.monitor,
         epochs_done=trainer.current_epoch, global_step=trainer.global_step,
         model_name=module.model.name,
     )  # fmt: skip
@@ -117,9 +119,9 @@ def resume_config(run_dir: str | Path, overrides: dict | None = None) -> TrainCo
     return load_train_config(saved, {**(overrides or {}), "out": run_dir})
 
 
-def _trainer(config: TrainConfig, run_dir: Path, metrics: MetricsCsv) -> L.Trainer:
+def _trainer(config: TrainConfig, run_dir: Path, metrics: MetricsCsv, *, monitor: str) -> L.Trainer:
     best = ModelCheckpoint(
-        dirpath=run_dir, filename="best", monitor="val_psnr_db", mode="max", save_top_k=1,
+        dirpath=run_dir, filename="best", monitor=monitor, mode="max", save_top_k=1,
         save_last=True, enable_version_counter=False, auto_insert_metric_name=False,
     )  # fmt: skip
     # A second writer of last.ckpt every N optimiser steps, so a killed run loses little.
@@ -183,14 +185,25 @@ class DatasetMeta:
     dataset_sha256: str
     dataset: str
     val_reference: Literal["clean", "realisation"]
+    seed: int
 
     def to_hparams(self, run_dir: Path) -> dict:
         """The checkpoint's dict form (same keys as before typed metadata), plus ``run_dir``."""
         return {**dataclasses.asdict(self), "run_dir": str(run_dir.resolve())}
 
 
-def _dataset_meta(path: Path) -> DatasetMeta:
+def _dataset_meta(path: Path, config: TrainConfig) -> DatasetMeta:
     info = read_info(path)
+    # Checked before training starts, not at the first validation an epoch later.
+    if config.val_reference == "clean" and not info.has_clean:
+        raise LowdoseInputError(
+            f"{path} has no clean images: use --val-reference realisation (clean-free)"
+        )
+    if config.val_reference == "realisation" and info.shape[1] < 2:
+        raise LowdoseInputError(
+            f"{path} has 1 realisation per image: clean-free validation needs 2; "
+            "use --val-reference clean"
+        )
     scale = read_scale(path)  # (I,) divisors; one value for dataset_max and for no scaling
     constant = bool(np.all(scale == scale[0]))
     scaling = NetworkScaling(
@@ -204,7 +217,8 @@ def _dataset_meta(path: Path) -> DatasetMeta:
         scaling=scaling,
         dataset_sha256=dataset_sha256(path),
         dataset=str(path),
-        val_reference="clean" if info.has_clean else "realisation",
+        val_reference=config.val_reference,
+        seed=config.seed,
     )
 
 

@@ -26,7 +26,9 @@ from lowdose.data.scaling import NetworkScaling
 
 log = logging.getLogger("lowdose.training.run")
 
-METRICS_COLUMNS = ("epoch", "step", "train_loss", "val_psnr_db", "lr", "elapsed_s")
+METRICS_COLUMNS = (
+    "epoch", "step", "train_loss", "val_psnr_db", "val_upsnr_db", "lr", "elapsed_s",
+)  # fmt: skip
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -80,6 +82,8 @@ class MetricsCsv(L.Callback):
             "step": trainer.global_step,
             "train_loss": self.loss_sum / max(self.loss_count, 1),
             "val_psnr_db": float(trainer.callback_metrics["val_psnr_db"]),
+            # the clean-free selection score; NaN for runs validated against clean images
+            "val_upsnr_db": float(trainer.callback_metrics.get("val_upsnr_db", float("nan"))),
             "lr": trainer.optimizers[0].param_groups[0]["lr"],
             "elapsed_s": round(self._elapsed_s(), 3),
         }
@@ -87,7 +91,8 @@ class MetricsCsv(L.Callback):
         if trainer.is_global_zero:
             atomic_write_text(self.path, _csv_text(self.rows))
             log.info(
-                "epoch %d step %d train_loss %.3g val_psnr_db %.3f lr %.3g elapsed %.1fs",
+                "epoch %d step %d train_loss %.3g val_psnr_db %.3f val_upsnr_db %.3f lr %.3g "
+                "elapsed %.1fs",
                 *(row[key] for key in METRICS_COLUMNS),
             )
 
@@ -116,7 +121,12 @@ def write_manifest(run_dir: Path, *, config, data_sha256: str, val_reference: st
         "mode": config.mode,
         "loss": config.loss,
         "metrics": {
-            "val_psnr_db": "mean over validation images of per-image PSNR, unclipped outputs",
+            "val_psnr_db": "mean over validation images of per-image PSNR against the "
+            "val_reference (clean image, or the other noisy realisation), unclipped outputs",
+            "val_upsnr_db": "clean-free: 10 log10(1 / mean uMSE), uMSE = mean((f(y_i) - y_j)^2) "
+            "- Var(y_i - y_j) / 2 over validation pairs, both directions (NaN against clean)",
+            "monitor": "val_upsnr_db" if val_reference == "realisation" else "val_psnr_db",
+            "selection": "clean-free" if val_reference == "realisation" else "clean-selected",
             "data_range": 1.0,
             "scaling": dataclasses.asdict(scaling),
             "val_reference": val_reference,
