@@ -316,6 +316,8 @@ def test_paired_differences_against_the_best_filter_and_the_noisy_input(report_r
     assert float(noisy[2]) > 7  # the networks' offset over the noisy input
     assert "Test set: 6 images of 3 objects; networks trained with seed(s) 0, 1, 2." in xray
     assert "cluster-bootstrap percentile interval resampling whole objects" in xray
+    # 3 objects: the report says the intervals are descriptive, not CIs for new objects
+    assert "**Only 3 test objects**" in xray and "read them as descriptive" in xray
 
 
 def test_sweep_crossings_reported_as_numbers(report_run):

@@ -195,7 +195,9 @@ def _paired_section(results, metric: str) -> list[str]:
         f"## Paired: method - noisy ({name})",
         "",
         f"Per image {name}(method) - {name}(noisy), averaged over seeds first; 95 % CI: "
-        "cluster bootstrap over objects (percentile; n/a with one object).",
+        "cluster bootstrap over objects (percentile; n/a with one object). With fewer than 5 "
+        "objects the bootstrap has few distinct resamples: its interval shows how those objects "
+        "differ and understates the uncertainty for new ones.",
         "",
         "| Method | difference (dB) | 95 % CI | images | objects |",
         "|---|---:|---:|---:|---:|",

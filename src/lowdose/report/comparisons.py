@@ -69,6 +69,10 @@ def paired_comparisons(experiment) -> list:
     return blocks
 
 
+#: Below this many test objects the cluster-bootstrap intervals are flagged as descriptive.
+FEW_OBJECTS = 5
+
+
 def _level_tables(results, summary, metric: str, labels: dict) -> list:
     found = references(summary, metric)
     if not found:
@@ -121,4 +125,14 @@ def _test_set_text(results) -> str:
         if seeds
         else "network seeds not recorded"
     )
-    return f"Test set: {images} images of {objects} objects; {seed_text}."
+    text = f"Test set: {images} images of {objects} objects; {seed_text}."
+    if 1 < objects < FEW_OBJECTS:
+        # A bootstrap over k clusters has only C(2k-1, k) distinct resamples (3 for k = 2): its
+        # percentile interval is the spread of the few objects' means, far narrower than a
+        # 95 % CI for new objects would be.
+        text += (
+            f" **Only {objects} test objects**: the cluster bootstrap has few distinct "
+            "resamples, so its intervals show how the objects differ from each other and "
+            "understate the uncertainty for new objects; read them as descriptive."
+        )
+    return text
