@@ -35,7 +35,12 @@ from lowdose.baselines.oracle_pool import oracle_chunk, oracle_in_pool
 from lowdose.baselines.plans import resolve_grid, search_plan
 from lowdose.baselines.search import search
 from lowdose.core.errors import LowdoseInputError
-from lowdose.core.metrics import pair_noise_variance_all_pixels, psnr_from_mse, unbiased_mse
+from lowdose.core.metrics import (
+    pair_noise_variance_all_pixels,
+    psnr_from_mse,
+    unbiased_mse,
+    upsnr_from_umse,
+)
 from lowdose.core.progress import Progress, StageCounter
 from lowdose.core.validation import checked_choice
 
@@ -209,7 +214,7 @@ def _blind_search(first, target, noise_variance, filter_name, grid, target_kind,
                 "mean_mse": mean_mse,
                 "psnr_db": psnr_from_mse(mean_mse, data_range=data_range),
                 "mean_umse": -negative_umse,
-                "upsnr_db": psnr_from_mse(-negative_umse, data_range=data_range),
+                "upsnr_db": upsnr_from_umse(-negative_umse, data_range=data_range),
             }
         )
     best_row = next(row for row in table if row["params"] == best)

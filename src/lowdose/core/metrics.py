@@ -156,8 +156,20 @@ def upsnr(other_realisation, estimate, *, noise_variance, data_range) -> np.ndar
     20.0
     """
     umse = unbiased_mse(other_realisation, estimate, noise_variance=noise_variance)
-    dr = checked_data_range(data_range, len(umse))
-    return psnr_from_mse(np.where(umse > 0, umse, np.nan), data_range=dr)
+    return upsnr_from_umse(umse, data_range=checked_data_range(data_range, len(umse)))
+
+
+def upsnr_from_umse(umse, *, data_range) -> float | np.ndarray:
+    """uPSNR in dB from an unbiased MSE estimate: ``10 log10(data_range^2 / umse)``.
+
+    NaN where ``umse <= 0``: an estimate at or below zero says the error is below what the pair
+    resolves, not that the output is perfect. A float for scalar input, else an array.
+
+    >>> upsnr_from_umse(0.01, data_range=1.0), upsnr_from_umse(-1e-4, data_range=1.0)
+    (20.0, nan)
+    """
+    umse = np.asarray(umse, dtype=np.float64)
+    return psnr_from_mse(np.where(umse > 0, umse, np.nan), data_range=data_range)
 
 
 def psnr_hu_window(clean_hu, noisy_hu, window=HU_WINDOW) -> float | np.ndarray:

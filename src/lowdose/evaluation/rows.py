@@ -26,7 +26,7 @@ from lowdose.core.metrics import (
     ssim,
     ssim_wang,
     unbiased_mse,
-    upsnr,
+    upsnr_from_umse,
 )
 from lowdose.data.dataset import dataset_sha256
 from lowdose.data.results import ResultRow
@@ -126,8 +126,7 @@ def clean_free_scores(
         return nan, nan
     second, variance = test.noisy[:, 1], context.noise_var_estimate
     umse = unbiased_mse(second, outputs, noise_variance=variance)
-    upsnr_db = upsnr(second, outputs, noise_variance=variance, data_range=test.data_range)
-    return umse, upsnr_db
+    return umse, upsnr_from_umse(umse, data_range=test.data_range)
 
 
 def result_rows(test: TestSet, method: MethodOutput, context: RowContext) -> list[ResultRow]:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from lowdose.core.metrics import psnr_from_mse
+from lowdose.core.metrics import psnr_from_mse, upsnr_from_umse
 from lowdose.models.unet import UNet
 
 _LOSSES = {"mse": F.mse_loss, "mae": F.l1_loss}
@@ -130,8 +130,7 @@ class DenoiseModule(L.LightningModule):
         self.log("val_psnr_db", self._val_psnr_sum / count, prog_bar=True, sync_dist=False)
         if self.hparams.val_reference == "realisation":
             # mean uMSE first, then dB: per-image uPSNRs of noisy estimates would be biased
-            umse = self._val_umse_sum / count
-            upsnr_db = psnr_from_mse(umse, data_range=1.0) if umse > 0 else float("nan")
+            upsnr_db = upsnr_from_umse(self._val_umse_sum / count, data_range=1.0)
             self.log("val_upsnr_db", upsnr_db, prog_bar=True, sync_dist=False)
 
     def configure_optimizers(self):

@@ -103,8 +103,7 @@ class PairDataset(Dataset):
         self._transforms = np.arange(8) if square else np.array([0, 2, 4, 6])
         self.epoch = 0
         # n2n never reads the clean array, so no clean image can reach a clean-free training.
-        in_ram = load_split(self.path, split, with_clean=mode == "n2c") if in_memory else None
-        self._arrays = in_ram
+        self._arrays = load_split(self.path, split, with_clean=mode == "n2c") if in_memory else None
         self._handle: h5py.File | None = None
         self._pid: int | None = None
 
