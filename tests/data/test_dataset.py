@@ -144,6 +144,7 @@ def test_bad_arrays_raise_one_line_naming_the_file(tmp_path, overrides, message)
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.filterwarnings("ignore:.*in memory only")
 def test_opening_a_missing_corrupt_or_foreign_file_names_file_and_key(tmp_path):
     with pytest.raises(LowdoseInputError, match="missing.h5: no such dataset file"):
         datasets.read_info(tmp_path / "missing.h5")
@@ -155,8 +156,8 @@ def test_opening_a_missing_corrupt_or_foreign_file_names_file_and_key(tmp_path):
     with h5py.File(foreign, "w") as handle:
         handle["noisy"] = np.zeros((2, 2, 4, 4), np.float32)
         handle["object_id"] = np.array([b"a", b"b"])
-    with pytest.raises(LowdoseInputError, match="foreign.h5: missing dataset 'split'"):
-        datasets.read_attrs(foreign)
+    with pytest.raises(LowdoseInputError, match="foreign.h5: no 'split'.*add a 'split' dataset"):
+        datasets.read_attrs(foreign)  # 2 images of 2 objects: too few to split in memory
     with h5py.File(foreign, "a") as handle:
         handle["split"] = np.array([b"train", b"test"])  # fixed-length bytes also read
     assert datasets.read_info(foreign).split.tolist() == ["train", "test"]
@@ -266,6 +267,7 @@ def test_typed_attributes_round_trip_through_a_file(tmp_path):
     assert datasets.read_scale(path).tolist() == scale
 
 
+@pytest.mark.filterwarnings("ignore:.*in memory only")
 def test_a_hand_written_minimal_file_reads_with_defaults(tmp_path):
     path = tmp_path / "minimal.h5"
     with h5py.File(path, "w") as handle:
@@ -274,7 +276,8 @@ def test_a_hand_written_minimal_file_reads_with_defaults(tmp_path):
         handle["split"] = np.array([b"train", b"test"])
         handle.attrs.update({"modality": "ct", "noise_model": "measured",
                              "scaling_rule": "none", "scanner": b"ACME 64"})  # fmt: skip
-    attrs = datasets.read_attrs(path)
+    with pytest.warns(UserWarning, match="minimal.h5: no 'scale': every divisor is 1"):
+        attrs = datasets.read_attrs(path)
     assert (attrs.modality, attrs.noise_model, attrs.scaling_rule) == ("ct", "measured", "none")
     assert math.isnan(attrs.noise_level) and math.isnan(attrs.achieved_psnr_db)
     assert attrs.psnr_data_range == 1.0 and attrs.scaling_offset == 0.0 and attrs.seed == -1
@@ -325,3 +328,55 @@ def test_write_and_summarise_reads_the_file_back(tmp_path):
     text = summary.describe()
     assert "4 images x 2 realisations, 8x10, 2 objects" in text and "(target 20.00)" in text
     assert "val" not in text and summary.details == {"note": 1}
+
+
+@pytest.mark.filterwarnings("ignore:.*in memory only")
+def test_a_file_with_only_noisy_is_split_in_memory_and_never_rewritten(tmp_path):
+    path = tmp_path / "by_hand.h5"
+    noisy = np.random.default_rng(3).normal(size=(12, 2, 16, 16)).astype(np.float32)
+    with h5py.File(path, "w") as handle:
+        handle["noisy"] = noisy
+    before = path.read_bytes()
+    with pytest.warns(UserWarning) as caught:
+        info = datasets.read_info(path)
+    (message,) = [str(w.message) for w in caught]  # one warning naming the file and each key
+    assert message.startswith(f"{path}:") and "no 'scale'" in message
+    assert "no 'object_id'" in message and "no 'split': split by slab" in message
+    assert info.shape == (12, 2, 16, 16)
+    parts = {s: datasets.load_split(path, s) for s in splits.SPLITS}
+    for name, part in parts.items():
+        assert part.noisy.shape[0] >= 1 and np.array_equal(part.noisy, noisy[part.index])
+        assert set(part.object_id.tolist()) == {f"by_hand:slab-{name}"}
+        assert np.all(part.scale == 1.0) and part.tile_origin is None and part.fov is None
+    used = np.concatenate([p.index for p in parts.values()])
+    assert used.size == 12 - 4 and len(set(used.tolist())) == used.size  # 2 gaps of 2 slices
+    assert parts["train"].index.max() < parts["val"].index.min() <= parts["val"].index.max()
+    again = datasets.read_info(path)  # deterministic: the same split every time
+    assert np.array_equal(again.split, info.split) and path.read_bytes() == before
+    with h5py.File(path, "r") as handle:
+        assert set(handle) == {"noisy"}  # nothing was written into the user's file
+
+
+def test_a_file_with_objects_but_no_split_splits_by_object(tmp_path):
+    path = tmp_path / "objects.h5"
+    with h5py.File(path, "w") as handle:
+        handle["noisy"] = np.zeros((6, 2, 8, 8), np.float32)
+        handle["object_id"] = np.array([b"a", b"a", b"b", b"c", b"d", b"e"])
+        handle["scale"] = np.ones(6, np.float32)
+    with pytest.warns(UserWarning, match="no 'split': split by patient"):
+        info = datasets.read_info(path)
+    check_split_table(info.object_id, info.split, where="in memory")
+    assert set(info.split.tolist()) == set(splits.SPLITS)
+
+
+def test_tile_origin_and_fov_round_trip(tmp_path):
+    clean, noisy, object_id, split = _arrays()
+    origin = np.array([[0, 0], [0, 18], [18, 0], [18, 18]])
+    fov = np.ones((4, 8, 10), bool)
+    fov[:, 0, 0] = False
+    path = _write(tmp_path / "tiles.h5", tile_origin=origin, fov=fov)
+    test = datasets.load_split(path, "test")
+    assert test.tile_origin.tolist() == origin[2:].tolist() and test.tile_origin.dtype == np.int64
+    assert test.fov.dtype == bool and np.array_equal(test.fov, fov[2:])
+    with pytest.raises(LowdoseInputError, match="tile_origin has shape"):
+        _write(tmp_path / "bad.h5", tile_origin=origin[:3])

@@ -160,6 +160,39 @@ def test_mixed_shapes_in_a_series_name_the_odd_file(tmp_path):
     assert stack.hu.shape == (2, 128, 128) and [p for p, _ in stack.skipped] == [odd]
 
 
+def test_series_of_two_sizes_in_one_folder_name_both_sizes_and_the_fix(tmp_path):
+    for k in range(3):
+        ct_small(tmp_path, f"big{k}.dcm", InstanceNumber=k)
+    small = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    small.Rows, small.Columns = 64, 96
+    small.SeriesInstanceUID = "1.2.3.4.5"  # another series, not an odd slice of the first
+    small.PixelData = np.zeros((64, 96), np.int16).tobytes()
+    small.save_as(tmp_path / "small.dcm")
+    with pytest.raises(LowdoseInputError) as exc:
+        read_ct(tmp_path)
+    assert_one_line_naming(exc, tmp_path / "small.dcm", "size")
+    message = str(exc.value)
+    assert "64x96" in message and "128x128" in message
+    assert "one series per folder" in message and "--skip-bad" in message
+    stack = read_ct(tmp_path, skip_bad=True)
+    assert stack.hu.shape == (3, 128, 128) and [p for p, _ in stack.skipped] == [
+        tmp_path / "small.dcm"
+    ]
+
+
+def test_padding_value_and_modality_come_with_each_slice(tmp_path):
+    padded = read_ct(get_testdata_file("CT_small.dcm"))  # PixelPaddingValue -2000, slope 1
+    assert padded.slices[0].padding_hu == -2000 - 1024 and padded.slices[0].modality == "CT"
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    del ds.PixelPaddingValue
+    ds.RescaleSlope = "0.5"
+    ds.save_as(tmp_path / "plain.dcm")
+    assert read_ct(tmp_path / "plain.dcm").slices[0].padding_hu is None
+    ds.add_new("PixelPaddingValue", "SS", -2000)
+    ds.save_as(tmp_path / "half.dcm")
+    assert read_ct(tmp_path / "half.dcm").slices[0].padding_hu == -2000 * 0.5 - 1024
+
+
 def test_bad_file_in_a_folder_stops_unless_skip_bad(tmp_path):
     good = [ct_small(tmp_path, f"g{k}.dcm", InstanceNumber=k) for k in range(2)]
     bad = tmp_path / "broken.dcm"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -72,5 +74,102 @@ def test_missing_or_foreign_files_are_one_line_errors(tmp_path):
     with pytest.raises(LowdoseInputError, match="best.ckpt"):
         load_model(tmp_path)
     torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
-    with pytest.raises(LowdoseInputError, match="not a lowdose training checkpoint"):
+    with pytest.raises(LowdoseInputError, match="not a readable lowdose checkpoint"):
         load_model(tmp_path / "other.ckpt")
+
+
+def _unet_checkpoint(path, *, width: int = 4, hparams_width: int | None = None) -> None:
+    """A checkpoint in the training layout; ``hparams_width`` may name another width."""
+    _save(path, UNet(width=width), meta=WRITTEN_META)
+    if hparams_width is not None:
+        checkpoint = torch.load(path, weights_only=True)
+        checkpoint["hyper_parameters"]["model"]["width"] = hparams_width
+        torch.save(checkpoint, path)
+
+
+# Files that are not lowdose checkpoints, and the reason the error gives for each.
+NOT_CHECKPOINTS = {
+    "empty": (lambda p: p.write_bytes(b""), "empty or ends early"),
+    "random-bytes": (
+        lambda p: p.write_bytes(bytes(range(256)) * 8),
+        "corrupt bytes, or objects other than tensors",
+    ),
+    "first-half": (
+        lambda p: (_unet_checkpoint(p), p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])),
+        "not a complete torch archive",
+    ),
+    "tensor": (lambda p: torch.save(torch.zeros(3), p), "holds a Tensor, not a dict"),
+    "state-dict-only": (
+        lambda p: torch.save(UNet(width=4).state_dict(), p),
+        "no lowdose hyper_parameters",
+    ),
+    "no-mode": (
+        lambda p: torch.save({"state_dict": {}, "hyper_parameters": {"model": {}}}, p),
+        "hyper_parameters lack mode, loss",
+    ),
+    "unknown-unet-argument": (
+        lambda p: torch.save(
+            {
+                "state_dict": {},
+                "hyper_parameters": {"model": {"depth": 3}, "mode": "n2n", "loss": "mse"},
+            },
+            p,
+        ),
+        "unknown network settings",
+    ),  # fmt: skip
+    "weights-of-another-width": (
+        lambda p: _unet_checkpoint(p, width=4, hparams_width=8),
+        "its weights do not fit unet-w8",
+    ),
+}
+
+
+@pytest.mark.parametrize(("make", "reason"), NOT_CHECKPOINTS.values(), ids=NOT_CHECKPOINTS.keys())
+def test_a_file_that_is_no_lowdose_checkpoint_is_one_line_naming_it(tmp_path, make, reason):
+    path = tmp_path / "model.ckpt"
+    make(path)
+    with pytest.raises(LowdoseInputError) as caught:
+        load_model(path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}: not a readable lowdose checkpoint (")
+    assert reason in message
+    assert message.endswith("pass RUN_DIR/best.ckpt of a lowdose training")
+
+
+class _RunsCodeWhenUnpickled:
+    """What a hostile checkpoint holds: unpickling it would call os.mkdir(marker)."""
+
+    def __init__(self, marker) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+def test_loading_runs_no_code_from_the_file(tmp_path):
+    # weights_only=True: lowdose checkpoints hold only tensors and plain values.
+    marker = tmp_path / "code-ran"
+    checkpoint = {"state_dict": {}, "hyper_parameters": _RunsCodeWhenUnpickled(marker)}
+    torch.save(checkpoint, tmp_path / "hostile.ckpt")
+    with pytest.raises(LowdoseInputError, match="objects other than tensors and plain values"):
+        load_model(tmp_path / "hostile.ckpt")
+    assert not marker.exists()
+
+
+def test_a_real_training_checkpoint_loads_without_warnings(tmp_path, recwarn):
+    # The Lightning layout (callbacks, loops, optimiser and scheduler states) under weights_only.
+    torch.manual_seed(0)
+    network = UNet(width=4, residual=True)
+    _save(tmp_path / "best.ckpt", network, meta=WRITTEN_META)
+    checkpoint = torch.load(tmp_path / "best.ckpt", weights_only=True)
+    checkpoint.update(
+        {"epoch": 2, "pytorch-lightning_version": "2.6.6", "loops": {"fit_loop": {}},
+         "callbacks": {"ModelCheckpoint{}": {"best_model_score": torch.tensor(31.5)}},
+         "optimizer_states": [{"state": {}, "param_groups": [{"lr": 1e-3, "params": [0]}]}],
+         "lr_schedulers": [{"best": float("inf"), "mode": "max"}]}
+    )  # fmt: skip
+    torch.save(checkpoint, tmp_path / "best.ckpt")
+    model, meta = load_model(tmp_path)
+    assert meta.model.name == "unet-w4-res" and meta.global_step == 7
+    assert [str(w.message) for w in recwarn] == []

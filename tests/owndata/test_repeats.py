@@ -21,6 +21,7 @@ from lowdose.data.dataset import read_info
 from lowdose.io.dicom_write import write_dicom_like
 from lowdose.io.images import read_ct
 from lowdose.owndata.repeats import build_from_repeats
+from lowdose.physics.noise_correlation import NoiseCorrelation
 from lowdose.physics.noise_estimation import (
     pair_noise_variance,
     same_object_statistics,
@@ -183,3 +184,29 @@ def test_noise_variance_ignores_clip_floors_and_padding(scanner):
     assert pair_noise_variance(noisy)[0] == pytest.approx(625.0, rel=0.05)
     naive = np.var(noisy[0] - noisy[1]) / 2
     assert naive < 0.9 * 625.0  # the floor would bias a plain estimate
+
+
+def test_two_noisy_images_of_one_object_are_cut_into_tiles(slices, tmp_path):
+    hu = slices[0][0]  # one 512^2 slice
+    rng = np.random.default_rng(4)
+    pair = [tmp_path / "first.npy", tmp_path / "second.npy"]
+    for path in pair:
+        np.save(path, hu + 25.0 * rng.standard_normal(hu.shape))
+    summary = build_from_repeats(pair, tmp_path / "tiles.h5")
+    info = read_info(summary.path)
+    extra = info.attrs.extra
+    assert extra["split_by"] == "region" and extra["split_tile_px"] == 96
+    assert info.shape == (25, 2, 96, 96) and summary.split_counts == {"train": 20, "val": 3,
+                                                                      "test": 2}  # fmt: skip
+    with h5py.File(summary.path, "r") as handle:
+        origin, noisy = handle["tile_origin"][()], handle["noisy"][()]
+    row, col = origin[-1]
+    expected = np.load(pair[1])[row : row + 96, col : col + 96] / summary.divisor
+    np.testing.assert_allclose(noisy[-1, 1], expected, rtol=1e-5)
+    assert "split by region" in summary.describe()
+    assert not NoiseCorrelation.from_attrs(extra).is_correlated  # white noise, from the pairs
+    by_volume = build_from_repeats(pair, tmp_path / "slab.h5", split_by="slab",
+                                   fractions=(1.0, 0.0))  # fmt: skip
+    assert by_volume.n_images == 1 and by_volume.attrs.extra["split_by"] == "slab"
+    with pytest.raises(LowdoseInputError, match="--split-by region"):
+        build_from_repeats(pair, tmp_path / "x.h5", split_by="slab")

@@ -136,3 +136,20 @@ def test_angle_specifications():
     for spec in ("0:180:x", "nonsense.txt"):
         with pytest.raises(LowdoseInputError):
             parse_angles(spec, 4)
+
+
+def test_one_scan_of_a_few_slices_is_cut_into_slabs(scans, tmp_path):
+    _root, _paths, _clean, _angles, _, noisy = scans
+    np.save(tmp_path / "volume.npy", noisy)  # one file: 4 slices of one object
+    one = [tmp_path / "volume.npy"]
+    summary = build_from_sinogram(one, tmp_path / "slab.h5", angles_deg="0:180", output_size=64,
+                                  fractions=(0.5, 0.5))  # fmt: skip
+    info = read_info(summary.path)
+    assert info.attrs.extra["split_by"] == "slab" and info.shape[0] == 4 - 2
+    assert info.object_id.tolist() == ["volume:slab-train", "volume:slab-test"]
+    legacy = build_from_sinogram([tmp_path / "volume.npy"], tmp_path / "image.h5",
+                                 angles_deg="0:180", output_size=64, split_by="image")  # fmt: skip
+    assert legacy.attrs.extra["split_by"] == "patient" and legacy.n_objects == 4  # per slice
+    with pytest.raises(LowdoseInputError, match="1,0,0"):  # 64 px: no room for 3 tiles
+        build_from_sinogram([tmp_path / "volume.npy"], tmp_path / "x.h5", angles_deg="0:180",
+                            output_size=64)  # fmt: skip

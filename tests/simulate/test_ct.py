@@ -16,6 +16,7 @@ from lowdose.core.metrics import psnr, psnr_hu_window
 from lowdose.data.attributes import DatasetAttrs
 from lowdose.data.scaling import hu_to_scaled, scaled_to_hu
 from lowdose.physics.ct_noise import neighbour_correlation, solve_i0_for_psnr
+from lowdose.physics.noise_correlation import NoiseCorrelation
 from lowdose.simulate.ct import build_ct_dataset, load_ct_source
 from lowdose.simulate.ct_realisations import noise_stream
 
@@ -111,6 +112,32 @@ def test_sinogram_noise_is_correlated_and_awgn_is_white(tmp_path):
     noise = arrays["noisy"] - arrays["clean"][:, None]
     assert neighbour_correlation(noise) > 0.1
     assert np.abs(noise[:, 0] - noise[:, 1]).mean() > 0  # realisations are independent draws
+    recorded = {name: NoiseCorrelation.from_attrs(summary.attrs.extra)
+                for name, summary in (("awgn", awgn), ("sinogram", sinogram))}  # fmt: skip
+    assert not recorded["awgn"].is_correlated and recorded["sinogram"].is_correlated
+    assert recorded["awgn"].source == "pair-difference"
+
+
+def test_one_phantom_is_cut_into_slabs_and_the_file_says_so(tmp_path):
+    summary = build_ct_dataset(tmp_path / "one.h5", source="phantom", size=64, n_phantoms=1,
+                               slices_per_phantom=9, seed=1)  # fmt: skip
+    arrays, attrs = read(summary.path)
+    assert attrs["split_by"] == "slab" and attrs["split_gap"] == 2 and len(arrays["split"]) == 5
+    assert arrays["object_id"].astype(str).tolist()[0] == "phantom-000:slab-train"
+    assert "split by slab" in summary.describe() and "noise lag-1" in summary.describe()
+
+
+def test_one_slice_is_cut_into_tiles_of_the_whole_slice(tmp_path):
+    kwargs = {"source": "phantom", "size": 160, "n_phantoms": 1, "slices_per_phantom": 1}
+    tiles, attrs = read(build_ct_dataset(tmp_path / "r.h5", fractions=(0.5, 0.5), **kwargs).path)
+    whole, _ = read(build_ct_dataset(tmp_path / "w.h5", fractions=(1.0, 0.0), **kwargs).path)
+    assert attrs["split_by"] == "region" and attrs["split_tile_px"] == 64
+    assert tiles["tile_origin"].tolist() == [[0, 0], [0, 72], [72, 0], [72, 72]]  # 8 px gaps
+    assert tiles["split"].astype(str).tolist() == ["train", "train", "test", "test"]
+    for k, (row, col) in enumerate(tiles["tile_origin"]):
+        window = (slice(row, row + 64), slice(col, col + 64))
+        assert np.array_equal(tiles["clean"][k], whole["clean"][0][window])
+        assert np.array_equal(tiles["noisy"][k], whole["noisy"][0][(slice(None), *window)])
 
 
 def test_same_seed_same_file_other_seed_other_noise(tmp_path):

@@ -8,8 +8,15 @@ import typer.testing
 import lowdose.cli
 import lowdose.cli.simulate_xray_cmd  # noqa: F401  (registers `simulate xray`)
 from lowdose.core.errors import LowdoseInputError
+from lowdose.data.split_plan import plan_split
+from lowdose.physics.noise_correlation import NoiseCorrelation
 from lowdose.physics.projection import projection_angles
-from lowdose.simulate.xray import build_xray_dataset, simulate_phantom_projections, view_angles
+from lowdose.simulate.xray import (
+    PAPER_FRACTIONS,
+    build_xray_dataset,
+    simulate_phantom_projections,
+    view_angles,
+)
 
 SMALL = {"phantoms": 4, "angles": 4, "size": 48, "realisations": 2, "seed": 11}
 
@@ -135,3 +142,25 @@ def test_two_doses_draw_independent_noise_and_one_dose_repeats(tmp_path):
             noise.append(f["noisy"][...] - f["clean"][...][:, None])
     assert abs(np.corrcoef(noise[0].ravel(), noise[1].ravel())[0, 1]) < 0.05
     np.testing.assert_array_equal(noise[0], noise[2])
+
+
+def test_two_phantoms_are_cut_into_slabs_of_views_written_block_by_block(tmp_path):
+    kwargs = {"phantoms": 2, "angles": 9, "size": 32, "seed": 3, "photons_per_pixel": 400.0,
+              "target_psnr_db": None}  # fmt: skip
+    slab = build_xray_dataset(tmp_path / "slab.h5", **kwargs)
+    whole = build_xray_dataset(tmp_path / "whole.h5", fractions=(0.5, 0.5), **kwargs)
+    assert whole.attrs.extra["split_by"] == "patient"
+    extra = slab.attrs.extra
+    assert extra["split_by"] == "slab" and extra["split_gap"] == 2 and slab.n_images == 2 * 5
+    ids = np.repeat(["phantom-0000", "phantom-0001"], 9)
+    plan = plan_split(ids, image_shape=(32, 32), rng=np.random.default_rng(0),
+                      fractions=PAPER_FRACTIONS)  # fmt: skip
+    with h5py.File(slab.path, "r") as a, h5py.File(whole.path, "r") as b:
+        assert a["object_id"].asstr()[...].tolist() == plan.object_id.tolist()
+        for key in ("clean", "noisy", "scale"):  # the kept views, unchanged
+            np.testing.assert_array_equal(a[key][...], b[key][...][plan.source_index])
+    correlation = NoiseCorrelation.from_attrs(extra)
+    assert correlation.source == "pair-difference" and not correlation.is_correlated
+    assert "split by slab" in slab.describe()
+    one = build_xray_dataset(tmp_path / "one.h5", **{**kwargs, "phantoms": 1})  # no dead end
+    assert one.n_images == 5 and one.split_counts == {"train": 3, "val": 1, "test": 1}

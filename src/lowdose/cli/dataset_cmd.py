@@ -1,4 +1,4 @@
-"""``lowdose dataset from-repeats | from-sinogram | score-pairs``: users' own noisy data."""
+"""``lowdose dataset from-repeats | from-sinogram | from-single | score-pairs``: users' own data."""
 
 from __future__ import annotations
 
@@ -6,10 +6,23 @@ from pathlib import Path
 
 import typer
 
-from lowdose.cli._app import console, dataset_app, stage_progress, user_errors
+from lowdose.cli._app import (
+    check_out_writable,
+    check_positive_options,
+    console,
+    dataset_app,
+    stage_progress,
+    user_errors,
+)
 from lowdose.core.errors import LowdoseInputError
 from lowdose.owndata.repeats import build_from_repeats
+from lowdose.owndata.single import build_from_single
 from lowdose.owndata.split_sinogram import build_from_sinogram
+
+SPLIT_BY_HELP = (
+    "How to split: auto (patient if there are enough, else slabs of slices, else tiles), "
+    "patient, volume, slab or region."
+)
 
 
 def _fractions(text: str) -> tuple[float, ...]:
@@ -27,15 +40,17 @@ def from_repeats(
     out: Path = typer.Option(..., "--out", help="Dataset file (.h5) to write."),
     match: str = typer.Option("position", help="Pair slices by DICOM position or by order."),
     objects: str = typer.Option("auto", help="Split unit: auto (patient/file) or image."),
+    split_by: str = typer.Option("auto", "--split-by", help=SPLIT_BY_HELP),
     fractions: str = typer.Option("0.8,0.1,0.1", help="Train,val,test fractions of objects."),
     seed: int = typer.Option(0, help="Seed of the split."),
 ) -> None:
     """Build a dataset (noisy, no clean) from repeated acquisitions; print the noise variance."""
     with user_errors():
+        check_out_writable(out)
         with console.status("reading and pairing acquisitions"):
             summary = build_from_repeats(
                 inputs, out, match=match, fractions=_fractions(fractions), seed=seed,
-                split_by=objects,
+                split_by=split_by, objects=objects,
             )  # fmt: skip
         unit = "HU^2" if summary.attrs.raw_units == "hu" else "(units)^2"
         variance, variance_raw = (summary.details[k] for k in ("noise_variance",
@@ -66,11 +81,14 @@ def from_sinogram(
         None, help="Noise-free sinograms, one per input (testing only; stored as clean)."
     ),
     objects: str = typer.Option("file", help="Split unit: file (volume) or image (slice)."),
+    split_by: str = typer.Option("auto", "--split-by", help=SPLIT_BY_HELP),
     fractions: str = typer.Option("0.8,0.1,0.1", help="Train,val,test fractions of objects."),
     seed: int = typer.Option(0, help="Seed of the split."),
 ) -> None:
     """Split each scan's views into K subsets, FBP each: K noisy images with independent noise."""
     with user_errors():
+        check_out_writable(out)
+        check_positive_options({"--splits": splits, "--size": size})
         if dark is not None and flat is None:
             raise LowdoseInputError("--dark needs --flat (pre-log counts need the open beam)")
         with stage_progress("files") as progress:
@@ -78,7 +96,7 @@ def from_sinogram(
                 sinograms, out, angles_deg=angles, splits=splits, filter_name=filter_name,
                 output_size=size, dataset_key=dataset_key, flat=flat, dark=dark,
                 clean_sinogram_paths=clean or None, fractions=_fractions(fractions), seed=seed,
-                split_by=objects, progress=progress,
+                split_by=split_by, objects=objects, progress=progress,
             )  # fmt: skip
         console.print(summary.describe(), highlight=False)
         views = "/".join(map(str, summary.details["views_per_split"]))
@@ -88,6 +106,33 @@ def from_sinogram(
             f"noise variance of one subset image Var(y1-y2)/2: "
             f"{summary.details['noise_variance']:.4g} on the dataset scale "
             f"(divisor {summary.divisor:.6g})",
+            highlight=False,
+        )
+
+
+@dataset_app.command("from-single")
+def from_single(
+    inputs: list[Path] = typer.Argument(
+        ..., help="One noisy acquisition each: DICOM folders/files, TIFF/.npy stacks, PNG/TIFF."
+    ),
+    out: Path = typer.Option(..., "--out", help="Dataset file (.h5) to write."),
+    split_by: str = typer.Option("auto", "--split-by", help=SPLIT_BY_HELP),
+    fractions: str = typer.Option("0.8,0.1,0.1", help="Train,val,test fractions."),
+    seed: int = typer.Option(0, help="Seed of the split."),
+) -> None:
+    """Build a dataset (noisy, one realisation, no clean) for nb2nb / n2v training."""
+    with user_errors():
+        check_out_writable(out)
+        with console.status("reading the acquisition"):
+            summary = build_from_single(
+                inputs, out, fractions=_fractions(fractions), seed=seed, split_by=split_by
+            )
+        unit = "HU" if summary.attrs.raw_units == "hu" else "units"
+        console.print(summary.describe(), highlight=False)
+        console.print(
+            f"single-image noise sigma {summary.details['noise_sigma_raw']:.4g} {unit} "
+            f"({summary.details['noise_sigma']:.4g} on the dataset scale, divisor "
+            f"{summary.divisor:.6g}; Immerkaer's estimator, low for correlated noise)",
             highlight=False,
         )
 

@@ -27,7 +27,12 @@ def denoise(
         None, "--threads", help="CPU threads for torch (default: torch's choice)."
     ),
 ) -> None:
-    """Denoise images with a trained model; the checkpoint's scaling is applied and inverted."""
+    """Denoise images with a trained model; the checkpoint's scaling is applied and inverted.
+
+    CT padding outside the field of view (DICOM PixelPaddingValue, or values below -1500 HU
+    touching the border of an HU image) is shown to the network as air and written back
+    unchanged. DICOM comes back as a new derived series, uncompressed Explicit VR Little Endian.
+    """
     with user_errors():
         # torch-bound: keeps `lowdose --help` and light commands fast
         import torch

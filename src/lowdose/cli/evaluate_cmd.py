@@ -7,7 +7,15 @@ from pathlib import Path
 
 import typer
 
-from lowdose.cli._app import app, console, parse_range, stage_progress, user_errors
+from lowdose.cli._app import (
+    app,
+    check_out_writable,
+    check_positive_options,
+    console,
+    parse_range,
+    stage_progress,
+    user_errors,
+)
 from lowdose.data.results import SummaryRow, summarize
 
 
@@ -46,6 +54,8 @@ def evaluate(
 
         names = [name.strip() for name in filters.split(",") if name.strip()]
         window = parse_range(hu_window, "--hu-window", "-1000:1000 (HU)")
+        check_positive_options({"--workers": workers})
+        check_out_writable(out)  # before the models and filters run, not after
         with stage_progress() as progress:
             results = run_evaluate(
                 data,

@@ -3,19 +3,44 @@
 from __future__ import annotations
 
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from lowdose.cli._app import app, console, parse_range, stage_progress, user_errors
-from lowdose.report.build import write_report
+from lowdose.cli._app import (
+    app,
+    check_out_writable,
+    check_positive_options,
+    console,
+    parse_range,
+    stage_progress,
+    user_errors,
+)
+from lowdose.core.progress import Progress
+from lowdose.report.build import ReportFiles, write_report
 
 PAPER_ORDER = ["xray", "ct24", "ct18", "ct24-sinogram", "ct18-sinogram"]
 
 
 def _log(text: str) -> None:
     console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {text}", highlight=False)
+
+
+def _report_sentence(files: ReportFiles) -> str:
+    """The last line of a run: where its report is (not the ``ReportFiles`` repr)."""
+    figures = f"{len(files.figures)} figure{'s' if len(files.figures) != 1 else ''}"
+    return (
+        f"report written to {files.html} (also {files.markdown.name} and {figures} in "
+        f"{files.html.parent / 'figures'})"
+    )
+
+
+def _item_bars() -> AbstractContextManager[Progress]:
+    """:func:`stage_progress` for every stage of an experiment (phantoms, slices, images ...),
+    counted as items: no one unit fits them all."""
+    return stage_progress(unit="items")
 
 
 def _run_all(names: list[str], scale: str, out: Path, seeds: int) -> None:
@@ -30,7 +55,7 @@ def _run_all(names: list[str], scale: str, out: Path, seeds: int) -> None:
             f"[bold]experiment {config.name}[/] (paper table {config.paper_table or '-'}, {scale}, "
             f"{seeds} training seed(s) per network)"
         )
-        run_experiment(config, out, log=_log, bars=stage_progress)
+        run_experiment(config, out, log=_log, bars=_item_bars)
 
 
 @app.command()
@@ -43,17 +68,20 @@ def reproduce(
     out: Annotated[Path | None, typer.Option(help="run folder (default runs/<experiment>)")] = None,
     report: Annotated[bool, typer.Option(help="write report.md/html when done")] = True,
     seeds: Annotated[
-        int, typer.Option(min=1, help="trainings per network (seeds train.seed + 0..K-1)")
+        int, typer.Option(help="trainings per network (seeds train.seed + 0..K-1), >= 1")
     ] = 3,
 ) -> None:
     """Reproduce a paper table (and its sweep figure); finished stages are reused, runs resume."""
     with user_errors():
+        check_positive_options({"--seeds": seeds})
         names = PAPER_ORDER if experiment == "all" else [experiment]
         out = out or Path("runs") / (Path(experiment).stem if experiment != "all" else "all")
+        check_out_writable(out)
         _run_all(names, scale, out, seeds)
         if report:
-            paths = write_report(out)
-            _log(f"report: {paths}")
+            _log(_report_sentence(write_report(out)))
+        else:
+            _log(f"results in {out}; write the report with: lowdose report {out}")
 
 
 @app.command()
@@ -79,7 +107,9 @@ def sweep(
             write_sweep,
         )
 
+        check_positive_options({"--levels": levels, "--images": images})
         low, high = parse_range(psnr_range, "--psnr-range", "4:50")
+        check_out_writable(out)
         models = trained_sweep_models(data, model)
         table = run_sweep(
             data, models, targets_db=default_targets_db(low, high, levels),
@@ -101,7 +131,9 @@ def demo(
     """
     with user_errors():
         start = time.perf_counter()
+        check_out_writable(out)
         _log("demo: 1 training seed per network (no sd over seeds; reproduce --seeds K has it)")
         _run_all(["xray", "ct24-phantom"], "quick", out, seeds=1)
-        paths = write_report(out)
-        _log(f"demo done in {time.perf_counter() - start:.0f} s; report: {paths}")
+        files = write_report(out)
+        _log(f"demo done in {time.perf_counter() - start:.0f} s")
+        _log(_report_sentence(files))

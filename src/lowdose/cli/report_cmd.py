@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from lowdose.cli._app import app, console, user_errors
+from lowdose.cli._app import app, check_out_writable, console, user_errors
 from lowdose.report.build import write_report
 
 
@@ -21,6 +21,8 @@ def report(
 ) -> None:
     """Build report.md and a self-contained report.html: tables, sweeps, panels, training."""
     with user_errors():
+        if run_dir.is_dir():  # else write_report says what RUN_DIR should be
+            check_out_writable(out or run_dir / "report")
         with console.status("building report"):
             files = write_report(run_dir, out_dir=out)
         console.print(f"wrote {files.markdown}")

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import typer
 
-from lowdose.cli._app import console, simulate_app, stage_progress, user_errors
+from lowdose.cli._app import (
+    check_out_writable,
+    check_positive_options,
+    console,
+    simulate_app,
+    stage_progress,
+    user_errors,
+)
 from lowdose.data.build import DatasetSummary
 from lowdose.simulate.ct import build_ct_dataset, load_ct_source
 from lowdose.simulate.ct_preview import preview_arrays, write_ct_preview
@@ -28,7 +35,12 @@ def simulate_ct(
     ),  # fmt: skip
     realisations: int = typer.Option(2, help="Independent noisy copies per slice."),
     size: int = typer.Option(256, help="Slice side in pixels (512 slices are resized)."),
-    split_by: str = typer.Option("patient", "--split-by", help="patient or volume."),
+    split_by: str = typer.Option(
+        "auto",
+        "--split-by",
+        help="auto (patient if there are enough, else slabs of slices, else tiles), patient, "
+        "volume, slab or region.",
+    ),
     seed: int = typer.Option(
         0, help="Root seed: same seed and target, same file; other targets draw other noise."
     ),
@@ -43,6 +55,9 @@ def simulate_ct(
 ) -> None:
     """Build a CT dataset (paper Tables IV/V: --target-psnr 24.44 or 18.66)."""
     with user_errors():
+        check_out_writable(out)
+        check_positive_options({"--target-psnr": target_psnr, "--size": size,
+                                "--realisations": realisations, "--views": views})  # fmt: skip
         with stage_progress("slices") as progress:
             summary = build_ct_dataset(
                 out, source=source, noise=noise, target_psnr_db=target_psnr,

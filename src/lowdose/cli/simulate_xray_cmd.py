@@ -6,7 +6,14 @@ from pathlib import Path
 
 import typer
 
-from lowdose.cli._app import console, simulate_app, stage_progress, user_errors
+from lowdose.cli._app import (
+    check_out_writable,
+    check_positive_options,
+    console,
+    simulate_app,
+    stage_progress,
+    user_errors,
+)
 from lowdose.simulate.xray import build_xray_dataset
 from lowdose.simulate.xray_preview import write_preview
 
@@ -34,12 +41,19 @@ def simulate_xray(
     ),
     workers: int = typer.Option(1, help="Processes over phantoms (e.g. your core count)."),
     val_fraction: float = typer.Option(0.1, help="Share of training phantoms for validation."),
+    split_by: str = typer.Option(
+        "auto", "--split-by", help="auto, patient (phantom), slab (of views) or region (tiles)."
+    ),
     preview: Path = typer.Option(
         None, "--preview", help="Also write a PNG montage of phantom 0 and its projections."
     ),
 ) -> None:
     """Simulate the paper's X-ray projection dataset (Table III) from random torso phantoms."""
     with user_errors():
+        sizes = {"--phantoms": phantoms, "--angles": angles, "--size": size,
+                 "--realisations": realisations, "--workers": workers}  # fmt: skip
+        check_positive_options({"--photons": photons, "--target-psnr": target_psnr, **sizes})
+        check_out_writable(out)
         if target_psnr is None and photons is None:
             target_psnr = 29.91
         with stage_progress("phantoms") as progress:
@@ -48,6 +62,7 @@ def simulate_xray(
                 target_psnr_db=target_psnr, photons_per_pixel=photons, geometry=geometry,
                 seed=seed, workers=workers, progress=progress,
                 fractions=(0.8 * (1 - val_fraction), 0.8 * val_fraction, 0.2),  # 20 % test
+                split_by=split_by,
             )  # fmt: skip
         console.print(summary.describe(), highlight=False)
         console.print(

@@ -1,4 +1,4 @@
-"""``lowdose train``: fit a Noise2Noise / Noise2Clean U-Net on a dataset file."""
+"""``lowdose train``: fit a U-Net by Noise2Noise, Noise2Clean, Neighbor2Neighbor or Noise2Void."""
 
 from __future__ import annotations
 
@@ -14,19 +14,29 @@ from lowdose.core.errors import LowdoseInputError
 @app.command()
 def train(
     data: Path = typer.Option(None, "--data", help="Dataset file (.h5) from `lowdose simulate`."),
-    mode: str = typer.Option(None, "--mode", help="n2n (noisy targets) or n2c (clean targets)."),
+    mode: str = typer.Option(
+        None,
+        "--mode",
+        help="n2n (Noise2Noise: >= 2 noisy realisations per image), n2c (clean targets), or, "
+        "for ONE noisy acquisition per image and pixel-independent noise: nb2nb "
+        "(Neighbor2Neighbor; --patch a multiple of 64) or n2v (Noise2Void).",
+    ),
     loss: str = typer.Option(None, "--loss", help="mse or mae."),
     val_reference: str = typer.Option(
         None,
         "--val-reference",
         help="What picks best.ckpt and drives the schedule: realisation (clean-free uPSNR, the "
-        "n2n default) or clean (n2c default; n2n runs are then labelled clean-selected).",
+        "n2n default), self (clean-free: the nb2nb/n2v loss on validation images with fixed "
+        "masks, their default) or clean (n2c default; other modes are then labelled "
+        "clean-selected).",
     ),
     out: Path = typer.Option(None, "--out", help="Run directory to create."),
     config: Path = typer.Option(None, "--config", help="YAML TrainConfig; flags override it."),
     resume: Path = typer.Option(None, "--resume", help="Continue RUN_DIR from its last.ckpt."),
     epochs: int = typer.Option(None, help="Epochs (default 10)."),
-    patch: int = typer.Option(None, help="Training patch side, multiple of 32 (default 64)."),
+    patch: int = typer.Option(
+        None, help="Training patch side, multiple of 32 (64 for nb2nb) (default 64)."
+    ),
     batch_size: int = typer.Option(None, help="Global batch size (default 16)."),
     max_time: str = typer.Option(None, help="Wall-time limit, e.g. 00:05:00."),
     seed: int = typer.Option(None, help="Seed for data order, crops and weights (default 0)."),

@@ -7,9 +7,13 @@ pass a list's ``append``-like recorder, and ``None`` means silence.
 
 ``progress(stage, done, total)``: ``stage`` is a short label for people (one bar per label, at
 most ~22 characters so a bar fits 80 columns), ``done`` the number of items finished so far in
-that stage (absolute, never an increment: a repeated call is harmless), ``total`` the number the
-stage will finish. :class:`StageCounter` keeps the count for code that finishes items one chunk
-at a time.
+that stage (absolute, never an increment: a repeated call is harmless; never above ``total``),
+``total`` the number the stage will finish. A label may be used again for a second round of the
+same work (the evaluation labels each model's bar by its mode and loss, so every training seed's
+model of one mode starts it again from 0): a ``done`` below the last one starts a new round, which
+the command line shows as a bar of its own (``"n2n-mse (2)"``) rather than counting one round's
+items against another's total. :class:`StageCounter` keeps the count for code that finishes items
+one chunk at a time.
 
 Free-text status lines (a sweep level's input PSNR, a stage being skipped because its result is
 cached) go through a :data:`Log` callable instead.

@@ -75,7 +75,11 @@ class DatasetAttrs:
         ``lowdose <version>`` and an ISO-8601 UTC time, set by the writer.
     extra : Mapping[str, str | int | float | bool]
         Builder-specific provenance for people (read back unchanged, never relied on by code
-        outside the builder that wrote it).
+        outside the builder that wrote it), and two records every builder writes: how it split
+        (``split_by``, ``split_gap``, ``split_gap_unit``, ``split_tile_px``, ``split_note``;
+        written by :meth:`lowdose.data.splits.SplitPlan.to_attrs`) and the noise's lag-1
+        correlation (``noise_corr_*``; read back by
+        :meth:`lowdose.physics.noise_correlation.NoiseCorrelation.from_attrs`).
 
     Examples
     --------

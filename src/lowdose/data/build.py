@@ -1,18 +1,22 @@
 """The one "write and summarise" path of every dataset builder.
 
-The four builders (``simulate xray``, ``simulate ct``, ``dataset from-repeats``, ``dataset
-from-sinogram``) write their file through :mod:`lowdose.data.writer` (atomically, whole or block by
-block) and return a :class:`DatasetSummary` read back from what was written, so every summary
-has the same fields with the same meaning, and the command line prints them the same way
-(:meth:`DatasetSummary.describe`).
+The builders (``simulate xray``, ``simulate ct``, ``dataset from-repeats``, ``dataset
+from-sinogram``, ``dataset from-single``) write their file through :mod:`lowdose.data.writer`
+(atomically, whole or block by block) and return a :class:`DatasetSummary` read back from what was
+written, so every summary has the same fields with the same meaning, and the command line prints
+them the same way (:meth:`DatasetSummary.describe`). Every builder records in ``attrs.extra`` how
+it split (:meth:`lowdose.data.splits.SplitPlan.to_attrs`: ``split_by``, ``split_gap``, ...) and
+the lag-1 correlation of its noise (:func:`lowdose.physics.noise_correlation.
+measure_noise_correlation` over at most :data:`NOISE_CORRELATION_IMAGES` images: cheap).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +25,11 @@ import numpy as np
 
 from lowdose.data.attributes import DatasetAttrs
 from lowdose.data.dataset import read_info, read_scale
-from lowdose.data.splits import SPLITS
-from lowdose.data.writer import write_dataset
+from lowdose.data.splits import SPLITS, SplitPlan
+from lowdose.data.writer import DatasetWriter, dataset_writer, write_dataset
+from lowdose.physics.noise_correlation import NoiseCorrelation, measure_noise_correlation
+
+NOISE_CORRELATION_IMAGES = 16
 
 
 @dataclass(frozen=True)
@@ -97,7 +104,8 @@ class DatasetSummary:
         return self.attrs.achieved_psnr_db
 
     def describe(self) -> str:
-        """One paragraph for people: what was written, the split, the noise and the baseline."""
+        """For people: what was written, the split, the noise and the baseline; then one line
+        on how the split was made and one on the noise's correlation (when the file says)."""
         height, width = self.shape_hw
         splits = ", ".join(
             f"{self.split_counts[s]} {s} ({self.split_objects[s]} objects)"
@@ -115,7 +123,21 @@ class DatasetSummary:
             text += f"; baseline {self.achieved_psnr_db:.2f} dB"
             if math.isfinite(self.target_psnr_db):
                 text += f" (target {self.target_psnr_db:.2f})"
-        return text + f"; {self.elapsed_s:.0f} s"
+        lines = [text + f"; {self.elapsed_s:.0f} s"]
+        note = self.attrs.extra.get("split_note")
+        if note:
+            lines.append(str(note))
+        correlation = NoiseCorrelation.from_attrs(self.attrs.extra)
+        if correlation is not None and math.isfinite(correlation.max_abs):
+            kind = "spatially correlated" if correlation.is_correlated else "pixel-independent"
+            lines.append(f"noise lag-1 correlation {correlation.max_abs:.2f} ({kind}, "
+                         f"{correlation.source})")  # fmt: skip
+        return "\n".join(lines)
+
+
+def noise_correlation_attrs(noisy) -> dict[str, float | str | int]:
+    """``noise_corr_*`` attributes of noisy images (I, N, H, W), from at most 16 of them."""
+    return measure_noise_correlation(noisy, max_images=NOISE_CORRELATION_IMAGES).to_attrs()
 
 
 def summarise_dataset(
@@ -161,8 +183,91 @@ def write_and_summarise(
     started_s: float,
     details: Mapping[str, Any] | None = None,
     skipped: Sequence = (),
+    tile_origin=None,
+    fov=None,
 ) -> DatasetSummary:
     """:func:`lowdose.data.writer.write_dataset` then :func:`summarise_dataset` (same arguments)."""
     write_dataset(path, clean=clean, noisy=noisy, object_id=object_id, split=split, scale=scale,
-                  attrs=attrs)  # fmt: skip
+                  attrs=attrs, tile_origin=tile_origin, fov=fov)  # fmt: skip
     return summarise_dataset(path, started_s=started_s, details=details, skipped=skipped)
+
+
+def split_write_and_summarise(
+    path: str | os.PathLike,
+    *,
+    plan: SplitPlan,
+    clean,
+    noisy,
+    scale,
+    attrs: DatasetAttrs,
+    started_s: float,
+    details: Mapping[str, Any] | None = None,
+    skipped: Sequence = (),
+    fov=None,
+) -> DatasetSummary:
+    """Split whole arrays by ``plan``, record the plan and the noise correlation, write, summarise.
+
+    Parameters
+    ----------
+    plan : SplitPlan
+        From :func:`lowdose.data.split_plan.plan_split` over the I input images.
+    clean : ndarray (I, H, W) or None
+    noisy : ndarray (I, N, H, W)
+        The input images; the noise correlation is measured on them before any tiling.
+    scale : array_like (I,)
+    fov : ndarray (I, H, W) bool, optional
+        Field-of-view masks, split like the images.
+    attrs, started_s, details, skipped
+        As in :func:`write_and_summarise`; ``attrs.extra`` gains the plan's and the noise
+        correlation's attributes, ``details`` the plan's one-line ``split_note``.
+    """
+    extra = {**plan.to_attrs(), **noise_correlation_attrs(noisy)}
+    return write_and_summarise(
+        path, clean=None if clean is None else plan.take(clean), noisy=plan.take(noisy),
+        object_id=plan.object_id, split=plan.split, scale=plan.per_image(scale),
+        attrs=attrs.with_extra(**extra), started_s=started_s,
+        details={**dict(details or {}), "split_note": plan.note}, skipped=skipped,
+        tile_origin=plan.tile_origin, fov=None if fov is None else plan.take(fov),
+    )  # fmt: skip
+
+
+class PlannedBlocks:
+    """Writes input image blocks through a :class:`SplitPlan`; made by :func:`planned_writer`."""
+
+    def __init__(self, writer: DatasetWriter, plan: SplitPlan):
+        self._writer, self._plan, self._measured = writer, plan, False
+
+    def write(self, first_source_row: int, *, noisy, clean=None) -> None:
+        """Write input rows ``first_source_row ..`` (noisy (B, N, H, W), clean (B, H, W)) as the
+        plan's output rows; the first block written also gives the noise correlation."""
+        if not self._measured:
+            self._writer.add_extra(**noise_correlation_attrs(noisy))
+            self._measured = True
+        plan = self._plan
+        self._writer.write(
+            plan.first_row(first_source_row),
+            noisy=plan.take(noisy, first_source_row=first_source_row),
+            clean=None if clean is None else plan.take(clean, first_source_row=first_source_row),
+        )
+
+
+@contextlib.contextmanager
+def planned_writer(
+    path: str | os.PathLike,
+    plan: SplitPlan,
+    *,
+    scale,
+    n_realisations: int,
+    image_shape: tuple[int, int],
+    has_clean: bool,
+    attrs: DatasetAttrs,
+) -> Iterator[PlannedBlocks]:
+    """:func:`lowdose.data.writer.dataset_writer` for the I input images of ``plan`` (block by
+    block, in input order); ``scale`` (I,) per input image; records the plan in ``attrs``."""
+    with dataset_writer(
+        path, object_id=plan.object_id, split=plan.split, scale=plan.per_image(scale),
+        n_realisations=n_realisations, image_shape=plan.output_shape(image_shape),
+        has_clean=has_clean, attrs=attrs.with_extra(**plan.to_attrs()),
+        tile_origin=plan.tile_origin,
+    ) as writer:  # fmt: skip
+        yield PlannedBlocks(writer, plan)

@@ -6,6 +6,16 @@ provenance attributes (:class:`lowdose.data.attributes.DatasetAttrs`). Image dat
 image per chunk, so a reader touches only the images it needs: training streams a file larger than
 RAM through :class:`lowdose.training.pairs.PairDataset`.
 
+Optional keys: ``tile_origin`` (I, 2) int, where each image sat in the image it was cut from
+(region splits), and ``fov`` (I, H, W) uint8, 1 inside the scanner's field of view.
+
+A file written by hand needs only ``noisy``. Whatever else it lacks is supplied in memory and
+never written into the file, with one warning naming the file: no ``scale`` means every divisor
+is 1; no ``object_id`` means the file is one object; no ``split`` is computed deterministically
+(:func:`lowdose.data.split_plan.plan_split`, method ``auto`` with seed 0, images kept whole:
+patient if there are enough objects, else slab; rows in the gaps between slabs get the split
+:data:`GAP_SPLIT`, which no reader asks for).
+
 Writing lives in :mod:`lowdose.data.writer`, splitting in :mod:`lowdose.data.splits`.
 """
 
@@ -14,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +34,11 @@ import numpy as np
 
 from lowdose.core.errors import LowdoseInputError
 from lowdose.data.attributes import DatasetAttrs
+from lowdose.data.split_plan import plan_split
 from lowdose.data.splits import SPLITS
+
+GAP_SPLIT = "gap"
+"""In-memory split of a hand-written file's rows that fall in a gap between slabs."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +80,10 @@ class SplitArrays:
     scale : ndarray (I_s,) float64
         Each image's divisor: ``scaled = (raw + attrs.scaling_offset) / scale`` (ones when the
         file stores none).
+    tile_origin : ndarray (I_s, 2) int64 or None
+        (row, col) of each image in the image it was cut from; None when the file has none.
+    fov : ndarray (I_s, H, W) bool or None
+        True inside the scanner's field of view; None when the file has none.
     """
 
     clean: np.ndarray | None
@@ -73,6 +92,8 @@ class SplitArrays:
     index: np.ndarray
     attrs: DatasetAttrs
     scale: np.ndarray
+    tile_origin: np.ndarray | None = None
+    fov: np.ndarray | None = None
 
 
 def read_info(path: str | os.PathLike) -> DatasetInfo:
@@ -129,7 +150,10 @@ def load_split(path: str | os.PathLike, split: str, *, with_clean: bool = True) 
         read_clean = with_clean and info.has_clean
         clean = _read_rows(handle["clean"], index) if read_clean else None
         scale = _scale(handle, index)
-    return SplitArrays(clean, noisy, info.object_id[index], index, info.attrs, scale)
+        has_origin = "tile_origin" in handle
+        origin = handle["tile_origin"][()][index].astype(np.int64) if has_origin else None
+        fov = _read_rows(handle["fov"], index).astype(bool) if "fov" in handle else None
+    return SplitArrays(clean, noisy, info.object_id[index], index, info.attrs, scale, origin, fov)
 
 
 def split_index(info: DatasetInfo, split: str) -> np.ndarray:
@@ -160,9 +184,8 @@ def open_dataset(path: str | os.PathLike) -> Iterator[h5py.File]:
 
 
 def _info(handle: h5py.File, path: Path) -> DatasetInfo:
-    for key in ("noisy", "object_id", "split"):
-        if key not in handle:
-            raise LowdoseInputError(f"{path}: missing dataset {key!r}; not a lowdose dataset file")
+    if "noisy" not in handle:
+        raise LowdoseInputError(f"{path}: missing dataset 'noisy' (I, N, H, W); not a dataset file")
     shape = handle["noisy"].shape
     if len(shape) != 4:
         raise LowdoseInputError(f"{path}: 'noisy' has shape {shape}; expected (I, N, H, W)")
@@ -171,11 +194,37 @@ def _info(handle: h5py.File, path: Path) -> DatasetInfo:
         raise LowdoseInputError(
             f"{path}: 'clean' has shape {handle['clean'].shape}; expected {(shape[0], *shape[2:])}"
         )
-    ids, splits = _strings(handle["object_id"]), _strings(handle["split"])
+    notes = [] if "scale" in handle else ["no 'scale': every divisor is 1"]
+    if "object_id" in handle:
+        ids = _strings(handle["object_id"])
+    else:
+        ids = np.full(shape[0], path.stem)
+        notes.append(f"no 'object_id': the file is one object {path.stem!r}")
+    splits = _strings(handle["split"]) if "split" in handle else np.empty(0, dtype=str)
+    if "split" not in handle and ids.shape == (shape[0],):
+        ids, splits, note = _computed_split(ids, shape, path)
+        notes.append(f"no 'split': {note}")
     if ids.shape != (shape[0],) or splits.shape != (shape[0],):
         raise LowdoseInputError(f"{path}: 'object_id'/'split' do not have {shape[0]} entries")
+    if notes:  # issued from this line: the warnings registry shows each file's text once
+        warnings.warn(f"{path}: {'; '.join(notes)} (in memory only)", UserWarning, stacklevel=1)
     attrs = DatasetAttrs.from_hdf5(handle.attrs, where=str(path))
     return DatasetInfo(path, tuple(int(v) for v in shape), has_clean, ids, splits, attrs)
+
+
+def _computed_split(ids: np.ndarray, shape: tuple, path: Path):
+    """(object_id, split, note) of a file without ``split``: auto, seed 0, images kept whole."""
+    try:
+        plan = plan_split(ids, image_shape=shape[2:], rng=np.random.default_rng(0),
+                          allow_region=False)  # fmt: skip
+    except LowdoseInputError:
+        raise LowdoseInputError(
+            f"{path}: no 'split', and {shape[0]} images of {np.unique(ids).size} object(s) are too "
+            "few to split by object or slab; add a 'split' dataset (train/val/test per image)"
+        ) from None
+    ids_out, splits = ids.astype(object), np.full(ids.shape, GAP_SPLIT, dtype=object)
+    ids_out[plan.source_index], splits[plan.source_index] = plan.object_id, plan.split
+    return ids_out.astype(str), splits.astype(str), plan.note
 
 
 def _scale(handle: h5py.File, index: np.ndarray) -> np.ndarray:

@@ -2,7 +2,10 @@
 
 Every file goes through :func:`lowdose.core.atomic.atomic_path`: a killed or failed build leaves no
 file under the final name. Images are stored float32, chunked one image per chunk
-(``(1, 1, H, W)`` for noisy, ``(1, H, W)`` for clean), optionally gzip level 1.
+(``(1, 1, H, W)`` for noisy, ``(1, H, W)`` for clean), optionally gzip level 1. Two optional keys
+are written whole when given: ``tile_origin`` (I, 2) int32, the (row, col) of each image in the
+original image it was cut from (region splits, :mod:`lowdose.data.split_plan`), and ``fov``
+(I, H, W) uint8, 1 inside the scanner's reconstructed field of view.
 """
 
 from __future__ import annotations
@@ -35,6 +38,12 @@ class DatasetWriter:
         self._has_clean, self._data_range = has_clean, dr
         self._written = np.zeros(shape[0], dtype=bool)
         self._psnr_db = np.full(shape[:2], np.nan)  # (I, N); a rewritten row replaces its own
+        self._extra: dict[str, Any] = {}
+
+    def add_extra(self, **extra: str | int | float | bool) -> None:
+        """Record more :attr:`DatasetAttrs.extra` values measured while writing (e.g. the noise's
+        correlation from the first block); written with the attributes when the file closes."""
+        self._extra.update(extra)
 
     def write(self, start: int, *, noisy, clean=None) -> None:
         """Write images ``start .. start + k - 1``.
@@ -45,7 +54,11 @@ class DatasetWriter:
             First image row.
         noisy : array_like (k, N, H, W), floating, finite
         clean : array_like (k, H, W), floating, finite; required iff the file has clean.
+
+        A block of k = 0 images (a split that dropped them all) writes nothing.
         """
+        if np.shape(noisy)[:1] == (0,):
+            return
         block = checked_image_block(noisy, "noisy", (None, *self._shape[1:]), where=self._path)
         stop = start + block.shape[0]
         if start < 0 or stop > self._shape[0]:
@@ -87,6 +100,8 @@ def dataset_writer(
     has_clean: bool,
     attrs: DatasetAttrs | Mapping[str, Any],
     compress: bool = False,
+    tile_origin=None,
+    fov=None,
 ) -> Iterator[DatasetWriter]:
     """Create a dataset file and yield a writer for its image blocks; atomic on exit.
 
@@ -115,12 +130,14 @@ def dataset_writer(
         handle.create_dataset("object_id", data=ids.astype(object), dtype=text)
         handle.create_dataset("split", data=splits.astype(object), dtype=text)
         handle.create_dataset("scale", data=scale)
+        _write_optional(handle, path, shape, tile_origin, fov)
         writer = DatasetWriter(handle, path, shape, has_clean, final_attrs.psnr_data_range)
         yield writer
         achieved = writer._achieved_psnr_db()
         if math.isnan(final_attrs.achieved_psnr_db):
             final_attrs = replace(final_attrs, achieved_psnr_db=achieved)
         final_attrs = replace(final_attrs, n_realisations=int(n_realisations))
+        final_attrs = checked_attrs(final_attrs.with_extra(**writer._extra), where=path)
         handle.attrs.update(final_attrs.to_hdf5())
 
 
@@ -134,6 +151,8 @@ def write_dataset(
     scale=None,
     attrs: DatasetAttrs | Mapping[str, Any],
     compress: bool = False,
+    tile_origin=None,
+    fov=None,
 ) -> Path:
     """Write a whole dataset file atomically (temp file, fsync, rename).
 
@@ -163,6 +182,10 @@ def write_dataset(
         disk on noisy float32 images but makes each random image read ~5-10x slower (measured
         0.4 ms raw vs 2-5 ms gzip for a 64x64 crop of a 256x256 image), which a lazily read
         training set pays on every item.
+    tile_origin : array_like (I, 2) int, optional
+        (row, col) of each image's top-left pixel in the image it was cut from (region splits).
+    fov : array_like (I, H, W) bool or 0/1, optional
+        True inside the scanner's reconstructed field of view (stored uint8).
 
     Returns
     -------
@@ -175,9 +198,22 @@ def write_dataset(
     with dataset_writer(
         path, object_id=object_id, split=split, scale=scale, n_realisations=stack.shape[1],
         image_shape=stack.shape[2:], has_clean=clean is not None, attrs=attrs, compress=compress,
+        tile_origin=tile_origin, fov=fov,
     ) as writer:  # fmt: skip
         writer.write(0, noisy=stack, clean=clean)
     return path
+
+
+def _write_optional(handle: h5py.File, path: Path, shape: tuple, tile_origin, fov) -> None:
+    """Write ``tile_origin`` (I, 2) int32 and ``fov`` (I, H, W) uint8 when given; check shapes."""
+    for name, values, want, dtype in (("tile_origin", tile_origin, (shape[0], 2), np.int32),
+                                      ("fov", fov, (shape[0], *shape[2:]), np.uint8)):  # fmt: skip
+        if values is None:
+            continue
+        array = np.asarray(values)
+        if array.shape != want or not np.all(np.isfinite(array)):
+            raise LowdoseInputError(f"{path}: {name} has shape {array.shape}; expected {want}")
+        handle.create_dataset(name, data=array.astype(dtype))
 
 
 def checked_image_block(values, name: str, shape: tuple, *, where: Path) -> np.ndarray:

@@ -6,6 +6,13 @@ applies the checkpoint's scaling around the network (:func:`lowdose.inference.pr
 and writes each result beside the others in ``out`` with the input's name, format and units
 (:func:`lowdose.io.images.write_like`). Every input is read and checked before the first is
 denoised, so a bad file costs no network time and leaves ``out`` untouched.
+
+CT padding: outside the reconstructed field of view many scanners store -2048 or -3024 HU. For HU
+inputs (DICOM of Modality CT, or any input when the checkpoint's ``raw_units`` is ``hu``, or
+when it has none but the CT offset of 1024) the field of view is taken from the slice's
+``PixelPaddingValue``, else detected
+(:func:`lowdose.physics.field_of_view.field_of_view_mask`); the network sees air there, and the
+output keeps the input's padding unchanged (DICOM: the exact stored values).
 """
 
 from __future__ import annotations
@@ -21,9 +28,12 @@ from lowdose import __version__
 from lowdose.core.errors import LowdoseInputError
 from lowdose.core.progress import Progress
 from lowdose.core.validation import checked_images
-from lowdose.inference.predict import DENOISE_STAGE, denoise
+from lowdose.data.scaling import HU_OFFSET, NetworkScaling
+from lowdose.inference.predict import DENOISE_STAGE, denoise, denoise_in_field_of_view
+from lowdose.io.dicom_read import SliceInfo
 from lowdose.io.images import read_image_stack, write_like
 from lowdose.models.checkpoint import CheckpointMeta, load_model
+from lowdose.physics.field_of_view import field_of_view_mask
 
 
 @dataclass(frozen=True)
@@ -98,10 +108,13 @@ def denoise_files(
     written: list[Path] = []
     finished = 0
     for item in loaded:
-        result = denoise(
-            network, item.images, scaling=meta.scaling, tile=tile, device=device,
-            batch_size=batch_size, progress=_offset(progress, finished, total),
-        )  # fmt: skip
+        run = {"scaling": meta.scaling, "tile": tile, "device": device, "batch_size": batch_size,
+               "progress": _offset(progress, finished, total)}  # fmt: skip
+        inside = field_of_view(item, meta.scaling)
+        if inside is None:
+            result = denoise(network, item.images, **run)
+        else:
+            result = denoise_in_field_of_view(network, item.images, inside, **run)
         written += write_like(item.path, result, out, item.file_meta, derivation=derivation)
         finished += item.n_images
     return written
@@ -121,6 +134,41 @@ def read_input(path: Path) -> InputImages:
             f"{path}: cannot read it ({reason}); pass .npy, .tif/.tiff, .png, NIfTI or DICOM"
         ) from None
     return InputImages(path, checked_images(array, str(path)), kind, file_meta)
+
+
+def field_of_view(item: InputImages, scaling: NetworkScaling) -> np.ndarray | None:
+    """Where an input's images hold reconstructed CT values, or None where nothing is padding.
+
+    Parameters
+    ----------
+    item : InputImages
+        One input as read.
+    scaling : NetworkScaling
+        The checkpoint's scaling: ``raw_units == "hu"`` (or, when a checkpoint has no
+        ``raw_units``, the CT offset of 1024) makes every input an HU input.
+
+    Returns
+    -------
+    ndarray of bool, shape of ``item.images``, or None
+        True inside the field of view; None when no image of the input is an HU image with
+        padding (then the input is denoised whole, as before).
+    """
+    stack = item.images[None] if item.images.ndim == 2 else item.images  # (B, H, W)
+    slices: tuple[SliceInfo, ...] = tuple(item.file_meta.get("slices") or ())
+    units = scaling.raw_units.strip().lower()
+    # checkpoints without raw_units: the CT offset (HU + 1024) says HU too
+    model_hu = units == "hu" or (not units and scaling.scaling_offset == HU_OFFSET)
+    inside = np.ones(stack.shape, dtype=bool)
+    for index, image in enumerate(stack):
+        info = slices[index] if len(slices) == len(stack) else None
+        is_ct = item.kind == "dicom" and info is not None and info.modality.upper() == "CT"
+        if not (is_ct or model_hu):
+            continue  # padding rules are in HU: other units are left alone
+        padding_hu = info.padding_hu if info is not None else None
+        inside[index] = field_of_view_mask(image, padding_hu=padding_hu)
+    if inside.all():
+        return None
+    return inside.reshape(item.images.shape)
 
 
 def check_out_folder(inputs: Sequence[Path], out: Path) -> None:

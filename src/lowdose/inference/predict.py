@@ -3,7 +3,9 @@
 :func:`predict` runs a network on the network's scale in overlapping tiles planned by
 :mod:`lowdose.inference.tiling` (crop-the-margin with a receptive-field margin on a 32-pixel grid,
 so the output equals one untiled pass to float round-off); :func:`denoise` wraps it in the dataset's
-scaling (:mod:`lowdose.data.scaling`) so the output is in the input's units.
+scaling (:mod:`lowdose.data.scaling`) so the output is in the input's units;
+:func:`denoise_in_field_of_view` shows the network air where a CT scanner stored padding outside
+the reconstructed field of view, and puts the padding back afterwards.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from lowdose.core.progress import Progress
 from lowdose.core.validation import checked_images
 from lowdose.data.scaling import NetworkScaling, scale_from_network, scale_to_network
 from lowdose.inference.tiling import available_bytes, pad_to_grid, plan_tiles, probe_model
+from lowdose.physics.field_of_view import AIR_HU
 
 DENOISE_STAGE = "denoise"
 
@@ -123,6 +126,54 @@ def denoise(model: nn.Module, raw, *, scaling: NetworkScaling, **predict_kwargs)
     """
     scaled, divisor = scale_to_network(checked_images(raw, "images"), scaling)
     return scale_from_network(predict(model, scaled, **predict_kwargs), scaling, divisor)
+
+
+def denoise_in_field_of_view(
+    model: nn.Module,
+    raw,
+    field_of_view,
+    *,
+    scaling: NetworkScaling,
+    fill: float = AIR_HU,
+    **predict_kwargs,
+) -> np.ndarray:
+    """Denoise inside the field of view only; outside, the input comes back unchanged.
+
+    Scanners store the outside of the reconstruction circle as padding (-2048 or -3024 HU). A
+    network never trained on that step of ~2000 HU would spread it over the whole image, so the
+    network sees ``fill`` (air) there instead, and the output keeps the input's own values there
+    (for DICOM: the exact stored padding on writing back).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A trained denoiser.
+    raw : array_like, shape (H, W) or (B, H, W), finite
+        Images in raw units (HU for ``fill = AIR_HU``); not modified.
+    field_of_view : array_like of bool, same shape as ``raw``
+        True inside (:func:`lowdose.physics.field_of_view.field_of_view_mask`).
+    scaling : NetworkScaling
+        The checkpoint's ``meta.scaling``.
+    fill : float
+        Value (raw units) the network sees outside the field of view.
+    **predict_kwargs
+        Passed to :func:`predict`.
+
+    Returns
+    -------
+    ndarray, same shape as ``raw``, float32
+        Denoised inside the field of view, ``raw`` outside; inside it equals the denoising of
+        ``raw`` with ``fill`` outside, bit for bit.
+    """
+    images = checked_images(raw, "images")
+    inside = np.asarray(field_of_view, dtype=bool)
+    if inside.shape != images.shape:
+        raise LowdoseInputError(
+            f"field of view mask of shape {inside.shape} for images of shape {images.shape}"
+        )
+    filled = np.where(inside, images, np.float32(fill)).astype(np.float32)
+    result = denoise(model, filled, scaling=scaling, **predict_kwargs)
+    return np.where(inside, result, images).astype(np.float32)
 
 
 def _run_chunk(work, padded, out, chunk, tile_hw, device, channels_last) -> None:

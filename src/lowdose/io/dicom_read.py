@@ -54,6 +54,11 @@ class SliceInfo:
         (row, column) spacing from ``PixelSpacing``.
     frame : int
         Frame index in a multi-frame file (0 otherwise).
+    modality : str
+        DICOM ``Modality`` ("CT", "MR", ...; "" when absent or not DICOM).
+    padding_hu : float or None
+        DICOM ``PixelPaddingValue`` (stored units, as the pixels' type) through the rescale: the
+        value the scanner put outside the reconstructed field of view; None without the tag.
     """
 
     source: Path
@@ -63,6 +68,8 @@ class SliceInfo:
     instance_number: int = 0
     pixel_spacing_mm: tuple[float, float] | None = None
     frame: int = 0
+    modality: str = ""
+    padding_hu: float | None = None
 
 
 @dataclass(frozen=True)
@@ -113,9 +120,10 @@ def read_dicom_file(path: Path) -> DicomSlice:
         raise LowdoseInputError(
             f"{path}: colour image ({ds.get('PhotometricInterpretation')}); CT must be grayscale"
         )
+    _name_the_syntax_read(ds)
     stored = _decode_pixels(ds, path)
     frames = stored.reshape(-1, *stored.shape[-2:])  # (F, H, W)
-    slope, intercept = _rescale(ds)
+    slope, intercept = rescale_of(ds)
     hu = (frames.astype(np.float64) * slope + intercept).astype(np.float32)
     infos = tuple(_slice_info(ds, path, frame) for frame in range(frames.shape[0]))
     for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
@@ -141,6 +149,23 @@ def _raise_no_pixels(ds: pydicom.Dataset, path: Path) -> None:
     )
 
 
+def _name_the_syntax_read(ds: pydicom.Dataset) -> None:
+    """A file without file meta (no preamble, old exports) names no transfer syntax, and pydicom
+    will not decode its pixels: name the one pydicom found reading it (never compressed)."""
+    import pydicom.dataset
+    import pydicom.uid
+
+    implicit, little = ds.original_encoding[:2]
+    if "TransferSyntaxUID" in getattr(ds, "file_meta", {}) or little is None:
+        return
+    ds.file_meta = getattr(ds, "file_meta", None) or pydicom.dataset.FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = (
+        pydicom.uid.ImplicitVRLittleEndian if implicit
+        else pydicom.uid.ExplicitVRLittleEndian if little
+        else pydicom.uid.ExplicitVRBigEndian
+    )  # fmt: skip
+
+
 def _decode_pixels(ds: pydicom.Dataset, path: Path) -> np.ndarray:
     syntax = getattr(ds, "file_meta", {}).get("TransferSyntaxUID")
     try:
@@ -163,8 +188,12 @@ def _decode_pixels(ds: pydicom.Dataset, path: Path) -> np.ndarray:
         ) from None
 
 
-def _rescale(ds: pydicom.Dataset) -> tuple[float, float]:
-    """RescaleSlope/Intercept from the file, else the shared functional group, else (1, 0)."""
+def rescale_of(ds: pydicom.Dataset) -> tuple[float, float]:
+    """(RescaleSlope, RescaleIntercept) of a file: HU = stored * slope + intercept.
+
+    From the dataset, else its shared functional group (enhanced multi-frame), else DICOM's
+    identity default (1, 0); the writer (:mod:`lowdose.io.dicom_write`) inverts the same pair.
+    """
     source = ds
     if "RescaleSlope" not in ds and "SharedFunctionalGroupsSequence" in ds:
         shared = ds.SharedFunctionalGroupsSequence[0]
@@ -177,15 +206,31 @@ def _rescale(ds: pydicom.Dataset) -> tuple[float, float]:
 
 def _slice_info(ds: pydicom.Dataset, path: Path, frame: int) -> SliceInfo:
     spacing = ds.get("PixelSpacing")
+    step = ds.get("SpacingBetweenSlices") or ds.get("SliceThickness")  # between frames, mm
     return SliceInfo(
         source=path,
         patient_id=str(ds.get("PatientID", "") or path.parent.name),
         series_uid=str(ds.get("SeriesInstanceUID", "") or path.parent.name),
-        position_mm=_position_along_normal(ds) + frame * _frame_step_mm(ds),
+        position_mm=_position_along_normal(ds) + frame * float(step or 0.0),
         instance_number=int(ds.get("InstanceNumber", 0) or 0),
         pixel_spacing_mm=(float(spacing[0]), float(spacing[1])) if spacing else None,
         frame=frame,
+        modality=str(ds.get("Modality", "") or ""),
+        padding_hu=_padding_hu(ds),
     )
+
+
+def _padding_hu(ds: pydicom.Dataset) -> float | None:
+    """PixelPaddingValue in HU, read as the pixels' type: some scanners write the signed -2000
+    with VR US (63536), the same 16-bit pattern."""
+    value = ds.get("PixelPaddingValue")
+    if not isinstance(value, int):  # absent, or undecodable raw bytes
+        return None
+    stored = value % (1 << 16)
+    if int(ds.get("PixelRepresentation", 0)) == 1 and stored >= 1 << 15:
+        stored -= 1 << 16
+    slope, intercept = rescale_of(ds)
+    return float(np.float32(stored * slope + intercept))  # as the pixels' float32 HU
 
 
 def _position_along_normal(ds: pydicom.Dataset) -> float:
@@ -194,11 +239,6 @@ def _position_along_normal(ds: pydicom.Dataset) -> float:
         return math.nan
     row, col = np.asarray(orientation[:3], float), np.asarray(orientation[3:], float)
     return float(np.dot(np.cross(row, col), np.asarray(position, float)))
-
-
-def _frame_step_mm(ds: pydicom.Dataset) -> float:
-    step = ds.get("SpacingBetweenSlices") or ds.get("SliceThickness")
-    return float(step) if step else 0.0
 
 
 def read_dicom_series(paths, *, skip_bad: bool = False):
@@ -232,12 +272,6 @@ def read_dicom_series(paths, *, skip_bad: bool = False):
         raise LowdoseInputError(f"no readable DICOM slices among {len(skipped)} files")
     rows = [(item.infos[f], item.hu[f], item.header) for item in read for f in range(len(item.hu))]
     rows.sort(key=_order_key)
-    shapes = {hu.shape for _, hu, _ in rows}
-    if len(shapes) > 1:
-        raise LowdoseInputError(
-            f"series of different sizes {sorted(shapes)} in one input; read each series "
-            "folder separately or resize them first"
-        )
     hu = np.stack([hu for _, hu, _ in rows]).astype(np.float32, copy=False)
     return hu, [info for info, _, _ in rows], [header for _, _, header in rows], skipped
 
@@ -250,24 +284,24 @@ def _order_key(row) -> tuple:
 
 
 def _drop_mixed_shapes(read: list[DicomSlice], skip_bad: bool):
-    """Within one series every slice must have the majority's size; name the odd file."""
-    by_series: dict[str, list[DicomSlice]] = {}
+    """Every slice of one input (one stack, even of several series) must have the size most of
+    its slices have; name the odd file (or skip it under ``skip_bad``)."""
+    counts: dict[tuple[int, int], int] = {}
     for item in read:
-        by_series.setdefault(item.infos[0].series_uid, []).append(item)
+        counts[item.hu.shape[1:]] = counts.get(item.hu.shape[1:], 0) + len(item.hu)
     kept, skipped = [], []
-    for items in by_series.values():
-        shapes = [item.hu.shape[1:] for item in items]
-        majority = max(set(shapes), key=shapes.count)
-        for item, shape in zip(items, shapes, strict=True):
-            if shape == majority:
-                kept.append(item)
-                continue
-            message = (
-                f"{item.infos[0].source}: slice size {shape[0]}x{shape[1]} differs from "
-                f"{majority[0]}x{majority[1]} of the rest of series {item.infos[0].series_uid}"
-                "; remove it or pass --skip-bad"
-            )
-            if not skip_bad:
-                raise LowdoseInputError(message)
-            skipped.append((item.infos[0].source, message))
+    for item in read:
+        (rows, cols), info = item.hu.shape[1:], item.infos[0]
+        size = max(counts, key=counts.get)
+        if (rows, cols) == size:
+            kept.append(item)
+            continue
+        message = (
+            f"{info.source}: slice size {rows}x{cols} (series {info.series_uid}) differs from "
+            f"{size[0]}x{size[1]} of the other {counts[size]} slices in this input; pass one "
+            f"series per folder, or --skip-bad to keep the {size[0]}x{size[1]} slices"
+        )
+        if not skip_bad:
+            raise LowdoseInputError(message)
+        skipped.append((info.source, message))
     return kept, skipped

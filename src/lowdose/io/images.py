@@ -113,12 +113,14 @@ def read_image_stack(path: str | os.PathLike) -> tuple[np.ndarray, str, dict]:
     kind : str
         ``"dicom"``, ``"nifti"``, ``"tiff"``, ``"png"`` or ``"npy"``.
     meta : dict
-        ``units``, ``source`` and what :func:`write_like` needs (``headers``, ``dtype``,
-        ``affine``, ``nifti_header``, ``ndim``).
+        ``units``, ``source``, ``slices`` (one :class:`SliceInfo` per image: DICOM modality and
+        padding value) and what :func:`write_like` needs (``headers``, ``dtype``, ``affine``,
+        ``nifti_header``, ``ndim``).
     """
     stack = read_ct(path)
     meta = {"units": "hu" if stack.kind in ("dicom", "nifti") else "as stored",
-            "source": str(path), "headers": stack.headers, **stack.extra}  # fmt: skip
+            "source": str(path), "headers": stack.headers, "slices": stack.slices,
+            **stack.extra}  # fmt: skip
     array = stack.hu
     if stack.kind in ("tiff", "png", "npy") and meta.get("ndim") == 2:
         array = array[0]

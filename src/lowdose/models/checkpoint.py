@@ -11,6 +11,8 @@ frozen :class:`CheckpointMeta`; keys a checkpoint lacks take the defaults below.
 
 from __future__ import annotations
 
+import pickle
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,15 +70,19 @@ class CheckpointMeta:
     @property
     def selection(self) -> str:
         """How ``best.ckpt`` was chosen: ``"clean-free"`` (validated against a second noisy
-        realisation, no clean image read), ``"clean-selected"`` (validated against clean images)
-        or ``""`` (unknown: a checkpoint without ``val_reference``)."""
-        return {"realisation": "clean-free", "clean": "clean-selected"}.get(
+        realisation, or by the single-acquisition mode's own loss: ``val_reference`` ``"self"``;
+        no clean image read), ``"clean-selected"`` (validated against clean images) or ``""``
+        (unknown: a checkpoint without ``val_reference``)."""
+        return {"realisation": "clean-free", "self": "clean-free", "clean": "clean-selected"}.get(
             self.val_reference or "", ""
         )
 
 
 def load_model(checkpoint_path: str | Path) -> tuple[torch.nn.Module, CheckpointMeta]:
     """Rebuild the trained ``UNet`` from a checkpoint, in eval mode on CPU.
+
+    The file is read with ``torch.load(weights_only=True)``: lowdose checkpoints hold only
+    tensors and plain values, so nothing in a checkpoint file can run code when it is loaded.
 
     Parameters
     ----------
@@ -92,20 +98,24 @@ def load_model(checkpoint_path: str | Path) -> tuple[torch.nn.Module, Checkpoint
     Raises
     ------
     LowdoseInputError
-        A missing file, or a file that is not a lowdose training checkpoint.
+        One line naming the file: a missing file, or one that is not a readable lowdose training
+        checkpoint (empty, cut short, corrupt, another program's checkpoint, or weights that do
+        not fit the network its hyper-parameters name).
     """
     path = Path(checkpoint_path)
     if path.is_dir():
         path = path / "best.ckpt"
     if not path.is_file():
         raise LowdoseInputError(f"checkpoint {path} not found: pass RUN_DIR/best.ckpt")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    hparams = checkpoint.get("hyper_parameters", {})
-    if "model" not in hparams:
-        raise LowdoseInputError(f"{path} is not a lowdose training checkpoint")
-    model = UNet(**hparams["model"])
-    state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()}
-    model.load_state_dict(state)
+    checkpoint = _read_checkpoint(path)
+    hparams = checkpoint.get("hyper_parameters")
+    state = checkpoint.get("state_dict")
+    if not isinstance(hparams, dict) or not isinstance(state, dict):
+        raise _unreadable(path, "no lowdose hyper_parameters and state_dict")
+    missing = [key for key in ("model", "mode", "loss") if key not in hparams]
+    if missing or not isinstance(hparams["model"], dict):
+        raise _unreadable(path, f"hyper_parameters lack {', '.join(missing) or 'a model dict'}")
+    model = _network(path, hparams["model"], state)
     extra = hparams.get("meta") or {}
     meta = CheckpointMeta(
         model=CheckpointModel(name=model.name, width=model.width, residual=model.residual),
@@ -119,3 +129,47 @@ def load_model(checkpoint_path: str | Path) -> tuple[torch.nn.Module, Checkpoint
         seed=extra.get("seed"),
     )
     return model.eval(), meta
+
+
+def _read_checkpoint(path: Path) -> dict:
+    """``torch.load`` of ``path`` as a dict, or one-line ``LowdoseInputError`` saying why not."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    # What torch.load raises for files that are not (whole) torch checkpoints: an empty file
+    # (EOFError), a cut-short or corrupt archive (RuntimeError, BadZipFile, or OSError EINVAL
+    # from torch's zip reader, depending on where it was cut), bytes that are no pickle, or a
+    # pickle of objects that weights_only refuses (UnpicklingError, KeyError, ...). A file the
+    # user may not read stays a PermissionError: the command line says so.
+    except PermissionError:
+        raise
+    except EOFError:
+        raise _unreadable(path, "the file is empty or ends early") from None
+    except (RuntimeError, zipfile.BadZipFile, OSError):
+        raise _unreadable(path, "not a complete torch archive: cut short or corrupt") from None
+    except (pickle.UnpicklingError, KeyError, ValueError, TypeError, AttributeError, IndexError):
+        reason = "corrupt bytes, or objects other than tensors and plain values"
+        raise _unreadable(path, reason) from None
+    if not isinstance(checkpoint, dict):
+        raise _unreadable(path, f"it holds a {type(checkpoint).__name__}, not a dict")
+    return checkpoint
+
+
+def _network(path: Path, config: dict, state: dict) -> UNet:
+    """The ``UNet`` that ``config`` names, with the ``model.``-prefixed weights of ``state``."""
+    try:
+        model = UNet(**config)
+    except (TypeError, ValueError) as exc:
+        raise _unreadable(path, f"unknown network settings {config}: {exc}") from None
+    weights = {k.removeprefix("model."): v for k, v in state.items()}
+    try:
+        model.load_state_dict(weights)
+    except (RuntimeError, TypeError):  # missing, unexpected, mis-shaped or non-tensor weights
+        raise _unreadable(path, f"its weights do not fit {model.name}") from None
+    return model
+
+
+def _unreadable(path: Path, reason: str) -> LowdoseInputError:
+    return LowdoseInputError(
+        f"{path}: not a readable lowdose checkpoint ({reason}): "
+        "pass RUN_DIR/best.ckpt of a lowdose training"
+    )

@@ -1,4 +1,4 @@
-"""Reading repeated acquisitions and pairing their slices (for :mod:`lowdose.owndata.repeats`).
+"""Reading acquisitions, and pairing the slices of repeated ones (owndata.repeats, .single).
 
 Each input (a DICOM folder or file, a TIFF stack, an ``.npy`` stack, or a folder of TIFF/.npy
 files) is one independent noisy acquisition of the same objects. Slices are paired across inputs:
@@ -45,6 +45,8 @@ class Acquisition:
         Per slice, the file (and ``[k]`` frame index for stacks) for error messages.
     object_id : tuple of str
         Per slice: PatientID for DICOM, the stack's file stem otherwise.
+    volume_id : tuple of str
+        Per slice: SeriesInstanceUID for DICOM, the stack's file stem otherwise.
     keys : tuple
         Per slice, the position match key (DICOM) or None.
     geometry : tuple
@@ -61,6 +63,7 @@ class Acquisition:
     keys: tuple
     geometry: tuple
     headers: tuple
+    volume_id: tuple = ()
 
 
 def read_acquisition(path: str | os.PathLike) -> Acquisition:
@@ -72,7 +75,7 @@ def read_acquisition(path: str | os.PathLike) -> Acquisition:
         labels = tuple(f"{info.source}[{info.frame}]" for info in stack.slices)
         objects = tuple(Path(info.source).stem for info in stack.slices)
         none = (None,) * len(labels)
-        return Acquisition(path, stack.hu, stack.kind, labels, objects, none, none, ())
+        return Acquisition(path, stack.hu, stack.kind, labels, objects, none, none, (), objects)
     labels, keys, geometry = [], [], []
     for info, header in zip(stack.slices, stack.headers, strict=True):
         labels.append(str(info.source) + (f"[{info.frame}]" if info.frame else ""))
@@ -83,7 +86,7 @@ def read_acquisition(path: str | os.PathLike) -> Acquisition:
     objects = tuple(info.patient_id for info in stack.slices)
     return Acquisition(
         path, stack.hu, "dicom", tuple(labels), objects, tuple(keys), tuple(geometry),
-        tuple(stack.headers),
+        tuple(stack.headers), tuple(info.series_uid for info in stack.slices),
     )  # fmt: skip
 
 

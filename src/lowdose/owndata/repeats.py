@@ -9,9 +9,11 @@ Scaling (the CT simulator's convention, ``scaling_rule = dataset_max``):
 
 - DICOM (HU): ``scaled = (HU + 1024) / divisor`` (``scaling_offset = 1024``). Noisy values are not
   clipped at 0: clipping the noise in air would bias the Noise2Noise targets, and inference does
-  not clip either. Only padding values below :data:`PADDING_BELOW_HU` (scanners fill the outside of
-  the field of view with -2048 or -3024 HU), which neither tissue nor the noise around air at
-  -1000 HU reaches, are set to -1024 HU.
+  not clip either. Only the scanner's padding outside the field of view (values below
+  :data:`lowdose.physics.field_of_view.PADDING_BELOW_HU` connected to the image border, e.g.
+  -2048 or -3024 HU; :func:`lowdose.physics.field_of_view.field_of_view_mask`), which neither
+  tissue nor the noise around air at -1000 HU reaches, is set to -1024 HU; the dataset then keeps
+  the field of view as ``fov`` (I, H, W) uint8 (1 inside every realisation).
 
 The noise variance is estimated on the values as read (before that padding rule): constant padding
 and clip floors are left out by :func:`lowdose.physics.noise_estimation.pair_noise_variance` itself.
@@ -34,18 +36,17 @@ import numpy as np
 
 from lowdose.core.errors import LowdoseInputError
 from lowdose.data.attributes import DatasetAttrs
-from lowdose.data.build import DatasetSummary, write_and_summarise
+from lowdose.data.build import DatasetSummary, split_write_and_summarise
 from lowdose.data.scaling import HU_OFFSET, estimate_clean_max, hu_to_scaled
-from lowdose.data.splits import split_by_object
+from lowdose.data.split_plan import plan_split
 from lowdose.owndata.acquisitions import (
     Acquisition,
     check_geometry,
     match_indices,
     read_acquisition,
 )
+from lowdose.physics.field_of_view import field_of_view_mask
 from lowdose.physics.noise_estimation import check_same_object, pair_noise_variance
-
-PADDING_BELOW_HU = -1500.0
 
 
 def build_from_repeats(
@@ -55,7 +56,8 @@ def build_from_repeats(
     match: Literal["position", "order"] = "position",
     fractions: tuple[float, ...] = (0.8, 0.1, 0.1),
     seed: int = 0,
-    split_by: Literal["auto", "image"] = "auto",
+    split_by: str = "auto",
+    objects: Literal["auto", "image"] = "auto",
 ) -> DatasetSummary:
     """Build a dataset from N >= 2 independent noisy acquisitions of the same objects.
 
@@ -70,12 +72,16 @@ def build_from_repeats(
         How slices are paired (see :mod:`lowdose.owndata.acquisitions`); stacks always pair by
         order.
     fractions : (train, val, test) or (train, test)
-        Fractions of objects per split (:func:`lowdose.data.splits.split_by_object`).
+        Fractions of objects, slices or tiles per split (:mod:`lowdose.data.split_plan`).
     seed : int
         Seeds the split.
-    split_by : {"auto", "image"}
-        What a split keeps together: ``"auto"`` = PatientID (DICOM) or the stack file;
-        ``"image"`` = every slice is its own object (unrelated images in one stack).
+    split_by : {"auto", "patient", "volume", "slab", "region"}
+        How to split (:func:`lowdose.data.split_plan.plan_split`): patient = PatientID (DICOM)
+        or the stack file, volume = the series or file. (``"image"`` is read as
+        ``objects="image"``, its meaning before ``split_by`` took methods.)
+    objects : {"auto", "image"}
+        The objects: ``"auto"`` = as above; ``"image"`` = every slice is its own patient
+        (unrelated images in one stack).
 
     Returns
     -------
@@ -103,16 +109,13 @@ def build_from_repeats(
     rows = match_indices(acquisitions, match)  # (I, N)
     raw = _paired_stack(acquisitions, rows)  # (I, N, H, W)
     is_hu = acquisitions[0].kind == "dicom"
-    if is_hu:  # scanner padding -> air; the noise around air is kept unclipped
-        padded_hu = np.where(raw < PADDING_BELOW_HU, -HU_OFFSET, raw)
-        divisor = _dataset_divisor(padded_hu + HU_OFFSET)
-        noisy = hu_to_scaled(padded_hu, divisor)
-    else:
-        divisor = _dataset_divisor(raw)
-        noisy = (raw / divisor).astype(np.float32)
+    noisy, divisor, fov = scale_measured(raw, is_hu=is_hu)
     variances_raw = np.array([pair_noise_variance(image)[0] for image in raw])
-    object_id = _object_ids(acquisitions[0], rows[:, 0], split_by)
-    split = split_by_object(object_id, fractions=fractions, rng=np.random.default_rng(seed))
+    if split_by == "image":  # the meaning of split_by before it named split methods
+        objects, split_by = "image", "auto"
+    patients, volumes = _object_ids(acquisitions[0], rows[:, 0], objects)
+    plan = plan_split(patients, image_shape=raw.shape[2:], rng=np.random.default_rng(seed),
+                      method=split_by, volume_id=volumes, fractions=fractions)  # fmt: skip
     pooled_raw = float(np.mean(variances_raw))
     attrs = DatasetAttrs(
         modality="ct" if is_hu else "xray",
@@ -135,11 +138,36 @@ def build_from_repeats(
         "noise_variance_raw": pooled_raw,
         "noise_variance_per_image": variances_raw / divisor**2,
     }
-    return write_and_summarise(
-        out, clean=None, noisy=noisy, object_id=object_id, split=split,
-        scale=np.full(len(rows), divisor, np.float32), attrs=attrs, started_s=started,
-        details=details,
+    return split_write_and_summarise(
+        out, plan=plan, clean=None, noisy=noisy, scale=np.full(len(rows), divisor, np.float32),
+        attrs=attrs, started_s=started, details=details, fov=fov,
     )  # fmt: skip
+
+
+def scale_measured(raw: np.ndarray, *, is_hu: bool) -> tuple[np.ndarray, float, np.ndarray | None]:
+    """Measured images on the dataset scale (the module docstring's rules).
+
+    Parameters
+    ----------
+    raw : ndarray (I, N, H, W) float
+        HU (``is_hu``) or values as stored; not modified.
+
+    Returns
+    -------
+    noisy : ndarray (I, N, H, W) float32
+        ``(HU + 1024) / divisor`` with out-of-field padding set to -1024 HU, or ``raw / divisor``.
+    divisor : float
+    fov : ndarray (I, H, W) bool or None
+        True inside the field of view of every realisation; None when nothing is padding.
+    """
+    if not is_hu:
+        divisor = dataset_divisor(raw)
+        return (raw / divisor).astype(np.float32), divisor, None
+    inside = field_of_view_mask(raw.reshape(-1, *raw.shape[2:])).reshape(raw.shape)
+    padded_hu = np.where(inside, raw, -HU_OFFSET)  # the noise around air is kept unclipped
+    divisor = dataset_divisor(padded_hu + HU_OFFSET)
+    fov = inside.all(axis=1)
+    return hu_to_scaled(padded_hu, divisor), divisor, None if fov.all() else fov
 
 
 def check_kinds(acquisitions: list[Acquisition]) -> None:
@@ -168,7 +196,8 @@ def _paired_stack(acquisitions: list[Acquisition], rows: np.ndarray) -> np.ndarr
     )
 
 
-def _dataset_divisor(shifted: np.ndarray) -> float:
+def dataset_divisor(shifted: np.ndarray) -> float:
+    """The largest smoothed maximum of the realisations' mean, (I, N, H, W) -> float > 0."""
 
     divisor = float(np.max(estimate_clean_max(shifted.mean(axis=1))))
     if not divisor > 0:
@@ -176,9 +205,12 @@ def _dataset_divisor(shifted: np.ndarray) -> float:
     return divisor
 
 
-def _object_ids(first: Acquisition, rows: np.ndarray, split_by: str) -> np.ndarray:
-    if split_by not in ("auto", "image"):
-        raise LowdoseInputError(f"objects={split_by!r} is unknown; use 'auto' or 'image'")
-    if split_by == "image":
-        return np.array([f"image{int(r):05d}" for r in rows])
-    return np.array([first.object_id[int(r)] for r in rows])
+def _object_ids(first: Acquisition, rows: np.ndarray, objects: str):
+    """(patient, volume) ids (I,) str of the pairs, read from the first acquisition."""
+    if objects not in ("auto", "image"):
+        raise LowdoseInputError(f"--objects {objects!r} is unknown; use 'auto' or 'image'")
+    if objects == "image":
+        ids = np.array([f"image{int(r):05d}" for r in rows])
+        return ids, ids
+    patients = np.array([first.object_id[int(r)] for r in rows])
+    return patients, np.array([first.volume_id[int(r)] for r in rows])

@@ -33,9 +33,9 @@ import numpy as np
 from lowdose.core.errors import LowdoseInputError
 from lowdose.core.progress import Progress
 from lowdose.data.attributes import DatasetAttrs
-from lowdose.data.build import DatasetSummary, write_and_summarise
+from lowdose.data.build import DatasetSummary, split_write_and_summarise
 from lowdose.data.scaling import estimate_clean_max
-from lowdose.data.splits import split_by_object
+from lowdose.data.split_plan import plan_split
 from lowdose.io.sinogram import log_normalise, parse_angles, read_array, read_sinogram_stack
 from lowdose.physics.noise_estimation import pair_noise_variance
 from lowdose.physics.radon import fbp_2d
@@ -97,7 +97,8 @@ def build_from_sinogram(
     clean_sinogram_paths: Sequence[str | os.PathLike] | None = None,
     fractions: tuple[float, ...] = (0.8, 0.1, 0.1),
     seed: int = 0,
-    split_by: Literal["file", "image"] = "file",
+    split_by: str = "auto",
+    objects: Literal["file", "image"] = "file",
     progress: Progress | None = None,
 ) -> DatasetSummary:
     """Build an N2N dataset of K split-view reconstructions per slice from single scans.
@@ -126,10 +127,14 @@ def build_from_sinogram(
         Noise-free post-log sinograms, one per input, for testing only: their full-view FBP is
         stored as ``clean`` (see the module docstring).
     fractions, seed
-        Fractions of objects for (train, val, test) or (train, test)
-        (:func:`lowdose.data.splits.split_by_object`), and the split's seed.
-    split_by : {"file", "image"}
-        What the split keeps together: each input file (a volume), or each slice.
+        Fractions of objects, slices or tiles for (train, val, test) or (train, test)
+        (:mod:`lowdose.data.split_plan`), and the split's seed.
+    split_by : {"auto", "patient", "volume", "slab", "region"}
+        How to split (:func:`lowdose.data.split_plan.plan_split`); patient and volume are both
+        the input file unless ``objects="image"``. (``"file"``/``"image"`` are read as
+        ``objects``, their meaning before ``split_by`` took methods.)
+    objects : {"file", "image"}
+        The patients: each input file (a volume), or each slice.
     progress : Progress, optional
         ``progress("reconstructing", files_done, n_files)`` (:mod:`lowdose.core.progress`).
 
@@ -141,6 +146,8 @@ def build_from_sinogram(
         scale: one subset's noise, including its view-undersampling streaks).
     """
     started = time.perf_counter()
+    if split_by in ("file", "image"):  # the meaning of split_by before it named split methods
+        objects, split_by = split_by, "auto"
     paths = [Path(p) for p in sinogram_paths]
     if not paths:
         raise LowdoseInputError("no sinogram files given; pass one or more .npy/.tif/.h5")
@@ -152,7 +159,7 @@ def build_from_sinogram(
         name: read_array(v, dataset_key=dataset_key) if isinstance(v, str | os.PathLike) else v
         for name, v in (("flat", flat), ("dark", dark))
     }
-    noisy, clean, object_id, geometry = [], [], [], None
+    noisy, clean, object_id, volume_id, geometry = [], [], [], [], None
     for number, path in enumerate(paths):
         sino = read_sinogram_stack(path, dataset_key=dataset_key)
         if fields["flat"] is not None:
@@ -168,14 +175,16 @@ def build_from_sinogram(
             sino, angles, splits=splits, output_size=size, filter_name=filter_name))  # fmt: skip
         if clean_sinogram_paths is not None:
             clean.append(_full_view(clean_sinogram_paths[number], geometry, filter_name, path))
-        object_id += [path.stem if split_by == "file" else f"{path.stem}[{k}]" for k in
+        object_id += [path.stem if objects == "file" else f"{path.stem}[{k}]" for k in
                       range(len(sino))]  # fmt: skip
+        volume_id += [path.stem] * len(sino)
         if progress is not None:
             progress("reconstructing", number + 1, len(paths))
     stack = np.concatenate(noisy)  # (I, K, H, W)
-    split = split_by_object(object_id, fractions=fractions, rng=np.random.default_rng(seed))
+    plan = plan_split(object_id, image_shape=stack.shape[2:], rng=np.random.default_rng(seed),
+                      method=split_by, volume_id=volume_id, fractions=fractions)  # fmt: skip
     inputs = (paths, geometry, splits, filter_name)
-    return _write(stack, clean, object_id, split, out, inputs, seed, started)
+    return _write(stack, clean, plan, out, inputs, seed, started)
 
 
 def _geometry(sino: np.ndarray, angles_spec, output_size) -> tuple:
@@ -196,7 +205,7 @@ def _full_view(path, geometry, filter_name: str, noisy_path: Path) -> np.ndarray
     return fbp_2d(sino, geometry[1], output_size=geometry[2], filter_name=filter_name)
 
 
-def _write(stack, clean, object_id, split, out, inputs, seed: int, started: float):
+def _write(stack, clean, plan, out, inputs, seed: int, started: float):
     paths, geometry, splits, filter_name = inputs
     divisor = float(np.max(estimate_clean_max(stack.mean(axis=1))))
     if not divisor > 0:
@@ -217,9 +226,9 @@ def _write(stack, clean, object_id, split, out, inputs, seed: int, started: floa
         clean_reference=CLEAN_REFERENCE if clean_stack is not None else "none",
         inputs=" | ".join(str(p) for p in paths),
     )  # fmt: skip
-    return write_and_summarise(
-        out, clean=None if clean_stack is None else clean_stack.astype(np.float32),
-        noisy=(stack / divisor).astype(np.float32), object_id=np.asarray(object_id),
-        split=split, scale=np.full(len(stack), divisor, np.float32), attrs=attrs,
-        started_s=started, details={"views_per_split": views, "noise_variance": variance},
+    return split_write_and_summarise(
+        out, plan=plan, clean=None if clean_stack is None else clean_stack.astype(np.float32),
+        noisy=(stack / divisor).astype(np.float32), scale=np.full(len(stack), divisor, np.float32),
+        attrs=attrs, started_s=started,
+        details={"views_per_split": views, "noise_variance": variance},
     )  # fmt: skip

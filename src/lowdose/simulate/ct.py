@@ -34,9 +34,10 @@ from lowdose.core.errors import LowdoseInputError
 from lowdose.core.metrics import psnr, psnr_hu_window
 from lowdose.core.progress import Progress
 from lowdose.data.attributes import DatasetAttrs
-from lowdose.data.build import DatasetSummary, write_and_summarise
+from lowdose.data.build import DatasetSummary, split_write_and_summarise
 from lowdose.data.scaling import HU_OFFSET, hu_to_scaled, scaled_to_hu
-from lowdose.data.splits import split_by_object
+from lowdose.data.split_plan import plan_split
+from lowdose.data.splits import SPLIT_METHODS
 from lowdose.io.images import read_ct
 from lowdose.phantoms.materials import MU_PER_MM
 from lowdose.phantoms.torso import torso_phantom
@@ -132,7 +133,7 @@ def build_ct_dataset(
     target_psnr_db: float = 24.44,
     realisations: int = 2,
     size: int = 256,
-    split_by: str = "patient",
+    split_by: str = "auto",
     seed: int = 0,
     views: int | None = None,
     filter_name: str = "hann",
@@ -158,8 +159,9 @@ def build_ct_dataset(
         Independent noisy copies per slice (>= 2 for Noise2Noise).
     size : int
         Slice edge in pixels.
-    split_by : {"patient", "volume"}
-        Object that a split never cuts: DICOM PatientID, or the series (phantom: the phantom).
+    split_by : {"auto", "patient", "volume", "slab", "region"}
+        :func:`lowdose.data.split_plan.plan_split`; patient = DICOM PatientID, volume = the
+        series (phantom: the phantom for both); slabs are cut in slice order.
     views : int, optional
         Projection angles over 180 degrees (sinogram); default 720 * size / 512.
     filter_name : {"hann", "ramp"}
@@ -172,8 +174,7 @@ def build_ct_dataset(
         Seeds the phantoms, the noise and the split; the noise stream is also keyed by ``noise``,
         ``target_psnr_db`` and ``target_scale`` (independent draws at every level).
     fractions : tuple
-        Fractions of objects for (train, val, test) or (train, test)
-        (:func:`lowdose.data.splits.split_by_object`).
+        Fractions of objects (slices, tiles) for (train, val, test) or (train, test).
     n_phantoms, slices_per_phantom : int
         ``source="phantom"`` only.
     progress : Progress, optional
@@ -193,6 +194,9 @@ def build_ct_dataset(
                          slices_per_phantom=slices_per_phantom)  # fmt: skip
     data_max = float(np.max(src.hu) + HU_OFFSET)
     clean = hu_to_scaled(src.hu, data_max, clip=True)  # (I, H, W)
+    plan = plan_split(src.patient_id, image_shape=clean.shape[1:], method=split_by,  # fail fast
+                      volume_id=src.volume_id, fractions=fractions,
+                      rng=np.random.default_rng([seed, 3]))  # fmt: skip
     if noise == "awgn":
         noisy, level, details = awgn_realisations(
             clean, target_psnr_db, realisations, seed=seed, data_max=data_max,
@@ -204,17 +208,14 @@ def build_ct_dataset(
             src, clean, data_max, target_psnr_db, realisations, seed=seed, views=views,
             filter_name=filter_name, target_scale=target_scale, progress=progress,
         )  # fmt: skip
-    object_id = src.patient_id if split_by == "patient" else src.volume_id
-    split = split_by_object(object_id, fractions=fractions, rng=np.random.default_rng([seed, 3]))
     measured = _measure(clean, noisy, data_max)
     details = {**details, "target_scale": target_scale,
                "target_psnr_scale": _SCALE_NOTES[target_scale]}  # fmt: skip
-    attrs = _attrs(src, noise, level, target_psnr_db, data_max, seed, size, split_by, measured,
-                   details)  # fmt: skip
-    return write_and_summarise(
-        out, clean=clean, noisy=noisy, object_id=object_id, split=split,
-        scale=np.full(len(clean), data_max), attrs=attrs, started_s=started,
-        details={"data_max": data_max, **measured, **details}, skipped=src.skipped,
+    attrs = _attrs(src, noise, level, target_psnr_db, data_max, seed, size, measured, details)
+    return split_write_and_summarise(
+        out, plan=plan, clean=clean, noisy=noisy, scale=np.full(len(clean), data_max),
+        attrs=attrs, started_s=started, details={"data_max": data_max, **measured, **details},
+        skipped=src.skipped,
     )  # fmt: skip
 
 
@@ -230,8 +231,8 @@ def check_choices(noise: str, split_by: str, realisations: int, target_scale: st
         raise LowdoseInputError(f"target_scale={target_scale!r}: use 'data_range_1' or 'hu_window'")
     if noise not in ("awgn", "sinogram"):
         raise LowdoseInputError(f"noise={noise!r}: use 'awgn' or 'sinogram'")
-    if split_by not in ("patient", "volume"):
-        raise LowdoseInputError(f"split_by={split_by!r}: use 'patient' or 'volume'")
+    if split_by not in SPLIT_METHODS:
+        raise LowdoseInputError(f"split_by={split_by!r}: use one of {', '.join(SPLIT_METHODS)}")
     if realisations < 1:
         raise LowdoseInputError(f"realisations={realisations}: use 1 or more (2 for Noise2Noise)")
 
@@ -249,7 +250,7 @@ def _measure(clean: np.ndarray, noisy: np.ndarray, data_max: float) -> dict:
     }  # fmt: skip
 
 
-def _attrs(src, noise, level, target, data_max, seed, size, split_by, measured, details):
+def _attrs(src, noise, level, target, data_max, seed, size, measured, details):
     extra = {k: v for k, v in measured.items() if k != "achieved_psnr_db"}
     return DatasetAttrs(
         modality="ct",
@@ -271,7 +272,6 @@ def _attrs(src, noise, level, target, data_max, seed, size, split_by, measured, 
         hu_window="-1000..1000",
         hu_window_rule="both images clipped to the window, data_range 2000",
         size=int(size),
-        split_by=split_by,
         source=src.description,
         n_skipped=len(src.skipped),
         **extra,

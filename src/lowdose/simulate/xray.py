@@ -39,9 +39,8 @@ import numpy as np
 from lowdose.core.errors import LowdoseInputError
 from lowdose.core.progress import Progress
 from lowdose.data.attributes import DatasetAttrs
-from lowdose.data.build import DatasetSummary, summarise_dataset
-from lowdose.data.splits import split_by_object
-from lowdose.data.writer import dataset_writer
+from lowdose.data.build import DatasetSummary, planned_writer, summarise_dataset
+from lowdose.data.split_plan import plan_split
 from lowdose.phantoms.torso import torso_phantom
 from lowdose.physics.cone_beam import cone_projection
 from lowdose.physics.noise import add_poisson_transmission
@@ -151,6 +150,7 @@ def build_xray_dataset(
     seed: int = 0,
     workers: int = 1,
     fractions: tuple[float, ...] = PAPER_FRACTIONS,
+    split_by: str = "auto",
     progress: Progress | None = None,
 ) -> DatasetSummary:
     """Simulate the X-ray projection dataset and write it (HDF5, docs/interfaces.md).
@@ -173,9 +173,9 @@ def build_xray_dataset(
         also keyed by the requested level (``target_psnr_db``, else ``photons_per_pixel``).
     workers
         Processes (1 runs inline); the output does not depend on it.
-    fractions
-        Fractions of phantoms for (train, val, test) or (train, test)
-        (:func:`lowdose.data.splits.split_by_object`); a phantom never spans two splits.
+    fractions, split_by
+        Fractions of phantoms (views, tiles) for (train, val, test) or (train, test), and the
+        method (:func:`lowdose.data.split_plan.plan_split`: ``patient`` = the phantom).
     progress
         ``progress(stage, done, total)`` with stage ``"phantoms"`` or ``"noise"`` and ``done``
         the phantoms finished so far (:mod:`lowdose.core.progress`).
@@ -193,7 +193,8 @@ def build_xray_dataset(
     out.parent.mkdir(parents=True, exist_ok=True)
     children = np.random.SeedSequence(seed).spawn(phantoms + 1)
     ids = np.repeat([f"phantom-{i:04d}" for i in range(phantoms)], angles)
-    split = split_by_object(ids, fractions=fractions, rng=np.random.default_rng(children[-1]))
+    plan = plan_split(ids, image_shape=(size, size), rng=np.random.default_rng(children[-1]),
+                      method=split_by, fractions=fractions)  # fmt: skip
     solve_for = None if photons_per_pixel else target_psnr_db
     # the noise stream's level: (0, target dB) or (1, photons) when the dose is given
     level = (1, level_key(photons_per_pixel)) if photons_per_pixel else (0, level_key(solve_for))
@@ -211,17 +212,17 @@ def build_xray_dataset(
                 solved[index], scales[index] = photons, scale
             dose = photons_per_pixel or float(np.exp(np.mean(np.log(solved))))
             attrs = _attrs(phantoms, angles, size, realisations, dose, target_psnr_db, geometry,
-                           seed, split)  # fmt: skip
-            with dataset_writer(
-                out, object_id=ids, split=split, scale=scales.ravel(),
-                n_realisations=realisations, image_shape=(size, size), has_clean=True,
-                attrs=attrs,
+                           seed, plan)  # fmt: skip
+            with planned_writer(
+                out, plan, scale=scales.ravel(), n_realisations=realisations,
+                image_shape=(size, size), has_clean=True, attrs=attrs,
             ) as writer:  # fmt: skip
                 tasks = [(job, dose, realisations, level) for job in jobs]
                 for index, clean, noisy in _stage(pool, _noise_job, tasks, "noise", progress):
                     writer.write(index * angles, noisy=noisy, clean=clean)
     pairs = attrs.extra["n_train_pairs_n2n"]
-    return summarise_dataset(out, started_s=started, details={"n_train_pairs_n2n": pairs})
+    details = {"n_train_pairs_n2n": pairs, "split_note": plan.note}
+    return summarise_dataset(out, started_s=started, details=details)
 
 
 class _Inline:
@@ -267,8 +268,6 @@ def check_args(phantoms, angles, size, realisations, target_psnr_db, photons, ge
             f"phantoms={phantoms}, angles={angles}, realisations={realisations}, size={size}: "
             "need at least 1 phantom, angle and realisation and size >= 16"
         )
-    if phantoms < 2:
-        raise LowdoseInputError(f"phantoms={phantoms}: need >= 2 to split train and test")
     if (target_psnr_db is None) == (photons is None):
         raise LowdoseInputError("give exactly one of --target-psnr and --photons")
     if photons is not None and not photons > 0:
@@ -278,9 +277,9 @@ def check_args(phantoms, angles, size, realisations, target_psnr_db, photons, ge
 
 
 def _attrs(
-    phantoms, angles, size, realisations, dose, target, geometry, seed, split
+    phantoms, angles, size, realisations, dose, target, geometry, seed, plan
 ) -> DatasetAttrs:
-    n_train, n_val, n_test = (int(np.sum(split == name)) for name in ("train", "val", "test"))
+    n_train, n_val, n_test = (int(np.sum(plan.split == s)) for s in ("train", "val", "test"))
     return DatasetAttrs(
         modality="xray",
         noise_model="poisson",
@@ -296,9 +295,9 @@ def _attrs(
             f"[0, {VIEW_SPAN_DEG[geometry]:.0f}) deg, "
             f"{geometry} beam, Poisson at {dose:.1f} photons/pixel on t = exp(-line integral); "
             "each image divided by its clean maximum (scale). "
-            f"Split by phantom: {n_train} train, {n_val} val, {n_test} test images; train+val = "
-            f"{n_train + n_val} (paper: 80 phantoms x 63 = 5,040 train, x 2 ordered N2N pairs "
-            "= 10,080)."
+            f"Split by {plan.method}: {n_train} train, {n_val} val, {n_test} test images; "
+            f"train+val = {n_train + n_val} (paper: 80 phantoms x 63 = 5,040 train, x 2 ordered "
+            "N2N pairs = 10,080)."
         ),
     ).with_extra(
         geometry=geometry,

@@ -19,6 +19,18 @@ from lowdose.core.errors import LowdoseInputError
 
 _MAX_TIME = re.compile(r"^(\d+:)?\d{1,2}:\d{2}:\d{2}$")
 
+SINGLE_ACQUISITION_MODES: tuple[str, ...] = ("nb2nb", "n2v")
+"""Modes that train on one noisy realisation per image (self-supervised)."""
+
+_DEFAULT_VAL_REFERENCE = {"n2n": "realisation", "n2c": "clean", "nb2nb": "self", "n2v": "self"}
+
+VAL_MONITORS: dict[str, str] = {
+    "realisation": "val_upsnr_db",
+    "clean": "val_psnr_db",
+    "self": "val_self_db",
+}
+"""``val_reference`` -> the logged score that selects ``best.ckpt`` and drives the schedule."""
+
 
 class TrainConfig(BaseModel):
     """One training run: data, recipe (the paper's by default), engine and speed settings.
@@ -28,20 +40,27 @@ class TrainConfig(BaseModel):
     single-process run. ``samples_per_epoch`` shortens (or lengthens) an epoch for big (small)
     datasets; by default an epoch is every training pair once.
 
+    ``mode``: ``n2n`` (Noise2Noise, >= 2 realisations per image), ``n2c`` (clean targets), or
+    the single-acquisition modes ``nb2nb`` (Neighbor2Neighbor; ``patch`` a multiple of 64, so
+    the half-size sub-images stay multiples of 32) and ``n2v`` (Noise2Void), which train on one
+    noisy realisation per image (see :mod:`lowdose.training.objectives`).
+
     ``val_reference`` is what validation scores against, and so what picks ``best.ckpt`` and
     drives the plateau schedule: ``"realisation"`` (the default for ``n2n``: the prediction of
     one noisy realisation against another, as the unbiased ``val_upsnr_db``; no clean image is
-    read) or ``"clean"`` (the default for ``n2c``, which trains on clean images anyway; an
-    ``n2n`` run validated this way is labelled ``clean-selected`` everywhere).
+    read), ``"clean"`` (the default for ``n2c``, which trains on clean images anyway; a clean-free
+    mode validated this way is labelled ``clean-selected`` everywhere) or ``"self"`` (the default
+    for ``nb2nb`` and ``n2v``, and only for them: the mode's own loss on the validation images
+    with fixed masks, as ``val_self_db``; needs one realisation and no clean image).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     data: Path
     out: Path
-    mode: Literal["n2n", "n2c"] = "n2n"
+    mode: Literal["n2n", "n2c", "nb2nb", "n2v"] = "n2n"
     loss: Literal["mse", "mae"] = "mse"
-    val_reference: Literal["realisation", "clean"] = "realisation"
+    val_reference: Literal["realisation", "clean", "self"] = "realisation"
     epochs: int = Field(10, ge=1)
     patch: int = Field(64, ge=32, description="training patch side in pixels, multiple of 32")
     batch_size: int = Field(16, ge=1)
@@ -75,8 +94,22 @@ class TrainConfig(BaseModel):
         # The default depends on the mode, and the resolved value is what config.yaml keeps.
         if isinstance(values, dict) and values.get("val_reference") is None:
             mode = values.get("mode") or "n2n"
-            values = {**values, "val_reference": "clean" if mode == "n2c" else "realisation"}
+            values = {**values, "val_reference": _DEFAULT_VAL_REFERENCE.get(mode, "realisation")}
         return values
+
+    @model_validator(mode="after")
+    def _single_acquisition_rules(self) -> TrainConfig:
+        if self.val_reference == "self" and self.mode not in SINGLE_ACQUISITION_MODES:
+            raise ValueError(
+                f"val_reference 'self' scores the nb2nb/n2v objective; mode {self.mode} "
+                "validates with 'realisation' or 'clean'"
+            )
+        if self.mode == "nb2nb" and self.patch % 64:
+            raise ValueError(
+                f"nb2nb halves the patch and the U-Net needs multiples of 32: patch must be a "
+                f"multiple of 64, got {self.patch}"
+            )
+        return self
 
     @field_validator("patch")
     @classmethod
@@ -141,4 +174,6 @@ def _one_line(exc: ValidationError, source: str, model: type[BaseModel]) -> str:
     if error["type"] == "missing":
         return f"{source}: missing required key '{key}'"
     message = error["msg"].removeprefix("Value error, ")
+    if not error["loc"]:  # a rule across fields: its message names them, the input is all
+        return f"{source}: {message}"
     return f"{source}: {key}: {message} (got {error.get('input')!r})"

@@ -110,7 +110,7 @@ def _stacked(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, to
 
 
 def _fits_in_memory(path: Path, mode: str, *, limit_bytes: float = 2e9) -> bool:
-    # Only n2c holds the clean images in memory (n2n never reads them).
+    # Only n2c holds the clean images in memory (the other modes never read them).
     info = read_info(path)
     _, n_real, height, width = info.shape
     n_train = int(np.sum(info.split == "train"))
@@ -129,7 +129,10 @@ def validation_tensors(
         Dataset file with a ``val`` split.
     crop : int or None
         Centre crop (pixels) of every image, or None for whole images.
-    reference : {"realisation", "clean"}
+    reference : {"realisation", "clean", "self"}
+        ``"self"`` (nb2nb, n2v): realisation 0 of each image, trimmed to an even size (2x2 cells
+        for nb2nb); the references are the inputs themselves and the noise variance 0: the
+        module scores its own objective on them, and ``clean`` is never read.
         ``"realisation"``: the file's ``clean`` array is never read; realisation 0 is scored
         against realisation 1 and realisation 1 against realisation 0 (both directions: half the
         variance of one), with ``Var(y1 - y2) / 2`` of each (cropped) pair as the noise variance
@@ -140,11 +143,11 @@ def validation_tensors(
     -------
     inputs, references : torch.Tensor
         ``(V, 1, H, W)`` float32 on the dataset's scale; ``V = 2 I_val`` (realisation) or
-        ``I_val`` (clean).
+        ``I_val`` (clean, self).
     noise_variance : torch.Tensor
         ``(V,)`` float64, the reference's noise variance on the dataset's scale.
     """
-    checked_choice(reference, "val_reference", ("realisation", "clean"))
+    checked_choice(reference, "val_reference", ("realisation", "clean", "self"))
     split = load_split(path, "val", with_clean=reference == "clean")
     noisy = np.asarray(split.noisy, dtype=np.float32)  # (I, N, H, W)
     if noisy.shape[0] == 0:
@@ -155,13 +158,15 @@ def validation_tensors(
                 f"{path} has no clean images to validate against: use --val-reference realisation"
             )
         inputs, references = noisy[:, 0], np.asarray(split.clean, dtype=np.float32)
+    elif reference == "self":
+        return _self_validation(noisy[:, 0], crop)
     elif noisy.shape[1] >= 2:
         inputs = np.concatenate([noisy[:, 0], noisy[:, 1]])
         references = np.concatenate([noisy[:, 1], noisy[:, 0]])
     else:
         raise LowdoseInputError(
-            f"{path} has 1 realisation per image: clean-free validation needs 2 (or use "
-            "--val-reference clean on simulated data)"
+            f"{path} has 1 realisation per image: --val-reference realisation needs 2; use "
+            "--val-reference self (with --mode nb2nb or n2v) or clean on simulated data"
         )
     if crop is not None:
         inputs, references = _centre_crop(inputs, crop), _centre_crop(references, crop)
@@ -174,6 +179,15 @@ def validation_tensors(
     inputs_t = torch.from_numpy(np.ascontiguousarray(inputs[:, None]))  # (V, 1, H, W)
     references_t = torch.from_numpy(np.ascontiguousarray(references[:, None]))
     return inputs_t, references_t, torch.from_numpy(variance.astype(np.float64))
+
+
+def _self_validation(images: np.ndarray, crop: int | None):
+    """(V, H, W) images -> the three validation tensors of ``reference="self"``."""
+    if crop is not None:
+        images = _centre_crop(images, crop)
+    even = images[:, : images.shape[1] // 2 * 2, : images.shape[2] // 2 * 2]
+    inputs = torch.from_numpy(np.ascontiguousarray(even[:, None]))  # (V, 1, H, W)
+    return inputs, inputs, torch.zeros(len(even), dtype=torch.float64)
 
 
 def _centre_crop(images: np.ndarray, size: int) -> np.ndarray:

@@ -1,4 +1,9 @@
-"""One LightningModule for Noise2Noise and Noise2Clean: the mode only changes the data's target.
+"""One LightningModule for every training mode: modes differ only in the pairs and the loss.
+
+The loss of each mode is an objective of :mod:`lowdose.training.objectives` (Noise2Noise and
+Noise2Clean: the data's target; Neighbor2Neighbor and Noise2Void: sub-samplers or blind spots
+drawn from a ``torch.Generator`` seeded by ``(seed, global_step)``, so a resumed run draws the
+same masks).
 
 The paper's recipe: Adam, lr 1e-3, the learning rate halved after 2 epochs in which the validation
 score did not improve (``ReduceLROnPlateau``, mode max, factor 0.5, patience 2). The score that
@@ -13,8 +18,13 @@ validation is measured against (``val_reference``):
   ``val_upsnr_db = 10 log10(1 / mean over images of uMSE)`` (NaN if that mean is <= 0) is logged
   and monitored. ``val_psnr_db`` is then the raw PSNR against the other realisation.
 * ``"clean"``: ``val_psnr_db`` against the clean image is monitored (``clean-selected``).
+* ``"self"`` (nb2nb, n2v; no clean image, one realisation): the mode's own loss on the validation
+  images with masks that are the same every epoch (:func:`lowdose.training.objectives.self_score`:
+  n2v's blind-spot squared error, whose expectation is the MSE to clean plus ``sigma^2``, or
+  nb2nb's ``|f(g1 y) - g2 y|^2``), monitored as ``val_self_db = 10 log10(1 / mean loss)``
+  (higher is better; not a PSNR to clean). ``val_psnr_db`` and ``val_upsnr_db`` are then NaN.
 
-Both use data_range 1 on the dataset's scale and unclipped outputs; ``val_psnr_db`` is the mean
+All use data_range 1 on the dataset's scale and unclipped outputs; ``val_psnr_db`` is the mean
 over images of per-image PSNR.
 """
 
@@ -22,6 +32,7 @@ from __future__ import annotations
 
 import random
 import time
+from functools import partial
 
 import lightning as L
 import numpy as np
@@ -30,8 +41,11 @@ from torch.nn import functional as F
 
 from lowdose.core.metrics import psnr_from_mse, upsnr_from_umse
 from lowdose.models.unet import UNet
+from lowdose.training.config import VAL_MONITORS
+from lowdose.training.objectives import OBJECTIVES, self_score
 
 _LOSSES = {"mse": F.mse_loss, "mae": F.l1_loss}
+_VAL_MASK_SEED = 20_240_601  # fixed: every epoch scores the same masks, so epochs compare
 
 
 class DenoiseModule(L.LightningModule):
@@ -42,13 +56,17 @@ class DenoiseModule(L.LightningModule):
     model
         ``UNet`` constructor arguments (``width``, ``residual``, channels).
     mode, loss
-        ``"n2n"``/``"n2c"`` (recorded; the dataset decides the target) and ``"mse"``/``"mae"``.
+        ``"n2n"``, ``"n2c"``, ``"nb2nb"`` or ``"n2v"`` (the objective) and ``"mse"``/``"mae"``
+        (its distance).
     lr, lr_factor, lr_patience_epochs, warmup_steps
         Adam learning rate, plateau schedule, and linear warm-up over the first steps.
     channels_last, compile
         Speed options (memory format; ``torch.compile`` of the forward pass).
     val_reference
-        ``"realisation"`` (monitor ``val_upsnr_db``) or ``"clean"`` (monitor ``val_psnr_db``).
+        ``"realisation"`` (monitor ``val_upsnr_db``), ``"clean"`` (monitor ``val_psnr_db``) or
+        ``"self"`` (monitor ``val_self_db``; nb2nb and n2v only).
+    seed
+        With the global step, seeds the masks of nb2nb and n2v.
     meta
         Provenance saved with the checkpoint: dataset scaling attributes, dataset SHA-256,
         ``val_reference``, seed and the run directory.
@@ -68,24 +86,25 @@ class DenoiseModule(L.LightningModule):
         compile: bool = False,
         threads: int | None = None,
         val_reference: str = "realisation",
+        seed: int = 0,
         meta: dict | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.model = UNet(**model)
-        self._loss = _LOSSES[loss]
+        self._objective = partial(OBJECTIVES[mode], distance=_LOSSES[loss])
         self._memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
         # Kept outside the module registry: a registered alias would duplicate the state_dict.
         object.__setattr__(self, "_compiled", None)
-        self._val_psnr_sum = self._val_umse_sum = self._val_count = 0.0
+        self._val_psnr_sum = self._val_umse_sum = self._val_self_sum = self._val_count = 0.0
         self._last_step_time: float | None = None
 
     @property
     def monitor(self) -> str:
         """The logged score that selects ``best.ckpt`` and drives the plateau schedule."""
-        return "val_upsnr_db" if self.hparams.val_reference == "realisation" else "val_psnr_db"
+        return VAL_MONITORS[self.hparams.val_reference]
 
     def setup(self, stage: str) -> None:
         # Runs in every process (also DDP children), so thread and compile settings apply there.
@@ -100,8 +119,8 @@ class DenoiseModule(L.LightningModule):
         return network(x.contiguous(memory_format=self._memory_format))
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
-        noisy, target = batch
-        loss = self._loss(self(noisy), target)
+        noisy = batch[0]
+        loss = self._objective(self, batch, self.mask_generator(self.global_step))
         self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         now = time.perf_counter()
         if self._last_step_time is not None:
@@ -110,11 +129,22 @@ class DenoiseModule(L.LightningModule):
         self._last_step_time = now
         return loss
 
+    def mask_generator(self, step: int) -> torch.Generator:
+        """CPU generator of the masks of optimiser step ``step``: a function of (seed, step)."""
+        state = np.random.SeedSequence([self.hparams.seed, step]).generate_state(1, np.uint64)
+        return torch.Generator().manual_seed(int(state[0]))
+
     def on_validation_epoch_start(self) -> None:
-        self._val_psnr_sum = self._val_umse_sum = self._val_count = 0.0
+        self._val_psnr_sum = self._val_umse_sum = self._val_self_sum = self._val_count = 0.0
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         noisy, reference, noise_variance = batch
+        if self.hparams.val_reference == "self":
+            generator = torch.Generator().manual_seed(_VAL_MASK_SEED + batch_idx)
+            loss = self_score(self.hparams.mode, self, noisy, generator).cpu().numpy()  # (B,)
+            self._val_self_sum += float(np.sum(loss))
+            self._val_count += loss.size
+            return
         estimate = self(noisy).float()
         mse = ((estimate - reference) ** 2).flatten(1).mean(dim=1).double().cpu().numpy()  # (B,)
         # floor at 1e-20 (200 dB): a perfect image must not make the epoch's mean infinite
@@ -127,6 +157,12 @@ class DenoiseModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         self._last_step_time = None  # validation time is not training throughput
         count = max(self._val_count, 1)
+        if self.hparams.val_reference == "self":
+            # no clean image and no second realisation: the PSNR columns stay NaN
+            self.log("val_psnr_db", float("nan"), sync_dist=False)
+            self_db = psnr_from_mse(max(self._val_self_sum / count, 1e-20), data_range=1.0)
+            self.log("val_self_db", self_db, prog_bar=True, sync_dist=False)
+            return
         self.log("val_psnr_db", self._val_psnr_sum / count, prog_bar=True, sync_dist=False)
         if self.hparams.val_reference == "realisation":
             # mean uMSE first, then dB: per-image uPSNRs of noisy estimates would be biased

@@ -1,4 +1,6 @@
-"""Training pairs from a dataset file: Noise2Noise (realisation i -> j) or Noise2Clean (i -> clean).
+"""Training pairs from a dataset file: Noise2Noise (realisation i -> j), Noise2Clean (i -> clean)
+or a single-acquisition mode (nb2nb, n2v: realisation i -> itself; the objective makes its own
+pairs from one patch, see :mod:`lowdose.training.objectives`).
 
 Item ``k`` of a split is fully determined by ``(seed, epoch, k)``: its random crop and its
 dihedral transform come from ``numpy.random.default_rng([seed, epoch, k])``, so a batch does not
@@ -52,10 +54,12 @@ class PairDataset(Dataset):
     path : str or PathLike
         Dataset file (see :mod:`lowdose.data.dataset`).
     split : {"train", "val", "test"}
-    mode : {"n2n", "n2c"}
+    mode : {"n2n", "n2c", "nb2nb", "n2v"}
         ``"n2n"``: every ordered pair (i, j), i != j, of the N realisations, so
         ``len = I_split * N * (N - 1)``; needs N >= 2. ``"n2c"``: (realisation i, clean),
-        ``len = I_split * N``; needs clean images in the file.
+        ``len = I_split * N``; needs clean images in the file. ``"nb2nb"``, ``"n2v"``: every
+        realisation is an independent item whose target is the same patch, ``len = I_split * N``
+        with N >= 1. Only ``n2c`` ever reads the ``clean`` array.
     patch : int or None
         Square crop side in pixels, <= the image size; None gives whole images (then, for
         non-square images, only the 4 transforms that keep the shape are drawn).
@@ -68,14 +72,15 @@ class PairDataset(Dataset):
         Read the split into RAM once (fast batched path); otherwise read per item.
 
     Item ``k`` is image ``k // P`` of the split (in file order) with pair ``k % P``, where
-    ``P = N (N - 1)`` (n2n, pairs ordered (0,1), (0,2), ..., (1,0), ...) or ``P = N`` (n2c).
+    ``P = N (N - 1)`` (n2n, pairs ordered (0,1), (0,2), ..., (1,0), ...) or ``P = N`` (n2c:
+    pairs (i, -1); nb2nb, n2v: pairs (i, i)).
     """
 
     def __init__(
         self,
         path,
         split: str,
-        mode: Literal["n2n", "n2c"] = "n2n",
+        mode: Literal["n2n", "n2c", "nb2nb", "n2v"] = "n2n",
         patch: int | None = 64,
         augment: bool = True,
         seed: int = 0,
@@ -86,7 +91,7 @@ class PairDataset(Dataset):
         info = read_info(self.path)
         self.rows = split_index(info, split)  # (I_split,) rows in the file
         _, n, height, width = info.shape
-        checked_choice(mode, "mode", ("n2n", "n2c"))
+        checked_choice(mode, "mode", ("n2n", "n2c", "nb2nb", "n2v"))
         if mode == "n2c" and not info.has_clean:
             raise LowdoseInputError(f"{self.path}: mode 'n2c' needs clean images; use 'n2n'")
         if mode == "n2n" and n < 2:
@@ -97,12 +102,11 @@ class PairDataset(Dataset):
         self.split, self.mode, self.augment, self.seed = split, mode, bool(augment), int(seed)
         self.image_shape = (height, width)
         self.n_realisations = n
-        targets = [(i, j) for i in range(n) for j in range(n) if i != j]
-        self.pairs = np.array(targets if mode == "n2n" else [(i, -1) for i in range(n)])  # (P, 2)
+        self.pairs = _pairs(mode, n)  # (P, 2)
         square = self.patch_shape[0] == self.patch_shape[1]
         self._transforms = np.arange(8) if square else np.array([0, 2, 4, 6])
         self.epoch = 0
-        # n2n never reads the clean array, so no clean image can reach a clean-free training.
+        # Only n2c reads the clean array, so no clean image can reach a clean-free training.
         self._arrays = load_split(self.path, split, with_clean=mode == "n2c") if in_memory else None
         self._handle: h5py.File | None = None
         self._pid: int | None = None
@@ -167,6 +171,8 @@ class PairDataset(Dataset):
             return source, target[window], transform
         handle = self._file()
         source = handle["noisy"][(row, i, *window)]
+        if j == i:  # single-acquisition modes: the patch is its own target, read it once
+            return source, source, transform
         target = handle["noisy"][(row, j, *window)] if j >= 0 else handle["clean"][(row, *window)]
         return source, target, transform
 
@@ -208,6 +214,15 @@ def checked_patch_shape(patch, height: int, width: int, path: Path) -> tuple[int
             f"{min(height, width)} or None"
         )
     return int(patch), int(patch)
+
+
+def _pairs(mode: str, n: int) -> np.ndarray:
+    """(P, 2) int (input realisation, target realisation or -1 for clean) of one image."""
+    if mode == "n2n":
+        return np.array([(i, j) for i in range(n) for j in range(n) if i != j])
+    if mode == "n2c":
+        return np.array([(i, -1) for i in range(n)])
+    return np.array([(i, i) for i in range(n)])  # single acquisition: the patch is its target
 
 
 def _tensor(image: np.ndarray) -> torch.Tensor:

@@ -1,10 +1,11 @@
-"""Train a denoiser (Noise2Noise or Noise2Clean) with Lightning.
+"""Train a denoiser (Noise2Noise, Noise2Clean, Neighbor2Neighbor or Noise2Void) with Lightning.
 
 ``train(config)`` is the one entry point for the CLI and the experiment runner. Lightning runs the
 loop, precision, checkpointing and DDP across processes, GPUs and nodes (``devices``,
 ``num_nodes``, ``strategy``; gloo on CPU); this module only wires the pieces:
 ``module.DenoiseModule`` (loss, schedule, validation PSNR), ``datamodule`` (seeded, resumable,
-sharded sampling) and ``run_dir`` (atomic files, metrics, manifest). Loading what it saved is
+sharded sampling), ``noise_check`` (the noise-correlation warning of the single-acquisition
+modes) and ``run_dir`` (atomic files, metrics, manifest). Loading what it saved is
 :func:`lowdose.models.checkpoint.load_model`.
 """
 
@@ -20,7 +21,7 @@ from typing import Literal
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lowdose.core.errors import LowdoseInputError
 from lowdose.data.dataset import dataset_sha256, read_info, read_scale
@@ -28,6 +29,8 @@ from lowdose.data.scaling import NetworkScaling
 from lowdose.training.config import TrainConfig, load_train_config, save_config
 from lowdose.training.datamodule import PairDataModule
 from lowdose.training.module import DenoiseModule
+from lowdose.training.noise_check import warn_if_correlated
+from lowdose.training.progress_bar import EpochProgressBar
 from lowdose.training.run_dir import AtomicCheckpointIO, MetricsCsv, write_manifest
 
 log = logging.getLogger("lowdose.training.run")
@@ -38,8 +41,10 @@ class RunResult:
     """What a finished (or time-limited) run produced.
 
     ``best_val_psnr_db`` is the best value of ``monitor`` in dB with data_range 1:
-    ``val_upsnr_db`` (the clean-free unbiased estimate, ``val_reference == "realisation"``) or
-    ``val_psnr_db`` against clean images (``"clean"``); ``epochs_done`` counts completed epochs.
+    ``val_upsnr_db`` (the clean-free unbiased estimate, ``val_reference == "realisation"``),
+    ``val_psnr_db`` against clean images (``"clean"``) or ``val_self_db`` (``"self"``: the
+    single-acquisition mode's own validation loss, not a PSNR to clean); ``epochs_done`` counts
+    completed epochs.
     """
 
     run_dir: Path
@@ -74,13 +79,14 @@ def train(config: TrainConfig, *, resume: bool = False) -> RunResult:
     L.seed_everything(config.seed, workers=True, verbose=False)
 
     meta = _dataset_meta(data, config)
+    warn_if_correlated(data, config.mode)  # before training: one line, the CLI shows it
     module = DenoiseModule(
         model={"in_channels": 1, "out_channels": 1, "width": config.width,
                "residual": config.residual},
         mode=config.mode, loss=config.loss, lr=config.lr, lr_factor=config.lr_factor,
         lr_patience_epochs=config.lr_patience_epochs, warmup_steps=config.warmup_steps,
         channels_last=config.channels_last, compile=config.compile, threads=config.threads,
-        val_reference=config.val_reference, meta=meta.to_hparams(run_dir),
+        val_reference=config.val_reference, seed=config.seed, meta=meta.to_hparams(run_dir),
     )  # fmt: skip
     datamodule = PairDataModule(config)
     metrics = MetricsCsv(run_dir / "metrics.csv")
@@ -131,7 +137,7 @@ def _trainer(config: TrainConfig, run_dir: Path, metrics: MetricsCsv, *, monitor
     )  # fmt: skip
     callbacks = [metrics, best, periodic]
     if not config.quiet:
-        callbacks.append(RichProgressBar(leave=True))
+        callbacks.append(EpochProgressBar())
     strategy = config.strategy
     if strategy == "ddp" and _on_cpu(config):
         from lightning.pytorch.strategies import DDPStrategy
@@ -184,7 +190,7 @@ class DatasetMeta:
     scaling: NetworkScaling
     dataset_sha256: str
     dataset: str
-    val_reference: Literal["clean", "realisation"]
+    val_reference: Literal["clean", "realisation", "self"]
     seed: int
 
     def to_hparams(self, run_dir: Path) -> dict:
@@ -201,8 +207,8 @@ def _dataset_meta(path: Path, config: TrainConfig) -> DatasetMeta:
         )
     if config.val_reference == "realisation" and info.shape[1] < 2:
         raise LowdoseInputError(
-            f"{path} has 1 realisation per image: clean-free validation needs 2; "
-            "use --val-reference clean"
+            f"{path} has 1 realisation per image: --val-reference realisation needs 2; use "
+            "--mode nb2nb or n2v (validated with --val-reference self) or --val-reference clean"
         )
     scale = read_scale(path)  # (I,) divisors; one value for dataset_max and for no scaling
     constant = bool(np.all(scale == scale[0]))

@@ -23,11 +23,13 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lowdose.core.atomic import atomic_path, atomic_write_text
 from lowdose.core.environment import capture_environment
 from lowdose.data.scaling import NetworkScaling
+from lowdose.training.config import VAL_MONITORS
 
 log = logging.getLogger("lowdose.training.run")
 
 METRICS_COLUMNS = (
     "epoch", "step", "train_loss", "val_psnr_db", "val_upsnr_db", "lr", "elapsed_s",
+    "val_self_db",
 )  # fmt: skip
 
 
@@ -86,13 +88,15 @@ class MetricsCsv(L.Callback):
             "val_upsnr_db": float(trainer.callback_metrics.get("val_upsnr_db", float("nan"))),
             "lr": trainer.optimizers[0].param_groups[0]["lr"],
             "elapsed_s": round(self._elapsed_s(), 3),
+            # the single-acquisition modes' clean-free score (val_reference "self"), else NaN
+            "val_self_db": float(trainer.callback_metrics.get("val_self_db", float("nan"))),
         }
         self.rows.append(row)
         if trainer.is_global_zero:
             atomic_write_text(self.path, _csv_text(self.rows))
             log.info(
                 "epoch %d step %d train_loss %.3g val_psnr_db %.3f val_upsnr_db %.3f lr %.3g "
-                "elapsed %.1fs",
+                "elapsed %.1fs val_self_db %.3f",
                 *(row[key] for key in METRICS_COLUMNS),
             )
 
@@ -125,8 +129,11 @@ def write_manifest(run_dir: Path, *, config, data_sha256: str, val_reference: st
             "val_reference (clean image, or the other noisy realisation), unclipped outputs",
             "val_upsnr_db": "clean-free: 10 log10(1 / mean uMSE), uMSE = mean((f(y_i) - y_j)^2) "
             "- Var(y_i - y_j) / 2 over validation pairs, both directions (NaN against clean)",
-            "monitor": "val_upsnr_db" if val_reference == "realisation" else "val_psnr_db",
-            "selection": "clean-free" if val_reference == "realisation" else "clean-selected",
+            "val_self_db": "clean-free, nb2nb/n2v: 10 log10(1 / mean loss) of the mode's own "
+            "objective on validation images with fixed masks (n2v: blind-spot MSE; nb2nb: "
+            "|f(g1 y) - g2 y|^2); not a PSNR to clean (NaN for other val_reference)",
+            "monitor": VAL_MONITORS[val_reference],
+            "selection": "clean-selected" if val_reference == "clean" else "clean-free",
             "data_range": 1.0,
             "scaling": dataclasses.asdict(scaling),
             "val_reference": val_reference,

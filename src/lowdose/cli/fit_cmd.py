@@ -1,0 +1,68 @@
+"""``lowdose fit``: point it at your data, get it denoised with a report (no clean images)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lowdose.cli._app import (
+    app,
+    check_out_writable,
+    check_positive_options,
+    console,
+    stage_progress,
+    user_errors,
+)
+from lowdose.core.errors import LowdoseInputError
+
+_MODES = ("auto", "n2n", "nb2nb", "n2v")
+
+
+def _log(text: str) -> None:
+    console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {text}", highlight=False)
+
+
+@app.command()
+def fit(
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(help="DICOM folders/files, TIFF/PNG/.npy images or stacks, or a sinogram."),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Folder for dataset, model, outputs, report.")],
+    budget: Annotated[str, typer.Option(help="Training wall time, HH:MM:SS.")] = "00:10:00",
+    modality: Annotated[
+        str | None, typer.Option(help="ct or xray (default: from the files; DICOM CT is ct).")
+    ] = None,
+    angles: Annotated[
+        str | None, typer.Option(help="Sinogram views: START:STOP[:N] in degrees, or a file.")
+    ] = None,
+    mode: Annotated[str, typer.Option(help="auto, n2n, nb2nb or n2v.")] = "auto",
+    split_by: Annotated[
+        str, typer.Option("--split-by", help="auto, patient, volume, slab or region.")
+    ] = "auto",
+    width: Annotated[int, typer.Option(min=4, help="U-Net width (channels).")] = 16,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of split and training.")] = 0,
+) -> None:
+    """Build a dataset from your scans, train clean-free within --budget, denoise, report."""
+    with user_errors():
+        check_out_writable(out)
+        check_positive_options({"--width": width})
+        from lowdose.pipeline.fit import FitOptions, describe_scores, run_fit  # torch-bound
+
+        if mode not in _MODES:
+            raise LowdoseInputError(f"--mode {mode!r} is unknown; use one of {', '.join(_MODES)}")
+        if modality not in (None, "ct", "xray"):
+            raise LowdoseInputError(f"--modality {modality!r} is unknown; use ct or xray")
+        options = FitOptions(budget=budget, modality=modality, angles=angles, mode=mode,
+                             split_by=split_by, width=width, seed=seed)  # fmt: skip
+        result = run_fit(inputs, out, options, log=_log, bars=stage_progress)
+        for line in describe_scores(out):
+            console.print(f"  {line}", highlight=False)
+        console.print(
+            f"Done: {len(result.denoised)} denoised file(s) in {out / 'denoised'}; "
+            f"the report is {result.report}.",
+            highlight=False,
+        )

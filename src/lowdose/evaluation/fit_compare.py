@@ -1,0 +1,140 @@
+"""The comparison ``lowdose fit`` runs on the user's own data: network against blind filters.
+
+On the test split of the dataset ``fit`` built (images the network never trained or validated
+on), realisation 0 of each image is denoised by
+
+* the trained network (``network``),
+* non-local means (``nlm-blind``): scikit-image fast mode, ``h = 0.8 sigma``, patch 5, search
+  distance 6, ``sigma`` given (scikit-image's recommended setting for a known sigma),
+* BM3D (``bm3d-blind``): ``sigma_psd = sigma``,
+
+with ``sigma`` estimated from the data per image, never from a clean image: from the pair
+(``sqrt(Var(y1 - y2) / 2)``) when a second realisation exists, else from the single image
+(:func:`lowdose.physics.noise_estimation.single_image_noise_sigma`). Each output is scored by
+:func:`lowdose.evaluation.fit_scores.score_method`; all values on the dataset scale (data_range 1).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lowdose.baselines.filters import denoise_bm3d, denoise_nlm
+from lowdose.core.atomic import atomic_write_bytes, atomic_write_text
+from lowdose.core.errors import LowdoseInputError
+from lowdose.core.metrics import pair_noise_variance_all_pixels
+from lowdose.core.progress import Progress, StageCounter
+from lowdose.data.dataset import load_split
+from lowdose.evaluation.fit_scores import MethodScores, preferred_method, score_method
+from lowdose.inference.predict import predict
+from lowdose.models.checkpoint import load_model
+from lowdose.physics.noise_estimation import single_image_noise_sigma
+
+METHODS = ("noisy", "network", "nlm-blind", "bm3d-blind")
+
+
+@dataclass(frozen=True)
+class FitComparison:
+    """Scores of every method and the images for the panels.
+
+    Attributes
+    ----------
+    scores : list of MethodScores
+        One per :data:`METHODS` entry, in that order.
+    preferred, reason : str
+        The method ``fit`` would use and why (:func:`preferred_method`).
+    sigma : ndarray (I,) float64
+        Noise sd given to the filters, per image, on the dataset scale.
+    sigma_source : str
+        ``"pair"`` or ``"single-image"``.
+    images : dict of str -> ndarray (I, H, W) float32
+        Every method's output (and ``noisy``) on the dataset scale.
+    object_id : ndarray (I,) str
+    """
+
+    scores: list[MethodScores]
+    preferred: str
+    reason: str
+    sigma: np.ndarray
+    sigma_source: str
+    images: dict[str, np.ndarray]
+    object_id: np.ndarray
+
+
+def compare_methods(
+    data: str | os.PathLike,
+    checkpoint: str | os.PathLike,
+    *,
+    max_images: int = 8,
+    progress: Progress | None = None,
+) -> FitComparison:
+    """Denoise and score up to ``max_images`` evenly spaced test images with every method.
+
+    Parameters
+    ----------
+    data : path
+        Dataset file; its ``clean`` array is never read.
+    checkpoint : path
+        The trained network (``RUN_DIR/best.ckpt``).
+    max_images : int
+        BM3D costs seconds per image on a CPU: the comparison uses at most this many.
+    progress : Progress, optional
+        ``progress("compare", done, total)`` over images x methods.
+    """
+    split = load_split(data, "test", with_clean=False)
+    if split.noisy.shape[0] == 0:
+        raise LowdoseInputError(f"{data} has no test images: rebuild it with a test split")
+    rows = np.unique(np.linspace(0, split.noisy.shape[0] - 1, max_images).round().astype(int))
+    noisy = np.asarray(split.noisy[rows, 0], dtype=np.float32)  # (I, H, W)
+    second = (
+        np.asarray(split.noisy[rows, 1], dtype=np.float32) if split.noisy.shape[1] > 1 else None
+    )
+    if second is not None:
+        sigma, source = np.sqrt(pair_noise_variance_all_pixels(noisy, second)), "pair"
+    else:
+        sigma = np.array([single_image_noise_sigma(image) for image in noisy])
+        source = "single-image"
+    sigma = np.maximum(sigma, 1e-6)  # a noiseless image still needs a positive filter strength
+    counter = StageCounter(progress, "compare", len(rows) * (len(METHODS) - 1))
+    model, _ = load_model(checkpoint)
+    images = {"noisy": noisy, "network": predict(model, noisy).astype(np.float32)}
+    counter.advance(len(rows))
+    nlm, bm3d = np.empty_like(noisy), np.empty_like(noisy)
+    for k, (image, s) in enumerate(zip(noisy, sigma, strict=True)):
+        nlm[k] = denoise_nlm(image, h=0.8 * s, patch_size=5, patch_distance=6, sigma=s)
+        counter.advance()
+        bm3d[k] = denoise_bm3d(image, sigma=s)
+        counter.advance()
+    images["nlm-blind"], images["bm3d-blind"] = nlm, bm3d
+    scores = [score_method(name, noisy, images[name], second=second) for name in METHODS]
+    preferred, reason = preferred_method(scores)
+    return FitComparison(
+        scores=scores, preferred=preferred, reason=reason, sigma=sigma, sigma_source=source,
+        images=images, object_id=np.asarray(split.object_id[rows]),
+    )  # fmt: skip
+
+
+def save_comparison(comparison: FitComparison, folder: str | os.PathLike) -> None:
+    """Write ``scores.csv``, ``choice.json`` and ``images.npz`` atomically into ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["method,flat_sigma,residual_lag1,upsnr_db"]
+    lines += [
+        f"{s.method},{s.flat_sigma:.6g},{s.residual_lag1:.4f},{s.upsnr_db:.4f}"
+        for s in comparison.scores
+    ]
+    atomic_write_text(folder / "scores.csv", "\n".join(lines) + "\n")
+    choice = {
+        "preferred": comparison.preferred, "reason": comparison.reason,
+        "sigma_source": comparison.sigma_source, "sigma": comparison.sigma.tolist(),
+        "object_id": [str(v) for v in comparison.object_id],
+    }  # fmt: skip
+    atomic_write_text(folder / "choice.json", json.dumps(choice, indent=2))
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **comparison.images)
+    atomic_write_bytes(folder / "images.npz", buffer.getvalue())

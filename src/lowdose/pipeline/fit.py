@@ -1,0 +1,256 @@
+"""``lowdose fit``: from what the user has to denoised files and a report, in one command.
+
+The route follows the inputs (:func:`plan_fit`):
+
+* two or more inputs: repeated acquisitions of the same object -> ``dataset from-repeats`` ->
+  Noise2Noise (``n2n``) on realisation pairs;
+* one sinogram with ``--angles``: its views split into two interleaved halves whose
+  reconstructions carry independent noise (Noise2Inverse) -> ``dataset from-sinogram`` -> ``n2n``;
+* one input: a single acquisition -> ``dataset from-single`` -> Neighbor2Neighbor (``nb2nb``;
+  ``--mode n2v`` for blind-spot training).
+
+Stages, each in its own folder of ``OUT`` and cached by a key of its inputs and options
+(:mod:`lowdose.pipeline.cache`), so an interrupted fit resumes where it stopped:
+``dataset/`` (the HDF5 dataset), ``train/`` (a clean-free training run limited to ``budget``;
+it resumes from ``last.ckpt``), ``denoised/`` (every input, in its own format: a DICOM series
+comes back as a DICOM series with new UIDs; a sinogram as ``<name>_denoised.npy`` of the mean
+of the network's outputs over the view halves), ``compare/`` (network against blind NLM and
+blind BM3D on the test split, :mod:`lowdose.evaluation.fit_compare`) and ``report.html``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from lowdose.core.atomic import atomic_write_bytes, atomic_write_text
+from lowdose.core.errors import LowdoseInputError
+from lowdose.core.progress import Log, ProgressScope, no_progress
+from lowdose.evaluation.fit_compare import compare_methods, save_comparison
+from lowdose.inference.files import denoise_files
+from lowdose.inference.predict import denoise
+from lowdose.io.sinogram import parse_angles, read_sinogram_stack
+from lowdose.models.checkpoint import load_model
+from lowdose.owndata.repeats import build_from_repeats
+from lowdose.owndata.single import build_from_single
+from lowdose.owndata.split_sinogram import build_from_sinogram, split_reconstructions
+from lowdose.pipeline.cache import finish_stage, prepare_stage, stage_done, stage_key
+from lowdose.report.fit_report import write_fit_report
+from lowdose.training.config import TrainConfig
+from lowdose.training.run import train
+
+Route = Literal["repeats", "sinogram", "single"]
+_SINOGRAM_SUFFIXES = (".npy", ".tif", ".tiff", ".h5", ".hdf5")
+
+
+@dataclass(frozen=True)
+class FitPlan:
+    """What ``fit`` does with the inputs, and why (one sentence for people)."""
+
+    route: Route
+    mode: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """The user's choices. ``budget`` (``HH:MM:SS``) limits the training's wall time."""
+
+    budget: str = "00:10:00"
+    modality: Literal["ct", "xray"] | None = None
+    angles: str | None = None
+    mode: Literal["auto", "n2n", "nb2nb", "n2v"] = "auto"
+    split_by: str = "auto"
+    width: int = 16
+    seed: int = 0
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """Where ``fit`` wrote things, and what it chose."""
+
+    plan: FitPlan
+    dataset: Path
+    run_dir: Path
+    denoised: list[Path]
+    report: Path
+    preferred: str
+
+
+def plan_fit(inputs: list[Path], options: FitOptions) -> FitPlan:
+    """Choose the route and training mode from the inputs (see the module docstring)."""
+    if not inputs:
+        raise LowdoseInputError("fit needs at least one input: a DICOM folder, image or stack")
+    single_modes = ("nb2nb", "n2v")
+    if options.angles is not None:
+        if any(p.suffix.lower() not in _SINOGRAM_SUFFIXES for p in inputs):
+            raise LowdoseInputError("--angles is for sinograms (.npy/.tif/.h5); drop it for images")
+        mode = "n2n" if options.mode == "auto" else options.mode
+        return FitPlan("sinogram", mode, "a sinogram with --angles: its two interleaved view "
+                       "halves reconstruct to images with independent noise (Noise2Inverse), so "
+                       f"{mode} trains on those pairs")  # fmt: skip
+    if len(inputs) >= 2:
+        mode = "n2n" if options.mode == "auto" else options.mode
+        return FitPlan("repeats", mode, f"{len(inputs)} inputs: repeated acquisitions of the "
+                       "same object give independent noise realisations, so Noise2Noise "
+                       f"({mode}) trains on their pairs")  # fmt: skip
+    mode = "nb2nb" if options.mode == "auto" else options.mode
+    if mode not in single_modes:
+        raise LowdoseInputError(
+            f"--mode {mode} needs two acquisitions (or a sinogram with --angles); one input "
+            "trains with --mode nb2nb or n2v"
+        )
+    name = "Neighbor2Neighbor" if mode == "nb2nb" else "Noise2Void"
+    return FitPlan("single", mode, f"one acquisition and no second realisation: {name} "
+                   f"({mode}) trains on the single noisy image, assuming pixel-independent "
+                   "noise")  # fmt: skip
+
+
+def run_fit(
+    inputs: list[str | os.PathLike],
+    out: str | os.PathLike,
+    options: FitOptions,
+    *,
+    log: Log = print,
+    bars: ProgressScope = no_progress,
+) -> FitResult:
+    """Build the dataset, train within the budget, denoise the inputs, compare and report."""
+    paths = [Path(p) for p in inputs]
+    for path in paths:
+        if not path.exists():
+            raise LowdoseInputError(f"input {path} not found: pass DICOM folders, images or stacks")
+    out = Path(out)
+    plan = plan_fit(paths, options)
+    log(f"route: {plan.route}, mode {plan.mode} — {plan.reason}")
+    out.mkdir(parents=True, exist_ok=True)
+    dataset, data_key = _dataset_stage(paths, out, plan, options, log=log, bars=bars)
+    run_dir = _train_stage(dataset, data_key, out, plan, options, log=log)
+    denoised = _denoise_stage(paths, out, run_dir, plan, options, log=log, bars=bars)
+    preferred = _compare_stage(dataset, run_dir, out, log=log, bars=bars)
+    record = {"plan": asdict(plan), "options": asdict(options),
+              "inputs": [str(p) for p in paths], "dataset": str(dataset),
+              "run_dir": str(run_dir), "denoised": [str(p) for p in denoised]}  # fmt: skip
+    atomic_write_text(out / "fit.json", json.dumps(record, indent=2))
+    report = write_fit_report(out)
+    return FitResult(plan, dataset, run_dir, denoised, report, preferred)
+
+
+def _inputs_key(paths: list[Path]) -> list:
+    # Content changes show up in size and modification time; folders by their files.
+    entries = []
+    for path in paths:
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        entries.append([str(path.resolve()), [(f.name, f.stat().st_size, f.stat().st_mtime_ns)
+                                               for f in files]])  # fmt: skip
+    return entries
+
+
+def _dataset_stage(paths, out: Path, plan: FitPlan, options: FitOptions, *, log, bars):
+    folder = out / "dataset"
+    key = stage_key("fit-dataset-v1", _inputs_key(paths), plan.route, options.angles,
+                    options.split_by, options.modality, options.seed)  # fmt: skip
+    dataset = folder / "dataset.h5"
+    if stage_done(folder, key):
+        log(f"dataset: reusing {dataset}")
+        return dataset, key
+    prepare_stage(folder, key)
+    dataset.unlink(missing_ok=True)
+    with bars() as progress:
+        summary = _build(paths, dataset, plan, options, progress)
+    log(summary.describe())
+    note = summary.details.get("split_note") if summary.details else None
+    if note:
+        log(str(note))
+    finish_stage(folder, key)
+    return dataset, key
+
+
+def _build(paths, dataset: Path, plan: FitPlan, options: FitOptions, progress):
+    if plan.route == "repeats":
+        return build_from_repeats(paths, dataset, seed=options.seed, split_by=options.split_by)
+    if plan.route == "sinogram":
+        return build_from_sinogram(paths, dataset, angles_deg=options.angles, splits=2,
+                                   seed=options.seed, split_by=options.split_by,
+                                   progress=progress)  # fmt: skip
+    return build_from_single(paths, dataset, seed=options.seed, split_by=options.split_by,
+                             modality=options.modality)  # fmt: skip
+
+
+def _train_stage(dataset: Path, data_key: str, out: Path, plan: FitPlan, options, *, log) -> Path:
+    run_dir = out / "train"
+    config = TrainConfig(
+        data=dataset, out=run_dir, mode=plan.mode, loss="mse", width=options.width,
+        residual=True, patch=64, batch_size=16, epochs=100_000, samples_per_epoch=16 * 40,
+        max_time=options.budget, seed=options.seed, threads=options.threads, val_crop=256,
+    )  # fmt: skip
+    key = stage_key("fit-train-v1", data_key, config.model_dump(mode="json"))
+    if stage_done(run_dir, key):
+        log(f"training: reusing {run_dir / 'best.ckpt'}")
+        return run_dir
+    resume = prepare_stage(run_dir, key) and (run_dir / "last.ckpt").is_file()
+    log(f"training {plan.mode} (width {options.width}, residual) for at most {options.budget}"
+        f"{' (resuming)' if resume else ''}; clean-free selection")  # fmt: skip
+    result = train(config, resume=resume)
+    score = f"{result.monitor} {result.best_val_psnr_db:.2f} dB"
+    log(f"trained {result.global_step} steps; best {score}")
+    finish_stage(run_dir, key, steps=result.global_step)
+    return run_dir
+
+
+def _denoise_stage(paths, out: Path, run_dir: Path, plan: FitPlan, options, *, log, bars):
+    folder = out / "denoised"
+    checkpoint = run_dir / "best.ckpt"
+    with bars() as progress:
+        if plan.route == "sinogram":
+            written = _denoise_sinograms(paths, folder, checkpoint, options)
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
+            written = denoise_files(paths, folder, checkpoint, progress=progress)
+    log(f"denoised {len(paths)} input(s) into {folder}/ ({len(written)} files)")
+    return written
+
+
+def _denoise_sinograms(paths, folder: Path, checkpoint: Path, options) -> list[Path]:
+    """Noise2Inverse output: the mean of the network's outputs over the two view halves."""
+    model, meta = load_model(checkpoint)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in paths:
+        sinograms = read_sinogram_stack(path)  # (S, n_angles, n_det)
+        angles = parse_angles(options.angles, sinograms.shape[1])
+        size = int(sinograms.shape[2] / np.sqrt(2))  # the dataset builder's default
+        halves = split_reconstructions(sinograms, angles, splits=2, output_size=size)  # (S,2,H,W)
+        outputs = np.stack([denoise(model, halves[:, k], scaling=meta.scaling)
+                            for k in range(halves.shape[1])])  # fmt: skip
+        buffer = io.BytesIO()
+        np.save(buffer, outputs.mean(axis=0).astype(np.float32))
+        target = folder / f"{path.stem}_denoised.npy"
+        atomic_write_bytes(target, buffer.getvalue())
+        written.append(target)
+    return written
+
+
+def _compare_stage(dataset: Path, run_dir: Path, out: Path, *, log, bars) -> str:
+    with bars() as progress:
+        comparison = compare_methods(dataset, run_dir / "best.ckpt", progress=progress)
+    save_comparison(comparison, out / "compare")
+    log(f"would use: {comparison.preferred} — {comparison.reason}")
+    return comparison.preferred
+
+
+def describe_scores(out: str | os.PathLike) -> list[str]:
+    """Lines of ``OUT/compare/scores.csv`` for the terminal (method, flat sd, lag-1, uPSNR)."""
+    lines = (Path(out) / "compare" / "scores.csv").read_text().splitlines()[1:]
+    rows = [line.split(",") for line in lines]
+    return [
+        f"{m:11s} flat-region sd {float(s):.4g}  residual lag-1 {float(r):+.2f}"
+        + (f"  uPSNR {float(u):.2f} dB" if np.isfinite(float(u)) else "")
+        for m, s, r, u in rows
+    ]

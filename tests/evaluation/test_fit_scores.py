@@ -1,0 +1,84 @@
+"""Clean-free scores of ``lowdose fit`` against cases whose answer is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from lowdose.evaluation.fit_scores import (
+    MethodScores,
+    flat_blocks,
+    flat_sigma,
+    lag1_autocorrelation,
+    preferred_method,
+    score_method,
+)
+from lowdose.physics.noise_estimation import single_image_noise_sigma
+
+
+def piecewise_image(size: int = 128) -> np.ndarray:
+    rows, cols = np.mgrid[0:size, 0:size]
+    image = np.where((rows - size / 2) ** 2 + (cols - size / 2) ** 2 < (size / 3) ** 2, 1.0, 0.2)
+    image[size // 4 : size // 3, size // 4 : 3 * size // 4] = 0.6
+    return image
+
+
+def test_flat_sigma_of_white_noise_is_its_sd_and_ignores_edges():
+    rng = np.random.default_rng(0)
+    clean = piecewise_image()
+    noisy = clean + rng.normal(0, 0.05, clean.shape)
+    blocks = flat_blocks(noisy)
+    assert len(blocks) >= 4
+    assert flat_sigma(noisy, blocks) == pytest.approx(0.05, rel=0.15)
+    assert flat_sigma(clean, blocks) == pytest.approx(0.0, abs=1e-9)  # no edge inside a block
+
+
+def test_constant_padding_blocks_are_never_chosen():
+    rng = np.random.default_rng(1)
+    noisy = piecewise_image() + rng.normal(0, 0.05, (128, 128))
+    noisy[:, :48] = -3.0  # padding: flat, but noiseless
+    for rows, cols in flat_blocks(noisy):
+        assert np.ptp(noisy[rows, cols]) > 0
+
+
+def test_lag1_autocorrelation_white_and_blurred():
+    rng = np.random.default_rng(2)
+    white = rng.normal(size=(256, 256))
+    assert abs(lag1_autocorrelation(white)) < 0.02
+    blurred = ndimage.gaussian_filter(white, 1.0)
+    # Gaussian-filtered white noise: rho(1) = exp(-1 / (4 sigma^2)) = 0.78 for sigma = 1 px
+    assert lag1_autocorrelation(blurred) == pytest.approx(np.exp(-0.25), abs=0.03)
+
+
+def test_score_method_residual_and_upsnr():
+    rng = np.random.default_rng(3)
+    clean = np.stack([piecewise_image(), piecewise_image()[::-1]])
+    y1, y2 = (clean + rng.normal(0, 0.05, clean.shape) for _ in range(2))
+    noisy_scores = score_method("noisy", y1, y1, second=y2)
+    assert np.isnan(noisy_scores.residual_lag1)
+    assert noisy_scores.upsnr_db == pytest.approx(10 * np.log10(1 / 0.05**2), abs=0.3)
+    oracle = score_method("oracle", y1, clean, second=y2)  # removes exactly the noise
+    assert abs(oracle.residual_lag1) < 0.03 and oracle.flat_sigma < 1e-9
+    assert oracle.upsnr_db > noisy_scores.upsnr_db + 20
+    blur = np.stack([ndimage.gaussian_filter(im, 3.0) for im in y1])
+    blurred = score_method("blur", y1, blur, second=y2)
+    assert blurred.residual_lag1 > oracle.residual_lag1 + 0.05  # edges went into the residual
+
+
+def test_preferred_method_uses_upsnr_with_pairs_and_says_heuristic_without():
+    scores = [MethodScores("noisy", 0.05, np.nan, 26.0), MethodScores("a", 0.01, 0.0, 35.0),
+              MethodScores("b", 0.005, 0.3, 33.0)]  # fmt: skip
+    assert preferred_method(scores)[0] == "a"
+    single = [MethodScores(s.method, s.flat_sigma, s.residual_lag1, np.nan) for s in scores]
+    method, reason = preferred_method(single)
+    assert method == "a" and "heuristic" in reason  # b is smoother but removed structure
+
+
+def test_single_image_noise_sigma_ignores_padding():
+    rng = np.random.default_rng(4)
+    image = piecewise_image(256) + rng.normal(0, 0.05, (256, 256))
+    rows, cols = np.mgrid[0:256, 0:256]
+    padded = np.where((rows - 128) ** 2 + (cols - 128) ** 2 > 120**2, -3.0, image)
+    assert single_image_noise_sigma(image) == pytest.approx(0.05, rel=0.08)
+    assert single_image_noise_sigma(padded) == pytest.approx(0.05, rel=0.08)
