@@ -42,6 +42,7 @@ def one_realisation_copy(source: Path, target: Path) -> Path:
     """Copy ``source`` keeping realisation 0 only (attributes and other keys unchanged)."""
     if target.is_file():
         return target
+    target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".partial")
     with h5py.File(source, "r") as src, h5py.File(partial, "w") as dst:
         for key, value in src.attrs.items():

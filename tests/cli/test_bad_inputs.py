@@ -351,3 +351,59 @@ def test_zero_photons_print_one_line_outside_the_test_runner(tmp_path):
     assert (done.returncode, done.stdout) == (1, "")
     assert done.stderr == "error: --photons 0: pass a number > 0\n"
     assert not out.exists()
+
+
+# --- users' own data --------------------------------------------------------------------------
+
+
+def _mixed_size_series(folder: Path) -> Path:
+    """A DICOM folder whose slices have two sizes (two series dropped into one folder)."""
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    folder.mkdir()
+    for k, side in enumerate((64, 64, 96)):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = (
+            CTImageStorage,
+            generate_uid(),
+        )
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = pydicom.Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+        ds.Modality, ds.PatientID, ds.SeriesInstanceUID = "CT", "P1", generate_uid()
+        ds.InstanceNumber, ds.ImagePositionPatient = k + 1, [0.0, 0.0, 2.0 * k]
+        ds.Rows = ds.Columns = side
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
+        ds.PixelData = np.full((side, side), 1000, np.int16).tobytes()
+        ds.save_as(folder / f"s{k}.dcm", enforce_file_format=True)
+    return folder
+
+
+OWN_DATA = {
+    "denoise-mixed-sizes": (["denoise", "--model", "{checkpoint}", "{mixed}"], ["64x64", "96x96"]),
+    "from-single-mixed-sizes": (["dataset", "from-single", "{mixed}"], ["64x64", "96x96"]),
+    "fit-mixed-sizes": (["fit", "{mixed}"], ["64x64", "96x96"]),
+    "fit-missing-input": (["fit", "{missing}"], ["nothing.npy"]),
+    "fit-n2n-from-one-input": (["fit", "{image}", "--mode", "n2n"], ["--mode n2n", "nb2nb"]),
+    "fit-bad-budget": (["fit", "{image}", "--budget", "ten minutes"], ["--budget", "00:05:00"]),
+    "fit-angles-on-images": (["fit", "{mixed}", "--angles", "0:180"], ["--angles", "sinogram"]),
+}
+
+
+@pytest.mark.parametrize(("args", "names"), OWN_DATA.values(), ids=OWN_DATA.keys())
+def test_bad_own_data_is_one_line_naming_it(inputs, tmp_path, args, names):
+    places = {
+        "checkpoint": inputs.checkpoint,
+        "image": inputs.image,
+        "mixed": _mixed_size_series(tmp_path / "mixed"),
+        "missing": tmp_path / "nothing.npy",
+    }
+    out = tmp_path / "out"
+    result = run_cli([str(a).format(**places) for a in args] + ["--out", out])
+    assert_one_error_line(result, names=names)
+    assert_nothing_written(out)

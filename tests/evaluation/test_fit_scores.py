@@ -82,3 +82,22 @@ def test_single_image_noise_sigma_ignores_padding():
     padded = np.where((rows - 128) ** 2 + (cols - 128) ** 2 > 120**2, -3.0, image)
     assert single_image_noise_sigma(image) == pytest.approx(0.05, rel=0.08)
     assert single_image_noise_sigma(padded) == pytest.approx(0.05, rel=0.08)
+
+
+def test_padding_outside_the_mask_neither_dilutes_nor_flatters_the_scores():
+    rng = np.random.default_rng(5)
+    clean = np.stack([piecewise_image(), piecewise_image()[::-1]])
+    y1, y2 = (clean + rng.normal(0, 0.05, clean.shape) for _ in range(2))
+    blur = np.stack([ndimage.gaussian_filter(im, 1.0) for im in y1])
+    plain = score_method("blur", y1, blur, second=y2)
+    inside = np.zeros(clean.shape, bool)
+    inside[:, 16:112, 16:112] = True
+    padded = [np.where(inside, a, -3.0) for a in (y1, y2, blur)]  # constant, noiseless outside
+    cropped = score_method("blur", *(a[:, 16:112, 16:112] for a in (y1, blur)),
+                           second=y2[:, 16:112, 16:112])  # fmt: skip
+    masked = score_method("blur", padded[0], padded[2], second=padded[1], mask=inside)
+    unmasked = score_method("blur", padded[0], padded[2], second=padded[1])
+    assert masked.upsnr_db == pytest.approx(cropped.upsnr_db, abs=1e-6)
+    assert masked.residual_lag1 == pytest.approx(cropped.residual_lag1, abs=1e-3)
+    assert unmasked.upsnr_db > masked.upsnr_db + 1  # the padding flatters an unmasked score
+    assert np.isfinite(plain.upsnr_db)

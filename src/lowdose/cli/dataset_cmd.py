@@ -1,4 +1,4 @@
-"""``lowdose dataset from-repeats | from-sinogram | from-single | score-pairs``: users' own data."""
+"""``lowdose dataset from-repeats, from-sinogram, from-single, score-pairs``: users' own data."""
 
 from __future__ import annotations
 

@@ -52,8 +52,8 @@ def _run_all(names: list[str], scale: str, out: Path, seeds: int) -> None:
     configs = [load_experiment(name, scale, seeds=seeds) for name in names]
     for config in configs:
         _log(
-            f"[bold]experiment {config.name}[/] (paper table {config.paper_table or '-'}, {scale}, "
-            f"{seeds} training seed(s) per network)"
+            f"[bold]experiment {config.name}[/] (table {config.paper_table or '-'}, {scale}, "
+            f"{seeds} seed{'s' if seeds > 1 else ''} per network)"
         )
         run_experiment(config, out, log=_log, bars=_item_bars)
 
@@ -132,7 +132,7 @@ def demo(
     with user_errors():
         start = time.perf_counter()
         check_out_writable(out)
-        _log("demo: 1 training seed per network (no sd over seeds; reproduce --seeds K has it)")
+        _log("demo: 1 training seed per network (reproduce --seeds K gives sds)")
         _run_all(["xray", "ct24-phantom"], "quick", out, seeds=1)
         files = write_report(out)
         _log(f"demo done in {time.perf_counter() - start:.0f} s")

@@ -7,7 +7,9 @@ from pathlib import Path
 import typer
 
 from lowdose.cli._app import app, check_out_writable, console, user_errors
+from lowdose.core.errors import LowdoseInputError
 from lowdose.report.build import write_report
+from lowdose.report.fit_report import write_fit_report
 
 
 @app.command()
@@ -19,8 +21,17 @@ def report(
         None, "--out", help="Output folder (default RUN_DIR/report); figures go to OUT/figures."
     ),
 ) -> None:
-    """Build report.md and a self-contained report.html: tables, sweeps, panels, training."""
+    """Build report.md and a self-contained report.html: tables, sweeps, panels, training.
+
+    A ``lowdose fit`` folder (it holds ``fit.json``) gets its own report back, in place.
+    """
     with user_errors():
+        if (run_dir / "fit.json").is_file():
+            if out is not None:
+                raise LowdoseInputError("a fit folder's report is rebuilt in place: drop --out")
+            check_out_writable(run_dir / "report.html")
+            console.print(f"wrote {write_fit_report(run_dir)}")
+            return
         if run_dir.is_dir():  # else write_report says what RUN_DIR should be
             check_out_writable(out or run_dir / "report")
         with console.status("building report"):

@@ -111,7 +111,8 @@ def compare_methods(
         bm3d[k] = denoise_bm3d(image, sigma=s)
         counter.advance()
     images["nlm-blind"], images["bm3d-blind"] = nlm, bm3d
-    scores = [score_method(name, noisy, images[name], second=second) for name in METHODS]
+    fov = None if split.fov is None else np.asarray(split.fov[rows], bool)  # (I, H, W)
+    scores = [score_method(name, noisy, images[name], second=second, mask=fov) for name in METHODS]
     preferred, reason = preferred_method(scores)
     return FitComparison(
         scores=scores, preferred=preferred, reason=reason, sigma=sigma, sigma_source=source,

@@ -104,15 +104,21 @@ def flat_sigma(image: np.ndarray, blocks: list[tuple[slice, slice]]) -> float:
     return float(np.sqrt(np.mean(variances))) if variances else float("nan")
 
 
-def lag1_autocorrelation(image: np.ndarray) -> float:
-    """Mean of the lag-1 autocorrelation coefficients along rows and columns of (H, W)."""
+def lag1_autocorrelation(image: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Mean of the lag-1 autocorrelation coefficients along rows and columns of (H, W).
+
+    With ``mask`` ((H, W) bool), only neighbour pairs with both pixels inside count (the field
+    of view of a padded CT slice), and the mean is taken inside.
+    """
     array = np.asarray(image, dtype=np.float64)
-    array = array - array.mean()
-    power = float(np.mean(array * array))
+    inside = np.ones(array.shape, bool) if mask is None else np.asarray(mask, bool)
+    array = np.where(inside, array - array[inside].mean(), 0.0)
+    power = float(np.mean(array[inside] ** 2)) if inside.any() else 0.0
     if power == 0.0:
         return 0.0
-    rows = float(np.mean(array[1:] * array[:-1]))
-    cols = float(np.mean(array[:, 1:] * array[:, :-1]))
+    rows_in, cols_in = inside[1:] & inside[:-1], inside[:, 1:] & inside[:, :-1]
+    rows = float(np.sum(array[1:] * array[:-1] * rows_in) / max(rows_in.sum(), 1))
+    cols = float(np.sum(array[:, 1:] * array[:, :-1] * cols_in) / max(cols_in.sum(), 1))
     return (rows + cols) / 2 / power
 
 
@@ -122,6 +128,7 @@ def score_method(
     estimate: np.ndarray,
     *,
     second: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
     block_px: int = 16,
 ) -> MethodScores:
     """Clean-free scores of ``estimate = f(noisy)``.
@@ -133,6 +140,9 @@ def score_method(
         The input images and the method's output, same units (the dataset scale).
     second : ndarray (I, H, W), optional
         A second independent realisation of every image (then ``upsnr_db`` is measured).
+    mask : ndarray (I, H, W) bool, optional
+        The field of view: residual and uPSNR are measured inside it only, so padding outside a
+        CT reconstruction circle (constant, noiseless) neither dilutes nor flatters them.
     block_px : int
         Side of the flat blocks.
     """
@@ -142,16 +152,21 @@ def score_method(
         raise LowdoseInputError(
             f"{method}: noisy {noisy.shape} and estimate {estimate.shape} differ"
         )
+    inside = np.ones(noisy.shape, bool) if mask is None else np.asarray(mask, bool)
     sigmas, lags = [], []
-    for image, output in zip(noisy, estimate, strict=True):
+    for image, output, keep in zip(noisy, estimate, inside, strict=True):
         sigmas.append(flat_sigma(output, flat_blocks(image, block_px=block_px)) ** 2)
         same = np.array_equal(image, output)
-        lags.append(np.nan if same else lag1_autocorrelation(image - output))
+        lags.append(np.nan if same else lag1_autocorrelation(image - output, keep))
     upsnr_db = float("nan")
     if second is not None:
         second = np.asarray(second, dtype=np.float64)
-        variance = pair_noise_variance_all_pixels(noisy, second)  # (I,)
-        umse = unbiased_mse(second, estimate, noise_variance=variance)
+        umse = []
+        for y1, y2, e, k in zip(noisy, second, estimate, inside, strict=True):
+            # the pixels inside the mask as one (1, 1, P) image: core.metrics' uMSE, unchanged
+            first, other, output = (a[k][None, None] for a in (y1, y2, e))
+            variance = pair_noise_variance_all_pixels(first, other)
+            umse.append(float(unbiased_mse(other, output, noise_variance=variance)[0]))
         upsnr_db = float(upsnr_from_umse(float(np.mean(umse)), data_range=1.0))
     lag = float(np.nanmean(lags)) if not np.all(np.isnan(lags)) else float("nan")
     return MethodScores(method, float(np.sqrt(np.mean(sigmas))), lag, upsnr_db)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -42,7 +43,7 @@ from lowdose.owndata.single import build_from_single
 from lowdose.owndata.split_sinogram import build_from_sinogram, split_reconstructions
 from lowdose.pipeline.cache import finish_stage, prepare_stage, stage_done, stage_key
 from lowdose.report.fit_report import write_fit_report
-from lowdose.training.config import TrainConfig
+from lowdose.training.config import TrainConfig, is_wall_time
 from lowdose.training.run import train
 
 Route = Literal["repeats", "sinogram", "single"]
@@ -127,13 +128,21 @@ def run_fit(
         if not path.exists():
             raise LowdoseInputError(f"input {path} not found: pass DICOM folders, images or stacks")
     out = Path(out)
+    if not is_wall_time(options.budget):
+        raise LowdoseInputError(f"--budget {options.budget!r}: use HH:MM:SS, e.g. 00:05:00")
     plan = plan_fit(paths, options)
     log(f"route: {plan.route}, mode {plan.mode} — {plan.reason}")
+    fresh = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    dataset, data_key = _dataset_stage(paths, out, plan, options, log=log, bars=bars)
-    run_dir = _train_stage(dataset, data_key, out, plan, options, log=log)
-    denoised = _denoise_stage(paths, out, run_dir, plan, options, log=log, bars=bars)
-    preferred = _compare_stage(dataset, run_dir, out, log=log, bars=bars)
+    try:
+        dataset, data_key = _dataset_stage(paths, out, plan, options, log=log, bars=bars)
+        run_dir = _train_stage(dataset, data_key, out, plan, options, log=log)
+        denoised = _denoise_stage(paths, out, run_dir, plan, options, log=log, bars=bars)
+        preferred = _compare_stage(dataset, run_dir, out, log=log, bars=bars)
+    except LowdoseInputError:
+        if fresh:  # bad input in a new fit: leave nothing behind (a resumed one keeps its stages)
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     record = {"plan": asdict(plan), "options": asdict(options),
               "inputs": [str(p) for p in paths], "dataset": str(dataset),
               "run_dir": str(run_dir), "denoised": [str(p) for p in denoised]}  # fmt: skip

@@ -178,7 +178,7 @@ def _train_one(config, spec, seed: int, data_path, data_key, out_dir, log: Log) 
         train(resume_config(run_dir), resume=True)
         finish_stage(run_dir, key)
     else:
-        log(f"{name}: {spec.mode}-{spec.loss}")
+        log(f"{name}: mode {spec.mode}, loss {spec.loss}")
         values = {**train_values, "data": data_path, "out": run_dir}
         values.update(mode=spec.mode, loss=spec.loss)
         train(make_train_config(values, source=f"experiment {config.name}"))

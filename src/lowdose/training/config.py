@@ -121,9 +121,14 @@ class TrainConfig(BaseModel):
     @field_validator("max_time")
     @classmethod
     def _max_time_format(cls, value: str | None) -> str | None:
-        if value is not None and not _MAX_TIME.match(value):
+        if value is not None and not is_wall_time(value):
             raise ValueError(f"max_time must look like 00:05:00 or 1:00:00:00, got {value!r}")
         return value
+
+
+def is_wall_time(text: str) -> bool:
+    """True for ``HH:MM:SS`` or ``DD:HH:MM:SS`` (Lightning's ``max_time`` forms)."""
+    return bool(_MAX_TIME.match(text))
 
 
 def make_train_config(values: dict[str, Any], *, source: str = "options") -> TrainConfig:
