@@ -103,10 +103,14 @@ def test_one_512_image_is_cut_into_tiles_with_gaps_and_compact_test_region():
         for other_row, other_col in boxes[k + 1 :]:  # separated by >= the gap on some axis
             assert abs(row - other_row) >= side + 8 or abs(col - other_col) >= side + 8
     labels = plan.split.tolist()
-    assert labels == sorted(labels, key=["train", "val", "test"].index)  # train | val | test
-    test_rows = set(boxes[plan.split == "test", 0].tolist())
-    assert len(test_rows) == 1  # the test tiles sit together in the last row of the grid
-    assert plan.object_id[0] == "img3:img0:region-r0c0"
+    assert labels == sorted(labels, key=["test", "val", "train"].index)  # centre outwards
+    centre = (512 - side) / 2
+    distance = np.hypot(*(boxes - centre).T)  # (K,) tile origin to the centred tile's origin
+    for inner, outer in (("test", "val"), ("val", "train")):
+        assert distance[plan.split == inner].max() <= distance[plan.split == outer].min()
+    test_boxes = boxes[plan.split == "test"]  # compact: test tiles are grid neighbours
+    assert np.abs(test_boxes[:, None] - test_boxes[None]).max() <= side + 8
+    assert plan.object_id[0].startswith("img3:img0:region-r")
     assert (
         plan.to_attrs()["split_tile_px"] == side and plan.to_attrs()["split_gap_unit"] == "pixels"
     )

@@ -15,8 +15,9 @@ Methods (:data:`SPLIT_METHODS`; every builder's ``split_by`` and ``--split-by``)
     two splits. A slab is an object ``<patient>:slab-<split>``.
 ``region``
     Every image is cut into equal square tiles on a grid with ``region_gap_px`` pixels (default
-    :data:`REGION_GAP_PX`) dropped between tiles; tiles in raster order go to train, then val,
-    then test, so the val and test tiles form one compact block at the bottom. A tile is one
+    :data:`REGION_GAP_PX`) dropped between tiles; the tiles nearest the image centre go to test,
+    the next nearest to val, the rest to train, so val and test form one compact block where the
+    object usually is (corners are often air or padding). A tile is one
     dataset image and its own object ``<patient>:img<k>:region-r<row>c<col>``; its origin (row,
     col) in the original image is kept (:attr:`SplitPlan.tile_origin`) so outputs can be put
     back together.
@@ -192,8 +193,13 @@ def _region_plan(patients, image_shape, frac, names, gap_px: int, why: str) -> S
     side = tile_side_px(image_shape, frac, gap_px=gap_px)
     n_rows, n_cols = ((n + gap_px) // (side + gap_px) for n in image_shape)
     counts = object_counts(frac, n_rows * n_cols)
-    labels = np.repeat(np.array(names), counts)  # raster order: train, then val, then test
-    grid = [(r, c) for r in range(n_rows) for c in range(n_cols)]
+    # Test tiles nearest the image centre, then val, then train: the object (body, phantom) is
+    # usually central and the corners are air or out-of-field padding, which would make a test
+    # region without content. The nearest k tiles to a point form one compact block.
+    grid = sorted(((r, c) for r in range(n_rows) for c in range(n_cols)),
+                  key=lambda rc: ((rc[0] - (n_rows - 1) / 2) ** 2 + (rc[1] - (n_cols - 1) / 2) ** 2,
+                                  rc))  # fmt: skip
+    labels = np.repeat(np.array(names), counts)[::-1]  # (test, val, train) from the centre out
     index, objects, origin = [], [], []
     seen: dict[str, int] = {}
     for row, patient in enumerate(patients.tolist()):
@@ -203,8 +209,8 @@ def _region_plan(patients, image_shape, frac, names, gap_px: int, why: str) -> S
         origin += [(r * (side + gap_px), c * (side + gap_px)) for r, c in grid]
     shares = "/".join(str(c) for c in counts if c)
     note = (f"split by region{why}: each image cut into {n_rows}x{n_cols} tiles of {side} px "
-            f"({gap_px} px dropped between tiles), {shares} tiles per image in raster "
-            "order")  # fmt: skip
+            f"({gap_px} px dropped between tiles), {shares} tiles per image, test "
+            "nearest the centre")  # fmt: skip
     origin_px = np.asarray(origin, np.int64).reshape(-1, 2)
     return SplitPlan("region", np.asarray(index, np.int64), np.array(objects),
                      np.tile(labels, patients.size), gap=gap_px, tile_px=side,

@@ -55,6 +55,8 @@ class FitComparison:
     images : dict of str -> ndarray (I, H, W) float32
         Every method's output (and ``noisy``) on the dataset scale.
     object_id : ndarray (I,) str
+    hu_divisor : ndarray (I,) float64 or None
+        For CT in HU: ``HU = scaled * hu_divisor - 1024`` per image (for display); else None.
     """
 
     scores: list[MethodScores]
@@ -64,6 +66,7 @@ class FitComparison:
     sigma_source: str
     images: dict[str, np.ndarray]
     object_id: np.ndarray
+    hu_divisor: np.ndarray | None = None
 
 
 def compare_methods(
@@ -117,6 +120,7 @@ def compare_methods(
     return FitComparison(
         scores=scores, preferred=preferred, reason=reason, sigma=sigma, sigma_source=source,
         images=images, object_id=np.asarray(split.object_id[rows]),
+        hu_divisor=np.asarray(split.scale[rows], np.float64) if split.attrs.is_ct_hu else None,
     )  # fmt: skip
 
 
@@ -134,6 +138,7 @@ def save_comparison(comparison: FitComparison, folder: str | os.PathLike) -> Non
         "preferred": comparison.preferred, "reason": comparison.reason,
         "sigma_source": comparison.sigma_source, "sigma": comparison.sigma.tolist(),
         "object_id": [str(v) for v in comparison.object_id],
+        "hu_divisor": None if comparison.hu_divisor is None else comparison.hu_divisor.tolist(),
     }  # fmt: skip
     atomic_write_text(folder / "choice.json", json.dumps(choice, indent=2))
     buffer = io.BytesIO()

@@ -173,10 +173,7 @@ def _dataset_stage(paths, out: Path, plan: FitPlan, options: FitOptions, *, log,
     dataset.unlink(missing_ok=True)
     with bars() as progress:
         summary = _build(paths, dataset, plan, options, progress)
-    log(summary.describe())
-    note = summary.details.get("split_note") if summary.details else None
-    if note:
-        log(str(note))
+    log(summary.describe())  # includes the split made and the measured noise correlation
     finish_stage(folder, key)
     return dataset, key
 
@@ -259,7 +256,8 @@ def describe_scores(out: str | os.PathLike) -> list[str]:
     lines = (Path(out) / "compare" / "scores.csv").read_text().splitlines()[1:]
     rows = [line.split(",") for line in lines]
     return [
-        f"{m:11s} flat-region sd {float(s):.4g}  residual lag-1 {float(r):+.2f}"
+        f"{m:11s} flat-region sd {float(s):.4g}  residual lag-1 "
+        + (f"{float(r):+.2f}" if np.isfinite(float(r)) else "—")
         + (f"  uPSNR {float(u):.2f} dB" if np.isfinite(float(u)) else "")
         for m, s, r, u in rows
     ]

@@ -18,6 +18,8 @@ import numpy as np
 
 from lowdose.core.atomic import atomic_write_bytes, atomic_write_text
 from lowdose.core.errors import LowdoseInputError
+from lowdose.core.metrics import HU_SOFT_TISSUE_WINDOW
+from lowdose.data.scaling import scaled_to_hu
 from lowdose.report.figures import choose_zoom_box, panel_figure
 from lowdose.report.html import BulletList, Figure, Heading, Paragraph, Table, to_html, to_markdown
 
@@ -68,12 +70,17 @@ def write_fit_report(out: str | os.PathLike) -> Path:
 
 def _score_section(scores: list[dict], choice: dict) -> list:
     has_pairs = any(math.isfinite(float(row["upsnr_db"])) for row in scores)
-    header = ["method", "flat-region noise sd", "residual lag-1 correlation"]
+    divisor = choice.get("hu_divisor")
+    # HU = scaled * divisor - 1024, so an sd on the dataset scale times the divisor is in HU
+    to_hu = float(np.mean(divisor)) if divisor is not None else None
+    header = ["method", "flat-region noise sd" + (" [HU]" if to_hu else ""),
+              "residual lag-1 correlation"]  # fmt: skip
     header += ["uPSNR [dB]"] if has_pairs else []
     rows = []
     for row in scores:
-        lag = float(row["residual_lag1"])
-        cells = [_TITLES.get(row["method"], row["method"]), f"{float(row['flat_sigma']):.4g}",
+        lag, sd = float(row["residual_lag1"]), float(row["flat_sigma"])
+        cells = [_TITLES.get(row["method"], row["method"]),
+                 f"{sd * to_hu:.1f}" if to_hu else f"{sd:.4g}",
                  "—" if not math.isfinite(lag) else f"{lag:+.3f}"]  # fmt: skip
         if has_pairs:
             cells.append(f"{float(row['upsnr_db']):.2f}")
@@ -93,7 +100,7 @@ def _score_section(scores: list[dict], choice: dict) -> list:
                  "unbiased estimate of the error against the unknown clean image.")  # fmt: skip
     filters = (
         f"The filters are blind: noise sd {np.mean(sigma):.4g} (mean over images) estimated "
-        f"from the {'pair' if choice['sigma_source'] == 'pair' else 'single image (wavelet MAD)'}"
+        f"from the {'pair' if choice['sigma_source'] == 'pair' else 'single image (Immerkaer)'}"
         ", NLM with h = 0.8 sd, patch 5, distance 6; BM3D with sigma_psd = sd."
     )
     return [
@@ -109,8 +116,14 @@ def _score_section(scores: list[dict], choice: dict) -> list:
 def _figures(images: dict[str, np.ndarray], choice: dict) -> list:
     names = [name for name in _TITLES if name in images]
     n_rows = min(2, images["noisy"].shape[0])
-    reference = images.get("network", images["noisy"])[:n_rows]
-    vmin, vmax = (float(v) for v in np.percentile(reference, [1, 99]))
+    divisor = choice.get("hu_divisor")
+    if divisor is not None:  # CT in HU: show HU in the soft-tissue window
+        factor = np.asarray(divisor, np.float64)[:, None, None]  # (I, 1, 1)
+        images = {name: scaled_to_hu(array, factor) for name, array in images.items()}
+        (vmin, vmax), unit = HU_SOFT_TISSUE_WINDOW, "HU"
+    else:
+        reference = images.get("network", images["noisy"])[:n_rows]
+        (vmin, vmax), unit = (float(v) for v in np.percentile(reference, [1, 99])), "dataset scale"
     rows = [[(_TITLES[n], images[n][k]) for n in names] for k in range(n_rows)]
     boxes = [choose_zoom_box(images.get("network", images["noisy"])[k]) for k in range(n_rows)]
     panels = panel_figure(rows, vmin=vmin, vmax=vmax, zoom_boxes=boxes)
@@ -121,7 +134,7 @@ def _figures(images: dict[str, np.ndarray], choice: dict) -> list:
     return [
         Heading(2, "Images"),
         Figure(panels, "figures/fit_panels.png", "Test images: the noisy input and every method's "
-               f"output (window {vmin:.3g}..{vmax:.3g} on the dataset scale), zoomed inset."),
+               f"output (window {vmin:.4g}..{vmax:.4g}, {unit}), zoomed inset."),
         Figure(residual_png, "figures/fit_residuals.png", "What each method removed (y - f(y)) "
                "from the first image: noise only should look like texture-free grain."),
     ]  # fmt: skip
