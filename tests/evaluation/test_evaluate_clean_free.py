@@ -130,3 +130,31 @@ def test_summary_states_mean_and_sd_over_seeds(pair_of_files, tmp_path):
     differences = {d.method: d for d in paired_table(seeded, "noisy")}
     assert differences["n2n-mse (unet)"].mean_db == pytest.approx(1.5)
     assert differences["n2n-mse (unet)"].n_seeds == 2
+
+
+def test_upsnr_counts_only_the_field_of_view(make_tiny_dataset, tmp_path):
+    import h5py
+
+    path = make_tiny_dataset(name="fov.h5", with_clean=False, n_realisations=2)
+    with h5py.File(path, "r+") as handle:
+        images, _, height, width = handle["noisy"].shape
+        rows, cols = np.mgrid[0:height, 0:width]
+        disc = (rows - height / 2) ** 2 + (cols - width / 2) ** 2 < (0.4 * height) ** 2
+        noisy = handle["noisy"][...]
+        noisy[:, :, ~disc] = 0.0  # padding: constant, identical in both realisations
+        handle["noisy"][...] = noisy
+        handle.create_dataset(
+            "fov", data=np.broadcast_to(disc, (images, height, width)), dtype="u1"
+        )
+    results = evaluate(
+        path, models=(), filters=("gaussian",), tuning="blind", out_dir=tmp_path / "r"
+    )
+    test = testset.read_test_set(path)
+    noisy = test.noisy.astype(np.float64)
+    y1, y2 = noisy[:, 0][:, disc], noisy[:, 1][:, disc]  # (I, P) inside only
+    expected = np.mean((y1 - y2) ** 2, axis=1) - np.var(y1 - y2, axis=1, ddof=1) / 2
+    noisy_rows = results[results["method"] == "noisy"].sort_values("image_index")
+    assert np.allclose(noisy_rows["umse"].to_numpy(), expected, rtol=1e-6, atol=1e-12)
+    # unmasked, the noiseless padding would have pulled the noise variance (and uMSE) down
+    whole = np.var(test.noisy[:, 0] - test.noisy[:, 1], axis=(1, 2), ddof=1) / 2
+    assert np.all(whole < np.var(y1 - y2, axis=1, ddof=1) / 2)

@@ -30,6 +30,7 @@ from lowdose.core.metrics import (
 )
 from lowdose.data.dataset import dataset_sha256
 from lowdose.data.results import ResultRow
+from lowdose.evaluation.fit_scores import pair_umse_inside
 from lowdose.evaluation.methods import MethodOutput
 from lowdose.evaluation.testset import TestSet
 
@@ -80,6 +81,8 @@ def noise_variances(test: TestSet) -> tuple[np.ndarray, np.ndarray]:
     true = nan if test.clean is None else np.var(first - test.clean, axis=(1, 2))
     if test.noisy.shape[1] < 2:
         return nan, true
+    if test.fov is not None:  # padding outside the field of view carries no noise
+        return pair_umse_inside(first, test.noisy[:, 1], first, test.fov)[0], true
     return pair_noise_variance_all_pixels(test.noisy[:, 0], test.noisy[:, 1]), true
 
 
@@ -125,7 +128,10 @@ def clean_free_scores(
         nan = np.full(len(outputs), math.nan)
         return nan, nan
     second, variance = test.noisy[:, 1], context.noise_var_estimate
-    umse = unbiased_mse(second, outputs, noise_variance=variance)
+    if test.fov is None:
+        umse = unbiased_mse(second, outputs, noise_variance=variance)
+    else:  # inside the field of view only: constant padding would flatter the score
+        umse = pair_umse_inside(test.noisy[:, 0], second, outputs, test.fov)[1]
     return umse, upsnr_from_umse(umse, data_range=test.data_range)
 
 

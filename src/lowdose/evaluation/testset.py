@@ -30,6 +30,9 @@ class TestSet:
     scale : ndarray (I,) float64
         Each image's divisor (``scaled = (raw + scaling_offset) / scale``).
     attrs : DatasetAttrs
+    fov : ndarray (I, H, W) bool or None
+        The scanner's field of view (the file's optional ``fov``): the clean-free scores count
+        only the pixels inside it; None when the file has none.
     """
 
     __test__ = False  # a data class, not a pytest test class
@@ -41,6 +44,7 @@ class TestSet:
     index: np.ndarray
     scale: np.ndarray
     attrs: DatasetAttrs
+    fov: np.ndarray | None = None
 
     @property
     def inputs(self) -> np.ndarray:
@@ -61,9 +65,9 @@ def read_test_set(data_path: Path) -> TestSet:
             f"{data_path}: no clean images and one realisation per image, so nothing can be "
             "scored; evaluate a file with 'clean' or with N >= 2 realisations"
         )
-    return TestSet(
-        data_path, split.clean, split.noisy, split.object_id, split.index, split.scale, split.attrs
-    )
+    fov = None if split.fov is None else np.asarray(split.fov, bool)
+    return TestSet(data_path, split.clean, split.noisy, split.object_id, split.index,
+                   split.scale, split.attrs, fov)  # fmt: skip
 
 
 def blind_training_pair(data_path: Path, tuning: str) -> tuple[np.ndarray, np.ndarray, str]:

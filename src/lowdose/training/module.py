@@ -146,7 +146,9 @@ class DenoiseModule(L.LightningModule):
             self._val_count += loss.size
             return
         estimate = self(noisy).float()
-        mse = ((estimate - reference) ** 2).flatten(1).mean(dim=1).double().cpu().numpy()  # (B,)
+        squared = ((estimate - reference) ** 2).flatten(1)  # (B, H*W); NaN outside the fov
+        mean = torch.nanmean(squared, dim=1) if bool(reference.isnan().any()) else squared.mean(1)
+        mse = mean.double().cpu().numpy()  # (B,)
         # floor at 1e-20 (200 dB): a perfect image must not make the epoch's mean infinite
         psnr_db = psnr_from_mse(np.maximum(mse, 1e-20), data_range=1.0)  # (B,)
         self._val_psnr_sum += float(np.sum(psnr_db))

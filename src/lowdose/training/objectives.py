@@ -53,9 +53,17 @@ _OFFSETS = torch.tensor(
 
 
 def noise2noise(network: Network, batch, generator: torch.Generator, *, distance: Distance):
-    """Supervised loss ``distance(f(input), target)`` (n2n: another realisation; n2c: clean)."""
+    """Supervised loss ``distance(f(input), target)`` (n2n: another realisation; n2c: clean).
+
+    NaN target pixels lie outside the scanner's field of view (the dataset's ``fov``) and are
+    left out of the loss; without any, the loss is exactly ``distance(f(input), target)``.
+    """
     inputs, targets = batch[0], batch[1]
-    return distance(network(inputs), targets)
+    outputs = network(inputs)
+    inside = torch.isfinite(targets)
+    if bool(inside.all()):
+        return distance(outputs, targets)
+    return distance(outputs[inside], targets[inside])
 
 
 def neighbour_pairs(

@@ -110,6 +110,10 @@ class PairDataset(Dataset):
         self._arrays = load_split(self.path, split, with_clean=mode == "n2c") if in_memory else None
         self._handle: h5py.File | None = None
         self._pid: int | None = None
+        # Out-of-field pixels (the file's optional `fov`) become NaN targets, which the
+        # supervised objectives never score; single-acquisition targets are the input itself.
+        with h5py.File(self.path, "r") as handle:
+            self._mask_targets = "fov" in handle and mode in ("n2n", "n2c")
 
     def __len__(self) -> int:
         return len(self.rows) * len(self.pairs)
@@ -168,13 +172,15 @@ class PairDataset(Dataset):
             position = int(k) // len(self.pairs)  # views, no copy
             source = self._arrays.noisy[position, i][window]
             target = self._arrays.noisy[position, j] if j >= 0 else self._arrays.clean[position]
-            return source, target[window], transform
+            fov = self._arrays.fov[position][window] if self._mask_targets else None
+            return source, _outside_nan(target[window], fov), transform
         handle = self._file()
         source = handle["noisy"][(row, i, *window)]
         if j == i:  # single-acquisition modes: the patch is its own target, read it once
             return source, source, transform
         target = handle["noisy"][(row, j, *window)] if j >= 0 else handle["clean"][(row, *window)]
-        return source, target, transform
+        fov = handle["fov"][(row, *window)] if self._mask_targets else None
+        return source, _outside_nan(target, fov), transform
 
     def close(self) -> None:
         """Close this process's HDF5 handle (it reopens on the next item)."""
@@ -223,6 +229,11 @@ def _pairs(mode: str, n: int) -> np.ndarray:
     if mode == "n2c":
         return np.array([(i, -1) for i in range(n)])
     return np.array([(i, i) for i in range(n)])  # single acquisition: the patch is its target
+
+
+def _outside_nan(target: np.ndarray, fov: np.ndarray | None) -> np.ndarray:
+    """``target`` with NaN where ``fov`` is 0 (a new array), or ``target`` itself."""
+    return target if fov is None else np.where(fov.astype(bool), target, np.float32(np.nan))
 
 
 def _tensor(image: np.ndarray) -> torch.Tensor:
