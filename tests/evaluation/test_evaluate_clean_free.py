@@ -158,3 +158,19 @@ def test_upsnr_counts_only_the_field_of_view(make_tiny_dataset, tmp_path):
     # unmasked, the noiseless padding would have pulled the noise variance (and uMSE) down
     whole = np.var(test.noisy[:, 0] - test.noisy[:, 1], axis=(1, 2), ddof=1) / 2
     assert np.all(whole < np.var(y1 - y2, axis=1, ddof=1) / 2)
+
+
+def test_region_tiles_of_one_image_are_one_object_in_the_results(make_tiny_dataset, tmp_path):
+    import h5py
+
+    from lowdose.data.split_plan import source_object
+
+    assert source_object("P1:img0:region-r1c2") == source_object("P1:slab-test") == "P1"
+    assert source_object("img:region") == "img:region"  # not a split unit's name
+    path = make_tiny_dataset(name="tiles.h5", n_objects=3, images_per_object=2)
+    with h5py.File(path, "r+") as handle:  # every image a tile of one slice of patient P1
+        tiles = [f"P1:img0:region-r{k}c0" for k in range(len(handle["object_id"]))]
+        del handle["object_id"]
+        handle.create_dataset("object_id", data=np.array(tiles, dtype="S"))
+    results = evaluate(path, models=(), filters=(), out_dir=tmp_path / "r")
+    assert set(results["object_id"]) == {"P1"}  # 2 test tiles, 1 object: no CI over objects

@@ -215,3 +215,19 @@ def _region_plan(patients, image_shape, frac, names, gap_px: int, why: str) -> S
     return SplitPlan("region", np.asarray(index, np.int64), np.array(objects),
                      np.tile(labels, patients.size), gap=gap_px, tile_px=side,
                      tile_origin=origin_px, note=note)  # fmt: skip
+
+
+def source_object(object_id: str) -> str:
+    """The patient or phantom a split unit came from: ``P1:slab-val`` -> ``P1``, and
+    ``P1:img0:region-r1c2`` -> ``P1`` (tiles and slabs of one object are not independent, so
+    statistics over objects cluster them back together).
+
+    >>> source_object("P1:img0:region-r1c2"), source_object("P1:slab-test"), source_object("P1")
+    ('P1', 'P1', 'P1')
+    """
+    text = str(object_id)
+    for marker in (":slab-", ":img"):
+        head, found, tail = text.rpartition(marker)
+        if found and (marker == ":slab-" or ":region-r" in tail):
+            return head
+    return text

@@ -30,6 +30,7 @@ from lowdose.core.metrics import (
 )
 from lowdose.data.dataset import dataset_sha256
 from lowdose.data.results import ResultRow
+from lowdose.data.split_plan import source_object
 from lowdose.evaluation.fit_scores import pair_umse_inside
 from lowdose.evaluation.methods import MethodOutput
 from lowdose.evaluation.testset import TestSet
@@ -148,7 +149,7 @@ def result_rows(test: TestSet, method: MethodOutput, context: RowContext) -> lis
             dataset=context.dataset,
             dataset_sha256=context.dataset_sha256,
             image_index=int(test.index[i]),
-            object_id=str(test.object_id[i]),
+            object_id=source_object(test.object_id[i]),  # tiles cluster by their object
             method=method.method,
             model=method.model,
             tuning=method.tuning,
