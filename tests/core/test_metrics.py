@@ -9,7 +9,13 @@ from hypothesis import strategies as st
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from lowdose.core.errors import LowdoseInputError
-from lowdose.core.metrics import psnr, ssim, ssim_wang
+from lowdose.core.metrics import (
+    pair_noise_variance_all_pixels,
+    psnr,
+    ssim,
+    ssim_wang,
+    unbiased_mse,
+)
 
 
 @pytest.fixture
@@ -140,3 +146,16 @@ def test_docstring_examples_hold():
     import lowdose.core.metrics
 
     assert doctest.testmod(lowdose.core.metrics).failed == 0
+
+
+def test_pair_variance_and_umse_inside_a_mask_equal_those_of_the_pixels_inside():
+    rng = np.random.default_rng(11)
+    y1, y2, estimate = (rng.normal(size=(2, 16, 16)) for _ in range(3))
+    inside = np.zeros((2, 16, 16), bool)
+    inside[:, 4:12, 2:14] = True
+    crop = (slice(None), slice(4, 12), slice(2, 14))
+    variance = pair_noise_variance_all_pixels(y1, y2, inside=inside)
+    assert np.allclose(variance, pair_noise_variance_all_pixels(y1[crop], y2[crop]))
+    masked = unbiased_mse(y2, estimate, noise_variance=variance, inside=inside)
+    assert np.allclose(masked, unbiased_mse(y2[crop], estimate[crop], noise_variance=variance))
+    assert not np.allclose(pair_noise_variance_all_pixels(y1, y2), variance)

@@ -90,7 +90,7 @@ def psnr_from_mse(mse, *, data_range) -> float | np.ndarray:
     return float(values) if values.ndim == 0 else values
 
 
-def pair_noise_variance_all_pixels(first, second) -> np.ndarray:
+def pair_noise_variance_all_pixels(first, second, *, inside=None) -> np.ndarray:
     """Per-image noise variance of one realisation from a pair: ``Var(y1 - y2) / 2``.
 
     With ``y_k = x + n_k``, ``n_1`` and ``n_2`` independent, zero-mean and of equal variance,
@@ -102,6 +102,8 @@ def pair_noise_variance_all_pixels(first, second) -> np.ndarray:
     ----------
     first, second : array_like (B, H, W) or (H, W)
         Two independent realisations of the same images, same units.
+    inside : array_like bool, same shape, optional
+        Only these pixels count (the scanner's field of view: padding carries no noise).
 
     Returns
     -------
@@ -109,11 +111,10 @@ def pair_noise_variance_all_pixels(first, second) -> np.ndarray:
         Units squared; sample variance over the pixels (ddof 1).
     """
     y1, y2, _ = checked_image_pair(first, second, "pair_noise_variance_all_pixels")
-    diff = (y1.astype(np.float64) - y2).reshape(len(y1), -1)
-    return np.var(diff, axis=1, ddof=1) / 2.0
+    return _per_image(np.var, y1.astype(np.float64) - y2, inside, ddof=1) / 2.0
 
 
-def unbiased_mse(other_realisation, estimate, *, noise_variance) -> np.ndarray:
+def unbiased_mse(other_realisation, estimate, *, noise_variance, inside=None) -> np.ndarray:
     """Unbiased estimate of ``MSE(estimate, clean)`` from an independent noisy reference.
 
     ``E|f(y1) - y2|^2 = E|f(y1) - x|^2 + sigma^2`` when ``y2 = x + n2`` with ``n2`` zero-mean and
@@ -128,14 +129,16 @@ def unbiased_mse(other_realisation, estimate, *, noise_variance) -> np.ndarray:
     estimate : array_like, same shape
         ``f(y1)``.
     noise_variance : float or array_like (B,)
-        ``sigma^2`` of one realisation, units squared.
+        ``sigma^2`` of one realisation, units squared (measured over the same pixels).
+    inside : array_like bool, same shape, optional
+        Only these pixels count (as in :func:`pair_noise_variance_all_pixels`).
 
     Returns
     -------
     ndarray (B,) float64
     """
     ref, est, _ = checked_image_pair(other_realisation, estimate, "unbiased_mse")
-    mse = np.mean(((est.astype(np.float64) - ref) ** 2).reshape(len(ref), -1), axis=1)
+    mse = _per_image(np.mean, (est.astype(np.float64) - ref) ** 2, inside)
     return mse - np.broadcast_to(np.asarray(noise_variance, dtype=np.float64), mse.shape)
 
 
@@ -256,19 +259,19 @@ def _ssim_per_image(reference, estimate, data_range, name: str, window: int, opt
             f"{window}x{window} window; pass images of at least {window}x{window} pixels"
         )
     dr = checked_data_range(data_range, ref.shape[0])
-    values = np.array(
-        [
-            structural_similarity(
-                ref[b].astype(np.float64),
-                est[b].astype(np.float64),
-                data_range=float(dr[b]),
-                **options,
-            )
-            for b in range(ref.shape[0])
-        ],
-        dtype=np.float64,
-    )
+    pairs = zip(ref, est, dr, strict=True)  # float64 one image at a time: no doubled stack
+    values = np.array([structural_similarity(r.astype(np.float64), e.astype(np.float64),
+                                             data_range=float(d), **options)
+                       for r, e, d in pairs], dtype=np.float64)  # fmt: skip
     return values if batched else float(values[0])
+
+
+def _per_image(reduce, values: np.ndarray, inside, **kwargs) -> np.ndarray:
+    """``reduce`` over the pixels of each (B, H, W) image -> (B,), or over its ``inside`` only."""
+    if inside is None:
+        return reduce(values.reshape(len(values), -1), axis=1, **kwargs)
+    masks = np.broadcast_to(np.asarray(inside, bool).reshape(-1, *values.shape[1:]), values.shape)
+    return np.array([reduce(v[k], **kwargs) for v, k in zip(values, masks, strict=True)])
 
 
 def checked_image_pair(reference, estimate, name: str) -> tuple[np.ndarray, np.ndarray, bool]:

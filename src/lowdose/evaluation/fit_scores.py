@@ -161,36 +161,11 @@ def score_method(
     upsnr_db = float("nan")
     if second is not None:
         second = np.asarray(second, dtype=np.float64)
-        _, umse = pair_umse_inside(noisy, second, estimate, inside)
+        variance = pair_noise_variance_all_pixels(noisy, second, inside=inside)
+        umse = unbiased_mse(second, estimate, noise_variance=variance, inside=inside)
         upsnr_db = float(upsnr_from_umse(float(np.mean(umse)), data_range=1.0))
     lag = float(np.nanmean(lags)) if not np.all(np.isnan(lags)) else float("nan")
     return MethodScores(method, float(np.sqrt(np.mean(sigmas))), lag, upsnr_db)
-
-
-def pair_umse_inside(first, second, estimate, inside) -> tuple[np.ndarray, np.ndarray]:
-    """Per image, inside a mask: the pair noise variance and the uMSE of ``estimate = f(first)``.
-
-    Parameters
-    ----------
-    first, second, estimate : ndarray (I, H, W)
-        Two realisations and the output for the first, one scale.
-    inside : ndarray (I, H, W) bool
-        The pixels that count (the field of view).
-
-    Returns
-    -------
-    variance, umse : ndarray (I,) float64
-        :func:`lowdose.core.metrics.pair_noise_variance_all_pixels` and
-        :func:`lowdose.core.metrics.unbiased_mse` of the pixels inside, unchanged.
-    """
-    variances, umses = [], []
-    for y1, y2, e, k in zip(first, second, estimate, inside, strict=True):
-        # the pixels inside the mask as one (1, 1, P) image
-        pixels = [np.asarray(a, np.float64)[k][None, None] for a in (y1, y2, e)]
-        variance = pair_noise_variance_all_pixels(pixels[0], pixels[1])
-        umses.append(float(unbiased_mse(pixels[1], pixels[2], noise_variance=variance)[0]))
-        variances.append(float(variance[0]))
-    return np.asarray(variances), np.asarray(umses)
 
 
 def preferred_method(

@@ -31,7 +31,6 @@ from lowdose.core.metrics import (
 from lowdose.data.dataset import dataset_sha256
 from lowdose.data.results import ResultRow
 from lowdose.data.split_plan import source_object
-from lowdose.evaluation.fit_scores import pair_umse_inside
 from lowdose.evaluation.methods import MethodOutput
 from lowdose.evaluation.testset import TestSet
 
@@ -82,9 +81,8 @@ def noise_variances(test: TestSet) -> tuple[np.ndarray, np.ndarray]:
     true = nan if test.clean is None else np.var(first - test.clean, axis=(1, 2))
     if test.noisy.shape[1] < 2:
         return nan, true
-    if test.fov is not None:  # padding outside the field of view carries no noise
-        return pair_umse_inside(first, test.noisy[:, 1], first, test.fov)[0], true
-    return pair_noise_variance_all_pixels(test.noisy[:, 0], test.noisy[:, 1]), true
+    # inside the field of view only (when the file has one): padding carries no noise
+    return pair_noise_variance_all_pixels(first, test.noisy[:, 1], inside=test.fov), true
 
 
 def _against_clean(metric, test: TestSet, outputs: np.ndarray) -> np.ndarray:
@@ -129,10 +127,8 @@ def clean_free_scores(
         nan = np.full(len(outputs), math.nan)
         return nan, nan
     second, variance = test.noisy[:, 1], context.noise_var_estimate
-    if test.fov is None:
-        umse = unbiased_mse(second, outputs, noise_variance=variance)
-    else:  # inside the field of view only: constant padding would flatter the score
-        umse = pair_umse_inside(test.noisy[:, 0], second, outputs, test.fov)[1]
+    # inside the field of view only (when the file has one): constant padding would flatter it
+    umse = unbiased_mse(second, outputs, noise_variance=variance, inside=test.fov)
     return umse, upsnr_from_umse(umse, data_range=test.data_range)
 
 

@@ -169,8 +169,7 @@ def _dataset_stage(paths, out: Path, plan: FitPlan, options: FitOptions, *, log,
     if stage_done(folder, key):
         log(f"dataset: reusing {dataset}")
         return dataset, key
-    prepare_stage(folder, key)
-    dataset.unlink(missing_ok=True)
+    prepare_stage(folder, key)  # the builders write atomically: no partial file to clear
     with bars() as progress:
         summary = _build(paths, dataset, plan, options, progress)
     log(summary.describe())  # includes the split made and the measured noise correlation

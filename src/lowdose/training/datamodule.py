@@ -178,21 +178,15 @@ def validation_tensors(
         # Var(y1 - y2) / 2 of each cropped pair (inside the field of view), the same for both
         # directions of the pair.
         half = len(inputs) // 2
-        variance = np.tile(_pair_variance(inputs[:half], references[:half], fov), 2)
+        inside = None if fov is None else fov[:half]
+        variance = np.tile(
+            pair_noise_variance_all_pixels(inputs[:half], references[:half], inside=inside), 2
+        )
     if fov is not None:  # out-of-field pixels: NaN references, never scored (module.py)
         references = np.where(fov, references, np.float32(np.nan))
     inputs_t = torch.from_numpy(np.ascontiguousarray(inputs[:, None]))  # (V, 1, H, W)
     references_t = torch.from_numpy(np.ascontiguousarray(references[:, None]))
     return inputs_t, references_t, torch.from_numpy(variance.astype(np.float64))
-
-
-def _pair_variance(first: np.ndarray, second: np.ndarray, fov: np.ndarray | None) -> np.ndarray:
-    """Per-pair ``Var(y1 - y2) / 2`` over all pixels, or over the field of view ``fov``."""
-    if fov is None:
-        return pair_noise_variance_all_pixels(first, second)
-    inside = fov[: len(first)]
-    return np.array([pair_noise_variance_all_pixels(a[k][None, None], b[k][None, None])[0]
-                     for a, b, k in zip(first, second, inside, strict=True)])  # fmt: skip
 
 
 def _self_validation(images: np.ndarray, crop: int | None):
