@@ -140,7 +140,7 @@ def test_interrupted_training_resumes_from_last_checkpoint(finished_run):
 
 def test_ct_source_is_found_without_the_package_location(tmp_path, monkeypatch):
     from lowdose.core.errors import LowdoseInputError
-    from lowdose.pipeline.reproduce import resolve_ct_source
+    from lowdose.pipeline.dataset_stage import resolve_ct_source
 
     source = "../shared/data/ct/tcga-luad"  # what the CT experiment files name
     for name in ("LOWDOSE_CT_SOURCE", "LOWDOSE_CT_DATA"):

@@ -38,7 +38,8 @@ def evaluate(
         "both",
         "--tuning",
         help="oracle (per image vs clean: the paper), blind (training noisy pairs, no clean), "
-        "blind-clean (training clean images), or both (oracle + blind).",
+        "blind-clean (training clean images), both (oracle + blind), blind-sigma (NLM/BM3D "
+        "strength from each scan's own noise estimate, no search) or oracle+blind-sigma.",
     ),
     out: Path = typer.Option(..., "--out", help="Results folder to write."),
     hu_window: str = typer.Option(

@@ -45,11 +45,11 @@ def _item_bars() -> AbstractContextManager[Progress]:
 
 def _run_all(names: list[str], scale: str, out: Path, seeds: int) -> None:
     # torch-bound: keeps `lowdose --help` and light commands fast
-    from lowdose.pipeline.config import load_experiment
+    from lowdose.pipeline.config import load_experiments
     from lowdose.pipeline.reproduce import run_experiment
 
     # validate all before running any
-    configs = [load_experiment(name, scale, seeds=seeds) for name in names]
+    configs = [c for name in names for c in load_experiments(name, scale, seeds=seeds)]
     for config in configs:
         _log(
             f"[bold]experiment {config.name}[/] (table {config.paper_table or '-'}, {scale}, "
@@ -62,7 +62,7 @@ def _run_all(names: list[str], scale: str, out: Path, seeds: int) -> None:
 def reproduce(
     experiment: Annotated[
         str,
-        typer.Argument(help="xray|ct24|ct18|ct24-sinogram|ct18-sinogram|all|a YAML"),
+        typer.Argument(help="xray|ct24|ct18|ct24-sinogram|ct18-sinogram|ct-dose|all|a YAML"),
     ],
     scale: Annotated[str, typer.Option(help="quick|medium|paper")] = "quick",
     out: Annotated[Path | None, typer.Option(help="run folder (default runs/<experiment>)")] = None,

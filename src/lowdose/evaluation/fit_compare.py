@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from lowdose.baselines.filters import denoise_bm3d, denoise_nlm
+from lowdose.baselines.sigma_rule import params_from_sigma
 from lowdose.core.atomic import atomic_write_bytes, atomic_write_text
 from lowdose.core.errors import LowdoseInputError
 from lowdose.core.metrics import pair_noise_variance_all_pixels
@@ -109,9 +110,9 @@ def compare_methods(
     counter.advance(len(rows))
     nlm, bm3d = np.empty_like(noisy), np.empty_like(noisy)
     for k, (image, s) in enumerate(zip(noisy, sigma, strict=True)):
-        nlm[k] = denoise_nlm(image, h=0.8 * s, patch_size=5, patch_distance=6, sigma=s)
+        nlm[k] = denoise_nlm(image, **params_from_sigma("nlm", s))
         counter.advance()
-        bm3d[k] = denoise_bm3d(image, sigma=s)
+        bm3d[k] = denoise_bm3d(image, **params_from_sigma("bm3d", s))
         counter.advance()
     images["nlm-blind"], images["bm3d-blind"] = nlm, bm3d
     fov = None if split.fov is None else np.asarray(split.fov[rows], bool)  # (I, H, W)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lowdose.baselines.filters import apply_filter
+from lowdose.baselines.sigma_rule import params_from_sigma
 from lowdose.baselines.tuning import tune_blind, tune_oracle
 from lowdose.core.errors import LowdoseInputError
 from lowdose.core.progress import Progress, StageCounter
@@ -20,13 +21,17 @@ from lowdose.evaluation.testset import TestSet, blind_training_pair
 from lowdose.inference.predict import predict
 from lowdose.models.checkpoint import load_model
 
-TUNING_CHOICES = ("oracle", "blind", "blind-clean", "both")
+TUNING_CHOICES = ("oracle", "blind", "blind-clean", "both", "blind-sigma", "oracle+blind-sigma")
 # What each choice runs: "both" is the paper's oracle next to the clean-free blind tuning.
 _TUNINGS = {
     "oracle": ("oracle",),
     "blind": ("blind",),
     "blind-clean": ("blind-clean",),
     "both": ("oracle", "blind"),
+    # no search: the strength from each test scan's own clean-free noise estimate
+    # (lowdose.baselines.sigma_rule), as a user without clean data runs NLM and BM3D
+    "blind-sigma": ("blind-sigma",),
+    "oracle+blind-sigma": ("oracle", "blind-sigma"),
 }
 log = logging.getLogger("lowdose.evaluation")
 
@@ -73,14 +78,23 @@ def model_methods(
     for checkpoint in checkpoints:
         model, meta = load_model(checkpoint)
         label = f"{meta.mode}-{meta.loss}"
-        outputs = predict(
-            model, test.inputs, device=device, progress=_relabelled(progress, label, test)
-        )
+        outputs = _predict_scan(model, test, device, _relabelled(progress, label, test))
         params = {"checkpoint": str(checkpoint), "global_step": meta.global_step}
         seed = -1 if meta.seed is None else int(meta.seed)
         yield MethodOutput(
             label, meta.model.name, "none", [params] * len(outputs), outputs, seed, meta.selection
         )
+
+
+def _predict_scan(model, test: TestSet, device: str, progress: Progress | None) -> np.ndarray:
+    """(I, H, W) network outputs for the test scans; view subsets are denoised one by one and
+    averaged (Noise2Inverse's estimate of the full scan)."""
+    if test.view_subsets == 1:
+        return predict(model, test.inputs, device=device, progress=progress)
+    total = np.zeros(test.inputs.shape, np.float64)
+    for k in range(test.view_subsets):
+        total += predict(model, test.noisy[:, k], device=device, progress=progress)
+    return (total / test.view_subsets).astype(np.float32)
 
 
 def _relabelled(progress: Progress | None, stage: str, test: TestSet) -> Progress | None:
@@ -123,13 +137,18 @@ def filter_methods(
     runs); the filters run as the outputs are asked for.
     """
     tunings = filter_tunings(tuning, test) if filters else ()
-    pairs = {t: blind_training_pair(test.path, t) for t in tunings if t != "oracle"}
+    if "blind-sigma" in tunings:
+        for name in filters:
+            params_from_sigma(name, 1.0)  # raises for a filter without a sigma rule
+    pairs = {t: blind_training_pair(test.path, t) for t in tunings if t in ("blind", "blind-clean")}
 
     def outputs() -> Iterator[MethodOutput]:
         for name in filters:
             for kind in tunings:
                 if kind == "oracle":
                     yield _oracle(test, name, grids.get(name), workers, progress)
+                elif kind == "blind-sigma":
+                    yield _blind_sigma(test, name, workers, progress)
                 else:
                     yield _blind(test, name, grids.get(name), kind, pairs[kind], workers, progress)
 
@@ -149,6 +168,18 @@ def _oracle(test: TestSet, name: str, grid, workers: int, progress) -> MethodOut
     )
     outputs = apply_filter(test.inputs, name, result.best_params)
     return MethodOutput(name, "", "oracle", result.best_params, outputs)
+
+
+def _blind_sigma(test: TestSet, name: str, workers: int, progress) -> MethodOutput:
+    sigma = test.noise_sigma_estimate()
+    counter = StageCounter(progress, f"{name} blind-sigma", len(test.inputs))
+    counter.advance(0)
+    params = [params_from_sigma(name, s) for s in sigma]
+    outputs = apply_filter(test.inputs, name, params, threads=workers)
+    counter.advance(len(outputs))
+    shown = [{**p, "sigma_from": "pair" if test.noisy.shape[1] > 1 else "single-image"}
+             for p in params]  # fmt: skip
+    return MethodOutput(name, "", "blind-sigma", shown, outputs)
 
 
 def _blind(

@@ -114,7 +114,7 @@ def summary_markdown(results, attrs: DatasetAttrs, *, clean_read: bool = True) -
         f"then 10 log10(data_range^2 / uMSE) with data_range {first['data_range']:g}. 95 % CI: "
         "cluster bootstrap over objects (2000 draws, percentile). *blind*: one setting chosen "
         "on the training split's two noisy realisations; *blind-clean*: against its clean "
-        "images. "
+        "images; *blind-sigma*: no search, strength from each test scan's estimated noise sd. "
         + (
             "Beside PSNR, uPSNR checks the estimator."
             if clean_read

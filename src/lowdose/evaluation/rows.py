@@ -82,7 +82,11 @@ def noise_variances(test: TestSet) -> tuple[np.ndarray, np.ndarray]:
     if test.noisy.shape[1] < 2:
         return nan, true
     # inside the field of view only (when the file has one): padding carries no noise
-    return pair_noise_variance_all_pixels(first, test.noisy[:, 1], inside=test.fov), true
+    pair = pair_noise_variance_all_pixels(first, test.noisy[:, 1], inside=test.fov)
+    if test.view_subsets > 1:  # a subset has K times the variance of the scan (their mean)
+        true = nan if test.clean is None else np.var(test.inputs - test.clean, axis=(1, 2))
+        return pair / test.view_subsets, true
+    return pair, true
 
 
 def _against_clean(metric, test: TestSet, outputs: np.ndarray) -> np.ndarray:
@@ -121,9 +125,10 @@ def clean_free_scores(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(I,) uMSE (dataset scale squared) and uPSNR in dB of ``outputs = f(y1)`` against y2.
 
-    NaN for N < 2; uPSNR NaN where uMSE <= 0. Reads only the two realisations.
+    NaN for N < 2 and for view subsets (the input, their mean, shares the second's noise);
+    uPSNR NaN where uMSE <= 0. Reads only the two realisations.
     """
-    if test.noisy.shape[1] < 2:
+    if test.noisy.shape[1] < 2 or test.view_subsets > 1:  # a subset is part of the input
         nan = np.full(len(outputs), math.nan)
         return nan, nan
     second, variance = test.noisy[:, 1], context.noise_var_estimate

@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from lowdose.core.errors import LowdoseInputError
+from lowdose.core.metrics import pair_noise_variance_all_pixels
 from lowdose.data.attributes import DatasetAttrs
 from lowdose.data.dataset import load_split
+from lowdose.physics.noise_estimation import single_image_noise_sigma
 
 
 @dataclass(frozen=True)
@@ -47,9 +49,34 @@ class TestSet:
     fov: np.ndarray | None = None
 
     @property
+    def view_subsets(self) -> int:
+        """K when the N realisations are K view subsets of one scan (attr ``realisations_are``
+        ``view_subsets``, Noise2Inverse), else 1 (independent acquisitions)."""
+        if self.attrs.extra.get("realisations_are") == "view_subsets":
+            return int(self.noisy.shape[1])
+        return 1
+
+    @property
     def inputs(self) -> np.ndarray:
-        """(I, H, W) float32: the first realisation, what every method denoises."""
+        """(I, H, W) float32: what every method denoises.
+
+        The first realisation; for view subsets the whole scan, i.e. their mean (FBP is linear
+        and normalised per subset, so the mean of K equal subsets is the full-view FBP): filters
+        see the scan a user has, networks denoise each subset and average
+        (:func:`lowdose.evaluation.methods.model_methods`).
+        """
+        if self.view_subsets > 1:
+            return self.noisy.mean(axis=1, dtype=np.float64).astype(np.float32)
         return self.noisy[:, 0]
+
+    def noise_sigma_estimate(self) -> np.ndarray:
+        """(I,) float64 noise sd of each input, clean-free: from the realisation pair inside the
+        field of view (``Var(y1 - y2) / 2``, divided by K for view subsets, whose mean is the
+        input), or from the single image (Immerkaer) when N = 1."""
+        if self.noisy.shape[1] < 2:
+            return np.array([single_image_noise_sigma(image) for image in self.inputs])
+        pair = pair_noise_variance_all_pixels(self.noisy[:, 0], self.noisy[:, 1], inside=self.fov)
+        return np.sqrt(np.maximum(pair, 0.0) / self.view_subsets)
 
     @property
     def data_range(self) -> float:

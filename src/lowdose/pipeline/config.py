@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lowdose.core.errors import LowdoseInputError
 
@@ -32,7 +32,9 @@ class DatasetSpec(_Strict):
     """How to build the experiment's HDF5 dataset (simulate xray | simulate ct)."""
 
     kind: Literal["xray", "ct"]
-    target_psnr_db: float
+    # The paper's baseline PSNR; CT sinogram noise may give a physical dose instead
+    # (photons_per_ray or dose_fraction), then no target is solved for.
+    target_psnr_db: float | None = None
     realisations: int = Field(2, ge=2)
     size: int = Field(256, ge=32)
     seed: int = 0
@@ -46,6 +48,37 @@ class DatasetSpec(_Strict):
     # Which PSNR the target refers to: the paper's data_range 1 scale, or the -1000..1000 HU window
     # (physically sensible photon counts for the sinogram model).
     target_scale: Literal["data_range_1", "hu_window"] = "data_range_1"
+    # Dose-based CT sinogram noise (lowdose simulate ct --photons-per-ray / --dose-fraction)
+    photons_per_ray: float | None = Field(None, gt=0)
+    dose_fraction: float | None = Field(None, gt=0)
+    electronic_noise_counts: float = Field(0.0, ge=0)
+    kernel: Literal["hann", "ramp", "shepp-logan"] = "hann"
+    # One scan split into K interleaved view subsets (Noise2Inverse) instead of K scans
+    view_subsets: int | None = Field(None, ge=2)
+
+    @model_validator(mode="after")
+    def _one_noise_level(self) -> DatasetSpec:
+        doses = [v for v in (self.photons_per_ray, self.dose_fraction) if v is not None]
+        if len(doses) > 1:
+            raise ValueError("give photons_per_ray or dose_fraction, not both")
+        if doses and (self.kind != "ct" or self.noise != "sinogram"):
+            raise ValueError("photons_per_ray / dose_fraction need kind ct with noise sinogram")
+        if doses and self.target_psnr_db is not None:
+            raise ValueError("target_psnr_db and a dose exclude each other: give one")
+        if not doses and self.target_psnr_db is None:
+            raise ValueError("give target_psnr_db (or, for CT sinogram noise, a dose)")
+        if self.view_subsets is not None and not doses:
+            raise ValueError("view_subsets needs a dose-based sinogram dataset")
+        return self
+
+
+class IqSpec(_Strict):
+    """Image quality on the digital QA phantom at the experiment's dose (``lowdose iq``)."""
+
+    enabled: bool = False
+    realisations: int = Field(16, ge=2)
+    size: int = Field(256, ge=64)
+    filters: list[str] = ["nlm", "bm3d"]
 
 
 class ModelSpec(_Strict):
@@ -58,7 +91,9 @@ class ModelSpec(_Strict):
 
 class EvaluateSpec(_Strict):
     filters: list[str] = ["gaussian", "median", "bilateral", "nlm", "bm3d"]
-    tuning: Literal["oracle", "blind", "blind-clean", "both"] = "both"
+    tuning: Literal[
+        "oracle", "blind", "blind-clean", "both", "blind-sigma", "oracle+blind-sigma"
+    ] = "both"
 
 
 class ForeignModel(_Strict):
@@ -94,6 +129,7 @@ class ExperimentConfig(_Strict):
     seeds: int = Field(1, ge=1)
     evaluate: EvaluateSpec = EvaluateSpec()
     sweep: SweepSpec = SweepSpec()
+    iq: IqSpec = IqSpec()
 
 
 def training_seeds(config: ExperimentConfig) -> list[int]:
@@ -115,9 +151,27 @@ def available_experiments() -> list[str]:
 def load_experiment(
     name_or_path: str | Path, scale: Scale, *, seeds: int | None = None
 ) -> ExperimentConfig:
-    """Read an experiment YAML (a shipped name such as ``xray`` or a path) at ``scale``.
+    """Read a one-arm experiment YAML (a shipped name such as ``xray`` or a path) at ``scale``.
 
-    ``seeds`` (trainings per network), when given, wins over the file's ``seeds``.
+    ``seeds`` (trainings per network), when given, wins over the file's ``seeds``. A file with
+    ``arms`` is read with :func:`load_experiments`.
+    """
+    configs = load_experiments(name_or_path, scale, seeds=seeds)
+    if len(configs) != 1:
+        raise LowdoseInputError(
+            f"experiment {name_or_path!r} has {len(configs)} arms; read it with load_experiments"
+        )
+    return configs[0]
+
+
+def load_experiments(
+    name_or_path: str | Path, scale: Scale, *, seeds: int | None = None
+) -> list[ExperimentConfig]:
+    """Read an experiment YAML at ``scale``: one config, or one per arm.
+
+    ``arms`` (optional) maps an arm name to overrides deep-merged over the base before the scale
+    (e.g. ``ct-dose``'s quarter and tenth dose, two scans or one split scan); arm ``A`` of
+    experiment ``E`` runs as experiment ``E-A`` (its own folder, dataset and models).
     """
     path = Path(name_or_path)
     if not path.suffix:
@@ -132,16 +186,23 @@ def load_experiment(
     except yaml.YAMLError as exc:
         raise LowdoseInputError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
     scales = raw.pop("scales", {}) or {}
+    arms = raw.pop("arms", None) or {None: {}}
     if scale not in scales and scale != "quick":
         raise LowdoseInputError(f"{path}: no '{scale}' scale; it defines {sorted(scales)}")
-    merged = _deep_merge(raw, scales.get(scale, {}) or {})
-    merged["scale"] = scale
-    if seeds is not None:
-        merged["seeds"] = seeds
-    try:
-        return ExperimentConfig.model_validate(merged)
-    except ValidationError as exc:
-        raise LowdoseInputError(f"{path}: {_first_error(exc)}") from None
+    configs = []
+    for arm, override in arms.items():
+        merged = _deep_merge(_deep_merge(raw, override or {}), scales.get(scale, {}) or {})
+        if arm is not None:
+            merged["name"] = f"{raw.get('name', path.stem)}-{arm}"
+        merged["scale"] = scale
+        if seeds is not None:
+            merged["seeds"] = seeds
+        try:
+            configs.append(ExperimentConfig.model_validate(merged))
+        except ValidationError as exc:
+            where = f"{path} (arm {arm})" if arm is not None else str(path)
+            raise LowdoseInputError(f"{where}: {_first_error(exc)}") from None
+    return configs
 
 
 def _deep_merge(base: dict, override: dict) -> dict:

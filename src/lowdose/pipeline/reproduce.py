@@ -21,24 +21,16 @@ A stage whose ``stage.json`` holds the same key is skipped; a training run that 
 (its key matches but it is not finished) resumes from ``last.ckpt``; a stage whose inputs changed
 is recomputed and its old output moved aside to ``<name>.stale``.
 
-Real CT data: an experiment's ``dataset.source`` names a DICOM folder
-(``../shared/data/ct/tcga-luad`` in the paper's CT files). It is looked up, in order:
-``LOWDOSE_CT_SOURCE=DIR`` (overrides the file); the source path itself (absolute, or relative to
-the working folder); ``LOWDOSE_CT_DATA=/path/to/tcga-luad`` (the folder that ``source`` names,
-for runs outside the repository checkout or from an installed wheel). Otherwise the run stops
-with one line saying to set it. Phantom experiments (``source: phantom``, as ``lowdose demo``
-runs) need neither.
+Datasets are built by :mod:`lowdose.pipeline.dataset_stage` (where real CT data is looked up).
 """
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 from lowdose.core.atomic import atomic_write_text
 from lowdose.core.environment import capture_environment
-from lowdose.core.errors import LowdoseInputError
 from lowdose.core.progress import Log, ProgressScope, no_progress
 from lowdose.data.dataset import read_attrs
 from lowdose.data.experiment_record import ExperimentRecord, read_experiment_record
@@ -52,79 +44,9 @@ from lowdose.evaluation.sweep import (
 )
 from lowdose.pipeline.cache import file_sha256, finish_stage, prepare_stage, stage_done, stage_key
 from lowdose.pipeline.config import ExperimentConfig, training_seeds
-from lowdose.simulate.ct import build_ct_dataset
-from lowdose.simulate.xray import build_xray_dataset
+from lowdose.pipeline.dataset_stage import build_dataset, workers
 from lowdose.training.config import make_train_config
 from lowdose.training.run import resume_config, train
-
-CT_SOURCE_ENV = "LOWDOSE_CT_SOURCE"
-CT_DATA_ENV = "LOWDOSE_CT_DATA"
-
-
-def _workers() -> int:
-    # Oracle search processes: one per core, at most 8 (the search is embarrassingly parallel).
-    return max(1, min(8, len(os.sched_getaffinity(0))))
-
-
-def build_dataset(
-    config: ExperimentConfig, out_dir: Path, log: Log, bars: ProgressScope = no_progress
-) -> tuple[Path, str]:
-    """Build (or reuse) the experiment's dataset; return its path and stage key."""
-    spec = config.dataset
-    # v2: X-ray views over [0, 180), noise streams keyed by level
-    key = stage_key("dataset-v2", spec.model_dump())
-    path = out_dir / "data" / f"{spec.kind}-{key}.h5"
-    if path.is_file():
-        log(f"dataset: cached {path.name}")
-        return path, key
-    log(f"dataset: building {path.name}")
-    common = {
-        "target_psnr_db": spec.target_psnr_db,
-        "realisations": spec.realisations,
-        "size": spec.size,
-        "seed": spec.seed,
-    }
-    with bars() as progress:
-        if spec.kind == "xray":
-            build_xray_dataset(
-                path,
-                phantoms=spec.phantoms,
-                angles=spec.angles,
-                geometry=spec.geometry,
-                workers=_workers(),  # same file for any worker count (seeded per phantom)
-                progress=progress,
-                **common,
-            )
-        else:
-            build_ct_dataset(
-                path,
-                source=resolve_ct_source(spec.source),
-                noise=spec.noise,
-                target_scale=spec.target_scale,
-                progress=progress,
-                **common,
-            )
-    return path, key
-
-
-def resolve_ct_source(source: str) -> str | Path:
-    """``phantom``, or the DICOM folder to read (see the module docstring for the order)."""
-    if source == "phantom":
-        return source
-    override = os.environ.get(CT_SOURCE_ENV)
-    if override:
-        return Path(override)
-    path = Path(source)
-    if path.is_absolute() or path.exists():
-        return path
-    data = os.environ.get(CT_DATA_ENV)
-    if data:
-        return Path(data)
-    raise LowdoseInputError(
-        f"CT source folder {source} not found from {Path.cwd()}: set {CT_DATA_ENV}="
-        "/path/to/tcga-luad (or dataset.source in the experiment YAML), or run the phantom "
-        "experiments (lowdose demo)"
-    )
 
 
 def run_dir_for(out_dir: Path, model: str, seed: int) -> Path:
@@ -219,7 +141,7 @@ def evaluate_stage(
             filters=config.evaluate.filters,
             tuning=config.evaluate.tuning,
             out_dir=folder,
-            workers=_workers(),
+            workers=workers(),
             progress=progress,
         )
     finish_stage(folder, key)
@@ -281,14 +203,14 @@ def run_experiment(
     out_dir.mkdir(parents=True, exist_ok=True)
     times = {}
     start = time.perf_counter()
-    data_path, data_key = build_dataset(config, out_dir, log, bars)
+    data_path, data_key = build_dataset(config.dataset, out_dir, log, bars)
     times["dataset_s"] = time.perf_counter() - start
     attrs = read_attrs(data_path)
     record = ExperimentRecord(
         name=config.name,
         paper_table=config.paper_table,
         scale=config.scale,
-        baseline_target_db=config.dataset.target_psnr_db,
+        baseline_target_db=attrs.target_psnr_db,
         achieved_psnr_db=attrs.achieved_psnr_db,
         dataset=str(data_path.relative_to(root)),
         dataset_attrs=attrs,

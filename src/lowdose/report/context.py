@@ -20,6 +20,9 @@ _TUNING_TEXT = {
     "against a second noisy realisation (no clean image at all, like Noise2Noise)",
     "blind-clean": "**blind-clean** filter tuning: one setting for the dataset, chosen on the "
     "training split against its clean images (clean data used, never the test images)",
+    "blind-sigma": "**blind-sigma** filter setting: no search; NLM h = 0.8 sigma, BM3D "
+    "sigma_psd = sigma, with sigma the noise sd of each test scan estimated from its own pair "
+    "(or single image); no clean image",
     "none": "networks and the noisy input need no tuning (`none`)",
 }
 _SELECTION_TEXT = {
