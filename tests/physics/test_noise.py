@@ -174,3 +174,28 @@ def test_sigma_solver_is_the_closed_form(target, data_range, side):
     naive_db = 20 * np.log10(data_range / level.level)
     # only the Jensen term 10/ln(10)/P separates it from the naive formula
     assert naive_db == pytest.approx(target - 10 / np.log(10) / side**2, abs=1e-9)
+
+
+def test_electronic_noise_is_added_to_the_counts_before_the_log():
+    p = np.full((50, 400), 1.5, np.float32)
+    before = p.copy()
+    plain = noise.add_poisson_sinogram(p, 2000.0, rng=np.random.default_rng(4))
+    zero = noise.add_poisson_sinogram(p, 2000.0, rng=np.random.default_rng(4),
+                                      electronic_noise_counts=0.0)  # fmt: skip
+    assert np.array_equal(plain, zero)  # sigma 0: the Poisson-only stream, bit for bit
+    noisy = noise.add_poisson_sinogram(p, 2000.0, rng=np.random.default_rng(4),
+                                       electronic_noise_counts=30.0)  # fmt: skip
+    assert np.array_equal(p, before) and noisy.dtype == np.float32 and np.all(np.isfinite(noisy))
+    # the same Poisson draws come first, the Gaussian ones after: readings differ by e only
+    counts = 2000.0 * np.exp(-plain.astype(np.float64))
+    readings = 2000.0 * np.exp(-noisy.astype(np.float64))
+    assert np.std(readings - counts) == pytest.approx(30.0, rel=0.03)
+    assert abs(np.mean(readings - counts)) < 5 * 30.0 / np.sqrt(p.size)
+    # readings below the floor (negative ones included) are floored like a zero count
+    dark = noise.add_poisson_sinogram(np.full(1000, 8.0), 2000.0, rng=np.random.default_rng(5),
+                                      electronic_noise_counts=30.0)  # fmt: skip
+    floored = np.isclose(dark, np.log(2000.0 / noise.ZERO_COUNT_FLOOR))
+    assert 0.3 < floored.mean() < 0.7 and dark.max() <= np.log(2000.0 / noise.ZERO_COUNT_FLOOR)
+    with pytest.raises(LowdoseInputError, match="electronic_noise_counts"):
+        noise.add_poisson_sinogram(p, 200.0, rng=np.random.default_rng(4),
+                                   electronic_noise_counts=-1.0)  # fmt: skip

@@ -95,8 +95,10 @@ def test_phantom_dataset_meets_target_with_paper_scaling(tmp_path, noise):
     assert attrs["raw_units"] == "hu" and attrs["modality"] == "ct"
     assert np.all(arrays["scale"] == np.float32(summary.divisor))
     assert "hu_window" in attrs and np.isfinite(attrs["achieved_psnr_hu_window_db"])
-    if attrs.get("clean_reference", "original") == "original":
+    if noise == "awgn":  # the original slices; sinogram noise's clean is the noise-free FBP
         assert arrays["clean"].max() == pytest.approx(1.0) and arrays["clean"].min() >= 0.0
+    else:
+        assert attrs["clean_reference"] == "fbp_noise_free" and "photon_starved" in attrs
     for phantom in np.unique(arrays["object_id"]):  # a phantom never spans two splits
         assert len(np.unique(arrays["split"][arrays["object_id"] == phantom])) == 1
     assert set(arrays["split"].astype(str)) == {"train", "val", "test"}

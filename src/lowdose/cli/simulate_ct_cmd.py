@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from lowdose.cli._app import (
     check_out_writable,
@@ -14,26 +16,46 @@ from lowdose.cli._app import (
     stage_progress,
     user_errors,
 )
+from lowdose.core.errors import LowdoseInputError
 from lowdose.data.build import DatasetSummary
 from lowdose.simulate.ct import build_ct_dataset, load_ct_source
+from lowdose.simulate.ct_dose import starvation_warning
 from lowdose.simulate.ct_preview import preview_arrays, write_ct_preview
 
 
 @simulate_app.command("ct")
 def simulate_ct(
     source: str = typer.Option(
-        "phantom", "--source", help="Folder/file of CT (DICOM, NIfTI, TIFF, PNG, .npy) or phantom."
+        "phantom",
+        "--source",
+        help="Folder/file of CT (DICOM, NIfTI, TIFF, PNG, .npy), phantom or qa-phantom.",
     ),
     noise: str = typer.Option("awgn", help="awgn (the paper) or sinogram (Poisson + FBP)."),
     target_psnr: float = typer.Option(
-        24.44, "--target-psnr", help="Baseline PSNR (dB) on --target-scale."
+        None, "--target-psnr", help="Baseline PSNR (dB) on --target-scale [default: 24.44]."
+    ),
+    photons_per_ray: float = typer.Option(
+        None, "--photons-per-ray", help="Sinogram dose: unattenuated photons per bin and view."
+    ),
+    dose_fraction: float = typer.Option(
+        None,
+        "--dose-fraction",
+        help="Sinogram dose as a fraction of full dose (1e5 photons "
+        "per 1 mm bin and view at 1000 views; lowdose.physics.ct_dose).",
+    ),  # fmt: skip
+    electronic_noise: float = typer.Option(
+        0.0, "--electronic-noise", help="Gaussian read-out noise (counts) before the log."
+    ),
+    kernel: str = typer.Option("hann", "--kernel", help="FBP kernel: hann, ramp or shepp-logan."),
+    view_subsets: int = typer.Option(
+        None, "--view-subsets", help="Split one scan per slice into K view subsets (sinogram)."
     ),
     target_scale: str = typer.Option(
         "data_range_1",
         "--target-scale",
         help="data_range_1 (HU+1024 / dataset max, the paper) or hu_window (-1000..1000 HU).",
     ),  # fmt: skip
-    realisations: int = typer.Option(2, help="Independent noisy copies per slice."),
+    realisations: int = typer.Option(None, help="Independent noisy copies per slice [default: 2]."),
     size: int = typer.Option(256, help="Slice side in pixels (512 slices are resized)."),
     split_by: str = typer.Option(
         "auto",
@@ -53,34 +75,50 @@ def simulate_ct(
         None, "--preview", help="Also write a PNG: clean, AWGN and sinogram noise on one slice."
     ),
 ) -> None:
-    """Build a CT dataset (paper Tables IV/V: --target-psnr 24.44 or 18.66)."""
+    """Build a CT dataset (paper Tables IV/V: --target-psnr 24.44 or 18.66; or by dose)."""
     with user_errors():
         check_out_writable(out)
         check_positive_options({"--target-psnr": target_psnr, "--size": size,
                                 "--realisations": realisations, "--views": views})  # fmt: skip
+        if view_subsets is not None and realisations is not None:
+            raise LowdoseInputError("--realisations and --view-subsets exclude each other: one "
+                                    "scan per slice gives the K subset images")  # fmt: skip
         with stage_progress("slices") as progress:
             summary = build_ct_dataset(
                 out, source=source, noise=noise, target_psnr_db=target_psnr,
-                realisations=realisations, size=size, split_by=split_by, seed=seed,
-                views=views, target_scale=target_scale, skip_bad=skip_bad,
-                progress=progress,
+                realisations=2 if realisations is None else realisations, size=size,
+                split_by=split_by, seed=seed, views=views, filter_name=kernel,
+                target_scale=target_scale, photons_per_ray=photons_per_ray,
+                dose_fraction=dose_fraction, electronic_noise_counts=electronic_noise,
+                view_subsets=view_subsets, skip_bad=skip_bad, progress=progress,
             )  # fmt: skip
         for path, reason in summary.skipped:
             console.print(f"[yellow]skipped[/] {path}: {reason}", highlight=False)
-        level = "sigma" if noise == "awgn" else "I0"
-        details = summary.details
         console.print(summary.describe(), highlight=False)
-        console.print(
-            f"{noise} {level} = {summary.noise_level:.4g}; baseline "
-            f"{summary.achieved_psnr_db:.2f} dB data_range 1, "
-            f"{details['achieved_psnr_hu_window_db']:.2f} dB in -1000..1000 HU (target "
-            f"{summary.target_psnr_db:.2f} on {target_scale}); noise "
-            f"neighbour correlation {details['noise_neighbour_correlation']:.3f}",
-            highlight=False,
-        )
+        console.print(_noise_line(summary, noise, target_scale), highlight=False)
+        warning = starvation_warning(summary.details)
+        if warning:
+            console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False,
+                          soft_wrap=True)  # fmt: skip
         if preview is not None:
             _write_preview(preview, summary, source=source, size=size, seed=seed)
             console.print(f"preview: {preview}", highlight=False)
+
+
+def _noise_line(summary: DatasetSummary, noise: str, target_scale: str) -> str:
+    """The level, the baselines (and the target, or the dose) and the noise's correlation."""
+    details = summary.details
+    level = "sigma" if noise == "awgn" else "I0"
+    text = (f"{noise} {level} = {summary.noise_level:.4g}; baseline "
+            f"{summary.achieved_psnr_db:.2f} dB data_range 1, "
+            f"{details['achieved_psnr_hu_window_db']:.2f} dB in -1000..1000 HU ")  # fmt: skip
+    if math.isfinite(summary.target_psnr_db):
+        text += f"(target {summary.target_psnr_db:.2f} on {target_scale})"
+    else:
+        text += (f"(dose fraction {details['dose_fraction_equivalent']:.3g}, noise SD "
+                 f"{details['noise_sd_hu']:.1f} HU, mean bias {details['mean_bias_rms_hu']:.2f} "
+                 "HU RMS)")  # fmt: skip
+    return text + f"; noise neighbour correlation {details['noise_neighbour_correlation']:.3f}"
 
 
 def _write_preview(
@@ -89,11 +127,14 @@ def _write_preview(
     """The 2 x 3 noise-model picture on the middle slice of ``source`` at the dataset's level."""
     src = load_ct_source(source, size=size, seed=seed, skip_bad=True, n_phantoms=1)
     index = len(src.hu) // 2
+    details = summary.details
     sinogram = summary.noise_model == "sinogram"
+    target = summary.target_psnr_db if math.isfinite(summary.target_psnr_db) else 24.44
     arrays = preview_arrays(
-        src.hu[index], float(src.pixel_mm[index]), data_max=summary.details["data_max"],
-        target_psnr_db=summary.target_psnr_db, seed=seed,
+        src.hu[index], float(src.pixel_mm[index]), data_max=details["data_max"],
+        target_psnr_db=target if not sinogram else summary.achieved_psnr_db, seed=seed,
         i0_photons=summary.noise_level if sinogram else None,
-        clean_reference=summary.details.get("clean_reference", "original"),
+        filter_name=details.get("filter_name", "hann"), views=details.get("views"),
+        electronic_noise_counts=details.get("electronic_noise_counts", 0.0),
     )  # fmt: skip
     write_ct_preview(path, arrays)

@@ -12,5 +12,6 @@ __getattr__, __all__ = lazy_face(
         "score_pairs": "pair_scores",
         "run_sweep": "sweep",
         "write_sweep": "sweep",
+        "measure_image_quality": "phantom_iq",
     },
 )

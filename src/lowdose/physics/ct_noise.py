@@ -7,9 +7,15 @@ Sinogram model, per slice (parallel beam, :mod:`lowdose.physics.radon`):
 
 1. ``mu = mu_water * max(1 + HU / 1000, 0)`` in 1/mm (``mu_water`` = 0.0192/mm, water at ~70 keV),
    times the pixel size in mm, so the Radon transform gives dimensionless line integrals ``p``;
-2. counts ``~ Poisson(I0 * exp(-p))``, zero counts replaced by 0.5, ``p_noisy = -log(counts / I0)``
-   (:func:`lowdose.physics.noise.add_poisson_sinogram`);
-3. filtered back-projection (Hann-windowed ramp by default) and back to HU.
+2. counts ``~ Poisson(I0 * exp(-p))`` (+ Gaussian electronic noise, optional), readings below 0.5
+   replaced by 0.5, ``p_noisy = -log(counts / I0)`` (:func:`lowdose.physics.noise.
+   add_poisson_sinogram`);
+3. filtered back-projection (kernel: Hann-windowed ramp by default, ramp or Shepp-Logan;
+   :data:`lowdose.physics.radon.FBP_FILTERS`) and back to HU: of all views, or of K interleaved
+   view subsets of one scan (:func:`view_subset_hu`).
+
+The mean of the noisy images is the FBP of the estimator's mean, whose bias against the noise-free
+FBP (:func:`mean_bias_hu`) comes from :mod:`lowdose.physics.photon_starvation`.
 
 The noise comes out spatially correlated with streaks along paths of low counts (through bone and
 the widest parts of the body), as in real CT; AWGN is white.
@@ -19,7 +25,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from lowdose.core.errors import LowdoseInputError
 from lowdose.physics.noise import add_poisson_sinogram
+from lowdose.physics.photon_starvation import post_log_bias
 from lowdose.physics.radon import fbp_2d, radon_2d
 
 MU_WATER_PER_MM = 0.0192
@@ -31,6 +39,11 @@ def views_for(size: int) -> np.ndarray:
     """Projection angles in degrees: 720 over 180 degrees at 512^2, in proportion to the size."""
     n_views = max(90, int(round(720 * size / 512)))
     return np.arange(n_views) * (180.0 / n_views)
+
+
+def angles_for(size: int, views: int | None = None) -> np.ndarray:
+    """``views`` angles evenly over 180 degrees (default :func:`views_for` the size), in degrees."""
+    return views_for(size) if views is None else np.arange(views) * (180.0 / views)
 
 
 def angle_groups(angles_deg, size: int) -> list[np.ndarray]:
@@ -96,6 +109,57 @@ def reconstruct_hu(
     return (1000.0 * (mu_mm / mu_water_per_mm - 1.0)).astype(np.float32)
 
 
+def view_subset_hu(
+    sinograms, pixel_mm, angles_deg, subsets: int, *, size, filter_name="hann",
+    mu_water_per_mm=MU_WATER_PER_MM,
+) -> np.ndarray:  # fmt: skip
+    """FBP of K interleaved view subsets of each sinogram, in HU: (B, A, D) -> (B, K, size, size).
+
+    Subset ``k`` holds views ``k, k + K, k + 2K, ...`` (as :mod:`lowdose.owndata.split_sinogram`).
+    Each FBP is normalised by its own number of views, so every subset image has the HU scale of
+    the full FBP with about K times its noise variance, and (FBP being linear) the mean of the K
+    images is the full-view FBP exactly when K divides the number of views.
+    """
+    sinograms, angles = np.asarray(sinograms, np.float32), np.asarray(angles_deg, np.float64)
+    if isinstance(subsets, bool) or not isinstance(subsets, int | np.integer) or subsets < 2:
+        raise LowdoseInputError(f"view_subsets={subsets!r} (--view-subsets): pass an integer >= 2")
+    if len(angles) < 2 * subsets:
+        raise LowdoseInputError(f"{len(angles)} views cannot be split {subsets} ways "
+                                "(--view-subsets): use fewer subsets or more --views")  # fmt: skip
+    images = [
+        reconstruct_hu(sinograms[:, k::subsets], pixel_mm, angles[k::subsets], size=size,
+                       filter_name=filter_name, mu_water_per_mm=mu_water_per_mm)
+        for k in range(subsets)
+    ]  # fmt: skip
+    return np.stack(images, axis=1)
+
+
+def mean_bias_hu(
+    sinograms, pixel_mm, angles_deg, i0_photons: float, *, size: int, filter_name="hann",
+    electronic_noise_counts: float = 0.0, mu_water_per_mm: float = MU_WATER_PER_MM,
+) -> np.ndarray:  # fmt: skip
+    """Exact bias of the mean noisy FBP against the noise-free FBP, in HU (B, size, size) float32.
+
+    FBP is linear, so ``E[FBP(p_hat)] - FBP(p) = FBP(E[p_hat] - p)``, with the estimator's bias
+    per bin from :func:`lowdose.physics.photon_starvation.post_log_bias` (Poisson pmf, electronic
+    noise included). Positive where few photons arrive (the log of a small count overshoots),
+    negative where almost none do (the zero-count floor caps ``p_hat``).
+
+    Parameters
+    ----------
+    sinograms : ndarray (B, A, D)
+        Noise-free line integrals from :func:`line_integrals`.
+    pixel_mm : array_like (B,)
+    i0_photons : float
+        Unattenuated photons per detector bin and view.
+    """
+    bias_p = post_log_bias(sinograms, i0_photons, electronic_noise_counts=electronic_noise_counts)
+    mu_pixel = fbp_mu_pixel(bias_p.astype(np.float32), angles_deg, size=size,
+                            filter_name=filter_name)  # fmt: skip
+    mu_mm = mu_pixel / np.asarray(pixel_mm, np.float32)[:, None, None]
+    return (1000.0 * mu_mm / mu_water_per_mm).astype(np.float32)
+
+
 def sinogram_noisy_hu(
     sinograms,
     pixel_mm,
@@ -106,8 +170,9 @@ def sinogram_noisy_hu(
     size: int,
     filter_name: str = "hann",
     mu_water_per_mm: float = MU_WATER_PER_MM,
+    electronic_noise_counts: float = 0.0,
 ) -> np.ndarray:
-    """Poisson noise on each sinogram at ``i0_photons``, reconstructed to HU.
+    """Poisson (+ electronic) noise on each sinogram at ``i0_photons``, reconstructed to HU.
 
     Parameters
     ----------
@@ -115,17 +180,27 @@ def sinogram_noisy_hu(
         Noise-free line integrals from :func:`line_integrals`.
     rngs : sequence of numpy.random.Generator, length B
         One generator per slice (so results do not depend on how slices are batched).
+    electronic_noise_counts : float
+        Gaussian read-out noise in counts (0: none, and the Poisson draws are unchanged).
 
     Returns
     -------
     ndarray (B, size, size) float32 HU
     """
-    pairs = zip(sinograms, rngs, strict=True)
-    noisy = np.stack([add_poisson_sinogram(s, i0_photons, rng=rng) for s, rng in pairs])
+    noisy = noisy_sinograms(sinograms, i0_photons, rngs=rngs,
+                            electronic_noise_counts=electronic_noise_counts)  # fmt: skip
     return reconstruct_hu(
         noisy, pixel_mm, angles_deg, size=size, filter_name=filter_name,
         mu_water_per_mm=mu_water_per_mm,
     )  # fmt: skip
+
+
+def noisy_sinograms(sinograms, i0_photons, *, rngs, electronic_noise_counts=0.0) -> np.ndarray:
+    """Post-log noisy sinograms (B, A, D) float32, slice ``b`` drawn from ``rngs[b]``."""
+    sigma = electronic_noise_counts
+    pairs = zip(sinograms, rngs, strict=True)
+    return np.stack([add_poisson_sinogram(s, i0_photons, rng=rng, electronic_noise_counts=sigma)
+                     for s, rng in pairs])  # fmt: skip
 
 
 def solve_i0_for_psnr(

@@ -7,7 +7,8 @@ floating input dtype (float32 stays float32); integer input gives float64.
 - X-ray projections: transmission ``t = exp(-line_integral)`` in (0, 1]; detected counts
   ``~ Poisson(photons_per_pixel * t)``; noisy transmission ``counts / photons_per_pixel``
   (:func:`add_poisson_transmission`), or its post-log form ``-log(counts / photons_per_pixel)``
-  (:func:`add_poisson_post_log`, also the CT sinogram step :func:`add_poisson_sinogram`).
+  (:func:`add_poisson_post_log`, also the CT sinogram step :func:`add_poisson_sinogram`, which can
+  add Gaussian electronic noise to the counts before the log).
 - Additive white Gaussian noise with standard deviation ``sigma`` (:func:`add_gaussian`), the
   paper's approximation of CT image noise.
 - The levels that reach a target PSNR (:func:`~lowdose.physics.noise_levels.solve_photons_for_psnr`,
@@ -85,14 +86,49 @@ def add_poisson_post_log(
 
 
 def add_poisson_sinogram(
-    line_integral, i0_photons, *, rng: np.random.Generator, floor=ZERO_COUNT_FLOOR
+    line_integral,
+    i0_photons,
+    *,
+    rng: np.random.Generator,
+    floor=ZERO_COUNT_FLOOR,
+    electronic_noise_counts: float = 0.0,
 ):
-    """CT sinogram-domain Poisson noise: :func:`add_poisson_post_log` with ``I0 = i0_photons``.
+    """CT sinogram-domain noise: Poisson counts (+ electronic noise), then the log.
 
-    ``line_integral`` is the clean sinogram ``(n_angles, n_detectors)`` of dimensionless line
-    integrals; the result is the noisy sinogram after the log, ready for FBP.
+    Without electronic noise this is :func:`add_poisson_post_log` with ``I0 = i0_photons`` (the
+    same draws). With ``electronic_noise_counts = sigma > 0`` the detector reading is
+    ``counts + sigma * N(0, 1)`` (energy-integrating detectors add read-out noise to the quantum
+    noise; the Gaussian draws follow the Poisson draws of the whole array), and
+    ``-log(max(reading, floor) / I0)`` is returned: readings below the zero-count floor,
+    negative ones included, are floored like a zero count.
+
+    Parameters
+    ----------
+    line_integral : array_like (n_angles, n_detectors) or any shape
+        Clean dimensionless line integrals, finite and >= 0.
+    i0_photons : float
+        Unattenuated photons per detector bin and view, finite and > 0.
+    rng : numpy.random.Generator
+    floor : float
+        Counts that replace readings below it, > 0.
+    electronic_noise_counts : float
+        Standard deviation of the additive Gaussian read-out noise in counts, >= 0.
+
+    Returns
+    -------
+    ndarray, same shape
+        Noisy line integrals after the log, finite, dtype as :func:`add_poisson_post_log`.
     """
-    return add_poisson_post_log(line_integral, i0_photons, rng=rng, floor=floor)
+    sigma = float(checked_array(electronic_noise_counts, "electronic_noise_counts",
+                                nonnegative=True))  # fmt: skip
+    if sigma == 0.0:  # no Gaussian draws: the Poisson-only stream stays bit-identical
+        return add_poisson_post_log(line_integral, i0_photons, rng=rng, floor=floor)
+    integral = checked_array(line_integral, "line_integral", nonnegative=True)
+    photons = checked_level(i0_photons, "i0_photons")
+    floor = checked_level(floor, "floor")
+    counts = rng.poisson(photons * np.exp(-integral.astype(np.float64)))
+    reading = counts + sigma * rng.standard_normal(counts.shape)
+    return (-np.log(np.maximum(reading, floor) / photons)).astype(_out_dtype(integral))
 
 
 def add_gaussian(clean, sigma, *, rng: np.random.Generator):

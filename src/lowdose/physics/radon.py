@@ -22,6 +22,10 @@ from lowdose.physics.ray_matrix import n_detectors_for, project_stack, views_per
 if TYPE_CHECKING:  # scipy.sparse costs ~0.3 s: imported where a matrix is built
     pass
 
+FBP_FILTERS = ("hann", "ramp", "shepp-logan")
+"""FBP kernels: the ramp windowed by Hann (default, smoothest), the bare ramp (sharpest, noisiest)
+and Shepp-Logan (ramp x sinc, between the two; scikit-image's definitions)."""
+
 
 def _as_stack(image: np.ndarray, name: str) -> tuple[np.ndarray, bool]:
     array = np.asarray(image)
@@ -87,6 +91,9 @@ def _filter_response(n_padded: int, filter_name: str) -> np.ndarray:
     response = 2 * np.real(np.fft.fft(kernel))
     if filter_name == "hann":
         response *= np.fft.fftshift(np.hanning(n_padded))
+    elif filter_name == "shepp-logan":  # ramp x sinc: 2/pi of the ramp at Nyquist, Hann's is 0
+        omega = np.pi * np.fft.fftfreq(n_padded)[1:]
+        response[1:] *= np.sin(omega) / omega
     return response
 
 
@@ -111,7 +118,8 @@ def fbp_2d(
     output_size
         ``H`` (square) or ``(H, W)`` of the image that was projected.
     filter_name
-        ``"ramp"`` (exact, noisier) or ``"hann"`` (ramp x Hann window, smoother).
+        One of :data:`FBP_FILTERS`: ``"ramp"`` (exact, noisiest), ``"shepp-logan"`` (ramp x sinc)
+        or ``"hann"`` (ramp x Hann window, smoothest).
 
     Returns
     -------
@@ -119,8 +127,10 @@ def fbp_2d(
         (H, W) or (B, H, W) float32 image in the units of the projected image.
     """
     stack, single = _as_stack(sinogram, "sinogram")
-    if filter_name not in ("hann", "ramp"):
-        raise LowdoseInputError(f"filter_name={filter_name!r}: use 'hann' or 'ramp'")
+    if filter_name not in FBP_FILTERS:
+        raise LowdoseInputError(
+            f"filter_name={filter_name!r} (--kernel): use one of {', '.join(FBP_FILTERS)}"
+        )
     theta = _angles_rad(angles_deg, stack.shape[1])
     height, width = _output_hw(output_size)
     n_det = stack.shape[2]

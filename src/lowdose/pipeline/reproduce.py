@@ -7,6 +7,8 @@ Layout under ``OUT/<experiment>/``::
                                 (stage.json marks it finished)
     results/                    evaluate: results.csv/.parquet, summary.md, panels.npz
     sweep/                      validity range: sweep.csv
+    iq/                         image quality on the QA phantom (iq.enabled): iq.csv, iq_nps.csv,
+                                iq_ttf.csv, iq.json (:mod:`lowdose.pipeline.iq_stage`)
     experiment.json             resolved config (with ``seeds``), stage keys, wall times,
                                 environment
 
@@ -45,6 +47,7 @@ from lowdose.evaluation.sweep import (
 from lowdose.pipeline.cache import file_sha256, finish_stage, prepare_stage, stage_done, stage_key
 from lowdose.pipeline.config import ExperimentConfig, training_seeds
 from lowdose.pipeline.dataset_stage import build_dataset, workers
+from lowdose.pipeline.iq_stage import iq_stage
 from lowdose.training.config import make_train_config
 from lowdose.training.run import resume_config, train
 
@@ -227,6 +230,9 @@ def run_experiment(
     stamp = time.perf_counter()
     sweep_stage(config, data_path, data_key, checkpoints, root, log)
     times["sweep_s"] = time.perf_counter() - stamp
+    stamp = time.perf_counter()
+    iq_stage(config, checkpoints, out_dir, log, bars)
+    times["iq_s"] = time.perf_counter() - stamp
     times["total_s"] = time.perf_counter() - start
     atomic_write_text(out_dir / "experiment.json", record.with_wall_times(times).to_json())
     return out_dir

@@ -5,7 +5,9 @@ Reads only files (never torch): per experiment folder ``experiment.json``, ``res
 ``metrics.csv`` + ``manifest.json``: ``train/<model>/seed<s>/`` (``lowdose reproduce``, one run
 per training seed; named ``<model>/seed<s>``) or ``train/<run>/`` (docs/interfaces.md,
 "Results"). Every part but the experiment folder itself is optional: a missing part is reported
-as "not run". ``RUN_DIR`` may hold several experiment folders or be one.
+as "not run", except ``iq/iq.csv`` (``lowdose iq`` on the QA phantom), whose "Image quality"
+section (:mod:`lowdose.report.iq_section`) appears only where it was measured. ``RUN_DIR`` may
+hold several experiment folders or be one.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from lowdose.data.experiment_record import ExperimentRecord, read_experiment_rec
 from lowdose.report import comparisons as report_comparisons
 from lowdose.report import context as report_context
 from lowdose.report import images as report_images
+from lowdose.report import iq_section as report_iq
 from lowdose.report import method_tables as report_tables
 from lowdose.report import sections as report_sections
 from lowdose.report.html import Figure, Heading, Paragraph, to_html, to_markdown
@@ -210,6 +213,7 @@ def build_blocks(experiments: list[Experiment], *, title: str) -> list:
         blocks += report_tables.results_table(experiment)
         blocks += report_comparisons.paired_comparisons(experiment)
         blocks += report_sections.sweep(experiment)
+        blocks += report_iq.image_quality_blocks(experiment.folder / "iq", name=experiment.name)
         blocks += report_images.panels(experiment)
         blocks += report_images.training(experiment)
         blocks += report_context.conventions(experiment)

@@ -41,19 +41,19 @@ class SweepCurve:
     zero_gain_db: tuple[float, ...] = ()
 
 
-def _new_figure(width_in: float, height_in: float):
+def new_figure(width_in: float, height_in: float):
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width_in, height_in), dpi=_DPI, layout="constrained")
 
 
-def _png(fig) -> bytes:
+def png_bytes(fig) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=_DPI, facecolor="white")
     return buffer.getvalue()
 
 
-def _style(ax, *, xlabel: str, ylabel: str, title: str) -> None:
+def style_axes(ax, *, xlabel: str, ylabel: str, title: str) -> None:
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=11, loc="left", fontweight="bold")
@@ -88,7 +88,7 @@ def sweep_figure(
     bytes
         PNG image, about 1300 x 480 pixels.
     """
-    fig = _new_figure(12.0, 4.4)
+    fig = new_figure(12.0, 4.4)
     ax_out, ax_gain = fig.subplots(1, 2)
     all_x = np.concatenate([c.input_psnr_db for c in curves]) if curves else np.array([0.0, 1.0])
     lo, hi = float(np.nanmin(all_x)), float(np.nanmax(all_x))
@@ -108,15 +108,15 @@ def sweep_figure(
             ax.axvspan(*paper_range_db, color="#f1c40f", alpha=0.08, label="paper's sweep range")
         for x_train in trained_at_db:
             ax.axvline(x_train, color="#34495e", linestyle=(0, (1, 3)), linewidth=1.2)
-    _style(ax_out, xlabel="input PSNR [dB]", ylabel="output PSNR [dB]", title="(a) output PSNR")
-    _style(
+    style_axes(ax_out, xlabel="input PSNR [dB]", ylabel="output PSNR [dB]", title="(a) output PSNR")
+    style_axes(
         ax_gain,
         xlabel="input PSNR [dB]",
         ylabel="gain = output − input [dB]",
         title="(b) PSNR gain (✕ zero gain, ◇ models cross)",
     )
     ax_out.legend(fontsize=8, frameon=False, loc="upper left")
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def _draw_sweep_curve(ax_out, ax_gain, curve: SweepCurve, colour: str, k: int) -> None:
@@ -211,7 +211,7 @@ def panel_figure(
     from matplotlib.patches import Rectangle
 
     n_cols = max(len(r) for r in rows)
-    fig = _new_figure(2.6 * n_cols, 2.85 * len(rows))
+    fig = new_figure(2.6 * n_cols, 2.85 * len(rows))
     axes = np.atleast_2d(fig.subplots(len(rows), n_cols, squeeze=False))
     for row_axes, row, (r0, c0, size) in zip(axes, rows, zoom_boxes, strict=True):
         h, w = row[0][1].shape
@@ -245,7 +245,7 @@ def panel_figure(
             )
         for ax in row_axes[len(row) :]:
             ax.set_axis_off()
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def training_figure(runs: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> bytes:
@@ -261,7 +261,7 @@ def training_figure(runs: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) 
     bytes
         PNG image.
     """
-    fig = _new_figure(12.0, 3.8)
+    fig = new_figure(12.0, 3.8)
     ax_psnr, ax_lr = fig.subplots(1, 2)
     for colour, (label, (epoch, val_psnr_db, lr)) in zip(
         _MODEL_COLOURS * 4, runs.items(), strict=False
@@ -278,11 +278,11 @@ def training_figure(runs: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) 
         )
         ok = np.isfinite(lr) & (lr > 0)
         ax_lr.step(epoch[ok], lr[ok], where="post", color=colour, linewidth=1.8, label=label)
-    _style(
+    style_axes(
         ax_psnr, xlabel="epoch", ylabel="selection score [dB]",
         title="(a) validation score (uPSNR: clean-free; PSNR: vs clean)",
     )  # fmt: skip
-    _style(ax_lr, xlabel="epoch", ylabel="learning rate", title="(b) learning rate")
+    style_axes(ax_lr, xlabel="epoch", ylabel="learning rate", title="(b) learning rate")
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     ax_lr.set_yscale("log")
@@ -292,4 +292,4 @@ def training_figure(runs: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) 
     for ax in (ax_psnr, ax_lr):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_psnr.legend(fontsize=8, frameon=False, loc="lower right")
-    return _png(fig)
+    return png_bytes(fig)

@@ -1,8 +1,9 @@
-"""Build CT datasets: clean slices (real CT or phantom) and N noisy realisations at a target PSNR.
+"""Build CT datasets: clean slices (real CT or phantoms) and N noisy realisations.
 
 The paper's CT data: real slices divided by the maximum of the whole dataset, AWGN added at a
 baseline PSNR of 24.44 or 18.66 dB (``data_range = 1``). lowdose also offers realistic sinogram
-noise (:mod:`lowdose.physics.ct_noise`), whose ``I0`` is solved for the same target.
+noise (:mod:`lowdose.physics.ct_noise`) with ``I0`` solved for the same target or set by a dose
+(:mod:`lowdose.simulate.ct_dose`: clean = the noise-free FBP, photon-starvation check).
 
 Scale (:func:`lowdose.data.scaling.hu_to_scaled`): ``clean = max(HU + 1024, 0) / data_max`` with
 ``data_max`` the largest ``HU + 1024`` of the dataset (the stored ``scale`` of every image; attrs
@@ -13,19 +14,21 @@ sinogram I0 a physical value. Both achieved PSNRs are stored.
 
 Sources: a folder or file readable by :func:`lowdose.io.images.read_ct` (slices resized to ``size``
 with ``skimage.transform.resize``, anti-aliased, when they differ, e.g. 512 -> 256; the pixel size
-grows accordingly), or ``"phantom"``: axial slices of :func:`lowdose.phantoms.torso.torso_phantom`
-converted to HU with the phantom's own water attenuation, so the pipeline runs with no data.
-Everything is deterministic for a seed: every slice and realisation draws from its own
-``numpy.random.default_rng([seed, noise model, target, target scale, slice, realisation])``
-(:func:`lowdose.simulate.ct_realisations.noise_stream`), so the same (seed, target) gives the same
-file bit for bit while datasets at two targets (ct24, ct18) never share noise draws.
+grows accordingly), ``"phantom"``: axial slices of :func:`lowdose.phantoms.torso.torso_phantom`
+converted to HU with the phantom's own water attenuation, so the pipeline runs with no data, or
+``"qa-phantom"``: the three modules of :func:`lowdose.phantoms.qa_phantom.qa_phantom` (one
+object, all in the test split: nobody trains on the QA phantom; its geometry in the attributes).
+Deterministic for a seed: each slice and realisation draws from its own stream keyed by the
+level (:func:`lowdose.simulate.ct_realisations.noise_stream`, ``dose_stream``).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -37,17 +40,20 @@ from lowdose.data.attributes import DatasetAttrs
 from lowdose.data.build import DatasetSummary, split_write_and_summarise
 from lowdose.data.scaling import HU_OFFSET, hu_to_scaled, scaled_to_hu
 from lowdose.data.split_plan import plan_split
-from lowdose.data.splits import SPLIT_METHODS
+from lowdose.data.splits import SPLIT_METHODS, SplitPlan
 from lowdose.io.images import read_ct
 from lowdose.phantoms.materials import MU_PER_MM
+from lowdose.phantoms.qa_phantom import MODULES, qa_phantom
 from lowdose.phantoms.torso import torso_phantom
 from lowdose.physics.ct_noise import DEFAULT_PIXEL_MM, neighbour_correlation
-from lowdose.simulate.ct_realisations import awgn_realisations, sinogram_realisations
+from lowdose.simulate.ct_dose import check_sinogram_options, sinogram_noise
+from lowdose.simulate.ct_realisations import awgn_realisations
 
 
 @dataclass(frozen=True)
 class CTSource:
-    """Clean slices ready for noise: HU (I, size, size) float32 and who they belong to."""
+    """Clean slices ready for noise: HU (I, size, size) float32, who they belong to; ``test_only``
+    (all to test) and ``attrs`` (more file attributes) for the QA phantom."""
 
     hu: np.ndarray
     patient_id: np.ndarray
@@ -55,6 +61,8 @@ class CTSource:
     pixel_mm: np.ndarray
     description: str
     skipped: tuple = ()
+    test_only: bool = False
+    attrs: Mapping = field(default_factory=dict)
 
 
 def load_ct_source(
@@ -71,7 +79,7 @@ def load_ct_source(
     Parameters
     ----------
     source : str or PathLike
-        Anything :func:`lowdose.io.images.read_ct` reads, or ``"phantom"``.
+        Anything :func:`lowdose.io.images.read_ct` reads, ``"phantom"`` or ``"qa-phantom"``.
     size : int
         Output edge in pixels (slices are resized, anti-aliased, when they differ).
     n_phantoms, slices_per_phantom : int
@@ -81,6 +89,11 @@ def load_ct_source(
         raise LowdoseInputError(f"size={size}: use at least 32 pixels (256 or 512 typically)")
     if str(source) == "phantom":
         return _phantom_source(size, seed, n_phantoms, slices_per_phantom)
+    if str(source) == "qa-phantom":
+        qa, n = qa_phantom(size), len(MODULES)
+        return CTSource(qa.hu, np.full(n, "qa-phantom"), np.array(qa.modules),
+                        np.full(n, qa.pixel_mm), f"QA phantom ({qa.pixel_mm:.3g} mm pixels)",
+                        test_only=True, attrs=qa.to_attrs())  # fmt: skip
 
     stack = read_ct(source, skip_bad=skip_bad)
     spacing = np.array([np.mean(s.pixel_spacing_mm or DEFAULT_PIXEL_MM) for s in stack.slices])
@@ -130,7 +143,7 @@ def build_ct_dataset(
     *,
     source: str | os.PathLike = "phantom",
     noise: str = "awgn",
-    target_psnr_db: float = 24.44,
+    target_psnr_db: float | None = None,
     realisations: int = 2,
     size: int = 256,
     split_by: str = "auto",
@@ -138,41 +151,50 @@ def build_ct_dataset(
     views: int | None = None,
     filter_name: str = "hann",
     target_scale: Literal["data_range_1", "hu_window"] = "data_range_1",
+    photons_per_ray: float | None = None,
+    dose_fraction: float | None = None,
+    electronic_noise_counts: float = 0.0,
+    view_subsets: int | None = None,
     skip_bad: bool = False,
     fractions=(0.8, 0.1, 0.1),
     n_phantoms: int = 5,
     slices_per_phantom: int = 8,
     progress: Progress | None = None,
 ) -> DatasetSummary:
-    """Build and write a CT dataset file (docs/interfaces.md layout) at a target baseline PSNR.
+    """Build and write a CT dataset file (docs/interfaces.md layout) at a target PSNR or a dose.
 
     Parameters
     ----------
     out : path
         Destination ``.h5`` (written atomically; nothing is written if reading fails).
-    source : path or "phantom"
+    source : path, "phantom" or "qa-phantom"
     noise : {"awgn", "sinogram"}
         The paper's white Gaussian noise, or Poisson noise in the sinogram reconstructed by FBP.
-    target_psnr_db : float
-        Mean PSNR of the noisy images on ``target_scale``.
+    target_psnr_db : float, optional
+        Mean PSNR of the noisy images on ``target_scale``; default 24.44 unless a dose is given
+        (a target with a dose raises).
     realisations : int
-        Independent noisy copies per slice (>= 2 for Noise2Noise).
+        Independent noisy copies per slice (>= 2 for Noise2Noise); ignored with ``view_subsets``.
     size : int
         Slice edge in pixels.
     split_by : {"auto", "patient", "volume", "slab", "region"}
-        :func:`lowdose.data.split_plan.plan_split`; patient = DICOM PatientID, volume = the
-        series (phantom: the phantom for both); slabs are cut in slice order.
+        :func:`lowdose.data.split_plan.plan_split` (patient = DICOM PatientID, volume = series);
+        ignored for the QA phantom (all test).
     views : int, optional
         Projection angles over 180 degrees (sinogram); default 720 * size / 512.
-    filter_name : {"hann", "ramp"}
-        FBP filter (sinogram).
+    filter_name : {"hann", "ramp", "shepp-logan"}
+        FBP kernel (sinogram; ``--kernel``).
     target_scale : {"data_range_1", "hu_window"}
-        Where the target is met: data_range 1 on the dataset scale (the paper's AWGN sets), or
-        the -1000..1000 HU window (data_range 2000 HU; gives physically meaningful sinogram I0,
-        ~1e4 photons, where data_range 1 at 18.66 dB needs a few photons). Both PSNRs are stored.
+        Where the target is met: data_range 1 on the dataset scale (the paper), or the
+        -1000..1000 HU window (data_range 2000 HU). Both PSNRs are stored.
+    photons_per_ray, dose_fraction : float, optional
+        Sinogram noise at a dose, not a target: photons per detector bin and view, or a fraction
+        of the full dose (:mod:`lowdose.physics.ct_dose`). With one of them only:
+        ``electronic_noise_counts`` (Gaussian counts before the log) and ``view_subsets`` (K:
+        one scan split into K view subsets, noisy (I, K, H, W); :mod:`lowdose.simulate.ct_dose`).
     seed : int
-        Seeds the phantoms, the noise and the split; the noise stream is also keyed by ``noise``,
-        ``target_psnr_db`` and ``target_scale`` (independent draws at every level).
+        Seeds the phantoms, the noise and the split; the noise stream is also keyed by ``noise``
+        and the level (target and scale, or the dose): independent draws at every level.
     fractions : tuple
         Fractions of objects (slices, tiles) for (train, val, test) or (train, test).
     n_phantoms, slices_per_phantom : int
@@ -183,40 +205,56 @@ def build_ct_dataset(
     Returns
     -------
     DatasetSummary
-        ``details``: ``data_max`` (the exact divisor, HU), ``achieved_psnr_hu_window_db``,
-        ``noise_neighbour_correlation``, ``target_scale``, ``target_psnr_scale``, and the noise's
-        own (``sigma_hu``; or ``i0_photons``, ``views``, ``clean_reference``, ...); the same
-        values are stored as attributes. ``skipped``: unreadable files (``skip_bad``).
+        ``details`` (also stored as attributes): ``data_max`` (the divisor, HU),
+        ``achieved_psnr_hu_window_db``, ``noise_neighbour_correlation``, ``target_scale``,
+        ``realisations_are`` and the noise's own (``sigma_hu``; or the sinogram's of
+        :func:`lowdose.simulate.ct_dose.sinogram_noise`). ``skipped``: unreadable files.
     """
     started = time.perf_counter()
     check_choices(noise, split_by, realisations, target_scale)
+    check_sinogram_options(noise, target_psnr_db=target_psnr_db, photons_per_ray=photons_per_ray,
+                           dose_fraction=dose_fraction, filter_name=filter_name,
+                           electronic_noise_counts=electronic_noise_counts,
+                           view_subsets=view_subsets)  # fmt: skip
+    dosed = photons_per_ray is not None or dose_fraction is not None
+    target = math.nan if dosed else 24.44 if target_psnr_db is None else float(target_psnr_db)
     src = load_ct_source(source, size=size, seed=seed, skip_bad=skip_bad, n_phantoms=n_phantoms,
                          slices_per_phantom=slices_per_phantom)  # fmt: skip
     data_max = float(np.max(src.hu) + HU_OFFSET)
     clean = hu_to_scaled(src.hu, data_max, clip=True)  # (I, H, W)
-    plan = plan_split(src.patient_id, image_shape=clean.shape[1:], method=split_by,  # fail fast
-                      volume_id=src.volume_id, fractions=fractions,
-                      rng=np.random.default_rng([seed, 3]))  # fmt: skip
+    plan = _test_only_plan(src) if src.test_only else plan_split(  # fail fast, before the noise
+        src.patient_id, image_shape=clean.shape[1:], method=split_by, volume_id=src.volume_id,
+        fractions=fractions, rng=np.random.default_rng([seed, 3]))  # fmt: skip
     if noise == "awgn":
         noisy, level, details = awgn_realisations(
-            clean, target_psnr_db, realisations, seed=seed, data_max=data_max,
+            clean, target, realisations, seed=seed, data_max=data_max,
             target_scale=target_scale, progress=progress,
         )  # fmt: skip
-        details = {"sigma_hu": level * data_max}
+        details = {"sigma_hu": level * data_max, "realisations_are": "independent_scans"}
     else:
-        noisy, clean, level, details = sinogram_realisations(
-            src, clean, data_max, target_psnr_db, realisations, seed=seed, views=views,
-            filter_name=filter_name, target_scale=target_scale, progress=progress,
+        noisy, clean, level, details = sinogram_noise(
+            src, data_max, realisations, seed=seed, views=views, filter_name=filter_name,
+            target_psnr_db=None if dosed else target, target_scale=target_scale,
+            photons_per_ray=photons_per_ray, dose_fraction=dose_fraction,
+            electronic_noise_counts=electronic_noise_counts, view_subsets=view_subsets,
+            progress=progress,
         )  # fmt: skip
     measured = _measure(clean, noisy, data_max)
     details = {**details, "target_scale": target_scale,
                "target_psnr_scale": _SCALE_NOTES[target_scale]}  # fmt: skip
-    attrs = _attrs(src, noise, level, target_psnr_db, data_max, seed, size, measured, details)
+    attrs = _attrs(src, noise, level, target, data_max, seed, size, measured, details)
     return split_write_and_summarise(
         out, plan=plan, clean=clean, noisy=noisy, scale=np.full(len(clean), data_max),
-        attrs=attrs, started_s=started, details={"data_max": data_max, **measured, **details},
-        skipped=src.skipped,
+        attrs=attrs.with_extra(**src.attrs), started_s=started,
+        details={"data_max": data_max, **measured, **details}, skipped=src.skipped,
     )  # fmt: skip
+
+
+def _test_only_plan(src: CTSource) -> SplitPlan:
+    """Every slice to test, one object per patient id (the QA phantom: no split planning)."""
+    ids = np.asarray(src.patient_id).astype(str)
+    return SplitPlan("patient", np.arange(len(ids), dtype=np.int64), ids, np.full(len(ids), "test"),
+                     note="every slice in test: nobody trains on the QA phantom")  # fmt: skip
 
 
 _SCALE_NOTES = {
@@ -263,7 +301,9 @@ def _attrs(src, noise, level, target, data_max, seed, size, measured, details):
         scaling_offset=HU_OFFSET,
         raw_units="hu",
         seed=int(seed),
-        description=f"CT slices with {noise} noise at {target} dB (lowdose simulate ct)",
+        description=f"CT slices with {noise} noise at "
+        + (f"{target} dB" if math.isfinite(target) else f"I0 {level:.4g} photons per ray")
+        + " (lowdose simulate ct)",
     ).with_extra(
         noise_level_name="sigma (dataset scale)" if noise == "awgn" else "I0 photons per ray",
         scaling_note="clean = max(HU + 1024, 0) / data_max; noisy = (HU + 1024) / data_max, "

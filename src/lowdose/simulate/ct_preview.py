@@ -1,9 +1,10 @@
 """A picture of the two CT noise models on one slice: clean, AWGN, sinogram noise, and the noise.
 
 Top row: the clean slice and its AWGN and sinogram-noise versions, all at the same target PSNR
-on the dataset scale, in the -1000..1000 HU window. Bottom row: the noise images (noisy - clean)
-in a +-500 HU window, where white AWGN and the correlated, streaky sinogram noise differ at a
-glance, and a panel of the numbers.
+on the dataset scale, in the -1000..1000 HU window. Bottom row: the noise images (noisy - clean;
+the sinogram's clean image is its noise-free FBP, as in the datasets) in a +-500 HU window, where
+white AWGN and the correlated, streaky sinogram noise differ at a glance, and a panel of the
+numbers.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from lowdose.core.atomic import atomic_path
 from lowdose.core.metrics import HU_WINDOW, psnr
 from lowdose.data.scaling import hu_to_scaled, scaled_to_hu
 from lowdose.physics.ct_noise import (
+    angles_for,
     line_integrals,
     reconstruct_hu,
     sinogram_noisy_hu,
     solve_i0_for_psnr,
-    views_for,
 )
 from lowdose.physics.noise import add_gaussian
 from lowdose.physics.noise_levels import solve_sigma_for_psnr
@@ -32,7 +33,8 @@ NOISE_WINDOW_HU = 500.0
 
 def preview_arrays(
     hu, pixel_mm: float, *, data_max: float, target_psnr_db: float, seed: int = 0,
-    i0_photons: float | None = None, filter_name: str = "hann", clean_reference: str = "original",
+    i0_photons: float | None = None, filter_name: str = "hann", views: int | None = None,
+    electronic_noise_counts: float = 0.0,
 ) -> dict:  # fmt: skip
     """Clean, AWGN-noisy and sinogram-noisy HU versions of one slice at the same target PSNR.
 
@@ -46,8 +48,9 @@ def preview_arrays(
         The dataset's scale divisor (``max(HU) + 1024`` of the dataset).
     i0_photons : float, optional
         Use this I0 (e.g. the dataset's); otherwise solved on this slice for the target.
-    clean_reference : {"original", "fbp_noise_free"}
-        What the sinogram image is compared with (the dataset's attr of that name).
+    filter_name, views, electronic_noise_counts
+        The dataset's FBP kernel, views over 180 degrees (default for the size) and read-out
+        noise in counts (:func:`lowdose.physics.ct_noise.sinogram_noisy_hu`).
 
     Returns
     -------
@@ -59,20 +62,19 @@ def preview_arrays(
     clean = hu_to_scaled(hu, data_max, clip=True)
     sigma = solve_sigma_for_psnr(clean, target_psnr_db, data_range=1.0).level
     awgn = add_gaussian(clean, sigma, rng=np.random.default_rng([seed, 21]))
-    angles = views_for(hu.shape[-1])
+    angles = angles_for(hu.shape[-1], views)
     sinogram = line_integrals(hu[None], [pixel_mm], angles)
 
     def noisy_at(i0: float) -> np.ndarray:
         rngs = [np.random.default_rng([seed, 22])]
         noisy_hu = sinogram_noisy_hu(sinogram, [pixel_mm], angles, i0, rngs=rngs,
-                                     size=hu.shape[-1], filter_name=filter_name)  # fmt: skip
+                                     size=hu.shape[-1], filter_name=filter_name,
+                                     electronic_noise_counts=electronic_noise_counts)  # fmt: skip
         return hu_to_scaled(noisy_hu[0], data_max)
 
-    reference = clean
-    if clean_reference == "fbp_noise_free":
-        fbp_hu = reconstruct_hu(sinogram, [pixel_mm], angles, size=hu.shape[-1],
-                                filter_name=filter_name)[0]  # fmt: skip
-        reference = hu_to_scaled(fbp_hu, data_max)
+    fbp_hu = reconstruct_hu(sinogram, [pixel_mm], angles, size=hu.shape[-1],
+                            filter_name=filter_name)[0]  # fmt: skip
+    reference = hu_to_scaled(fbp_hu, data_max)
     if i0_photons is None:
         i0_photons, _ = solve_i0_for_psnr(
             lambda i0: psnr(reference, noisy_at(i0), data_range=1.0), target_psnr_db
@@ -87,7 +89,8 @@ def preview_arrays(
         "i0_photons": float(i0_photons),
         "psnr_awgn_db": psnr(clean, awgn, data_range=1.0),
         "psnr_sinogram_db": psnr(reference, sino_noisy, data_range=1.0),
-        "clean_reference": clean_reference,
+        "clean_reference": "fbp_noise_free",
+        "filter_name": filter_name,
     }
 
 
@@ -136,6 +139,6 @@ def _legend(arrays: dict) -> str:
         f"noise:  window +-{NOISE_WINDOW_HU:.0f} HU\n\n"
         f"AWGN sigma = {arrays['sigma_hu']:.0f} HU\n"
         f"sinogram I0 = {arrays['i0_photons']:.3g}\n"
-        "  photons per ray,\n  Poisson, Hann FBP\n"
+        f"  photons per ray,\n  Poisson, {arrays['filter_name']} FBP\n"
         f"sinogram reference:\n  {arrays['clean_reference']}"
     )

@@ -9,7 +9,8 @@ stream per seed, the ct18 AWGN noise was exactly 1.945 x the ct24 noise).
 Slices go 16 at a time through the cached sparse projector/FBP matrices of
 :mod:`lowdose.physics.ray_matrix` and :mod:`lowdose.physics.radon` (angles split into cacheable
 groups by :func:`lowdose.physics.ct_noise.angle_groups`): a 16-slice 256^2 build fell from 122 s
-to 25 s.
+to 25 s. Dose-based sinogram datasets (:mod:`lowdose.simulate.ct_dose`) use the projection and
+FBP passes here with a stream of their own (:func:`dose_stream`).
 """
 
 from __future__ import annotations
@@ -20,21 +21,18 @@ from lowdose.core.metrics import psnr, psnr_hu_window
 from lowdose.core.progress import Progress
 from lowdose.data.scaling import hu_to_scaled, scaled_to_hu
 from lowdose.physics.ct_noise import (
-    MU_WATER_PER_MM,
     line_integrals,
     reconstruct_hu,
     sinogram_noisy_hu,
     solve_i0_for_psnr,
-    views_for,
 )
 from lowdose.physics.noise_levels import solve_level_numerically, solve_sigma_for_psnr
 
 _CHUNK = 16  # slices per FBP call: the cached sparse matrix is applied to 16 columns at once
 _SOLVE_SLICES = 8  # slices the I0 search runs on (realisation 0 of the full pass, same draws)
-_MAX_BIAS_FRACTION = 0.1  # FBP discretisation MSE allowed, as a fraction of the noise MSE
 _PASS_TOL_DB = 0.05  # a full pass further than this from the target is redone at a corrected I0
 TARGET_SCALES = ("data_range_1", "hu_window")
-_MODEL_STREAMS = {"awgn": 5, "sinogram": 11}  # the stream numbers the seeds have always used
+_MODEL_STREAMS = {"awgn": 5, "sinogram": 11, "sinogram_dose": 17}  # never renumber: seeds
 
 
 def level_key(level: float) -> int:
@@ -121,66 +119,72 @@ def awgn_realisations(
 
 
 def sinogram_realisations(
-    src, clean, data_max, target_psnr_db, n, *, seed, views=None, filter_name="hann",
+    sinograms, reference, pixel_mm, geometry, data_max, target_psnr_db, n, *, stream,
     target_scale="data_range_1", progress: Progress | None = None,
 ):  # fmt: skip
     """Sinogram Poisson noise + FBP with I0 solved so the mean PSNR meets the target.
 
-    The target is on ``target_scale`` (:func:`scaled_psnr`). The clean reference stays the
-    original slice when the noise-free FBP differs from it by less than ``_MAX_BIAS_FRACTION``
-    of the target noise MSE; otherwise the noise-free FBP becomes the clean image (attr
-    ``clean_reference``). I0 is searched on a subset with realisation 0's own draws, then
-    corrected on full passes until the whole set is within ``_PASS_TOL_DB``.
+    The target is on ``target_scale`` (:func:`scaled_psnr`) against ``reference``, the noise-free
+    FBP with the same geometry and kernel (the original slice would add the FBP's own blur to the
+    noise). I0 is searched on a subset with realisation 0's own draws, then corrected on full
+    passes until the whole set is within ``_PASS_TOL_DB``.
+
+    Parameters
+    ----------
+    sinograms : ndarray (I, A, D)
+        Noise-free line integrals (:func:`project_all`).
+    reference : ndarray (I, H, W) float32
+        The noise-free FBP on the dataset scale (:func:`reconstruct_all`).
+    pixel_mm : ndarray (I,)
+    geometry : dict
+        ``angles`` (A,) degrees, ``size``, ``filter_name``.
+    stream : list of int
+        :func:`noise_stream` of the dataset.
 
     Returns
     -------
     noisy : ndarray (I, n, H, W) float32
-    clean : ndarray (I, H, W) float32 (the input, or the noise-free FBP)
     i0_photons : float
     details : dict
     """
-    size = clean.shape[-1]
-    angles = views_for(size) if views is None else np.arange(views) * (180.0 / views)
-    sinograms = _project_all(src, angles, progress)
-    stream = noise_stream(seed, "sinogram", target_psnr_db, target_scale)
-    geometry = {"angles": angles, "size": size, "filter_name": filter_name}
-    subset = np.unique(np.linspace(0, len(clean) - 1, min(_SOLVE_SLICES, len(clean))).astype(int))
-    fbp_clean = _reconstruct_clean(sinograms[subset], src.pixel_mm[subset], geometry, data_max)
-    bias_mse = float(np.mean((fbp_clean - clean[subset]) ** 2))
-    target_mse = _target_mse(target_psnr_db, data_max, target_scale)
-    use_fbp = bias_mse > _MAX_BIAS_FRACTION * target_mse
-    if use_fbp:
-        clean = _reconstruct_all(sinograms, src.pixel_mm, geometry, data_max, progress)
-    reference = clean[subset]
-
+    angles, size, filter_name = geometry["angles"], geometry["size"], geometry["filter_name"]
+    subset = np.unique(np.linspace(0, len(reference) - 1,
+                                   min(_SOLVE_SLICES, len(reference))).astype(int))  # fmt: skip
     history = []  # (log10 I0, subset PSNR): its local slope corrects the first full pass
 
     def psnr_at(i0: float) -> float:
         rngs = [np.random.default_rng([*stream, int(i), 0]) for i in subset]
-        hu = sinogram_noisy_hu(sinograms[subset], src.pixel_mm[subset], angles, i0, rngs=rngs,
+        hu = sinogram_noisy_hu(sinograms[subset], pixel_mm[subset], angles, i0, rngs=rngs,
                                size=size, filter_name=filter_name)  # fmt: skip
-        value = float(np.mean(scaled_psnr(reference, hu_to_scaled(hu, data_max), data_max,
-                                          target_scale)))  # fmt: skip
+        value = float(np.mean(scaled_psnr(reference[subset], hu_to_scaled(hu, data_max),
+                                          data_max, target_scale)))  # fmt: skip
         history.append((np.log10(i0), value))
         return value
 
     i0, _ = solve_i0_for_psnr(psnr_at, target_psnr_db)
     passes = []
     for attempt in range(3):  # the subset's I0 is corrected once or twice on the whole set
-        noisy = _noisy_all(sinograms, src.pixel_mm, geometry, i0, n, stream, data_max, progress)
-        passes.append((np.log10(i0), _mean_psnr(clean, noisy, data_max, target_scale)))
+        noisy = noisy_all(sinograms, pixel_mm, geometry, i0, n, stream, data_max, progress)
+        passes.append((np.log10(i0), _mean_psnr(reference, noisy, data_max, target_scale)))
         if abs(passes[-1][1] - target_psnr_db) <= _PASS_TOL_DB or attempt == 2:
             break
         i0 = _corrected_i0(passes, target_psnr_db, _local_slope(history, np.log10(i0)))
-    details = {
-        "i0_photons": i0, "views": len(angles), "filter_name": filter_name,
-        "mu_water_per_mm": MU_WATER_PER_MM,
-        "clean_reference": "fbp_noise_free" if use_fbp else "original",
-        "fbp_bias_rmse_hu": float(np.sqrt(bias_mse) * data_max),
-        "target_noise_rmse_hu": float(np.sqrt(target_mse) * data_max),
-        "pixel_mm_mean": float(np.mean(src.pixel_mm)), "full_passes": len(passes),
-    }  # fmt: skip
-    return noisy, clean, i0, details
+    target_mse = _target_mse(target_psnr_db, data_max, target_scale)
+    details = {"target_noise_rmse_hu": float(np.sqrt(target_mse) * data_max),
+               "full_passes": len(passes)}  # fmt: skip
+    return noisy, i0, details
+
+
+def dose_stream(seed: int, i0_photons: float, electronic_noise_counts: float) -> list[int]:
+    """Entropy prefix of a dose-based sinogram dataset's noise (slice ``i``, scan ``r`` appended).
+
+    Keyed by the photons per ray and the electronic noise, so two dose levels never share draws,
+    nor with any target-PSNR dataset. A one-scan set split into view subsets draws its scan as
+    scan 0 of the same stream: at the same seed and dose it is the two-scan set's first scan, so
+    the two arms of ``ct-dose`` see the same noisy input and compare exactly paired.
+    """
+    return [int(seed), _MODEL_STREAMS["sinogram_dose"], level_key(i0_photons),
+            level_key(electronic_noise_counts)]  # fmt: skip
 
 
 def _local_slope(history, log_i0: float) -> float:
@@ -207,7 +211,8 @@ def _corrected_i0(passes, target_psnr_db: float, slope: float = 10.0) -> float:
     return float(10.0 ** (log_i0 + (target_psnr_db - achieved) / slope))
 
 
-def _project_all(src, angles, progress) -> np.ndarray:
+def project_all(src, angles, progress) -> np.ndarray:
+    """Noise-free line integrals (I, A, D) of ``src.hu``, 16 slices at a time."""
     chunks = range(0, len(src.hu), _CHUNK)
     parts = []
     for done, start in enumerate(chunks, 1):
@@ -224,7 +229,8 @@ def _reconstruct_clean(sinograms, pixel_mm, geometry, data_max) -> np.ndarray:
     return hu_to_scaled(hu, data_max)
 
 
-def _reconstruct_all(sinograms, pixel_mm, geometry, data_max, progress) -> np.ndarray:
+def reconstruct_all(sinograms, pixel_mm, geometry, data_max, progress) -> np.ndarray:
+    """Noise-free FBP (I, H, W) float32 on the dataset scale, 16 slices at a time."""
     parts = []
     for start in range(0, len(sinograms), _CHUNK):
         stop = start + _CHUNK
@@ -235,7 +241,13 @@ def _reconstruct_all(sinograms, pixel_mm, geometry, data_max, progress) -> np.nd
     return np.concatenate(parts)
 
 
-def _noisy_all(sinograms, pixel_mm, geometry, i0, n, stream, data_max, progress) -> np.ndarray:
+def noisy_all(
+    sinograms, pixel_mm, geometry, i0, n, stream, data_max, progress, electronic_noise_counts=0.0
+) -> np.ndarray:
+    """``n`` independent noisy FBPs (I, n, H, W) float32 on the dataset scale.
+
+    Slice ``i``, realisation ``r`` draws from ``default_rng([*stream, i, r])``.
+    """
     n_images, size = len(sinograms), geometry["size"]
     noisy = np.empty((n_images, n, size, size), np.float32)
     for start in range(0, n_images, _CHUNK):
@@ -250,6 +262,7 @@ def _noisy_all(sinograms, pixel_mm, geometry, i0, n, stream, data_max, progress)
                 rngs=rngs,
                 size=size,
                 filter_name=geometry["filter_name"],
+                electronic_noise_counts=electronic_noise_counts,
             )
             noisy[index, r] = hu_to_scaled(hu, data_max)
         if progress:

@@ -1,0 +1,214 @@
+"""The methods ``lowdose iq`` measures on the QA phantom, each run over every realisation in HU.
+
+A method maps the phantom's noisy FBP ensemble, ``(S, N, H, W)`` float32 HU (S module slices,
+N realisations), to an ensemble of the same shape in HU:
+
+* ``noisy``: the FBP realisations as they are (the reference every method is compared with).
+* a trained network per checkpoint (``<mode>-<loss>``): HU go to the network's own scale with the
+  checkpoint's :class:`lowdose.data.scaling.NetworkScaling` (the divisor of the data it was
+  trained on, not the phantom file's ``data_max``), through
+  :func:`lowdose.inference.predict.denoise`, and back to HU.
+* blind filters (``nlm-blind``, ``bm3d-blind``), run as a user without clean data runs them
+  (as ``lowdose fit`` does, :mod:`lowdose.evaluation.fit_compare`): on the dataset scale, with
+  the noise sd of each slice from its realisations 0 and 1 (``sqrt(Var(y0 - y1) / 2)`` inside
+  the water cylinder, :func:`lowdose.core.metrics.pair_noise_variance_all_pixels`) and the
+  settings of :func:`lowdose.baselines.sigma_rule.params_from_sigma` (NLM ``h = 0.8 sigma``,
+  BM3D ``sigma_psd = sigma``).
+
+No clean image selects or tunes anything here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lowdose.baselines.filters import denoise_bm3d, denoise_nlm
+from lowdose.baselines.sigma_rule import SIGMA_RULE_FILTERS, params_from_sigma
+from lowdose.core.errors import LowdoseInputError
+from lowdose.core.metrics import pair_noise_variance_all_pixels
+from lowdose.core.progress import Progress, StageCounter
+from lowdose.data.scaling import HU_OFFSET, NetworkScaling, hu_to_scaled, scaled_to_hu
+from lowdose.inference.predict import checked_device, denoise
+from lowdose.models.checkpoint import load_model
+
+FILTER_CHOICES = SIGMA_RULE_FILTERS
+_FILTER_FUNCTIONS = {"nlm": denoise_nlm, "bm3d": denoise_bm3d}
+
+Runner = Callable[[np.ndarray, "Progress | None"], np.ndarray]
+
+
+@dataclass(frozen=True)
+class IqMethod:
+    """One method measured on the phantom.
+
+    Attributes
+    ----------
+    name : str
+        Row label: ``noisy``, ``<mode>-<loss>`` (``<mode>-<loss>:<run folder>`` when two
+        checkpoints share it) or ``<filter>-blind``.
+    model : str
+        The network's name (``unet-w16-res``); empty for filters and ``noisy``.
+    selection : str
+        ``clean-free`` / ``clean-selected`` for networks (how the checkpoint was chosen),
+        ``blind`` for filters, ``none`` for ``noisy``.
+    run : callable
+        ``run(hu, progress) -> hu``: (S, N, H, W) float32 HU in, the same shape out;
+        ``progress(name, done, S * N)`` as images finish.
+    params : dict
+        JSON-serialisable settings for ``iq.json`` (checkpoint path, filter constants ...).
+    """
+
+    name: str
+    model: str
+    selection: str
+    run: Runner
+    params: dict = field(default_factory=dict)
+
+
+def noisy_method() -> IqMethod:
+    """The FBP realisations, unchanged."""
+    return IqMethod("noisy", "", "none", lambda hu, _progress: np.array(hu, np.float32))
+
+
+def checked_filters(filters: Sequence[str]) -> tuple[str, ...]:
+    """``filters`` as a tuple of known names, or LowdoseInputError naming the option and choices.
+
+    The ``bm3d`` package is checked here, before any method runs, so a missing optional extra
+    fails at once rather than after the networks ran.
+    """
+    names = tuple(filters)
+    for name in names:
+        if name not in FILTER_CHOICES:
+            raise LowdoseInputError(
+                f"--filters {name!r} is unknown for lowdose iq; use {','.join(FILTER_CHOICES)} "
+                "(comma-separated) or '' for none"
+            )
+    if "bm3d" in names:
+        try:
+            import bm3d  # noqa: F401  (only whether it is installed)
+        except ImportError:
+            raise LowdoseInputError(
+                "--filters bm3d needs the bm3d package: pip install lowdose[bm3d] (or pass "
+                "--filters nlm)"
+            ) from None
+    return names
+
+
+def model_methods(checkpoints: Sequence[str | os.PathLike], *, device: str) -> list[IqMethod]:
+    """One method per checkpoint (or run folder), all loaded and checked before any runs."""
+    if checkpoints:
+        checked_device(device)  # an unknown or absent device fails before any work
+    methods: list[IqMethod] = []
+    for checkpoint in checkpoints:
+        model, meta = load_model(checkpoint)
+        check_hu_scaling(meta.scaling, checkpoint)
+        name = _unique_name(f"{meta.mode}-{meta.loss}", checkpoint, {m.name for m in methods})
+        methods.append(
+            IqMethod(
+                name, meta.model.name, meta.selection or "unknown",
+                _network_runner(model, meta.scaling, name, device),
+                {"checkpoint": str(checkpoint), "global_step": meta.global_step,
+                 "seed": meta.seed, "scaling": asdict(meta.scaling)},
+            )
+        )  # fmt: skip
+    return methods
+
+
+def _unique_name(label: str, checkpoint, taken: set[str]) -> str:
+    """``label``, or ``label:<run>`` when another checkpoint has it (two Noise2Noise runs),
+    ``<run>`` being the run folder (``train/<model>/seed<s>/best.ckpt`` gives ``<model>``)."""
+    if label not in taken:
+        return label
+    path = Path(checkpoint)
+    folder = path if path.is_dir() else path.parent
+    if folder.name.startswith("seed") and folder.name[4:].isdigit():
+        folder = folder.parent
+    candidate, k = f"{label}:{folder.name}", 2
+    while candidate in taken:
+        candidate, k = f"{label}:{folder.name}-{k}", k + 1
+    return candidate
+
+
+def check_hu_scaling(scaling: NetworkScaling, checkpoint) -> None:
+    """Raise unless the checkpoint was trained on CT in HU (its ``raw_units``, or the CT offset
+    of 1024 for checkpoints without units, as :mod:`lowdose.inference.files` decides)."""
+    units = scaling.raw_units.strip().lower()
+    if units == "hu" or (not units and scaling.scaling_offset == HU_OFFSET):
+        return
+    raise LowdoseInputError(
+        f"{checkpoint}: the model was trained on {units or 'unitless'} images, not CT in HU; "
+        "pass a model trained on a CT dataset"
+    )
+
+
+def _network_runner(model, scaling: NetworkScaling, name: str, device: str) -> Runner:
+    def run(hu: np.ndarray, progress: Progress | None) -> np.ndarray:
+        stack = hu.reshape(-1, *hu.shape[-2:])  # (S * N, H, W)
+        report = None if progress is None else (lambda _s, d, t: progress(name, d, t))
+        if report is not None:
+            report(name, 0, len(stack))
+        out = denoise(model, stack, scaling=scaling, device=device, progress=report)
+        return out.reshape(hu.shape).astype(np.float32)
+
+    return run
+
+
+def blind_filter_methods(
+    filters: Sequence[str], *, divisor: np.ndarray, inside: np.ndarray
+) -> list[IqMethod]:
+    """One ``<filter>-blind`` method per name of :func:`checked_filters`.
+
+    Parameters
+    ----------
+    filters : sequence of str
+    divisor : ndarray (S,) float64
+        Each slice's dataset divisor: the filters see ``(HU + 1024) / divisor`` like ``fit``.
+    inside : ndarray (H, W) bool
+        The water cylinder, where the pair variance is measured (air outside carries little
+        noise and would lower sigma).
+    """
+    rule = "lowdose.baselines.sigma_rule.params_from_sigma on the dataset scale"
+    sigma_from = "sqrt(Var(y0 - y1) / 2) of each slice's realisations 0 and 1 inside the cylinder"
+    return [
+        IqMethod(f"{name}-blind", "", "blind", _filter_runner(name, divisor, inside),
+                 {"rule": rule, "sigma_from": sigma_from})
+        for name in checked_filters(filters)
+    ]  # fmt: skip
+
+
+def blind_sigma(scaled: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """Noise sd of each slice from its realisations 0 and 1 inside the cylinder.
+
+    Parameters
+    ----------
+    scaled : ndarray (S, N, H, W), N >= 2
+    inside : ndarray (H, W) bool
+
+    Returns
+    -------
+    ndarray (S,) float64
+        Same units as ``scaled``.
+    """
+    mask = np.broadcast_to(inside, scaled[:, 0].shape)
+    return np.sqrt(pair_noise_variance_all_pixels(scaled[:, 0], scaled[:, 1], inside=mask))
+
+
+def _filter_runner(name: str, divisor: np.ndarray, inside: np.ndarray) -> Runner:
+    def run(hu: np.ndarray, progress: Progress | None) -> np.ndarray:
+        factor = np.asarray(divisor, np.float64)[:, None, None, None]  # (S, 1, 1, 1)
+        scaled = hu_to_scaled(hu, factor)  # (S, N, H, W), not clipped: noisy data
+        sigma = blind_sigma(scaled, inside)
+        counter = StageCounter(progress, f"{name}-blind", scaled.shape[0] * scaled.shape[1])
+        out = np.empty_like(scaled)
+        for s, n in np.ndindex(*scaled.shape[:2]):
+            params = params_from_sigma(name, float(sigma[s]))
+            out[s, n] = _FILTER_FUNCTIONS[name](scaled[s, n], **params)
+            counter.advance()
+        return scaled_to_hu(out, factor)
+
+    return run
