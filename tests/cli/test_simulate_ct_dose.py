@@ -41,13 +41,15 @@ def test_options_that_exclude_each_other_are_one_line_errors(tmp_path, args, mes
     assert "Traceback" not in result.output and not out.exists()
 
 
-def test_a_starved_dose_prints_one_warning_line_with_the_photons_to_use(tmp_path):
+def test_a_starved_dose_prints_one_warning_with_the_photons_to_use(tmp_path):
     out = tmp_path / "s.h5"
     result = run("--noise", "sinogram", "--photons-per-ray", "50", "--out", str(out))
     assert result.exit_code == 0, result.output
-    warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
-    assert len(warnings) == 1
-    assert "photon-starved" in warnings[0] and "--photons-per-ray >= " in warnings[0]
+    lines = result.output.splitlines()
+    starts = [k for k, line in enumerate(lines) if line.startswith("warning:")]
+    assert len(starts) == 1 and all(len(line) <= 80 for line in lines)
+    warning = " ".join(lines[starts[0] :])  # wrapped at word boundaries to 80 columns
+    assert "photon-starved" in warning and "--photons-per-ray >= " in warning
     with h5py.File(out, "r") as handle:
         assert handle.attrs["photon_starved"] and handle.attrs["photons_per_ray"] == 50.0
 

@@ -98,8 +98,8 @@ def simulate_ct(
         console.print(_noise_line(summary, noise, target_scale), highlight=False)
         warning = starvation_warning(summary.details)
         if warning:
-            console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False,
-                          soft_wrap=True)  # fmt: skip
+            # wrapped at word boundaries by rich (fits 80 columns), one warning
+            console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
         if preview is not None:
             _write_preview(preview, summary, source=source, size=size, seed=seed)
             console.print(f"preview: {preview}", highlight=False)
