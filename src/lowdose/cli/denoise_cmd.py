@@ -23,6 +23,9 @@ def denoise(
     ),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
     batch_size: int = typer.Option(4, "--batch-size", help="Tiles per forward pass."),
+    tta: int = typer.Option(
+        1, "--tta", help="1, or 8: average the model over 8 rotations/mirrors (8x the time)."
+    ),
     threads: int | None = typer.Option(
         None, "--threads", help="CPU threads for torch (default: torch's choice)."
     ),
@@ -31,7 +34,8 @@ def denoise(
 
     CT padding outside the field of view (DICOM PixelPaddingValue, or values below -1500 HU
     touching the border of an HU image) is shown to the network as air and written back
-    unchanged. DICOM comes back as a new derived series, uncompressed Explicit VR Little Endian.
+    unchanged. DICOM comes back as a new derived series, uncompressed Explicit VR Little Endian;
+    with --tta 8 its DerivationDescription names the self-ensemble.
     """
     with user_errors():
         # torch-bound: keeps `lowdose --help` and light commands fast
@@ -43,7 +47,7 @@ def denoise(
             torch.set_num_threads(threads)
         with stage_progress("img") as progress:
             written = denoise_files(
-                inputs, out, model, tile=tile, device=device, batch_size=batch_size,
+                inputs, out, model, tile=tile, device=device, batch_size=batch_size, tta=tta,
                 progress=progress,
             )  # fmt: skip
         console.print(f"[green]wrote[/] {len(written)} file(s) for {len(inputs)} input(s) to {out}")

@@ -47,15 +47,23 @@ def evaluate(
     ),
     workers: int = typer.Option(1, "--workers", help="Processes for the oracle search."),
     device: str = typer.Option("cpu", "--device", help="Torch device for models: cpu, cuda."),
+    tta: int = typer.Option(
+        1,
+        "--tta",
+        help="1, or 8: also evaluate each model averaged over 8 rotations/mirrors "
+        "(<mode>-<loss>-tta8); params record tta and seconds_per_image.",
+    ),
 ) -> None:
     """Write results.csv/.parquet, summary.md and panels.npz; print the paper-form table."""
     with user_errors():
         # torch-bound: keeps `lowdose --help` and light commands fast
         from lowdose.evaluation.evaluate import evaluate as run_evaluate
+        from lowdose.inference.self_ensemble import checked_tta
 
         names = [name.strip() for name in filters.split(",") if name.strip()]
         window = parse_range(hu_window, "--hu-window", "-1000:1000 (HU)")
         check_positive_options({"--workers": workers})
+        checked_tta(tta)
         check_out_writable(out)  # before the models and filters run, not after
         with stage_progress() as progress:
             results = run_evaluate(
@@ -67,6 +75,7 @@ def evaluate(
                 hu_window=window,
                 workers=workers,
                 device=device,
+                tta=tta,
                 progress=progress,
             )
         _print_table(summarize(results))

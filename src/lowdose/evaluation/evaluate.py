@@ -1,9 +1,10 @@
 """Run methods over a dataset's test split and write tidy results (docs/interfaces.md, Results).
 
 Methods (:mod:`lowdose.evaluation.methods`): ``noisy`` (the first realisation, untouched), each
-trained model (tiled inference) and each filter tuned ``oracle`` (per image against the clean
-image, the paper's protocol), ``blind`` (one setting chosen on the training split's noisy pairs)
-and/or ``blind-clean`` (chosen against the training split's clean images). A file without clean
+trained model (tiled inference; with ``tta=8`` also its self-ensemble, ``<mode>-<loss>-tta8``)
+and each filter tuned ``oracle`` (per image against the clean image, the paper's protocol),
+``blind`` (one setting chosen on the training split's noisy pairs) and/or ``blind-clean``
+(chosen against the training split's clean images). A file without clean
 images is scored clean-free (uPSNR from the test pairs); oracle tuning then cannot run. Metric
 conventions are in :mod:`lowdose.evaluation.rows`, the files in :mod:`lowdose.evaluation.outputs`.
 """
@@ -28,6 +29,7 @@ from lowdose.evaluation.methods import (
 from lowdose.evaluation.outputs import Panels, write_outputs
 from lowdose.evaluation.rows import result_rows, row_context
 from lowdose.evaluation.testset import read_test_set
+from lowdose.inference.self_ensemble import checked_tta
 
 DEFAULT_HU_WINDOW = (-1000.0, 1000.0)
 
@@ -49,6 +51,7 @@ def evaluate(
     workers: int = 1,
     grids: dict[str, dict] | None = None,
     device: str = "cpu",
+    tta: int = 1,
     progress: Progress | None = None,
 ):
     """Evaluate noisy input, models and tuned filters on the test split; write the results.
@@ -75,6 +78,11 @@ def evaluate(
         Search grids replacing the filters' defaults (``lowdose.baselines.filters.FILTERS``).
     device : str
         Torch device for the models (``"cpu"``, ``"cuda"``).
+    tta : {1, 8}
+        8: every model is evaluated twice, plain (``<mode>-<loss>``) and as the self-ensemble
+        over the 8 dihedral transforms (``<mode>-<loss>-tta8``). Every model row's ``params``
+        JSON holds ``tta`` and ``seconds_per_image`` (that run's inference wall time per test
+        image), so the gain and its cost are in one table.
     progress : Progress, optional
         ``progress(stage, done, total)`` with ``done`` the images finished so far, one stage
         per model and per filter x tuning (:mod:`lowdose.core.progress`).
@@ -88,6 +96,7 @@ def evaluate(
     import pandas as pd
 
     checked_choice(tuning, "tuning", TUNING_CHOICES)
+    checked_tta(tta)
     for name in filters:
         get_filter(name)
     low, high = (float(v) for v in (hu_window or DEFAULT_HU_WINDOW))
@@ -96,7 +105,7 @@ def evaluate(
     context = row_context(test, (low, high))
     methods = itertools.chain(
         [noisy_method(test)],
-        model_methods(test, models, device, progress),
+        model_methods(test, models, device, progress, tta=tta),
         filter_methods(
             test, filters, tuning, grids=grids or {}, workers=workers, progress=progress
         ),

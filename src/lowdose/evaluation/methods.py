@@ -7,6 +7,7 @@ split's clean images); see :mod:`lowdose.baselines.tuning`."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from lowdose.core.errors import LowdoseInputError
 from lowdose.core.progress import Progress, StageCounter
 from lowdose.evaluation.testset import TestSet, blind_training_pair
 from lowdose.inference.predict import predict
+from lowdose.inference.self_ensemble import checked_tta
 from lowdose.models.checkpoint import load_model
 
 TUNING_CHOICES = ("oracle", "blind", "blind-clean", "both", "blind-sigma", "oracle+blind-sigma")
@@ -43,7 +45,8 @@ class MethodOutput:
     Attributes
     ----------
     method : str
-        ``noisy``, a model's ``<mode>-<loss>`` or a filter name.
+        ``noisy``, a model's ``<mode>-<loss>`` (``<mode>-<loss>-tta8`` for its self-ensemble)
+        or a filter name.
     model : str
         The network's name (``unet-w16-res``), empty for filters and the noisy input.
     tuning : {"none", "oracle", "blind", "blind-clean"}
@@ -72,28 +75,46 @@ def noisy_method(test: TestSet) -> MethodOutput:
 
 
 def model_methods(
-    test: TestSet, checkpoints: Sequence, device: str, progress: Progress | None
+    test: TestSet,
+    checkpoints: Sequence,
+    device: str,
+    progress: Progress | None,
+    *,
+    tta: int = 1,
 ) -> Iterator[MethodOutput]:
-    """Each checkpoint (or run folder) over the test inputs, labelled ``<mode>-<loss>``."""
+    """Each checkpoint (or run folder) over the test inputs, labelled ``<mode>-<loss>``.
+
+    With ``tta=8`` each model runs twice: plain, then as the self-ensemble over the 8 dihedral
+    transforms (``<mode>-<loss>-tta8``, :mod:`lowdose.inference.self_ensemble`). Every model's
+    ``params`` hold ``tta`` and ``seconds_per_image``: the wall time of that run's inference
+    over the test scans divided by their number, so a table shows the gain and its cost.
+    """
+    checked_tta(tta)
     for checkpoint in checkpoints:
         model, meta = load_model(checkpoint)
-        label = f"{meta.mode}-{meta.loss}"
-        outputs = _predict_scan(model, test, device, _relabelled(progress, label, test))
-        params = {"checkpoint": str(checkpoint), "global_step": meta.global_step}
+        base = f"{meta.mode}-{meta.loss}"
         seed = -1 if meta.seed is None else int(meta.seed)
-        yield MethodOutput(
-            label, meta.model.name, "none", [params] * len(outputs), outputs, seed, meta.selection
-        )
+        for views in dict.fromkeys((1, tta)):  # (1,) or (1, 8)
+            label = base if views == 1 else f"{base}-tta{views}"
+            started = time.perf_counter()
+            outputs = _predict_scan(model, test, device, _relabelled(progress, label, test), views)
+            seconds = (time.perf_counter() - started) / len(outputs)
+            params = {"checkpoint": str(checkpoint), "global_step": meta.global_step,
+                      "tta": views, "seconds_per_image": round(seconds, 6)}  # fmt: skip
+            yield MethodOutput(label, meta.model.name, "none", [params] * len(outputs), outputs,
+                               seed, meta.selection)  # fmt: skip
 
 
-def _predict_scan(model, test: TestSet, device: str, progress: Progress | None) -> np.ndarray:
+def _predict_scan(
+    model, test: TestSet, device: str, progress: Progress | None, tta: int = 1
+) -> np.ndarray:
     """(I, H, W) network outputs for the test scans; view subsets are denoised one by one and
-    averaged (Noise2Inverse's estimate of the full scan)."""
+    averaged (Noise2Inverse's estimate of the full scan), each with the same ``tta``."""
     if test.view_subsets == 1:
-        return predict(model, test.inputs, device=device, progress=progress)
+        return predict(model, test.inputs, device=device, tta=tta, progress=progress)
     total = np.zeros(test.inputs.shape, np.float64)
     for k in range(test.view_subsets):
-        total += predict(model, test.noisy[:, k], device=device, progress=progress)
+        total += predict(model, test.noisy[:, k], device=device, tta=tta, progress=progress)
     return (total / test.view_subsets).astype(np.float32)
 
 

@@ -5,7 +5,9 @@ series folders, NIfTI, TIFF stacks, PNG, ``.npy``; :func:`lowdose.io.images.read
 applies the checkpoint's scaling around the network (:func:`lowdose.inference.predict.denoise`)
 and writes each result beside the others in ``out`` with the input's name, format and units
 (:func:`lowdose.io.images.write_like`). Every input is read and checked before the first is
-denoised, so a bad file costs no network time and leaves ``out`` untouched.
+denoised, so a bad file costs no network time and leaves ``out`` untouched. With ``tta=8`` each
+image is the self-ensemble of the network over its 8 rotations and mirrors, and DICOM outputs
+say so in their DerivationDescription (the other formats carry no provenance field).
 
 CT padding: outside the reconstructed field of view many scanners store -2048 or -3024 HU. For HU
 inputs (DICOM of Modality CT, or any input when the checkpoint's ``raw_units`` is ``hu``, or
@@ -30,6 +32,7 @@ from lowdose.core.progress import Progress
 from lowdose.core.validation import checked_images
 from lowdose.data.scaling import HU_OFFSET, NetworkScaling
 from lowdose.inference.predict import DENOISE_STAGE, denoise, denoise_in_field_of_view
+from lowdose.inference.self_ensemble import checked_tta
 from lowdose.io.dicom_read import SliceInfo
 from lowdose.io.images import read_image_stack, write_like
 from lowdose.models.checkpoint import CheckpointMeta, load_model
@@ -70,6 +73,7 @@ def denoise_files(
     tile: int | None = None,
     device: str = "cpu",
     batch_size: int = 4,
+    tta: int = 1,
     progress: Progress | None = None,
 ) -> list[Path]:
     """Denoise every input with the model in ``checkpoint``; write the results to ``out``.
@@ -82,8 +86,9 @@ def denoise_files(
         Output folder (created); each input's result keeps its name, format and units.
     checkpoint : path
         ``RUN_DIR/best.ckpt`` or a run folder (:func:`lowdose.models.checkpoint.load_model`).
-    tile, device, batch_size
-        Passed to :func:`lowdose.inference.predict.predict`.
+    tile, device, batch_size, tta
+        Passed to :func:`lowdose.inference.predict.predict`; ``tta=8`` (the self-ensemble over
+        the 8 dihedral transforms) is recorded in each DICOM output's DerivationDescription.
     progress : Progress, optional
         ``progress("denoise", done, total)`` with ``done`` the images finished over all inputs.
 
@@ -95,21 +100,22 @@ def denoise_files(
     Raises
     ------
     LowdoseInputError
-        An input inside ``out``, a missing or unreadable file, or images that are not finite
-        single-channel (H, W) / (B, H, W); the message names the file.
+        An input inside ``out``, a missing or unreadable file, images that are not finite
+        single-channel (H, W) / (B, H, W) (the message names the file), or ``tta`` not 1 or 8.
     """
+    checked_tta(tta)
     out = Path(out)
     paths = [Path(path) for path in inputs]
     check_out_folder(paths, out)
     network, meta = load_model(checkpoint)
     loaded = [read_input(path) for path in paths]
     total = sum(item.n_images for item in loaded)
-    derivation = derivation_text(meta)
+    derivation = derivation_text(meta, tta=tta)
     written: list[Path] = []
     finished = 0
     for item in loaded:
         run = {"scaling": meta.scaling, "tile": tile, "device": device, "batch_size": batch_size,
-               "progress": _offset(progress, finished, total)}  # fmt: skip
+               "tta": tta, "progress": _offset(progress, finished, total)}  # fmt: skip
         inside = field_of_view(item, meta.scaling)
         if inside is None:
             result = denoise(network, item.images, **run)
@@ -181,9 +187,14 @@ def check_out_folder(inputs: Sequence[Path], out: Path) -> None:
             )
 
 
-def derivation_text(meta: CheckpointMeta) -> str:
-    """DICOM DerivationDescription: lowdose version, model name, mode and loss."""
-    return f"denoised by lowdose {__version__} {meta.model.name} {meta.mode}-{meta.loss}"
+def derivation_text(meta: CheckpointMeta, *, tta: int = 1) -> str:
+    """DICOM DerivationDescription: lowdose version, model name, mode and loss, and for
+    ``tta=8`` the self-ensemble (``... n2n-mse, self-ensemble tta8 (mean over 8
+    rotated/mirrored copies)``); ``tta=1`` leaves the text as it always was."""
+    text = f"denoised by lowdose {__version__} {meta.model.name} {meta.mode}-{meta.loss}"
+    if checked_tta(tta) == 1:
+        return text
+    return f"{text}, self-ensemble tta{tta} (mean over {tta} rotated/mirrored copies)"
 
 
 def _offset(progress: Progress | None, before: int, total: int) -> Progress | None:

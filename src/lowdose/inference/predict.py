@@ -2,16 +2,19 @@
 
 :func:`predict` runs a network on the network's scale in overlapping tiles planned by
 :mod:`lowdose.inference.tiling` (crop-the-margin with a receptive-field margin on a 32-pixel grid,
-so the output equals one untiled pass to float round-off); :func:`denoise` wraps it in the dataset's
-scaling (:mod:`lowdose.data.scaling`) so the output is in the input's units;
-:func:`denoise_in_field_of_view` shows the network air where a CT scanner stored padding outside
-the reconstructed field of view, and puts the padding back afterwards.
+so the output equals one untiled pass to float round-off), optionally averaged over the 8
+dihedral transforms of each image (``tta=8``, :mod:`lowdose.inference.self_ensemble`);
+:func:`denoise` wraps it in the dataset's scaling (:mod:`lowdose.data.scaling`) so the output
+is in the input's units; :func:`denoise_in_field_of_view` shows the network air where a CT
+scanner stored padding outside the reconstructed field of view, and puts the padding back
+afterwards.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -21,7 +24,14 @@ from lowdose.core.errors import LowdoseInputError
 from lowdose.core.progress import Progress
 from lowdose.core.validation import checked_images
 from lowdose.data.scaling import NetworkScaling, scale_from_network, scale_to_network
-from lowdose.inference.tiling import available_bytes, pad_to_grid, plan_tiles, probe_model
+from lowdose.inference.self_ensemble import checked_tta, self_ensemble
+from lowdose.inference.tiling import (
+    Footprint,
+    available_bytes,
+    pad_to_grid,
+    plan_tiles,
+    probe_model,
+)
 from lowdose.physics.field_of_view import AIR_HU
 
 DENOISE_STAGE = "denoise"
@@ -36,6 +46,7 @@ def predict(
     batch_size: int = 4,
     device: str | torch.device = "cpu",
     channels_last: bool = True,
+    tta: int = 1,
     progress: Progress | None = None,
     on_image_done: Callable[[int], None] | None = None,
 ) -> np.ndarray:
@@ -61,9 +72,13 @@ def predict(
         ``"cpu"``, ``"cuda"``, ``"cuda:1"`` ...
     channels_last : bool
         Use the NHWC memory layout (faster for convolutions on CPU).
+    tta : {1, 8}
+        1: one pass per image. 8: the self-ensemble, the mean of the network over the 8
+        dihedral transforms of each image (4 rotations x mirror), each output transformed back
+        (:mod:`lowdose.inference.self_ensemble`); 8x the time, exactly equivariant.
     progress : Progress, optional
         ``progress("denoise", done, n_images)`` after each image is complete (``done``: images
-        finished so far, see :mod:`lowdose.core.progress`).
+        finished so far, see :mod:`lowdose.core.progress`), whatever ``tta``.
     on_image_done : callable, optional
         ``on_image_done(done)`` with the same count: the older form of ``progress``, kept.
 
@@ -72,37 +87,69 @@ def predict(
     ndarray, same shape as ``images``, float32
         The network output.
     """
+    views = checked_tta(tta)
     array = checked_images(images, "images")
     stack = array[None] if array.ndim == 2 else array
     dev = checked_device(device)
     work = copy.deepcopy(model).eval().to(dev)
     if channels_last:
         work = work.to(memory_format=torch.channels_last)
-    n_images, height, width = stack.shape
-    padded = pad_to_grid(stack)
-    plan = plan_tiles(
-        probe_model(work, device=dev),
-        padded.shape[1:],
-        tile=tile,
-        overlap=overlap,
-        batch_size=batch_size,
-        budget_bytes=available_bytes(dev),
-    )
-    jobs = [(i, r, c) for i in range(n_images) for r in plan.rows for c in plan.cols]
-    out = np.empty(padded.shape, dtype=np.float32)
+    tiler = _Tiler(
+        work, dev, probe_model(work, device=dev), available_bytes(dev),
+        tile, overlap, batch_size, channels_last,
+    )  # fmt: skip
     report = _image_progress(progress, on_image_done)
-    finished = 0
-    with torch.inference_mode():
-        for first in range(0, len(jobs), plan.batch):
-            chunk = jobs[first : first + plan.batch]
-            _run_chunk(work, padded, out, chunk, plan.tile_hw, dev, channels_last)
-            # jobs run image by image: the next job's image index counts the finished ones
-            now = jobs[first + plan.batch][0] if first + plan.batch < len(jobs) else n_images
-            if report is not None and now > finished:
-                report(DENOISE_STAGE, now, n_images)
-            finished = now
-    result = out[:, :height, :width]
+    if views == 1:
+        result = tiler(stack, report)
+    else:
+        result = np.empty(stack.shape, dtype=np.float32)
+        for index, image in enumerate(stack):  # the 8 views of one image batch together
+            result[index] = self_ensemble(tiler, image)
+            if report is not None:
+                report(DENOISE_STAGE, index + 1, len(stack))
     return result[0] if array.ndim == 2 else result
+
+
+@dataclass(frozen=True)
+class _Tiler:
+    """A network on its device and how to tile for it: called on one ``(B, H, W)`` stack."""
+
+    work: nn.Module
+    device: torch.device
+    footprint: Footprint
+    budget_bytes: float
+    tile: int | None
+    overlap: int | None
+    batch_size: int
+    channels_last: bool
+
+    def __call__(self, stack: np.ndarray, report: Progress | None = None) -> np.ndarray:
+        """(B, H, W) float32 network output; ``report`` as images finish. Each stack shape
+        gets its own plan, so views with H and W swapped tile as well as the image."""
+        n_images, height, width = stack.shape
+        padded = pad_to_grid(stack)
+        plan = plan_tiles(
+            self.footprint,
+            padded.shape[1:],
+            tile=self.tile,
+            overlap=self.overlap,
+            batch_size=self.batch_size,
+            budget_bytes=self.budget_bytes,
+        )
+        jobs = [(i, r, c) for i in range(n_images) for r in plan.rows for c in plan.cols]
+        out = np.empty(padded.shape, dtype=np.float32)
+        finished = 0
+        with torch.inference_mode():
+            for first in range(0, len(jobs), plan.batch):
+                chunk = jobs[first : first + plan.batch]
+                _run_chunk(self.work, padded, out, chunk, plan.tile_hw, self.device,
+                           self.channels_last)  # fmt: skip
+                # jobs run image by image: the next job's image index counts the finished ones
+                now = jobs[first + plan.batch][0] if first + plan.batch < len(jobs) else n_images
+                if report is not None and now > finished:
+                    report(DENOISE_STAGE, now, n_images)
+                finished = now
+        return out[:, :height, :width]
 
 
 def denoise(model: nn.Module, raw, *, scaling: NetworkScaling, **predict_kwargs) -> np.ndarray:
@@ -117,7 +164,7 @@ def denoise(model: nn.Module, raw, *, scaling: NetworkScaling, **predict_kwargs)
     scaling : NetworkScaling
         The checkpoint's ``meta.scaling``: applied before the network, inverted after it.
     **predict_kwargs
-        Passed to :func:`predict` (``tile``, ``batch_size``, ``device``, ``progress`` ...).
+        Passed to :func:`predict` (``tile``, ``batch_size``, ``device``, ``tta``, ``progress`` ...).
 
     Returns
     -------

@@ -36,8 +36,10 @@ def is_model_method(method: str) -> bool:
 
 
 def method_sort_key(method: str) -> tuple[int, str]:
-    """Key that orders methods as the paper's tables, unknown ones last by name."""
-    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
+    """Key that orders methods as the paper's tables, unknown ones last by name; a model's
+    self-ensemble (``n2n-mse-tta8``, ``lowdose evaluate --tta 8``) right after the model."""
+    base = method.removesuffix("-tta8")
+    return (METHOD_ORDER.index(base) if base in METHOD_ORDER else len(METHOD_ORDER), method)
 
 
 def summary_table(results):
