@@ -33,7 +33,25 @@ def train(
     out: Path = typer.Option(None, "--out", help="Run directory to create."),
     config: Path = typer.Option(None, "--config", help="YAML TrainConfig; flags override it."),
     resume: Path = typer.Option(None, "--resume", help="Continue RUN_DIR from its last.ckpt."),
-    epochs: int = typer.Option(None, help="Epochs (default 10)."),
+    budget: str = typer.Option(
+        None,
+        help="Wall time for the whole run, HH:MM:SS: a few-second probe picks the width "
+        "(16/24/32/48), residual output, patch 64, batch 16, warm-up + cosine lr and the step "
+        "count, prints them in one line and writes them into config.yaml and manifest.json, so "
+        "a rerun or --resume repeats the same steps without probing. Options you give win: "
+        "--width 32 --budget 00:30:00 fixes the width and only sizes the steps. --max-time "
+        "becomes a guard (default 1.5 x the budget).",
+    ),
+    epochs: int = typer.Option(None, help="Epochs (default 10; with --max-steps derived)."),
+    max_steps: int = typer.Option(
+        None, help="Stop after exactly this many optimiser steps (validating ~--validations times)."
+    ),
+    validations: int = typer.Option(None, help="With --max-steps: validations (default 12)."),
+    schedule: str = typer.Option(
+        None,
+        help="plateau (the paper's, default: halve lr when validation stalls) or cosine "
+        "(warm-up, then cosine to 1 % of lr at --max-steps; the --budget default).",
+    ),
     patch: int = typer.Option(
         None, help="Training patch side, multiple of 32 (64 for nb2nb) (default 64)."
     ),
@@ -46,11 +64,16 @@ def train(
     devices: int = typer.Option(None, help="Devices (processes) per node."),
     num_nodes: int = typer.Option(None, help="Nodes for multi-node DDP."),
     strategy: str = typer.Option(None, help="auto, ddp, ddp_spawn, ... (gloo on CPU)."),
-    width: int = typer.Option(None, help="U-Net width: 48 = paper, 16 = quick unet-w16."),
+    width: int = typer.Option(
+        None,
+        help="U-Net width: 48 = paper, 16 = quick unet-w16 (with --budget: fixed, not probed).",
+    ),
     residual: bool = typer.Option(None, "--residual/--no-residual", help="Predict the noise."),
     lr: float = typer.Option(None, help="Adam learning rate (default 1e-3)."),
     warmup_steps: int = typer.Option(None, help="Linear learning-rate warm-up steps."),
-    samples_per_epoch: int = typer.Option(None, help="Samples per epoch (default: all pairs)."),
+    samples_per_epoch: int = typer.Option(
+        None, help="Samples per epoch (default: all pairs; with --max-steps derived)."
+    ),
     val_crop: int = typer.Option(None, help="Centre crop for validation (default: whole)."),
     threads: int = typer.Option(None, help="torch threads per process."),
     channels_last: bool = typer.Option(None, "--channels-last/--no-channels-last"),
@@ -76,7 +99,7 @@ def train(
             cfg = load_train_config(config, values)
         else:
             cfg = make_train_config(values, source="command line")
-        _configure_logging(quiet=cfg.quiet)
+        _configure_logging(quiet=cfg.quiet)  # a --budget run logs its plan in one line
         result = run_training(cfg, resume=resume is not None)
         console.print(
             f"[green]done[/] {result.model_name} {cfg.mode}-{cfg.loss}: best {result.monitor} "

@@ -7,6 +7,7 @@ never silently falls back to a default.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -52,6 +53,20 @@ class TrainConfig(BaseModel):
     mode validated this way is labelled ``clean-selected`` everywhere) or ``"self"`` (the default
     for ``nb2nb`` and ``n2v``, and only for them: the mode's own loss on the validation images
     with fixed masks, as ``val_self_db``; needs one realisation and no clean image).
+
+    ``schedule``: ``"plateau"`` (the paper's, the default: halve ``lr`` after
+    ``lr_patience_epochs`` epochs without a better validation score) or ``"cosine"`` (linear
+    warm-up over ``warmup_steps``, then cosine annealing to ``lr * lr_final_fraction`` at
+    ``max_steps``; a function of the global step only, see
+    :func:`lowdose.training.module.cosine_lr`). ``max_steps`` stops training after exactly that
+    many optimiser steps; ``epochs`` and ``samples_per_epoch`` are then derived
+    (:func:`with_derived_epochs`) so that validation runs about ``validations`` times, the last
+    time on the final weights.
+    ``budget`` (``HH:MM:SS``) asks for the CPU-budgeted recipe of
+    :mod:`lowdose.training.budget`: while ``max_steps`` is unset, training starts with a short
+    throughput probe that fixes width, steps and schedule (keys given explicitly win) and
+    writes them into the run's ``config.yaml``, so a rerun or resume repeats the same steps
+    without probing. ``max_time`` is a wall-clock guard, not a step budget.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -68,6 +83,11 @@ class TrainConfig(BaseModel):
     lr_factor: float = Field(0.5, gt=0, lt=1)
     lr_patience_epochs: int = Field(2, ge=0)
     warmup_steps: int = Field(0, ge=0)
+    schedule: Literal["plateau", "cosine"] = "plateau"
+    max_steps: int | None = Field(None, ge=1, description="optimiser steps; None: epochs")
+    lr_final_fraction: float = Field(0.01, gt=0, le=1, description="cosine: final lr / lr")
+    validations: int = Field(12, ge=1, description="with max_steps: validations in the run")
+    budget: str | None = Field(None, description="HH:MM:SS: plan the run from a probe")
     width: int = Field(48, ge=1)
     residual: bool = False
     augment: bool = True
@@ -109,6 +129,10 @@ class TrainConfig(BaseModel):
                 f"nb2nb halves the patch and the U-Net needs multiples of 32: patch must be a "
                 f"multiple of 64, got {self.patch}"
             )
+        if self.schedule == "cosine" and self.max_steps is None and self.budget is None:
+            raise ValueError(
+                "schedule 'cosine' anneals to the last step: set max_steps (or a budget)"
+            )
         return self
 
     @field_validator("patch")
@@ -118,17 +142,80 @@ class TrainConfig(BaseModel):
             raise ValueError(f"patch must be a multiple of 32 (five poolings), got {value}")
         return value
 
-    @field_validator("max_time")
+    @field_validator("max_time", "budget")
     @classmethod
-    def _max_time_format(cls, value: str | None) -> str | None:
+    def _wall_time_format(cls, value: str | None) -> str | None:
         if value is not None and not is_wall_time(value):
-            raise ValueError(f"max_time must look like 00:05:00 or 1:00:00:00, got {value!r}")
+            raise ValueError(f"must look like 00:05:00 or 1:00:00:00, got {value!r}")
         return value
 
 
 def is_wall_time(text: str) -> bool:
     """True for ``HH:MM:SS`` or ``DD:HH:MM:SS`` (Lightning's ``max_time`` forms)."""
     return bool(_MAX_TIME.match(text))
+
+
+def wall_time_s(text: str) -> int:
+    """``"HH:MM:SS"`` or ``"DD:HH:MM:SS"`` -> seconds.
+
+    >>> wall_time_s("00:30:00"), wall_time_s("1:00:00:10")
+    (1800, 86410)
+    """
+    parts = [int(part) for part in text.split(":")]
+    days, hours, minutes, seconds = [0] * (4 - len(parts)) + parts
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+
+
+def format_wall_time(seconds: float) -> str:
+    """Seconds (rounded down) -> ``"HH:MM:SS"``, or ``"D:HH:MM:SS"`` from 24 hours on.
+
+    >>> format_wall_time(2700.9), format_wall_time(90_000)
+    ('00:45:00', '1:01:00:00')
+    """
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    clock = f"{hours:02d}:{minutes:02d}:{secs:02d}"
+    return f"{days}:{clock}" if days else clock
+
+
+def steps_between_validations(max_steps: int, validations: int) -> int:
+    """Steps per epoch for a run of ``max_steps``: a divisor of it, about ``max_steps/validations``.
+
+    Lightning validates at the end of an epoch only, and a run stopped by ``max_steps`` inside an
+    epoch never scores its final weights (the annealed end of a cosine run, usually its best), so
+    the epoch length divides ``max_steps``: the divisor closest to ``max_steps / validations`` on
+    a log scale (ties: more validations).
+
+    >>> steps_between_validations(1200, 12), steps_between_validations(1000, 12)
+    (100, 100)
+    """
+    target = max_steps / validations
+    divisors = set()
+    for low in range(1, math.isqrt(max_steps) + 1):
+        if max_steps % low == 0:
+            divisors.update((low, max_steps // low))
+    return min(sorted(divisors), key=lambda d: abs(math.log(d / target)))
+
+
+def with_derived_epochs(config: TrainConfig) -> TrainConfig:
+    """``config`` with ``samples_per_epoch`` and ``epochs`` from ``max_steps`` (if set).
+
+    Without ``max_steps`` the config is returned unchanged (the epoch-based, paper recipe). With
+    it, an epoch is :func:`steps_between_validations` steps of ``batch_size`` samples and
+    ``epochs * steps_per_epoch == max_steps``: the epochs stop the run at exactly ``max_steps``
+    (Lightning's own ``max_steps`` is not used: resumed from an epoch-end checkpoint, its
+    step-based loop skips an epoch). A fixed point, so a run's ``config.yaml`` reproduces it.
+    """
+    if config.max_steps is None:
+        return config
+    steps_per_epoch = steps_between_validations(config.max_steps, config.validations)
+    return config.model_copy(
+        update={
+            "samples_per_epoch": steps_per_epoch * config.batch_size,
+            "epochs": config.max_steps // steps_per_epoch,
+        }
+    )
 
 
 def make_train_config(values: dict[str, Any], *, source: str = "options") -> TrainConfig:

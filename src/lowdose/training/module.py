@@ -26,10 +26,15 @@ validation is measured against (``val_reference``):
 
 All use data_range 1 on the dataset's scale and unclipped outputs; ``val_psnr_db`` is the mean
 over images of per-image PSNR.
+
+The budgeted recipe (:mod:`lowdose.training.budget`) uses ``schedule="cosine"`` instead of the
+plateau: :func:`cosine_lr`, set before every optimiser step from the global step alone (no
+validation score drives it), so a resumed run repeats it bit for bit.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from functools import partial
@@ -48,6 +53,27 @@ _LOSSES = {"mse": F.mse_loss, "mae": F.l1_loss}
 _VAL_MASK_SEED = 20_240_601  # fixed: every epoch scores the same masks, so epochs compare
 
 
+def cosine_lr(
+    step: int, *, lr: float, warmup_steps: int, max_steps: int, final_fraction: float
+) -> float:
+    """Learning rate of optimiser step ``step`` (0-based): linear warm-up, then cosine annealing.
+
+    ``lr * (step + 1) / warmup_steps`` for ``step < warmup_steps`` (the plateau recipe's warm-up);
+    afterwards ``lr_end + (lr - lr_end) * (1 + cos(pi * t)) / 2`` with ``lr_end = lr *
+    final_fraction`` and ``t = (step - warmup_steps) / (max_steps - warmup_steps)`` clipped to
+    [0, 1], so the rate is ``lr`` when warm-up ends and exactly ``lr_end`` at ``max_steps`` (the
+    last step taken, ``max_steps - 1``, is a hair above it).
+
+    >>> cosine_lr(5, lr=1e-3, warmup_steps=0, max_steps=10, final_fraction=0.01)
+    0.000505
+    """
+    if step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, max_steps - warmup_steps))
+    final = lr * final_fraction
+    return final + (lr - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 class DenoiseModule(L.LightningModule):
     """Train a ``UNet`` on (input, target) patch pairs and validate PSNR on whole images.
 
@@ -60,6 +86,9 @@ class DenoiseModule(L.LightningModule):
         (its distance).
     lr, lr_factor, lr_patience_epochs, warmup_steps
         Adam learning rate, plateau schedule, and linear warm-up over the first steps.
+    schedule, max_steps, lr_final_fraction
+        ``"plateau"`` (the paper's) or ``"cosine"`` (:func:`cosine_lr` to ``lr *
+        lr_final_fraction`` at ``max_steps``, which it then needs).
     channels_last, compile
         Speed options (memory format; ``torch.compile`` of the forward pass).
     val_reference
@@ -82,6 +111,9 @@ class DenoiseModule(L.LightningModule):
         lr_factor: float = 0.5,
         lr_patience_epochs: int = 2,
         warmup_steps: int = 0,
+        schedule: str = "plateau",
+        max_steps: int | None = None,
+        lr_final_fraction: float = 0.01,
         channels_last: bool = False,
         compile: bool = False,
         threads: int | None = None,
@@ -90,6 +122,8 @@ class DenoiseModule(L.LightningModule):
         meta: dict | None = None,
     ) -> None:
         super().__init__()
+        if schedule == "cosine" and max_steps is None:
+            raise ValueError("schedule 'cosine' anneals to max_steps: give max_steps")
         self.save_hyperparameters()
         self.model = UNet(**model)
         self._objective = partial(OBJECTIVES[mode], distance=_LOSSES[loss])
@@ -173,6 +207,8 @@ class DenoiseModule(L.LightningModule):
 
     def configure_optimizers(self):
         optimizer = torch.optim.Adam(self.model.parameters(), lr=self.hparams.lr)
+        if self.hparams.schedule == "cosine":
+            return optimizer  # optimizer_step sets each step's rate
         plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer,
             mode="max",
@@ -183,10 +219,16 @@ class DenoiseModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": schedule}
 
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
-        # Linear warm-up is a function of the global step alone, so a resumed run repeats it
-        # exactly; it overrides the plateau schedule only during its own steps.
+        # Warm-up and the cosine are functions of the global step alone, so a resumed run repeats
+        # them exactly; warm-up overrides the plateau schedule only during its own steps.
         warmup = self.hparams.warmup_steps
-        if warmup and self.global_step <= warmup:
+        if self.hparams.schedule == "cosine":
+            rate = cosine_lr(self.global_step, lr=self.hparams.lr, warmup_steps=warmup,
+                             max_steps=self.hparams.max_steps,
+                             final_fraction=self.hparams.lr_final_fraction)  # fmt: skip
+            for group in optimizer.param_groups:
+                group["lr"] = rate
+        elif warmup and self.global_step <= warmup:
             scale = min(1.0, (self.global_step + 1) / warmup)
             for group in optimizer.param_groups:
                 group["lr"] = self.hparams.lr * scale

@@ -5,7 +5,8 @@ loop, precision, checkpointing and DDP across processes, GPUs and nodes (``devic
 ``num_nodes``, ``strategy``; gloo on CPU); this module only wires the pieces:
 ``module.DenoiseModule`` (loss, schedule, validation PSNR), ``datamodule`` (seeded, resumable,
 sharded sampling), ``noise_check`` (the noise-correlation warning of the single-acquisition
-modes) and ``run_dir`` (atomic files, metrics, manifest). Loading what it saved is
+modes), ``budget`` (a ``--budget`` run's plan, made once before training) and ``run_dir``
+(atomic files, metrics, manifest). Loading what it saved is
 :func:`lowdose.models.checkpoint.load_model`.
 """
 
@@ -15,6 +16,7 @@ import dataclasses
 import datetime
 import logging
 import warnings
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -26,12 +28,24 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lowdose.core.errors import LowdoseInputError
 from lowdose.data.dataset import dataset_sha256, read_info, read_scale
 from lowdose.data.scaling import NetworkScaling
-from lowdose.training.config import TrainConfig, load_train_config, save_config
+from lowdose.training.budget import BudgetPlan, planned_config
+from lowdose.training.config import (
+    TrainConfig,
+    load_train_config,
+    save_config,
+    wall_time_s,
+    with_derived_epochs,
+)
 from lowdose.training.datamodule import PairDataModule
 from lowdose.training.module import DenoiseModule
 from lowdose.training.noise_check import warn_if_correlated
 from lowdose.training.progress_bar import EpochProgressBar
-from lowdose.training.run_dir import AtomicCheckpointIO, MetricsCsv, write_manifest
+from lowdose.training.run_dir import (
+    AtomicCheckpointIO,
+    MetricsCsv,
+    read_budget_plan,
+    write_manifest,
+)
 
 log = logging.getLogger("lowdose.training.run")
 
@@ -44,7 +58,8 @@ class RunResult:
     ``val_upsnr_db`` (the clean-free unbiased estimate, ``val_reference == "realisation"``),
     ``val_psnr_db`` against clean images (``"clean"``) or ``val_self_db`` (``"self"``: the
     single-acquisition mode's own validation loss, not a PSNR to clean); ``epochs_done`` counts
-    completed epochs.
+    completed epochs; ``budget_plan`` is the plan of a ``--budget`` run (None otherwise, and
+    for a rerun whose ``max_steps`` came from a config file).
     """
 
     run_dir: Path
@@ -56,14 +71,17 @@ class RunResult:
     epochs_done: int
     global_step: int
     model_name: str
+    budget_plan: BudgetPlan | None = None
 
 
 def train(config: TrainConfig, *, resume: bool = False) -> RunResult:
     """Train as ``config`` says; with ``resume`` continue ``config.out/last.ckpt``.
 
     Writes ``config.yaml``, ``manifest.json``, ``metrics.csv``, ``best.ckpt`` and ``last.ckpt`` in
-    ``config.out``. Raises ``LowdoseInputError`` for a missing dataset, a non-empty run directory
-    without ``resume``, or a resume without ``last.ckpt``.
+    ``config.out``. A ``budget`` without ``max_steps`` is planned first (a short probe; the plan
+    is logged in one line and its keys land in ``config.yaml``). Raises ``LowdoseInputError``
+    for a missing dataset, a non-empty run directory without ``resume``, or a resume without
+    ``last.ckpt``.
     """
     run_dir = Path(config.out)
     data = Path(config.data)
@@ -75,24 +93,22 @@ def train(config: TrainConfig, *, resume: bool = False) -> RunResult:
     if not resume and last.exists():
         raise LowdoseInputError(f"{run_dir} already holds a run: use --resume or a new --out")
     if config.threads:
-        torch.set_num_threads(config.threads)
-    L.seed_everything(config.seed, workers=True, verbose=False)
-
+        torch.set_num_threads(config.threads)  # before the probe: it measures these threads
     meta = _dataset_meta(data, config)
+    config, plan = _resolved(config, run_dir, resume=resume)
+    L.seed_everything(config.seed, workers=True, verbose=False)
     warn_if_correlated(data, config.mode)  # before training: one line, the CLI shows it
-    module = DenoiseModule(
-        model={"in_channels": 1, "out_channels": 1, "width": config.width,
-               "residual": config.residual},
-        mode=config.mode, loss=config.loss, lr=config.lr, lr_factor=config.lr_factor,
-        lr_patience_epochs=config.lr_patience_epochs, warmup_steps=config.warmup_steps,
-        channels_last=config.channels_last, compile=config.compile, threads=config.threads,
-        val_reference=config.val_reference, seed=config.seed, meta=meta.to_hparams(run_dir),
-    )  # fmt: skip
+    module = _module(config, meta, run_dir)
     datamodule = PairDataModule(config)
     metrics = MetricsCsv(run_dir / "metrics.csv")
     trainer = _trainer(config, run_dir, metrics, monitor=module.monitor)
+    manifest = partial(write_manifest, run_dir, config=config, data_sha256=meta.dataset_sha256,
+                       val_reference=meta.val_reference, scaling=meta.scaling,
+                       model_name=module.model.name, budget_plan=plan)  # fmt: skip
     if trainer.is_global_zero:
         save_config(config, run_dir / "config.yaml")
+        if plan is not None:  # now too: a killed budget run keeps its plan for the resume
+            manifest()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*Consider setting `persistent_workers.*")
@@ -101,19 +117,39 @@ def train(config: TrainConfig, *, resume: bool = False) -> RunResult:
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
     _final_checkpoints(trainer, run_dir)
     if trainer.is_global_zero:
-        write_manifest(
-            run_dir, config=config, data_sha256=meta.dataset_sha256,
-            val_reference=meta.val_reference, scaling=meta.scaling,
-            model_name=module.model.name,
-        )  # fmt: skip
+        manifest()
     best = trainer.checkpoint_callback
     best_psnr = float(best.best_model_score) if best.best_model_score is not None else np.nan
     return RunResult(
         run_dir=run_dir, best_checkpoint=run_dir / "best.ckpt", last_checkpoint=last,
         best_val_psnr_db=best_psnr, val_reference=meta.val_reference, monitor=module.monitor,
         epochs_done=trainer.current_epoch, global_step=trainer.global_step,
-        model_name=module.model.name,
+        model_name=module.model.name, budget_plan=plan,
     )  # fmt: skip
+
+
+def _module(config: TrainConfig, meta: DatasetMeta, run_dir: Path) -> DenoiseModule:
+    return DenoiseModule(
+        model={"in_channels": 1, "out_channels": 1, "width": config.width,
+               "residual": config.residual},
+        mode=config.mode, loss=config.loss, lr=config.lr, lr_factor=config.lr_factor,
+        lr_patience_epochs=config.lr_patience_epochs, warmup_steps=config.warmup_steps,
+        schedule=config.schedule, max_steps=config.max_steps,
+        lr_final_fraction=config.lr_final_fraction, channels_last=config.channels_last,
+        compile=config.compile, threads=config.threads, val_reference=config.val_reference,
+        seed=config.seed, meta=meta.to_hparams(run_dir),
+    )  # fmt: skip
+
+
+def _resolved(config: TrainConfig, run_dir: Path, *, resume: bool):
+    """``(config, plan)``: a budget planned (once: ``max_steps`` set means planned), epochs."""
+    plan = None
+    if config.budget is not None and config.max_steps is None:
+        config, plan = planned_config(config)
+        log.info(plan.describe())
+    elif resume:
+        plan = read_budget_plan(run_dir)
+    return with_derived_epochs(config), plan
 
 
 def resume_config(run_dir: str | Path, overrides: dict | None = None) -> TrainConfig:
@@ -166,11 +202,7 @@ def _final_checkpoints(trainer: L.Trainer, run_dir: Path) -> None:
 
 def _timedelta(max_time: str | None) -> datetime.timedelta | None:
     """``"HH:MM:SS"`` or ``"DD:HH:MM:SS"`` -> timedelta (Lightning's string form needs all four)."""
-    if max_time is None:
-        return None
-    parts = [int(part) for part in max_time.split(":")]
-    days, hours, minutes, seconds = [0] * (4 - len(parts)) + parts
-    return datetime.timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    return None if max_time is None else datetime.timedelta(seconds=wall_time_s(max_time))
 
 
 def _on_cpu(config: TrainConfig) -> bool:

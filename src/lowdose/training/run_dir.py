@@ -23,6 +23,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lowdose.core.atomic import atomic_path, atomic_write_text
 from lowdose.core.environment import capture_environment
 from lowdose.data.scaling import NetworkScaling
+from lowdose.training.budget import BudgetPlan
 from lowdose.training.config import VAL_MONITORS
 
 log = logging.getLogger("lowdose.training.run")
@@ -113,8 +114,14 @@ def _csv_text(rows: list[dict]) -> str:
 
 
 def write_manifest(run_dir: Path, *, config, data_sha256: str, val_reference: str,
-                   scaling: NetworkScaling, model_name: str) -> None:  # fmt: skip
-    """Write ``manifest.json``: provenance, seeds and the metric conventions of the run."""
+                   scaling: NetworkScaling, model_name: str,
+                   budget_plan: BudgetPlan | None = None) -> None:  # fmt: skip
+    """Write ``manifest.json``: provenance, seeds and the metric conventions of the run.
+
+    ``budget_plan`` (every field of a ``--budget`` run's plan: measured speeds, overheads, the
+    rule) is written as ``budget_plan``; null when the run was not planned here (no budget, or
+    ``max_steps`` taken from a config file).
+    """
     manifest = {
         **capture_environment().manifest_fields(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -139,5 +146,17 @@ def write_manifest(run_dir: Path, *, config, data_sha256: str, val_reference: st
             "val_reference": val_reference,
             "val_crop": config.val_crop,
         },
+        "schedule": config.schedule,
+        "max_steps": config.max_steps,
+        "budget_plan": None if budget_plan is None else dataclasses.asdict(budget_plan),
     }
     atomic_write_text(run_dir / "manifest.json", json.dumps(manifest, indent=2, default=str))
+
+
+def read_budget_plan(run_dir: Path) -> BudgetPlan | None:
+    """The ``budget_plan`` of ``RUN_DIR/manifest.json`` (written when training starts), or None."""
+    path = Path(run_dir) / "manifest.json"
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text(encoding="utf-8")).get("budget_plan")
+    return None if saved is None else BudgetPlan.from_dict(saved)

@@ -1,0 +1,148 @@
+"""Test PSNR against CPU-minutes for the budgeted recipe, beside BM3D and NLM (issue 15).
+
+For each mode and budget, ``lowdose train --budget`` plans the run on this machine (throughput
+probe -> width and a fixed step count, warm-up + cosine to the last step; clean-free selection)
+and trains it; each ``best.ckpt`` is then evaluated on the dataset's test split plain and with the
+8-fold self-ensemble (``--tta 8``). The filters come from one ``lowdose evaluate`` run of the same
+file (``--filters-results``): oracle BM3D and NLM (per image against the clean image: an upper
+bound no user has) and blind-sigma BM3D/NLM (strength from each scan's own noise estimate, as a
+user without clean data runs them). Printed per run: width, steps, wall time, PSNR with
+data_range 1 on the dataset scale and in the -1000..1000 HU window (data_range 2000, both images
+clipped), and the paired difference to BM3D (oracle and blind-sigma) in the HU window with a 95 %
+cluster-bootstrap CI over test patients (2000 draws, seed 0).
+
+Run on an idle machine (the budget is wall time)::
+
+    .venv/bin/lowdose evaluate --data runs/all/ct24/data/ct-*.h5 --filters bm3d,nlm \
+        --tuning oracle+blind-sigma --workers 2 --out runs/cpu-budget/filters
+    .venv/bin/python benchmarks/cpu_budget.py --data runs/all/ct24/data/ct-*.h5 \
+        --filters-results runs/cpu-budget/filters/results.csv --budgets 5,10,30 --modes n2n \
+        --out runs/cpu-budget --figure docs/figures/cpu-budget.png
+
+Finished runs are reused (``OUT/<mode>-<minutes>min/best.ckpt`` with ``wall.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from lowdose.data.paired import paired_difference
+from lowdose.data.results import summary_label
+from lowdose.evaluation.evaluate import evaluate
+from lowdose.training.config import format_wall_time, make_train_config
+from lowdose.training.run import train
+
+
+def train_budgeted(data: Path, out: Path, mode: str, minutes: float, seed: int) -> dict:
+    """Train (or reuse) one budgeted run; return its wall time, width and steps."""
+    run = out / f"{mode}-{minutes:g}min"
+    record = run / "wall.json"
+    if record.is_file() and (run / "best.ckpt").is_file():
+        return json.loads(record.read_text())
+    values = {"data": data, "out": run, "mode": mode, "seed": seed, "threads": 2, "quiet": True,
+              "budget": format_wall_time(int(round(minutes * 60)))}  # fmt: skip
+    started = time.perf_counter()
+    result = train(make_train_config(values, source="benchmarks/cpu_budget.py"))
+    wall_s = time.perf_counter() - started
+    plan = result.budget_plan
+    info = {"mode": mode, "minutes": minutes, "wall_s": wall_s, "global_step": result.global_step,
+            "width": plan.width if plan else None, "max_steps": plan.max_steps if plan else None,
+            "steps_per_s": plan.steps_per_s if plan else None}  # fmt: skip
+    record.write_text(json.dumps(info, indent=2, default=str))
+    return info
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--filters-results", type=Path, required=True)
+    parser.add_argument("--budgets", default="5,10,30", help="minutes, comma separated")
+    parser.add_argument("--modes", default="n2n", help="n2n,n2c,nb2nb,n2v")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--figure", type=Path, default=None)
+    args = parser.parse_args()
+    budgets = [float(v) for v in args.budgets.split(",") if v]
+    runs = []
+    for mode in [m for m in args.modes.split(",") if m]:
+        for minutes in budgets:
+            info = train_budgeted(args.data, args.out, mode, minutes, args.seed)
+            print(f"{mode} {minutes:g} min: width {info['width']}, {info['global_step']} steps, "
+                  f"{info['wall_s']:.0f} s wall")  # fmt: skip
+            runs.append(info)
+    frames = [pd.read_csv(args.filters_results)]
+    for info in runs:
+        folder = args.out / f"{info['mode']}-{info['minutes']:g}min"
+        results = folder / "eval" / "results.csv"
+        if not results.is_file():
+            evaluate(args.data, models=[folder / "best.ckpt"], filters=[], tta=8,
+                     out_dir=folder / "eval")  # fmt: skip
+        frame = pd.read_csv(results)
+        frame = frame[frame["method"] != "noisy"].copy()
+        frame["method"] = frame["method"].str.replace(
+            info["mode"] + "-mse", f"{info['mode']}-{info['minutes']:g}min", regex=False
+        )
+        frames.append(frame)
+    table = pd.concat(frames, ignore_index=True)
+    report(table, runs, args)
+
+
+def report(table: pd.DataFrame, runs: list[dict], args) -> None:
+    """Print the means and paired differences; draw the curve figure."""
+    labels = [
+        summary_label(m, d if isinstance(d, str) else "", t)
+        for m, d, t in zip(table["method"], table["model"], table["tuning"], strict=True)
+    ]
+    table = table.assign(label=labels)
+    means = table.groupby("label", sort=False)[["psnr_db", "psnr_hu_window_db"]].mean()
+    print(means.round(2).to_string())
+    for label in means.index:
+        if "min" not in label:
+            continue
+        for reference in ("bm3d (oracle)", "bm3d (blind-sigma)"):
+            if reference in means.index:
+                diff = paired_difference(table, label, reference, metric="psnr_hu_window_db")
+                print(f"{label} - {reference} (HU window): {diff.mean_db:+.2f} "
+                      f"[{diff.ci_low_db:+.2f}, {diff.ci_high_db:+.2f}] "
+                      f"({diff.n_images} images, {diff.n_objects} patients)")  # fmt: skip
+    if args.figure is not None:
+        draw(means, runs, args.figure)
+
+
+def draw(means: pd.DataFrame, runs: list[dict], path: Path) -> None:
+    """PSNR in the HU window against budget minutes; filters as horizontal lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), constrained_layout=True)
+    for mode in dict.fromkeys(r["mode"] for r in runs):
+        for suffix, style in (("", "-o"), ("-tta8", "--s")):
+            points = [(r["minutes"], means.loc[label, "psnr_hu_window_db"])
+                      for r in runs if r["mode"] == mode
+                      for label in means.index
+                      if label.startswith(f"{mode}-{r['minutes']:g}min{suffix} ")]  # fmt: skip
+            if points:
+                xs, ys = zip(*sorted(points), strict=True)
+                ax.plot(xs, ys, style, label=f"{mode}{suffix} (clean-free)")
+    for label, colour in (("bm3d (oracle)", "black"), ("bm3d (blind-sigma)", "grey"),
+                          ("nlm (oracle)", "tab:brown")):  # fmt: skip
+        if label in means.index:
+            ax.axhline(means.loc[label, "psnr_hu_window_db"], color=colour, ls=":", label=label)
+    ax.set(xlabel="training budget [CPU-minutes, 2 cores]", ylabel="test PSNR, -1000..1000 HU [dB]",
+           xscale="log", title="Budgeted recipe vs BM3D (ct24 test slices)")  # fmt: skip
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    print(f"figure: {path}")
+
+
+if __name__ == "__main__":
+    main()
