@@ -130,3 +130,40 @@ def tiny_checkpoint(tmp_path):
         path,
     )
     return path
+
+
+@pytest.fixture
+def ct_scaling():
+    """The HU scaling of the fake CT checkpoint: ``(HU + 1024) / 3000``."""
+    from lowdose.data.scaling import NetworkScaling
+
+    return NetworkScaling(scaling_rule="dataset_max", scaling_offset=1024.0, divisor=3000.0)
+
+
+@pytest.fixture
+def fake_checkpoint(monkeypatch, unet, tmp_path, ct_scaling):
+    """``lowdose denoise``'s checkpoint loader replaced by the test module's ``unet`` fixture with
+    CT metadata, so the CLI is what is under test; returns the (unwritten) checkpoint path."""
+    import lowdose.inference.files
+    from lowdose.models.checkpoint import CheckpointMeta, CheckpointModel
+
+    meta = CheckpointMeta(
+        model=CheckpointModel(name="unet-w4", width=4, residual=False),
+        mode="n2n", loss="mse", scaling=ct_scaling,
+    )  # fmt: skip
+    monkeypatch.setattr(lowdose.inference.files, "load_model", lambda path: (unet, meta))
+    return tmp_path / "run" / "best.ckpt"
+
+
+@pytest.fixture
+def invoke_cli():
+    """``invoke(args) -> Result`` of the lowdose CLI in a wide terminal (rich would wrap a
+    one-line error at 80 columns)."""
+    import typer.testing
+
+    import lowdose.cli
+
+    def invoke(args):
+        return typer.testing.CliRunner().invoke(lowdose.cli.app, args, env={"COLUMNS": "400"})
+
+    return invoke

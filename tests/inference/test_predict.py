@@ -23,7 +23,6 @@ from lowdose.inference.tiling import (
     probe_model,
     tile_spans,
 )
-from lowdose.models.checkpoint import CheckpointMeta, CheckpointModel
 from lowdose.models.unet import UNet
 
 
@@ -164,32 +163,8 @@ def test_dataset_max_formula_and_per_image_estimate():
 
 # ---- lowdose denoise (the checkpoint loader is replaced: the CLI is under test here) ----------
 
-CT_SCALING = NetworkScaling(scaling_rule="dataset_max", scaling_offset=1024.0, divisor=3000.0)
 
-
-@pytest.fixture()
-def fake_checkpoint(monkeypatch, unet, tmp_path):
-    import lowdose.inference.files
-
-    meta = CheckpointMeta(
-        model=CheckpointModel(name="unet-w4", width=4, residual=False),
-        mode="n2n", loss="mse", scaling=CT_SCALING,
-    )  # fmt: skip
-    monkeypatch.setattr(lowdose.inference.files, "load_model", lambda path: (unet, meta))
-    return tmp_path / "run" / "best.ckpt"
-
-
-def _invoke(args):
-    import typer.testing
-
-    import lowdose.cli
-    import lowdose.cli.denoise_cmd  # noqa: F401  (registers the commands)
-
-    # wide terminal: rich would wrap the one-line error at 80 columns
-    return typer.testing.CliRunner().invoke(lowdose.cli.app, args, env={"COLUMNS": "400"})
-
-
-def test_denoise_cli_npy_tiff_dicom(fake_checkpoint, unet, tmp_path):
+def test_denoise_cli_npy_tiff_dicom(fake_checkpoint, unet, tmp_path, ct_scaling, invoke_cli):
     import pydicom
     import tifffile
     from pydicom.data import get_testdata_file
@@ -205,13 +180,15 @@ def test_denoise_cli_npy_tiff_dicom(fake_checkpoint, unet, tmp_path):
     source.save_as(dicom_in / "slice.dcm")
     out = tmp_path / "out"
     args = ["denoise", "--model", str(fake_checkpoint), "--out", str(out), "--tile", "352"]
-    result = _invoke([*args, str(tmp_path / "one.npy"), str(tmp_path / "stack.tif"), str(dicom_in)])
+    result = invoke_cli(
+        [*args, str(tmp_path / "one.npy"), str(tmp_path / "stack.tif"), str(dicom_in)]
+    )
     assert result.exit_code == 0, result.output
     np.testing.assert_allclose(
-        np.load(out / "one.npy"), denoise(unet, image, scaling=CT_SCALING), atol=1e-3
+        np.load(out / "one.npy"), denoise(unet, image, scaling=ct_scaling), atol=1e-3
     )
     np.testing.assert_allclose(
-        tifffile.imread(out / "stack.tif"), denoise(unet, stack, scaling=CT_SCALING), atol=1e-3
+        tifffile.imread(out / "stack.tif"), denoise(unet, stack, scaling=ct_scaling), atol=1e-3
     )
     written = [pydicom.dcmread(p) for p in out.rglob("*.dcm")]
     assert len(written) == 1
@@ -220,7 +197,7 @@ def test_denoise_cli_npy_tiff_dicom(fake_checkpoint, unet, tmp_path):
     assert written[0].pixel_array.shape == source.pixel_array.shape
 
 
-def test_denoise_cli_errors_name_the_file(fake_checkpoint, tmp_path):
+def test_denoise_cli_errors_name_the_file(fake_checkpoint, tmp_path, invoke_cli):
     bad = np.zeros((40, 40), np.float32)
     bad[3, 4] = np.nan
     np.save(tmp_path / "nan.npy", bad)
@@ -228,7 +205,7 @@ def test_denoise_cli_errors_name_the_file(fake_checkpoint, tmp_path):
     (tmp_path / "junk.tif").write_bytes(b"not a tiff")
     for name in ("nan.npy", "cube.npy", "junk.tif", "missing.png"):
         args = ["denoise", "--model", str(fake_checkpoint), "--out", str(tmp_path / "out")]
-        result = _invoke([*args, str(tmp_path / name)])
+        result = invoke_cli([*args, str(tmp_path / name)])
         assert result.exit_code == 1, result.output
         assert name in result.output and "Traceback" not in result.output
         assert len(result.output.strip().splitlines()) == 1, result.output

@@ -11,14 +11,10 @@ import torch
 from torch import nn
 
 from lowdose.core.errors import LowdoseInputError
-from lowdose.data.scaling import NetworkScaling
 from lowdose.inference.predict import denoise, predict
 from lowdose.inference.self_ensemble import DIHEDRAL, dihedral, self_ensemble, undo_dihedral
 from lowdose.inference.tiling import pad_to_grid
-from lowdose.models.checkpoint import CheckpointMeta, CheckpointModel
 from lowdose.models.unet import UNet
-
-CT_SCALING = NetworkScaling(scaling_rule="dataset_max", scaling_offset=1024.0, divisor=3000.0)
 
 
 @pytest.fixture(scope="module")
@@ -136,28 +132,9 @@ def test_other_tta_values_raise_one_line_naming_the_option(unet, bad):
 # ---- lowdose denoise --tta 8 (the checkpoint loader is replaced: the CLI is under test) -------
 
 
-@pytest.fixture()
-def fake_checkpoint(monkeypatch, unet, tmp_path):
-    import lowdose.inference.files
-
-    meta = CheckpointMeta(
-        model=CheckpointModel(name="unet-w4", width=4, residual=False),
-        mode="n2n", loss="mse", scaling=CT_SCALING,
-    )  # fmt: skip
-    monkeypatch.setattr(lowdose.inference.files, "load_model", lambda path: (unet, meta))
-    return tmp_path / "run" / "best.ckpt"
-
-
-def _invoke(args):
-    import typer.testing
-
-    import lowdose.cli
-    import lowdose.cli.denoise_cmd  # noqa: F401  (registers the commands)
-
-    return typer.testing.CliRunner().invoke(lowdose.cli.app, args, env={"COLUMNS": "400"})
-
-
-def test_denoise_cli_tta8_writes_the_ensemble_and_says_so(fake_checkpoint, unet, tmp_path):
+def test_denoise_cli_tta8_writes_the_ensemble_and_says_so(
+    fake_checkpoint, unet, tmp_path, ct_scaling, invoke_cli
+):
     import pydicom
     from pydicom.data import get_testdata_file
 
@@ -168,11 +145,11 @@ def test_denoise_cli_tta8_writes_the_ensemble_and_says_so(fake_checkpoint, unet,
     pydicom.dcmread(get_testdata_file("CT_small.dcm")).save_as(dicom_in / "slice.dcm")
     base = ["denoise", "--model", str(fake_checkpoint), str(tmp_path / "one.npy"), str(dicom_in)]
     for tta, out in ((8, tmp_path / "out8"), (1, tmp_path / "out1")):
-        result = _invoke([*base, "--out", str(out), "--tta", str(tta)])
+        result = invoke_cli([*base, "--out", str(out), "--tta", str(tta)])
         assert result.exit_code == 0, result.output
     np.testing.assert_allclose(
         np.load(tmp_path / "out8" / "one.npy"),
-        denoise(unet, image, scaling=CT_SCALING, tta=8),
+        denoise(unet, image, scaling=ct_scaling, tta=8),
         atol=1e-3,
     )
     assert not np.allclose(
@@ -184,11 +161,13 @@ def test_denoise_cli_tta8_writes_the_ensemble_and_says_so(fake_checkpoint, unet,
     assert "n2n-mse" in text1 and "tta" not in text1
 
 
-def test_denoise_cli_tta3_is_one_error_line_and_writes_nothing(fake_checkpoint, tmp_path):
+def test_denoise_cli_tta3_is_one_error_line_and_writes_nothing(
+    fake_checkpoint, tmp_path, invoke_cli
+):
     np.save(tmp_path / "one.npy", np.zeros((40, 40), np.float32))
     out = tmp_path / "out"
     args = ["denoise", "--model", str(fake_checkpoint), "--out", str(out), "--tta", "3"]
-    result = _invoke([*args, str(tmp_path / "one.npy")])
+    result = invoke_cli([*args, str(tmp_path / "one.npy")])
     assert result.exit_code == 1, result.output
     assert "--tta 3" in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1, result.output
