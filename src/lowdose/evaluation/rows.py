@@ -20,7 +20,6 @@ import numpy as np
 
 from lowdose.core.metrics import (
     HU_SOFT_TISSUE_WINDOW,
-    pair_noise_variance_all_pixels,
     psnr,
     psnr_hu_window,
     ssim,
@@ -74,19 +73,13 @@ def row_context(test: TestSet, hu_window: tuple[float, float]) -> RowContext:
 
 
 def noise_variances(test: TestSet) -> tuple[np.ndarray, np.ndarray]:
-    """Per image: ``Var(y1 - y2) / 2`` (needs N >= 2, else NaN) and the true ``Var(y1 - clean)``
-    (NaN without clean), both (I,) float64 on the dataset's scale squared."""
-    first = test.noisy[:, 0].astype(np.float64)
-    nan = np.full(len(first), math.nan)
-    true = nan if test.clean is None else np.var(first - test.clean, axis=(1, 2))
-    if test.noisy.shape[1] < 2:
-        return nan, true
-    # inside the field of view only (when the file has one): padding carries no noise
-    pair = pair_noise_variance_all_pixels(first, test.noisy[:, 1], inside=test.fov)
-    if test.view_subsets > 1:  # a subset has K times the variance of the scan (their mean)
-        true = nan if test.clean is None else np.var(test.inputs - test.clean, axis=(1, 2))
-        return pair / test.view_subsets, true
-    return pair, true
+    """Per image: the pair estimate of the input's noise variance
+    (:meth:`~lowdose.evaluation.testset.TestSet.pair_noise_variance`, NaN for N < 2) and the true
+    ``Var(input - clean)`` (NaN without clean), both (I,) float64 on the dataset's scale squared."""
+    inputs = test.inputs.astype(np.float64)
+    true = np.full(len(inputs), math.nan) if test.clean is None else np.var(
+        inputs - test.clean, axis=(1, 2))  # fmt: skip
+    return test.pair_noise_variance(), true
 
 
 def _against_clean(metric, test: TestSet, outputs: np.ndarray) -> np.ndarray:

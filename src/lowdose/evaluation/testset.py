@@ -69,14 +69,23 @@ class TestSet:
             return self.noisy.mean(axis=1, dtype=np.float64).astype(np.float32)
         return self.noisy[:, 0]
 
+    def pair_noise_variance(self) -> np.ndarray:
+        """(I,) float64 noise variance of each input from its realisation pair, clean-free:
+        ``Var(y1 - y2) / 2`` inside the field of view (padding carries no noise), divided by K
+        for view subsets (a subset has K times the variance of the scan, their mean); NaN for
+        N = 1."""
+        if self.noisy.shape[1] < 2:
+            return np.full(len(self.noisy), np.nan)
+        first = self.noisy[:, 0].astype(np.float64)
+        pair = pair_noise_variance_all_pixels(first, self.noisy[:, 1], inside=self.fov)
+        return pair / self.view_subsets
+
     def noise_sigma_estimate(self) -> np.ndarray:
-        """(I,) float64 noise sd of each input, clean-free: from the realisation pair inside the
-        field of view (``Var(y1 - y2) / 2``, divided by K for view subsets, whose mean is the
-        input), or from the single image (Immerkaer) when N = 1."""
+        """(I,) float64 noise sd of each input, clean-free: from the realisation pair
+        (:meth:`pair_noise_variance`), or from the single image (Immerkaer) when N = 1."""
         if self.noisy.shape[1] < 2:
             return np.array([single_image_noise_sigma(image) for image in self.inputs])
-        pair = pair_noise_variance_all_pixels(self.noisy[:, 0], self.noisy[:, 1], inside=self.fov)
-        return np.sqrt(np.maximum(pair, 0.0) / self.view_subsets)
+        return np.sqrt(np.maximum(self.pair_noise_variance(), 0.0))
 
     @property
     def data_range(self) -> float:
