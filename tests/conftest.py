@@ -167,3 +167,41 @@ def invoke_cli():
         return typer.testing.CliRunner().invoke(lowdose.cli.app, args, env={"COLUMNS": "400"})
 
     return invoke
+
+
+class TrainingKilled(Exception):
+    """Raised by :func:`kill_training_at` in place of a killed process."""
+
+
+@pytest.fixture
+def kill_training_at(monkeypatch):
+    """``kill(step)``: the next ``lowdose.training.run.train`` dies once ``step`` steps are done
+    (after that epoch's checkpoint), raising :class:`TrainingKilled`; later calls run normally.
+
+    Usage: ``with pytest.raises(kill(2)): train(...)`` then ``train(..., resume=True)``.
+    """
+    import lightning as L
+
+    import lowdose.training.run as training
+
+    make_trainer = training._trainer
+
+    class KillAtStep(L.Callback):
+        def __init__(self, step: int) -> None:
+            self.step = step
+
+        def on_train_batch_start(self, trainer, *args) -> None:
+            if trainer.global_step == self.step:
+                monkeypatch.setattr(training, "_trainer", make_trainer)  # only this run dies
+                raise TrainingKilled
+
+    def kill(step: int) -> type[TrainingKilled]:
+        def interrupted(*args, **kwargs):
+            trainer = make_trainer(*args, **kwargs)
+            trainer.callbacks.insert(0, KillAtStep(step))
+            return trainer
+
+        monkeypatch.setattr(training, "_trainer", interrupted)
+        return TrainingKilled
+
+    return kill

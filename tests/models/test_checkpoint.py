@@ -9,7 +9,7 @@ import torch
 
 from lowdose.core.errors import LowdoseInputError
 from lowdose.data.scaling import NetworkScaling
-from lowdose.models.checkpoint import CheckpointMeta, CheckpointModel, load_model
+from lowdose.models.checkpoint import CheckpointMeta, CheckpointModel, ValidityRange, load_model
 from lowdose.models.unet import UNet
 
 # hyper_parameters["meta"] exactly as lowdose.training.run writes it (the dict form of 0.1.0)
@@ -173,3 +173,52 @@ def test_a_real_training_checkpoint_loads_without_warnings(tmp_path, recwarn):
     model, meta = load_model(tmp_path)
     assert meta.model.name == "unet-w4-res" and meta.global_step == 7
     assert [str(w.message) for w in recwarn] == []
+
+
+# hyper_parameters["meta"]["validity"] exactly as the validity sweep writes it
+VALIDITY = {
+    "estimator": "single_image_noise_sigma",
+    "scale": "network",
+    "sigma_low": 0.01,
+    "sigma_high": 0.08,
+    "trained_sigma": 0.03,
+    "levels": [
+        {"dose_fraction": 0.1, "sigma": 0.09, "gain_db": -0.4},
+        {"dose_fraction": 0.5, "sigma": 0.042, "gain_db": 2.5},
+        {"dose_fraction": 1.0, "sigma": 0.03, "gain_db": 3.0},
+    ],
+    "method": "binomial thinning of the validation counts",
+}
+
+
+def test_validity_range_is_parsed_and_absent_is_none(tmp_path):
+    _save(tmp_path / "with.ckpt", UNet(width=2), meta={**WRITTEN_META, "validity": VALIDITY})
+    _model, meta = load_model(tmp_path / "with.ckpt")
+    assert meta.validity == ValidityRange(
+        sigma_low=0.01, sigma_high=0.08, trained_sigma=0.03, estimator="single_image_noise_sigma",
+        levels=((0.1, 0.09, -0.4), (0.5, 0.042, 2.5), (1.0, 0.03, 3.0)), scale="network",
+        method="binomial thinning of the validation counts",
+    )  # fmt: skip
+    assert meta.validity.to_dict() == VALIDITY
+    _save(tmp_path / "older.ckpt", UNet(width=2), meta=WRITTEN_META)
+    assert load_model(tmp_path / "older.ckpt")[1].validity is None
+
+
+@pytest.mark.parametrize(
+    "validity",
+    [
+        {k: v for k, v in VALIDITY.items() if k != "sigma_high"},
+        {**VALIDITY, "sigma_low": 0.2},  # above sigma_high
+        {**VALIDITY, "levels": [{"dose_fraction": 0.5}]},
+        "0.01..0.08",
+    ],
+    ids=["no-sigma-high", "low-above-high", "level-without-sigma", "not-a-dict"],
+)
+def test_a_malformed_validity_range_is_one_line_naming_the_file(tmp_path, validity):
+    path = tmp_path / "bad.ckpt"
+    _save(path, UNet(width=2), meta={**WRITTEN_META, "validity": validity})
+    with pytest.raises(LowdoseInputError) as caught:
+        load_model(path)
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith(f"{path}: not a readable lowdose checkpoint")
+    assert "meta.validity is malformed" in message

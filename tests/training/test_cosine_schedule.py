@@ -2,7 +2,6 @@
 
 import math
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -77,23 +76,8 @@ def test_cosine_needs_an_end_and_plateau_stays_the_default_schedule():
     assert isinstance(cosine, torch.optim.Adam)
 
 
-class _Killed(Exception):
-    pass
-
-
-class _KillAtStep(L.Callback):
-    """Die like a killed process once ``step`` steps are done (after that epoch's checkpoint)."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_start(self, trainer, *args) -> None:
-        if trainer.global_step == self.step:
-            raise _Killed
-
-
 def test_cosine_run_stops_at_max_steps_and_resumes_bit_for_bit(make_tiny_dataset, tmp_path,
-                                                               monkeypatch):  # fmt: skip
+                                                               kill_training_at):  # fmt: skip
     data = make_tiny_dataset()
     tiny = {"data": data, "width": 8, "patch": 32, "batch_size": 4, "threads": 1, "seed": 3,
             "deterministic": True, "quiet": True, "accelerator": "cpu", "schedule": "cosine",
@@ -108,18 +92,9 @@ def test_cosine_run_stops_at_max_steps_and_resumes_bit_for_bit(make_tiny_dataset
     ]
     np.testing.assert_allclose(rows["lr"], lrs, rtol=1e-6)  # the rate of each epoch's last step
 
-    make_trainer = training._trainer
-
-    def interrupted(*args, **kwargs):
-        trainer = make_trainer(*args, **kwargs)
-        trainer.callbacks.insert(0, _KillAtStep(2))
-        return trainer
-
-    monkeypatch.setattr(training, "_trainer", interrupted)
-    with pytest.raises(_Killed):
+    with pytest.raises(kill_training_at(2)):
         training.train(make_train_config({**tiny, "out": tmp_path / "cut"}))
     assert torch.load(tmp_path / "cut" / "last.ckpt", weights_only=True)["global_step"] == 2
-    monkeypatch.setattr(training, "_trainer", make_trainer)
     resumed = training.train(training.resume_config(tmp_path / "cut"), resume=True)
     assert resumed.global_step == 6
     final = torch.load(resumed.last_checkpoint, weights_only=True)["state_dict"]

@@ -13,7 +13,8 @@ from torch.utils.data import DataLoader
 
 from lowdose.core.errors import LowdoseInputError
 from lowdose.data.dataset import load_split, read_info
-from lowdose.training.pairs import PairDataset, dihedral, undo_dihedral
+from lowdose.training.pairs import PairDataset
+from lowdose.training.windows import dihedral, undo_dihedral
 
 
 @pytest.mark.parametrize("n", [2, 3, 4])

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from lowdose.cli._app import app, console, stage_progress, user_errors
+from lowdose.core.errors import LowdoseInputError
 
 
 @app.command()
@@ -15,7 +17,9 @@ def denoise(
         ..., help="Images: .npy, .tif/.tiff stacks, .png, NIfTI, DICOM files or series folders."
     ),
     model: Path = typer.Option(
-        ..., "--model", help="Checkpoint (RUN_DIR/best.ckpt) or a run folder."
+        ...,
+        "--model",
+        help="Checkpoint (RUN_DIR/best.ckpt), a run folder, or builtin:NAME (lowdose models).",
     ),
     out: Path = typer.Option(..., "--out", help="Output folder: same names, format and units."),
     tile: int | None = typer.Option(
@@ -48,7 +52,7 @@ def denoise(
         with stage_progress("img") as progress:
             written = denoise_files(
                 inputs, out, model, tile=tile, device=device, batch_size=batch_size, tta=tta,
-                progress=progress,
+                progress=progress, warn=_warn,
             )  # fmt: skip
         console.print(f"[green]wrote[/] {len(written)} file(s) for {len(inputs)} input(s) to {out}")
 
@@ -56,17 +60,48 @@ def denoise(
 @app.command("export")
 def export(
     model: Path = typer.Option(
-        ..., "--model", help="Checkpoint (RUN_DIR/best.ckpt) or a run folder."
+        ..., "--model", help="Checkpoint (RUN_DIR/best.ckpt), a run folder, or builtin:NAME."
     ),
-    fmt: str = typer.Option("onnx", "--format", help="torchscript or onnx."),
-    out: Path = typer.Option(..., "--out", help="Model file to write (sidecar: FILE.json)."),
+    fmt: str = typer.Option(
+        "onnx", "--format", help="torchscript, onnx, or bioimageio (BioImage Model Zoo package)."
+    ),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        help="Model file to write (sidecar: FILE.json); bioimageio: a new folder or a .zip.",
+    ),
+    card: Path | None = typer.Option(
+        None,
+        "--card",
+        help="bioimageio: CARD.yaml of the model (title, modality, noise model, data, licences); "
+        "a builtin:NAME model brings its own.",
+    ),
 ) -> None:
-    """Export a model for (B, 1, H, W) float32 input of any H, W; scaling goes to FILE.json."""
+    """Export a model for (B, 1, H, W) float32 input of any H, W; scaling goes to FILE.json.
+
+    --format bioimageio writes a BioImage Model Zoo package (rdf.yaml, PyTorch state dict with
+    its architecture source, TorchScript, test input and output) for napari, Fiji and deepImageJ;
+    that model takes and returns raw units (HU for CT), with the scaling inside it.
+    """
     with user_errors():
         # torch-bound: keeps `lowdose --help` and light commands fast
         from lowdose.models.checkpoint import load_model
+
+        if card is not None and fmt != "bioimageio":
+            raise LowdoseInputError(f"--card describes --format bioimageio only, not {fmt}")
+        network, meta = load_model(model)
+        if fmt == "bioimageio":
+            from lowdose.models.bioimageio_export import export_bioimageio, model_card
+
+            written = export_bioimageio(network, meta, out, card=model_card(str(model), card))
+            console.print(f"[green]wrote[/] BioImage Model Zoo package {written}")
+            return
         from lowdose.models.export import export_model
 
-        network, meta = load_model(model)
         path, sidecar = export_model(network, out, fmt=fmt, meta=meta)
         console.print(f"[green]wrote[/] {path} and {sidecar}")
+
+
+def _warn(line: str) -> None:
+    """One yellow warning line (a file outside the model's validity range), markup escaped."""
+    console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False)

@@ -70,6 +70,9 @@ def train(
     ),
     residual: bool = typer.Option(None, "--residual/--no-residual", help="Predict the noise."),
     lr: float = typer.Option(None, help="Adam learning rate (default 1e-3)."),
+    ema_decay: float = typer.Option(
+        None, "--ema-decay", help="Validate and save an EMA of the weights, e.g. 0.995."
+    ),
     warmup_steps: int = typer.Option(None, help="Linear learning-rate warm-up steps."),
     samples_per_epoch: int = typer.Option(
         None, help="Samples per epoch (default: all pairs; with --max-steps derived)."
@@ -81,6 +84,14 @@ def train(
     deterministic: bool = typer.Option(None, "--deterministic/--no-deterministic"),
     checkpoint_every_n_steps: int = typer.Option(None, help="Write last.ckpt every N steps."),
     quiet: bool = typer.Option(None, "--quiet/--progress", help="Log lines, no progress bar."),
+    dose_range: str = typer.Option(
+        None,
+        "--dose-range",
+        help="LOW:HIGH fractions of the acquired dose, 0 < LOW <= HIGH <= 1 (e.g. 0.1:1): each "
+        "sample is re-noised to a dose drawn log-uniformly in the range, both realisations "
+        "independently (X-ray photon thinning or CT AWGN; not sinogram noise). Clean-free; "
+        "validation stays at the acquired dose. See docs/dose-robust.md.",
+    ),
 ) -> None:
     """Train a denoiser; writes config.yaml, manifest.json, metrics.csv, best.ckpt, last.ckpt."""
     # Flags left unset (None) fall through to the YAML file or the TrainConfig defaults.

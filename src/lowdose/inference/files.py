@@ -15,6 +15,11 @@ when it has none but the CT offset of 1024) the field of view is taken from the 
 ``PixelPaddingValue``, else detected
 (:func:`lowdose.physics.field_of_view.field_of_view_mask`); the network sees air there, and the
 output keeps the input's padding unchanged (DICOM: the exact stored values).
+
+Validity range: when the checkpoint records where the model helps (``meta.validity``, measured
+clean-free after training, :mod:`lowdose.training.validity`), each input's noise sigma is
+estimated on the network scale (:func:`input_noise_sigma`) and an input outside
+``[sigma_low, sigma_high]`` gets one warning line (:func:`validity_warning`) before denoising.
 """
 
 from __future__ import annotations
@@ -28,15 +33,19 @@ import numpy as np
 
 from lowdose import __version__
 from lowdose.core.errors import LowdoseInputError
-from lowdose.core.progress import Progress
+from lowdose.core.progress import Log, Progress
 from lowdose.core.validation import checked_images
-from lowdose.data.scaling import HU_OFFSET, NetworkScaling
+from lowdose.data.scaling import HU_OFFSET, NetworkScaling, scale_to_network
 from lowdose.inference.predict import DENOISE_STAGE, denoise, denoise_in_field_of_view
 from lowdose.inference.self_ensemble import checked_tta
 from lowdose.io.dicom_read import SliceInfo
 from lowdose.io.images import read_image_stack, write_like
 from lowdose.models.checkpoint import CheckpointMeta, load_model
 from lowdose.physics.field_of_view import field_of_view_mask
+from lowdose.physics.noise_estimation import single_image_noise_sigma
+
+SIGMA_SAMPLE_IMAGES = 16
+"""Images of a stack (evenly spaced) whose noise is estimated: a 300-slice series costs ~16."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,7 @@ def denoise_files(
     batch_size: int = 4,
     tta: int = 1,
     progress: Progress | None = None,
+    warn: Log | None = None,
 ) -> list[Path]:
     """Denoise every input with the model in ``checkpoint``; write the results to ``out``.
 
@@ -91,6 +101,9 @@ def denoise_files(
         the 8 dihedral transforms) is recorded in each DICOM output's DerivationDescription.
     progress : Progress, optional
         ``progress("denoise", done, total)`` with ``done`` the images finished over all inputs.
+    warn : Log, optional
+        Receives one line per input whose estimated noise lies outside the model's validity
+        range (:func:`validity_warning`), before any input is denoised; None: no estimate.
 
     Returns
     -------
@@ -109,6 +122,13 @@ def denoise_files(
     check_out_folder(paths, out)
     network, meta = load_model(checkpoint)
     loaded = [read_input(path) for path in paths]
+    validity = getattr(meta, "validity", None)  # CheckpointMeta.validity: None when unmeasured
+    if warn is not None and validity is not None:
+        for item in loaded:
+            sigma = input_noise_sigma(item.images, meta.scaling)
+            line = validity_warning(item.path, sigma, validity)
+            if line is not None:
+                warn(line)
     total = sum(item.n_images for item in loaded)
     derivation = derivation_text(meta, tta=tta)
     written: list[Path] = []
@@ -175,6 +195,59 @@ def field_of_view(item: InputImages, scaling: NetworkScaling) -> np.ndarray | No
     if inside.all():
         return None
     return inside.reshape(item.images.shape)
+
+
+def input_noise_sigma(images: np.ndarray, scaling: NetworkScaling) -> float:
+    """Noise sigma of one input on the network's scale, from the images alone (no second scan).
+
+    The images are put on the network's scale (:func:`lowdose.data.scaling.scale_to_network`),
+    each sampled image's sigma is estimated with Immerkaer's robust single-image estimator
+    (:func:`lowdose.physics.noise_estimation.single_image_noise_sigma`: white noise, constant
+    padding skipped; correlated noise reads low, consistently with how the validity range was
+    measured) and the median over up to :data:`SIGMA_SAMPLE_IMAGES` evenly spaced images is
+    returned.
+
+    Parameters
+    ----------
+    images : ndarray (H, W) or (B, H, W)
+        The input in its own units.
+    scaling : NetworkScaling
+        The checkpoint's scaling.
+
+    Returns
+    -------
+    float
+        Sigma on the network scale (>= 0); NaN for images smaller than 3x3.
+    """
+    scaled, _ = scale_to_network(images, scaling)
+    stack = scaled[None] if scaled.ndim == 2 else scaled  # (B, H, W)
+    if min(stack.shape[-2:]) < 3:
+        return float("nan")
+    picks = np.unique(np.linspace(0, len(stack) - 1, min(len(stack), SIGMA_SAMPLE_IMAGES)).round())
+    return float(np.median([single_image_noise_sigma(stack[int(i)]) for i in picks]))
+
+
+def validity_warning(path: Path, sigma: float, validity) -> str | None:
+    """One warning line when ``sigma`` is outside ``[validity.sigma_low, validity.sigma_high]``.
+
+    ``validity`` is the checkpoint's validity range (``sigma_low``, ``sigma_high`` on the network
+    scale); the empty range ``0..0`` (the model showed no gain on its own validation data) warns
+    for every input. None when the input is inside the range or its sigma could not be estimated.
+    """
+    low, high = float(validity.sigma_low), float(validity.sigma_high)
+    if not np.isfinite(sigma) or low <= sigma <= high:
+        return None
+    where = f"{path}: estimated noise sigma {sigma:.3g} (network scale)"
+    if not high > 0:
+        return f"{where}; the model showed no gain on its own validation data: retrain it"
+    if sigma > high:
+        advice = (
+            "noisier than where the model helps: retrain with --dose-range down to this dose or "
+            "on data at this dose"
+        )
+    else:
+        advice = "cleaner than the model's training data: it may over-smooth; train at this dose"
+    return f"{where} is outside the model's validity range {low:.3g}..{high:.3g}, {advice}"
 
 
 def check_out_folder(inputs: Sequence[Path], out: Path) -> None:

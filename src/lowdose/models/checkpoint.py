@@ -5,21 +5,30 @@ A training checkpoint (``RUN_DIR/best.ckpt`` or ``last.ckpt``, written by
 and, under ``hyper_parameters``, the U-Net's constructor arguments (``model``), ``mode``, ``loss``
 and ``meta``: a plain dict with the dataset's ``scaling`` (the keys of
 :class:`lowdose.data.scaling.NetworkScaling`), ``dataset_sha256``, ``dataset``,
-``val_reference`` and ``run_dir``. :func:`load_model` turns that into a ``UNet`` in eval mode and a
-frozen :class:`CheckpointMeta`; keys a checkpoint lacks take the defaults below.
+``val_reference``, ``run_dir`` and, once measured, ``validity`` (:class:`ValidityRange`).
+:func:`load_model` turns that into a ``UNet`` in eval mode and a frozen :class:`CheckpointMeta`;
+keys a checkpoint lacks take the defaults below.
+
+``load_model("builtin:NAME")`` reads a model shipped in the package instead
+(:mod:`lowdose.models.builtin`: safetensors weights and a JSON record holding the same
+hyper-parameters), through the same code, so a built-in model is used exactly like a checkpoint.
 """
 
 from __future__ import annotations
 
 import pickle
 import zipfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from lowdose.core.errors import LowdoseInputError
 from lowdose.data.scaling import NetworkScaling
+from lowdose.models.builtin import BUILTIN_PREFIX, read_builtin
 from lowdose.models.unet import UNet
 
 
@@ -30,6 +39,83 @@ class CheckpointModel:
     name: str
     width: int
     residual: bool
+
+
+@dataclass(frozen=True)
+class ValidityRange:
+    """The input noise levels where a model helps, measured clean-free on its validation data.
+
+    Stored in ``hyper_parameters["meta"]["validity"]`` as the dict :meth:`to_dict` writes.
+
+    Attributes
+    ----------
+    sigma_low, sigma_high : float
+        The range of input noise standard deviations (on the network's scale, ``scale``) over
+        which the model's uPSNR gain was positive; ``sigma_low <= sigma_high``.
+    trained_sigma : float
+        The noise standard deviation of the training data, same scale.
+    estimator : str
+        How a noise level is estimated from one image (``"single_image_noise_sigma"``), so that
+        a user's input is compared with the range on the same footing.
+    levels : tuple of (dose_fraction, sigma, gain_db)
+        The sweep behind the range: dose fraction of the acquired data (<= 1), the estimated
+        noise sigma at it and the model's clean-free gain in dB.
+    scale : str
+        What the sigmas are measured on: ``"network"`` (the checkpoint's ``scaling``).
+    method : str
+        How the sweep made its levels (binomial thinning, added Gaussian noise ...), free text.
+    """
+
+    sigma_low: float
+    sigma_high: float
+    trained_sigma: float
+    estimator: str
+    levels: tuple[tuple[float, float, float], ...] = ()
+    scale: str = "network"
+    method: str = ""
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> ValidityRange:
+        """Read the stored dict form; ``KeyError``/``TypeError``/``ValueError`` if malformed.
+
+        Examples
+        --------
+        >>> ValidityRange.from_dict({"estimator": "single_image_noise_sigma", "scale": "network",
+        ...     "sigma_low": 0.01, "sigma_high": 0.1, "trained_sigma": 0.05, "method": "thinning",
+        ...     "levels": [{"dose_fraction": 0.5, "sigma": 0.07, "gain_db": 4.0}]}).levels
+        ((0.5, 0.07, 4.0),)
+        """
+        levels = tuple(
+            (float(level["dose_fraction"]), float(level["sigma"]), float(level["gain_db"]))
+            for level in values.get("levels") or ()
+        )
+        validity = cls(
+            sigma_low=float(values["sigma_low"]),
+            sigma_high=float(values["sigma_high"]),
+            trained_sigma=float(values["trained_sigma"]),
+            estimator=str(values["estimator"]),
+            levels=levels,
+            scale=str(values.get("scale", "network")),
+            method=str(values.get("method", "")),
+        )
+        if not validity.sigma_low <= validity.sigma_high:
+            raise ValueError(f"sigma_low {validity.sigma_low} > sigma_high {validity.sigma_high}")
+        return validity
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stored dict form (inverse of :meth:`from_dict`), plain JSON values."""
+        return {
+            "estimator": self.estimator,
+            "scale": self.scale,
+            "sigma_low": self.sigma_low,
+            "sigma_high": self.sigma_high,
+            "trained_sigma": self.trained_sigma,
+            "levels": [
+                {"dose_fraction": dose, "sigma": sigma, "gain_db": gain}
+                for dose, sigma, gain in self.levels
+            ],
+            "method": self.method,
+        }
 
 
 @dataclass(frozen=True)
@@ -55,6 +141,8 @@ class CheckpointMeta:
         Optimiser steps done when the checkpoint was written.
     seed : int or None
         The training seed (``TrainConfig.seed``); None for checkpoints that predate it.
+    validity : ValidityRange or None
+        Where the model helps (input noise levels); None for checkpoints that predate it.
     """
 
     model: CheckpointModel
@@ -66,6 +154,7 @@ class CheckpointMeta:
     val_reference: str | None = None
     global_step: int | None = None
     seed: int | None = None
+    validity: ValidityRange | None = None
 
     @property
     def selection(self) -> str:
@@ -79,15 +168,17 @@ class CheckpointMeta:
 
 
 def load_model(checkpoint_path: str | Path) -> tuple[torch.nn.Module, CheckpointMeta]:
-    """Rebuild the trained ``UNet`` from a checkpoint, in eval mode on CPU.
+    """Rebuild the trained ``UNet`` from a checkpoint or a built-in model, in eval mode on CPU.
 
     The file is read with ``torch.load(weights_only=True)``: lowdose checkpoints hold only
-    tensors and plain values, so nothing in a checkpoint file can run code when it is loaded.
+    tensors and plain values, so nothing in a checkpoint file can run code when it is loaded
+    (built-in models are safetensors and JSON, which cannot either).
 
     Parameters
     ----------
     checkpoint_path : str or Path
-        ``RUN_DIR/best.ckpt`` (or any lowdose training checkpoint), or ``RUN_DIR`` itself.
+        ``RUN_DIR/best.ckpt`` (or any lowdose training checkpoint), ``RUN_DIR`` itself, or
+        ``"builtin:NAME"`` for a model shipped in the package (:mod:`lowdose.models.builtin`).
 
     Returns
     -------
@@ -100,8 +191,11 @@ def load_model(checkpoint_path: str | Path) -> tuple[torch.nn.Module, Checkpoint
     LowdoseInputError
         One line naming the file: a missing file, or one that is not a readable lowdose training
         checkpoint (empty, cut short, corrupt, another program's checkpoint, or weights that do
-        not fit the network its hyper-parameters name).
+        not fit the network its hyper-parameters name); for ``builtin:NAME`` an unknown name
+        (the line lists the known ones) or a corrupt record or weights file.
     """
+    if str(checkpoint_path).startswith(BUILTIN_PREFIX):
+        return _load_builtin(str(checkpoint_path).removeprefix(BUILTIN_PREFIX))
     path = Path(checkpoint_path)
     if path.is_dir():
         path = path / "best.ckpt"
@@ -112,10 +206,35 @@ def load_model(checkpoint_path: str | Path) -> tuple[torch.nn.Module, Checkpoint
     state = checkpoint.get("state_dict")
     if not isinstance(hparams, dict) or not isinstance(state, dict):
         raise _unreadable(path, "no lowdose hyper_parameters and state_dict")
+    unreadable = partial(_unreadable, path)
+    model, meta = _model_and_meta(hparams, state, checkpoint.get("global_step"), unreadable)
+    return model.eval(), meta
+
+
+def _load_builtin(name: str) -> tuple[UNet, CheckpointMeta]:
+    record, state, weights_path = read_builtin(name)
+
+    def unreadable(reason: str) -> LowdoseInputError:
+        return LowdoseInputError(
+            f"{weights_path}: not a readable built-in model ({reason}): reinstall lowdose or "
+            f"repack {name} with lowdose models pack"
+        )
+
+    model, meta = _model_and_meta(record.hyper_parameters, state, record.global_step, unreadable)
+    return model.eval(), meta
+
+
+def _model_and_meta(
+    hparams: Mapping[str, Any],
+    state: Mapping[str, Any],
+    global_step: int | None,
+    unreadable: Callable[[str], LowdoseInputError],
+) -> tuple[UNet, CheckpointMeta]:
+    """The network and typed metadata that ``hyper_parameters`` and weights describe."""
     missing = [key for key in ("model", "mode", "loss") if key not in hparams]
     if missing or not isinstance(hparams["model"], dict):
-        raise _unreadable(path, f"hyper_parameters lack {', '.join(missing) or 'a model dict'}")
-    model = _network(path, hparams["model"], state)
+        raise unreadable(f"hyper_parameters lack {', '.join(missing) or 'a model dict'}")
+    model = _network(hparams["model"], state, unreadable)
     extra = hparams.get("meta") or {}
     meta = CheckpointMeta(
         model=CheckpointModel(name=model.name, width=model.width, residual=model.residual),
@@ -125,10 +244,20 @@ def load_model(checkpoint_path: str | Path) -> tuple[torch.nn.Module, Checkpoint
         dataset_sha256=extra.get("dataset_sha256"),
         run_dir=extra.get("run_dir"),
         val_reference=extra.get("val_reference"),
-        global_step=checkpoint.get("global_step"),
+        global_step=global_step,
         seed=extra.get("seed"),
+        validity=_validity(extra.get("validity"), unreadable),
     )
-    return model.eval(), meta
+    return model, meta
+
+
+def _validity(values: Any, unreadable: Callable[[str], LowdoseInputError]) -> ValidityRange | None:
+    if values is None:  # checkpoints from before validity was measured
+        return None
+    try:
+        return ValidityRange.from_dict(values)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise unreadable(f"meta.validity is malformed: {type(exc).__name__} {exc}") from None
 
 
 def _read_checkpoint(path: Path) -> dict:
@@ -154,17 +283,19 @@ def _read_checkpoint(path: Path) -> dict:
     return checkpoint
 
 
-def _network(path: Path, config: dict, state: dict) -> UNet:
-    """The ``UNet`` that ``config`` names, with the ``model.``-prefixed weights of ``state``."""
+def _network(
+    config: dict, state: Mapping[str, Any], unreadable: Callable[[str], LowdoseInputError]
+) -> UNet:
+    """The ``UNet`` that ``config`` names, with the (``model.``-prefixed) weights of ``state``."""
     try:
         model = UNet(**config)
     except (TypeError, ValueError) as exc:
-        raise _unreadable(path, f"unknown network settings {config}: {exc}") from None
+        raise unreadable(f"unknown network settings {config}: {exc}") from None
     weights = {k.removeprefix("model."): v for k, v in state.items()}
     try:
         model.load_state_dict(weights)
     except (RuntimeError, TypeError):  # missing, unexpected, mis-shaped or non-tensor weights
-        raise _unreadable(path, f"its weights do not fit {model.name}") from None
+        raise unreadable(f"its weights do not fit {model.name}") from None
     return model
 
 

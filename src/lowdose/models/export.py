@@ -108,7 +108,9 @@ def export_model(
         The model file and the sidecar.
     """
     if fmt not in FORMATS:
-        raise LowdoseInputError(f"export format {fmt!r} is unknown; use one of {FORMATS}")
+        raise LowdoseInputError(
+            f"export format {fmt!r} is unknown; use torchscript, onnx or bioimageio"
+        )
     path = Path(out_path)
     scripted = to_torchscript(model)
     with atomic_path(path) as tmp:

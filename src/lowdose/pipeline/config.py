@@ -94,6 +94,12 @@ class EvaluateSpec(_Strict):
     tuning: Literal[
         "oracle", "blind", "blind-clean", "both", "blind-sigma", "oracle+blind-sigma"
     ] = "both"
+    # 8: every network also as its self-ensemble over the 8 dihedral transforms (<model>-tta8)
+    tta: Literal[1, 8] = 1
+
+    def cache_fields(self) -> dict:
+        """The fields that key the evaluate stage (tta only when set: older caches stay valid)."""
+        return self.model_dump(exclude={"tta"} if self.tta == 1 else set())
 
 
 class ForeignModel(_Strict):

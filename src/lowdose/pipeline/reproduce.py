@@ -128,7 +128,7 @@ def evaluate_stage(
     folder = out_dir / "results"
     paths = [path for runs in checkpoints.values() for path in runs]
     hashes = {f"{path.parent.parent.name}/{path.parent.name}": file_sha256(path) for path in paths}
-    key = stage_key("evaluate-v2", data_key, hashes, config.evaluate.model_dump())
+    key = stage_key("evaluate-v2", data_key, hashes, config.evaluate.cache_fields())
     if stage_done(folder, key):
         log("evaluate: cached")
         return folder
@@ -143,6 +143,7 @@ def evaluate_stage(
             models=paths,
             filters=config.evaluate.filters,
             tuning=config.evaluate.tuning,
+            tta=config.evaluate.tta,
             out_dir=folder,
             workers=workers(),
             progress=progress,

@@ -76,7 +76,7 @@ Probe = Callable[..., Throughput]
 def measure_throughput(
     width: int, *, mode: str = "n2n", patch: int = 64, batch_size: int = 16,
     residual: bool = True, channels_last: bool = False, device: str = "cpu",
-    warmup_steps: int = 2, min_seconds: float = 0.5, max_timed_steps: int = 20,
+    warmup_steps: int = 5, min_seconds: float = 2.0, max_timed_steps: int = 200,
 ) -> Throughput:  # fmt: skip
     """Time training steps and forward passes of a width-``width`` U-Net on random patches.
 

@@ -67,6 +67,15 @@ class TrainConfig(BaseModel):
     throughput probe that fixes width, steps and schedule (keys given explicitly win) and
     writes them into the run's ``config.yaml``, so a rerun or resume repeats the same steps
     without probing. ``max_time`` is a wall-clock guard, not a step budget.
+
+    ``ema_decay`` (e.g. 0.995): validate, select and save an exponential moving average of the
+    weights instead of the raw iterate (:mod:`lowdose.training.weight_averaging`). None: raw.
+
+    ``dose_range`` ``(LOW, HIGH)``, ``0 < LOW <= HIGH <= 1`` (YAML ``[LOW, HIGH]``, command line
+    ``LOW:HIGH``): train every sample at its own fraction of the acquired dose, drawn
+    log-uniformly from the range, each realisation re-noised independently (binomial thinning or
+    added Gaussian noise, :mod:`lowdose.physics.dose_thinning`; docs/dose-robust.md). None (the
+    default) trains at the acquired dose. Validation always scores the acquired dose.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -107,6 +116,8 @@ class TrainConfig(BaseModel):
     deterministic: bool = False
     checkpoint_every_n_steps: int = Field(50, ge=1)
     quiet: bool = False
+    dose_range: tuple[float, float] | None = Field(None, description="LOW:HIGH dose fractions")
+    ema_decay: float | None = Field(None, gt=0, lt=1, description="EMA of the weights")
 
     @model_validator(mode="before")
     @classmethod
@@ -142,12 +153,36 @@ class TrainConfig(BaseModel):
             raise ValueError(f"patch must be a multiple of 32 (five poolings), got {value}")
         return value
 
+    @field_validator("dose_range", mode="before")
+    @classmethod
+    def _dose_range_pair(cls, value: Any) -> Any:
+        return None if value is None else parse_dose_range(value)
+
     @field_validator("max_time", "budget")
     @classmethod
     def _wall_time_format(cls, value: str | None) -> str | None:
         if value is not None and not is_wall_time(value):
             raise ValueError(f"must look like 00:05:00 or 1:00:00:00, got {value!r}")
         return value
+
+
+def parse_dose_range(value: Any) -> tuple[float, float]:
+    """``"LOW:HIGH"`` or a pair of numbers -> ``(LOW, HIGH)`` with ``0 < LOW <= HIGH <= 1``.
+
+    Raises ``ValueError`` (one line, for the config's error message) otherwise.
+
+    >>> parse_dose_range("0.1:1"), parse_dose_range([0.25, 0.5])
+    ((0.1, 1.0), (0.25, 0.5))
+    """
+    rule = "use LOW:HIGH fractions of the acquired dose, 0 < LOW <= HIGH <= 1, e.g. 0.1:1"
+    parts = value.split(":") if isinstance(value, str) else value
+    try:
+        low, high = (float(part) for part in parts)  # ValueError unless exactly two numbers
+    except (TypeError, ValueError):
+        raise ValueError(rule) from None
+    if not (math.isfinite(low) and math.isfinite(high) and 0 < low <= high <= 1):
+        raise ValueError(rule)
+    return low, high
 
 
 def is_wall_time(text: str) -> bool:

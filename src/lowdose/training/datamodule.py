@@ -1,12 +1,15 @@
 """Training and validation data for training.run: resumable, DDP-sharded, seeded by epoch.
 
-Every training sample is a pure function of ``(seed, epoch, index)``: the epoch's order is a
+Every training sample is a pure function of ``(seed, epoch, draw)``: the epoch's order is a
 permutation drawn from ``default_rng([seed, epoch])`` and ``PairDataset`` draws crops and flips
-from ``default_rng([seed, epoch, index])``. The sampler yields ``(epoch, index)`` keys, so worker
+from ``default_rng([seed, epoch, index])`` (a repeat within a long epoch: its own stream, see
+:mod:`lowdose.training.pairs`). The sampler yields ``(epoch, draw)`` keys, so worker
 processes never need to be told the epoch, and a run resumed mid-epoch skips exactly the batches
 it had already taken (the position lives in the checkpoint via ``PairDataModule.state_dict``).
 Under DDP, rank ``r`` of ``R`` takes every ``R``-th sample of the same permutation, so the ranks'
-batches together form the single-process global batch.
+batches together form the single-process global batch. With ``dose_range`` the training samples
+are re-noised to a drawn fraction of the dose (:class:`PairDataset`); validation stays at the
+acquired dose, so its score is comparable with a run without it.
 """
 
 from __future__ import annotations
@@ -23,11 +26,14 @@ from lowdose.core.errors import LowdoseInputError
 from lowdose.core.metrics import pair_noise_variance_all_pixels
 from lowdose.core.validation import checked_choice
 from lowdose.data.dataset import load_split, read_info
-from lowdose.training.pairs import PairDataset
+from lowdose.training.pairs import PairDataset, dataset_renoiser
 
 
 class EpochSampler(Sampler):
-    """Yield ``(epoch, index)`` keys for one rank's share of an epoch.
+    """Yield ``(epoch, draw)`` keys for one rank's share of an epoch.
+
+    An epoch longer than the split makes fresh permutations; pass ``p`` yields the draws
+    ``p * n_items + item`` (:meth:`PairDataset.checked_draw`: the same item, a new window).
 
     Parameters
     ----------
@@ -70,9 +76,10 @@ class EpochSampler(Sampler):
     def _global_order(self, epoch: int) -> np.ndarray:
         needed = self.per_rank * self.world_size
         passes = -(-needed // self.n_items)  # ceil: long epochs repeat fresh permutations
+        # pass p yields draws p * n_items + item: the item again, with a crop of its own
         orders = [
-            np.random.default_rng([self.seed, epoch, p]).permutation(self.n_items)
-            for p in range(passes)
+            np.random.default_rng([self.seed, epoch, p]).permutation(n) + p * n
+            for p, n in ((p, self.n_items) for p in range(passes))
         ]
         return np.concatenate(orders)[:needed]
 
@@ -92,7 +99,7 @@ class EpochKeyed(Dataset):
         if epoch != self._epoch:
             self.pairs.set_epoch(epoch)
             self._epoch = epoch
-        return self.pairs[index]
+        return self.pairs.draw(index)
 
     def __getitems__(self, keys: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
         # A whole batch in one call (DataLoader uses it when present): one vectorised gather in
@@ -211,6 +218,8 @@ class PairDataModule(L.LightningDataModule):
         super().__init__()
         self.config = config
         self._resume: dict | None = None
+        if config.dose_range is not None:  # a dataset that cannot be re-noised fails before fit
+            dataset_renoiser(config.data)
 
     def train_dataloader(self) -> DataLoader:
 
@@ -221,7 +230,7 @@ class PairDataModule(L.LightningDataModule):
                 f"batch_size {cfg.batch_size} is global: make it a multiple of {world} processes"
             )
         pairs = PairDataset(cfg.data, "train", mode=cfg.mode, patch=cfg.patch,
-                            augment=cfg.augment, seed=cfg.seed,
+                            augment=cfg.augment, seed=cfg.seed, dose_range=cfg.dose_range,
                             in_memory=_fits_in_memory(cfg.data, cfg.mode))  # fmt: skip
         if len(pairs) == 0:
             raise LowdoseInputError(f"{cfg.data} has no 'train' images for mode {cfg.mode}")

@@ -4,14 +4,24 @@ pairs from one patch, see :mod:`lowdose.training.objectives`).
 
 Item ``k`` of a split is fully determined by ``(seed, epoch, k)``: its random crop and its
 dihedral transform come from ``numpy.random.default_rng([seed, epoch, k])``, so a batch does not
-depend on how many DataLoader workers made it. The HDF5 file is opened lazily, once per process
-(the handle is dropped when pickled and reopened after a fork), so a split larger than RAM
-streams image by image. ``in_memory=True`` reads the split once; :meth:`PairDataset.sample_batch`
-fills a whole batch into preallocated arrays (the DataLoader finds it through ``__getitems__``),
-so a batch of 16 64x64 pairs costs ~1.5 ms instead of ~12 ms per item-by-item HDF5 reads.
+depend on how many DataLoader workers made it. An epoch longer than the split draws each item
+again: draw ``d = r * len + k`` is item ``k``'s ``r``-th repeat, with its own crop, transform and
+dose from ``default_rng([seed, epoch, k, ..., REPEAT_STREAM, r])`` (``r = 0`` keeps the keys
+above), so a long epoch does not show the same windows over and over.
+
+The HDF5 file is opened lazily, once per process (the handle is dropped when pickled and reopened
+after a fork), so a split larger than RAM streams image by image. ``in_memory=True`` reads the split
+once; :meth:`PairDataset.sample_batch` fills a whole batch into preallocated arrays (the DataLoader
+finds it through ``__getitems__``), so a batch of 16 64x64 pairs costs ~1.5 ms instead of ~12 ms per
+item-by-item HDF5 reads.
 
 Epochs: call :meth:`PairDataset.set_epoch` before each epoch, with ``persistent_workers=False``
 (the default) so that workers receive the new epoch.
+
+With ``dose_range``, item ``k`` is also re-noised to a dose fraction drawn from its own stream
+``default_rng([seed, epoch, k, DOSE_STREAM])`` (crops unchanged; a resume draws the same doses),
+input and target *independently* (:mod:`lowdose.physics.dose_thinning`), so a Noise2Noise pair
+stays valid; no clean image is read for it, and ``n2c`` re-noises its input only.
 """
 
 from __future__ import annotations
@@ -27,23 +37,14 @@ from torch.utils.data import Dataset
 
 from lowdose.core.errors import LowdoseInputError
 from lowdose.core.validation import checked_choice
-from lowdose.data.dataset import load_split, read_info, split_index
+from lowdose.data.dataset import load_split, read_info, read_scale, split_index
+from lowdose.physics.dose_thinning import DoseRenoiser, checked_dose_fraction, dose_renoiser
+from lowdose.training.windows import checked_patch_shape, dihedral, outside_nan, tensor
 
-
-def dihedral(images: np.ndarray, transform: int) -> np.ndarray:
-    """Apply one of the 8 dihedral transforms to the last two axes.
-
-    ``transform`` in 0..7: rotate by ``90 * (transform % 4)`` degrees (numpy.rot90), then, for
-    ``transform >= 4``, mirror left-right. 0 is the identity. Returns a view when possible.
-    """
-    out = np.rot90(images, k=transform % 4, axes=(-2, -1))
-    return out[..., ::-1] if transform >= 4 else out
-
-
-def undo_dihedral(images: np.ndarray, transform: int) -> np.ndarray:
-    """Inverse of :func:`dihedral`: ``undo_dihedral(dihedral(x, t), t) == x``."""
-    out = images[..., ::-1] if transform >= 4 else images
-    return np.rot90(out, k=-(transform % 4), axes=(-2, -1))
+DOSE_STREAM = 0x646F7365
+"""Last key of an item's dose stream ``default_rng([seed, epoch, k, DOSE_STREAM])`` ("dose")."""
+REPEAT_STREAM = 0x72657074
+"""Key before ``r`` in the streams of an item's ``r``-th repeat within one epoch ("rept")."""
 
 
 class PairDataset(Dataset):
@@ -70,6 +71,10 @@ class PairDataset(Dataset):
         >= 0; with the epoch and the item index it fixes every random choice.
     in_memory : bool
         Read the split into RAM once (fast batched path); otherwise read per item.
+    dose_range : (float, float) or None
+        ``(low, high)``, ``0 < low <= high <= 1``: re-noise each item to a dose fraction drawn
+        log-uniformly in that range (:meth:`dose_fraction`); the file must hold Poisson or
+        Gaussian noise with its ``noise_level`` (:func:`dataset_renoiser`). None: as stored.
 
     Item ``k`` is image ``k // P`` of the split (in file order) with pair ``k % P``, where
     ``P = N (N - 1)`` (n2n, pairs ordered (0,1), (0,2), ..., (1,0), ...) or ``P = N`` (n2c:
@@ -86,6 +91,7 @@ class PairDataset(Dataset):
         seed: int = 0,
         *,
         in_memory: bool = False,
+        dose_range: tuple[float, float] | None = None,
     ):
         self.path = Path(path)
         info = read_info(self.path)
@@ -114,6 +120,9 @@ class PairDataset(Dataset):
         # supervised objectives never score; single-acquisition targets are the input itself.
         with h5py.File(self.path, "r") as handle:
             self._mask_targets = "fov" in handle and mode in ("n2n", "n2c")
+        self.dose_range = None if dose_range is None else _checked_range(dose_range)
+        self._renoiser = None if dose_range is None else dataset_renoiser(self.path)
+        self._scale = read_scale(self.path)[self.rows] if dose_range is not None else None
 
     def __len__(self) -> int:
         return len(self.rows) * len(self.pairs)
@@ -125,13 +134,13 @@ class PairDataset(Dataset):
         self.epoch = int(epoch)
 
     def source(self, k: int) -> tuple[int, int, int]:
-        """``(row in file, input realisation, target realisation or -1 for clean)`` of item k."""
-        position, pair = divmod(self.checked_index(k), len(self.pairs))
+        """``(row in file, input realisation, target realisation or -1 for clean)`` of draw k."""
+        position, pair = divmod(self.checked_draw(k)[0], len(self.pairs))
         return int(self.rows[position]), int(self.pairs[pair, 0]), int(self.pairs[pair, 1])
 
     def augmentation(self, k: int) -> tuple[int, int, int]:
-        """``(top row, left column, dihedral transform)`` of item k in the current epoch."""
-        rng = np.random.default_rng([self.seed, self.epoch, self.checked_index(k)])
+        """``(top row, left column, dihedral transform)`` of draw k in the current epoch."""
+        rng = self._stream(k)
         top = int(rng.integers(0, self.image_shape[0] - self.patch_shape[0] + 1))
         left = int(rng.integers(0, self.image_shape[1] - self.patch_shape[1] + 1))
         transform = (
@@ -139,9 +148,27 @@ class PairDataset(Dataset):
         )
         return top, left, transform
 
+    def dose_fraction(self, k: int) -> float:
+        """Item k's dose fraction this epoch: log-uniform in ``dose_range`` (else 1.0), so each
+        factor of dose is drawn equally often (0.02..1 trains the noisy end as much as the top)."""
+        return self._dose_stream(k)[0]
+
+    def _dose_stream(self, k: int) -> tuple[float, np.random.Generator | None]:
+        """Item k's dose fraction and its stream, positioned after that draw (None: no range)."""
+        if self.dose_range is None:
+            self.checked_draw(k)
+            return 1.0, None
+        rng = self._stream(k, DOSE_STREAM)
+        low, high = np.log(self.dose_range)
+        return float(np.exp(rng.uniform(low, high))), rng
+
     def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        source, target, transform = self._windows(k)
-        return _tensor(dihedral(source, transform)), _tensor(dihedral(target, transform))
+        return self.draw(self.checked_index(k))
+
+    def draw(self, d: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(input, target)`` float32 ``(1, p, p)`` of draw ``d`` (``d >= len``: a repeat)."""
+        source, target, transform = self._windows(d)
+        return tensor(dihedral(source, transform)), tensor(dihedral(target, transform))
 
     def __getitems__(self, indices) -> list[tuple[torch.Tensor, torch.Tensor]]:
         # Called by DataLoader with a whole batch of indices; the default collate then stacks.
@@ -168,19 +195,38 @@ class PairDataset(Dataset):
         row, i, j = self.source(k)
         top, left, transform = self.augmentation(k)
         window = (slice(top, top + self.patch_shape[0]), slice(left, left + self.patch_shape[1]))
-        if self._arrays is not None:
-            position = int(k) // len(self.pairs)  # views, no copy
+        position = self.checked_draw(k)[0] // len(self.pairs)
+        source, target, fov = self._read_windows(position, row, (i, j), window)
+        if self._renoiser is not None:
+            source, target = self._at_drawn_dose(k, position, source, target, (i, j))
+        return source, outside_nan(target, fov), transform
+
+    def _read_windows(self, position: int, row: int, pair: tuple[int, int], window):
+        """(source, target, fov or None) windows of one item, as stored (target: no NaN yet)."""
+        i, j = pair
+        if self._arrays is not None:  # views, no copy
             source = self._arrays.noisy[position, i][window]
             target = self._arrays.noisy[position, j] if j >= 0 else self._arrays.clean[position]
             fov = self._arrays.fov[position][window] if self._mask_targets else None
-            return source, _outside_nan(target[window], fov), transform
+            return source, target[window], fov
         handle = self._file()
         source = handle["noisy"][(row, i, *window)]
         if j == i:  # single-acquisition modes: the patch is its own target, read it once
-            return source, source, transform
+            return source, source, None
         target = handle["noisy"][(row, j, *window)] if j >= 0 else handle["clean"][(row, *window)]
         fov = handle["fov"][(row, *window)] if self._mask_targets else None
-        return source, _outside_nan(target, fov), transform
+        return source, target, fov
+
+    def _at_drawn_dose(self, k: int, position: int, source, target, pair: tuple[int, int]):
+        """Input and target windows re-noised, independently, to item k's dose fraction."""
+        dose, rng = self._dose_stream(k)
+        scale = self._scale[position]
+        new_source = self._renoiser.at_dose(source, dose, scale=scale, rng=rng)
+        if pair[1] < 0:  # n2c: the clean target stays clean
+            return new_source, target
+        if pair[1] == pair[0]:  # single acquisition: the patch is its own target
+            return new_source, new_source
+        return new_source, self._renoiser.at_dose(target, dose, scale=scale, rng=rng)
 
     def close(self) -> None:
         """Close this process's HDF5 handle (it reopens on the next item)."""
@@ -201,6 +247,19 @@ class PairDataset(Dataset):
             self._pid = os.getpid()
         return self._handle
 
+    def checked_draw(self, draw) -> tuple[int, int]:
+        """``(item k, repeat r)`` of draw ``draw = r * len + k`` (>= 0; IndexError otherwise)."""
+        if isinstance(draw, bool) or not isinstance(draw, int | np.integer) or draw < 0:
+            raise IndexError(f"draw {draw!r} must be an integer >= 0")
+        repeat, item = divmod(int(draw), len(self))
+        return item, repeat
+
+    def _stream(self, draw, *keys: int) -> np.random.Generator:
+        """The generator of draw ``draw``'s crop (no keys) or dose (``DOSE_STREAM``)."""
+        item, repeat = self.checked_draw(draw)
+        tail = (REPEAT_STREAM, repeat) if repeat else ()
+        return np.random.default_rng([self.seed, self.epoch, item, *keys, *tail])
+
     def checked_index(self, k) -> int:
         """Return item ``k`` as int; IndexError (the Dataset protocol) outside ``0..len - 1``."""
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 0 <= k < len(self):
@@ -208,18 +267,21 @@ class PairDataset(Dataset):
         return int(k)
 
 
-def checked_patch_shape(patch, height: int, width: int, path: Path) -> tuple[int, int]:
-    """``(patch, patch)``, or the whole image for None; raises unless 1 <= patch <= min(H, W)."""
-    if patch is None:
-        return height, width
-    if isinstance(patch, bool) or not isinstance(patch, int | np.integer) or patch < 1:
-        raise LowdoseInputError(f"patch={patch!r} must be a positive integer or None")
-    if patch > min(height, width):
-        raise LowdoseInputError(
-            f"{path}: patch {patch} is larger than the {height}x{width} images; use <= "
-            f"{min(height, width)} or None"
-        )
-    return int(patch), int(patch)
+def dataset_renoiser(path) -> DoseRenoiser:
+    """How a dataset file's realisations are re-noised to a lower dose (from its attributes).
+
+    Raises ``LowdoseInputError`` naming the file for sinogram-noise CT, measured data or a file
+    without its noise level (:func:`lowdose.physics.dose_thinning.dose_renoiser`).
+    """
+    attrs = read_info(path).attrs
+    return dose_renoiser(attrs.noise_model, attrs.noise_level, where=str(path))
+
+
+def _checked_range(dose_range) -> tuple[float, float]:
+    low, high = (checked_dose_fraction(v, "dose_range") for v in dose_range)
+    if low > high:
+        raise LowdoseInputError(f"dose_range={tuple(dose_range)!r}: LOW must be <= HIGH")
+    return low, high
 
 
 def _pairs(mode: str, n: int) -> np.ndarray:
@@ -229,13 +291,3 @@ def _pairs(mode: str, n: int) -> np.ndarray:
     if mode == "n2c":
         return np.array([(i, -1) for i in range(n)])
     return np.array([(i, i) for i in range(n)])  # single acquisition: the patch is its target
-
-
-def _outside_nan(target: np.ndarray, fov: np.ndarray | None) -> np.ndarray:
-    """``target`` with NaN where ``fov`` is 0 (a new array), or ``target`` itself."""
-    return target if fov is None else np.where(fov.astype(bool), target, np.float32(np.nan))
-
-
-def _tensor(image: np.ndarray) -> torch.Tensor:
-    """(p, p) array -> contiguous float32 tensor (1, p, p) that owns its memory."""
-    return torch.from_numpy(np.array(image, dtype=np.float32, order="C"))[None]

@@ -28,6 +28,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lowdose.core.errors import LowdoseInputError
 from lowdose.data.dataset import dataset_sha256, read_info, read_scale
 from lowdose.data.scaling import NetworkScaling
+from lowdose.models.checkpoint import load_model
 from lowdose.training.budget import BudgetPlan, planned_config
 from lowdose.training.config import (
     TrainConfig,
@@ -46,6 +47,8 @@ from lowdose.training.run_dir import (
     read_budget_plan,
     write_manifest,
 )
+from lowdose.training.validity import measure_validity, store_validity
+from lowdose.training.weight_averaging import EMAWeights
 
 log = logging.getLogger("lowdose.training.run")
 
@@ -117,7 +120,7 @@ def train(config: TrainConfig, *, resume: bool = False) -> RunResult:
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
     _final_checkpoints(trainer, run_dir)
     if trainer.is_global_zero:
-        manifest()
+        manifest(validity=_validity(run_dir / "best.ckpt", config))
     best = trainer.checkpoint_callback
     best_psnr = float(best.best_model_score) if best.best_model_score is not None else np.nan
     return RunResult(
@@ -126,6 +129,25 @@ def train(config: TrainConfig, *, resume: bool = False) -> RunResult:
         epochs_done=trainer.current_epoch, global_step=trainer.global_step,
         model_name=module.model.name, budget_plan=plan,
     )  # fmt: skip
+
+
+def _validity(best: Path, config: TrainConfig) -> dict | None:
+    """Measure the model's clean-free validity range and store it in ``best.ckpt`` (or None).
+
+    Needs two realisations per validation image; a dataset with one (nb2nb / n2v data) gets no
+    range, said in the log. The averaged weights (EMA) are what best.ckpt holds and what is
+    measured.
+    """
+    if not best.is_file():
+        return None
+    network, _ = load_model(best)
+    try:
+        validity = measure_validity(network, config.data, seed=config.seed, crop=config.val_crop)
+    except LowdoseInputError as error:
+        log.info("no validity range: %s", error)
+        return None
+    store_validity(best, validity)
+    return validity
 
 
 def _module(config: TrainConfig, meta: DatasetMeta, run_dir: Path) -> DenoiseModule:
@@ -172,6 +194,8 @@ def _trainer(config: TrainConfig, run_dir: Path, metrics: MetricsCsv, *, monitor
         save_top_k=1, enable_version_counter=False, auto_insert_metric_name=False,
     )  # fmt: skip
     callbacks = [metrics, best, periodic]
+    if config.ema_decay:
+        callbacks.append(EMAWeights(config.ema_decay))
     if not config.quiet:
         callbacks.append(EpochProgressBar())
     strategy = config.strategy

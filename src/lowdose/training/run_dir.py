@@ -115,12 +115,14 @@ def _csv_text(rows: list[dict]) -> str:
 
 def write_manifest(run_dir: Path, *, config, data_sha256: str, val_reference: str,
                    scaling: NetworkScaling, model_name: str,
-                   budget_plan: BudgetPlan | None = None) -> None:  # fmt: skip
+                   budget_plan: BudgetPlan | None = None,
+                   validity: dict | None = None) -> None:  # fmt: skip
     """Write ``manifest.json``: provenance, seeds and the metric conventions of the run.
 
     ``budget_plan`` (every field of a ``--budget`` run's plan: measured speeds, overheads, the
     rule) is written as ``budget_plan``; null when the run was not planned here (no budget, or
-    ``max_steps`` taken from a config file).
+    ``max_steps`` taken from a config file). ``validity`` is the clean-free validity range
+    stored in ``best.ckpt`` (:func:`lowdose.training.validity.measure_validity`), once measured.
     """
     manifest = {
         **capture_environment().manifest_fields(),
@@ -149,6 +151,9 @@ def write_manifest(run_dir: Path, *, config, data_sha256: str, val_reference: st
         "schedule": config.schedule,
         "max_steps": config.max_steps,
         "budget_plan": None if budget_plan is None else dataclasses.asdict(budget_plan),
+        "ema_decay": config.ema_decay,
+        "dose_range": None if config.dose_range is None else list(config.dose_range),
+        "validity": validity,
     }
     atomic_write_text(run_dir / "manifest.json", json.dumps(manifest, indent=2, default=str))
 

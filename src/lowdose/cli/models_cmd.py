@@ -1,0 +1,97 @@
+"""``lowdose models``: the ready-to-use models in the package, and ``lowdose models pack``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from lowdose.cli._app import app, console, user_errors
+from lowdose.core.errors import LowdoseInputError
+
+models_app = typer.Typer(
+    help="Built-in models (denoise --model builtin:NAME): list them, or pack a trained one.",
+    invoke_without_command=True,
+)
+app.add_typer(models_app, name="models")
+
+
+@models_app.callback()
+def models(
+    ctx: typer.Context,
+    folder: Path | None = typer.Option(
+        None, "--dir", help="Folder of models (default: $LOWDOSE_BUILTIN_DIR or the package's)."
+    ),
+) -> None:
+    """List the built-in models: name, modality, units, training, validity range and size."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with user_errors():
+        # torch-bound (lowdose.models): keeps `lowdose --help` and light commands fast
+        from rich.console import Console
+        from rich.table import Table
+
+        from lowdose.models.builtin import BuiltinRecord, builtin_dir, builtin_names, record_path
+
+        where = builtin_dir() if folder is None else folder
+        names = builtin_names(where)
+        if not names:
+            console.print(f"no built-in models in {where}")
+            return
+        table = Table(title=f"Built-in models in {where}")
+        for column in ("name", "modality", "units in -> out", "training", "validity", "size"):
+            table.add_column(column)
+        for name in names:
+            try:
+                record = BuiltinRecord.from_json(record_path(name, where))
+            except LowdoseInputError as exc:
+                table.add_row(name, "", "", f"[red]unreadable[/]: {exc}", "", "")
+                continue
+            table.add_row(name, *_row(record))
+        Console(width=max(console.width, 160)).print(table)
+
+
+def _row(record) -> tuple[str, str, str, str, str]:
+    card, hparams = record.card, record.hyper_parameters
+    validity = hparams["meta"].get("validity")
+    if not validity:
+        validity_text = "not measured"
+    elif validity["sigma_high"] <= 0:  # the validity sweep's empty range
+        validity_text = "empty (no gain)"
+    else:
+        validity_text = f"sigma {validity['sigma_low']:.3g}..{validity['sigma_high']:.3g}"
+    training = f"{hparams['mode']}-{hparams['loss']}, {card.noise_model}; {card.doses}"
+    return (
+        card.modality,
+        f"{card.units_in} -> {card.units_out}",
+        training,
+        validity_text,
+        f"{record.weights_bytes / 1e6:.2f} MB",
+    )
+
+
+@models_app.command("pack")
+def pack(
+    model: str = typer.Option(
+        ..., "--model", help="Checkpoint (RUN_DIR/best.ckpt), a run folder, or builtin:NAME."
+    ),
+    name: str = typer.Option(..., "--name", help="Built-in name: lower case, digits, . _ -"),
+    card: Path = typer.Option(
+        ...,
+        "--card",
+        help="CARD.yaml: title, modality, noise_model, training_data, "
+        "data_licence, doses, test_metrics, command (see lowdose.models.builtin.ModelCard).",
+    ),  # fmt: skip
+    into: Path | None = typer.Option(
+        None, "--into", help="Folder to write to (default: the package's built-in folder)."
+    ),
+) -> None:
+    """Pack a trained model as builtin:NAME: NAME.safetensors, NAME.json and the card NAME.md."""
+    with user_errors():
+        # torch-bound: keeps `lowdose --help` and light commands fast
+        from lowdose.models.builtin import read_card
+        from lowdose.models.builtin_pack import pack_model
+
+        paths = pack_model(model, name, read_card(card), into=into)
+        size_mb = paths[0].stat().st_size / 1e6
+        console.print(f"[green]wrote[/] {', '.join(str(p) for p in paths)} ({size_mb:.2f} MB)")
