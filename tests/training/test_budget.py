@@ -1,5 +1,6 @@
 """``--budget``: the width rule, the step arithmetic, the probe, and a planned run end to end."""
 
+import dataclasses
 import json
 import math
 
@@ -25,22 +26,24 @@ from lowdose.training.budget import (
 )
 from lowdose.training.module import cosine_lr
 
-# Made-up speeds, slower for wider nets as measured ones are (steps/s).
+# Made-up speeds, slower for wider nets as measured ones are (steps/s); GPU-like: 10 x faster.
 RATES = {16: 8.0, 24: 5.0, 32: 3.5, 48: 1.6}
+FAST = {width: 10 * rate for width, rate in RATES.items()}
 
 
 def test_choose_width_takes_the_widest_that_gets_its_minimum_steps():
-    assert choose_width(RATES, 60) == 16  # 24 would get 285 steps < 2,500
-    # 24 needs floor(5.0 * t * 0.95) >= 2,500: t >= 526.3 s (32 needs 4,000 / 3.325 = 1,203 s)
-    assert choose_width(RATES, 526) == 16
-    assert choose_width(RATES, 527) == 24
-    assert choose_width(RATES, 1203) == 24
-    assert choose_width(RATES, 1204) == 32
-    assert choose_width(RATES, 7894) == 32  # 48 needs 12,000 / (1.6 x 0.95) = 7,894.7 s
-    assert choose_width(RATES, 7895) == 48
-    widths = [choose_width(RATES, t) for t in np.geomspace(1, 1e5, 200)]
+    assert MIN_STEPS_FOR_WIDTH == {16: 0, 24: 25_000, 32: 30_000, 48: 60_000}
+    assert choose_width(RATES, 60) == 16  # 24 would get 285 steps < 25,000
+    # 24 needs floor(5.0 * t * 0.95) >= 25,000: t >= 5,263.2 s (32: 30,000 / 3.325 = 9,022.6 s)
+    assert choose_width(RATES, 5263) == 16
+    assert choose_width(RATES, 5264) == 24
+    assert choose_width(RATES, 9022) == 24
+    assert choose_width(RATES, 9023) == 32
+    assert choose_width(RATES, 39473) == 32  # 48 needs 60,000 / (1.6 x 0.95) = 39,473.7 s
+    assert choose_width(RATES, 39474) == 48
+    widths = [choose_width(RATES, t) for t in np.geomspace(1, 1e6, 200)]
     assert widths == sorted(widths)  # more time never buys a narrower net
-    assert choose_width({16: 8.0, 24: 5.0, 64: 1.0}, 1e6) == 24  # no rule for 64: ignored
+    assert choose_width({16: 8.0, 24: 5.0, 64: 1.0}, 1e7) == 24  # no rule for 64: ignored
     assert choose_width({24: 5.0, 32: 3.5}, 1) == 24  # nothing fits: the narrowest probed
 
 
@@ -60,22 +63,23 @@ def _values(data, tmp_path, **given):
 
 
 def test_plan_sizes_the_steps_from_the_budget_left_after_every_overhead(tiny_dataset, tmp_path):
-    probe = FakeProbe()
+    probe = FakeProbe(FAST)
     plan = plan_budget(_values(tiny_dataset, tmp_path), 3600.0, probe=probe)
     assert [width for width, _ in probe.calls] == [16, 24, 32, 48]
-    assert plan.width == 32  # 48 would get ~5,400 steps < 12,000
+    assert plan.width == 32  # 48 would get ~54,700 steps < 60,000
     assert plan.probe_s == 4 * 0.5
     # validation: 12 passes over 2 val images x 2 directions of 64 x 64 at 1e6 pixels/s
     assert plan.validation_s == pytest.approx(12 * 2 * 2 * 64 * 64 / 1e6)
     assert plan.overhead_s == pytest.approx(
         plan.probe_s + STARTUP_S + plan.validation_s + plan.checkpoint_s
     )
-    raw = math.floor(RATES[32] * (3600.0 - plan.overhead_s) * SAFETY)
+    raw = math.floor(FAST[32] * (3600.0 - plan.overhead_s) * SAFETY)
     assert plan.max_steps == raw // 12 * 12 and plan.validations == 12
-    assert plan.max_steps / RATES[32] + plan.overhead_s <= 3600.0  # never past the budget
-    assert (plan.schedule, plan.residual, plan.patch, plan.batch_size, plan.lr) == (
-        "cosine", True, 64, 16, 1e-3,
+    assert plan.max_steps / FAST[32] + plan.overhead_s <= 3600.0  # never past the budget
+    assert (plan.schedule, plan.residual, plan.patch, plan.batch_size, plan.ema_decay) == (
+        "cosine", True, 64, 16, 0.998,
     )  # fmt: skip
+    assert plan.lr == pytest.approx(4e-3 * 16 / plan.width)  # wider nets, lower rate
     assert plan.warmup_steps == round(0.02 * plan.max_steps)
     assert plan.max_time == "01:30:00"  # the guard: 1.5 x the budget
     expected = {"mode": "n2n", "patch": 64, "batch_size": 16, "residual": True,
@@ -88,7 +92,7 @@ def test_a_short_budget_stops_probing_at_the_first_width_that_cannot_qualify(
 ):
     probe = FakeProbe()
     plan = plan_budget(_values(tiny_dataset, tmp_path), 120.0, probe=probe)
-    assert [width for width, _ in probe.calls] == [16, 24]  # 5 steps/s x 120 s < 2,500
+    assert [width for width, _ in probe.calls] == [16, 24]  # 5 steps/s x 120 s < 25,000
     assert plan.width == 16 and set(plan.steps_per_s) == {16, 24}
 
 
@@ -155,7 +159,7 @@ def test_budget_run_stops_at_max_steps_and_reruns_from_its_config_without_probin
     assert last["global_step"] == plan.max_steps  # exactly, however fast this machine is
     rows = np.genfromtxt(run / "metrics.csv", delimiter=",", names=True)
     assert rows["step"][-1] == plan.max_steps and len(rows) == plan.validations
-    end_lr = cosine_lr(plan.max_steps - 1, lr=1e-3, warmup_steps=plan.warmup_steps,
+    end_lr = cosine_lr(plan.max_steps - 1, lr=plan.lr, warmup_steps=plan.warmup_steps,
                        max_steps=plan.max_steps, final_fraction=0.01)  # fmt: skip
     assert rows["lr"][-1] == pytest.approx(end_lr, rel=1e-6)
 
@@ -172,3 +176,11 @@ def test_budget_run_stops_at_max_steps_and_reruns_from_its_config_without_probin
     assert torch.load(run / "last.ckpt", weights_only=True)["global_step"] == plan.max_steps
     resumed = json.loads((run / "manifest.json").read_text())["budget_plan"]
     assert BudgetPlan.from_dict(resumed) == plan  # the resume keeps the plan it ran
+
+
+def test_a_plan_written_before_ema_existed_reads_back_without_it(tiny_dataset, tmp_path):
+    plan = plan_budget(_values(tiny_dataset, tmp_path), 3600.0, probe=FakeProbe())
+    assert plan.ema_decay == 0.998 and plan.config_values()["ema_decay"] == 0.998
+    old = json.loads(json.dumps(dataclasses.asdict(plan)))
+    del old["ema_decay"]
+    assert BudgetPlan.from_dict(old) == dataclasses.replace(plan, ema_decay=None)

@@ -16,12 +16,16 @@ The rule (:func:`plan_budget`)
   validation set at the probed forward speed, and every checkpoint write (each ``last.ckpt``
   and ``best.ckpt``: weights and Adam moments at :data:`CHECKPOINT_BYTES_PER_S`).
 * Width (:func:`choose_width`): the widest of 16, 24, 32, 48 whose ``steps_per_s * train_s *
-  SAFETY`` reaches :data:`MIN_STEPS_FOR_WIDTH` (16: 0, 24: 2,500, 32: 4,000, 48: 12,000).
-  These minimums are rules of thumb from the measured points in docs/results.md (ct24, AWGN,
-  2 cores: width 16 after 896 steps 37.05 dB; width 32 after ~24 CPU-minutes 38.25 dB): a wider
-  net only pays once it gets enough steps. ``benchmarks/cpu_budget.py`` is where they are checked.
-* Recipe: residual output, patch 64 (nb2nb needs a multiple of 64), batch 16, Adam lr 1e-3,
-  linear warm-up over 2 % of the steps, cosine annealing to 1 % of lr at the last step.
+  SAFETY`` reaches :data:`MIN_STEPS_FOR_WIDTH` (16: 0, 24: 25,000, 32: 30,000, 48: 60,000).
+  Measured on ct24 (AWGN, 2 cores, equal CPU time, clean-free validation uPSNR): width 16 at
+  2,900 steps beat width 32 at 1,400 steps (10 CPU-minutes), and width 16 won every budget
+  up to 30 minutes (docs/results.md, "CPU budget"); so on a 2-core CPU the rule keeps width 16
+  for any budget under ~1.5 hours. The thresholds for wider nets are extrapolations, not
+  measurements: they matter on a GPU, where 25,000+ steps fit in minutes.
+* Recipe: residual output, patch 64 (nb2nb needs a multiple of 64), batch 16, Adam with peak
+  rate :func:`lr_for_width` (4e-3 at width 16, scaled by 16 / width: width 32 diverged at
+  4e-3), linear warm-up over 2 % of the steps, cosine annealing to 1 % of it at the last step,
+  and an EMA of the weights (decay 0.998 with a warm-up, :mod:`~lowdose.training.weight_averaging`).
 * Steps: ``max_steps = floor(steps_per_s[width] * train_s * SAFETY)`` (SAFETY 0.95: the loop's
   data and logging), rounded down to a multiple of ``validations`` (default 12) so the last
   validation scores the final weights; ``max_time`` (a guard) is 1.5 x the budget.
@@ -31,27 +35,33 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
-from collections.abc import Callable
-from functools import partial
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from lowdose.core.errors import LowdoseInputError
 from lowdose.data.dataset import read_info
 from lowdose.models.unet import UNet
 from lowdose.training.config import TrainConfig, format_wall_time, make_train_config, wall_time_s
-from lowdose.training.objectives import OBJECTIVES
+from lowdose.training.throughput import Probe, Throughput, measure_throughput
 
-MIN_STEPS_FOR_WIDTH: dict[int, int] = {16: 0, 24: 2_500, 32: 4_000, 48: 12_000}
+MIN_STEPS_FOR_WIDTH: dict[int, int] = {16: 0, 24: 25_000, 32: 30_000, 48: 60_000}
 """Width -> optimiser steps it needs within the budget before it beats a narrower net."""
 
 RECIPE: dict[str, object] = {
-    "patch": 64, "batch_size": 16, "residual": True, "lr": 1e-3, "schedule": "cosine",
+    "patch": 64, "batch_size": 16, "residual": True, "schedule": "cosine", "ema_decay": 0.998,
 }  # fmt: skip
-"""TrainConfig keys the budget sets unless the user gave them."""
+"""TrainConfig keys the budget sets unless the user gave them (and ``lr``: :func:`lr_for_width`)."""
+
+LR_AT_WIDTH_16 = 4e-3
+"""Adam's peak rate at width 16; wider nets take ``LR_AT_WIDTH_16 * 16 / width`` (measured:
+width 32 diverged at 4e-3 within 300 steps; docs/results.md, "CPU budget")."""
+
+
+def lr_for_width(width: int) -> float:
+    """The recipe's peak Adam learning rate for a U-Net of ``width`` (``4e-3 * 16 / width``)."""
+    return LR_AT_WIDTH_16 * 16 / width
+
 
 WARMUP_FRACTION = 0.02  # of max_steps
 SAFETY = 0.95  # of the probed rate: data loading, logging and progress in the real loop
@@ -59,68 +69,6 @@ STARTUP_S = 5.0  # trainer, data module and first batch before the first step (r
 CHECKPOINT_FIXED_S = 0.05  # per checkpoint write: open, fsync, rename
 CHECKPOINT_BYTES_PER_S = 200e6
 MAX_TIME_FACTOR = 1.5  # the max_time guard, x the budget
-
-
-@dataclasses.dataclass(frozen=True)
-class Throughput:
-    """One probed width: optimiser steps/s, forward pixels/s (for validation), probe seconds."""
-
-    steps_per_s: float
-    forward_pixels_per_s: float
-    seconds: float
-
-
-Probe = Callable[..., Throughput]
-
-
-def measure_throughput(
-    width: int, *, mode: str = "n2n", patch: int = 64, batch_size: int = 16,
-    residual: bool = True, channels_last: bool = False, device: str = "cpu",
-    warmup_steps: int = 5, min_seconds: float = 2.0, max_timed_steps: int = 200,
-) -> Throughput:  # fmt: skip
-    """Time training steps and forward passes of a width-``width`` U-Net on random patches.
-
-    Runs on the torch threads set now (``torch.set_num_threads``) and on ``device``; at least
-    two timed steps after ``warmup_steps``, then more until ``min_seconds`` (at most
-    ``max_timed_steps``). The global RNG is left as it was (the run's seed is not disturbed).
-    """
-    start = time.perf_counter()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = UNet(width=width, residual=residual).to(device)
-    memory = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(memory_format=memory)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    generator = torch.Generator().manual_seed(0)
-    shape = (batch_size, 1, patch, patch)
-    batch = tuple(torch.rand(shape, generator=generator).to(device, memory_format=memory)
-                  for _ in range(2))  # fmt: skip
-    objective = partial(OBJECTIVES[mode], distance=F.mse_loss)
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        objective(model, batch, generator).backward()
-        optimizer.step()
-
-    steps_per_s = _rate(step, warmup_steps, min_seconds, max_timed_steps, device)
-    with torch.no_grad():
-        forwards_per_s = _rate(lambda: model(batch[0]), 1, min_seconds / 4, 5, device)
-    return Throughput(steps_per_s, forwards_per_s * batch_size * patch * patch,
-                      time.perf_counter() - start)  # fmt: skip
-
-
-def _rate(call, warmup: int, min_seconds: float, max_calls: int, device: str) -> float:
-    """Calls per second of ``call`` after ``warmup`` untimed calls (GPU work waited for)."""
-    synchronise = torch.cuda.synchronize if device.startswith("cuda") else lambda: None
-    for _ in range(warmup):
-        call()
-    synchronise()
-    start, calls = time.perf_counter(), 0
-    while calls < 2 or (time.perf_counter() - start < min_seconds and calls < max_calls):
-        call()
-        synchronise()
-        calls += 1
-    return calls / (time.perf_counter() - start)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,11 +101,12 @@ class BudgetPlan:
     checkpoint_s: float
     overhead_s: float
     rule: str
+    ema_decay: float | None = None
 
     def config_values(self) -> dict:
         """The ``TrainConfig`` keys the plan fixes."""
         keys = ("width", "patch", "batch_size", "residual", "lr", "schedule", "warmup_steps",
-                "max_steps", "validations", "max_time")  # fmt: skip
+                "max_steps", "validations", "max_time", "ema_decay")  # fmt: skip
         return {key: getattr(self, key) for key in keys}
 
     def describe(self) -> str:
@@ -175,7 +124,9 @@ class BudgetPlan:
     @classmethod
     def from_dict(cls, values: dict) -> BudgetPlan:
         """Read back :func:`dataclasses.asdict` of a plan after a JSON round trip."""
-        fields = {field.name: values[field.name] for field in dataclasses.fields(cls)}
+        # plans written before a field existed take its default (ema_decay: none then)
+        fields = {field.name: values[field.name] for field in dataclasses.fields(cls)
+                  if field.name in values or field.default is dataclasses.MISSING}  # fmt: skip
         for key in ("steps_per_s", "forward_pixels_per_s"):  # JSON keys are strings
             fields[key] = {int(width): float(rate) for width, rate in fields[key].items()}
         return cls(**fields)
@@ -239,7 +190,9 @@ def plan_budget(config_values: dict, budget_s: float, *, probe: Probe = measure_
     max_steps = raw_steps // validations * validations  # the last validation ends the run
     guard = format_wall_time(math.ceil(MAX_TIME_FACTOR * budget_s))
     return BudgetPlan(
-        budget_s=float(budget_s), width=width, **recipe, lr_final_fraction=config.lr_final_fraction,
+        budget_s=float(budget_s), width=width, **recipe,
+        lr=config.lr if "lr" in given else lr_for_width(width),
+        lr_final_fraction=config.lr_final_fraction,
         warmup_steps=config.warmup_steps if "warmup_steps" in given
         else round(WARMUP_FRACTION * max_steps),
         max_steps=max_steps, validations=validations,
