@@ -99,8 +99,9 @@ def train_run(data: Path, run: Path, *, max_steps: int, seed: int, threads: int,
     if record.is_file():
         say(run.name, "trained already, reused")
         return json.loads(record.read_text())
-    values = {**RECIPE, "data": data, "out": run, "mode": "n2n", "width": WIDTH,
-              "lr": lr_for_width(WIDTH), "warmup_steps": round(WARMUP_FRACTION * max_steps),
+    lr = lr_for_width(WIDTH, read_info(data).attrs.modality)
+    values = {**RECIPE, "data": data, "out": run, "mode": "n2n", "width": WIDTH, "lr": lr,
+              "warmup_steps": round(WARMUP_FRACTION * max_steps),
               "max_steps": max_steps, "max_time": "02:00:00", "seed": seed, "threads": threads,
               "quiet": True, "dose_range": dose_range}  # fmt: skip
     resume = (run / "last.ckpt").is_file()

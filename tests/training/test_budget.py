@@ -21,6 +21,7 @@ from lowdose.training.budget import (
     BudgetPlan,
     Throughput,
     choose_width,
+    lr_for_width,
     measure_throughput,
     plan_budget,
 )
@@ -79,7 +80,7 @@ def test_plan_sizes_the_steps_from_the_budget_left_after_every_overhead(tiny_dat
     assert (plan.schedule, plan.residual, plan.patch, plan.batch_size, plan.ema_decay) == (
         "cosine", True, 64, 16, 0.998,
     )  # fmt: skip
-    assert plan.lr == pytest.approx(4e-3 * 16 / plan.width)  # wider nets, lower rate
+    assert plan.lr == pytest.approx(2e-3 * 16 / plan.width)  # X-ray data; wider nets, lower
     assert plan.warmup_steps == round(0.02 * plan.max_steps)
     assert plan.max_time == "01:30:00"  # the guard: 1.5 x the budget
     expected = {"mode": "n2n", "patch": 64, "batch_size": 16, "residual": True,
@@ -184,3 +185,10 @@ def test_a_plan_written_before_ema_existed_reads_back_without_it(tiny_dataset, t
     old = json.loads(json.dumps(dataclasses.asdict(plan)))
     del old["ema_decay"]
     assert BudgetPlan.from_dict(old) == dataclasses.replace(plan, ema_decay=None)
+
+
+def test_the_peak_rate_follows_the_data_modality_and_the_width():
+    assert lr_for_width(16, "ct") == pytest.approx(4e-3)
+    assert lr_for_width(16, "xray") == pytest.approx(2e-3)
+    assert lr_for_width(32, "ct") == pytest.approx(2e-3)  # 4e-3 diverged at width 32
+    assert lr_for_width(16, "unknown") == lr_for_width(16, "xray")  # the gentler rate

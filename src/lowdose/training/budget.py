@@ -17,15 +17,16 @@ The rule (:func:`plan_budget`)
   and ``best.ckpt``: weights and Adam moments at :data:`CHECKPOINT_BYTES_PER_S`).
 * Width (:func:`choose_width`): the widest of 16, 24, 32, 48 whose ``steps_per_s * train_s *
   SAFETY`` reaches :data:`MIN_STEPS_FOR_WIDTH` (16: 0, 24: 25,000, 32: 30,000, 48: 60,000).
-  Measured on ct24 (AWGN, 2 cores, equal CPU time, clean-free validation uPSNR): width 16 at
-  2,900 steps beat width 32 at 1,400 steps (10 CPU-minutes), and width 16 won every budget
-  up to 30 minutes (docs/results.md, "CPU budget"); so on a 2-core CPU the rule keeps width 16
-  for any budget under ~1.5 hours. The thresholds for wider nets are extrapolations, not
-  measurements: they matter on a GPU, where 25,000+ steps fit in minutes.
+  Measured on ct24 (AWGN, 2 cores, equal CPU time, clean-free validation uPSNR): width 16
+  beat width 32 by ~1 dB at 10 CPU-minutes (2,900 against 1,400 steps), and width 24 at
+  30 minutes with the old recipe (docs/results.md, "CPU budget"); so on a 2-core CPU the rule
+  keeps width 16 for any budget under ~1.5 hours. The thresholds for wider nets are
+  extrapolations, not measurements: they matter on a GPU, where 25,000+ steps fit in minutes.
 * Recipe: residual output, patch 64 (nb2nb needs a multiple of 64), batch 16, Adam with peak
-  rate :func:`lr_for_width` (4e-3 at width 16, scaled by 16 / width: width 32 diverged at
-  4e-3), linear warm-up over 2 % of the steps, cosine annealing to 1 % of it at the last step,
-  and an EMA of the weights (decay 0.998 with a warm-up, :mod:`~lowdose.training.weight_averaging`).
+  rate :func:`lr_for_width` (width 16: 4e-3 on CT, 2e-3 on X-ray projections; scaled by
+  16 / width: width 32 diverged at 4e-3), linear warm-up over 2 % of the steps, cosine
+  annealing to 1 % of it at the last step, and an EMA of the weights (decay 0.998 with a
+  warm-up, :mod:`~lowdose.training.weight_averaging`).
 * Steps: ``max_steps = floor(steps_per_s[width] * train_s * SAFETY)`` (SAFETY 0.95: the loop's
   data and logging), rounded down to a multiple of ``validations`` (default 12) so the last
   validation scores the final weights; ``max_time`` (a guard) is 1.5 x the budget.
@@ -53,14 +54,16 @@ RECIPE: dict[str, object] = {
 }  # fmt: skip
 """TrainConfig keys the budget sets unless the user gave them (and ``lr``: :func:`lr_for_width`)."""
 
-LR_AT_WIDTH_16 = 4e-3
-"""Adam's peak rate at width 16; wider nets take ``LR_AT_WIDTH_16 * 16 / width`` (measured:
-width 32 diverged at 4e-3 within 300 steps; docs/results.md, "CPU budget")."""
+LR_AT_WIDTH_16: dict[str, float] = {"ct": 4e-3, "xray": 2e-3}
+"""Adam's peak rate at width 16 per modality (others: the X-ray value); wider nets take
+``LR_AT_WIDTH_16 * 16 / width``. Measured with clean-free validation (docs/results.md, "CPU
+budget"): CT slices (AWGN 24.44 dB) 4e-3 > 2e-3 > 1e-3 at 1,344 steps, and width 32 diverged at
+4e-3; X-ray projections (Poisson 29.91 dB) 2e-3 > 1e-3 > 4e-3 at 640 steps."""
 
 
-def lr_for_width(width: int) -> float:
-    """The recipe's peak Adam learning rate for a U-Net of ``width`` (``4e-3 * 16 / width``)."""
-    return LR_AT_WIDTH_16 * 16 / width
+def lr_for_width(width: int, modality: str = "xray") -> float:
+    """The recipe's peak Adam learning rate for a U-Net of ``width`` on ``modality`` data."""
+    return LR_AT_WIDTH_16.get(modality, LR_AT_WIDTH_16["xray"]) * 16 / width
 
 
 WARMUP_FRACTION = 0.02  # of max_steps
@@ -191,7 +194,7 @@ def plan_budget(config_values: dict, budget_s: float, *, probe: Probe = measure_
     guard = format_wall_time(math.ceil(MAX_TIME_FACTOR * budget_s))
     return BudgetPlan(
         budget_s=float(budget_s), width=width, **recipe,
-        lr=config.lr if "lr" in given else lr_for_width(width),
+        lr=config.lr if "lr" in given else lr_for_width(width, _modality(config)),
         lr_final_fraction=config.lr_final_fraction,
         warmup_steps=config.warmup_steps if "warmup_steps" in given
         else round(WARMUP_FRACTION * max_steps),
@@ -244,6 +247,11 @@ def planned_config(config: TrainConfig, *, probe: Probe | None = None):
 def _probe_device(accelerator: str) -> str:
     wants_gpu = accelerator in ("auto", "gpu", "cuda")
     return "cuda" if wants_gpu and torch.cuda.is_available() else "cpu"
+
+
+def _modality(config: TrainConfig) -> str:
+    """The training data's modality (``"ct"``, ``"xray"``, ...), from the dataset's attributes."""
+    return read_info(config.data).attrs.modality
 
 
 def _validation_pixels(config: TrainConfig) -> int:
