@@ -89,9 +89,9 @@ def test_inputs_are_not_modified_and_a_seed_repeats_its_output():
     before_stored, before_counts = stored.copy(), counts.copy()
     calls = {
         "counts": lambda rng: thin_counts(counts, 0.5, rng=rng),
-        "stored": lambda rng: thin_stored_transmission(stored, 0.5, photons_per_pixel=200, rng=rng)[
-            0
-        ],
+        "stored": lambda rng: thin_stored_transmission(
+            stored, 0.5, photons_per_pixel=200, scale=1.0, rng=rng
+        )[0],
         "gaussian": lambda rng: add_gaussian_to_reach(stored, 0.01, 0.03, rng=rng),
         "renoiser": lambda rng: DoseRenoiser("gaussian", 0.01).at_dose(stored, 0.5, rng=rng),
     }
@@ -115,7 +115,7 @@ def test_noise_cannot_be_removed():
 
 
 def test_the_dataset_attributes_choose_the_renoiser_or_one_error_line():
-    assert dose_renoiser("poisson", 400.0, where="x.h5") == DoseRenoiser("poisson", 400.0)
+    assert dose_renoiser("poisson", 400.0, where="x.h5") == DoseRenoiser("poisson", 400.0, "x.h5")
     assert dose_renoiser("gaussian", 0.06, where="x.h5").noise_model == "gaussian"
     for model, level, fragment in [
         ("sinogram", 700.0, "sinogram-noise CT"),
@@ -125,3 +125,38 @@ def test_the_dataset_attributes_choose_the_renoiser_or_one_error_line():
         with pytest.raises(LowdoseInputError, match=fragment) as caught:
             dose_renoiser(model, level, where="data/ct.h5")
         assert "\n" not in str(caught.value) and str(caught.value).startswith("data/ct.h5: ")
+
+
+def test_values_off_the_count_grid_are_one_error_line_naming_the_file():
+    # Stored at 500 photons per pixel, but the file says 400: 0.8 x whole counts, not whole.
+    stored = (np.random.default_rng(0).poisson(500 * 0.6, (32, 32)) / 500 / 0.9).astype(np.float32)
+    renoiser = dose_renoiser("poisson", 400.0, where="data/x.h5")
+    with pytest.raises(LowdoseInputError, match="noise_level .* or scale does not match") as error:
+        renoiser.at_dose(stored, 0.5, scale=0.9, rng=np.random.default_rng(1))
+    assert str(error.value).startswith("data/x.h5: ") and "\n" not in str(error.value)
+    with pytest.raises(LowdoseInputError, match="not whole photon counts"):  # a wrong scale
+        renoiser.at_dose(stored, 0.5, scale=1.0, rng=np.random.default_rng(1))
+    # the matching level and scale thin, and the result is on the new dose's count grid
+    thinned = dose_renoiser("poisson", 500.0, where="data/x.h5").at_dose(
+        stored, 0.5, scale=0.9, rng=np.random.default_rng(1)
+    )
+    counts = thinned.astype(np.float64) * 0.9 * 250
+    assert np.allclose(counts, np.rint(counts), atol=1e-3)
+
+
+def test_float32_round_off_of_high_counts_is_not_off_the_grid():
+    photons = 200_000.0  # float32 keeps ~7 digits: a count of 2e5 is off by up to ~0.01
+    counts = np.random.default_rng(2).poisson(photons, (64, 64))
+    stored = (counts / photons / 0.7).astype(np.float32)
+    assert np.abs(stored * 0.7 * photons - counts).max() > 1e-3  # the round-off is real
+    thinned, _ = thin_stored_transmission(
+        stored, 0.5, photons_per_pixel=photons, scale=0.7, rng=np.random.default_rng(3)
+    )
+    assert thinned.shape == stored.shape
+
+
+def test_thinning_needs_the_stored_scale():
+    with pytest.raises(LowdoseInputError, match="x.h5: thinning needs each image's stored scale"):
+        DoseRenoiser("poisson", 300.0, "x.h5").at_dose(
+            np.ones((4, 4), np.float32), 0.5, rng=np.random.default_rng(0)
+        )

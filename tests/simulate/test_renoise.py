@@ -202,3 +202,13 @@ def test_a_file_without_its_noise_level_says_to_rebuild(tmp_path):
     source = _write_awgn(tmp_path / "ct.h5", level=float("nan"))
     with pytest.raises(LowdoseInputError, match="noise_level is nan.*rebuild"):
         renoise_dataset(source, tmp_path / "q.h5", 0.5)
+
+
+def test_a_noise_level_that_does_not_match_the_stored_counts_is_refused(tmp_path):
+    source = write_tiny_dataset(tmp_path / "x.h5", photons_per_pixel=1000.0)
+    with h5py.File(source, "a") as handle:
+        handle.attrs["noise_level"] = 1300.0  # not the photons the values were stored with
+    with pytest.raises(LowdoseInputError, match="noise_level .* or scale does not match") as error:
+        renoise_dataset(source, tmp_path / "q.h5", 0.5)
+    assert str(error.value).startswith(f"{source}: ") and "\n" not in str(error.value)
+    assert not (tmp_path / "q.h5").exists()

@@ -13,8 +13,12 @@ BioImage pre-processing steps; so ``preprocessing``/``postprocessing`` are empty
 X-ray user needs (units, scaling, display window, noise model, training method, validity range,
 and the model card of a built-in model) is in ``config.lowdose`` and in the README.
 
-``rdf.yaml`` is written with PyYAML, so lowdose does not depend on ``bioimageio.spec``; a test
-validates the package with ``bioimageio.core.test_model``.
+``rdf.yaml`` is written with PyYAML, so lowdose does not depend on ``bioimageio.spec``. The tests
+(``tests/models/test_bioimageio_export.py``) validate the package's format with
+``bioimageio.spec`` (a dev extra) and check its inference themselves, the way
+``bioimageio.core.test_model`` would (each weight format reproduces the test output, at other
+sizes and batch sizes too); ``bioimageio.core`` itself is not used, as its pinned
+``bioimageio.spec`` fails under lowdose's pydantic.
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime
-import hashlib
 import inspect
 import tempfile
 import zipfile
@@ -38,6 +41,7 @@ from torch import nn
 from lowdose import __version__
 from lowdose.core.atomic import atomic_path
 from lowdose.core.errors import LowdoseInputError
+from lowdose.core.file_hash import file_sha256
 from lowdose.data.scaling import SCALING_RULES
 from lowdose.models import raw_units, unet
 from lowdose.models.bioimageio_rdf import model_rdf, readme
@@ -215,7 +219,7 @@ def _write_package(
     }
     lowdose = lowdose_config(meta, card)
     (folder / "README.md").write_text(readme(lowdose, name or _name(meta, card)), encoding="utf-8")
-    files = {path.name: _sha256(path) for path in folder.iterdir()}
+    files = {path.name: file_sha256(path) for path in folder.iterdir()}
     rdf = model_rdf(
         name=name or _name(meta, card),
         files=files,
@@ -267,10 +271,3 @@ def lowdose_config(meta: CheckpointMeta, card: ModelCard | None) -> dict[str, An
 def _name(meta: CheckpointMeta, card: ModelCard | None) -> str:
     return card.title if card else f"lowdose {meta.model.name} {meta.mode} denoiser"
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

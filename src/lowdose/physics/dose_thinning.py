@@ -36,6 +36,8 @@ from lowdose.core.validation import checked_array, checked_level
 
 RENOISABLE_MODELS: tuple[str, ...] = ("poisson", "gaussian")
 """Dataset ``noise_model`` values whose realisations can be re-noised to a lower dose."""
+COUNT_GRID_TOLERANCE = 1e-3
+"""Largest distance (counts) of a recovered count from a whole number, beyond float round-off."""
 
 
 def checked_dose_fraction(dose_fraction, name: str = "dose_fraction") -> float:
@@ -79,9 +81,14 @@ def thin_counts(counts, keep_fraction, *, rng: np.random.Generator) -> np.ndarra
 
 
 def thin_stored_transmission(
-    noisy, keep_fraction, *, photons_per_pixel, scale=1.0, rng: np.random.Generator
+    noisy, keep_fraction, *, photons_per_pixel, scale, rng: np.random.Generator, where="noisy"
 ) -> tuple[np.ndarray, float]:
     """Thin a stored noisy X-ray projection to ``keep_fraction`` of its dose, on the same scale.
+
+    The counts ``noisy * scale * photons_per_pixel`` must be whole numbers (to
+    :data:`COUNT_GRID_TOLERANCE` plus the storage dtype's round-off): values off that grid mean
+    that ``photons_per_pixel`` or ``scale`` is not what the values were stored with, and
+    rounding them would give data at some other dose without a word, so they raise.
 
     Parameters
     ----------
@@ -93,7 +100,11 @@ def thin_stored_transmission(
         The dataset's dose (``noise_level`` of a ``poisson`` dataset), > 0.
     scale : float or array_like broadcastable to ``noisy``
         Each image's stored divisor (``scale``; e.g. ``scale[:, None, None]`` for a stack), > 0.
+        Required: for X-ray it is the clean maximum the simulation divided by (stored in the
+        dataset), without which the counts cannot be recovered.
     rng : numpy.random.Generator
+    where : str
+        What the values are (the dataset file), named in the error.
 
     Returns
     -------
@@ -102,14 +113,21 @@ def thin_stored_transmission(
         ``1 / p`` times the input's.
     photons_per_pixel : float
         The new dose, ``p * photons_per_pixel``.
+
+    Raises
+    ------
+    LowdoseInputError
+        One line naming ``where``: values off the count grid, a ``scale`` <= 0, ``p`` outside
+        (0, 1].
     """
     values = checked_array(noisy, "noisy", nonnegative=True)
     photons = checked_level(photons_per_pixel, "photons_per_pixel")
     divisor = np.asarray(checked_array(scale, "scale", nonnegative=True), dtype=np.float64)
     if np.any(divisor <= 0):
-        raise LowdoseInputError("scale must be > 0 (each image's stored divisor)")
+        raise LowdoseInputError(f"{where}: scale must be > 0 (each image's stored divisor)")
     p = checked_dose_fraction(keep_fraction, "keep_fraction")
     counts = values.astype(np.float64) * divisor * photons
+    _check_count_grid(counts, values.dtype, where)
     new_photons = p * photons
     thinned = thin_counts(counts, p, rng=rng) / new_photons / divisor
     return thinned.astype(_float_dtype(values)), new_photons
@@ -167,27 +185,39 @@ class DoseRenoiser:
         The dataset's noise model.
     noise_level : float
         ``photons_per_pixel`` (poisson) or ``sigma`` on the stored scale (gaussian), > 0.
+    where : str
+        The dataset file, named in errors (values that do not match ``noise_level``).
     """
 
     noise_model: Literal["poisson", "gaussian"]
     noise_level: float
+    where: str = "noisy"
 
-    def at_dose(self, noisy, dose_fraction, *, scale=1.0, rng: np.random.Generator) -> np.ndarray:
+    def at_dose(self, noisy, dose_fraction, *, scale=None, rng: np.random.Generator) -> np.ndarray:
         """``noisy`` (stored scale, any shape) re-noised to ``dose_fraction`` of the dose.
 
-        ``scale`` (the stored divisor, broadcastable) matters for thinning only. Returns a new
-        array of the same shape and float dtype; the same ``rng`` state gives the same output.
+        ``scale`` (the stored divisor, broadcastable) is required for thinning (poisson) and
+        unused otherwise. Returns a new array of the same shape and float dtype; the same
+        ``rng`` state gives the same output.
         """
         if self.noise_model == "poisson":
+            if scale is None:
+                raise LowdoseInputError(
+                    f"{self.where}: thinning needs each image's stored scale (the divisor its "
+                    "counts were stored with); pass scale="
+                )
             thinned, _ = thin_stored_transmission(
-                noisy, dose_fraction, photons_per_pixel=self.noise_level, scale=scale, rng=rng
-            )
+                noisy, dose_fraction, photons_per_pixel=self.noise_level, scale=scale, rng=rng,
+                where=self.where,
+            )  # fmt: skip
             return thinned
         target = sigma_at_dose(self.noise_level, dose_fraction)
         return add_gaussian_to_reach(noisy, self.noise_level, target, rng=rng)
 
 
-def dose_renoiser(noise_model: str, noise_level: float, *, where: str) -> DoseRenoiser:
+def dose_renoiser(
+    noise_model: str, noise_level: float, *, where: str, purpose: str = "--dose-range"
+) -> DoseRenoiser:
     """The re-noiser for a dataset's ``noise_model`` and ``noise_level``, or one error line.
 
     Parameters
@@ -195,7 +225,9 @@ def dose_renoiser(noise_model: str, noise_level: float, *, where: str) -> DoseRe
     noise_model, noise_level
         The dataset file's attributes (:class:`lowdose.data.attributes.DatasetAttrs`).
     where
-        The dataset file, named in the error.
+        The dataset file, named in the error and kept by the re-noiser for its own errors.
+    purpose
+        What asks for the lower dose, named in the error (``--dose-range``, ``re-noising``).
 
     Raises
     ------
@@ -206,22 +238,42 @@ def dose_renoiser(noise_model: str, noise_level: float, *, where: str) -> DoseRe
     """
     if noise_model == "sinogram":
         raise LowdoseInputError(
-            f"{where}: --dose-range cannot lower the dose of sinogram-noise CT (its noise went "
-            "through the reconstruction and is correlated); simulate one dataset per dose with "
-            "`lowdose simulate ct --noise sinogram --dose-fraction P`, or use an AWGN dataset"
+            f"{where}: {purpose} cannot lower the dose of sinogram-noise CT (its noise went "
+            "through the reconstruction: correlated, its level set per ray); simulate one dataset "
+            "per dose with `lowdose simulate ct --noise sinogram --dose-fraction P`, or use an "
+            "AWGN dataset"
         )
     if noise_model not in RENOISABLE_MODELS:
         raise LowdoseInputError(
-            f"{where}: --dose-range needs simulated Poisson (X-ray) or Gaussian (CT AWGN) noise, "
-            f"this file's noise_model is {noise_model!r}; train without --dose-range"
+            f"{where}: {purpose} needs simulated Poisson (X-ray) or Gaussian (CT AWGN) noise, "
+            f"this file's noise_model is {noise_model!r} (an unknown noise model cannot be "
+            f"re-noised); use the data at its acquired dose, without {purpose}"
         )
     if not (math.isfinite(noise_level) and noise_level > 0):
-        name = "photons_per_pixel" if noise_model == "poisson" else "sigma"
+        name = "photons per pixel" if noise_model == "poisson" else "sigma"
         raise LowdoseInputError(
-            f"{where}: attribute noise_level ({name}) is {noise_level!r}; --dose-range needs the "
-            "acquired level: rebuild the file with lowdose simulate or set noise_level"
+            f"{where}: attribute noise_level is {noise_level!r}; {purpose} needs the acquired "
+            f"level ({name}): rebuild the file with lowdose simulate or set noise_level"
         )
-    return DoseRenoiser(noise_model, float(noise_level))  # type: ignore[arg-type]
+    return DoseRenoiser(noise_model, float(noise_level), str(where))  # type: ignore[arg-type]
+
+
+def _check_count_grid(counts: np.ndarray, stored_dtype: np.dtype, where: str) -> None:
+    """Raise unless every recovered count is a whole number (see thin_stored_transmission)."""
+    if counts.size == 0:
+        return
+    # A stored float carries a relative round-off of half its epsilon, which grows with the count
+    # (float32 at 1e5 photons: ~0.006 counts); integers are exact.
+    floating = np.issubdtype(stored_dtype, np.floating)
+    resolution = float(np.finfo(stored_dtype).eps) if floating else 0.0
+    off = np.abs(counts - np.rint(counts)) - resolution * np.abs(counts)
+    if float(off.max()) > COUNT_GRID_TOLERANCE:
+        worst = float(np.abs(counts - np.rint(counts)).max())
+        raise LowdoseInputError(
+            f"{where}: the stored values times scale times noise_level are not whole photon "
+            f"counts (off by up to {worst:.3g}): noise_level (photons per pixel) or scale does "
+            "not match the stored values; rebuild the file with lowdose simulate xray"
+        )
 
 
 def _float_dtype(array: np.ndarray) -> np.dtype:

@@ -13,21 +13,13 @@ import shutil
 from pathlib import Path
 
 from lowdose.core.atomic import atomic_write_text
+from lowdose.core.file_hash import file_sha256 as file_sha256  # re-exported for the stages
 
 
 def stage_key(*parts) -> str:
     """Short SHA-256 of the JSON form of ``parts`` (configs, upstream keys, file hashes)."""
     text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 (hex) of a file's bytes, read in 1 MiB blocks (checkpoints are the inputs here)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def stage_done(folder: Path, key: str) -> bool:

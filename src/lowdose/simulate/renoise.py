@@ -40,9 +40,9 @@ from lowdose.data.dataset import DatasetInfo, open_dataset, read_info, read_scal
 from lowdose.data.scaling import scaled_to_hu
 from lowdose.data.writer import dataset_writer
 from lowdose.physics.dose_thinning import (
-    RENOISABLE_MODELS,
     DoseRenoiser,
     checked_dose_fraction,
+    dose_renoiser,
     sigma_at_dose,
 )
 
@@ -105,7 +105,8 @@ def renoise_dataset(
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise LowdoseInputError(f"seed={seed!r}: use an integer >= 0")
     info = read_info(source)
-    renoiser = source_renoiser(info.attrs, source)
+    renoiser = dose_renoiser(info.attrs.noise_model, info.attrs.noise_level, where=str(source),
+                             purpose="re-noising")  # fmt: skip
     if out.resolve() == source.resolve():
         raise LowdoseInputError(f"{out}: the copy would overwrite its source; use another path")
     attrs = renoised_attrs(info.attrs, source, renoiser, fraction, seed)
@@ -125,26 +126,6 @@ def renoise_dataset(
                 writer.add_extra(achieved_psnr_hu_window_db=hu_window_db)
     details = {"dose_fraction": fraction, "noise_level": attrs.noise_level}
     return summarise_dataset(out, started_s=started, details=details)
-
-
-def source_renoiser(attrs: DatasetAttrs, where: str | os.PathLike) -> DoseRenoiser:
-    """The re-noiser of a dataset's noise model and level, or one error line naming ``where``."""
-    if attrs.noise_model not in RENOISABLE_MODELS:
-        why = ("its noise went through the reconstruction (correlated, set per ray): simulate "
-               "the lower dose with `lowdose simulate ct --noise sinogram --dose-fraction P`"
-               if attrs.noise_model == "sinogram"
-               else "its noise model is unknown: acquire the lower dose instead")  # fmt: skip
-        raise LowdoseInputError(
-            f"{where}: noise_model {attrs.noise_model!r} cannot be re-noised to a lower dose in "
-            f"the image domain ({why}); only {' and '.join(RENOISABLE_MODELS)} data can"
-        )
-    level = attrs.noise_level
-    if not (math.isfinite(level) and level > 0):
-        raise LowdoseInputError(
-            f"{where}: attribute noise_level is {level!r}; re-noising needs the acquired level "
-            "(photons per pixel or sigma): rebuild the file with lowdose simulate"
-        )
-    return DoseRenoiser(attrs.noise_model, float(level))  # type: ignore[arg-type]
 
 
 def renoised_attrs(

@@ -2,24 +2,30 @@
 
 :func:`measure_validity` re-noises the validation pairs (read with ``with_clean=False``, so no
 clean image is touched) to a sweep of dose fractions, each realisation independently
-(:mod:`lowdose.physics.dose_thinning`), and at each level measures
+(:mod:`lowdose.physics.dose_thinning`), puts every input on the network's scale the way
+``lowdose denoise`` does (:func:`lowdose.data.scaling.scale_to_network`: X-ray projections are
+divided by the smoothed maximum of the noisy image itself, not by the clean maximum the file
+was stored with; :func:`network_scaling_of_stored`), and at each level measures
 
-- the **gain** ``uPSNR(f(y1); y2) - uPSNR(y1; y2)`` in dB, both directions of every pair, the
-  uMSE averaged over images before the dB (:func:`lowdose.core.metrics.unbiased_mse`, noise
-  variance ``Var(y1 - y2) / 2`` of the re-noised pair): unbiased because the two re-noised
-  realisations stay independent;
+- whether the model **helps**: the mean uMSE of its outputs against the other realisation is
+  below that of its inputs (:func:`lowdose.core.metrics.unbiased_mse`, noise variance
+  ``Var(y1 - y2) / 2`` of the re-noised pair, both directions of every pair, averaged over
+  images), and the **gain** ``10 log10(uMSE_in / uMSE_out)`` in dB (:func:`gain_from_umse`;
+  undefined, None, when either mean is <= 0, i.e. below what the pairs resolve). Unbiased
+  because the two re-noised realisations stay independent;
 - the **noise sigma of the inputs** on the network scale from each image alone,
   :func:`lowdose.physics.noise_estimation.single_image_noise_sigma` (what ``lowdose denoise``
-  can measure on a user's file).
+  measures on a user's file, on the same scale).
 
-The range is the span of those per-image sigma estimates over the levels where the gain is > 0,
+The range is the span of those per-image sigma estimates over the levels where the model helps,
 contiguous from the acquired dose (fraction 1) towards lower doses: the sweep walks down from
-fraction 1 and stops at the first level without gain. ``sigma_low`` is the smallest estimate at
-the acquired dose (a dose above it cannot be made without clean data, so less noise is untested),
-``sigma_high`` the largest estimate at the last level with gain (when every level helps, the
-sweep's lowest dose bounds it). No gain at the acquired dose is the empty range, stored as
-``0.0, 0.0`` (no real input has zero noise). Datasets whose noise cannot be re-noised (sinogram
-CT, measured data) are measured at the acquired dose only.
+fraction 1 and stops at the first level where it does not help. ``sigma_low`` is the smallest
+estimate at the acquired dose (a dose above it cannot be made without clean data, so less noise
+is untested), ``sigma_high`` the largest estimate at the last level where it helps (when every
+level helps, the sweep's lowest dose bounds it). No help at the acquired dose is the empty range,
+stored as ``0.0, 0.0`` (no real input has zero noise). Datasets whose noise model cannot be
+re-noised (sinogram CT, measured data) are measured at the acquired dose only; any other
+problem with the dataset (a missing noise level, values that do not match it) raises.
 
 :func:`store_validity` writes the result into a checkpoint's ``hyper_parameters["meta"]
 ["validity"]``, atomically.
@@ -36,10 +42,13 @@ import torch
 
 from lowdose.core.atomic import atomic_path
 from lowdose.core.errors import LowdoseInputError
-from lowdose.core.metrics import pair_noise_variance_all_pixels, psnr_from_mse, unbiased_mse
+from lowdose.core.metrics import pair_noise_variance_all_pixels, unbiased_mse
 from lowdose.data.dataset import load_split
-from lowdose.physics.dose_thinning import checked_dose_fraction
+from lowdose.data.scaling import NetworkScaling, scale_to_network
+from lowdose.models.checkpoint import _read_checkpoint
+from lowdose.physics.dose_thinning import RENOISABLE_MODELS, checked_dose_fraction
 from lowdose.physics.noise_estimation import single_image_noise_sigma
+from lowdose.training.datamodule import _centre_crop
 from lowdose.training.pairs import dataset_renoiser
 
 DEFAULT_DOSE_FRACTIONS: tuple[float, ...] = (1.0, 0.5, 0.25, 0.1, 0.05, 0.02)
@@ -66,8 +75,8 @@ def measure_validity(
     Parameters
     ----------
     model : torch.nn.Module
-        Maps ``(B, 1, H, W)`` float32 on the dataset (network) scale to the same; its train/eval
-        mode is restored afterwards.
+        Maps ``(B, 1, H, W)`` float32 on the network scale (as inference gives it,
+        :func:`network_scaling_of_stored`) to the same; its train/eval mode is restored after.
     dataset_path : path
         The training dataset file; its ``val`` split needs >= 2 realisations per image.
     seed : int
@@ -83,14 +92,17 @@ def measure_validity(
     -------
     dict
         ``{"estimator": "single_image_noise_sigma", "scale": "network", "sigma_low",
-        "sigma_high", "trained_sigma": float, "levels": [{"dose_fraction", "sigma", "gain_db"},
-        ...] (dose descending; sigma the median per-image estimate), "method": str}``; plain
-        floats and str, ready for a checkpoint or JSON (sigmas 0.0 when there is no gain).
+        "sigma_high", "trained_sigma": float, "levels": [{"dose_fraction", "sigma", "gain_db",
+        "helped"}, ...] (dose descending; sigma the median per-image estimate; gain_db None
+        where undefined), "method": str}``; plain values, ready for JSON (sigmas 0.0 when the
+        model does not help at the acquired dose).
 
     Raises
     ------
     LowdoseInputError
-        A validation split with one realisation per image, or a level outside (0, 1].
+        A validation split with one realisation per image, a level outside (0, 1], or a
+        re-noisable dataset that cannot be re-noised as stored (no noise level, or values
+        that do not match it).
     """
     split = load_split(dataset_path, "val", with_clean=False)
     if split.noisy.shape[1] < 2:
@@ -98,25 +110,29 @@ def measure_validity(
             f"{dataset_path}: the validity range needs 2 realisations per validation image"
         )
     fractions = sorted({1.0, *(checked_dose_fraction(p, "levels") for p in levels)}, reverse=True)
-    try:
-        renoiser = dataset_renoiser(dataset_path)
-    except LowdoseInputError:  # sinogram or measured noise: only the acquired dose is known
-        renoiser, fractions = None, [1.0]
-    pair = _centre_crop(np.asarray(split.noisy[:, :2], dtype=np.float32), crop)  # (I, 2, H, W)
-    inside = None if split.fov is None else _centre_crop(split.fov, crop)
+    renoiser = None  # sinogram or measured noise: only the acquired dose is known
+    if split.attrs.noise_model in RENOISABLE_MODELS:
+        renoiser = dataset_renoiser(dataset_path)  # its errors are the user's to fix: raise
+    else:
+        fractions = [1.0]
+    pair = np.asarray(split.noisy[:, :2], dtype=np.float32)  # (I, 2, H, W)
+    inside = split.fov
+    if crop is not None:
+        pair = _centre_crop(pair, crop)
+        inside = None if inside is None else _centre_crop(inside, crop)
     scale = split.scale[:, None, None]  # (I, 1, 1) stored divisors
+    on_network = network_scaling_of_stored(split.attrs.scaling_rule)
     rows, sigmas = [], []
     for index, fraction in enumerate(fractions):
         first, second = _pair_at_dose(
             pair, fraction, renoiser, scale, np.random.default_rng([seed, index])
         )
-        gain = _gain_db(
-            model, first, second, inside, split.attrs.psnr_data_range, batch_size, device
+        helped, gain, estimates = _measure_level(
+            model, (first, second), inside, on_network, batch_size, device
         )
-        sigmas.append(_sigma_estimates(np.concatenate([first, second]), inside))
-        rows.append(
-            {"dose_fraction": fraction, "sigma": float(np.median(sigmas[-1])), "gain_db": gain}
-        )
+        sigmas.append(estimates)
+        rows.append({"dose_fraction": fraction, "sigma": float(np.median(estimates)),
+                     "gain_db": gain, "helped": helped})  # fmt: skip
     low, high = validity_span(rows, sigmas)
     return {
         "estimator": ESTIMATOR,
@@ -129,23 +145,61 @@ def measure_validity(
     }
 
 
+def network_scaling_of_stored(scaling_rule: str) -> NetworkScaling:
+    """How stored values reach the network scale that ``lowdose denoise`` gives a user's input.
+
+    ``per_image_max`` files store each image divided by its *clean* maximum, which inference
+    does not know: it divides by :func:`lowdose.data.scaling.estimate_clean_max` of the noisy
+    input. That estimate scales with the image, so dividing the stored values by their own
+    estimate gives exactly what inference gives the raw image. ``dataset_max`` and ``none``
+    files store the network scale already (offset added, dataset divisor applied).
+
+    >>> network_scaling_of_stored("per_image_max").scaling_rule
+    'per_image_max'
+    >>> network_scaling_of_stored("dataset_max").scaling_rule
+    'none'
+    """
+    return NetworkScaling(
+        scaling_rule="per_image_max" if scaling_rule == "per_image_max" else "none"
+    )
+
+
+def gain_from_umse(umse_in: float, umse_out: float) -> tuple[bool, float | None]:
+    """``(helped, gain_db)`` from the mean uMSE of the inputs and of the outputs.
+
+    The model helps when its outputs' mean uMSE is below the inputs'; the gain
+    ``10 log10(umse_in / umse_out)`` is defined only when both are > 0 (an unbiased MSE can come
+    out <= 0 when the error is below what the pairs resolve: then there is no dB value, not an
+    infinite one), else None.
+
+    >>> gain_from_umse(0.02, 0.01)
+    (True, 3.010299956639812)
+    >>> gain_from_umse(0.02, -1e-6), gain_from_umse(0.01, 0.02)[0]
+    ((True, None), False)
+    """
+    helped = bool(umse_out < umse_in)
+    if not (umse_in > 0 and umse_out > 0):
+        return helped, None
+    return helped, float(10.0 * np.log10(umse_in / umse_out))
+
+
 def validity_span(rows: Sequence[dict], sigmas: Sequence[np.ndarray]) -> tuple[float, float]:
     """``(sigma_low, sigma_high)`` from the sweep: the rule of the module docstring.
 
     Parameters
     ----------
     rows : sequence of dict
-        One per level, dose descending, the first at the acquired dose, each with ``gain_db``.
+        One per level, dose descending, the first at the acquired dose, each with ``helped``.
     sigmas : sequence of ndarray
         The per-image sigma estimates of each level's inputs.
 
-    >>> rows = [{"gain_db": 3.0}, {"gain_db": 1.0}, {"gain_db": -0.5}, {"gain_db": 2.0}]
+    >>> rows = [{"helped": True}, {"helped": True}, {"helped": False}, {"helped": True}]
     >>> validity_span(rows, [np.array([1.0, 1.2]), np.array([2.0, 2.5]), np.array([4.0]),
     ...                      np.array([8.0])])
     (1.0, 2.5)
     """
     helped = 0
-    while helped < len(rows) and rows[helped]["gain_db"] > 0:  # NaN gain: no evidence of help
+    while helped < len(rows) and rows[helped]["helped"]:
         helped += 1
     if helped == 0:  # the empty range: every input gets a warning
         return 0.0, 0.0
@@ -156,21 +210,26 @@ def store_validity(checkpoint_path: str | os.PathLike, validity: dict) -> None:
     """Rewrite a training checkpoint with ``hyper_parameters["meta"]["validity"] = validity``.
 
     Everything else in the file is kept as it was; the new file replaces the old one atomically
-    (:func:`lowdose.core.atomic.atomic_path`), so a crash leaves the old checkpoint whole.
+    (:func:`lowdose.core.atomic.atomic_path`), so a crash leaves the old checkpoint whole. A
+    level's undefined gain (None, as :func:`measure_validity` gives it for JSON) is stored as
+    NaN, the float :class:`lowdose.models.checkpoint.ValidityRange` reads.
 
     Raises
     ------
     LowdoseInputError
-        A missing file, or one without lowdose ``hyper_parameters``.
+        One line naming the checkpoint: a missing file, one torch cannot read (empty, cut short,
+        corrupt), or one without lowdose ``hyper_parameters``.
     """
     path = Path(checkpoint_path)
     if not path.is_file():
         raise LowdoseInputError(f"checkpoint {path} not found: pass RUN_DIR/best.ckpt")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+    checkpoint = _read_checkpoint(path)
+    hparams = checkpoint.get("hyper_parameters")
     if not isinstance(hparams, dict):
         raise LowdoseInputError(f"{path}: no lowdose hyper_parameters; pass RUN_DIR/best.ckpt")
-    hparams["meta"] = {**(hparams.get("meta") or {}), "validity": validity}
+    levels = [{**level, "gain_db": float("nan") if level["gain_db"] is None else level["gain_db"]}
+              for level in validity.get("levels") or ()]  # fmt: skip
+    hparams["meta"] = {**(hparams.get("meta") or {}), "validity": {**validity, "levels": levels}}
     with atomic_path(path) as tmp:
         torch.save(checkpoint, tmp)
 
@@ -183,21 +242,25 @@ def _pair_at_dose(pair, fraction: float, renoiser, scale, rng) -> tuple[np.ndarr
     return first, renoiser.at_dose(pair[:, 1], fraction, scale=scale, rng=rng)
 
 
-def _gain_db(model, first, second, inside, data_range: float, batch_size: int, device: str):
-    """uPSNR gain (dB) of ``model`` on the pair ``(first, second)``, both directions."""
+def _measure_level(model, pair, inside, on_network: NetworkScaling, batch_size: int, device):
+    """``(helped, gain_db, sigmas)`` of ``model`` on one level's pair, both directions.
+
+    ``pair`` is ``(first, second)``, each (I, H, W) on the stored scale; every input is put on
+    the network scale as inference would, and its reference divided by the same divisor.
+    ``sigmas`` (2I,) float64 are the inputs' single-image estimates on that scale.
+    """
+    first, second = pair
     variance = pair_noise_variance_all_pixels(first, second, inside=inside)  # (I,)
-    inputs = np.concatenate([first, second])  # (2I, H, W): y1 -> y2 and y2 -> y1
-    references = np.concatenate([second, first])
+    inputs, divisor = scale_to_network(np.concatenate([first, second]), on_network)  # (2I, H, W)
+    references = (np.concatenate([second, first]) / divisor[:, None, None]).astype(np.float32)
+    noise = np.tile(variance, 2) / divisor**2  # y1 -> y2 and y2 -> y1, on the input's scale
     twice = None if inside is None else np.concatenate([inside, inside])
     outputs = _predict(model, inputs, batch_size, device)
-    noise = np.tile(variance, 2)
     umse_out = unbiased_mse(references, outputs, noise_variance=noise, inside=twice)
     umse_in = unbiased_mse(references, inputs, noise_variance=noise, inside=twice)
-    # Mean uMSE first, then dB (as validation does); floored at 1e-20 (200 dB): an error below
-    # what the pair resolves is a gain, not a missing value.
-    out_db, in_db = (psnr_from_mse(max(float(np.mean(u)), 1e-20), data_range=data_range)
-                     for u in (umse_out, umse_in))  # fmt: skip
-    return float(out_db - in_db)
+    # mean uMSE over images first (as validation does), then the comparison and the dB
+    helped, gain = gain_from_umse(float(np.mean(umse_in)), float(np.mean(umse_out)))
+    return helped, gain, _sigma_estimates(inputs, twice)
 
 
 def _predict(model, images: np.ndarray, batch_size: int, device: str) -> np.ndarray:
@@ -216,19 +279,11 @@ def _predict(model, images: np.ndarray, batch_size: int, device: str) -> np.ndar
 
 
 def _sigma_estimates(images: np.ndarray, inside: np.ndarray | None) -> np.ndarray:
-    """Per-image single-image sigma (network scale) of (B, H, W) images, (B,) float64.
+    """Per-image single-image sigma of (B, H, W) images, (B,) float64; ``inside`` (B, H, W).
 
     Outside the field of view the pixels are set to one constant, which the estimator skips
     (padding carries no noise in a user's file either).
     """
     if inside is not None:
-        images = np.where(np.concatenate([inside] * (len(images) // len(inside))), images, 0.0)
+        images = np.where(inside, images, 0.0)
     return np.array([single_image_noise_sigma(image) for image in images])
-
-
-def _centre_crop(images: np.ndarray, size: int | None) -> np.ndarray:
-    if size is None:
-        return images
-    height, width = images.shape[-2:]
-    top, left = max(0, (height - size) // 2), max(0, (width - size) // 2)
-    return images[..., top : top + size, left : left + size]
