@@ -20,7 +20,9 @@ clean images only score), and packed with a model card (``CARD.yaml`` beside the
 At the defaults the whole run takes ~15 CPU-minutes on 2 cores (2 x 1500 steps at ~5 steps/s,
 data ~1.5 min, tests ~1 min). Finished stages are reused: a dataset file that exists, a run with
 ``finished.json`` (a run cut short resumes from ``last.ckpt``), an evaluation with
-``results.csv``; packing always runs again. Run from the repository root::
+``results.csv``; packing always runs again. ``finished.json`` is written only when a run reached
+``--max-steps``: a run that the time guard (``max_time`` 2 h) stopped earlier ends the script
+with a non-zero exit and no model packed. Run from the repository root::
 
     .venv/bin/python benchmarks/builtin_models.py --out runs/builtin
 
@@ -41,6 +43,7 @@ import pandas as pd
 import torch
 import yaml
 
+from lowdose.core.atomic import atomic_write_text
 from lowdose.data.dataset import DatasetInfo, read_info, read_scale
 from lowdose.evaluation.evaluate import evaluate
 from lowdose.models.builtin import PACKAGE_DIR, ModelCard, read_card
@@ -108,9 +111,15 @@ def train_run(data: Path, run: Path, *, max_steps: int, seed: int, threads: int,
     say(run.name, f"{'resuming' if resume else 'training'} {max_steps} steps, dose {dose_range}")
     started = time.perf_counter()
     result = train(make_train_config(values, source="benchmarks"), resume=resume)
+    if result.global_step != max_steps:  # the time guard stopped it: not the recipe's model
+        raise SystemExit(
+            f"{run.name}: training stopped at step {result.global_step} of {max_steps}, cut by "
+            f"the time guard (max_time {values['max_time']}); nothing is packed from it: rerun "
+            "the same command to resume from last.ckpt"
+        )
     info = {"global_step": result.global_step, "wall_s": round(time.perf_counter() - started, 1),
             "best_val_upsnr_db": result.best_val_psnr_db}  # fmt: skip
-    record.write_text(json.dumps(info, indent=2))
+    atomic_write_text(record, json.dumps(info, indent=2))
     return info
 
 
@@ -229,8 +238,8 @@ def main() -> None:
         table = test_metrics(name, data[name], run, seed=args.seed)
         card_path = run / "CARD.yaml"
         card = model_card(name, data[name], card_metrics(table, name == "ct-awgn"), command)
-        card_path.write_text(yaml.safe_dump(card.model_dump(mode="json", exclude_none=True),
-                                            sort_keys=False, allow_unicode=True))  # fmt: skip
+        fields = card.model_dump(mode="json", exclude_none=True)
+        atomic_write_text(card_path, yaml.safe_dump(fields, sort_keys=False, allow_unicode=True))
         paths = pack_model(run / "best.ckpt", name, read_card(card_path), into=args.into)
         say(name, f"packed {', '.join(p.name for p in paths)} into {args.into}")
         summary.append(summary_row(name, run, info, table, paths[0]))

@@ -41,6 +41,7 @@ import torch
 # benchmarks/ is sys.path[0] when this file runs as a script: one recipe for both scripts
 from builtin_models import build_dataset, say, train_run
 
+from lowdose.core.atomic import atomic_path, atomic_write_bytes
 from lowdose.data.dataset import read_attrs
 from lowdose.data.paired import paired_difference
 from lowdose.evaluation.evaluate import evaluate
@@ -115,7 +116,7 @@ def draw(sweep: pd.DataFrame, models: list[SweepModel], path: Path) -> None:
         zero_db = tuple(c.input_psnr_db for c in zero_crossings(x, y - x))
         curves.append(SweepCurve(mean.label, x, y, is_model_method(mean.method), zero_db))
     trained = tuple(m.trained_at_db for m in models if np.isfinite(m.trained_at_db))
-    path.write_bytes(sweep_figure(curves, trained_at_db=trained))
+    atomic_write_bytes(path, sweep_figure(curves, trained_at_db=trained))
     print(f"figure: {path}")
 
 
@@ -200,7 +201,8 @@ def main() -> None:
                       log=lambda text: say("sweep", text))  # fmt: skip
     write_sweep(sweep, args.out)
     levels = level_table(sweep)
-    levels.to_csv(args.out / "dose-robust.csv", index=False)
+    with atomic_path(args.out / "dose-robust.csv") as tmp:
+        levels.to_csv(tmp, index=False)
     print(levels.round({"input_psnr_db": 2, "output_psnr_db": 2, "gain_db": 2}).to_string(
         index=False, float_format=lambda value: f"{value:.4g}"))  # fmt: skip
     draw(sweep, models, args.out / f"dose-robust-{args.modality}.png")

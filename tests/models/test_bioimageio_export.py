@@ -8,6 +8,7 @@ bioimageio.spec 0.5.12, whose file serializer fails under our pydantic 2.14.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import socket
 import zipfile
@@ -127,10 +128,20 @@ def test_package_validates_and_each_weight_format_reproduces_lowdose(
     state_dict_model = _architecture(folder, rdf)
     scripted = torch.jit.load(str(folder / rdf["weights"]["torchscript"]["source"]))
     rng = np.random.default_rng(2)
-    # the test tensors, then other sizes (min 32 + n * step 32, and off the grid) and batch 2
+    # the declared size is what the graph takes: any y, x >= 32 (it pads to a multiple of 32)
+    sizes = [axis["size"] for axis in rdf["inputs"][0]["axes"] if axis["type"] == "space"]
+    assert sizes == [{"min": 32, "step": 1}] * 2
+    assert "any y, x >= 32." in (folder / "README.md").read_text()
+    # every file's listed SHA-256 is the hash of its bytes
+    listed = [rdf["weights"]["pytorch_state_dict"], rdf["weights"]["torchscript"],
+              rdf["inputs"][0]["test_tensor"], rdf["outputs"][0]["sample_tensor"]]  # fmt: skip
+    for entry in listed:
+        digest = hashlib.sha256((folder / entry["source"]).read_bytes()).hexdigest()
+        assert entry["sha256"] == digest, entry["source"]
+    # the test tensors, then other sizes (the smallest, off any grid, wide) and batch 2
     inputs = [test_input] + [
         (test_input.mean() + test_input.std() * rng.standard_normal(shape)).astype(np.float32)
-        for shape in [(2, 1, 32, 96), (1, 1, 50, 70)]
+        for shape in [(2, 1, 32, 96), (1, 1, 33, 47), (1, 1, 50, 70)]
     ]
     for index, raw in enumerate(inputs):
         expected = denoise(network, raw[:, 0], scaling=scaling)[:, None]  # lowdose's own answer

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
+from rich.table import Table
 
 from lowdose.cli._app import app, console, user_errors
 from lowdose.core.errors import LowdoseInputError
@@ -28,38 +30,45 @@ def models(
         return
     with user_errors():
         # torch-bound (lowdose.models): keeps `lowdose --help` and light commands fast
-        from rich.console import Console
-        from rich.table import Table
-
         from lowdose.models.builtin import BuiltinRecord, builtin_dir, builtin_names, record_path
 
         where = builtin_dir() if folder is None else folder
         names = builtin_names(where)
         if not names:
-            console.print(f"no built-in models in {where}")
+            console.print(f"no built-in models in {escape(str(where))}")
             return
-        table = Table(title=f"Built-in models in {where}")
+        table = Table(title=escape(f"Built-in models in {where}"))
         for column in ("name", "modality", "units in -> out", "training", "validity", "size"):
             table.add_column(column)
         for name in names:
             try:
                 record = BuiltinRecord.from_json(record_path(name, where))
+                row = _row(record)
             except LowdoseInputError as exc:
-                table.add_row(name, "", "", f"[red]unreadable[/]: {exc}", "", "")
+                table.add_row(
+                    escape(name), "", "", f"[red]unreadable[/]: {escape(str(exc))}", "", ""
+                )
                 continue
-            table.add_row(name, *_row(record))
-        Console(width=max(console.width, 160)).print(table)
+            table.add_row(escape(name), *(escape(text) for text in row))
+        console.print(table, width=max(console.width, 160))
 
 
 def _row(record) -> tuple[str, str, str, str, str]:
+    """The table's columns after the name; a malformed validity range raises LowdoseInputError."""
+    from lowdose.models.checkpoint import ValidityRange
+
     card, hparams = record.card, record.hyper_parameters
-    validity = hparams["meta"].get("validity")
-    if not validity:
+    values = hparams["meta"].get("validity")
+    try:  # the typed range load_model reads (CheckpointMeta.validity), not a free dict
+        validity = None if values is None else ValidityRange.from_dict(values)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise LowdoseInputError(f"{record.name}: meta.validity is malformed ({exc})") from None
+    if validity is None:
         validity_text = "not measured"
-    elif validity["sigma_high"] <= 0:  # the validity sweep's empty range
+    elif validity.sigma_high <= 0:  # the validity sweep's empty range
         validity_text = "empty (no gain)"
     else:
-        validity_text = f"sigma {validity['sigma_low']:.3g}..{validity['sigma_high']:.3g}"
+        validity_text = f"sigma {validity.sigma_low:.3g}..{validity.sigma_high:.3g}"
     training = f"{hparams['mode']}-{hparams['loss']}, {card.noise_model}; {card.doses}"
     return (
         card.modality,

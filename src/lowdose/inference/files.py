@@ -40,7 +40,7 @@ from lowdose.inference.predict import DENOISE_STAGE, denoise, denoise_in_field_o
 from lowdose.inference.self_ensemble import checked_tta
 from lowdose.io.dicom_read import SliceInfo
 from lowdose.io.images import read_image_stack, write_like
-from lowdose.models.checkpoint import CheckpointMeta, load_model
+from lowdose.models.checkpoint import CheckpointMeta, ValidityRange, load_model
 from lowdose.physics.field_of_view import field_of_view_mask
 from lowdose.physics.noise_estimation import single_image_noise_sigma
 
@@ -122,11 +122,10 @@ def denoise_files(
     check_out_folder(paths, out)
     network, meta = load_model(checkpoint)
     loaded = [read_input(path) for path in paths]
-    validity = getattr(meta, "validity", None)  # CheckpointMeta.validity: None when unmeasured
-    if warn is not None and validity is not None:
+    if warn is not None and meta.validity is not None:  # None: a model measured before issue 16
         for item in loaded:
             sigma = input_noise_sigma(item.images, meta.scaling)
-            line = validity_warning(item.path, sigma, validity)
+            line = validity_warning(item.path, sigma, meta.validity)
             if line is not None:
                 warn(line)
     total = sum(item.n_images for item in loaded)
@@ -200,12 +199,12 @@ def field_of_view(item: InputImages, scaling: NetworkScaling) -> np.ndarray | No
 def input_noise_sigma(images: np.ndarray, scaling: NetworkScaling) -> float:
     """Noise sigma of one input on the network's scale, from the images alone (no second scan).
 
-    The images are put on the network's scale (:func:`lowdose.data.scaling.scale_to_network`),
-    each sampled image's sigma is estimated with Immerkaer's robust single-image estimator
-    (:func:`lowdose.physics.noise_estimation.single_image_noise_sigma`: white noise, constant
-    padding skipped; correlated noise reads low, consistently with how the validity range was
-    measured) and the median over up to :data:`SIGMA_SAMPLE_IMAGES` evenly spaced images is
-    returned.
+    Up to :data:`SIGMA_SAMPLE_IMAGES` evenly spaced images are chosen, put on the network's scale
+    (:func:`lowdose.data.scaling.scale_to_network`, as denoising does, and as the validity
+    sweep put its inputs), each one's sigma is estimated with Immerkaer's robust single-image
+    estimator (:func:`lowdose.physics.noise_estimation.single_image_noise_sigma`: white noise,
+    constant padding skipped; correlated noise reads low, consistently with how the validity
+    range was measured) and their median is returned.
 
     Parameters
     ----------
@@ -219,22 +218,26 @@ def input_noise_sigma(images: np.ndarray, scaling: NetworkScaling) -> float:
     float
         Sigma on the network scale (>= 0); NaN for images smaller than 3x3.
     """
-    scaled, _ = scale_to_network(images, scaling)
-    stack = scaled[None] if scaled.ndim == 2 else scaled  # (B, H, W)
+    array = np.asarray(images)
+    stack = array[None] if array.ndim == 2 else array  # (B, H, W), a view
     if min(stack.shape[-2:]) < 3:
         return float("nan")
     picks = np.unique(np.linspace(0, len(stack) - 1, min(len(stack), SIGMA_SAMPLE_IMAGES)).round())
-    return float(np.median([single_image_noise_sigma(stack[int(i)]) for i in picks]))
+    # only the sampled images are scaled (each by its own divisor under per_image_max), so a
+    # 300-slice series costs no float64 copy of the whole stack
+    scaled, _ = scale_to_network(stack[picks.astype(int)], scaling)  # (S, H, W)
+    return float(np.median([single_image_noise_sigma(image) for image in scaled]))
 
 
-def validity_warning(path: Path, sigma: float, validity) -> str | None:
+def validity_warning(path: Path, sigma: float, validity: ValidityRange) -> str | None:
     """One warning line when ``sigma`` is outside ``[validity.sigma_low, validity.sigma_high]``.
 
-    ``validity`` is the checkpoint's validity range (``sigma_low``, ``sigma_high`` on the network
-    scale); the empty range ``0..0`` (the model showed no gain on its own validation data) warns
-    for every input. None when the input is inside the range or its sigma could not be estimated.
+    ``validity`` is the checkpoint's validity range (:class:`CheckpointMeta.validity`, sigmas on
+    the network scale); the empty range ``0..0`` (the model showed no gain on its own validation
+    data) warns for every input. None when the input is inside the range or its sigma could not
+    be estimated.
     """
-    low, high = float(validity.sigma_low), float(validity.sigma_high)
+    low, high = validity.sigma_low, validity.sigma_high
     if not np.isfinite(sigma) or low <= sigma <= high:
         return None
     where = f"{path}: estimated noise sigma {sigma:.3g} (network scale)"

@@ -44,7 +44,7 @@ from lowdose.core.errors import LowdoseInputError
 from lowdose.core.file_hash import file_sha256
 from lowdose.data.scaling import SCALING_RULES
 from lowdose.models import raw_units, unet
-from lowdose.models.bioimageio_rdf import model_rdf, readme
+from lowdose.models.bioimageio_rdf import model_rdf, readme, sigmas_in_raw_units
 from lowdose.models.builtin import (
     BUILTIN_PREFIX,
     BuiltinRecord,
@@ -218,7 +218,8 @@ def _write_package(
         "divisor": meta.scaling.divisor,
     }
     lowdose = lowdose_config(meta, card)
-    (folder / "README.md").write_text(readme(lowdose, name or _name(meta, card)), encoding="utf-8")
+    readme_text = readme(lowdose, name or _name(meta, card), meta.validity)
+    (folder / "README.md").write_text(readme_text, encoding="utf-8")
     files = {path.name: file_sha256(path) for path in folder.iterdir()}
     rdf = model_rdf(
         name=name or _name(meta, card),
@@ -238,12 +239,8 @@ def lowdose_config(meta: CheckpointMeta, card: ModelCard | None) -> dict[str, An
     scaling = meta.scaling
     units = {"hu": "HU"}.get(scaling.raw_units.lower(), scaling.raw_units or "input units")
     validity = None if meta.validity is None else meta.validity.to_dict()
-    if validity is not None and scaling.scaling_rule == "dataset_max" and scaling.divisor:
-        # the sigmas are on the network's scale; in raw units they are divisor times larger
-        validity["raw_units"] = {
-            key: validity[key] * scaling.divisor
-            for key in ("sigma_low", "sigma_high", "trained_sigma")
-        }
+    if validity is not None and (raw := sigmas_in_raw_units(meta.validity, scaling)):
+        validity["raw_units"] = raw
     return {
         "lowdose_version": __version__,
         "modality": card.modality if card else "",
@@ -270,4 +267,3 @@ def lowdose_config(meta: CheckpointMeta, card: ModelCard | None) -> dict[str, An
 
 def _name(meta: CheckpointMeta, card: ModelCard | None) -> str:
     return card.title if card else f"lowdose {meta.model.name} {meta.mode} denoiser"
-

@@ -3,15 +3,22 @@
 Pure functions of plain values: :mod:`lowdose.models.bioimageio_export` writes the files and
 passes their names and SHA-256 here. Field names follow the 0.5 model specification of
 ``bioimageio.spec``; the tensors are ``image`` (input) and ``denoised`` (output), both
-``(batch, channel = 1, y, x)`` float32 in raw units, any ``y, x >= 32`` (the graph pads to a
-multiple of 32 and crops back; step 32 tells tiling consumers the sizes the U-Net likes).
+``(batch, channel = 1, y, x)`` float32 in raw units, any ``y, x >= 32`` (declared as the size
+``{"min": 32, "step": 1}``: the graph reflect-pads each side to a multiple of 32, the U-Net's five
+poolings, and crops back, so every size from 32 up works; below 32 most of what the network
+sees would be padding).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from lowdose.data.scaling import NetworkScaling
 from lowdose.models.builtin import ModelCard
+from lowdose.models.checkpoint import ValidityRange
+
+MIN_SIZE_PX = 32
+"""Smallest ``y`` and ``x`` the package declares; any size from it up is accepted (step 1)."""
 
 FORMAT_VERSION = "0.5.4"
 """The oldest 0.5 format with every field written here; newer readers update it on load."""
@@ -59,7 +66,7 @@ def model_rdf(
         The torch version that wrote the weights (without a local ``+cpu`` suffix).
     """
     units = lowdose["units_in"]
-    space = {"min": 32, "step": 32}
+    space = {"min": MIN_SIZE_PX, "step": 1}
     return {
         "type": "model",
         "format_version": FORMAT_VERSION,
@@ -136,11 +143,11 @@ def description(lowdose: dict[str, Any]) -> str:
     )
 
 
-def readme(lowdose: dict[str, Any], name: str) -> str:
+def readme(lowdose: dict[str, Any], name: str, validity: ValidityRange | None) -> str:
     """``README.md`` of the package (its ``documentation``): the card of a built-in model, or
-    what the checkpoint records."""
+    what the checkpoint records; ``validity`` is the checkpoint's (``CheckpointMeta.validity``).
+    """
     card = lowdose["card"] or {}
-    validity = lowdose["validity"]
     scaling = lowdose["scaling"]
     lines = [
         f"# {name}",
@@ -149,7 +156,8 @@ def readme(lowdose: dict[str, Any], name: str) -> str:
         "",
         "## Input and output",
         "",
-        f"- Input `image`: (batch, 1, y, x) float32 in {lowdose['units_in']}; any y, x >= 32.",
+        f"- Input `image`: (batch, 1, y, x) float32 in {lowdose['units_in']}; any y, x >= "
+        f"{MIN_SIZE_PX}.",
         f"- Output `denoised`: same shape, in {lowdose['units_out']}.",
         f"- Scaling inside the model: `{scaling['scaling_rule']}`, scaled = (raw + "
         f"{scaling['scaling_offset']:g}) / divisor (divisor {scaling['divisor']}; per_image_max: "
@@ -167,20 +175,41 @@ def readme(lowdose: dict[str, Any], name: str) -> str:
     for key in ("training_data", "doses", "data_licence", "data_citation", "command"):
         if card.get(key):
             lines.append(f"- {key.replace('_', ' ')}: {card[key]}")
-    lines += ["", "## Validation", "", *_validation_lines(validity)]
+    lines += ["", "## Validation", ""]
+    lines += _validation_lines(validity, NetworkScaling.from_dict(scaling))
     if card.get("test_metrics"):
         lines += ["", "Test metrics on held-out data:", ""]
         lines += [f"- {key}: {value}" for key, value in card["test_metrics"].items()]
     return "\n".join(lines) + "\n"
 
 
-def _validation_lines(validity: dict[str, Any] | None) -> list[str]:
+def sigmas_in_raw_units(
+    validity: ValidityRange, scaling: NetworkScaling
+) -> dict[str, float] | None:
+    """The range's sigmas in the input's units, where one divisor links the scales, else None.
+
+    The sigmas are on the network's scale; under ``dataset_max`` raw units are ``divisor`` times
+    larger (an offset does not change a standard deviation). ``per_image_max`` divides each
+    image by its own maximum, so no single raw value exists.
+
+    >>> range_ = ValidityRange(0.01, 0.04, 0.02, "single_image_noise_sigma")
+    >>> sigmas_in_raw_units(range_, NetworkScaling("dataset_max", 1024.0, "hu", 3000.0))
+    {'sigma_low': 30.0, 'sigma_high': 120.0, 'trained_sigma': 60.0}
+    """
+    if scaling.scaling_rule != "dataset_max" or not scaling.divisor:
+        return None
+    values = (validity.sigma_low, validity.sigma_high, validity.trained_sigma)
+    keys = ("sigma_low", "sigma_high", "trained_sigma")
+    return {key: value * scaling.divisor for key, value in zip(keys, values, strict=True)}
+
+
+def _validation_lines(validity: ValidityRange | None, scaling: NetworkScaling) -> list[str]:
     """The validity range: where the model's clean-free uPSNR gain was positive."""
     if validity is None:
         return ["The validity range (input noise levels where the model helps) was not measured."]
-    if validity["sigma_high"] <= 0:  # the sweep's empty range
+    if validity.sigma_high <= 0:  # the sweep's empty range
         return ["Validity range empty: no clean-free gain was measured at the acquired dose."]
-    raw = validity.get("raw_units")
+    raw = sigmas_in_raw_units(validity, scaling)
     in_raw = (
         f" ({raw['sigma_low']:.4g} to {raw['sigma_high']:.4g} in raw units, trained at "
         f"{raw['trained_sigma']:.4g})"
@@ -188,10 +217,10 @@ def _validation_lines(validity: dict[str, Any] | None) -> list[str]:
         else ""
     )
     return [
-        f"Validity range, measured clean-free on the validation data ({validity['method']}): the "
-        f"model helps for input noise sigma {validity['sigma_low']:.4g} to "
-        f"{validity['sigma_high']:.4g} on the network scale, trained at "
-        f"{validity['trained_sigma']:.4g}{in_raw}; noise estimator `{validity['estimator']}`. "
+        f"Validity range, measured clean-free on the validation data ({validity.method}): the "
+        f"model helps for input noise sigma {validity.sigma_low:.4g} to "
+        f"{validity.sigma_high:.4g} on the network scale, trained at "
+        f"{validity.trained_sigma:.4g}{in_raw}; noise estimator `{validity.estimator}`. "
         "Outside it, expect less gain or a loss."
     ]
 

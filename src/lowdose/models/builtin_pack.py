@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from lowdose.core.atomic import atomic_write_bytes, atomic_write_text
 from lowdose.core.errors import LowdoseInputError
 from lowdose.core.metrics import HU_SOFT_TISSUE_WINDOW
 from lowdose.data.scaling import NetworkScaling
+from lowdose.models.bioimageio_rdf import sigmas_in_raw_units
 from lowdose.models.builtin import NAME_PATTERN, BuiltinRecord, ModelCard, builtin_dir
 from lowdose.models.checkpoint import CheckpointMeta, ValidityRange, load_model
 
@@ -178,12 +180,8 @@ def _validity_lines(values: dict | None, scaling: NetworkScaling, units: str | N
     if validity.sigma_high <= 0:  # the sweep's empty range: no gain even at the acquired dose
         return [f"Empty: no clean-free gain at the acquired dose ({validity.method})."]
     in_units = ""
-    if scaling.scaling_rule == "dataset_max" and scaling.divisor:
-        # sigmas are on the network's scale; in the input's units they are divisor times larger
-        low, high, trained = (
-            value * scaling.divisor
-            for value in (validity.sigma_low, validity.sigma_high, validity.trained_sigma)
-        )
+    if raw := sigmas_in_raw_units(validity, scaling):  # the network scale -> the input's units
+        low, high, trained = raw["sigma_low"], raw["sigma_high"], raw["trained_sigma"]
         in_units = f" ({low:.3g} to {high:.3g} {units}, trained at {trained:.3g} {units})"
     lines = [
         f"Helps (clean-free uPSNR gain > 0) for input noise sigma {validity.sigma_low:.4g} to "
@@ -192,5 +190,7 @@ def _validity_lines(values: dict | None, scaling: NetworkScaling, units: str | N
     ]
     if levels := validity.levels:
         lines += ["", "| dose fraction | sigma | gain (dB) |", "|---|---|---|"]
-        lines += [f"| {dose:g} | {sigma:.4g} | {gain:+.2f} |" for dose, sigma, gain in levels]
+        # NaN: a uMSE <= 0, below what the validation pairs resolve, so no dB value
+        lines += [f"| {dose:g} | {sigma:.4g} | {'n/a' if math.isnan(gain) else f'{gain:+.2f}'} |"
+                  for dose, sigma, gain in levels]  # fmt: skip
     return lines

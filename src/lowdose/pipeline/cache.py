@@ -13,7 +13,6 @@ import shutil
 from pathlib import Path
 
 from lowdose.core.atomic import atomic_write_text
-from lowdose.core.file_hash import file_sha256 as file_sha256  # re-exported for the stages
 
 
 def stage_key(*parts) -> str:

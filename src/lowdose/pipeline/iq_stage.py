@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lowdose.core.file_hash import file_sha256
 from lowdose.core.progress import Log, ProgressScope
 from lowdose.evaluation.phantom_iq import measure_image_quality
-from lowdose.pipeline.cache import file_sha256, finish_stage, prepare_stage, stage_done, stage_key
+from lowdose.pipeline.cache import finish_stage, prepare_stage, stage_done, stage_key
 from lowdose.pipeline.config import DatasetSpec, ExperimentConfig
 from lowdose.pipeline.dataset_stage import build_dataset
 

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from lowdose.core.atomic import atomic_write_text
 from lowdose.core.environment import capture_environment
+from lowdose.core.file_hash import file_sha256
 from lowdose.core.progress import Log, ProgressScope, no_progress
 from lowdose.data.dataset import read_attrs
 from lowdose.data.experiment_record import ExperimentRecord, read_experiment_record
@@ -44,7 +45,7 @@ from lowdose.evaluation.sweep import (
     trained_sweep_models,
     write_sweep,
 )
-from lowdose.pipeline.cache import file_sha256, finish_stage, prepare_stage, stage_done, stage_key
+from lowdose.pipeline.cache import finish_stage, prepare_stage, stage_done, stage_key
 from lowdose.pipeline.config import ExperimentConfig, training_seeds
 from lowdose.pipeline.dataset_stage import build_dataset, workers
 from lowdose.pipeline.iq_stage import iq_stage

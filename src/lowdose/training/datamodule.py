@@ -27,6 +27,7 @@ from lowdose.core.metrics import pair_noise_variance_all_pixels
 from lowdose.core.validation import checked_choice
 from lowdose.data.dataset import load_split, read_info
 from lowdose.training.pairs import PairDataset, dataset_renoiser
+from lowdose.training.windows import centre_crop
 
 
 class EpochSampler(Sampler):
@@ -177,8 +178,8 @@ def validation_tensors(
         )
     fov = None if split.fov is None else np.tile(split.fov, (len(inputs) // len(split.fov), 1, 1))
     if crop is not None:
-        inputs, references = _centre_crop(inputs, crop), _centre_crop(references, crop)
-        fov = None if fov is None else _centre_crop(fov, crop)
+        inputs, references = centre_crop(inputs, crop), centre_crop(references, crop)
+        fov = None if fov is None else centre_crop(fov, crop)
     if reference == "clean":
         variance = np.zeros(len(inputs))
     else:
@@ -199,16 +200,10 @@ def validation_tensors(
 def _self_validation(images: np.ndarray, crop: int | None):
     """(V, H, W) images -> the three validation tensors of ``reference="self"``."""
     if crop is not None:
-        images = _centre_crop(images, crop)
+        images = centre_crop(images, crop)
     even = images[:, : images.shape[1] // 2 * 2, : images.shape[2] // 2 * 2]
     inputs = torch.from_numpy(np.ascontiguousarray(even[:, None]))  # (V, 1, H, W)
     return inputs, inputs, torch.zeros(len(even), dtype=torch.float64)
-
-
-def _centre_crop(images: np.ndarray, size: int) -> np.ndarray:
-    height, width = images.shape[-2:]
-    top, left = max(0, (height - size) // 2), max(0, (width - size) // 2)
-    return images[..., top : top + size, left : left + size]
 
 
 class PairDataModule(L.LightningDataModule):

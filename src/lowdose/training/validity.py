@@ -48,8 +48,8 @@ from lowdose.data.scaling import NetworkScaling, scale_to_network
 from lowdose.models.checkpoint import _read_checkpoint
 from lowdose.physics.dose_thinning import RENOISABLE_MODELS, checked_dose_fraction
 from lowdose.physics.noise_estimation import single_image_noise_sigma
-from lowdose.training.datamodule import _centre_crop
 from lowdose.training.pairs import dataset_renoiser
+from lowdose.training.windows import centre_crop
 
 DEFAULT_DOSE_FRACTIONS: tuple[float, ...] = (1.0, 0.5, 0.25, 0.1, 0.05, 0.02)
 ESTIMATOR = "single_image_noise_sigma"
@@ -118,8 +118,8 @@ def measure_validity(
     pair = np.asarray(split.noisy[:, :2], dtype=np.float32)  # (I, 2, H, W)
     inside = split.fov
     if crop is not None:
-        pair = _centre_crop(pair, crop)
-        inside = None if inside is None else _centre_crop(inside, crop)
+        pair = centre_crop(pair, crop)
+        inside = None if inside is None else centre_crop(inside, crop)
     scale = split.scale[:, None, None]  # (I, 1, 1) stored divisors
     on_network = network_scaling_of_stored(split.attrs.scaling_rule)
     rows, sigmas = [], []

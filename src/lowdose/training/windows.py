@@ -51,3 +51,10 @@ def outside_nan(target: np.ndarray, fov: np.ndarray | None) -> np.ndarray:
 def tensor(image: np.ndarray) -> torch.Tensor:
     """(p, p) array -> contiguous float32 tensor (1, p, p) that owns its memory."""
     return torch.from_numpy(np.array(image, dtype=np.float32, order="C"))[None]
+
+
+def centre_crop(images: np.ndarray, size: int) -> np.ndarray:
+    """The central ``size x size`` window of the last two axes (a view; whole if smaller)."""
+    height, width = images.shape[-2:]
+    top, left = max(0, (height - size) // 2), max(0, (width - size) // 2)
+    return images[..., top : top + size, left : left + size]
