@@ -38,7 +38,8 @@ from torch.utils.data import Dataset
 from lowdose.core.errors import LowdoseInputError
 from lowdose.core.validation import checked_choice
 from lowdose.data.dataset import load_split, read_info, read_scale, split_index
-from lowdose.physics.dose_thinning import DoseRenoiser, checked_dose_fraction, dose_renoiser
+from lowdose.physics.dose_thinning import DoseRenoiser, dose_renoiser
+from lowdose.training.config import parse_dose_range
 from lowdose.training.windows import checked_patch_shape, dihedral, outside_nan, tensor
 
 DOSE_STREAM = 0x646F7365
@@ -278,10 +279,11 @@ def dataset_renoiser(path) -> DoseRenoiser:
 
 
 def _checked_range(dose_range) -> tuple[float, float]:
-    low, high = (checked_dose_fraction(v, "dose_range") for v in dose_range)
-    if low > high:
-        raise LowdoseInputError(f"dose_range={tuple(dose_range)!r}: LOW must be <= HIGH")
-    return low, high
+    """:func:`lowdose.training.config.parse_dose_range` (the one rule), as a user error."""
+    try:
+        return parse_dose_range(dose_range)
+    except ValueError as error:
+        raise LowdoseInputError(f"dose_range={dose_range!r}: {error}") from None
 
 
 def _pairs(mode: str, n: int) -> np.ndarray:
