@@ -20,34 +20,74 @@ Run on an idle machine (the budget is wall time)::
         --out runs/cpu-budget --figure docs/figures/cpu-budget.png
 
 Finished runs are reused (``OUT/<mode>-<minutes>min/best.ckpt`` with ``wall.json``).
+
+The throughput probe runs once per mode and width, at the first run that needs it, on 2 torch
+threads, and is kept in ``OUT/probe.json``: every later plan reuses it, so a budget means the
+same step count whatever else the machine does afterwards (run the first one idle). With
+``--threads 1`` two copies of this script (different ``--modes``/``--budgets``, same ``--out``)
+train side by side: on the 2-core dev machine two 1-thread processes take 2.7 + 2.7 steps/s
+against 4.5 for one 2-thread process (width 16, probe, idle), and the step counts -- hence the
+models -- are those of the idle 2-thread plan; only the wall time differs.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from lowdose.data.paired import paired_difference
 from lowdose.data.results import summary_label
 from lowdose.evaluation.evaluate import evaluate
 from lowdose.training.config import format_wall_time, make_train_config
 from lowdose.training.run import train
+from lowdose.training.throughput import Throughput, measure_throughput
 
 
-def train_budgeted(data: Path, out: Path, mode: str, minutes: float, seed: int) -> dict:
+class CachedProbe:
+    """A throughput ``Probe`` measured once per (mode, width) and kept in a JSON file."""
+
+    def __init__(self, path: Path, threads: int = 2):
+        self.path, self.threads = path, threads
+
+    def __call__(self, width: int, *, mode: str, **kwargs) -> Throughput:
+        cache = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        key = f"{mode}-w{width}"
+        if key not in cache:
+            threads = torch.get_num_threads()
+            torch.set_num_threads(self.threads)  # the plan is for a 2-thread run
+            try:
+                speed = measure_throughput(width, mode=mode, **kwargs)
+            finally:
+                torch.set_num_threads(threads)
+            cache = json.loads(self.path.read_text()) if self.path.is_file() else {}
+            cache[key] = dataclasses.asdict(speed) | {"threads": self.threads}
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.path.with_suffix(".partial")
+            partial.write_text(json.dumps(cache, indent=2))
+            partial.replace(self.path)
+        values = cache[key]
+        return Throughput(values["steps_per_s"], values["forward_pixels_per_s"], values["seconds"])
+
+
+def train_budgeted(
+    data: Path, out: Path, mode: str, minutes: float, seed: int, threads: int = 2
+) -> dict:
     """Train (or reuse) one budgeted run; return its wall time, width and steps."""
     run = out / f"{mode}-{minutes:g}min"
     record = run / "wall.json"
     if record.is_file() and (run / "best.ckpt").is_file():
         return json.loads(record.read_text())
-    values = {"data": data, "out": run, "mode": mode, "seed": seed, "threads": 2, "quiet": True,
-              "budget": format_wall_time(int(round(minutes * 60)))}  # fmt: skip
+    values = {"data": data, "out": run, "mode": mode, "seed": seed, "threads": threads,
+              "quiet": True, "budget": format_wall_time(int(round(minutes * 60)))}  # fmt: skip
     started = time.perf_counter()
-    result = train(make_train_config(values, source="benchmarks/cpu_budget.py"))
+    config = make_train_config(values, source="benchmarks/cpu_budget.py")
+    result = train(config, probe=CachedProbe(out / "probe.json"))
     wall_s = time.perf_counter() - started
     plan = result.budget_plan
     info = {"mode": mode, "minutes": minutes, "wall_s": wall_s, "global_step": result.global_step,
@@ -66,15 +106,19 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--figure", type=Path, default=None)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of each run")
+    parser.add_argument("--train-only", action="store_true", help="train; evaluate later")
     args = parser.parse_args()
     budgets = [float(v) for v in args.budgets.split(",") if v]
     runs = []
     for mode in [m for m in args.modes.split(",") if m]:
         for minutes in budgets:
-            info = train_budgeted(args.data, args.out, mode, minutes, args.seed)
+            info = train_budgeted(args.data, args.out, mode, minutes, args.seed, args.threads)
             print(f"{mode} {minutes:g} min: width {info['width']}, {info['global_step']} steps, "
                   f"{info['wall_s']:.0f} s wall")  # fmt: skip
             runs.append(info)
+    if args.train_only:
+        return
     frames = [pd.read_csv(args.filters_results)]
     for info in runs:
         folder = args.out / f"{info['mode']}-{info['minutes']:g}min"

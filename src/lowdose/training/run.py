@@ -47,10 +47,13 @@ from lowdose.training.run_dir import (
     read_budget_plan,
     write_manifest,
 )
+from lowdose.training.throughput import Probe
 from lowdose.training.validity import measure_validity, store_validity
 from lowdose.training.weight_averaging import EMAWeights
 
 log = logging.getLogger("lowdose.training.run")
+
+STOPPED_CHECKPOINT = "stopped.ckpt"  # renamed to last.ckpt when fit returns
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,12 +80,13 @@ class RunResult:
     budget_plan: BudgetPlan | None = None
 
 
-def train(config: TrainConfig, *, resume: bool = False) -> RunResult:
+def train(config: TrainConfig, *, resume: bool = False, probe: Probe | None = None) -> RunResult:
     """Train as ``config`` says; with ``resume`` continue ``config.out/last.ckpt``.
 
     Writes ``config.yaml``, ``manifest.json``, ``metrics.csv``, ``best.ckpt`` and ``last.ckpt`` in
-    ``config.out``. A ``budget`` without ``max_steps`` is planned first (a short probe; the plan
-    is logged in one line and its keys land in ``config.yaml``). Raises ``LowdoseInputError``
+    ``config.out``. A ``budget`` without ``max_steps`` is planned first (a short probe, or the
+    injected ``probe``, e.g. speeds measured once on an idle machine; the plan is logged in one
+    line and its keys land in ``config.yaml``). Raises ``LowdoseInputError``
     for a missing dataset, a non-empty run directory without ``resume``, or a resume without
     ``last.ckpt``.
     """
@@ -98,7 +102,7 @@ def train(config: TrainConfig, *, resume: bool = False) -> RunResult:
     if config.threads:
         torch.set_num_threads(config.threads)  # before the probe: it measures these threads
     meta = _dataset_meta(data, config)
-    config, plan = _resolved(config, run_dir, resume=resume)
+    config, plan = _resolved(config, run_dir, resume=resume, probe=probe)
     L.seed_everything(config.seed, workers=True, verbose=False)
     warn_if_correlated(data, config.mode)  # before training: one line, the CLI shows it
     module = _module(config, meta, run_dir)
@@ -163,11 +167,11 @@ def _module(config: TrainConfig, meta: DatasetMeta, run_dir: Path) -> DenoiseMod
     )  # fmt: skip
 
 
-def _resolved(config: TrainConfig, run_dir: Path, *, resume: bool):
+def _resolved(config: TrainConfig, run_dir: Path, *, resume: bool, probe: Probe | None = None):
     """``(config, plan)``: a budget planned (once: ``max_steps`` set means planned), epochs."""
     plan = None
     if config.budget is not None and config.max_steps is None:
-        config, plan = planned_config(config)
+        config, plan = planned_config(config, probe=probe)
         log.info(plan.describe())
     elif resume:
         plan = read_budget_plan(run_dir)
@@ -217,7 +221,12 @@ def _final_checkpoints(trainer: L.Trainer, run_dir: Path) -> None:
     # A --max-time stop can end mid-epoch, after the last periodic save: keep the final state so a
     # resume loses nothing, and give a run too short to validate a best.ckpt (its final weights).
     # save_checkpoint holds a barrier: every rank calls it, rank 0 writes.
-    trainer.save_checkpoint(run_dir / "last.ckpt")
+    if any(isinstance(c, _PeriodicLast) and c.stopped_mid_epoch for c in trainer.callbacks):
+        if trainer.is_global_zero:  # the state at the guard's stop, not the epoch-end one
+            (run_dir / STOPPED_CHECKPOINT).replace(run_dir / "last.ckpt")
+        trainer.strategy.barrier()
+    else:
+        trainer.save_checkpoint(run_dir / "last.ckpt")
     missing_best = trainer.strategy.broadcast(not (run_dir / "best.ckpt").exists(), src=0)
     if missing_best:
         log.warning("no validation finished: best.ckpt holds the final weights")
@@ -291,7 +300,15 @@ class _PeriodicLast(ModelCheckpoint):
     resume into an epoch whose validation and schedule step never ran.
     """
 
+    stopped_mid_epoch = False
+
     def on_train_batch_end(self, trainer, *args, **kwargs) -> None:
         progress = trainer.fit_loop.epoch_loop.batch_progress.current.processed
         if progress < trainer.num_training_batches:
             super().on_train_batch_end(trainer, *args, **kwargs)
+            if trainer.should_stop and not self.stopped_mid_epoch:
+                # The max_time guard (Lightning's Timer, which runs before checkpoint callbacks)
+                # stops inside an epoch. Keep this state: the epoch-end saves that follow mark
+                # the epoch done, and a resume from them would skip its missing steps.
+                self.stopped_mid_epoch = True
+                trainer.save_checkpoint(Path(self.dirpath) / STOPPED_CHECKPOINT)
