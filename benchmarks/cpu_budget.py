@@ -119,11 +119,15 @@ def main() -> None:
     parser.add_argument("--figure", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=2, help="torch threads of each run")
     parser.add_argument("--train-only", action="store_true", help="train; evaluate later")
+    parser.add_argument("--finished-only", action="store_true",
+                        help="report finished runs of --modes x --budgets only")  # fmt: skip
     args = parser.parse_args()
     budgets = [float(v) for v in args.budgets.split(",") if v]
     runs = []
     for mode in [m for m in args.modes.split(",") if m]:
         for minutes in budgets:
+            if args.finished_only and not (args.out / f"{mode}-{minutes:g}min/wall.json").is_file():
+                continue
             info = train_budgeted(args.data, args.out, mode, minutes, args.seed, args.threads)
             print(f"{mode} {minutes:g} min: width {info['width']}, {info['global_step']} steps, "
                   f"{info['wall_s']:.0f} s wall")  # fmt: skip
