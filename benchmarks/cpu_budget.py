@@ -41,6 +41,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from lowdose.core.atomic import atomic_write_text
 from lowdose.data.paired import paired_difference
 from lowdose.data.results import summary_label
 from lowdose.evaluation.evaluate import evaluate
@@ -65,21 +66,24 @@ class CachedProbe:
                 speed = measure_throughput(width, mode=mode, **kwargs)
             finally:
                 torch.set_num_threads(threads)
-            cache = json.loads(self.path.read_text()) if self.path.is_file() else {}
+            cache = json.loads(self.path.read_text()) if self.path.is_file() else {}  # others'
             cache[key] = dataclasses.asdict(speed) | {"threads": self.threads}
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            partial = self.path.with_suffix(".partial")
-            partial.write_text(json.dumps(cache, indent=2))
-            partial.replace(self.path)
+            atomic_write_text(self.path, json.dumps(cache, indent=2))
         values = cache[key]
         return Throughput(values["steps_per_s"], values["forward_pixels_per_s"], values["seconds"])
+
+
+def run_folder(out: Path, mode: str, minutes: float) -> Path:
+    """``OUT/<mode>-<minutes>min``: one budgeted run's folder."""
+    return out / f"{mode}-{minutes:g}min"
 
 
 def train_budgeted(
     data: Path, out: Path, mode: str, minutes: float, seed: int, threads: int = 2
 ) -> dict:
     """Train (or reuse) one budgeted run; return its wall time, width and steps."""
-    run = out / f"{mode}-{minutes:g}min"
+    run = run_folder(out, mode, minutes)
     record = run / "wall.json"
     if record.is_file() and (run / "best.ckpt").is_file():
         return json.loads(record.read_text())
@@ -104,7 +108,7 @@ def train_budgeted(
     info = {"mode": mode, "minutes": minutes, "wall_s": wall_s, "global_step": result.global_step,
             "width": plan.width if plan else None, "max_steps": plan.max_steps if plan else None,
             "steps_per_s": plan.steps_per_s if plan else None}  # fmt: skip
-    record.write_text(json.dumps(info, indent=2, default=str))
+    atomic_write_text(record, json.dumps(info, indent=2, default=str))
     return info
 
 
@@ -126,7 +130,10 @@ def main() -> None:
     runs = []
     for mode in [m for m in args.modes.split(",") if m]:
         for minutes in budgets:
-            if args.finished_only and not (args.out / f"{mode}-{minutes:g}min/wall.json").is_file():
+            if (
+                args.finished_only
+                and not (run_folder(args.out, mode, minutes) / "wall.json").is_file()
+            ):
                 continue
             info = train_budgeted(args.data, args.out, mode, minutes, args.seed, args.threads)
             print(f"{mode} {minutes:g} min: width {info['width']}, {info['global_step']} steps, "
@@ -136,7 +143,7 @@ def main() -> None:
         return
     frames = [pd.read_csv(args.filters_results)]
     for info in runs:
-        folder = args.out / f"{info['mode']}-{info['minutes']:g}min"
+        folder = run_folder(args.out, info["mode"], info["minutes"])
         results = folder / "eval" / "results.csv"
         if not results.is_file():
             evaluate(args.data, models=[folder / "best.ckpt"], filters=[], tta=8,
