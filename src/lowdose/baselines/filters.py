@@ -101,21 +101,55 @@ def denoise_nlm(
     return out.astype(array.dtype, copy=False)
 
 
-def denoise_bm3d(image, *, sigma: float) -> np.ndarray:
+def denoise_bm3d(
+    image, *, sigma: float | None = None, psd=None, psd_scale: float = 1.0
+) -> np.ndarray:
     """BM3D (the ``bm3d`` package, optional extra ``lowdose[bm3d]``; non-commercial licence).
+
+    White noise (``sigma``) or correlated noise (``psd``, the noise power spectrum: Makinen,
+    Azzari and Foi 2020, the ``bm3d`` package's own model for coloured noise). Exactly one of
+    ``sigma`` and ``psd`` is given.
 
     Parameters
     ----------
     image : ndarray (H, W) float32 or float64
-    sigma : float
+    sigma : float, optional
         Assumed white-noise standard deviation in data units, > 0.
+    psd : ndarray (H, W) float, optional
+        Noise power spectrum in data units squared, in the convention of
+        :mod:`lowdose.physics.noise_spectrum` (``E |FFT2(noise)|^2``, unnormalised FFT, DC at
+        ``[0, 0]``; white noise of sd s is ``s**2 H W`` everywhere), same shape as ``image``.
+    psd_scale : float
+        Multiplier of ``psd`` (the strength a clean-free tuning searches), > 0.
 
     Returns
     -------
     ndarray (H, W), same dtype as ``image``.
     """
     array = checked_image(image, "denoise_bm3d")
-    sigma = checked_positive(sigma, "bm3d sigma")
+    if (sigma is None) == (psd is None):
+        raise LowdoseInputError("denoise_bm3d: give exactly one of sigma (white) and psd")
+    if psd is None:
+        noise = checked_positive(sigma, "bm3d sigma")
+    else:
+        noise = np.asarray(psd, dtype=np.float64) * checked_positive(psd_scale, "bm3d psd_scale")
+        if noise.shape != array.shape or not np.all(np.isfinite(noise)) or noise.max() <= 0:
+            raise LowdoseInputError(
+                f"denoise_bm3d: psd {noise.shape} must be finite, positive somewhere and shaped "
+                f"like the image {array.shape}"
+            )
+        noise = np.maximum(noise, 1e-12 * noise.max())  # the package divides by it
+    out = _bm3d_module().bm3d(array.astype(np.float64), sigma_psd=noise)
+    return np.asarray(out).reshape(array.shape).astype(array.dtype, copy=False)
+
+
+def _bm3d_module():
+    """The ``bm3d`` package, imported lazily, its engine mended for NumPy 2.
+
+    ``bm4d`` (the engine ``bm3d`` calls for a coloured-noise PSD) still calls ``np.trapz``,
+    which NumPy 2 removed (``np.trapezoid`` is the same function): without this the PSD path
+    raises AttributeError. Guarded here, the one place the package is imported.
+    """
     try:
         import bm3d
     except ImportError:
@@ -123,8 +157,9 @@ def denoise_bm3d(image, *, sigma: float) -> np.ndarray:
             "filter 'bm3d' needs the bm3d package: pip install lowdose[bm3d] "
             "(or leave bm3d out of --filters)"
         ) from None
-    out = bm3d.bm3d(array.astype(np.float64), sigma_psd=sigma)
-    return np.asarray(out).reshape(array.shape).astype(array.dtype, copy=False)
+    if not hasattr(np, "trapz"):
+        np.trapz = np.trapezoid  # noqa: NPY201 (bm4d <= 4.2.5 calls the old name)
+    return bm3d
 
 
 _FUNCTIONS: dict[str, Callable[..., np.ndarray]] = {
