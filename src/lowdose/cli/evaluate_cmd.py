@@ -37,9 +37,13 @@ def evaluate(
     tuning: str = typer.Option(
         "both",
         "--tuning",
-        help="oracle (per image vs clean: the paper), blind (training noisy pairs, no clean), "
-        "blind-clean (training clean images), both (oracle + blind), blind-sigma (NLM/BM3D "
-        "strength from each scan's own noise estimate, no search) or oracle+blind-sigma.",
+        help="One or a comma-separated list: oracle (per image vs clean: the paper), blind "
+        "(training noisy pairs, no clean), blind-clean (training clean images), both (oracle + "
+        "blind), blind-sigma (NLM/BM3D strength from each scan's own noise sd, white rule), "
+        "oracle+blind-sigma; BM3D given the noise power spectrum: blind-psd (spectrum of the "
+        "training pair differences, strength by their pair uMSE), blind-psd-image (strength "
+        "per image by its own pair), single-psd (spectrum from each image alone, one scan), "
+        "oracle-psd (true noise spectrum, strength vs clean: upper bound).",
     ),
     out: Path = typer.Option(..., "--out", help="Results folder to write."),
     hu_window: str = typer.Option(

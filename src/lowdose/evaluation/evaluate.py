@@ -18,13 +18,12 @@ from pathlib import Path
 from lowdose.baselines.filters import get_filter
 from lowdose.core.errors import LowdoseInputError
 from lowdose.core.progress import Progress
-from lowdose.core.validation import checked_choice
 from lowdose.data.results import RESULT_COLUMNS
 from lowdose.evaluation.methods import (
-    TUNING_CHOICES,
     filter_methods,
     model_methods,
     noisy_method,
+    parse_tunings,
 )
 from lowdose.evaluation.outputs import Panels, write_outputs
 from lowdose.evaluation.rows import result_rows, row_context
@@ -65,9 +64,12 @@ def evaluate(
         Checkpoints (or run folders holding ``best.ckpt``); may be empty.
     filters : sequence of str
         Names from ``lowdose.baselines.filters.FILTERS``.
-    tuning : {"oracle", "blind", "blind-clean", "both"}
-        ``both`` = oracle + blind. Without clean test images oracle is skipped (a logged
-        warning) under ``both``, and ``oracle`` alone raises.
+    tuning : str
+        One of :data:`lowdose.evaluation.methods.TUNING_CHOICES` or a comma-separated list:
+        ``oracle``, ``blind``, ``blind-clean``, ``blind-sigma``, the spectrum tunings of BM3D
+        (``blind-psd``, ``blind-psd-image``, ``single-psd``, ``oracle-psd``:
+        :mod:`lowdose.evaluation.spectrum_methods`), ``both`` = oracle + blind. Without clean
+        test images the oracle kinds are skipped (a logged warning), and oracle alone raises.
     out_dir : path
         Receives ``results.csv``, ``results.parquet``, ``summary.md`` and ``panels.npz``.
     hu_window : (low_hu, high_hu), optional
@@ -95,7 +97,7 @@ def evaluate(
     """
     import pandas as pd
 
-    checked_choice(tuning, "tuning", TUNING_CHOICES)
+    parse_tunings(tuning)  # an unknown kind fails before anything runs
     checked_tta(tta)
     for name in filters:
         get_filter(name)

@@ -6,7 +6,14 @@ on), realisation 0 of each image is denoised by
 * the trained network (``network``),
 * non-local means (``nlm-blind``): scikit-image fast mode, ``h = 0.8 sigma``, patch 5, search
   distance 6, ``sigma`` given (scikit-image's recommended setting for a known sigma),
-* BM3D (``bm3d-blind``): ``sigma_psd = sigma``,
+* BM3D (``bm3d-blind``): ``sigma_psd = sigma`` (the white-noise rule: what ignoring the noise's
+  correlation costs),
+* BM3D given the noise power spectrum (``bm3d-psd``, the strongest classical method for
+  correlated noise such as FBP's): with two acquisitions the spectrum of the pair difference of
+  the training pairs, its strength chosen by their pair uMSE
+  (:func:`lowdose.baselines.spectrum_tuning.tune_psd_scale_pairs`, ``blind-psd``); with one, the
+  spectrum of each image estimated from itself, strength 1
+  (:func:`lowdose.physics.noise_spectrum.single_image_noise_psd`, ``single-psd``),
 
 with ``sigma`` estimated from the data per image, never from a clean image: from the pair
 (``sqrt(Var(y1 - y2) / 2)``) when a second realisation exists, else from the single image
@@ -26,6 +33,7 @@ import numpy as np
 
 from lowdose.baselines.filters import denoise_bm3d, denoise_nlm
 from lowdose.baselines.sigma_rule import params_from_sigma
+from lowdose.baselines.spectrum_tuning import tune_psd_scale_pairs
 from lowdose.core.atomic import atomic_write_bytes, atomic_write_text
 from lowdose.core.errors import LowdoseInputError
 from lowdose.core.metrics import pair_noise_variance_all_pixels
@@ -35,8 +43,11 @@ from lowdose.evaluation.fit_scores import MethodScores, preferred_method, score_
 from lowdose.inference.predict import predict
 from lowdose.models.checkpoint import load_model
 from lowdose.physics.noise_estimation import single_image_noise_sigma
+from lowdose.physics.noise_spectrum import pair_noise_psd
 
-METHODS = ("noisy", "network", "nlm-blind", "bm3d-blind")
+METHODS = ("noisy", "network", "nlm-blind", "bm3d-blind", "bm3d-psd")
+#: training pairs the spectrum BM3D's strength is tuned on (BM3D costs seconds per image)
+PSD_TUNING_IMAGES = 4
 
 
 @dataclass(frozen=True)
@@ -53,6 +64,8 @@ class FitComparison:
         Noise sd given to the filters, per image, on the dataset scale.
     sigma_source : str
         ``"pair"`` or ``"single-image"``.
+    psd_source : str
+        Where ``bm3d-psd``'s spectrum and strength came from (one line).
     images : dict of str -> ndarray (I, H, W) float32
         Every method's output (and ``noisy``) on the dataset scale.
     object_id : ndarray (I,) str
@@ -65,6 +78,7 @@ class FitComparison:
     reason: str
     sigma: np.ndarray
     sigma_source: str
+    psd_source: str
     images: dict[str, np.ndarray]
     object_id: np.ndarray
     hu_divisor: np.ndarray | None = None
@@ -116,13 +130,44 @@ def compare_methods(
         counter.advance()
     images["nlm-blind"], images["bm3d-blind"] = nlm, bm3d
     fov = None if split.fov is None else np.asarray(split.fov[rows], bool)  # (I, H, W)
+    images["bm3d-psd"], psd_source = _spectrum_bm3d(data, noisy, fov, counter)
     scores = [score_method(name, noisy, images[name], second=second, mask=fov) for name in METHODS]
     preferred, reason = preferred_method(scores)
     return FitComparison(
         scores=scores, preferred=preferred, reason=reason, sigma=sigma, sigma_source=source,
-        images=images, object_id=np.asarray(split.object_id[rows]),
+        psd_source=psd_source, images=images, object_id=np.asarray(split.object_id[rows]),
         hu_divisor=np.asarray(split.scale[rows], np.float64) if split.attrs.is_ct_hu else None,
     )  # fmt: skip
+
+
+def _spectrum_bm3d(data, noisy: np.ndarray, fov, counter: StageCounter) -> tuple[np.ndarray, str]:
+    """BM3D given the noise spectrum on ``noisy`` (I, H, W), and where the spectrum came from.
+
+    Two acquisitions: the training pairs' difference spectrum, strength by their pair uMSE.
+    One: each image's own spectrum estimate, strength 1. Never a clean image.
+    """
+    train = load_split(data, "train", with_clean=False)
+    if train.noisy.shape[1] > 1 and len(train.noisy):
+        first, second = train.noisy[:, 0], train.noisy[:, 1]
+        inside = None if train.fov is None else np.asarray(train.fov, bool)
+        psd = pair_noise_psd(first, second, inside=inside)
+        tuned = tune_psd_scale_pairs(first, second, psd, inside=inside,
+                                     max_images=PSD_TUNING_IMAGES)  # fmt: skip
+        psds, scale = [psd] * len(noisy), tuned.psd_scale
+        source = (f"blind-psd: spectrum of {len(first)} training pair differences, strength "
+                  f"x{scale:.3g} by the pair uMSE of {tuned.n_images} pairs")  # fmt: skip
+    else:
+        from lowdose.physics.noise_spectrum import single_image_noise_psd  # TEMP until it lands
+
+        masks = [None] * len(noisy) if fov is None else list(fov)
+        pairs = zip(noisy, masks, strict=True)
+        psds = [single_image_noise_psd(image, inside=mask) for image, mask in pairs]
+        scale, source = 1.0, "single-psd: each image's spectrum estimated from itself, strength x1"
+    out = np.empty_like(noisy)
+    for k, (image, psd) in enumerate(zip(noisy, psds, strict=True)):
+        out[k] = denoise_bm3d(image, psd=psd, psd_scale=scale)
+        counter.advance()
+    return out, source
 
 
 def save_comparison(comparison: FitComparison, folder: str | os.PathLike) -> None:
@@ -138,6 +183,7 @@ def save_comparison(comparison: FitComparison, folder: str | os.PathLike) -> Non
     choice = {
         "preferred": comparison.preferred, "reason": comparison.reason,
         "sigma_source": comparison.sigma_source, "sigma": comparison.sigma.tolist(),
+        "psd_source": comparison.psd_source,
         "object_id": [str(v) for v in comparison.object_id],
         "hu_divisor": None if comparison.hu_divisor is None else comparison.hu_divisor.tolist(),
     }  # fmt: skip

@@ -18,23 +18,18 @@ from lowdose.baselines.sigma_rule import params_from_sigma
 from lowdose.baselines.tuning import tune_blind, tune_oracle
 from lowdose.core.errors import LowdoseInputError
 from lowdose.core.progress import Progress, StageCounter
+from lowdose.evaluation.spectrum_methods import PSD_FILTERS, PSD_TUNINGS, spectrum_outputs
 from lowdose.evaluation.testset import TestSet, blind_training_pair
 from lowdose.inference.predict import predict
 from lowdose.inference.self_ensemble import checked_tta
 from lowdose.models.checkpoint import load_model
 
-TUNING_CHOICES = ("oracle", "blind", "blind-clean", "both", "blind-sigma", "oracle+blind-sigma")
-# What each choice runs: "both" is the paper's oracle next to the clean-free blind tuning.
-_TUNINGS = {
-    "oracle": ("oracle",),
-    "blind": ("blind",),
-    "blind-clean": ("blind-clean",),
-    "both": ("oracle", "blind"),
-    # no search: the strength from each test scan's own clean-free noise estimate
-    # (lowdose.baselines.sigma_rule), as a user without clean data runs NLM and BM3D
-    "blind-sigma": ("blind-sigma",),
-    "oracle+blind-sigma": ("oracle", "blind-sigma"),
-}
+#: The single tunings; ``--tuning`` takes one or a comma-separated list of them (or a legacy
+#: combination of :data:`_COMBINATIONS`).
+TUNING_KINDS = ("oracle", "blind", "blind-clean", "blind-sigma", *PSD_TUNINGS)
+# "both" is the paper's oracle next to the clean-free blind tuning.
+_COMBINATIONS = {"both": ("oracle", "blind"), "oracle+blind-sigma": ("oracle", "blind-sigma")}
+TUNING_CHOICES = (*TUNING_KINDS, *_COMBINATIONS)
 log = logging.getLogger("lowdose.evaluation")
 
 
@@ -126,21 +121,40 @@ def _relabelled(progress: Progress | None, stage: str, test: TestSet) -> Progres
     return lambda _stage, done, total: progress(stage, done, total)
 
 
-def filter_tunings(tuning: str, test: TestSet) -> tuple[str, ...]:
-    """The tunings ``tuning`` runs on ``test``; oracle needs clean test images.
+def parse_tunings(tuning: str) -> tuple[str, ...]:
+    """The tunings of a ``--tuning`` value: one kind, a comma-separated list, or a combination.
 
-    Without them, ``"both"`` drops the oracle with a logged warning and ``"oracle"`` raises.
+    >>> parse_tunings("blind-psd,oracle-psd,both")
+    ('blind-psd', 'oracle-psd', 'oracle', 'blind')
     """
-    tunings = _TUNINGS[tuning]
-    if test.clean is not None or "oracle" not in tunings:
+    kinds: list[str] = []
+    for part in (p.strip() for p in str(tuning).split(",")):
+        if part not in TUNING_CHOICES:
+            raise LowdoseInputError(
+                f"unknown tuning {part!r}; choose from {', '.join(TUNING_CHOICES)} "
+                "(comma-separated for several)"
+            )
+        kinds += _COMBINATIONS.get(part, (part,))
+    return tuple(dict.fromkeys(kinds))
+
+
+def filter_tunings(tuning: str, test: TestSet) -> tuple[str, ...]:
+    """The tunings ``tuning`` runs on ``test``; the oracles need clean test images.
+
+    Without them the oracle kinds are dropped with a logged warning, unless nothing else is
+    left (then it raises).
+    """
+    tunings = parse_tunings(tuning)
+    oracles = {"oracle", "oracle-psd"}
+    if test.clean is not None or not oracles & set(tunings):
         return tunings
-    if tunings == ("oracle",):
+    if set(tunings) <= oracles:
         raise LowdoseInputError(
             f"{test.path}: oracle tuning needs clean test images, which the file lacks; "
-            "use --tuning blind"
+            "use --tuning blind (or blind-psd, single-psd)"
         )
     log.warning("%s: no clean test images, so the filters are tuned blind only", test.path)
-    return tuple(t for t in tunings if t != "oracle")
+    return tuple(t for t in tunings if t not in oracles)
 
 
 def filter_methods(
@@ -161,12 +175,21 @@ def filter_methods(
     if "blind-sigma" in tunings:
         for name in filters:
             params_from_sigma(name, 1.0)  # raises for a filter without a sigma rule
+    if set(tunings) & set(PSD_TUNINGS) and not set(filters) & set(PSD_FILTERS):
+        raise LowdoseInputError(
+            f"tunings {', '.join(t for t in tunings if t in PSD_TUNINGS)} apply to "
+            f"{', '.join(PSD_FILTERS)} only; add it to --filters"
+        )
     pairs = {t: blind_training_pair(test.path, t) for t in tunings if t in ("blind", "blind-clean")}
 
     def outputs() -> Iterator[MethodOutput]:
         for name in filters:
             for kind in tunings:
-                if kind == "oracle":
+                if kind in PSD_TUNINGS:
+                    if name in PSD_FILTERS:  # the other filters have no spectrum model
+                        outputs, params = spectrum_outputs(test, kind, progress)
+                        yield MethodOutput(name, "", kind, params, outputs)
+                elif kind == "oracle":
                     yield _oracle(test, name, grids.get(name), workers, progress)
                 elif kind == "blind-sigma":
                     yield _blind_sigma(test, name, workers, progress)
@@ -187,8 +210,9 @@ def _oracle(test: TestSet, name: str, grid, workers: int, progress) -> MethodOut
         progress=progress,
         stage=f"{name} oracle",
     )
-    outputs = apply_filter(test.inputs, name, result.best_params)
-    return MethodOutput(name, "", "oracle", result.best_params, outputs)
+    outputs, seconds = _timed_filter(test.inputs, name, result.best_params, 1)
+    shown = [{**p, "seconds_per_image": seconds} for p in result.best_params]
+    return MethodOutput(name, "", "oracle", shown, outputs)
 
 
 def _blind_sigma(test: TestSet, name: str, workers: int, progress) -> MethodOutput:
@@ -196,10 +220,10 @@ def _blind_sigma(test: TestSet, name: str, workers: int, progress) -> MethodOutp
     counter = StageCounter(progress, f"{name} blind-sigma", len(test.inputs))
     counter.advance(0)
     params = [params_from_sigma(name, s) for s in sigma]
-    outputs = apply_filter(test.inputs, name, params, threads=workers)
+    outputs, seconds = _timed_filter(test.inputs, name, params, workers)
     counter.advance(len(outputs))
-    shown = [{**p, "sigma_from": "pair" if test.noisy.shape[1] > 1 else "single-image"}
-             for p in params]  # fmt: skip
+    sigma_from = "pair" if test.noisy.shape[1] > 1 else "single-image"
+    shown = [{**p, "sigma_from": sigma_from, "seconds_per_image": seconds} for p in params]
     return MethodOutput(name, "", "blind-sigma", shown, outputs)
 
 
@@ -218,7 +242,15 @@ def _blind(
         data_range=test.data_range,
         threads=workers,
     )
-    outputs = apply_filter(test.inputs, name, blind.params, threads=workers)
+    outputs, seconds = _timed_filter(test.inputs, name, blind.params, workers)
     counter.advance(len(outputs))
-    params = {**blind.params, "tuned_on": f"train:{target_kind}", "n_train": blind.n_images}
+    params = {**blind.params, "tuned_on": f"train:{target_kind}", "n_train": blind.n_images,
+              "seconds_per_image": seconds}  # fmt: skip
     return MethodOutput(name, "", tuning, [params] * len(outputs), outputs)
+
+
+def _timed_filter(images: np.ndarray, name: str, params, threads: int) -> tuple[np.ndarray, float]:
+    """The filter over the test inputs, and its wall time per image in seconds (4 digits)."""
+    started = time.perf_counter()
+    outputs = apply_filter(images, name, params, threads=threads)
+    return outputs, round((time.perf_counter() - started) / len(images), 4)

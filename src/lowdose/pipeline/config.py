@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lowdose.core.errors import LowdoseInputError
 
@@ -91,9 +91,17 @@ class ModelSpec(_Strict):
 
 class EvaluateSpec(_Strict):
     filters: list[str] = ["gaussian", "median", "bilateral", "nlm", "bm3d"]
-    tuning: Literal[
-        "oracle", "blind", "blind-clean", "both", "blind-sigma", "oracle+blind-sigma"
-    ] = "both"
+    # one of lowdose.evaluation.methods.TUNING_CHOICES or a comma-separated list of them
+    tuning: str = "both"
+
+    @field_validator("tuning")
+    @classmethod
+    def _known_tunings(cls, value: str) -> str:
+        from lowdose.evaluation.methods import parse_tunings  # torch-bound: import when checked
+
+        parse_tunings(value)
+        return value
+
     # 8: every network also as its self-ensemble over the 8 dihedral transforms (<model>-tta8)
     tta: Literal[1, 8] = 1
 

@@ -23,8 +23,13 @@ from lowdose.data.scaling import scaled_to_hu
 from lowdose.report.figures import choose_zoom_box, panel_figure
 from lowdose.report.html import BulletList, Figure, Heading, Paragraph, Table, to_html, to_markdown
 
-_TITLES = {"noisy": "noisy input", "network": "network", "nlm-blind": "NLM (blind)",
-           "bm3d-blind": "BM3D (blind)"}  # fmt: skip
+_TITLES = {
+    "noisy": "noisy input",
+    "network": "network",
+    "nlm-blind": "NLM (blind, white rule)",
+    "bm3d-blind": "BM3D (blind, white rule)",
+    "bm3d-psd": "BM3D (noise spectrum)",
+}
 
 
 def write_fit_report(out: str | os.PathLike) -> Path:
@@ -101,8 +106,10 @@ def _score_section(scores: list[dict], choice: dict) -> list:
     filters = (
         f"The filters are blind: noise sd {np.mean(sigma):.4g} (mean over images) estimated "
         f"from the {'pair' if choice['sigma_source'] == 'pair' else 'single image (Immerkaer)'}"
-        ", NLM with h = 0.8 sd, patch 5, distance 6; BM3D with sigma_psd = sd."
+        ", NLM with h = 0.8 sd, patch 5, distance 6; BM3D (white rule) with sigma_psd = sd."
     )
+    if "psd_source" in choice:  # comparisons saved before the spectrum row have none
+        filters += f" BM3D (noise spectrum), {choice['psd_source']}."
     return [
         Heading(2, "Clean-free scores"),
         Paragraph(text),

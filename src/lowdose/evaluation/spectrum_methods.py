@@ -1,0 +1,138 @@
+"""BM3D given the noise power spectrum: the strongest classical baseline for correlated noise.
+
+FBP correlates CT noise; BM3D told "white noise of sd sigma" (``blind-sigma``) under-smooths it.
+Given the noise spectrum (:mod:`lowdose.physics.noise_spectrum`) BM3D models the correlation.
+The tunings, each a row of the results table (filter ``bm3d``):
+
+``blind-psd``
+    Clean-free, two acquisitions: the spectrum from the pair difference of the **training**
+    pairs, ``mean |FFT((y1 - y2) / sqrt(2))|^2``; its multiplier ``psd_scale`` chosen by the
+    pair uMSE of the training pairs (one strength for the dataset; serves MSE).
+``blind-psd-image``
+    As ``blind-psd``, but the multiplier chosen per test image by the uMSE of its own pair (a
+    user with two scans of that slice has it).
+``single-psd``
+    Clean-free, **one** acquisition: the spectrum of each test image estimated from that image
+    alone (:func:`lowdose.physics.noise_spectrum.single_image_noise_psd`), multiplier 1 (one
+    scan offers no clean-free score to tune a strength on).
+``oracle-psd``
+    Upper bound: the spectrum of the true test noise ``mean |FFT(y1 - clean)|^2`` and the
+    multiplier tuned per image against its clean image.
+
+For view subsets (Noise2Inverse files) the input is the mean of K subsets, whose noise spectrum
+is that of one subset divided by K; strengths are tuned on subset pairs and carried over.
+Every row's ``params`` hold the multiplier, where the spectrum came from, the noise sd it
+implies (data units) and ``seconds_per_image`` (BM3D on the test inputs; tuning not included).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from lowdose.baselines.filters import denoise_bm3d
+from lowdose.baselines.spectrum_tuning import tune_psd_scale_oracle, tune_psd_scale_pairs
+from lowdose.core.errors import LowdoseInputError
+from lowdose.core.progress import Progress, StageCounter
+from lowdose.data.dataset import load_split
+from lowdose.evaluation.testset import TestSet
+from lowdose.physics.noise_spectrum import pair_noise_psd, psd_noise_variance
+
+PSD_TUNINGS = ("blind-psd", "blind-psd-image", "single-psd", "oracle-psd")
+#: filters that take a noise power spectrum
+PSD_FILTERS = ("bm3d",)
+
+
+def spectrum_outputs(
+    test: TestSet, tuning: str, progress: Progress | None
+) -> tuple[np.ndarray, list[dict]]:
+    """BM3D outputs on the test inputs under one spectrum tuning, and the params per image.
+
+    Parameters
+    ----------
+    test : TestSet
+    tuning : one of :data:`PSD_TUNINGS`
+    progress : Progress, optional
+        One stage ``"bm3d <tuning>"``, counted in test images.
+
+    Returns
+    -------
+    outputs : ndarray (I, H, W) float32
+    params : list of dict
+        One per test image, JSON-serialisable.
+    """
+    counter = StageCounter(progress, f"bm3d {tuning}", len(test.inputs))
+    counter.advance(0)  # the stage shows while its spectrum and strength are found
+    psds, scales, shown = _spectra_and_strengths(test, tuning)
+    outputs, params = [], []
+    for i, image in enumerate(test.inputs):
+        started = time.perf_counter()
+        outputs.append(denoise_bm3d(image, psd=psds[i], psd_scale=scales[i]))
+        seconds = time.perf_counter() - started
+        sd = float(np.sqrt(psd_noise_variance(psds[i]) * scales[i]))
+        params.append({**shown, "psd_scale": scales[i], "noise_sd": round(sd, 8),
+                       "seconds_per_image": round(seconds, 4)})  # fmt: skip
+        counter.advance(1)
+    return np.stack(outputs).astype(np.float32), params
+
+
+def _spectra_and_strengths(test: TestSet, tuning: str):
+    """Per test image: the spectrum (H, W), the multiplier, and what the params say of them."""
+    n = len(test.inputs)
+    k = test.view_subsets
+    if tuning in ("blind-psd", "blind-psd-image"):
+        first, second, inside = _training_pairs(test)
+        psd = pair_noise_psd(first, second, inside=inside)  # one acquisition (one subset)
+        if tuning == "blind-psd":
+            tuned = tune_psd_scale_pairs(first, second, psd, inside=inside)
+            scales = [tuned.psd_scale] * n
+            shown = {"psd_from": "train pairs", "tuned_by": "pair uMSE (train)",
+                     "n_train": tuned.n_images}  # fmt: skip
+        else:
+            scales = [_own_pair_scale(test, i, psd) for i in range(n)]
+            shown = {"psd_from": "train pairs", "tuned_by": "pair uMSE (this image's pair)"}
+        return [psd / k] * n, scales, shown
+    if tuning == "single-psd":
+        from lowdose.physics.noise_spectrum import single_image_noise_psd  # TEMP until it lands
+
+        fov = test.fov if test.fov is not None else [None] * n
+        pairs = zip(test.inputs, fov, strict=True)
+        psds = [single_image_noise_psd(image, inside=inside) for image, inside in pairs]
+        return psds, [1.0] * n, {"psd_from": "this image alone", "tuned_by": "none (x1)"}
+    if tuning == "oracle-psd":
+        if test.clean is None:
+            raise LowdoseInputError(
+                f"{test.path}: oracle-psd needs clean test images, which the file lacks; "
+                "use blind-psd or single-psd"
+            )
+        noise = test.inputs.astype(np.float64) - test.clean
+        psd = np.mean(np.abs(np.fft.fft2(noise)) ** 2, axis=0)  # the true test noise, (H, W)
+        tuned = tune_psd_scale_oracle(test.inputs, test.clean, psd, data_range=test.data_range)
+        shown = {"psd_from": "true test noise (oracle)", "tuned_by": "PSNR vs clean (oracle)"}
+        return [psd] * n, [t.psd_scale for t in tuned], shown
+    raise LowdoseInputError(f"unknown spectrum tuning {tuning!r}; choose from {PSD_TUNINGS}")
+
+
+def _training_pairs(test: TestSet):
+    """First and second noisy acquisitions of the training split (never clean), and its fov."""
+    train = load_split(test.path, "train", with_clean=False)
+    if train.noisy.shape[1] < 2:
+        raise LowdoseInputError(
+            f"{test.path}: blind-psd needs N >= 2 noisy acquisitions of the training images; "
+            "use --tuning single-psd (one scan)"
+        )
+    inside = None if train.fov is None else np.asarray(train.fov, bool)
+    return train.noisy[:, 0], train.noisy[:, 1], inside
+
+
+def _own_pair_scale(test: TestSet, i: int, psd: np.ndarray) -> float:
+    """The multiplier chosen by test image ``i``'s own pair uMSE (a subset pair for K > 1)."""
+    if test.noisy.shape[1] < 2:
+        raise LowdoseInputError(
+            f"{test.path}: blind-psd-image needs two acquisitions of each test image; "
+            "use --tuning blind-psd"
+        )
+    inside = None if test.fov is None else test.fov[i : i + 1]
+    pair = test.noisy[i : i + 1, 0], test.noisy[i : i + 1, 1]
+    return tune_psd_scale_pairs(*pair, psd, inside=inside, max_images=None).psd_scale
