@@ -142,16 +142,18 @@ def ct_scaling():
 
 @pytest.fixture
 def fake_checkpoint(monkeypatch, unet, tmp_path, ct_scaling):
-    """``lowdose denoise``'s checkpoint loader replaced by the test module's ``unet`` fixture with
+    """``lowdose denoise``'s checkpoint loaders replaced by the test module's ``unet`` fixture with
     CT metadata, so the CLI is what is under test; returns the (unwritten) checkpoint path."""
     import lowdose.inference.files
+    import lowdose.models.checkpoint
     from lowdose.models.checkpoint import CheckpointMeta, CheckpointModel
 
     meta = CheckpointMeta(
         model=CheckpointModel(name="unet-w4", width=4, residual=False),
         mode="n2n", loss="mse", scaling=ct_scaling,
     )  # fmt: skip
-    monkeypatch.setattr(lowdose.inference.files, "load_model", lambda path: (unet, meta))
+    for module in (lowdose.inference.files, lowdose.models.checkpoint):  # the CLI reads meta too
+        monkeypatch.setattr(module, "load_model", lambda path: (unet, meta))
     return tmp_path / "run" / "best.ckpt"
 
 

@@ -171,3 +171,36 @@ def test_one_sinogram_with_angles_fits_by_split_views(tmp_path):
     assert info.shape[1] == 2 and info.attrs.extra["split_by"] == "slab"
     denoised = np.load(out / "denoised" / "scan_denoised.npy")
     assert denoised.shape == (8, *info.shape[2:]) and np.isfinite(denoised).all()
+
+
+@pytest.mark.parametrize(("model_db", "warns"), [(4.91, True), (52.0, False)])
+def test_fit_warns_for_a_model_worse_than_its_input_when_trained_and_when_reused(
+    tmp_path, tiny_dataset, monkeypatch, model_db, warns
+):
+    import types
+
+    import lowdose.pipeline.fit as fit
+    from lowdose.models.validation_scores import ValidationScores
+
+    scores = ValidationScores("val_upsnr_db", model_db=model_db, identity_db=46.40)
+
+    def trained(config, *, resume):  # the manifest a finished training leaves (tested there)
+        Path(config.out, "manifest.json").write_text(
+            json.dumps({"validation_scores": scores.to_dict()})
+        )
+        return types.SimpleNamespace(global_step=4, monitor=scores.monitor,
+                                     best_val_psnr_db=model_db)  # fmt: skip
+
+    monkeypatch.setattr(fit, "train", trained)
+    plan = plan_fit([tmp_path / "a.dcm", tmp_path / "b.dcm"], FitOptions())
+    for _ in range(2):  # trained, then the finished stage reused
+        lines: list[str] = []
+        run_dir = fit._train_stage(tiny_dataset, "key", tmp_path / "out", plan, FitOptions(),
+                                   log=lines.append)  # fmt: skip
+        warnings = [line for line in lines if line.startswith("warning:")]
+        if warns:
+            assert len(warnings) == 1 and str(run_dir) in warnings[0]
+            assert "4.91 dB" in warnings[0] and "46.40 dB" in warnings[0]
+        else:
+            assert warnings == []
+    assert any(line.startswith("training: reusing") for line in lines)

@@ -100,7 +100,7 @@ def test_short_cpu_training_raises_test_psnr_by_3_db(dataset, tmp_path):
     rows = np.genfromtxt(run_dir / "metrics.csv", delimiter=",", names=True)
     assert rows.dtype.names == (
         "epoch", "step", "train_loss", "val_psnr_db", "val_upsnr_db", "lr", "elapsed_s",
-        "val_self_db",
+        "val_self_db", "val_identity_db",
     )  # fmt: skip
     assert np.all(np.isfinite(rows["val_upsnr_db"]))  # n2n selects on the clean-free score
     assert np.all(np.isnan(rows["val_self_db"]))  # the nb2nb/n2v score: not measured for n2n
@@ -113,6 +113,11 @@ def test_short_cpu_training_raises_test_psnr_by_3_db(dataset, tmp_path):
     assert manifest["metrics"]["monitor"] == "val_upsnr_db"
     assert manifest["metrics"]["data_range"] == 1.0
     assert manifest["model"] == "unet-w16-res"
+    # a model that denoises scores above its noisy input, and nothing warns
+    scores = manifest["validation_scores"]
+    assert scores["model_db"] == pytest.approx(np.max(rows["val_upsnr_db"]))  # best, not last
+    assert scores["identity_db"] == pytest.approx(rows["val_identity_db"][-1])
+    assert scores["model_db"] > scores["identity_db"] and "warning:" not in result.output
 
     model, meta = load_model(run_dir / "best.ckpt")
     assert (meta.mode, meta.loss, meta.model.width) == ("n2n", "mse", 16)

@@ -254,11 +254,15 @@ def test_training_on_one_acquisition_raises_the_test_psnr(one_acquisition, tmp_p
     # loop with these settings and seeds 2, 5, 7, 11 gave nb2nb +5.8 to +9.2 dB and n2v +1.8 to
     # +7.2 dB (a tiny net's first steps away from the identity vary a lot)
     assert denoised_db - noisy_db >= 1.5, (noisy_db, denoised_db)
+    # it denoises, so it scores above the identity where that compares (nb2nb), and never warns
+    assert run.scores.warning("run") is None
+    if mode == "nb2nb":
+        assert run.scores.model_db > run.scores.identity_db
 
     with open(run.run_dir / "metrics.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert list(rows[0]) == ["epoch", "step", "train_loss", "val_psnr_db", "val_upsnr_db",
-                             "lr", "elapsed_s", "val_self_db"]  # fmt: skip
+                             "lr", "elapsed_s", "val_self_db", "val_identity_db"]  # fmt: skip
     assert all(row["val_psnr_db"] == row["val_upsnr_db"] == "nan" for row in rows)
     best = max(float(row["val_self_db"]) for row in rows)
     assert run.best_val_psnr_db == pytest.approx(best, abs=1e-4)  # best.ckpt followed it

@@ -63,6 +63,11 @@ def user_errors() -> Iterator[None]:
         raise _fail(line, code=code) from None
 
 
+def warn_line(line: str) -> None:
+    """Print one yellow ``warning:`` line, markup escaped and never wrapped."""
+    console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
+
+
 def _fail(message: str, *, code: int) -> typer.Exit:
     # A message from a library may span lines; the error stays one line (and is not markup).
     line = " ".join(message.split())

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 
-from lowdose.cli._app import app, console, stage_progress, user_errors
+from lowdose.cli._app import app, console, stage_progress, user_errors, warn_line
 from lowdose.core.errors import LowdoseInputError
 
 
@@ -39,20 +38,26 @@ def denoise(
     CT padding outside the field of view (DICOM PixelPaddingValue, or values below -1500 HU
     touching the border of an HU image) is shown to the network as air and written back
     unchanged. DICOM comes back as a new derived series, uncompressed Explicit VR Little Endian;
-    with --tta 8 its DerivationDescription names the self-ensemble.
+    with --tta 8 its DerivationDescription names the self-ensemble. A model whose validation
+    score was below its noisy input's (training made images worse) gets one warning line.
     """
     with user_errors():
         # torch-bound: keeps `lowdose --help` and light commands fast
         import torch
 
         from lowdose.inference.files import denoise_files
+        from lowdose.models.checkpoint import load_model
 
         if threads:
             torch.set_num_threads(threads)
+        _, meta = load_model(model)
+        line = None if meta.scores is None else meta.scores.warning(str(model))
+        if line is not None:
+            warn_line(line)
         with stage_progress("img") as progress:
             written = denoise_files(
                 inputs, out, model, tile=tile, device=device, batch_size=batch_size, tta=tta,
-                progress=progress, warn=_warn,
+                progress=progress, warn=warn_line,
             )  # fmt: skip
         console.print(f"[green]wrote[/] {len(written)} file(s) for {len(inputs)} input(s) to {out}")
 
@@ -100,8 +105,3 @@ def export(
 
         path, sidecar = export_model(network, out, fmt=fmt, meta=meta)
         console.print(f"[green]wrote[/] {path} and {sidecar}")
-
-
-def _warn(line: str) -> None:
-    """One yellow warning line (a file outside the model's validity range), markup escaped."""
-    console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from lowdose.cli._app import app, console, user_errors
+from lowdose.cli._app import app, console, user_errors, warn_line
 from lowdose.core.errors import LowdoseInputError
 
 
@@ -93,7 +93,10 @@ def train(
         "validation stays at the acquired dose. See docs/dose-robust.md.",
     ),
 ) -> None:
-    """Train a denoiser; writes config.yaml, manifest.json, metrics.csv, best.ckpt, last.ckpt."""
+    """Train a denoiser; writes config.yaml, manifest.json, metrics.csv, best.ckpt, last.ckpt.
+
+    Ends with one warning line when best.ckpt scores below its noisy input scored the same way.
+    """
     # Flags left unset (None) fall through to the YAML file or the TrainConfig defaults.
     values = {k: v for k, v in locals().items() if v is not None and k not in ("config", "resume")}
     with user_errors():
@@ -118,6 +121,9 @@ def train(
             f"{result.epochs_done} epochs, {result.global_step} steps -> {result.best_checkpoint}",
             highlight=False,
         )
+        line = None if result.scores is None else result.scores.warning(str(result.run_dir))
+        if line is not None:
+            warn_line(line)
 
 
 def _configure_logging(*, quiet: bool) -> None:

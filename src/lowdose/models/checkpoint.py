@@ -5,9 +5,12 @@ A training checkpoint (``RUN_DIR/best.ckpt`` or ``last.ckpt``, written by
 and, under ``hyper_parameters``, the U-Net's constructor arguments (``model``), ``mode``, ``loss``
 and ``meta``: a plain dict with the dataset's ``scaling`` (the keys of
 :class:`lowdose.data.scaling.NetworkScaling`), ``dataset_sha256``, ``dataset``,
-``val_reference``, ``run_dir`` and, once measured, ``validity`` (:class:`ValidityRange`).
-:func:`load_model` turns that into a ``UNet`` in eval mode and a frozen :class:`CheckpointMeta`;
-keys a checkpoint lacks take the defaults below.
+``val_reference``, ``run_dir`` and, once measured, ``validity``
+(:class:`~lowdose.models.validity_range.ValidityRange`, importable from here too) and
+``scores`` (:class:`~lowdose.models.validation_scores.ValidationScores`, written into
+``best.ckpt`` by :func:`store_meta` when training ends). :func:`load_model` turns that into a
+``UNet`` in eval mode and a frozen :class:`CheckpointMeta`; keys a checkpoint lacks take the
+defaults below.
 
 ``load_model("builtin:NAME")`` reads a model shipped in the package instead
 (:mod:`lowdose.models.builtin`: safetensors weights and a JSON record holding the same
@@ -26,10 +29,13 @@ from typing import Any
 
 import torch
 
+from lowdose.core.atomic import atomic_path
 from lowdose.core.errors import LowdoseInputError
 from lowdose.data.scaling import NetworkScaling
 from lowdose.models.builtin import BUILTIN_PREFIX, read_builtin
 from lowdose.models.unet import UNet
+from lowdose.models.validation_scores import ValidationScores
+from lowdose.models.validity_range import ValidityRange
 
 
 @dataclass(frozen=True)
@@ -39,83 +45,6 @@ class CheckpointModel:
     name: str
     width: int
     residual: bool
-
-
-@dataclass(frozen=True)
-class ValidityRange:
-    """The input noise levels where a model helps, measured clean-free on its validation data.
-
-    Stored in ``hyper_parameters["meta"]["validity"]`` as the dict :meth:`to_dict` writes.
-
-    Attributes
-    ----------
-    sigma_low, sigma_high : float
-        The range of input noise standard deviations (on the network's scale, ``scale``) over
-        which the model's uPSNR gain was positive; ``sigma_low <= sigma_high``.
-    trained_sigma : float
-        The noise standard deviation of the training data, same scale.
-    estimator : str
-        How a noise level is estimated from one image (``"single_image_noise_sigma"``), so that
-        a user's input is compared with the range on the same footing.
-    levels : tuple of (dose_fraction, sigma, gain_db)
-        The sweep behind the range: dose fraction of the acquired data (<= 1), the estimated
-        noise sigma at it and the model's clean-free gain in dB.
-    scale : str
-        What the sigmas are measured on: ``"network"`` (the checkpoint's ``scaling``).
-    method : str
-        How the sweep made its levels (binomial thinning, added Gaussian noise ...), free text.
-    """
-
-    sigma_low: float
-    sigma_high: float
-    trained_sigma: float
-    estimator: str
-    levels: tuple[tuple[float, float, float], ...] = ()
-    scale: str = "network"
-    method: str = ""
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> ValidityRange:
-        """Read the stored dict form; ``KeyError``/``TypeError``/``ValueError`` if malformed.
-
-        Examples
-        --------
-        >>> ValidityRange.from_dict({"estimator": "single_image_noise_sigma", "scale": "network",
-        ...     "sigma_low": 0.01, "sigma_high": 0.1, "trained_sigma": 0.05, "method": "thinning",
-        ...     "levels": [{"dose_fraction": 0.5, "sigma": 0.07, "gain_db": 4.0}]}).levels
-        ((0.5, 0.07, 4.0),)
-        """
-        levels = tuple(
-            (float(level["dose_fraction"]), float(level["sigma"]), float(level["gain_db"]))
-            for level in values.get("levels") or ()
-        )
-        validity = cls(
-            sigma_low=float(values["sigma_low"]),
-            sigma_high=float(values["sigma_high"]),
-            trained_sigma=float(values["trained_sigma"]),
-            estimator=str(values["estimator"]),
-            levels=levels,
-            scale=str(values.get("scale", "network")),
-            method=str(values.get("method", "")),
-        )
-        if not validity.sigma_low <= validity.sigma_high:
-            raise ValueError(f"sigma_low {validity.sigma_low} > sigma_high {validity.sigma_high}")
-        return validity
-
-    def to_dict(self) -> dict[str, Any]:
-        """The stored dict form (inverse of :meth:`from_dict`), plain JSON values."""
-        return {
-            "estimator": self.estimator,
-            "scale": self.scale,
-            "sigma_low": self.sigma_low,
-            "sigma_high": self.sigma_high,
-            "trained_sigma": self.trained_sigma,
-            "levels": [
-                {"dose_fraction": dose, "sigma": sigma, "gain_db": gain}
-                for dose, sigma, gain in self.levels
-            ],
-            "method": self.method,
-        }
 
 
 @dataclass(frozen=True)
@@ -143,6 +72,9 @@ class CheckpointMeta:
         The training seed (``TrainConfig.seed``); None for checkpoints that predate it.
     validity : ValidityRange or None
         Where the model helps (input noise levels); None for checkpoints that predate it.
+    scores : ValidationScores or None
+        The model's validation score beside its noisy input's (the identity's), scored the same
+        way; None for checkpoints that predate it and for built-in models.
     """
 
     model: CheckpointModel
@@ -155,6 +87,7 @@ class CheckpointMeta:
     global_step: int | None = None
     seed: int | None = None
     validity: ValidityRange | None = None
+    scores: ValidationScores | None = None
 
     @property
     def selection(self) -> str:
@@ -247,8 +180,39 @@ def _model_and_meta(
         global_step=global_step,
         seed=extra.get("seed"),
         validity=_validity(extra.get("validity"), unreadable),
+        scores=_scores(extra.get("scores"), unreadable),
     )
     return model, meta
+
+
+def _scores(values: Any, unreadable: Callable[[str], LowdoseInputError]) -> ValidationScores | None:
+    if values is None:  # checkpoints from before the identity was scored
+        return None
+    try:
+        return ValidationScores.from_dict(values)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise unreadable(f"meta.scores is malformed: {type(exc).__name__} {exc}") from None
+
+
+def store_meta(checkpoint_path: str | Path, **values: Any) -> None:
+    """Rewrite a training checkpoint with ``values`` merged into ``hyper_parameters["meta"]``.
+
+    Everything else in the file is kept; the new file replaces the old one atomically
+    (:func:`lowdose.core.atomic.atomic_path`), so a crash leaves the old checkpoint whole.
+    ``values`` must be plain values (numbers, strings, lists, dicts) so the file still loads
+    with ``weights_only=True``. Raises ``LowdoseInputError`` (one line naming the file) for a
+    missing or unreadable checkpoint.
+    """
+    path = Path(checkpoint_path)
+    if not path.is_file():
+        raise LowdoseInputError(f"checkpoint {path} not found: pass RUN_DIR/best.ckpt")
+    checkpoint = _read_checkpoint(path)
+    hparams = checkpoint.get("hyper_parameters")
+    if not isinstance(hparams, dict):
+        raise _unreadable(path, "no lowdose hyper_parameters")
+    hparams["meta"] = {**(hparams.get("meta") or {}), **values}
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
 
 
 def _validity(values: Any, unreadable: Callable[[str], LowdoseInputError]) -> ValidityRange | None:

@@ -45,6 +45,7 @@ from lowdose.pipeline.cache import finish_stage, prepare_stage, stage_done, stag
 from lowdose.report.fit_report import write_fit_report
 from lowdose.training.config import TrainConfig, is_wall_time
 from lowdose.training.run import train
+from lowdose.training.run_dir import read_validation_scores
 
 Route = Literal["repeats", "sinogram", "single"]
 _SINOGRAM_SUFFIXES = (".npy", ".tif", ".tiff", ".h5", ".hdf5")
@@ -198,14 +199,18 @@ def _train_stage(dataset: Path, data_key: str, out: Path, plan: FitPlan, options
     key = stage_key("fit-train-v1", data_key, config.model_dump(mode="json"))
     if stage_done(run_dir, key):
         log(f"training: reusing {run_dir / 'best.ckpt'}")
-        return run_dir
-    resume = prepare_stage(run_dir, key) and (run_dir / "last.ckpt").is_file()
-    log(f"training {plan.mode} (width {options.width}, residual) for at most {options.budget}"
-        f"{' (resuming)' if resume else ''}; clean-free selection")  # fmt: skip
-    result = train(config, resume=resume)
-    score = f"{result.monitor} {result.best_val_psnr_db:.2f} dB"
-    log(f"trained {result.global_step} steps; best {score}")
-    finish_stage(run_dir, key, steps=result.global_step)
+    else:
+        resume = prepare_stage(run_dir, key) and (run_dir / "last.ckpt").is_file()
+        log(f"training {plan.mode} (width {options.width}, residual) for at most "
+            f"{options.budget}{' (resuming)' if resume else ''}; clean-free selection")  # fmt: skip
+        result = train(config, resume=resume)
+        score = f"{result.monitor} {result.best_val_psnr_db:.2f} dB"
+        log(f"trained {result.global_step} steps; best {score}")
+        finish_stage(run_dir, key, steps=result.global_step)
+    scores = read_validation_scores(run_dir)  # a reused run warns as a fresh one does
+    line = None if scores is None else scores.warning(str(run_dir))
+    if line is not None:
+        log(f"warning: {line}")
     return run_dir
 
 

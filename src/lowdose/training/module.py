@@ -25,7 +25,15 @@ validation is measured against (``val_reference``):
   (higher is better; not a PSNR to clean). ``val_psnr_db`` and ``val_upsnr_db`` are then NaN.
 
 All use data_range 1 on the dataset's scale and unclipped outputs; ``val_psnr_db`` is the mean
-over images of per-image PSNR.
+over images of per-image PSNR. Every validation also scores the identity (the noisy input
+returned unchanged) in the monitored score, on the same images and masks, and logs it as
+``val_identity_db``: with ``"realisation"`` the uPSNR of ``y1`` against ``y2`` (about the input's
+own PSNR; no clean image), with ``"clean"`` the input's PSNR, with nb2nb's ``"self"``
+``|g1 y - g2 y|^2`` in dB. It is NaN for n2v: under the blind spot the identity becomes a copy
+of a neighbour pixel, and the input's own blind-spot score would need the unknown noise
+variance. A model below it makes images worse than no denoising
+(:class:`lowdose.models.validation_scores.ValidationScores`). A diverged model whose outputs
+are not finite scores -inf dB (not NaN, which stays "undefined": a uMSE <= 0).
 
 The budgeted recipe (:mod:`lowdose.training.budget`) uses ``schedule="cosine"`` instead of the
 plateau: :func:`cosine_lr`, set before every optimiser step from the global step alone (no
@@ -72,6 +80,28 @@ def cosine_lr(
     progress = min(1.0, (step - warmup_steps) / max(1, max_steps - warmup_steps))
     final = lr * final_fraction
     return final + (lr - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _identity(images: torch.Tensor) -> torch.Tensor:
+    """The do-nothing denoiser every validation scores beside the model."""
+    return images
+
+
+def _pair_scores(estimate, reference, noise_variance) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image PSNR (dB) and uMSE of ``estimate`` against ``reference``: two ``(B,)`` arrays.
+
+    ``estimate`` and ``reference`` are ``(B, 1, H, W)``, NaN reference pixels (outside the field
+    of view) left out; uMSE is the MSE less the reference's ``noise_variance`` ``(B,)`` (0
+    against clean). An estimate with any non-finite pixel (a diverged network) has an infinite
+    MSE: its scores are -inf dB, worse than any image, not an undefined NaN.
+    """
+    squared = ((estimate - reference) ** 2).flatten(1)  # (B, H*W); NaN outside the fov
+    mean = torch.nanmean(squared, dim=1) if bool(reference.isnan().any()) else squared.mean(1)
+    finite = torch.isfinite(estimate).flatten(1).all(dim=1).cpu().numpy()  # (B,)
+    mse = np.where(finite, mean.double().cpu().numpy(), np.inf)  # (B,)
+    # floor at 1e-20 (200 dB): a perfect image must not make the epoch's mean infinite
+    psnr_db = psnr_from_mse(np.maximum(mse, 1e-20), data_range=1.0)  # (B,)
+    return psnr_db, mse - noise_variance.cpu().numpy()
 
 
 class DenoiseModule(L.LightningModule):
@@ -132,7 +162,7 @@ class DenoiseModule(L.LightningModule):
             self.model.to(memory_format=torch.channels_last)
         # Kept outside the module registry: a registered alias would duplicate the state_dict.
         object.__setattr__(self, "_compiled", None)
-        self._val_psnr_sum = self._val_umse_sum = self._val_self_sum = self._val_count = 0.0
+        self._val_sums: dict[str, float] = {}
         self._last_step_time: float | None = None
 
     @property
@@ -169,41 +199,58 @@ class DenoiseModule(L.LightningModule):
         return torch.Generator().manual_seed(int(state[0]))
 
     def on_validation_epoch_start(self) -> None:
-        self._val_psnr_sum = self._val_umse_sum = self._val_self_sum = self._val_count = 0.0
+        # per-image sums of the model's ("psnr", "umse", "self") and the identity's
+        # ("identity_*") scores, and the image count
+        self._val_sums = dict.fromkeys(
+            ("psnr", "umse", "self", "identity_psnr", "identity_umse", "identity_self", "count"),
+            0.0,
+        )
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         noisy, reference, noise_variance = batch
+        sums = self._val_sums
+        sums["count"] += noisy.shape[0]
         if self.hparams.val_reference == "self":
-            generator = torch.Generator().manual_seed(_VAL_MASK_SEED + batch_idx)
-            loss = self_score(self.hparams.mode, self, noisy, generator).cpu().numpy()  # (B,)
-            self._val_self_sum += float(np.sum(loss))
-            self._val_count += loss.size
+            # the same masks for the model and the identity: a generator per call, same seed
+            def loss(network) -> float:
+                generator = torch.Generator().manual_seed(_VAL_MASK_SEED + batch_idx)
+                mode = self.hparams.mode
+                loss = self_score(mode, network, noisy, generator).cpu().numpy()  # (B,)
+                return float(np.sum(np.where(np.isfinite(loss), loss, np.inf)))
+
+            sums["self"] += loss(self)
+            if self.hparams.mode == "nb2nb":  # n2v: the identity has no comparable score
+                sums["identity_self"] += loss(_identity)
             return
-        estimate = self(noisy).float()
-        squared = ((estimate - reference) ** 2).flatten(1)  # (B, H*W); NaN outside the fov
-        mean = torch.nanmean(squared, dim=1) if bool(reference.isnan().any()) else squared.mean(1)
-        mse = mean.double().cpu().numpy()  # (B,)
-        # floor at 1e-20 (200 dB): a perfect image must not make the epoch's mean infinite
-        psnr_db = psnr_from_mse(np.maximum(mse, 1e-20), data_range=1.0)  # (B,)
-        self._val_psnr_sum += float(np.sum(psnr_db))
-        # uMSE = MSE against the other realisation - its noise variance (0 against clean)
-        self._val_umse_sum += float(np.sum(mse - noise_variance.cpu().numpy()))
-        self._val_count += psnr_db.size
+        for prefix, estimate in (("", self(noisy).float()), ("identity_", noisy.float())):
+            psnr_db, umse = _pair_scores(estimate, reference, noise_variance)
+            sums[prefix + "psnr"] += float(np.sum(psnr_db))
+            sums[prefix + "umse"] += float(np.sum(umse))
 
     def on_validation_epoch_end(self) -> None:
         self._last_step_time = None  # validation time is not training throughput
-        count = max(self._val_count, 1)
-        if self.hparams.val_reference == "self":
+        sums = self._val_sums
+        count = max(sums["count"], 1)
+        reference = self.hparams.val_reference
+        if reference == "self":
             # no clean image and no second realisation: the PSNR columns stay NaN
             self.log("val_psnr_db", float("nan"), sync_dist=False)
-            self_db = psnr_from_mse(max(self._val_self_sum / count, 1e-20), data_range=1.0)
+            self_db = psnr_from_mse(max(sums["self"] / count, 1e-20), data_range=1.0)
             self.log("val_self_db", self_db, prog_bar=True, sync_dist=False)
+            identity_db = float("nan")
+            if self.hparams.mode == "nb2nb":
+                identity_mse = max(sums["identity_self"] / count, 1e-20)
+                identity_db = psnr_from_mse(identity_mse, data_range=1.0)
+            self.log("val_identity_db", identity_db, sync_dist=False)
             return
-        self.log("val_psnr_db", self._val_psnr_sum / count, prog_bar=True, sync_dist=False)
-        if self.hparams.val_reference == "realisation":
+        self.log("val_psnr_db", sums["psnr"] / count, prog_bar=True, sync_dist=False)
+        identity_db = sums["identity_psnr"] / count
+        if reference == "realisation":
             # mean uMSE first, then dB: per-image uPSNRs of noisy estimates would be biased
-            upsnr_db = upsnr_from_umse(self._val_umse_sum / count, data_range=1.0)
+            upsnr_db = upsnr_from_umse(sums["umse"] / count, data_range=1.0)
             self.log("val_upsnr_db", upsnr_db, prog_bar=True, sync_dist=False)
+            identity_db = upsnr_from_umse(sums["identity_umse"] / count, data_range=1.0)
+        self.log("val_identity_db", float(identity_db), sync_dist=False)
 
     def configure_optimizers(self):
         optimizer = torch.optim.Adam(self.model.parameters(), lr=self.hparams.lr)

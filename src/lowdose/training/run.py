@@ -28,7 +28,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lowdose.core.errors import LowdoseInputError
 from lowdose.data.dataset import dataset_sha256, read_info, read_scale
 from lowdose.data.scaling import NetworkScaling
-from lowdose.models.checkpoint import load_model
+from lowdose.models.checkpoint import load_model, store_meta
+from lowdose.models.validation_scores import ValidationScores
 from lowdose.training.budget import BudgetPlan, planned_config
 from lowdose.training.config import (
     TrainConfig,
@@ -65,7 +66,8 @@ class RunResult:
     ``val_psnr_db`` against clean images (``"clean"``) or ``val_self_db`` (``"self"``: the
     single-acquisition mode's own validation loss, not a PSNR to clean); ``epochs_done`` counts
     completed epochs; ``budget_plan`` is the plan of a ``--budget`` run (None otherwise, and
-    for a rerun whose ``max_steps`` came from a config file).
+    for a rerun whose ``max_steps`` came from a config file); ``scores``: ``best.ckpt``'s score
+    and the identity's (``scores.warning()``: the line to show when training made images worse).
     """
 
     run_dir: Path
@@ -78,17 +80,19 @@ class RunResult:
     global_step: int
     model_name: str
     budget_plan: BudgetPlan | None = None
+    scores: ValidationScores | None = None
 
 
 def train(config: TrainConfig, *, resume: bool = False, probe: Probe | None = None) -> RunResult:
     """Train as ``config`` says; with ``resume`` continue ``config.out/last.ckpt``.
 
-    Writes ``config.yaml``, ``manifest.json``, ``metrics.csv``, ``best.ckpt`` and ``last.ckpt`` in
-    ``config.out``. A ``budget`` without ``max_steps`` is planned first (a short probe, or the
-    injected ``probe``, e.g. speeds measured once on an idle machine; the plan is logged in one
-    line and its keys land in ``config.yaml``). Raises ``LowdoseInputError``
-    for a missing dataset, a non-empty run directory without ``resume``, or a resume without
-    ``last.ckpt``.
+    Writes ``config.yaml``, ``manifest.json``, ``metrics.csv``, ``best.ckpt`` (the best validated
+    weights, not the last; its score and the identity's go into it, the manifest and the result)
+    and ``last.ckpt`` in ``config.out``. A ``budget`` without ``max_steps`` is planned first (a
+    short probe, or the injected ``probe``, e.g. speeds measured once on an idle machine; the
+    plan is logged in one line and its keys land in ``config.yaml``). Raises
+    ``LowdoseInputError`` for a missing dataset, a non-empty run directory without ``resume``,
+    or a resume without ``last.ckpt``.
     """
     run_dir = Path(config.out)
     data = Path(config.data)
@@ -123,15 +127,17 @@ def train(config: TrainConfig, *, resume: bool = False, probe: Probe | None = No
         warnings.filterwarnings("ignore", ".*Checkpoint directory .* exists and is not empty.*")
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
     _final_checkpoints(trainer, run_dir)
-    if trainer.is_global_zero:
-        manifest(validity=_validity(run_dir / "best.ckpt", config))
     best = trainer.checkpoint_callback
     best_psnr = float(best.best_model_score) if best.best_model_score is not None else np.nan
+    scores = metrics.validation_scores(module.monitor, best_db=best_psnr)
+    if trainer.is_global_zero:
+        store_meta(run_dir / "best.ckpt", scores=scores.to_dict())
+        manifest(validity=_validity(run_dir / "best.ckpt", config), scores=scores)
     return RunResult(
         run_dir=run_dir, best_checkpoint=run_dir / "best.ckpt", last_checkpoint=last,
         best_val_psnr_db=best_psnr, val_reference=meta.val_reference, monitor=module.monitor,
         epochs_done=trainer.current_epoch, global_step=trainer.global_step,
-        model_name=module.model.name, budget_plan=plan,
+        model_name=module.model.name, budget_plan=plan, scores=scores,
     )  # fmt: skip
 
 

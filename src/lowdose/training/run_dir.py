@@ -13,6 +13,7 @@ import dataclasses
 import io
 import json
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lowdose.core.atomic import atomic_path, atomic_write_text
 from lowdose.core.environment import capture_environment
 from lowdose.data.scaling import NetworkScaling
+from lowdose.models.validation_scores import ValidationScores
 from lowdose.training.budget import BudgetPlan
 from lowdose.training.config import VAL_MONITORS
 
@@ -30,7 +32,7 @@ log = logging.getLogger("lowdose.training.run")
 
 METRICS_COLUMNS = (
     "epoch", "step", "train_loss", "val_psnr_db", "val_upsnr_db", "lr", "elapsed_s",
-    "val_self_db",
+    "val_self_db", "val_identity_db",
 )  # fmt: skip
 
 
@@ -91,15 +93,27 @@ class MetricsCsv(L.Callback):
             "elapsed_s": round(self._elapsed_s(), 3),
             # the single-acquisition modes' clean-free score (val_reference "self"), else NaN
             "val_self_db": float(trainer.callback_metrics.get("val_self_db", float("nan"))),
+            # the noisy input returned unchanged, scored like the model (module.py); n2v: NaN
+            "val_identity_db": float(trainer.callback_metrics.get("val_identity_db", float("nan"))),
         }
         self.rows.append(row)
         if trainer.is_global_zero:
             atomic_write_text(self.path, _csv_text(self.rows))
             log.info(
                 "epoch %d step %d train_loss %.3g val_psnr_db %.3f val_upsnr_db %.3f lr %.3g "
-                "elapsed %.1fs val_self_db %.3f",
+                "elapsed %.1fs val_self_db %.3f val_identity_db %.3f",
                 *(row[key] for key in METRICS_COLUMNS),
             )
+
+    def validation_scores(self, monitor: str, *, best_db: float) -> ValidationScores:
+        """``best.ckpt``'s score ``best_db`` (the checkpoint callback's best) and the identity's.
+
+        The identity scores the same on every validation (same images and masks): the last
+        row's, which a resumed run restores, so a resume that validates no more still has it.
+        NaN when no validation finished.
+        """
+        identity_db = float(self.rows[-1].get("val_identity_db", "nan")) if self.rows else math.nan
+        return ValidationScores(monitor=monitor, model_db=best_db, identity_db=identity_db)
 
     def _elapsed_s(self) -> float:
         return self.elapsed_before_s + time.perf_counter() - self._start
@@ -115,14 +129,16 @@ def _csv_text(rows: list[dict]) -> str:
 
 def write_manifest(run_dir: Path, *, config, data_sha256: str, val_reference: str,
                    scaling: NetworkScaling, model_name: str,
-                   budget_plan: BudgetPlan | None = None,
-                   validity: dict | None = None) -> None:  # fmt: skip
+                   budget_plan: BudgetPlan | None = None, validity: dict | None = None,
+                   scores: ValidationScores | None = None) -> None:  # fmt: skip
     """Write ``manifest.json``: provenance, seeds and the metric conventions of the run.
 
     ``budget_plan`` (every field of a ``--budget`` run's plan: measured speeds, overheads, the
     rule) is written as ``budget_plan``; null when the run was not planned here (no budget, or
     ``max_steps`` taken from a config file). ``validity`` is the clean-free validity range
     stored in ``best.ckpt`` (:func:`lowdose.training.validity.measure_validity`), once measured.
+    ``scores`` (``validation_scores``) are ``best.ckpt``'s validation score and the identity's,
+    once training ended (:func:`read_validation_scores` reads them back).
     """
     manifest = {
         **capture_environment().manifest_fields(),
@@ -141,6 +157,9 @@ def write_manifest(run_dir: Path, *, config, data_sha256: str, val_reference: st
             "val_self_db": "clean-free, nb2nb/n2v: 10 log10(1 / mean loss) of the mode's own "
             "objective on validation images with fixed masks (n2v: blind-spot MSE; nb2nb: "
             "|f(g1 y) - g2 y|^2); not a PSNR to clean (NaN for other val_reference)",
+            "val_identity_db": "the monitor's score of the identity (the noisy validation "
+            "input returned unchanged) on the same images and masks; a model below it makes "
+            "images worse (NaN for n2v: no comparable identity score)",
             "monitor": VAL_MONITORS[val_reference],
             "selection": "clean-selected" if val_reference == "clean" else "clean-free",
             "data_range": 1.0,
@@ -154,6 +173,7 @@ def write_manifest(run_dir: Path, *, config, data_sha256: str, val_reference: st
         "ema_decay": config.ema_decay,
         "dose_range": None if config.dose_range is None else list(config.dose_range),
         "validity": validity,
+        "validation_scores": None if scores is None else scores.to_dict(),
     }
     atomic_write_text(run_dir / "manifest.json", json.dumps(manifest, indent=2, default=str))
 
@@ -165,3 +185,12 @@ def read_budget_plan(run_dir: Path) -> BudgetPlan | None:
         return None
     saved = json.loads(path.read_text(encoding="utf-8")).get("budget_plan")
     return None if saved is None else BudgetPlan.from_dict(saved)
+
+
+def read_validation_scores(run_dir: Path) -> ValidationScores | None:
+    """The ``validation_scores`` of ``RUN_DIR/manifest.json``, or None (none written yet)."""
+    path = Path(run_dir) / "manifest.json"
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text(encoding="utf-8")).get("validation_scores")
+    return None if saved is None else ValidationScores.from_dict(saved)
