@@ -192,3 +192,20 @@ def test_the_peak_rate_follows_the_data_modality_and_the_width():
     assert lr_for_width(16, "xray") == pytest.approx(2e-3)
     assert lr_for_width(32, "ct") == pytest.approx(2e-3)  # 4e-3 diverged at width 32
     assert lr_for_width(16, "unknown") == lr_for_width(16, "xray")  # the gentler rate
+
+
+def test_the_plan_records_how_its_learning_rate_was_chosen(make_tiny_dataset, tmp_path):
+    # the X-ray rate was chosen on test PSNR against clean images; CT's on validation uPSNR
+    assert budget.lr_selection("xray").startswith("clean-selected (X-ray test PSNR")
+    assert budget.lr_selection("ct").startswith("clean-free (CT validation uPSNR")
+    assert budget.lr_selection("unknown") == budget.lr_selection("xray")  # X-ray's rate too
+    xray = plan_budget(_values(make_tiny_dataset(), tmp_path), 600.0, probe=FakeProbe())
+    assert xray.lr_selection == budget.lr_selection("xray")
+    assert "(clean-selected)" in xray.describe()
+    saved = json.loads(json.dumps(dataclasses.asdict(xray)))  # as manifest.json's budget_plan
+    assert BudgetPlan.from_dict(saved).lr_selection == xray.lr_selection
+    del saved["lr_selection"]  # a plan written before it was recorded
+    assert BudgetPlan.from_dict(saved).lr_selection is None
+    given = plan_budget(_values(make_tiny_dataset(), tmp_path, lr=5e-4), 600.0, probe=FakeProbe())
+    assert (given.lr, given.lr_selection) == (5e-4, "given")
+    assert "clean-selected" not in given.describe()

@@ -23,10 +23,13 @@ The rule (:func:`plan_budget`)
   keeps width 16 for any budget under ~1.5 hours. The thresholds for wider nets are
   extrapolations, not measurements: they matter on a GPU, where 25,000+ steps fit in minutes.
 * Recipe: residual output, patch 64 (nb2nb needs a multiple of 64), batch 16, Adam with peak
-  rate :func:`lr_for_width` (width 16: 4e-3 on CT, 2e-3 on X-ray projections; scaled by
-  16 / width: width 32 diverged at 4e-3), linear warm-up over 2 % of the steps, cosine
-  annealing to 1 % of it at the last step, and an EMA of the weights (decay 0.998 with a
-  warm-up, :mod:`~lowdose.training.weight_averaging`).
+  rate :func:`lr_for_width` (width 16: 4e-3 on CT, chosen clean-free on validation uPSNR;
+  2e-3 on X-ray projections, **clean-selected**: chosen on test PSNR against clean images, see
+  :data:`LR_SELECTION`; scaled by 16 / width: width 32 diverged at 4e-3), linear warm-up over
+  2 % of the steps, cosine annealing to 1 % of it at the last step, and an EMA of the weights
+  (decay 0.998 with a warm-up, :mod:`~lowdose.training.weight_averaging`). The training itself
+  stays clean-free (validation, ``best.ckpt``), but a run on X-ray data with the recipe's rate
+  uses a hyper-parameter that clean images chose: its plan records that (``lr_selection``).
 * Steps: ``max_steps = floor(steps_per_s[width] * train_s * SAFETY)`` (SAFETY 0.95: the loop's
   data and logging), rounded down to a multiple of ``validations`` (default 12) so the last
   validation scores the final weights; ``max_time`` (a guard) is 1.5 x the budget.
@@ -56,14 +59,28 @@ RECIPE: dict[str, object] = {
 
 LR_AT_WIDTH_16: dict[str, float] = {"ct": 4e-3, "xray": 2e-3}
 """Adam's peak rate at width 16 per modality (others: the X-ray value); wider nets take
-``LR_AT_WIDTH_16 * 16 / width``. Measured with clean-free validation (docs/results.md, "CPU
-budget"): CT slices (AWGN 24.44 dB) 4e-3 > 2e-3 > 1e-3 at 1,344 steps, and width 32 diverged at
-4e-3; X-ray projections (Poisson 29.91 dB) 2e-3 > 1e-3 > 4e-3 at 640 steps."""
+``LR_AT_WIDTH_16 * 16 / width``. How each was chosen (docs/results.md, "The CPU-budgeted
+recipe"): CT slices (ct24, AWGN 24.44 dB) 4e-3 > 2e-3 > 1e-3 at 1,344 steps on the clean-free
+validation uPSNR, and width 32 diverged at 4e-3 (clean-free); X-ray projections (the demo's
+Poisson data) 2e-3 > 1e-3 > 4e-3 at 640 steps on **test PSNR against clean images**:
+clean-selected (:data:`LR_SELECTION`). Not re-selected clean-free since."""
+
+LR_SELECTION: dict[str, str] = {
+    "ct": "clean-free (CT validation uPSNR, docs/results.md 'The CPU-budgeted recipe')",
+    "xray": "clean-selected (X-ray test PSNR against clean images, docs/results.md "
+    "'The CPU-budgeted recipe')",
+}
+"""How :data:`LR_AT_WIDTH_16`'s rate of each modality was chosen (others take X-ray's)."""
 
 
 def lr_for_width(width: int, modality: str = "xray") -> float:
     """The recipe's peak Adam learning rate for a U-Net of ``width`` on ``modality`` data."""
     return LR_AT_WIDTH_16.get(modality, LR_AT_WIDTH_16["xray"]) * 16 / width
+
+
+def lr_selection(modality: str = "xray") -> str:
+    """How the rate :func:`lr_for_width` gives ``modality`` was chosen (:data:`LR_SELECTION`)."""
+    return LR_SELECTION["ct"] if modality == "ct" else LR_SELECTION["xray"]
 
 
 WARMUP_FRACTION = 0.02  # of max_steps
@@ -81,6 +98,9 @@ class BudgetPlan:
     ``steps_per_s`` and ``forward_pixels_per_s`` hold every probed width (a width is not probed
     once a narrower one already misses its minimum); ``overhead_s = probe_s + STARTUP_S +
     validation_s + checkpoint_s``: the budget less the time the chosen width's steps may take.
+    ``lr_selection`` says how ``lr`` was chosen: ``"given"`` by the user, else
+    :func:`lr_selection` of the data's modality (X-ray's is clean-selected); None in plans
+    written before it was recorded.
     """
 
     budget_s: float
@@ -105,6 +125,7 @@ class BudgetPlan:
     overhead_s: float
     rule: str
     ema_decay: float | None = None
+    lr_selection: str | None = None
 
     def config_values(self) -> dict:
         """The ``TrainConfig`` keys the plan fixes."""
@@ -113,12 +134,14 @@ class BudgetPlan:
         return {key: getattr(self, key) for key in keys}
 
     def describe(self) -> str:
-        """One line for people: width, steps, schedule and the measured speeds."""
+        """One line for people: width, steps, schedule (a clean-selected lr says so), speeds."""
         speeds = ", ".join(f"w{w} {s:.2f}" for w, s in sorted(self.steps_per_s.items()))
+        clean_selected = (self.lr_selection or "").startswith("clean-selected")
         return (
             f"budget {format_wall_time(self.budget_s)}: width {self.width}"
             f"{' residual' if self.residual else ''}, {self.max_steps:,} steps of "
-            f"{self.batch_size} x {self.patch}^2, {self.schedule} lr {self.lr:g} (warm-up "
+            f"{self.batch_size} x {self.patch}^2, {self.schedule} lr {self.lr:g}"
+            f"{' (clean-selected)' if clean_selected else ''} (warm-up "
             f"{self.warmup_steps}), {self.validations} validations, guard {self.max_time}; "
             f"measured steps/s {speeds} ({self.device}, torch threads {self.threads}, probe "
             f"{self.probe_s:.1f} s, other overhead ~{self.overhead_s - self.probe_s:.0f} s)"
@@ -192,9 +215,11 @@ def plan_budget(config_values: dict, budget_s: float, *, probe: Probe = measure_
     validations = min(config.validations, raw_steps)
     max_steps = raw_steps // validations * validations  # the last validation ends the run
     guard = format_wall_time(math.ceil(MAX_TIME_FACTOR * budget_s))
+    modality = _modality(config)
     return BudgetPlan(
         budget_s=float(budget_s), width=width, **recipe,
-        lr=config.lr if "lr" in given else lr_for_width(width, _modality(config)),
+        lr=config.lr if "lr" in given else lr_for_width(width, modality),
+        lr_selection="given" if "lr" in given else lr_selection(modality),
         lr_final_fraction=config.lr_final_fraction,
         warmup_steps=config.warmup_steps if "warmup_steps" in given
         else round(WARMUP_FRACTION * max_steps),
