@@ -176,6 +176,21 @@ def test_blind_filters_take_sigma_from_the_pairs_and_lower_the_noise(tmp_path):
     assert set(uniform["selection"]) == {"blind"}
 
 
+def test_spectrum_bm3d_lowers_correlated_noise_more_than_the_white_rule(tmp_path):
+    """Low-pass correlated noise (FBP-like): BM3D given the pair spectrum removes more of it
+    than BM3D told the pixel sd, and it reads only the realisations."""
+    path, _ = write_qa_file(tmp_path / "qa.h5", sigma_hu=20.0, n_realisations=2)
+    pytest.importorskip("bm3d")
+    with __import__("h5py").File(path, "r+") as handle:  # correlate the noise, same sd
+        noisy, clean = handle["noisy"][...], handle["clean"][...]
+        noise = ndimage.gaussian_filter(noisy - clean[:, None], (0, 0, 1.0, 1.0))
+        handle["noisy"][...] = clean[:, None] + noise * (noisy - clean[:, None]).std() / noise.std()
+    tables = measure_image_quality(path, filters=("bm3d", "bm3d-psd"), out_dir=tmp_path / "iq")
+    sigma = {m: rows_of(tables.iq, m, "uniform").loc["nps", "sigma_hu"]
+             for m in ("noisy", "bm3d-blind", "bm3d-psd-blind")}  # fmt: skip
+    assert sigma["bm3d-psd-blind"] < 0.8 * sigma["bm3d-blind"] < 0.8 * sigma["noisy"], sigma
+
+
 def test_bad_inputs_name_the_file_and_the_fix(tmp_path, tiny_dataset, tiny_checkpoint):
     with pytest.raises(LowdoseInputError, match=r"tiny\.h5: not a QA-phantom dataset.*qa-phantom"):
         read_phantom_data(tiny_dataset)
@@ -183,7 +198,7 @@ def test_bad_inputs_name_the_file_and_the_fix(tmp_path, tiny_dataset, tiny_check
     with pytest.raises(LowdoseInputError, match=r"one\.h5: 1 realisation.*>= 2"):
         measure_image_quality(one, filters=(), out_dir=tmp_path / "out")
     good, _ = write_qa_file(tmp_path / "qa.h5", sigma_hu=5.0, n_realisations=2)
-    with pytest.raises(LowdoseInputError, match=r"--filters 'median'.*nlm,bm3d"):
+    with pytest.raises(LowdoseInputError, match=r"--filters 'median'.*nlm,bm3d,bm3d-psd"):
         measure_image_quality(good, filters=("median",), out_dir=tmp_path / "out")
     with pytest.raises(LowdoseInputError, match=r"best\.ckpt.*not CT in HU"):
         measure_image_quality(good, models=[tiny_checkpoint], filters=(), out_dir=tmp_path / "out")

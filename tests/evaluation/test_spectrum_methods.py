@@ -11,12 +11,12 @@ import scipy.ndimage as ndi
 
 from lowdose.baselines.filters import denoise_bm3d
 from lowdose.baselines.spectrum_tuning import tune_psd_scale_oracle, tune_psd_scale_pairs
+from lowdose.baselines.tuning_kinds import parse_tunings
 from lowdose.core.errors import LowdoseInputError
 from lowdose.core.metrics import psnr
 from lowdose.data.attributes import DatasetAttrs
 from lowdose.data.writer import write_dataset
 from lowdose.evaluation.evaluate import evaluate
-from lowdose.evaluation.methods import parse_tunings
 from lowdose.physics.noise_spectrum import pair_noise_psd
 
 pytest.importorskip("bm3d")

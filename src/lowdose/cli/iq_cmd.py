@@ -22,10 +22,11 @@ def iq(
         [], "--model", help="Checkpoint or run folder of a CT model (HU); repeat for several."
     ),
     filters: str = typer.Option(
-        "nlm,bm3d",
+        "nlm,bm3d,bm3d-psd",
         "--filters",
-        help="Comma-separated blind filters (sigma from realisation pairs): nlm, bm3d; '' for "
-        "none.",
+        help="Comma-separated blind filters from realisation pairs: nlm, bm3d (white rule, "
+        "sigma), bm3d-psd (BM3D given the pair noise spectrum, strength by pair uMSE); '' "
+        "for none.",
     ),
     out: Path = typer.Option(
         ..., "--out", help="Folder for iq.csv, iq_nps.csv, iq_ttf.csv, iq.json and report.html."

@@ -16,15 +16,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lowdose.baselines.filters import get_filter
+from lowdose.baselines.tuning_kinds import parse_tunings
 from lowdose.core.errors import LowdoseInputError
 from lowdose.core.progress import Progress
 from lowdose.data.results import RESULT_COLUMNS
-from lowdose.evaluation.methods import (
-    filter_methods,
-    model_methods,
-    noisy_method,
-    parse_tunings,
-)
+from lowdose.evaluation.methods import filter_methods, model_methods, noisy_method
 from lowdose.evaluation.outputs import Panels, write_outputs
 from lowdose.evaluation.rows import result_rows, row_context
 from lowdose.evaluation.testset import read_test_set
@@ -65,7 +61,7 @@ def evaluate(
     filters : sequence of str
         Names from ``lowdose.baselines.filters.FILTERS``.
     tuning : str
-        One of :data:`lowdose.evaluation.methods.TUNING_CHOICES` or a comma-separated list:
+        One of :data:`lowdose.baselines.tuning_kinds.TUNING_CHOICES` or a comma-separated list:
         ``oracle``, ``blind``, ``blind-clean``, ``blind-sigma``, the spectrum tunings of BM3D
         (``blind-psd``, ``blind-psd-image``, ``single-psd``, ``oracle-psd``:
         :mod:`lowdose.evaluation.spectrum_methods`), ``both`` = oracle + blind. Without clean

@@ -16,20 +16,15 @@ import numpy as np
 from lowdose.baselines.filters import apply_filter
 from lowdose.baselines.sigma_rule import params_from_sigma
 from lowdose.baselines.tuning import tune_blind, tune_oracle
+from lowdose.baselines.tuning_kinds import PSD_TUNINGS, parse_tunings
 from lowdose.core.errors import LowdoseInputError
 from lowdose.core.progress import Progress, StageCounter
-from lowdose.evaluation.spectrum_methods import PSD_FILTERS, PSD_TUNINGS, spectrum_outputs
+from lowdose.evaluation.spectrum_methods import PSD_FILTERS, spectrum_outputs
 from lowdose.evaluation.testset import TestSet, blind_training_pair
 from lowdose.inference.predict import predict
 from lowdose.inference.self_ensemble import checked_tta
 from lowdose.models.checkpoint import load_model
 
-#: The single tunings; ``--tuning`` takes one or a comma-separated list of them (or a legacy
-#: combination of :data:`_COMBINATIONS`).
-TUNING_KINDS = ("oracle", "blind", "blind-clean", "blind-sigma", *PSD_TUNINGS)
-# "both" is the paper's oracle next to the clean-free blind tuning.
-_COMBINATIONS = {"both": ("oracle", "blind"), "oracle+blind-sigma": ("oracle", "blind-sigma")}
-TUNING_CHOICES = (*TUNING_KINDS, *_COMBINATIONS)
 log = logging.getLogger("lowdose.evaluation")
 
 
@@ -119,23 +114,6 @@ def _relabelled(progress: Progress | None, stage: str, test: TestSet) -> Progres
         return None
     progress(stage, 0, len(test.inputs))
     return lambda _stage, done, total: progress(stage, done, total)
-
-
-def parse_tunings(tuning: str) -> tuple[str, ...]:
-    """The tunings of a ``--tuning`` value: one kind, a comma-separated list, or a combination.
-
-    >>> parse_tunings("blind-psd,oracle-psd,both")
-    ('blind-psd', 'oracle-psd', 'oracle', 'blind')
-    """
-    kinds: list[str] = []
-    for part in (p.strip() for p in str(tuning).split(",")):
-        if part not in TUNING_CHOICES:
-            raise LowdoseInputError(
-                f"unknown tuning {part!r}; choose from {', '.join(TUNING_CHOICES)} "
-                "(comma-separated for several)"
-            )
-        kinds += _COMBINATIONS.get(part, (part,))
-    return tuple(dict.fromkeys(kinds))
 
 
 def filter_tunings(tuning: str, test: TestSet) -> tuple[str, ...]:

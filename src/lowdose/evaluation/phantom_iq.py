@@ -135,7 +135,7 @@ def measure_image_quality(
     data_path: str | os.PathLike,
     *,
     models: Sequence[str | os.PathLike] = (),
-    filters: Sequence[str] = ("nlm", "bm3d"),
+    filters: Sequence[str] = ("nlm", "bm3d", "bm3d-psd"),
     out_dir: str | os.PathLike,
     device: str = "cpu",
     progress: Progress | None = None,
@@ -148,7 +148,7 @@ def measure_image_quality(
         A QA-phantom dataset (module docstring), N >= 2 realisations.
     models : sequence of path
         Checkpoints or run folders of networks trained on CT in HU.
-    filters : sequence of {"nlm", "bm3d"}
+    filters : sequence of {"nlm", "bm3d", "bm3d-psd"}
         Blind filters (noise level from the realisation pairs).
     out_dir : path
         Folder for ``iq.csv``, ``iq_nps.csv``, ``iq_ttf.csv``, ``iq.json`` (created).

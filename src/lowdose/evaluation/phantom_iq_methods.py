@@ -14,6 +14,13 @@ N realisations), to an ensemble of the same shape in HU:
   the water cylinder, :func:`lowdose.core.metrics.pair_noise_variance_all_pixels`) and the
   settings of :func:`lowdose.baselines.sigma_rule.params_from_sigma` (NLM ``h = 0.8 sigma``,
   BM3D ``sigma_psd = sigma``).
+* ``bm3d-psd-blind``: BM3D given the noise power spectrum (the strongest classical method for
+  FBP's correlated noise): the spectrum of the realisation-pair differences inside the cylinder
+  (:func:`lowdose.physics.noise_spectrum.pair_noise_psd`, pairs (0, 1), (2, 3), ... of every
+  slice: one dose, one geometry), its strength chosen by the pair uMSE of slice 0's realisations
+  0 and 1
+  (:func:`lowdose.baselines.spectrum_tuning.tune_psd_scale_pairs`, as ``evaluate``'s
+  ``blind-psd``).
 
 No clean image selects or tunes anything here.
 """
@@ -29,14 +36,16 @@ import numpy as np
 
 from lowdose.baselines.filters import denoise_bm3d, denoise_nlm
 from lowdose.baselines.sigma_rule import SIGMA_RULE_FILTERS, params_from_sigma
+from lowdose.baselines.spectrum_tuning import tune_psd_scale_pairs
 from lowdose.core.errors import LowdoseInputError
 from lowdose.core.metrics import pair_noise_variance_all_pixels
 from lowdose.core.progress import Progress, StageCounter
 from lowdose.data.scaling import HU_OFFSET, NetworkScaling, hu_to_scaled, scaled_to_hu
 from lowdose.inference.predict import checked_device, denoise
 from lowdose.models.checkpoint import load_model
+from lowdose.physics.noise_spectrum import pair_noise_psd
 
-FILTER_CHOICES = SIGMA_RULE_FILTERS
+FILTER_CHOICES = (*SIGMA_RULE_FILTERS, "bm3d-psd")
 _FILTER_FUNCTIONS = {"nlm": denoise_nlm, "bm3d": denoise_bm3d}
 
 Runner = Callable[[np.ndarray, "Progress | None"], np.ndarray]
@@ -88,7 +97,7 @@ def checked_filters(filters: Sequence[str]) -> tuple[str, ...]:
                 f"--filters {name!r} is unknown for lowdose iq; use {','.join(FILTER_CHOICES)} "
                 "(comma-separated) or '' for none"
             )
-    if "bm3d" in names:
+    if {"bm3d", "bm3d-psd"} & set(names):
         try:
             import bm3d  # noqa: F401  (only whether it is installed)
         except ImportError:
@@ -174,9 +183,15 @@ def blind_filter_methods(
     """
     rule = "lowdose.baselines.sigma_rule.params_from_sigma on the dataset scale"
     sigma_from = "sqrt(Var(y0 - y1) / 2) of each slice's realisations 0 and 1 inside the cylinder"
+    psd_rule = {
+        "psd_from": "realisation-pair differences inside the cylinder, all slices",
+        "tuned_by": "pair uMSE of slice 0's realisations 0 and 1",
+    }
     return [
-        IqMethod(f"{name}-blind", "", "blind", _filter_runner(name, divisor, inside),
-                 {"rule": rule, "sigma_from": sigma_from})
+        IqMethod(f"{name}-blind", "", "blind", _spectrum_runner(divisor, inside), psd_rule)
+        if name == "bm3d-psd"
+        else IqMethod(f"{name}-blind", "", "blind", _filter_runner(name, divisor, inside),
+                      {"rule": rule, "sigma_from": sigma_from})
         for name in checked_filters(filters)
     ]  # fmt: skip
 
@@ -208,6 +223,28 @@ def _filter_runner(name: str, divisor: np.ndarray, inside: np.ndarray) -> Runner
         for s, n in np.ndindex(*scaled.shape[:2]):
             params = params_from_sigma(name, float(sigma[s]))
             out[s, n] = _FILTER_FUNCTIONS[name](scaled[s, n], **params)
+            counter.advance()
+        return scaled_to_hu(out, factor)
+
+    return run
+
+
+def _spectrum_runner(divisor: np.ndarray, inside: np.ndarray) -> Runner:
+    def run(hu: np.ndarray, progress: Progress | None) -> np.ndarray:
+        factor = np.asarray(divisor, np.float64)[:, None, None, None]  # (S, 1, 1, 1)
+        scaled = hu_to_scaled(hu, factor)  # (S, N, H, W)
+        counter = StageCounter(progress, "bm3d-psd-blind", scaled.shape[0] * scaled.shape[1])
+        # one spectrum and one strength for the phantom (one dose, one geometry): every
+        # realisation pair (0, 1), (2, 3), ... of every slice, tuned on slice 0's first pair
+        pairs = 2 * (scaled.shape[1] // 2)
+        first = scaled[:, 0:pairs:2].reshape(-1, *scaled.shape[-2:])
+        second = scaled[:, 1:pairs:2].reshape(-1, *scaled.shape[-2:])
+        mask = np.broadcast_to(inside, first.shape)
+        psd = pair_noise_psd(first, second, inside=mask)
+        scale = tune_psd_scale_pairs(first[:1], second[:1], psd, inside=mask[:1]).psd_scale
+        out = np.empty_like(scaled)
+        for s, n in np.ndindex(*scaled.shape[:2]):
+            out[s, n] = denoise_bm3d(scaled[s, n], psd=psd, psd_scale=scale)
             counter.advance()
         return scaled_to_hu(out, factor)
 

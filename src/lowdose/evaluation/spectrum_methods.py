@@ -33,13 +33,13 @@ import numpy as np
 
 from lowdose.baselines.filters import denoise_bm3d
 from lowdose.baselines.spectrum_tuning import tune_psd_scale_oracle, tune_psd_scale_pairs
+from lowdose.baselines.tuning_kinds import PSD_TUNINGS
 from lowdose.core.errors import LowdoseInputError
 from lowdose.core.progress import Progress, StageCounter
 from lowdose.data.dataset import load_split
 from lowdose.evaluation.testset import TestSet
 from lowdose.physics.noise_spectrum import pair_noise_psd, psd_noise_variance
 
-PSD_TUNINGS = ("blind-psd", "blind-psd-image", "single-psd", "oracle-psd")
 #: filters that take a noise power spectrum
 PSD_FILTERS = ("bm3d",)
 

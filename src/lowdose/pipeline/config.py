@@ -18,6 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from lowdose.baselines.tuning_kinds import parse_tunings
 from lowdose.core.errors import LowdoseInputError
 
 EXPERIMENTS_DIR = Path(__file__).parent / "experiments"
@@ -78,7 +79,7 @@ class IqSpec(_Strict):
     enabled: bool = False
     realisations: int = Field(16, ge=2)
     size: int = Field(256, ge=64)
-    filters: list[str] = ["nlm", "bm3d"]
+    filters: list[str] = ["nlm", "bm3d", "bm3d-psd"]
 
 
 class ModelSpec(_Strict):
@@ -91,14 +92,12 @@ class ModelSpec(_Strict):
 
 class EvaluateSpec(_Strict):
     filters: list[str] = ["gaussian", "median", "bilateral", "nlm", "bm3d"]
-    # one of lowdose.evaluation.methods.TUNING_CHOICES or a comma-separated list of them
+    # one of lowdose.baselines.tuning_kinds.TUNING_CHOICES or a comma-separated list of them
     tuning: str = "both"
 
     @field_validator("tuning")
     @classmethod
     def _known_tunings(cls, value: str) -> str:
-        from lowdose.evaluation.methods import parse_tunings  # torch-bound: import when checked
-
         parse_tunings(value)
         return value
 
