@@ -133,7 +133,7 @@ class ResultRow(TypedDict):
     object_id: str
     method: str
     model: str
-    tuning: str  # "none" | "oracle" | "blind" | "blind-clean" | "blind-sigma"
+    tuning: str  # "none" or a kind of lowdose.baselines.tuning_kinds.TUNING_KINDS
     params: str  # JSON of the filter setting / checkpoint used for this image
     noise_level: float
     input_psnr_db: float

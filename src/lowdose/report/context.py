@@ -20,9 +20,18 @@ _TUNING_TEXT = {
     "against a second noisy realisation (no clean image at all, like Noise2Noise)",
     "blind-clean": "**blind-clean** filter tuning: one setting for the dataset, chosen on the "
     "training split against its clean images (clean data used, never the test images)",
-    "blind-sigma": "**blind-sigma** filter setting: no search; NLM h = 0.8 sigma, BM3D "
-    "sigma_psd = sigma, with sigma the noise sd of each test scan estimated from its own pair "
+    "blind-sigma": "**blind-sigma** filter setting (the white-noise rule): no search; NLM h = "
+    "0.8 sigma, BM3D sigma_psd = sigma, with sigma the noise sd of each test scan estimated from its own pair "
     "(or single image); no clean image",
+    "blind-psd": "**blind-psd** BM3D: given the noise power spectrum of the training pairs' "
+    "difference (y1 - y2)/sqrt(2), its strength (a multiplier of the spectrum) chosen by their "
+    "pair uMSE; no clean image. The strongest classical baseline for correlated (FBP) noise",
+    "blind-psd-image": "**blind-psd-image** BM3D: the blind-psd spectrum, its strength chosen per "
+    "test image by the uMSE of that image's own pair; no clean image",
+    "single-psd": "**single-psd** BM3D: the noise power spectrum estimated from each test image "
+    "alone (one scan), strength 1; no clean image",
+    "oracle-psd": "**oracle-psd** BM3D: the spectrum of the true test noise, strength tuned per "
+    "image against its clean image (an upper bound)",
     "none": "networks and the noisy input need no tuning (`none`)",
 }
 _SELECTION_TEXT = {
