@@ -21,8 +21,8 @@ _TUNING_TEXT = {
     "blind-clean": "**blind-clean** filter tuning: one setting for the dataset, chosen on the "
     "training split against its clean images (clean data used, never the test images)",
     "blind-sigma": "**blind-sigma** filter setting (the white-noise rule): no search; NLM h = "
-    "0.8 sigma, BM3D sigma_psd = sigma, with sigma the noise sd of each test scan estimated from its own pair "
-    "(or single image); no clean image",
+    "0.8 sigma, BM3D sigma_psd = sigma, with sigma the noise sd of each test scan estimated "
+    "from its own pair (or single image); no clean image",
     "blind-psd": "**blind-psd** BM3D: given the noise power spectrum of the training pairs' "
     "difference (y1 - y2)/sqrt(2), its strength (a multiplier of the spectrum) chosen by their "
     "pair uMSE; no clean image. The strongest classical baseline for correlated (FBP) noise",
