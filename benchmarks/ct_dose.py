@@ -17,14 +17,28 @@ view halves) and prints, per dose:
 
 It also draws ``--figure`` (NPS and TTF curves of both doses) from ``iq_nps.csv`` / ``iq_ttf.csv``.
 
+The comparisons name which BM3D: ``bm3d (blind-psd)`` (given the noise power spectrum of the
+training pairs, strength by their pair uMSE: the strongest classical method that needs no clean
+image for FBP's correlated noise), ``bm3d (single-psd)`` (spectrum from each scan alone),
+``bm3d (blind-sigma)`` (the white-noise rule) and the oracles ``bm3d (oracle)`` (white sigma
+tuned per image against clean) and ``bm3d (oracle-psd)`` (true noise spectrum, strength tuned
+against clean).
+
+Evaluations run by hand (``lowdose evaluate`` of the filters and of the models into separate
+folders) are read with ``--results DOSE=CSV`` (repeat; their rows are concatenated) instead of a
+reproduce run folder.
+
 Run::
 
     .venv/bin/python benchmarks/ct_dose.py runs/ct-dose --figure docs/figures/ct-dose-iq.png
+    .venv/bin/python benchmarks/ct_dose.py --results quarter=eval/q-bm3d/results.csv \
+        --results quarter=eval/q-models/results.csv
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -74,11 +88,25 @@ def comparisons(frame: pd.DataFrame) -> list[tuple[str, str]]:
         for m, d, t in zip(frame["method"], frame["model"], frame["tuning"], strict=True)
     }
     net = next((x for x in labels if x.startswith("n2n-mse (")), None)
+    tta = next((x for x in labels if x.startswith("n2n-mse-tta8 (")), None)
     split = next((x for x in labels if x.startswith("n2n-mse-split")), None)
+    builtin = next((x for x in labels if x.startswith("builtin (")), None)
     n2c = next((x for x in labels if x.startswith("n2c-mse")), None)
-    wanted = [(net, "noisy"), (net, "bm3d (oracle)"), (net, "bm3d (blind-sigma)"),
-              (net, "nlm (blind-sigma)"), (split, "bm3d (blind-sigma)"), (net, split),
-              (n2c, net), ("bm3d (oracle)", "bm3d (blind-sigma)")]  # fmt: skip
+    baselines = (
+        "bm3d (blind-psd)",
+        "bm3d (blind-psd-image)",
+        "bm3d (single-psd)",
+        "bm3d (blind-sigma)",
+        "nlm (blind-sigma)",
+        "bm3d (oracle)",
+        "bm3d (oracle-psd)",
+    )
+    wanted = [(net, "noisy"), *((net, b) for b in baselines), *((tta, b) for b in baselines),
+              (builtin, "noisy"), (builtin, "bm3d (blind-psd)"), (net, builtin),
+              (split, "bm3d (blind-psd)"), (split, "bm3d (blind-sigma)"), (net, split),
+              (n2c, net), ("bm3d (blind-psd)", "bm3d (blind-sigma)"),
+              ("bm3d (oracle-psd)", "bm3d (blind-psd)"), ("bm3d (oracle)", "bm3d (blind-sigma)"),
+              ("bm3d (blind-psd)", "noisy"), ("bm3d (single-psd)", "noisy")]  # fmt: skip
     return [(a, b) for a, b in wanted if a in labels and b in labels]
 
 
@@ -137,12 +165,66 @@ def draw(run: Path, path: Path) -> None:
     print(f"figure: {path}")
 
 
+def print_comparisons(frame: pd.DataFrame) -> None:
+    """The method table and every paired question of :func:`comparisons`, both HU windows."""
+    print(method_table(frame).round(3).to_string(index=False))
+    for method, reference in comparisons(frame):
+        for metric in ("psnr_hu_window_db", "psnr_hu_soft_db"):
+            diff = paired_difference(frame, method, reference, metric=metric)
+            print(f"{method} - {reference} [{metric}]: {diff.mean_db:+.2f} "
+                  f"[{diff.ci_low_db:+.2f}, {diff.ci_high_db:+.2f}] "
+                  f"(n {diff.n_images} images, {diff.n_objects} patients)")  # fmt: skip
+    seconds = _bm3d_seconds(frame)
+    if seconds:
+        print("BM3D seconds per image (test inputs, tuning not included): " + ", ".join(
+            f"{k} {v:.2f}" for k, v in seconds.items()))  # fmt: skip
+
+
+def _bm3d_seconds(frame: pd.DataFrame) -> dict[str, float]:
+    """Mean ``seconds_per_image`` of each BM3D tuning, from the rows' params JSON."""
+    out = {}
+    for tuning, group in frame[frame["method"] == "bm3d"].groupby("tuning"):
+        values = [json.loads(p).get("seconds_per_image") for p in group["params"]]
+        values = [v for v in values if v is not None]
+        if values:
+            out[str(tuning)] = float(np.mean(values))
+    return out
+
+
+def from_results(specs: list[str]) -> None:
+    """``DOSE=CSV[@NAME]`` specs: each dose's CSVs concatenated (the noisy rows kept once);
+    ``@NAME`` renames that file's networks (``n2n-mse-tta8`` -> ``NAME-tta8``), so a built-in
+    model is not averaged with the trained seeds of the same mode."""
+    by_dose: dict[str, list[pd.DataFrame]] = {}
+    for spec in specs:
+        dose, _, path = spec.partition("=")
+        path, _, name = path.partition("@")
+        frame = pd.read_csv(path)
+        if name:
+            networks = frame["model"].fillna("") != ""
+            frame.loc[networks, "method"] = [
+                name + m[len("-".join(m.split("-")[:2])) :] for m in frame.loc[networks, "method"]
+            ]
+        by_dose.setdefault(dose, []).append(frame)
+    for dose, frames in by_dose.items():
+        frame = pd.concat(frames, ignore_index=True)
+        frame = frame.drop_duplicates(subset=["method", "model", "tuning", "seed", "image_index"])
+        print(f"\n== {dose} dose ({len(frames)} results files)")
+        print_comparisons(frame)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", type=Path, help="the reproduce ct-dose run folder")
+    parser.add_argument("run", type=Path, nargs="?", help="the reproduce ct-dose run folder")
     parser.add_argument("--figure", type=Path, default=None, help="PNG of NPS and TTF curves")
+    parser.add_argument("--results", action="append", default=[], metavar="DOSE=CSV",
+                        help="results.csv of a hand-run evaluate for DOSE (repeat)")  # fmt: skip
     args = parser.parse_args()
     pd.set_option("display.width", 160)
+    if args.results:
+        from_results(args.results)
+    if args.run is None:
+        return
     for dose in DOSES:
         if not (args.run / f"ct-dose-{dose}" / "results" / "results.csv").is_file():
             print(f"{dose}: not run")
@@ -153,13 +235,7 @@ def main() -> None:
         print(f"\n== {dose} dose: I0 {extra['photons_per_ray']:.4g} photons per ray, noise sd "
               f"{extra['noise_sd_hu']:.1f} HU, mean bias {extra['mean_bias_rms_hu']:.2f} HU RMS, "
               f"lag-1 correlation {extra['noise_neighbour_correlation']:.2f}")  # fmt: skip
-        print(method_table(frame).round(3).to_string(index=False))
-        for method, reference in comparisons(frame):
-            for metric in ("psnr_hu_window_db", "psnr_hu_soft_db"):
-                diff = paired_difference(frame, method, reference, metric=metric)
-                print(f"{method} - {reference} [{metric}]: {diff.mean_db:+.2f} "
-                      f"[{diff.ci_low_db:+.2f}, {diff.ci_high_db:+.2f}] "
-                      f"(n {diff.n_images} images, {diff.n_objects} patients)")  # fmt: skip
+        print_comparisons(frame)
         iq_folder = args.run / f"ct-dose-{dose}" / "iq"
         if (iq_folder / "iq.csv").is_file():
             print("QA phantom:")

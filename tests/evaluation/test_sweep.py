@@ -46,6 +46,14 @@ def test_run_sweep_rows_and_log(tiny_dataset, tiny_checkpoint):
     assert len(lines) == 2 and lines[0].startswith("level 1/2: input ")
 
 
+def test_sweep_runs_bm3d_given_the_true_noise_spectrum(tiny_dataset):
+    pytest.importorskip("bm3d")
+    table = run_sweep(tiny_dataset, [], targets_db=[20.0], filters=["bm3d-psd"], n_images=1)
+    (row,) = table.itertuples()
+    assert (row.method, row.tuning) == ("bm3d", "oracle-psd")
+    assert row.gain_db > 3.0  # the oracle strength never loses to the identity it can approach
+
+
 def test_cli_sweep_writes_the_table(tiny_dataset, tiny_checkpoint, tmp_path):
     out = tmp_path / "sweep"
     result = CliRunner().invoke(

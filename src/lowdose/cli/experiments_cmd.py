@@ -92,9 +92,12 @@ def sweep(
     psnr_range: Annotated[str, typer.Option(help="input PSNR range in dB, LOW:HIGH")] = "4:50",
     levels: Annotated[int, typer.Option(help="number of noise levels")] = 15,
     images: Annotated[int, typer.Option(help="test images per level")] = 20,
-    filters: Annotated[str, typer.Option(help="oracle filters, comma separated")] = (
-        "gaussian,median,bilateral"
-    ),
+    filters: Annotated[
+        str,
+        typer.Option(
+            help="oracle filters, comma separated; bm3d-psd: BM3D given the true noise spectrum"
+        ),
+    ] = ("gaussian,median,bilateral"),
     seed: int = 0,
 ) -> None:
     """Validity range: output PSNR and gain against input PSNR (paper Figures 2 and 4)."""

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lowdose.baselines.spectrum_tuning import tune_psd_scale_oracle
 from lowdose.baselines.tuning import tune_oracle
 from lowdose.core.atomic import atomic_path
 from lowdose.core.errors import LowdoseInputError
@@ -30,6 +31,9 @@ from lowdose.inference.predict import predict
 from lowdose.models.checkpoint import load_model
 from lowdose.physics import noise, noise_levels
 from lowdose.simulate.ct_sweep import sinogram_sweep_model
+
+#: the sweep's name for BM3D given the noise power spectrum (rows: method bm3d, oracle-psd)
+PSD_FILTER = "bm3d-psd"
 
 
 @dataclass(frozen=True)
@@ -204,7 +208,9 @@ def run_sweep(
         Target input PSNRs (dB, data_range 1 on the dataset scale); the achieved input PSNR per
         image is what the table records.
     filters
-        Filters tuned per image against the clean reference (``oracle``).
+        Filters tuned per image against the clean reference (``oracle``); ``bm3d-psd`` is BM3D
+        given each level's true noise power spectrum, its strength tuned per image against the
+        clean image (``oracle-psd``: correlated noise such as FBP's).
     n_images
         Test images to sweep, spread evenly over the test objects (:func:`spread_over_objects`:
         round-robin over phantoms/patients, evenly spaced within each); all if None.
@@ -257,9 +263,20 @@ def _level_outputs(clean, noisy, loaded, filters) -> dict[tuple, np.ndarray]:
         key = (spec.label, spec.trained_at_db, "none")
         outputs[key] = np.atleast_1d(psnr(clean, estimate, data_range=1.0))
     for name in filters:
+        if name == PSD_FILTER:
+            outputs[("bm3d", np.nan, "oracle-psd")] = _oracle_psd_db(clean, noisy)
+            continue
         result = tune_oracle(noisy, clean, name)
         outputs[(name, np.nan, "oracle")] = np.atleast_1d(result.best_psnr_db)
     return outputs
+
+
+def _oracle_psd_db(clean: np.ndarray, noisy: np.ndarray) -> np.ndarray:
+    """(I,) PSNR of BM3D given the level's true noise spectrum, strength tuned per image
+    against clean (``oracle-psd``: the sweep's filters are all oracles)."""
+    psd = np.mean(np.abs(np.fft.fft2(noisy.astype(np.float64) - clean)) ** 2, axis=0)
+    tuned = tune_psd_scale_oracle(noisy, clean, psd, data_range=1.0)
+    return np.array([max(t["value"] for t in result.table) for result in tuned])
 
 
 def write_sweep(table, out_dir: str | Path) -> Path:
