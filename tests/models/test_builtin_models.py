@@ -178,7 +178,8 @@ def test_models_cli_packs_and_lists(tmp_path, ct_checkpoint, card_file, invoke_c
     assert (folder / "ct-tiny.json").is_file()
     result = invoke_cli(["models"])
     assert result.exit_code == 0, result.output
-    for text in ("ct-tiny", "HU -> HU", "n2n-mse", "sigma 0.004..0.05", "MB"):
+    # the range in HU (the stored network-scale 0.004..0.05 x the divisor 3000), not 0.004..0.05
+    for text in ("ct-tiny", "HU -> HU", "n2n-mse", "noise sd 12..150 HU", "MB"):
         assert text in result.output, text
     result = invoke_cli(["models", "pack", *args[2:], "--card", str(tmp_path / "missing.yaml")])
     assert result.exit_code == 1 and "missing.yaml not found" in result.output
@@ -272,8 +273,8 @@ def test_an_undefined_gain_packs_and_reads_back_as_nan(
     torch.save(checkpoint, ct_checkpoint)
     folder = tmp_path / "nan"
     pack_model(ct_checkpoint, "tiny", read_card(card_file), into=folder)
-    assert "| 0.25 | 0.04 | n/a |" in (folder / "tiny.md").read_text()
-    assert "| 1 | 0.02 | +1.25 |" in (folder / "tiny.md").read_text()
+    assert "| 0.25 | 120 | n/a |" in (folder / "tiny.md").read_text()  # HU: 0.04 x 3000
+    assert "| 1 | 60 | +1.25 |" in (folder / "tiny.md").read_text()
     monkeypatch.setenv(BUILTIN_DIR_ENV, str(folder))
     gains = [gain for _, _, gain in load_model("builtin:tiny")[1].validity.levels]
     assert np.isnan(gains[0]) and gains[1] == 1.25

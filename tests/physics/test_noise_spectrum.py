@@ -10,6 +10,7 @@ from lowdose.core.errors import LowdoseInputError
 from lowdose.physics.noise_estimation import single_image_noise_sigma
 from lowdose.physics.noise_spectrum import (
     body_mask_hu,
+    ct_noise_sd_hu,
     pair_noise_psd,
     psd_noise_variance,
     single_image_noise_psd,
@@ -167,6 +168,18 @@ def test_body_mask_is_the_tissue_not_the_air():
     assert body[64, 64] and not body[5, 5]
     assert abs(body.sum() / (np.pi * 40**2) - 1) < 0.05
     assert not body_mask_hu(hu, inside=np.zeros_like(body)).any()
+
+
+def test_ct_noise_is_read_in_the_body_else_the_field_of_view_else_nan():
+    rng = np.random.default_rng(8)
+    rows, cols = np.mgrid[0:SIZE, 0:SIZE]
+    body = (rows - 64) ** 2 + (cols - 64) ** 2 < 50**2
+    sd_hu = np.where(body, 20.0, 5.0)  # FBP noise is lower in the air around the body
+    hu = np.where(body, 40.0, -1000.0) + sd_hu * rng.normal(0.0, 1.0, body.shape)
+    assert abs(ct_noise_sd_hu(hu) / 20.0 - 1) < 0.1  # the body's noise, not the air's
+    air = -1000.0 + rng.normal(0.0, 5.0, (SIZE, SIZE))  # no body: the whole field of view
+    assert abs(ct_noise_sd_hu(air) / 5.0 - 1) < 0.1
+    assert np.isnan(ct_noise_sd_hu(np.zeros((16, 16))))  # no patch carries noise
 
 
 @pytest.mark.parametrize(

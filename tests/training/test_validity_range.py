@@ -5,20 +5,21 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import h5py
 import numpy as np
 import pytest
 import torch
 
-import lowdose.inference.files as files_module
 import lowdose.training.validity as validity_module
 from lowdose.core.errors import LowdoseInputError
 from lowdose.data.attributes import DatasetAttrs
 from lowdose.data.dataset import load_split
 from lowdose.data.scaling import NetworkScaling
 from lowdose.data.writer import write_dataset
-from lowdose.inference.files import denoise_files, input_noise_sigma, validity_warning
+from lowdose.inference.files import denoise_files
+from lowdose.inference.validity_check import input_noise_levels, validity_warnings
 from lowdose.models.checkpoint import ValidityRange, load_model
 from lowdose.models.unet import UNet
 from lowdose.physics.noise_estimation import single_image_noise_sigma
@@ -116,9 +117,8 @@ def test_the_sweep_sigma_is_on_the_scale_denoise_gives_the_raw_images(tiny_datas
     split = load_split(tiny_dataset, "val", with_clean=False)
     raw = split.noisy[:, :2] * split.scale[:, None, None, None]  # transmission, as acquired
     scaling = NetworkScaling(scaling_rule="per_image_max", raw_units="transmission")
-    expected = [
-        input_noise_sigma(image, scaling) for image in np.concatenate([raw[:, 0], raw[:, 1]])
-    ]
+    xray = ValidityRange(0.01, 0.1, 0.02, "single_image_noise_sigma")  # network scale
+    expected = input_noise_levels(np.concatenate([raw[:, 0], raw[:, 1]]), scaling, xray)
     np.testing.assert_allclose(seen[0], expected, rtol=1e-5)
     stored = [single_image_noise_sigma(image) for image in split.noisy[:, 0]]
     assert np.max(np.abs(np.array(stored) / expected[: len(stored)] - 1)) > 0.01  # it matters
@@ -194,6 +194,9 @@ def test_the_clean_free_gain_is_the_gain_against_clean(tmp_path):
     path, clean = _awgn_file(tmp_path / "ct.h5", sigma=sigma, amplitude=0.03)
     c = float(clean.mean())
     result = measure_validity(_Shrink(a, c), path, levels=(0.5, 0.1))
+    # CT in HU: the noise sd in HU (white here: 0.02 x 3000 = 60 HU), by the spectrum estimator
+    assert (result["estimator"], result["scale"]) == ("single_image_noise_sd", "hu")
+    assert result["trained_sigma"] == pytest.approx(sigma * 3000.0, rel=0.1)
     b_squared = ((1 - a) * (c - clean.astype(np.float64))) ** 2  # the shrink's bias, per pixel
     for level in result["levels"]:
         sigma_now = sigma / math.sqrt(level["dose_fraction"])  # AWGN re-noised to this dose
@@ -303,37 +306,27 @@ def test_denoise_warns_once_per_input_outside_the_range(tmp_path):
     written = denoise_files(list(inputs.values()), tmp_path / "out", model, warn=lines.append)
     assert len(written) == 3 and len(lines) == 2
     noisy, clean = lines
-    assert noisy.startswith(f"{inputs['noisy']}: estimated noise sigma 0.2")
-    assert "validity range 0.01..0.05" in noisy and "--dose-range" in noisy
-    assert clean.startswith(f"{inputs['clean']}: ") and "cleaner than" in clean
+    assert noisy.startswith(f"{inputs['noisy']}: 3 of 3 image(s) outside the model's validity")
+    assert "noise sd 0.01..0.05 on the network scale" in noisy and "3 noisier, 0 cleaner" in noisy
+    # re-noised sweep (Poisson/AWGN): a lower dose, and --dose-range reaches it (~(0.012/0.2)^2)
+    low = float(re.search(r"lowdose train --dose-range ([0-9.e-]+):1$", noisy).group(1))
+    assert low == pytest.approx((0.012 / 0.2) ** 2, rel=0.15)
+    assert clean.startswith(f"{inputs['clean']}: ") and "0 noisier, 3 cleaner" in clean
+    assert "--dose-range" not in clean and "over-smooth" in clean
     assert not any(str(inputs["inside"]) in line for line in lines)
     assert all("\n" not in line for line in lines)
 
 
-def test_the_input_sigma_is_measured_on_the_network_scale(ct_scaling):
+def test_a_ct_range_is_compared_in_hu_by_the_estimator_it_was_measured_with(ct_scaling):
     rng = np.random.default_rng(1)
-    hu = np.stack([_smooth(rng) * 1000 - 500 + rng.normal(0, 30, (96, 96)) for _ in range(40)])
-    sigma = input_noise_sigma(hu, ct_scaling)  # (HU + 1024) / 3000
-    assert sigma == pytest.approx(30 / 3000, rel=0.1)
+    hu = np.stack([_smooth(rng) * 1000 - 500 + rng.normal(0, 30, (96, 96)) for _ in range(4)])
+    old = ValidityRange(0.004, 0.02, 0.01, "single_image_noise_sigma")  # network scale
+    new = ValidityRange(12.0, 60.0, 30.0, "single_image_noise_sd", scale="hu")
+    for validity in (old, new):  # white noise: both estimators read ~30 HU, in HU
+        levels = input_noise_levels(hu, ct_scaling, validity)
+        np.testing.assert_allclose(levels, 30.0, rtol=0.1)
+        assert validity_warnings("a.npy", hu, ct_scaling, validity) == []
+    line = validity_warnings("a.npy", hu + rng.normal(0, 300, hu.shape), ct_scaling, new)[0]
+    assert "4 of 4 image(s)" in line and "noise sd 12..60 HU" in line
     empty = ValidityRange(sigma_low=0.0, sigma_high=0.0, trained_sigma=0.0, estimator="")
-    assert "no gain" in validity_warning("a.npy", sigma, empty)
-
-
-def test_only_the_sampled_images_of_a_long_stack_are_scaled(monkeypatch):
-    rng = np.random.default_rng(2)
-    sigmas = np.linspace(0.01, 0.05, 40)  # image k carries noise sigmas[k] (transmission ~0.5)
-    stack = np.stack([_smooth(rng) + rng.normal(0, s, (96, 96)) for s in sigmas])
-    shapes = []
-    original = files_module.scale_to_network
-
-    def spy(raw, scaling):
-        shapes.append(np.shape(raw))
-        return original(raw, scaling)
-
-    monkeypatch.setattr(files_module, "scale_to_network", spy)
-    scaling = NetworkScaling(scaling_rule="per_image_max", raw_units="transmission")
-    sigma = input_noise_sigma(stack, scaling)
-    assert shapes == [(files_module.SIGMA_SAMPLE_IMAGES, 96, 96)]
-    picks = np.linspace(0, 39, files_module.SIGMA_SAMPLE_IMAGES).round().astype(int)
-    alone = [input_noise_sigma(stack[k], scaling) for k in picks]  # each image on its own
-    assert sigma == pytest.approx(np.median(alone), rel=1e-6)
+    assert "no gain" in validity_warnings("a.npy", hu, ct_scaling, empty)[0]

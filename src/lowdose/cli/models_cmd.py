@@ -10,6 +10,7 @@ from rich.table import Table
 
 from lowdose.cli._app import app, console, user_errors
 from lowdose.core.errors import LowdoseInputError
+from lowdose.data.scaling import NetworkScaling
 
 models_app = typer.Typer(
     help="Built-in models (denoise --model builtin:NAME): list them, or pack a trained one.",
@@ -56,6 +57,7 @@ def models(
 def _row(record) -> tuple[str, str, str, str, str]:
     """The table's columns after the name; a malformed validity range raises LowdoseInputError."""
     from lowdose.models.checkpoint import ValidityRange
+    from lowdose.models.validity_range import in_input_units, range_text
 
     card, hparams = record.card, record.hyper_parameters
     values = hparams["meta"].get("validity")
@@ -67,8 +69,9 @@ def _row(record) -> tuple[str, str, str, str, str]:
         validity_text = "not measured"
     elif validity.sigma_high <= 0:  # the validity sweep's empty range
         validity_text = "empty (no gain)"
-    else:
-        validity_text = f"sigma {validity.sigma_low:.3g}..{validity.sigma_high:.3g}"
+    else:  # in the input's units (HU sd for CT), not on the network's scale
+        scaling = NetworkScaling.from_dict(hparams["meta"].get("scaling") or {})
+        validity_text = range_text(in_input_units(validity, scaling))
     training = f"{hparams['mode']}-{hparams['loss']}, {card.noise_model}; {card.doses}"
     return (
         card.modality,

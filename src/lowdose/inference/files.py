@@ -17,9 +17,9 @@ when it has none but the CT offset of 1024) the field of view is taken from the 
 output keeps the input's padding unchanged (DICOM: the exact stored values).
 
 Validity range: when the checkpoint records where the model helps (``meta.validity``, measured
-clean-free after training, :mod:`lowdose.training.validity`), each input's noise sigma is
-estimated on the network scale (:func:`input_noise_sigma`) and an input outside
-``[sigma_low, sigma_high]`` gets one warning line (:func:`validity_warning`) before denoising.
+clean-free after training, :mod:`lowdose.training.validity`), the noise of every image is
+estimated in physical units (HU sd for CT) and each series with images outside the range gets
+one warning line before denoising (:mod:`lowdose.inference.validity_check`).
 """
 
 from __future__ import annotations
@@ -35,17 +35,14 @@ from lowdose import __version__
 from lowdose.core.errors import LowdoseInputError
 from lowdose.core.progress import Log, Progress
 from lowdose.core.validation import checked_images
-from lowdose.data.scaling import HU_OFFSET, NetworkScaling, scale_to_network
+from lowdose.data.scaling import HU_OFFSET, NetworkScaling
 from lowdose.inference.predict import DENOISE_STAGE, denoise, denoise_in_field_of_view
 from lowdose.inference.self_ensemble import checked_tta
+from lowdose.inference.validity_check import validity_warnings
 from lowdose.io.dicom_read import SliceInfo
 from lowdose.io.images import read_image_stack, write_like
-from lowdose.models.checkpoint import CheckpointMeta, ValidityRange, load_model
+from lowdose.models.checkpoint import CheckpointMeta, load_model
 from lowdose.physics.field_of_view import field_of_view_mask
-from lowdose.physics.noise_estimation import single_image_noise_sigma
-
-SIGMA_SAMPLE_IMAGES = 16
-"""Images of a stack (evenly spaced) whose noise is estimated: a 300-slice series costs ~16."""
 
 
 @dataclass(frozen=True)
@@ -102,8 +99,9 @@ def denoise_files(
     progress : Progress, optional
         ``progress("denoise", done, total)`` with ``done`` the images finished over all inputs.
     warn : Log, optional
-        Receives one line per input whose estimated noise lies outside the model's validity
-        range (:func:`validity_warning`), before any input is denoised; None: no estimate.
+        Receives one line per series (DICOM) or file whose images' estimated noise lies outside
+        the model's validity range (:func:`lowdose.inference.validity_check.validity_warnings`),
+        before any input is denoised; None: no estimate.
 
     Returns
     -------
@@ -124,9 +122,9 @@ def denoise_files(
     loaded = [read_input(path) for path in paths]
     if warn is not None and meta.validity is not None:  # None: a model measured before issue 16
         for item in loaded:
-            sigma = input_noise_sigma(item.images, meta.scaling)
-            line = validity_warning(item.path, sigma, meta.validity)
-            if line is not None:
+            inside = field_of_view(item, meta.scaling)
+            for line in validity_warnings(item.path, item.images, meta.scaling, meta.validity,
+                                          file_meta=item.file_meta, inside=inside):  # fmt: skip
                 warn(line)
     total = sum(item.n_images for item in loaded)
     derivation = derivation_text(meta, tta=tta)
@@ -194,63 +192,6 @@ def field_of_view(item: InputImages, scaling: NetworkScaling) -> np.ndarray | No
     if inside.all():
         return None
     return inside.reshape(item.images.shape)
-
-
-def input_noise_sigma(images: np.ndarray, scaling: NetworkScaling) -> float:
-    """Noise sigma of one input on the network's scale, from the images alone (no second scan).
-
-    Up to :data:`SIGMA_SAMPLE_IMAGES` evenly spaced images are chosen, put on the network's scale
-    (:func:`lowdose.data.scaling.scale_to_network`, as denoising does, and as the validity
-    sweep put its inputs), each one's sigma is estimated with Immerkaer's robust single-image
-    estimator (:func:`lowdose.physics.noise_estimation.single_image_noise_sigma`: white noise,
-    constant padding skipped; correlated noise reads low, consistently with how the validity
-    range was measured) and their median is returned.
-
-    Parameters
-    ----------
-    images : ndarray (H, W) or (B, H, W)
-        The input in its own units.
-    scaling : NetworkScaling
-        The checkpoint's scaling.
-
-    Returns
-    -------
-    float
-        Sigma on the network scale (>= 0); NaN for images smaller than 3x3.
-    """
-    array = np.asarray(images)
-    stack = array[None] if array.ndim == 2 else array  # (B, H, W), a view
-    if min(stack.shape[-2:]) < 3:
-        return float("nan")
-    picks = np.unique(np.linspace(0, len(stack) - 1, min(len(stack), SIGMA_SAMPLE_IMAGES)).round())
-    # only the sampled images are scaled (each by its own divisor under per_image_max), so a
-    # 300-slice series costs no float64 copy of the whole stack
-    scaled, _ = scale_to_network(stack[picks.astype(int)], scaling)  # (S, H, W)
-    return float(np.median([single_image_noise_sigma(image) for image in scaled]))
-
-
-def validity_warning(path: Path, sigma: float, validity: ValidityRange) -> str | None:
-    """One warning line when ``sigma`` is outside ``[validity.sigma_low, validity.sigma_high]``.
-
-    ``validity`` is the checkpoint's validity range (:class:`CheckpointMeta.validity`, sigmas on
-    the network scale); the empty range ``0..0`` (the model showed no gain on its own validation
-    data) warns for every input. None when the input is inside the range or its sigma could not
-    be estimated.
-    """
-    low, high = validity.sigma_low, validity.sigma_high
-    if not np.isfinite(sigma) or low <= sigma <= high:
-        return None
-    where = f"{path}: estimated noise sigma {sigma:.3g} (network scale)"
-    if not high > 0:
-        return f"{where}; the model showed no gain on its own validation data: retrain it"
-    if sigma > high:
-        advice = (
-            "noisier than where the model helps: retrain with --dose-range down to this dose or "
-            "on data at this dose"
-        )
-    else:
-        advice = "cleaner than the model's training data: it may over-smooth; train at this dose"
-    return f"{where} is outside the model's validity range {low:.3g}..{high:.3g}, {advice}"
 
 
 def check_out_folder(inputs: Sequence[Path], out: Path) -> None:

@@ -19,9 +19,9 @@ from lowdose.core.atomic import atomic_write_bytes, atomic_write_text
 from lowdose.core.errors import LowdoseInputError
 from lowdose.core.metrics import HU_SOFT_TISSUE_WINDOW
 from lowdose.data.scaling import NetworkScaling
-from lowdose.models.bioimageio_rdf import sigmas_in_raw_units
 from lowdose.models.builtin import NAME_PATTERN, BuiltinRecord, ModelCard, builtin_dir
 from lowdose.models.checkpoint import CheckpointMeta, ValidityRange, load_model
+from lowdose.models.validity_range import UNITS_TEXT, WHITE_NOISE_ESTIMATOR, in_input_units
 
 
 def pack_model(
@@ -152,7 +152,7 @@ def card_markdown(record: BuiltinRecord) -> str:
         "",
         "## Validity range",
         "",
-        *_validity_lines(hparams["meta"].get("validity"), scaling, card.units_in),
+        *_validity_lines(hparams["meta"].get("validity"), scaling),
         "",
         "## Test metrics (held-out data)",
         "",
@@ -173,23 +173,31 @@ def card_markdown(record: BuiltinRecord) -> str:
     return "\n".join(lines)
 
 
-def _validity_lines(values: dict | None, scaling: NetworkScaling, units: str | None) -> list[str]:
+def _validity_lines(values: dict | None, scaling: NetworkScaling) -> list[str]:
+    """The card's range in the input's physical units (HU sd for CT; the network's transmission
+    scale for X-ray), with the stored network-scale values beside a converted one."""
     if values is None:
         return ["Not measured for this model."]
-    validity = ValidityRange.from_dict(values)
-    if validity.sigma_high <= 0:  # the sweep's empty range: no gain even at the acquired dose
-        return [f"Empty: no clean-free gain at the acquired dose ({validity.method})."]
-    in_units = ""
-    if raw := sigmas_in_raw_units(validity, scaling):  # the network scale -> the input's units
-        low, high, trained = raw["sigma_low"], raw["sigma_high"], raw["trained_sigma"]
-        in_units = f" ({low:.3g} to {high:.3g} {units}, trained at {trained:.3g} {units})"
+    stored = ValidityRange.from_dict(values)
+    if stored.sigma_high <= 0:  # the sweep's empty range: no gain even at the acquired dose
+        return [f"Empty: no clean-free gain at the acquired dose ({stored.method})."]
+    validity = in_input_units(stored, scaling)
+    unit = UNITS_TEXT.get(validity.scale, validity.scale)
+    as_stored = ""
+    if validity.scale == "hu" and stored.scale == "network":  # converted by the divisor
+        as_stored = (f" (stored on the network scale: {stored.sigma_low:.4g} to "
+                     f"{stored.sigma_high:.4g}, x {scaling.divisor:g})")  # fmt: skip
+    note = ""
+    if validity.scale == "hu" and validity.estimator == WHITE_NOISE_ESTIMATOR:
+        note = (" (Immerkaer's, for white noise: it reads FBP noise 2.6-6x low; `lowdose "
+                "denoise` compares an input by the same estimator)")  # fmt: skip
     lines = [
-        f"Helps (clean-free uPSNR gain > 0) for input noise sigma {validity.sigma_low:.4g} to "
-        f"{validity.sigma_high:.4g} on the {validity.scale} scale{in_units}; trained at "
-        f"{validity.trained_sigma:.4g}. Estimator: `{validity.estimator}`. {validity.method}",
+        f"Helps (clean-free uPSNR gain > 0) for input noise sd {validity.sigma_low:.3g} to "
+        f"{validity.sigma_high:.3g} {unit}{as_stored}; trained at {validity.trained_sigma:.3g} "
+        f"{unit}. Estimator: `{validity.estimator}`{note}. {validity.method}",
     ]
     if levels := validity.levels:
-        lines += ["", "| dose fraction | sigma | gain (dB) |", "|---|---|---|"]
+        lines += ["", f"| dose fraction | noise sd ({unit}) | gain (dB) |", "|---|---|---|"]
         # NaN: a uMSE <= 0, below what the validation pairs resolve, so no dB value
         lines += [f"| {dose:g} | {sigma:.4g} | {'n/a' if math.isnan(gain) else f'{gain:+.2f}'} |"
                   for dose, sigma, gain in levels]  # fmt: skip

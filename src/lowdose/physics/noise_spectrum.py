@@ -179,6 +179,20 @@ def body_mask_hu(image_hu, *, inside=None) -> np.ndarray:
     return body if inside is None else body & _checked_mask(inside, values.shape)
 
 
+def ct_noise_sd_hu(image_hu, *, inside=None) -> float:
+    """Noise sd (HU) of one CT slice in its body: what validity ranges and ``lowdose denoise``
+    read. :func:`single_image_noise_sd` over :func:`body_mask_hu` (within ``inside``, the field
+    of view); over all of ``inside`` when fewer than 8 patches fit in the body; NaN when neither
+    holds enough patches (a tiny or constant image)."""
+    values = _checked_image(image_hu, "ct_noise_sd_hu")
+    for region in (body_mask_hu(values, inside=inside), inside):
+        try:
+            return single_image_noise_sd(values, inside=region)
+        except LowdoseInputError:  # too few patches in this region: try the next
+            continue
+    return float("nan")
+
+
 def _patch_spectrum(values: np.ndarray, inside, patch_px: int) -> np.ndarray:
     """The (p, p) noise spectrum of the module docstring's convention at p x p pixels."""
     from scipy import ndimage  # heavy (~0.5 s): keeps `lowdose --help` fast

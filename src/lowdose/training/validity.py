@@ -13,9 +13,11 @@ was stored with; :func:`network_scaling_of_stored`), and at each level measures
   images), and the **gain** ``10 log10(uMSE_in / uMSE_out)`` in dB (:func:`gain_from_umse`;
   undefined, None, when either mean is <= 0, i.e. below what the pairs resolve). Unbiased
   because the two re-noised realisations stay independent;
-- the **noise sigma of the inputs** on the network scale from each image alone,
-  :func:`lowdose.physics.noise_estimation.single_image_noise_sigma` (what ``lowdose denoise``
-  measures on a user's file, on the same scale).
+- the **noise sigma of the inputs** from each image alone, as ``lowdose denoise`` measures a
+  user's file (:mod:`lowdose.inference.validity_check`): CT in HU (``scale="hu"``), in the body,
+  by the correlated-noise estimator :func:`lowdose.physics.noise_spectrum.ct_noise_sd_hu` (FBP
+  noise is correlated; Immerkaer's white-noise estimator read it 2.6-6x low); other data on the
+  network scale by :func:`lowdose.physics.noise_estimation.single_image_noise_sigma`.
 
 The range is the span of those per-image sigma estimates over the levels where the model helps,
 contiguous from the acquired dose (fraction 1) towards lower doses: the sweep walks down from
@@ -46,13 +48,19 @@ from lowdose.core.metrics import pair_noise_variance_all_pixels, unbiased_mse
 from lowdose.data.dataset import load_split
 from lowdose.data.scaling import NetworkScaling, scale_to_network
 from lowdose.models.checkpoint import _read_checkpoint
+from lowdose.models.validity_range import (
+    CORRELATED_NOISE_ESTIMATOR,
+    WHITE_NOISE_ESTIMATOR,
+    is_hu_scaling,
+)
 from lowdose.physics.dose_thinning import RENOISABLE_MODELS, checked_dose_fraction
 from lowdose.physics.noise_estimation import single_image_noise_sigma
+from lowdose.physics.noise_spectrum import ct_noise_sd_hu
 from lowdose.training.pairs import dataset_renoiser
 from lowdose.training.windows import centre_crop
 
 DEFAULT_DOSE_FRACTIONS: tuple[float, ...] = (1.0, 0.5, 0.25, 0.1, 0.05, 0.02)
-ESTIMATOR = "single_image_noise_sigma"
+ESTIMATOR = WHITE_NOISE_ESTIMATOR  # non-CT data; CT in HU: CORRELATED_NOISE_ESTIMATOR
 METHOD = "clean-free: uPSNR gain on validation pairs re-noised to each level"
 METHOD_ACQUIRED_ONLY = (
     "clean-free: uPSNR gain on validation pairs at the acquired dose only (this noise model "
@@ -91,11 +99,12 @@ def measure_validity(
     Returns
     -------
     dict
-        ``{"estimator": "single_image_noise_sigma", "scale": "network", "sigma_low",
-        "sigma_high", "trained_sigma": float, "levels": [{"dose_fraction", "sigma", "gain_db",
-        "helped"}, ...] (dose descending; sigma the median per-image estimate; gain_db None
-        where undefined), "method": str}``; plain values, ready for JSON (sigmas 0.0 when the
-        model does not help at the acquired dose).
+        ``{"estimator", "scale", "sigma_low", "sigma_high", "trained_sigma": float, "levels":
+        [{"dose_fraction", "sigma", "gain_db", "helped"}, ...] (dose descending; sigma the
+        median per-image estimate; gain_db None where undefined), "method": str}``; plain
+        values, ready for JSON (sigmas 0.0 when the model does not help at the acquired dose).
+        CT in HU: ``"single_image_noise_sd"``, ``"hu"`` (noise sd in HU); otherwise
+        ``"single_image_noise_sigma"``, ``"network"``.
 
     Raises
     ------
@@ -122,21 +131,27 @@ def measure_validity(
         inside = None if inside is None else centre_crop(inside, crop)
     scale = split.scale[:, None, None]  # (I, 1, 1) stored divisors
     on_network = network_scaling_of_stored(split.attrs.scaling_rule)
+    attrs = split.attrs
+    in_hu = attrs.scaling_rule == "dataset_max" and is_hu_scaling(
+        NetworkScaling(scaling_offset=attrs.scaling_offset, raw_units=attrs.raw_units)
+    )
+    # CT: stored values (the network scale) back to HU per image: x scale - offset
+    to_hu = (np.tile(split.scale, 2), attrs.scaling_offset) if in_hu else None
     rows, sigmas = [], []
     for index, fraction in enumerate(fractions):
         first, second = _pair_at_dose(
             pair, fraction, renoiser, scale, np.random.default_rng([seed, index])
         )
         helped, gain, estimates = _measure_level(
-            model, (first, second), inside, on_network, batch_size, device
+            model, (first, second), inside, on_network, batch_size, device, to_hu
         )
         sigmas.append(estimates)
-        rows.append({"dose_fraction": fraction, "sigma": float(np.median(estimates)),
+        rows.append({"dose_fraction": fraction, "sigma": float(np.nanmedian(estimates)),
                      "gain_db": gain, "helped": helped})  # fmt: skip
     low, high = validity_span(rows, sigmas)
     return {
-        "estimator": ESTIMATOR,
-        "scale": "network",
+        "estimator": CORRELATED_NOISE_ESTIMATOR if in_hu else ESTIMATOR,
+        "scale": "hu" if in_hu else "network",
         "sigma_low": low,
         "sigma_high": high,
         "trained_sigma": rows[0]["sigma"],
@@ -203,7 +218,8 @@ def validity_span(rows: Sequence[dict], sigmas: Sequence[np.ndarray]) -> tuple[f
         helped += 1
     if helped == 0:  # the empty range: every input gets a warning
         return 0.0, 0.0
-    return float(np.min(sigmas[0])), float(np.max(sigmas[helped - 1]))
+    # NaN: an image whose noise could not be estimated (too few uniform patches) counts for none
+    return float(np.nanmin(sigmas[0])), float(np.nanmax(sigmas[helped - 1]))
 
 
 def store_validity(checkpoint_path: str | os.PathLike, validity: dict) -> None:
@@ -242,12 +258,14 @@ def _pair_at_dose(pair, fraction: float, renoiser, scale, rng) -> tuple[np.ndarr
     return first, renoiser.at_dose(pair[:, 1], fraction, scale=scale, rng=rng)
 
 
-def _measure_level(model, pair, inside, on_network: NetworkScaling, batch_size: int, device):
+def _measure_level(model, pair, inside, on_network: NetworkScaling, batch_size: int, device,
+                   to_hu=None):  # fmt: skip
     """``(helped, gain_db, sigmas)`` of ``model`` on one level's pair, both directions.
 
     ``pair`` is ``(first, second)``, each (I, H, W) on the stored scale; every input is put on
     the network scale as inference would, and its reference divided by the same divisor.
-    ``sigmas`` (2I,) float64 are the inputs' single-image estimates on that scale.
+    ``sigmas`` (2I,) float64 are the inputs' single-image estimates on that scale, or in HU
+    when ``to_hu`` is ``(divisors (2I,), offset)``.
     """
     first, second = pair
     variance = pair_noise_variance_all_pixels(first, second, inside=inside)  # (I,)
@@ -260,6 +278,12 @@ def _measure_level(model, pair, inside, on_network: NetworkScaling, batch_size: 
     umse_in = unbiased_mse(references, inputs, noise_variance=noise, inside=twice)
     # mean uMSE over images first (as validation does), then the comparison and the dB
     helped, gain = gain_from_umse(float(np.mean(umse_in)), float(np.mean(umse_out)))
+    if to_hu is not None:
+        divisors, offset = to_hu
+        hu = inputs * divisors[:, None, None] - offset  # (2I, H, W) float64
+        masks = [None] * len(hu) if twice is None else twice
+        return helped, gain, np.array([ct_noise_sd_hu(image, inside=mask)
+                                       for image, mask in zip(hu, masks, strict=True)])  # fmt: skip
     return helped, gain, _sigma_estimates(inputs, twice)
 
 
