@@ -12,6 +12,10 @@ sd ``sigma`` has ``psd = sigma**2 H W`` at every frequency.
 From two acquisitions (:func:`pair_noise_psd`): ``d = (y1 - y2) / sqrt(2)`` holds exactly the
 noise of one acquisition (the object cancels), so the mean periodogram of ``d`` over the pairs is
 an unbiased estimate of the noise spectrum; no clean image anywhere.
+
+From one image (:func:`single_image_noise_psd`, :func:`single_image_noise_sd`; for CT in HU
+:func:`ct_noise_sd_hu`, in the body): the periodograms of small detrended patches whose spectra
+look like noise, not like anatomy; same convention, for BM3D's spectrum and the validity guard.
 """
 
 from __future__ import annotations
@@ -112,13 +116,14 @@ def single_image_noise_psd(image, *, inside=None, patch_px: int = PATCH_PX) -> n
     flat spectrum's power that the detrend keeps (0.95 at 8 px). The (p, p) spectrum is then
     resampled (bilinear, periodic, in frequency) onto the image's grid in this convention.
 
-    Measured on simulated sinogram-noise CT (benchmarks/noise_estimation.py, docs/results.md):
-    sd within 0.9-1.1 of the truth where the noise dominates the anatomy, above it (1.2-1.4x on
-    256^2 TCGA slices at full dose) where the slices' own scanner noise and fine anatomy are
-    read as noise. Below 1/p cycle/pixel the patches see nothing: noise whose spectrum peaks
-    there (correlated over more than ~p/8 px, e.g. white noise blurred by a 0.7 px Gaussian)
-    reads low (0.85 at p = 8, 0.98 at p = 16): pass a larger ``patch_px`` for it. FBP noise,
-    whose spectrum rises from ~0 at DC, is what the default is for.
+    Measured (benchmarks/noise_estimation.py, docs/results.md) on simulated sinogram-noise CT,
+    ramp, Hann and Shepp-Logan kernels: median sd ratio 0.87-1.12 at 1/4 and 1/10 of full dose;
+    1.06-1.45 at full dose, where fine anatomy and the TCGA slices' own scanner noise (7.6-10.9
+    HU read on their noise-free FBP alone) count as noise; 0.91-1.06 of adjacent-slice
+    references on a real Philips series. Below 1/p cycle/pixel the patches see nothing: noise
+    whose spectrum peaks there (correlated over more than ~p/8 px, e.g. white noise blurred by a
+    0.7 px Gaussian) reads low (0.85 at p = 8, 0.98 at p = 16): pass a larger ``patch_px`` for
+    it. FBP noise, whose spectrum rises from ~0 at DC, is what the default is for.
 
     Parameters
     ----------
