@@ -132,9 +132,13 @@ def test_spectrum_rows_and_no_clean_image_reaches_the_clean_free_tunings(twin_fi
         params = [json.loads(v) for v in with_clean.loc[kind, "params"]]
         assert all(p["seconds_per_image"] > 0 and p["psd_scale"] > 0 for p in params)
         zeroed = frames[1].set_index(["tuning", "image_index"]).loc[kind]
-        # the clean-free numbers (outputs scored against the second scan) are identical
-        np.testing.assert_array_equal(with_clean.loc[kind, "umse"], zeroed["umse"])
-        assert list(with_clean.loc[kind, "params"]) == list(zeroed["params"])
+        # the clean-free numbers (outputs scored against the second scan) are the same; BM3D
+        # itself is reproducible only to float32 rounding (threaded), hence the tolerance
+        np.testing.assert_allclose(with_clean.loc[kind, "umse"], zeroed["umse"], rtol=1e-5)
+        zeroed_params = [json.loads(v) for v in zeroed["params"]]
+        for a, b in zip(params, zeroed_params, strict=True):
+            assert a["psd_scale"] == b["psd_scale"] and a["psd_from"] == b["psd_from"]
+            assert a["noise_sd"] == pytest.approx(b["noise_sd"], rel=1e-6)
     scores = frames[0].groupby("tuning")["psnr_db"].mean()
     assert scores["oracle-psd"] >= scores["blind-psd"] - 0.05
     assert scores["blind-psd"] > scores["blind-sigma"] > scores["none"]

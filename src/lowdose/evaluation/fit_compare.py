@@ -43,7 +43,7 @@ from lowdose.evaluation.fit_scores import MethodScores, preferred_method, score_
 from lowdose.inference.predict import predict
 from lowdose.models.checkpoint import load_model
 from lowdose.physics.noise_estimation import single_image_noise_sigma
-from lowdose.physics.noise_spectrum import pair_noise_psd
+from lowdose.physics.noise_spectrum import pair_noise_psd, single_image_noise_psd
 
 METHODS = ("noisy", "network", "nlm-blind", "bm3d-blind", "bm3d-psd")
 #: training pairs the spectrum BM3D's strength is tuned on (BM3D costs seconds per image)
@@ -157,8 +157,6 @@ def _spectrum_bm3d(data, noisy: np.ndarray, fov, counter: StageCounter) -> tuple
         source = (f"blind-psd: spectrum of {len(first)} training pair differences, strength "
                   f"x{scale:.3g} by the pair uMSE of {tuned.n_images} pairs")  # fmt: skip
     else:
-        from lowdose.physics.noise_spectrum import single_image_noise_psd  # TEMP until it lands
-
         masks = [None] * len(noisy) if fov is None else list(fov)
         pairs = zip(noisy, masks, strict=True)
         psds = [single_image_noise_psd(image, inside=mask) for image, mask in pairs]

@@ -38,7 +38,11 @@ from lowdose.core.errors import LowdoseInputError
 from lowdose.core.progress import Progress, StageCounter
 from lowdose.data.dataset import load_split
 from lowdose.evaluation.testset import TestSet
-from lowdose.physics.noise_spectrum import pair_noise_psd, psd_noise_variance
+from lowdose.physics.noise_spectrum import (
+    pair_noise_psd,
+    psd_noise_variance,
+    single_image_noise_psd,
+)
 
 #: filters that take a noise power spectrum
 PSD_FILTERS = ("bm3d",)
@@ -94,8 +98,6 @@ def _spectra_and_strengths(test: TestSet, tuning: str):
             shown = {"psd_from": "train pairs", "tuned_by": "pair uMSE (this image's pair)"}
         return [psd / k] * n, scales, shown
     if tuning == "single-psd":
-        from lowdose.physics.noise_spectrum import single_image_noise_psd  # TEMP until it lands
-
         fov = test.fov if test.fov is not None else [None] * n
         pairs = zip(test.inputs, fov, strict=True)
         psds = [single_image_noise_psd(image, inside=inside) for image, inside in pairs]
