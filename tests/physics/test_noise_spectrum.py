@@ -10,6 +10,7 @@ from lowdose.core.errors import LowdoseInputError
 from lowdose.physics.noise_estimation import single_image_noise_sigma
 from lowdose.physics.noise_spectrum import (
     body_mask_hu,
+    ct_noise_psd,
     ct_noise_sd_hu,
     pair_noise_psd,
     psd_noise_variance,
@@ -180,6 +181,16 @@ def test_ct_noise_is_read_in_the_body_else_the_field_of_view_else_nan():
     air = -1000.0 + rng.normal(0.0, 5.0, (SIZE, SIZE))  # no body: the whole field of view
     assert abs(ct_noise_sd_hu(air) / 5.0 - 1) < 0.1
     assert np.isnan(ct_noise_sd_hu(np.zeros((16, 16))))  # no patch carries noise
+
+
+def test_ct_spectrum_is_the_body_noise_on_the_images_own_scale():
+    rng = np.random.default_rng(9)
+    rows, cols = np.mgrid[0:SIZE, 0:SIZE]
+    body = (rows - 64) ** 2 + (cols - 64) ** 2 < 50**2
+    hu = np.where(body, 40.0, -1000.0) + np.where(body, 20.0, 5.0) * rng.normal(size=body.shape)
+    scaled = (hu + 1024.0) / 4000.0  # a dataset's scale: the spectrum comes back on it
+    sd = np.sqrt(psd_noise_variance(ct_noise_psd(scaled, hu)))
+    assert abs(sd * 4000.0 / 20.0 - 1) < 0.1, sd * 4000.0
 
 
 @pytest.mark.parametrize(

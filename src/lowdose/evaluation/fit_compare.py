@@ -13,7 +13,7 @@ on), realisation 0 of each image is denoised by
   the training pairs, its strength chosen by their pair uMSE
   (:func:`lowdose.baselines.spectrum_tuning.tune_psd_scale_pairs`, ``blind-psd``); with one, the
   spectrum of each image estimated from itself, strength 1
-  (:func:`lowdose.physics.noise_spectrum.single_image_noise_psd`, ``single-psd``),
+  (:func:`lowdose.evaluation.spectrum_methods.single_scan_psd`, ``single-psd``),
 
 with ``sigma`` estimated from the data per image, never from a clean image: from the pair
 (``sqrt(Var(y1 - y2) / 2)``) when a second realisation exists, else from the single image
@@ -40,10 +40,11 @@ from lowdose.core.metrics import pair_noise_variance_all_pixels
 from lowdose.core.progress import Progress, StageCounter
 from lowdose.data.dataset import load_split
 from lowdose.evaluation.fit_scores import MethodScores, preferred_method, score_method
+from lowdose.evaluation.spectrum_methods import single_scan_psd
 from lowdose.inference.predict import predict
 from lowdose.models.checkpoint import load_model
 from lowdose.physics.noise_estimation import single_image_noise_sigma
-from lowdose.physics.noise_spectrum import pair_noise_psd, single_image_noise_psd
+from lowdose.physics.noise_spectrum import pair_noise_psd
 
 METHODS = ("noisy", "network", "nlm-blind", "bm3d-blind", "bm3d-psd")
 #: training pairs the spectrum BM3D's strength is tuned on (BM3D costs seconds per image)
@@ -130,7 +131,7 @@ def compare_methods(
         counter.advance()
     images["nlm-blind"], images["bm3d-blind"] = nlm, bm3d
     fov = None if split.fov is None else np.asarray(split.fov[rows], bool)  # (I, H, W)
-    images["bm3d-psd"], psd_source = _spectrum_bm3d(data, noisy, fov, counter)
+    images["bm3d-psd"], psd_source = _spectrum_bm3d(data, noisy, rows, fov, counter)
     scores = [score_method(name, noisy, images[name], second=second, mask=fov) for name in METHODS]
     preferred, reason = preferred_method(scores)
     return FitComparison(
@@ -140,7 +141,7 @@ def compare_methods(
     )  # fmt: skip
 
 
-def _spectrum_bm3d(data, noisy: np.ndarray, fov, counter: StageCounter) -> tuple[np.ndarray, str]:
+def _spectrum_bm3d(data, noisy: np.ndarray, rows, fov, counter) -> tuple[np.ndarray, str]:
     """BM3D given the noise spectrum on ``noisy`` (I, H, W), and where the spectrum came from.
 
     Two acquisitions: the training pairs' difference spectrum, strength by their pair uMSE.
@@ -158,8 +159,10 @@ def _spectrum_bm3d(data, noisy: np.ndarray, fov, counter: StageCounter) -> tuple
                   f"x{scale:.3g} by the pair uMSE of {tuned.n_images} pairs")  # fmt: skip
     else:
         masks = [None] * len(noisy) if fov is None else list(fov)
-        pairs = zip(noisy, masks, strict=True)
-        psds = [single_image_noise_psd(image, inside=mask) for image, mask in pairs]
+        split = load_split(data, "test", with_clean=False)
+        scales = np.asarray(split.scale[rows], np.float64)
+        psds = [single_scan_psd(image, s, split.attrs, m)
+                for image, s, m in zip(noisy, scales, masks, strict=True)]  # fmt: skip
         scale, source = 1.0, "single-psd: each image's spectrum estimated from itself, strength x1"
     out = np.empty_like(noisy)
     for k, (image, psd) in enumerate(zip(noisy, psds, strict=True)):

@@ -13,8 +13,9 @@ The tunings, each a row of the results table (filter ``bm3d``):
     user with two scans of that slice has it).
 ``single-psd``
     Clean-free, **one** acquisition: the spectrum of each test image estimated from that image
-    alone (:func:`lowdose.physics.noise_spectrum.single_image_noise_psd`), multiplier 1 (one
-    scan offers no clean-free score to tune a strength on).
+    alone (:func:`lowdose.physics.noise_spectrum.single_image_noise_psd`; CT in HU: in the body,
+    :func:`~lowdose.physics.noise_spectrum.ct_noise_psd`), multiplier 1 (one scan offers no
+    clean-free score to tune a strength on).
 ``oracle-psd``
     Upper bound: the spectrum of the true test noise ``mean |FFT(y1 - clean)|^2`` and the
     multiplier tuned per image against its clean image.
@@ -36,9 +37,11 @@ from lowdose.baselines.spectrum_tuning import tune_psd_scale_oracle, tune_psd_sc
 from lowdose.baselines.tuning_kinds import PSD_TUNINGS
 from lowdose.core.errors import LowdoseInputError
 from lowdose.core.progress import Progress, StageCounter
+from lowdose.data.attributes import DatasetAttrs
 from lowdose.data.dataset import load_split
 from lowdose.evaluation.testset import TestSet
 from lowdose.physics.noise_spectrum import (
+    ct_noise_psd,
     pair_noise_psd,
     psd_noise_variance,
     single_image_noise_psd,
@@ -98,9 +101,10 @@ def _spectra_and_strengths(test: TestSet, tuning: str):
             shown = {"psd_from": "train pairs", "tuned_by": "pair uMSE (this image's pair)"}
         return [psd / k] * n, scales, shown
     if tuning == "single-psd":
-        fov = test.fov if test.fov is not None else [None] * n
-        pairs = zip(test.inputs, fov, strict=True)
-        psds = [single_image_noise_psd(image, inside=inside) for image, inside in pairs]
+        fov = [None] * n if test.fov is None else list(test.fov)
+        psds = [
+            single_scan_psd(test.inputs[i], test.scale[i], test.attrs, fov[i]) for i in range(n)
+        ]
         return psds, [1.0] * n, {"psd_from": "this image alone", "tuned_by": "none (x1)"}
     if tuning == "oracle-psd":
         if test.clean is None:
@@ -114,6 +118,33 @@ def _spectra_and_strengths(test: TestSet, tuning: str):
         shown = {"psd_from": "true test noise (oracle)", "tuned_by": "PSNR vs clean (oracle)"}
         return [psd] * n, [t.psd_scale for t in tuned], shown
     raise LowdoseInputError(f"unknown spectrum tuning {tuning!r}; choose from {PSD_TUNINGS}")
+
+
+def single_scan_psd(image, scale: float, attrs: DatasetAttrs, inside=None) -> np.ndarray:
+    """One dataset image's noise spectrum from itself (no second scan, no clean image).
+
+    Parameters
+    ----------
+    image : ndarray (H, W) float
+        On the dataset's scale.
+    scale : float
+        Its divisor (``scaled = (raw + attrs.scaling_offset) / scale``).
+    attrs : DatasetAttrs
+        CT in HU is measured in the body (:func:`lowdose.physics.noise_spectrum.ct_noise_psd`),
+        anything else over ``inside``
+        (:func:`~lowdose.physics.noise_spectrum.single_image_noise_psd`).
+    inside : ndarray (H, W) bool, optional
+        The field of view.
+
+    Returns
+    -------
+    ndarray (H, W) float64
+        On the dataset's scale squared, in the convention of :mod:`lowdose.physics.noise_spectrum`.
+    """
+    if not attrs.is_ct_hu:
+        return single_image_noise_psd(image, inside=inside)
+    hu = np.asarray(image, np.float64) * float(scale) - attrs.scaling_offset
+    return ct_noise_psd(image, hu, inside=inside)
 
 
 def _training_pairs(test: TestSet):

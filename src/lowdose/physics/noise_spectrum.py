@@ -198,6 +198,35 @@ def ct_noise_sd_hu(image_hu, *, inside=None) -> float:
     return float("nan")
 
 
+def ct_noise_psd(image, image_hu, *, inside=None) -> np.ndarray:
+    """Noise spectrum of one CT slice measured in its body, on ``image``'s own scale.
+
+    The region rule of :func:`ct_noise_sd_hu` (the body of ``image_hu``, else the field of
+    view ``inside``, else the whole image), the spectrum of :func:`single_image_noise_psd`.
+
+    Parameters
+    ----------
+    image : ndarray (H, W) float
+        The slice on the scale the spectrum is wanted in (a dataset's scale, say).
+    image_hu : ndarray (H, W) float
+        The same slice in HU (finds the body).
+    inside : ndarray (H, W) bool, optional
+        The field of view.
+
+    Returns
+    -------
+    ndarray (H, W) float64
+    """
+    hu = _checked_image(image_hu, "ct_noise_psd")
+    for region in (body_mask_hu(hu, inside=inside), inside, None):
+        try:
+            return single_image_noise_psd(image, inside=region)
+        except LowdoseInputError:  # too few patches in this region: try the next
+            if region is None:
+                raise
+    raise AssertionError("unreachable")  # the last region re-raises
+
+
 def _patch_spectrum(values: np.ndarray, inside, patch_px: int) -> np.ndarray:
     """The (p, p) noise spectrum of the module docstring's convention at p x p pixels."""
     from scipy import ndimage  # heavy (~0.5 s): keeps `lowdose --help` fast
