@@ -37,17 +37,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from lowdose.core.atomic import atomic_path
 from lowdose.core.errors import LowdoseInputError
 from lowdose.core.metrics import pair_noise_variance_all_pixels, unbiased_mse
 from lowdose.data.dataset import load_split
 from lowdose.data.scaling import NetworkScaling, scale_to_network
-from lowdose.models.checkpoint import _read_checkpoint
+from lowdose.models.checkpoint import store_meta
 from lowdose.models.validity_range import (
     CORRELATED_NOISE_ESTIMATOR,
     WHITE_NOISE_ESTIMATOR,
@@ -236,18 +234,9 @@ def store_validity(checkpoint_path: str | os.PathLike, validity: dict) -> None:
         One line naming the checkpoint: a missing file, one torch cannot read (empty, cut short,
         corrupt), or one without lowdose ``hyper_parameters``.
     """
-    path = Path(checkpoint_path)
-    if not path.is_file():
-        raise LowdoseInputError(f"checkpoint {path} not found: pass RUN_DIR/best.ckpt")
-    checkpoint = _read_checkpoint(path)
-    hparams = checkpoint.get("hyper_parameters")
-    if not isinstance(hparams, dict):
-        raise LowdoseInputError(f"{path}: no lowdose hyper_parameters; pass RUN_DIR/best.ckpt")
     levels = [{**level, "gain_db": float("nan") if level["gain_db"] is None else level["gain_db"]}
               for level in validity.get("levels") or ()]  # fmt: skip
-    hparams["meta"] = {**(hparams.get("meta") or {}), "validity": {**validity, "levels": levels}}
-    with atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
+    store_meta(checkpoint_path, validity={**validity, "levels": levels})
 
 
 def _pair_at_dose(pair, fraction: float, renoiser, scale, rng) -> tuple[np.ndarray, np.ndarray]:
