@@ -75,8 +75,9 @@ def tune_psd_scale_pairs(
     ----------
     first, second : ndarray (I, H, W) float
         Two independent noisy acquisitions of the same images, same scale. Only noisy data.
-    psd : ndarray (H, W) float
-        The noise power spectrum of one acquisition (:mod:`lowdose.physics.noise_spectrum`).
+    psd : ndarray (H, W) or (I, H, W) float
+        The noise power spectrum of one acquisition (:mod:`lowdose.physics.noise_spectrum`),
+        one for all pairs or one per pair.
     inside : ndarray (I, H, W) bool, optional
         Pixels that carry noise (field of view): the uMSE counts only those.
     max_images : int or None
@@ -90,12 +91,15 @@ def tune_psd_scale_pairs(
     first, second = np.asarray(first), np.asarray(second)
     check_pair_stacks(first, second, "tune_psd_scale_pairs")
     keep = _evenly_spaced(len(first), max_images)
+    psd = np.asarray(psd)
+    psds = psd[keep] if psd.ndim == 3 else np.broadcast_to(psd, first[keep].shape)
     first, second = first[keep], second[keep]
     inside = None if inside is None else np.asarray(inside, bool)[keep]
     variance = pair_noise_variance_all_pixels(first, second, inside=inside)
 
     def objective(params: dict) -> float:
-        out = np.stack([denoise_bm3d(image, psd=psd, **params) for image in first])
+        pairs = zip(first, psds, strict=True)
+        out = np.stack([denoise_bm3d(image, psd=p, **params) for image, p in pairs])
         umse = unbiased_mse(second, out, noise_variance=variance, inside=inside)
         return -float(np.mean(umse))
 

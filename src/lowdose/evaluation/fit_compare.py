@@ -9,9 +9,10 @@ on), realisation 0 of each image is denoised by
 * BM3D (``bm3d-blind``): ``sigma_psd = sigma`` (the white-noise rule: what ignoring the noise's
   correlation costs),
 * BM3D given the noise power spectrum (``bm3d-psd``, the strongest classical method for
-  correlated noise such as FBP's): with two acquisitions the spectrum of the pair difference of
-  the training pairs, its strength chosen by their pair uMSE
-  (:func:`lowdose.baselines.spectrum_tuning.tune_psd_scale_pairs`, ``blind-psd``); with one, the
+  correlated noise such as FBP's): with two acquisitions the shape of the training pairs'
+  difference spectrum times each image's own pair variance, its strength chosen by the training
+  pairs' uMSE (:func:`lowdose.evaluation.spectrum_methods.tune_blind_psd`, ``blind-psd``); with
+  one, the
   spectrum of each image estimated from itself, strength 1
   (:func:`lowdose.evaluation.spectrum_methods.single_scan_psd`, ``single-psd``),
 
@@ -33,18 +34,17 @@ import numpy as np
 
 from lowdose.baselines.filters import denoise_bm3d, denoise_nlm
 from lowdose.baselines.sigma_rule import params_from_sigma
-from lowdose.baselines.spectrum_tuning import tune_psd_scale_pairs
 from lowdose.core.atomic import atomic_write_bytes, atomic_write_text
 from lowdose.core.errors import LowdoseInputError
 from lowdose.core.metrics import pair_noise_variance_all_pixels
 from lowdose.core.progress import Progress, StageCounter
 from lowdose.data.dataset import load_split
 from lowdose.evaluation.fit_scores import MethodScores, preferred_method, score_method
-from lowdose.evaluation.spectrum_methods import single_scan_psd
+from lowdose.evaluation.spectrum_methods import single_scan_psd, tune_blind_psd
 from lowdose.inference.predict import predict
 from lowdose.models.checkpoint import load_model
 from lowdose.physics.noise_estimation import single_image_noise_sigma
-from lowdose.physics.noise_spectrum import pair_noise_psd
+from lowdose.physics.noise_spectrum import pair_noise_psd, unit_spectrum
 
 METHODS = ("noisy", "network", "nlm-blind", "bm3d-blind", "bm3d-psd")
 #: training pairs the spectrum BM3D's strength is tuned on (BM3D costs seconds per image)
@@ -131,7 +131,7 @@ def compare_methods(
         counter.advance()
     images["nlm-blind"], images["bm3d-blind"] = nlm, bm3d
     fov = None if split.fov is None else np.asarray(split.fov[rows], bool)  # (I, H, W)
-    images["bm3d-psd"], psd_source = _spectrum_bm3d(data, noisy, rows, fov, counter)
+    images["bm3d-psd"], psd_source = _spectrum_bm3d(data, noisy, second, rows, fov, counter)
     scores = [score_method(name, noisy, images[name], second=second, mask=fov) for name in METHODS]
     preferred, reason = preferred_method(scores)
     return FitComparison(
@@ -141,22 +141,24 @@ def compare_methods(
     )  # fmt: skip
 
 
-def _spectrum_bm3d(data, noisy: np.ndarray, rows, fov, counter) -> tuple[np.ndarray, str]:
+def _spectrum_bm3d(data, noisy, second, rows, fov, counter) -> tuple[np.ndarray, str]:
     """BM3D given the noise spectrum on ``noisy`` (I, H, W), and where the spectrum came from.
 
-    Two acquisitions: the training pairs' difference spectrum, strength by their pair uMSE.
+    Two acquisitions: the training pairs' difference spectrum as the shape, each image's own
+    pair variance as the level, strength by the training pairs' uMSE (``blind-psd``).
     One: each image's own spectrum estimate, strength 1. Never a clean image.
     """
     train = load_split(data, "train", with_clean=False)
-    if train.noisy.shape[1] > 1 and len(train.noisy):
-        first, second = train.noisy[:, 0], train.noisy[:, 1]
+    if train.noisy.shape[1] > 1 and len(train.noisy) and second is not None:
+        first, other = train.noisy[:, 0], train.noisy[:, 1]
         inside = None if train.fov is None else np.asarray(train.fov, bool)
-        psd = pair_noise_psd(first, second, inside=inside)
-        tuned = tune_psd_scale_pairs(first, second, psd, inside=inside,
-                                     max_images=PSD_TUNING_IMAGES)  # fmt: skip
-        psds, scale = [psd] * len(noisy), tuned.psd_scale
-        source = (f"blind-psd: spectrum of {len(first)} training pair differences, strength "
-                  f"x{scale:.3g} by the pair uMSE of {tuned.n_images} pairs")  # fmt: skip
+        shape = unit_spectrum(pair_noise_psd(first, other, inside=inside))
+        levels = pair_noise_variance_all_pixels(noisy, second, inside=fov)  # each image's own
+        tuned = tune_blind_psd(first, other, inside=inside, max_images=PSD_TUNING_IMAGES)
+        psds, scale = [shape * level for level in levels], tuned.psd_scale
+        source = (f"blind-psd: the shape of {len(first)} training pair differences x each "
+                  f"image's pair variance, strength x{scale:.3g} by the pair uMSE of "
+                  f"{tuned.n_images} training pairs")  # fmt: skip
     else:
         masks = [None] * len(noisy) if fov is None else list(fov)
         split = load_split(data, "test", with_clean=False)

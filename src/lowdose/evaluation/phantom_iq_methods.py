@@ -17,8 +17,8 @@ N realisations), to an ensemble of the same shape in HU:
 * ``bm3d-psd-blind``: BM3D given the noise power spectrum (the strongest classical method for
   FBP's correlated noise): the spectrum of the realisation-pair differences inside the cylinder
   (:func:`lowdose.physics.noise_spectrum.pair_noise_psd`, pairs (0, 1), (2, 3), ... of every
-  slice: one dose, one geometry), its strength chosen by the pair uMSE of slice 0's realisations
-  0 and 1
+  slice) as the shape, each slice's pair variance as its level, the strength chosen by the pair
+  uMSE of slice 0's realisations 0 and 1
   (:func:`lowdose.baselines.spectrum_tuning.tune_psd_scale_pairs`, as ``evaluate``'s
   ``blind-psd``).
 
@@ -43,7 +43,7 @@ from lowdose.core.progress import Progress, StageCounter
 from lowdose.data.scaling import HU_OFFSET, NetworkScaling, hu_to_scaled, scaled_to_hu
 from lowdose.inference.predict import checked_device, denoise
 from lowdose.models.checkpoint import load_model
-from lowdose.physics.noise_spectrum import pair_noise_psd
+from lowdose.physics.noise_spectrum import pair_noise_psd, unit_spectrum
 
 FILTER_CHOICES = (*SIGMA_RULE_FILTERS, "bm3d-psd")
 _FILTER_FUNCTIONS = {"nlm": denoise_nlm, "bm3d": denoise_bm3d}
@@ -184,7 +184,7 @@ def blind_filter_methods(
     rule = "lowdose.baselines.sigma_rule.params_from_sigma on the dataset scale"
     sigma_from = "sqrt(Var(y0 - y1) / 2) of each slice's realisations 0 and 1 inside the cylinder"
     psd_rule = {
-        "psd_from": "realisation-pair differences inside the cylinder, all slices",
+        "psd_from": "shape of the realisation-pair differences x each slice's pair variance",
         "tuned_by": "pair uMSE of slice 0's realisations 0 and 1",
     }
     return [
@@ -234,17 +234,19 @@ def _spectrum_runner(divisor: np.ndarray, inside: np.ndarray) -> Runner:
         factor = np.asarray(divisor, np.float64)[:, None, None, None]  # (S, 1, 1, 1)
         scaled = hu_to_scaled(hu, factor)  # (S, N, H, W)
         counter = StageCounter(progress, "bm3d-psd-blind", scaled.shape[0] * scaled.shape[1])
-        # one spectrum and one strength for the phantom (one dose, one geometry): every
-        # realisation pair (0, 1), (2, 3), ... of every slice, tuned on slice 0's first pair
+        # one spectrum shape for the phantom (one protocol), each slice at its own pair level,
+        # the strength tuned on slice 0's first pair (as evaluate's blind-psd)
         pairs = 2 * (scaled.shape[1] // 2)
         first = scaled[:, 0:pairs:2].reshape(-1, *scaled.shape[-2:])
         second = scaled[:, 1:pairs:2].reshape(-1, *scaled.shape[-2:])
         mask = np.broadcast_to(inside, first.shape)
-        psd = pair_noise_psd(first, second, inside=mask)
-        scale = tune_psd_scale_pairs(first[:1], second[:1], psd, inside=mask[:1]).psd_scale
+        shape = unit_spectrum(pair_noise_psd(first, second, inside=mask))
+        levels = blind_sigma(scaled, inside) ** 2  # (S,)
+        scale = tune_psd_scale_pairs(scaled[:1, 0], scaled[:1, 1], shape * levels[0],
+                                     inside=mask[:1]).psd_scale  # fmt: skip
         out = np.empty_like(scaled)
         for s, n in np.ndindex(*scaled.shape[:2]):
-            out[s, n] = denoise_bm3d(scaled[s, n], psd=psd, psd_scale=scale)
+            out[s, n] = denoise_bm3d(scaled[s, n], psd=shape * levels[s], psd_scale=scale)
             counter.advance()
         return scaled_to_hu(out, factor)
 

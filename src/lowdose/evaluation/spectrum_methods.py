@@ -5,12 +5,15 @@ Given the noise spectrum (:mod:`lowdose.physics.noise_spectrum`) BM3D models the
 The tunings, each a row of the results table (filter ``bm3d``):
 
 ``blind-psd``
-    Clean-free, two acquisitions: the spectrum from the pair difference of the **training**
-    pairs, ``mean |FFT((y1 - y2) / sqrt(2))|^2``; its multiplier ``psd_scale`` chosen by the
-    pair uMSE of the training pairs (one strength for the dataset; serves MSE).
+    Clean-free, two acquisitions: the spectrum's **shape** from the pair difference of the
+    **training** pairs, ``mean |FFT((y1 - y2) / sqrt(2))|^2`` scaled to unit variance, times each
+    test image's **own** noise variance from its pair (``Var(y1 - y2) / 2``: FBP noise varies
+    2-3x between slices with the patient's attenuation, its shape does not); one multiplier
+    ``psd_scale`` for the dataset chosen by the pair uMSE of the training pairs, each given its
+    own variance the same way (serves MSE).
 ``blind-psd-image``
     As ``blind-psd``, but the multiplier chosen per test image by the uMSE of its own pair (a
-    user with two scans of that slice has it).
+    user with two scans of that slice has them).
 ``single-psd``
     Clean-free, **one** acquisition: the spectrum of each test image estimated from that image
     alone (:func:`lowdose.physics.noise_spectrum.single_image_noise_psd`; CT in HU: in the body,
@@ -36,6 +39,7 @@ from lowdose.baselines.filters import denoise_bm3d
 from lowdose.baselines.spectrum_tuning import tune_psd_scale_oracle, tune_psd_scale_pairs
 from lowdose.baselines.tuning_kinds import PSD_TUNINGS
 from lowdose.core.errors import LowdoseInputError
+from lowdose.core.metrics import pair_noise_variance_all_pixels
 from lowdose.core.progress import Progress, StageCounter
 from lowdose.data.attributes import DatasetAttrs
 from lowdose.data.dataset import load_split
@@ -45,6 +49,7 @@ from lowdose.physics.noise_spectrum import (
     pair_noise_psd,
     psd_noise_variance,
     single_image_noise_psd,
+    unit_spectrum,
 )
 
 #: filters that take a noise power spectrum
@@ -90,16 +95,19 @@ def _spectra_and_strengths(test: TestSet, tuning: str):
     k = test.view_subsets
     if tuning in ("blind-psd", "blind-psd-image"):
         first, second, inside = _training_pairs(test)
-        psd = pair_noise_psd(first, second, inside=inside)  # one acquisition (one subset)
+        levels = _test_pair_variances(test, tuning)  # (I,), for the input (a subset / K)
+        shape = unit_spectrum(pair_noise_psd(first, second, inside=inside))
+        psds = [shape * level for level in levels]
         if tuning == "blind-psd":
-            tuned = tune_psd_scale_pairs(first, second, psd, inside=inside)
+            tuned = tune_blind_psd(first, second, inside=inside)
             scales = [tuned.psd_scale] * n
-            shown = {"psd_from": "train pairs", "tuned_by": "pair uMSE (train)",
-                     "n_train": tuned.n_images}  # fmt: skip
+            shown = {"psd_from": "train-pair shape x this image's pair variance",
+                     "tuned_by": "pair uMSE (train)", "n_train": tuned.n_images}  # fmt: skip
         else:
-            scales = [_own_pair_scale(test, i, psd) for i in range(n)]
-            shown = {"psd_from": "train pairs", "tuned_by": "pair uMSE (this image's pair)"}
-        return [psd / k] * n, scales, shown
+            scales = [_own_pair_scale(test, i, psds[i] * k) for i in range(n)]
+            shown = {"psd_from": "train-pair shape x this image's pair variance",
+                     "tuned_by": "pair uMSE (this image's pair)"}  # fmt: skip
+        return psds, scales, shown
     if tuning == "single-psd":
         fov = [None] * n if test.fov is None else list(test.fov)
         psds = [
@@ -118,6 +126,34 @@ def _spectra_and_strengths(test: TestSet, tuning: str):
         shown = {"psd_from": "true test noise (oracle)", "tuned_by": "PSNR vs clean (oracle)"}
         return [psd] * n, [t.psd_scale for t in tuned], shown
     raise LowdoseInputError(f"unknown spectrum tuning {tuning!r}; choose from {PSD_TUNINGS}")
+
+
+def tune_blind_psd(first, second, *, inside=None, max_images: int | None = 8):
+    """``blind-psd``'s multiplier from training pairs, clean-free.
+
+    Each pair's spectrum is the training pairs' shape (:func:`unit_spectrum` of their
+    :func:`pair_noise_psd`; FBP noise varies 2-3x between slices with the patient's attenuation,
+    its shape does not) times that pair's own variance ``Var(y1 - y2) / 2``, as every test image
+    gets its own; the multiplier minimises their pair uMSE
+    (:func:`lowdose.baselines.spectrum_tuning.tune_psd_scale_pairs`).
+
+    Parameters
+    ----------
+    first, second : ndarray (I, H, W) float
+        Two noisy acquisitions of the training images; never clean images, never test images.
+    inside : ndarray (I, H, W) bool, optional
+        Pixels that carry noise.
+    max_images : int or None
+        Pairs the search filters (BM3D costs seconds per image).
+
+    Returns
+    -------
+    SpectrumTuning
+    """
+    shape = unit_spectrum(pair_noise_psd(first, second, inside=inside))
+    levels = pair_noise_variance_all_pixels(first, second, inside=inside)  # (I,)
+    psds = shape[None] * levels[:, None, None]  # (I, H, W)
+    return tune_psd_scale_pairs(first, second, psds, inside=inside, max_images=max_images)
 
 
 def single_scan_psd(image, scale: float, attrs: DatasetAttrs, inside=None) -> np.ndarray:
@@ -159,13 +195,19 @@ def _training_pairs(test: TestSet):
     return train.noisy[:, 0], train.noisy[:, 1], inside
 
 
-def _own_pair_scale(test: TestSet, i: int, psd: np.ndarray) -> float:
-    """The multiplier chosen by test image ``i``'s own pair uMSE (a subset pair for K > 1)."""
+def _test_pair_variances(test: TestSet, tuning: str) -> np.ndarray:
+    """(I,) each test input's noise variance from its own pair (clean-free; / K for subsets)."""
     if test.noisy.shape[1] < 2:
         raise LowdoseInputError(
-            f"{test.path}: blind-psd-image needs two acquisitions of each test image; "
-            "use --tuning blind-psd"
+            f"{test.path}: {tuning} needs two acquisitions of each test image (the noise level "
+            "of each from its pair); use --tuning single-psd (one scan)"
         )
+    return test.pair_noise_variance()
+
+
+def _own_pair_scale(test: TestSet, i: int, psd: np.ndarray) -> float:
+    """The multiplier chosen by test image ``i``'s own pair uMSE (a subset pair for K > 1;
+    ``psd`` is one acquisition's, i.e. one subset's)."""
     inside = None if test.fov is None else test.fov[i : i + 1]
     pair = test.noisy[i : i + 1, 0], test.noisy[i : i + 1, 1]
     return tune_psd_scale_pairs(*pair, psd, inside=inside, max_images=None).psd_scale

@@ -80,6 +80,22 @@ def psd_noise_variance(psd) -> float:
     return float(psd.mean() / psd.size)
 
 
+def unit_spectrum(psd) -> np.ndarray:
+    """``psd`` scaled to a per-pixel noise variance of 1: the spectrum's *shape*.
+
+    FBP noise keeps its shape across slices of one scan protocol (geometry and kernel) while its
+    level follows each slice's attenuation; a shape times each slice's own variance fits both.
+
+    >>> float(psd_noise_variance(unit_spectrum(np.full((4, 4), 3.0 * 16))))
+    1.0
+    """
+    psd = np.asarray(psd, dtype=np.float64)
+    variance = psd_noise_variance(psd)
+    if not variance > 0:
+        raise LowdoseInputError("unit_spectrum: the spectrum has no power")
+    return psd / variance
+
+
 def _masked_mean(stack: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """(B, 1, 1) mean of each image over its masked pixels (0 where none)."""
     counts = np.maximum(mask.sum(axis=(1, 2), keepdims=True), 1)
