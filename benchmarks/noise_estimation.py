@@ -1,6 +1,6 @@
 """Noise level and spectrum from ONE CT image: accuracy of the single-image estimator.
 
-:func:`lowdose.physics.noise_spectrum.single_image_noise_psd` (and ``single_image_noise_sd``)
+:func:`lowdose.physics.single_image_noise.single_image_noise_psd` (and ``single_image_noise_sd``)
 against the truth on simulated sinogram-noise CT, and against hand-placed references on real
 scans. Printed (nothing asserted):
 
@@ -42,15 +42,15 @@ from lowdose.physics.ct_dose import photons_per_ray_for_dose
 from lowdose.physics.ct_noise import angles_for, line_integrals, noisy_sinograms, reconstruct_hu
 from lowdose.physics.field_of_view import field_of_view_mask
 from lowdose.physics.noise_estimation import single_image_noise_sigma
-from lowdose.physics.noise_spectrum import (
+from lowdose.physics.noise_spectrum import psd_noise_variance
+from lowdose.physics.radon import FBP_FILTERS
+from lowdose.physics.single_image_noise import (
     PATCH_PX,
     body_mask_hu,
     ct_noise_sd_hu,
-    psd_noise_variance,
     single_image_noise_psd,
     single_image_noise_sd,
 )
-from lowdose.physics.radon import FBP_FILTERS
 from lowdose.simulate.ct import load_ct_source
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ct"

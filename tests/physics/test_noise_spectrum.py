@@ -8,16 +8,15 @@ from scipy import ndimage
 
 from lowdose.core.errors import LowdoseInputError
 from lowdose.physics.noise_estimation import single_image_noise_sigma
-from lowdose.physics.noise_spectrum import (
+from lowdose.physics.noise_spectrum import pair_noise_psd, psd_noise_variance
+from lowdose.physics.radon import FBP_FILTERS, fbp_2d, radon_2d
+from lowdose.physics.single_image_noise import (
     body_mask_hu,
     ct_noise_psd,
     ct_noise_sd_hu,
-    pair_noise_psd,
-    psd_noise_variance,
     single_image_noise_psd,
     single_image_noise_sd,
 )
-from lowdose.physics.radon import FBP_FILTERS, fbp_2d, radon_2d
 
 SIZE = 128
 

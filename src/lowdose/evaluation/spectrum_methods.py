@@ -16,8 +16,8 @@ The tunings, each a row of the results table (filter ``bm3d``):
     user with two scans of that slice has them).
 ``single-psd``
     Clean-free, **one** acquisition: the spectrum of each test image estimated from that image
-    alone (:func:`lowdose.physics.noise_spectrum.single_image_noise_psd`; CT in HU: in the body,
-    :func:`~lowdose.physics.noise_spectrum.ct_noise_psd`), multiplier 1 (one scan offers no
+    alone (:func:`lowdose.physics.single_image_noise.single_image_noise_psd`; CT in HU: in the body,
+    :func:`~lowdose.physics.single_image_noise.ct_noise_psd`), multiplier 1 (one scan offers no
     clean-free score to tune a strength on).
 ``oracle-psd``
     Upper bound: the spectrum of the true test noise ``mean |FFT(y1 - clean)|^2`` and the
@@ -44,13 +44,8 @@ from lowdose.core.progress import Progress, StageCounter
 from lowdose.data.attributes import DatasetAttrs
 from lowdose.data.dataset import load_split
 from lowdose.evaluation.testset import TestSet
-from lowdose.physics.noise_spectrum import (
-    ct_noise_psd,
-    pair_noise_psd,
-    psd_noise_variance,
-    single_image_noise_psd,
-    unit_spectrum,
-)
+from lowdose.physics.noise_spectrum import pair_noise_psd, psd_noise_variance, unit_spectrum
+from lowdose.physics.single_image_noise import ct_noise_psd, single_image_noise_psd
 
 #: filters that take a noise power spectrum
 PSD_FILTERS = ("bm3d",)
@@ -166,9 +161,9 @@ def single_scan_psd(image, scale: float, attrs: DatasetAttrs, inside=None) -> np
     scale : float
         Its divisor (``scaled = (raw + attrs.scaling_offset) / scale``).
     attrs : DatasetAttrs
-        CT in HU is measured in the body (:func:`lowdose.physics.noise_spectrum.ct_noise_psd`),
+        CT in HU is measured in the body (:func:`lowdose.physics.single_image_noise.ct_noise_psd`),
         anything else over ``inside``
-        (:func:`~lowdose.physics.noise_spectrum.single_image_noise_psd`).
+        (:func:`~lowdose.physics.single_image_noise.single_image_noise_psd`).
     inside : ndarray (H, W) bool, optional
         The field of view.
 

@@ -6,9 +6,9 @@
 transmission scale for X-ray), and each image's noise is estimated alone, by the estimator the
 range was measured with (:func:`input_noise_levels`): for CT ranges measured in HU
 (``scale="hu"``) the correlated-noise estimator in the body
-(:func:`lowdose.physics.noise_spectrum.ct_noise_sd_hu`), for older ones (network scale, converted
-by the divisor) Immerkaer's white-noise estimator on the same HU (the range was read that way, so
-the comparison is fair, and the line says that estimator reads FBP noise low).
+(:func:`lowdose.physics.single_image_noise.ct_noise_sd_hu`), for older ones (network scale,
+converted by the divisor) Immerkaer's white-noise estimator on the same HU (the range was read
+that way, so the comparison is fair, and the line says that estimator reads FBP noise low).
 
 Images are grouped by DICOM series (``SeriesInstanceUID``), else one group per file; a group
 with images outside the range gets one line: how many are noisier and how many cleaner than
@@ -32,7 +32,7 @@ from lowdose.models.validity_range import (
     range_text,
 )
 from lowdose.physics.noise_estimation import single_image_noise_sigma
-from lowdose.physics.noise_spectrum import ct_noise_sd_hu
+from lowdose.physics.single_image_noise import ct_noise_sd_hu
 
 AIR_BELOW_HU = -500.0  # a CT slice in HU has air (~-1000 HU) around the body: pixels below this
 RETRAIN = "lowdose dataset from-repeats or from-sinogram, then lowdose train"

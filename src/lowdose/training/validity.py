@@ -15,7 +15,7 @@ was stored with; :func:`network_scaling_of_stored`), and at each level measures
   because the two re-noised realisations stay independent;
 - the **noise sigma of the inputs** from each image alone, as ``lowdose denoise`` measures a
   user's file (:mod:`lowdose.inference.validity_check`): CT in HU (``scale="hu"``), in the body,
-  by the correlated-noise estimator :func:`lowdose.physics.noise_spectrum.ct_noise_sd_hu` (FBP
+  by the correlated-noise estimator :func:`lowdose.physics.single_image_noise.ct_noise_sd_hu` (FBP
   noise is correlated; Immerkaer's white-noise estimator read it 2.6-6x low); other data on the
   network scale by :func:`lowdose.physics.noise_estimation.single_image_noise_sigma`.
 
@@ -53,7 +53,7 @@ from lowdose.models.validity_range import (
 )
 from lowdose.physics.dose_thinning import RENOISABLE_MODELS, checked_dose_fraction
 from lowdose.physics.noise_estimation import single_image_noise_sigma
-from lowdose.physics.noise_spectrum import ct_noise_sd_hu
+from lowdose.physics.single_image_noise import ct_noise_sd_hu
 from lowdose.training.pairs import dataset_renoiser
 from lowdose.training.windows import centre_crop
 
