@@ -68,7 +68,8 @@ def twin_files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("twin")
     _write(folder / "clean.h5", clean, noisy, object_id, split)
     _write(folder / "zeroed.h5", np.zeros_like(clean), noisy, object_id, split)
-    return folder / "clean.h5", folder / "zeroed.h5"
+    _write(folder / "noisy-only.h5", None, noisy, object_id, split)
+    return folder / "clean.h5", folder / "zeroed.h5", folder / "noisy-only.h5"
 
 
 def test_psd_path_runs_and_beats_the_white_rule_on_correlated_noise():
@@ -111,6 +112,14 @@ def test_pair_tuning_moves_a_wrong_spectrum_level_towards_the_oracle():
     assert 0.5 < blind.psd_scale / oracle_scale < 2.0, (blind.psd_scale, oracle_scale)
 
 
+def test_a_file_with_only_noisy_scans_gets_the_clean_free_rows(twin_files, tmp_path):
+    frame = evaluate(twin_files[2], filters=["bm3d"], tuning="blind-psd,single-psd,oracle-psd",
+                     out_dir=tmp_path / "r")  # fmt: skip
+    assert set(frame["tuning"]) == {"none", "blind-psd", "single-psd"}  # oracle left out
+    upsnr = frame.groupby("tuning")["upsnr_db"].mean()
+    assert upsnr["blind-psd"] > upsnr["none"] + 1.0 and upsnr["single-psd"] > upsnr["none"]
+
+
 def test_comma_separated_tunings_and_unknown_names():
     assert parse_tunings("oracle+blind-sigma,blind-psd") == ("oracle", "blind-sigma", "blind-psd")
     with pytest.raises(LowdoseInputError, match="unknown tuning 'psd'"):
@@ -118,7 +127,7 @@ def test_comma_separated_tunings_and_unknown_names():
 
 
 def test_spectrum_rows_and_no_clean_image_reaches_the_clean_free_tunings(twin_files, tmp_path):
-    clean_file, zeroed_file = twin_files
+    clean_file, zeroed_file, _ = twin_files
     clean_free = "blind-psd,single-psd"
     frames = [
         evaluate(path, filters=["bm3d"], tuning=tuning, out_dir=tmp_path / path.stem)
