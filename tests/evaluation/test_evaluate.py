@@ -58,6 +58,7 @@ def test_one_row_per_image_and_method(results_gmb):
     np.testing.assert_allclose(noisy["psnr_db"], noisy["input_psnr_db"])
     for params in frame.loc[frame["tuning"] == "oracle", "params"]:
         assert json.loads(params)  # the chosen setting is recorded
+        assert json.loads(params)["seconds_per_image"] >= 0  # and what it cost
 
 
 def test_oracle_at_least_blind_per_image(results_gmb):
