@@ -2,10 +2,11 @@
 
 BM3D for correlated noise (:func:`lowdose.baselines.filters.denoise_bm3d` with ``psd``) takes
 the noise power spectrum; a spectrum *estimated* from data can be off in level, and the best
-strength for a figure of merit need not be the true spectrum (for MSE on CT slices the pair
-uMSE picks ~3x the measured spectrum). So the spectrum's multiplier ``psd_scale`` is searched,
-with no cap (:func:`lowdose.baselines.search.search` steps past the grid's edges), by one of
-two objectives, each stated with the result:
+strength for a figure of merit need not be the true spectrum (for MSE on quarter- and
+tenth-dose CT slices the pair uMSE picked x2.0 and x2.2 of the measured spectrum). So the
+spectrum's multiplier ``psd_scale`` is searched, with no cap
+(:func:`lowdose.baselines.search.search` steps past the grid's edges), by one of two
+objectives, each stated with the result:
 
 - :func:`tune_psd_scale_pairs` (**clean-free**): the mean unbiased pair MSE
   ``mean((f(y1) - y2)^2) - Var(y1 - y2) / 2`` of the filtered first acquisitions against the
@@ -25,6 +26,15 @@ from lowdose.baselines.filters import denoise_bm3d
 from lowdose.baselines.search import SearchPlan, search
 from lowdose.baselines.tuning import check_pair_stacks
 from lowdose.core.metrics import pair_noise_variance_all_pixels, psnr, unbiased_mse
+
+
+def _evenly_spaced(n: int, max_images: int | None) -> np.ndarray:
+    """Indices of at most ``max_images`` of ``n`` images, evenly spaced (the rule of
+    :func:`lowdose.baselines.tuning.tune_blind_pairs`; here one spectrum per pair rides along)."""
+    if max_images is None or n <= max_images:
+        return np.arange(n)
+    return np.linspace(0, n - 1, max_images).round().astype(int)
+
 
 #: Where the search starts; no cap: it steps x2 past an edge while the objective improves.
 PSD_SCALE_GRID: dict[str, tuple[float, ...]] = {"psd_scale": (0.5, 1.0, 2.0, 4.0)}
@@ -58,12 +68,6 @@ class SpectrumTuning:
     objective: str
     n_images: int
     table: list[dict] = field(repr=False)
-
-
-def _evenly_spaced(n: int, max_images: int | None) -> np.ndarray:
-    if max_images is None or n <= max_images:
-        return np.arange(n)
-    return np.linspace(0, n - 1, max_images).round().astype(int)
 
 
 def tune_psd_scale_pairs(

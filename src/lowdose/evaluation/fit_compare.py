@@ -131,7 +131,7 @@ def compare_methods(
         counter.advance()
     images["nlm-blind"], images["bm3d-blind"] = nlm, bm3d
     fov = None if split.fov is None else np.asarray(split.fov[rows], bool)  # (I, H, W)
-    images["bm3d-psd"], psd_source = _spectrum_bm3d(data, noisy, second, rows, fov, counter)
+    images["bm3d-psd"], psd_source = _spectrum_bm3d(data, split, rows, noisy, second, fov, counter)
     scores = [score_method(name, noisy, images[name], second=second, mask=fov) for name in METHODS]
     preferred, reason = preferred_method(scores)
     return FitComparison(
@@ -141,12 +141,13 @@ def compare_methods(
     )  # fmt: skip
 
 
-def _spectrum_bm3d(data, noisy, second, rows, fov, counter) -> tuple[np.ndarray, str]:
+def _spectrum_bm3d(data, split, rows, noisy, second, fov, counter) -> tuple[np.ndarray, str]:
     """BM3D given the noise spectrum on ``noisy`` (I, H, W), and where the spectrum came from.
 
     Two acquisitions: the training pairs' difference spectrum as the shape, each image's own
     pair variance as the level, strength by the training pairs' uMSE (``blind-psd``).
-    One: each image's own spectrum estimate, strength 1. Never a clean image.
+    One: each image's own spectrum estimate, strength 1. Never a clean image. ``split`` is
+    the test split ``noisy`` and ``second`` were read from (rows ``rows``).
     """
     train = load_split(data, "train", with_clean=False)
     if train.noisy.shape[1] > 1 and len(train.noisy) and second is not None:
@@ -154,14 +155,13 @@ def _spectrum_bm3d(data, noisy, second, rows, fov, counter) -> tuple[np.ndarray,
         inside = None if train.fov is None else np.asarray(train.fov, bool)
         shape = unit_spectrum(pair_noise_psd(first, other, inside=inside))
         levels = pair_noise_variance_all_pixels(noisy, second, inside=fov)  # each image's own
-        tuned = tune_blind_psd(first, other, inside=inside, max_images=PSD_TUNING_IMAGES)
+        tuned = tune_blind_psd(first, other, shape, inside=inside, max_images=PSD_TUNING_IMAGES)
         psds, scale = [shape * level for level in levels], tuned.psd_scale
         source = (f"blind-psd: the shape of {len(first)} training pair differences x each "
                   f"image's pair variance, strength x{scale:.3g} by the pair uMSE of "
                   f"{tuned.n_images} training pairs")  # fmt: skip
     else:
         masks = [None] * len(noisy) if fov is None else list(fov)
-        split = load_split(data, "test", with_clean=False)
         scales = np.asarray(split.scale[rows], np.float64)
         psds = [single_scan_psd(image, s, split.attrs, m)
                 for image, s, m in zip(noisy, scales, masks, strict=True)]  # fmt: skip

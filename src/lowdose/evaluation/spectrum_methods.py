@@ -44,7 +44,12 @@ from lowdose.core.progress import Progress, StageCounter
 from lowdose.data.attributes import DatasetAttrs
 from lowdose.data.dataset import load_split
 from lowdose.evaluation.testset import TestSet
-from lowdose.physics.noise_spectrum import pair_noise_psd, psd_noise_variance, unit_spectrum
+from lowdose.physics.noise_spectrum import (
+    noise_psd,
+    pair_noise_psd,
+    psd_noise_variance,
+    unit_spectrum,
+)
 from lowdose.physics.single_image_noise import ct_noise_psd, single_image_noise_psd
 
 #: filters that take a noise power spectrum
@@ -94,7 +99,7 @@ def _spectra_and_strengths(test: TestSet, tuning: str):
         shape = unit_spectrum(pair_noise_psd(first, second, inside=inside))
         psds = [shape * level for level in levels]
         if tuning == "blind-psd":
-            tuned = tune_blind_psd(first, second, inside=inside)
+            tuned = tune_blind_psd(first, second, shape, inside=inside)
             scales = [tuned.psd_scale] * n
             shown = {"psd_from": "train-pair shape x this image's pair variance",
                      "tuned_by": "pair uMSE (train)", "n_train": tuned.n_images}  # fmt: skip
@@ -115,27 +120,28 @@ def _spectra_and_strengths(test: TestSet, tuning: str):
                 f"{test.path}: oracle-psd needs clean test images, which the file lacks; "
                 "use blind-psd or single-psd"
             )
-        noise = test.inputs.astype(np.float64) - test.clean
-        psd = np.mean(np.abs(np.fft.fft2(noise)) ** 2, axis=0)  # the true test noise, (H, W)
+        psd = noise_psd(test.inputs.astype(np.float64) - test.clean)  # the true test noise
         tuned = tune_psd_scale_oracle(test.inputs, test.clean, psd, data_range=test.data_range)
         shown = {"psd_from": "true test noise (oracle)", "tuned_by": "PSNR vs clean (oracle)"}
         return [psd] * n, [t.psd_scale for t in tuned], shown
     raise LowdoseInputError(f"unknown spectrum tuning {tuning!r}; choose from {PSD_TUNINGS}")
 
 
-def tune_blind_psd(first, second, *, inside=None, max_images: int | None = 8):
+def tune_blind_psd(first, second, shape, *, inside=None, max_images: int | None = 8):
     """``blind-psd``'s multiplier from training pairs, clean-free.
 
-    Each pair's spectrum is the training pairs' shape (:func:`unit_spectrum` of their
-    :func:`pair_noise_psd`; FBP noise varies 2-3x between slices with the patient's attenuation,
-    its shape does not) times that pair's own variance ``Var(y1 - y2) / 2``, as every test image
-    gets its own; the multiplier minimises their pair uMSE
+    Each pair's spectrum is ``shape`` (the training pairs' :func:`pair_noise_psd` scaled to unit
+    variance by :func:`unit_spectrum`: FBP noise varies 2-3x between slices with the patient's
+    attenuation, its shape does not) times that pair's own variance ``Var(y1 - y2) / 2``, as
+    every test image gets its own; the multiplier minimises their pair uMSE
     (:func:`lowdose.baselines.spectrum_tuning.tune_psd_scale_pairs`).
 
     Parameters
     ----------
     first, second : ndarray (I, H, W) float
         Two noisy acquisitions of the training images; never clean images, never test images.
+    shape : ndarray (H, W) float
+        The unit-variance spectrum of these pairs.
     inside : ndarray (I, H, W) bool, optional
         Pixels that carry noise.
     max_images : int or None
@@ -145,7 +151,6 @@ def tune_blind_psd(first, second, *, inside=None, max_images: int | None = 8):
     -------
     SpectrumTuning
     """
-    shape = unit_spectrum(pair_noise_psd(first, second, inside=inside))
     levels = pair_noise_variance_all_pixels(first, second, inside=inside)  # (I,)
     psds = shape[None] * levels[:, None, None]  # (I, H, W)
     return tune_psd_scale_pairs(first, second, psds, inside=inside, max_images=max_images)

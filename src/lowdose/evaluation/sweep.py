@@ -30,6 +30,7 @@ from lowdose.data.results import SWEEP_COLUMNS
 from lowdose.inference.predict import predict
 from lowdose.models.checkpoint import load_model
 from lowdose.physics import noise, noise_levels
+from lowdose.physics.noise_spectrum import noise_psd
 from lowdose.simulate.ct_sweep import sinogram_sweep_model
 
 #: the sweep's name for BM3D given the noise power spectrum (rows: method bm3d, oracle-psd)
@@ -274,7 +275,7 @@ def _level_outputs(clean, noisy, loaded, filters) -> dict[tuple, np.ndarray]:
 def _oracle_psd_db(clean: np.ndarray, noisy: np.ndarray) -> np.ndarray:
     """(I,) PSNR of BM3D given the level's true noise spectrum, strength tuned per image
     against clean (``oracle-psd``: the sweep's filters are all oracles)."""
-    psd = np.mean(np.abs(np.fft.fft2(noisy.astype(np.float64) - clean)) ** 2, axis=0)
+    psd = noise_psd(noisy.astype(np.float64) - clean)
     tuned = tune_psd_scale_oracle(noisy, clean, psd, data_range=1.0)
     return np.array([max(t["value"] for t in result.table) for result in tuned])
 

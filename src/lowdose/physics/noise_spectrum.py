@@ -64,8 +64,27 @@ def pair_noise_psd(first, second, *, inside=None) -> np.ndarray:
         if fraction == 0.0:
             raise LowdoseInputError("pair_noise_psd: no pixel inside the field of view")
         difference = np.where(mask, difference - _masked_mean(difference, mask), 0.0)
-    periodograms = np.abs(np.fft.fft2(difference)) ** 2  # (B, H, W)
-    return periodograms.mean(axis=0) / fraction
+    return noise_psd(difference) / fraction
+
+
+def noise_psd(noise) -> np.ndarray:
+    """The spectrum of known noise: the mean periodogram ``mean_b |FFT2(n_b)|^2`` (DC at [0, 0]).
+
+    Parameters
+    ----------
+    noise : ndarray (B, H, W) or (H, W) float
+        Noise realisations (a pair difference over sqrt(2), or ``noisy - clean`` for an oracle).
+
+    Returns
+    -------
+    ndarray (H, W) float64
+
+    >>> float(noise_psd(np.ones((2, 4, 4)))[0, 0])  # all power at DC: (4 * 4)**2
+    256.0
+    """
+    stack = np.asarray(noise, dtype=np.float64)
+    stack = stack[None] if stack.ndim == 2 else stack
+    return (np.abs(np.fft.fft2(stack)) ** 2).mean(axis=0)  # (H, W)
 
 
 def psd_noise_variance(psd) -> float:
