@@ -140,6 +140,7 @@ def test_spectrum_rows_and_no_clean_image_reaches_the_clean_free_tunings(twin_fi
     for kind in ("blind-psd", "single-psd"):
         params = [json.loads(v) for v in with_clean.loc[kind, "params"]]
         assert all(p["seconds_per_image"] > 0 and p["psd_scale"] > 0 for p in params)
+        assert all("noise_sd_hu" not in p for p in params)  # not CT in HU: data units only
         zeroed = frames[1].set_index(["tuning", "image_index"]).loc[kind]
         # the clean-free numbers (outputs scored against the second scan) are the same; BM3D
         # itself is reproducible only to float32 rounding (threaded), hence the tolerance

@@ -26,7 +26,8 @@ The tunings, each a row of the results table (filter ``bm3d``):
 For view subsets (Noise2Inverse files) the input is the mean of K subsets, whose noise spectrum
 is that of one subset divided by K; strengths are tuned on subset pairs and carried over.
 Every row's ``params`` hold the multiplier, where the spectrum came from, the noise sd it
-implies (data units) and ``seconds_per_image`` (BM3D on the test inputs; tuning not included).
+implies (data units, and ``noise_sd_hu`` for CT in HU) and ``seconds_per_image`` (BM3D on the
+test inputs; tuning not included).
 """
 
 from __future__ import annotations
@@ -83,7 +84,10 @@ def spectrum_outputs(
         outputs.append(denoise_bm3d(image, psd=psds[i], psd_scale=scales[i]))
         seconds = time.perf_counter() - started
         sd = float(np.sqrt(psd_noise_variance(psds[i]) * scales[i]))
-        params.append({**shown, "psd_scale": scales[i], "noise_sd": round(sd, 8),
+        shown_sd = {"noise_sd": round(sd, 8)}  # data units; CT in HU also in HU
+        if test.attrs.is_ct_hu:
+            shown_sd["noise_sd_hu"] = round(sd * float(test.scale[i]), 3)
+        params.append({**shown, "psd_scale": scales[i], **shown_sd,
                        "seconds_per_image": round(seconds, 4)})  # fmt: skip
         counter.advance(1)
     return np.stack(outputs).astype(np.float32), params
