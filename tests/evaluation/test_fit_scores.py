@@ -9,6 +9,7 @@ from scipy import ndimage
 from lowdose.evaluation.fit_scores import (
     MethodScores,
     flat_blocks,
+    flat_region,
     flat_sigma,
     lag1_autocorrelation,
     preferred_method,
@@ -101,3 +102,43 @@ def test_padding_outside_the_mask_neither_dilutes_nor_flatters_the_scores():
     assert masked.residual_lag1 == pytest.approx(cropped.residual_lag1, abs=1e-3)
     assert unmasked.upsnr_db > masked.upsnr_db + 1  # the padding flatters an unmasked score
     assert np.isfinite(plain.upsnr_db)
+
+
+def air_and_body_phantom(seed: int, *, clip_air: bool) -> tuple[np.ndarray, float]:
+    """A CT slice on the dataset scale: a 0 HU disc (noise 16 HU) in air (noise 3.5 HU)."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[0:192, 0:192]
+    body = (rows - 96) ** 2 + (cols - 96) ** 2 < 70**2
+    hu = np.where(body, rng.normal(0.0, 16.0, body.shape), rng.normal(-1000.0, 3.5, body.shape))
+    if clip_air:
+        hu = np.maximum(hu, -1002.0)  # a clip floor: most air pixels sit on it
+    divisor = 2048.0
+    return (hu + 1024.0) / divisor, divisor
+
+
+@pytest.mark.parametrize("clip_air", [False, True])
+def test_ct_flat_blocks_lie_in_the_body_and_read_its_noise_in_hu(clip_air):
+    scaled, divisor = air_and_body_phantom(6, clip_air=clip_air)
+    stack = scaled[None]  # (1, H, W)
+    region = flat_region(stack, hu_divisor=np.array([divisor]))
+    rows, cols = np.mgrid[0:192, 0:192]
+    in_disc = (rows - 96) ** 2 + (cols - 96) ** 2 < 70**2
+    blocks = flat_blocks(scaled, region=region[0])
+    assert len(blocks) >= 4
+    assert all(in_disc[window].all() for window in blocks)  # never a pixel of air
+    scores = score_method("noisy", stack, stack, region=region)
+    assert scores.flat_sigma * divisor == pytest.approx(16.0, rel=0.1)  # tissue's, not air's 3.5
+
+
+def test_clip_floor_blocks_are_left_out_without_a_region():
+    scaled, _ = air_and_body_phantom(7, clip_air=True)
+    floor = scaled.min()
+    for window in flat_blocks(scaled):  # no region: the clipped air still never counts
+        assert not np.any(scaled[window] == floor)
+
+
+def test_flat_region_without_hu_is_the_field_of_view():
+    stack = np.zeros((2, 32, 32))
+    fov = np.ones((2, 32, 32), bool)
+    assert flat_region(stack) is None
+    assert flat_region(stack, fov=fov) is not None and flat_region(stack, fov=fov).all()

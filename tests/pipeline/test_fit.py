@@ -147,7 +147,7 @@ def test_single_noisy_stack_denoises_with_n2v(tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads((out / "fit.json").read_text())["plan"]["mode"] == "n2v"
     assert np.load(out / "denoised" / "stack.npy").shape == clean.shape
-    assert (out / "figures" / "fit_panels.png").is_file()
+    assert (out / "figures" / "fit_noisy.png").is_file()  # one figure per method
 
 
 @pytest.mark.slow

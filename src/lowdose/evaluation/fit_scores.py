@@ -6,9 +6,13 @@ What ``lowdose fit`` reports for every method (network, blind NLM, blind BM3D) o
     Noise standard deviation in the flattest blocks of the input, before (``noisy``) and after
     denoising, on the same blocks. Blocks are ``block_px`` squares on a grid; their flatness is
     the mean gradient magnitude of the input after a Gaussian blur (sigma 2 px, which averages the
-    noise away); the flattest :data:`FLAT_FRACTION` of them (at least 4) are kept, leaving out
-    blocks with no variance (padding, clip floors). In each block a least-squares plane is removed
-    (slow shading is not noise) and the standard deviations are pooled as ``sqrt(mean variance)``.
+    noise away); the flattest :data:`FLAT_FRACTION` of them (at least 4) are kept. Left out:
+    blocks with no variance (padding), blocks holding a pixel at a clip floor or ceiling (the
+    image's minimum or maximum when it repeats in at least :data:`CLIP_FRACTION` of the pixels:
+    clipped air reads far quieter than tissue), and, given a ``region`` (for CT the body,
+    :func:`flat_region`), blocks not wholly inside it. In each block a least-squares plane is
+    removed (slow shading is not noise) and the standard deviations are pooled as
+    ``sqrt(mean variance)``.
 ``residual_lag1``
     Whiteness of the method noise ``r = y - f(y)``: the mean of its lag-1 autocorrelation
     coefficients along rows and columns, over all pixels. A denoiser that removes only white
@@ -30,8 +34,12 @@ import numpy as np
 
 from lowdose.core.errors import LowdoseInputError
 from lowdose.core.metrics import pair_noise_variance_all_pixels, unbiased_mse, upsnr_from_umse
+from lowdose.data.scaling import scaled_to_hu
+from lowdose.physics.single_image_noise import body_mask_hu
 
 FLAT_FRACTION = 0.1
+CLIP_FRACTION = 0.001
+"""A minimum or maximum value held by this fraction of the pixels (and >= 8) is a clip level."""
 _MIN_BLOCKS = 4
 
 
@@ -56,13 +64,24 @@ class MethodScores:
     upsnr_db: float
 
 
-def flat_blocks(image: np.ndarray, *, block_px: int = 16) -> list[tuple[slice, slice]]:
+def flat_blocks(
+    image: np.ndarray, *, block_px: int = 16, region: np.ndarray | None = None
+) -> list[tuple[slice, slice]]:
     """The flattest blocks of an (H, W) image (see the module docstring).
+
+    Parameters
+    ----------
+    image : ndarray (H, W)
+    block_px : int
+        Side of the blocks on a grid.
+    region : ndarray (H, W) bool, optional
+        Where blocks may lie (for CT the body: :func:`flat_region`). Blocks wholly inside; when
+        fewer than 4 are, those at least half inside; when none is, the whole image.
 
     Returns
     -------
     list of (row slice, column slice)
-        At least 4 blocks, fewer only when the image has fewer non-constant blocks.
+        At least 4 blocks, fewer only when the image has fewer eligible blocks.
     """
     from scipy import ndimage  # heavy: keeps `lowdose --help` fast
 
@@ -71,23 +90,64 @@ def flat_blocks(image: np.ndarray, *, block_px: int = 16) -> list[tuple[slice, s
         raise LowdoseInputError(
             f"image of shape {array.shape} is smaller than one {block_px} block"
         )
-    smooth = ndimage.gaussian_filter(array, 2.0)
-    gradient = np.hypot(*np.gradient(smooth))
-    rows, cols = array.shape[0] // block_px, array.shape[1] // block_px
-    blocks, flatness = [], []
-    for r in range(rows):
-        for c in range(cols):
+    gradient = np.hypot(*np.gradient(ndimage.gaussian_filter(array, 2.0)))
+    clipped = _at_clip_level(array)
+    blocks, flatness, inside = [], [], []
+    for r in range(array.shape[0] // block_px):
+        for c in range(array.shape[1] // block_px):
             window = (
                 slice(r * block_px, (r + 1) * block_px),
                 slice(c * block_px, (c + 1) * block_px),
             )
-            if np.ptp(array[window]) == 0:  # constant fill carries no noise
+            if np.ptp(array[window]) == 0 or clipped[window].any():  # no noise to measure
                 continue
             blocks.append(window)
             flatness.append(float(np.mean(gradient[window])))
-    keep = max(_MIN_BLOCKS, int(round(FLAT_FRACTION * len(blocks))))
-    order = np.argsort(flatness, kind="stable")[:keep]
+            inside.append(1.0 if region is None else float(np.mean(region[window])))
+    inside = np.asarray(inside)
+    for least in (1.0, 0.5, 0.0):  # wholly inside, else mostly, else anywhere
+        eligible = np.flatnonzero(inside >= least)
+        if len(eligible) >= _MIN_BLOCKS or (least == 0.5 and len(eligible)):
+            break
+    keep = max(_MIN_BLOCKS, int(round(FLAT_FRACTION * len(eligible))))
+    order = eligible[np.argsort(np.asarray(flatness)[eligible], kind="stable")[:keep]]
     return [blocks[k] for k in order]
+
+
+def _at_clip_level(array: np.ndarray) -> np.ndarray:
+    """(H, W) bool: pixels at the minimum or maximum when that value repeats like a clip."""
+    at = np.zeros(array.shape, bool)
+    for level in (array.min(), array.max()):
+        hits = array == level
+        if hits.sum() >= max(8, CLIP_FRACTION * array.size):
+            at |= hits
+    return at
+
+
+def flat_region(
+    noisy: np.ndarray, *, hu_divisor: np.ndarray | None = None, fov: np.ndarray | None = None
+) -> np.ndarray | None:
+    """Where :func:`score_method` may measure flat-region noise: (I, H, W) bool, or None.
+
+    For CT in HU (``hu_divisor`` given, ``HU = scaled * hu_divisor - 1024`` per image) the body
+    (:func:`lowdose.physics.single_image_noise.body_mask_hu`, > -500 HU after a 2 px blur)
+    within the field of view ``fov``: noise in the air around a patient (and clipped air
+    above all) is no measure of the noise in tissue. Otherwise ``fov`` as given (None: all).
+
+    Parameters
+    ----------
+    noisy : ndarray (I, H, W)
+        The input images on the dataset scale.
+    hu_divisor : ndarray (I,), optional
+    fov : ndarray (I, H, W) bool, optional
+    """
+    if hu_divisor is None:
+        return None if fov is None else np.asarray(fov, bool)
+    fovs = [None] * len(noisy) if fov is None else list(np.asarray(fov, bool))
+    return np.stack([
+        body_mask_hu(scaled_to_hu(image, divisor), inside=inside)
+        for image, divisor, inside in zip(noisy, np.asarray(hu_divisor), fovs, strict=True)
+    ])  # fmt: skip
 
 
 def flat_sigma(image: np.ndarray, blocks: list[tuple[slice, slice]]) -> float:
@@ -130,6 +190,7 @@ def score_method(
     second: np.ndarray | None = None,
     mask: np.ndarray | None = None,
     block_px: int = 16,
+    region: np.ndarray | None = None,
 ) -> MethodScores:
     """Clean-free scores of ``estimate = f(noisy)``.
 
@@ -145,6 +206,9 @@ def score_method(
         CT reconstruction circle (constant, noiseless) neither dilutes nor flatters them.
     block_px : int
         Side of the flat blocks.
+    region : ndarray (I, H, W) bool, optional
+        Where flat blocks may lie (:func:`flat_region`: for CT the body in the field of view);
+        None: anywhere (still never at a clip floor or ceiling).
     """
     noisy = np.asarray(noisy, dtype=np.float64)
     estimate = np.asarray(estimate, dtype=np.float64)
@@ -153,9 +217,11 @@ def score_method(
             f"{method}: noisy {noisy.shape} and estimate {estimate.shape} differ"
         )
     inside = np.ones(noisy.shape, bool) if mask is None else np.asarray(mask, bool)
+    regions = [None] * len(noisy) if region is None else list(np.asarray(region, bool))
     sigmas, lags = [], []
-    for image, output, keep in zip(noisy, estimate, inside, strict=True):
-        sigmas.append(flat_sigma(output, flat_blocks(image, block_px=block_px)) ** 2)
+    for image, output, keep, where in zip(noisy, estimate, inside, regions, strict=True):
+        blocks = flat_blocks(image, block_px=block_px, region=where)
+        sigmas.append(flat_sigma(output, blocks) ** 2)
         same = np.array_equal(image, output)
         lags.append(np.nan if same else lag1_autocorrelation(image - output, keep))
     upsnr_db = float("nan")

@@ -4,6 +4,15 @@ Reads ``OUT/fit.json`` (route, mode, options), ``OUT/compare/{scores.csv, choice
 images.npz}`` (:mod:`lowdose.evaluation.fit_compare`) and ``OUT/train/metrics.csv``; writes
 ``OUT/report.html`` (self-contained), ``OUT/report.md`` and ``OUT/figures/*.png``. No clean image
 exists here: every score is clean-free, and the report says which.
+
+Any number of methods and any extra numeric columns of ``scores.csv`` are shown; the row of
+``choice.json``'s ``preferred`` is highlighted and its ``reason`` printed, and where a clean-free
+score column (``upsnr_db``, ``sure_psnr_db``) ranks another method first the report says so in
+one line. For CT in HU every noise sd and image is in HU (``hu_divisor`` per image:
+``HU = scaled * hu_divisor - 1024``); other data on the dataset scale, the unit named.
+``choice.json``'s optional ``flat_region`` (``"body"``, ``"field of view"``) says where the
+flat blocks of ``flat_sigma`` lay (:func:`lowdose.evaluation.fit_scores.flat_region`); without
+it the report says "anywhere in the image". Panels: :mod:`lowdose.report.fit_panels`.
 """
 
 from __future__ import annotations
@@ -12,23 +21,39 @@ import csv
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 
 from lowdose.core.atomic import atomic_write_bytes, atomic_write_text
 from lowdose.core.errors import LowdoseInputError
-from lowdose.core.metrics import HU_SOFT_TISSUE_WINDOW
-from lowdose.data.scaling import scaled_to_hu
-from lowdose.report.figures import choose_zoom_box, panel_figure
+from lowdose.report.fit_panels import method_figure, panel_view, to_display
 from lowdose.report.html import BulletList, Figure, Heading, Paragraph, Table, to_html, to_markdown
 
 _TITLES = {
     "noisy": "noisy input",
     "network": "network",
+    "network-tta": "network, test-time augmentation",
+    "builtin": "built-in model (no training)",
     "nlm-blind": "NLM (blind, white rule)",
     "bm3d-blind": "BM3D (blind, white rule)",
     "bm3d-psd": "BM3D (noise spectrum)",
+}
+_LABELS = {"residual_lag1": "residual lag-1 correlation", "upsnr_db": "uPSNR [dB]",
+           "sure_psnr_db": "SURE PSNR [dB]"}  # fmt: skip
+#: clean-free estimates of the PSNR against the unknown clean image (higher is better)
+SCORE_COLUMNS = ("upsnr_db", "sure_psnr_db")
+_ABOUT = {
+    "upsnr_db": "uPSNR: 10 log10(1 / uMSE), uMSE = mean((f(y1) - y2)^2) - Var(y1 - y2)/2, an "
+    "unbiased estimate of the error against the unknown clean image from the second scan.",
+    "sure_psnr_db": "SURE PSNR: the PSNR of Stein's unbiased risk estimate of the error against "
+    "the unknown clean image, from the one scan and its estimated noise.",
+}
+
+_REGIONS = {  # choice.json's "flat_region": where the comparison let flat blocks lie
+    "body": "inside the body (> −500 HU after a 2 px blur; air never counts)",
+    "field of view": "inside the field of view",
 }
 
 
@@ -58,13 +83,16 @@ def write_fit_report(out: str | os.PathLike) -> Path:
                     f"denoised files: {len(record['denoised'])} in {out / 'denoised'}"]),
     ]  # fmt: skip
     blocks += _score_section(scores, choice)
-    blocks += _figures(images, choice)
+    blocks += _figures(images, scores, choice)
     curve = _training_lines(out / "train" / "metrics.csv")
     if curve:
         blocks += [Heading(2, "Training"), BulletList(curve)]
     html = to_html(blocks, title="lowdose fit report")
     figures = out / "figures"
     figures.mkdir(exist_ok=True)
+    written = {out / block.filename for block in blocks if isinstance(block, Figure)}
+    for stale in set(figures.glob("fit_*.png")) - written:  # an earlier report's panels
+        stale.unlink()
     for block in blocks:
         if isinstance(block, Figure):
             atomic_write_bytes(out / block.filename, block.png)
@@ -73,78 +101,174 @@ def write_fit_report(out: str | os.PathLike) -> Path:
     return out / "report.html"
 
 
-def _score_section(scores: list[dict], choice: dict) -> list:
-    has_pairs = any(math.isfinite(float(row["upsnr_db"])) for row in scores)
+def title(method: str) -> str:
+    """The display name of a method (its own name when unknown)."""
+    return _TITLES.get(method, method)
+
+
+def _to_hu(choice: dict) -> float | None:
+    """Factor from an sd on the dataset scale to HU (CT in HU), else None."""
     divisor = choice.get("hu_divisor")
     # HU = scaled * divisor - 1024, so an sd on the dataset scale times the divisor is in HU
-    to_hu = float(np.mean(divisor)) if divisor is not None else None
-    header = ["method", "flat-region noise sd" + (" [HU]" if to_hu else ""),
-              "residual lag-1 correlation"]  # fmt: skip
-    header += ["uPSNR [dB]"] if has_pairs else []
-    rows = []
-    for row in scores:
-        lag, sd = float(row["residual_lag1"]), float(row["flat_sigma"])
-        cells = [_TITLES.get(row["method"], row["method"]),
-                 f"{sd * to_hu:.1f}" if to_hu else f"{sd:.4g}",
-                 "—" if not math.isfinite(lag) else f"{lag:+.3f}"]  # fmt: skip
-        if has_pairs:
-            cells.append(f"{float(row['upsnr_db']):.2f}")
-        rows.append(cells)
-    n_images = len(choice["object_id"])
-    sigma = np.asarray(choice["sigma"], dtype=float)
+    return float(np.mean(divisor)) if divisor is not None else None
+
+
+def _score_table(scores: list[dict], choice: dict) -> tuple[list[str], dict[str, list[str]]]:
+    """Header and formatted cells per method: the columns of ``scores.csv`` that hold a value."""
+    to_hu = _to_hu(choice)
+    columns = [c for c in scores[0] if c != "method" and (c in ("flat_sigma", "residual_lag1")
+               or any(math.isfinite(_number(row.get(c))) for row in scores))]  # fmt: skip
+    header = [_LABELS.get(c, c) for c in columns]
+    header[columns.index("flat_sigma")] = (
+        f"flat-region noise sd [{'HU' if to_hu else 'dataset scale'}]"
+    )
+    cells = {
+        row["method"]: [_cell(c, _number(row.get(c)), to_hu) for c in columns] for row in scores
+    }
+    return header, cells
+
+
+def _score_section(scores: list[dict], choice: dict) -> list:
+    to_hu = _to_hu(choice)
+    unit = "HU" if to_hu else "dataset scale"
+    header, cells = _score_table(scores, choice)
+    preferred = choice["preferred"]
+    mark = {preferred: " (lowdose's choice)"}
+    rows = [[title(row["method"]) + mark.get(row["method"], ""), *cells[row["method"]]]
+            for row in scores]  # fmt: skip
+    chosen = tuple(k for k, row in enumerate(scores) if row["method"] == preferred)
+    sigma = np.asarray(choice["sigma"], dtype=float) * (to_hu or 1.0)
+    region = _REGIONS.get(choice.get("flat_region"), "anywhere in the image")
     text = (
-        f"Scored on {n_images} test image(s) the network never trained or validated on "
-        f"(objects {', '.join(sorted(set(choice['object_id'])))}), realisation 0 as input, values "
-        "on the dataset scale (data_range 1). Flat-region sd: the noise left in the flattest "
-        "10 % of 16x16 blocks of the input (plane removed per block). Residual lag-1: "
+        f"Scored on {len(choice['object_id'])} test image(s) the network never trained or "
+        f"validated on (objects {', '.join(sorted(set(choice['object_id'])))}), realisation 0 "
+        f"as input. Noise sd {'in HU' if to_hu else 'on the dataset scale'}"
+        + (f" (HU = value on the dataset scale x {to_hu:.0f} − 1024); PSNRs in dB with peak 1 "
+           f"on the dataset scale = {to_hu:.0f} HU. " if to_hu else
+           ", PSNRs in dB with peak 1 on that scale. ")
+        + f"Flat-region sd: the noise left in the flattest 10 % of 16x16 blocks of the input "
+        f"{region}, never at a clip floor or ceiling, plane removed per block. Residual lag-1: "
         "correlation of the removed part y - f(y) with itself one pixel away (near 0: only "
         "noise removed; clearly positive: structure removed too)."
-    )
-    if has_pairs:
-        text += (" uPSNR: 10 log10(1 / uMSE), uMSE = mean((f(y1) - y2)^2) - Var(y1 - y2)/2, an "
-                 "unbiased estimate of the error against the unknown clean image.")  # fmt: skip
+    )  # fmt: skip
+    about = [text for column, text in _ABOUT.items() if _LABELS[column] in header]
     filters = (
-        f"The filters are blind: noise sd {np.mean(sigma):.4g} (mean over images) estimated "
+        f"The filters are blind: noise sd {np.mean(sigma):.4g} {unit} (mean over images) estimated "
         f"from the {'pair' if choice['sigma_source'] == 'pair' else 'single image (Immerkaer)'}"
         ", NLM with h = 0.8 sd, patch 5, distance 6; BM3D (white rule) with sigma_psd = sd."
     )
     if "psd_source" in choice:  # comparisons saved before the spectrum row have none
         filters += f" BM3D (noise spectrum), {choice['psd_source']}."
+    verdict = [Paragraph(f"**lowdose would use: {title(preferred)}** — "
+                         f"{_sd_in_hu(choice['reason'], to_hu)}.")]  # fmt: skip
+    verdict += [Paragraph(line) for line in disagreements(scores, preferred)]
     return [
         Heading(2, "Clean-free scores"),
-        Paragraph(text),
-        Table(header, rows),
+        Paragraph(text + "".join(f" {line}" for line in about)),
+        Table(
+            ["method", *header], rows, numeric=tuple(range(1, len(header) + 1)), highlight=chosen
+        ),  # fmt: skip
         Paragraph(filters),
-        Paragraph(f"**lowdose would use: {_TITLES.get(choice['preferred'], choice['preferred'])}**"
-                  f" — {choice['reason']}."),
-    ]  # fmt: skip
+        *verdict,
+    ]
 
 
-def _figures(images: dict[str, np.ndarray], choice: dict) -> list:
-    names = [name for name in _TITLES if name in images]
-    n_rows = min(2, images["noisy"].shape[0])
+def disagreements(scores: list[dict], preferred: str) -> list[str]:
+    """One line per clean-free score column of ``scores`` that ranks another method first.
+
+    Parameters
+    ----------
+    scores : list of dict
+        The rows of ``scores.csv`` (strings), one per method.
+    preferred : str
+        ``choice.json``'s ``preferred``.
+
+    Examples
+    --------
+    >>> rows = [{"method": "a", "upsnr_db": "30.0"}, {"method": "b", "upsnr_db": "31.0"}]
+    >>> disagreements(rows, "a")[0].startswith("**By uPSNR b ranks first**")
+    True
+    >>> disagreements(rows, "b")
+    []
+    """
+    if not any(row["method"] == preferred for row in scores):
+        return [f"**{preferred} is not in the table**: the comparison did not score it."]
+    lines = []
+    for column in SCORE_COLUMNS:
+        values = {row["method"]: _number(row.get(column)) for row in scores
+                  if row["method"] != "noisy"}  # fmt: skip
+        values = {method: value for method, value in values.items() if math.isfinite(value)}
+        if not values or (len(values) == 1 and preferred in values):
+            continue
+        label = _LABELS[column].removesuffix(" [dB]")
+        if preferred not in values:
+            lines.append(f"**{title(preferred)} has no {label}**, so that column cannot confirm "
+                         "the choice; the rule above decided it.")  # fmt: skip
+            continue
+        best = max(values, key=values.__getitem__)
+        margin = values[best] - values[preferred]
+        if margin > 0.005:  # the table shows 2 decimals: a tie there is no disagreement
+            lines.append(f"**By {label} {title(best)} ranks first** ({values[best]:.2f} dB, "
+                         f"{margin:.2f} dB above {title(preferred)}); the choice follows the rule "
+                         "stated above, not this column.")  # fmt: skip
+    return lines
+
+
+def _number(text) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _cell(column: str, value: float, to_hu: float | None) -> str:
+    if not math.isfinite(value):
+        return "—"
+    if column == "flat_sigma":
+        return f"{value * to_hu:.1f}" if to_hu else f"{value:.4g}"
+    if column == "residual_lag1":
+        return f"{value:+.3f}"
+    return f"{value:.2f}" if column.endswith("_db") else f"{value:.4g}"
+
+
+def _sd_in_hu(reason: str, to_hu: float | None) -> str:
+    """``reason`` with its ``sd <number>`` (dataset scale) restated in HU for CT in HU."""
+    if not to_hu:
+        return reason
+    number = r"\bsd (\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)(?![\d.]| ?HU)"
+    return re.sub(number, lambda m: f"sd {float(m.group(1)) * to_hu:.1f} HU", reason)
+
+
+def _figures(images: dict[str, np.ndarray], scores: list[dict], choice: dict) -> list:
+    preferred = choice["preferred"]
+    listed = ["noisy", preferred, *(row["method"] for row in scores), *images]
+    order = [name for name in dict.fromkeys(listed) if name in images]
     divisor = choice.get("hu_divisor")
-    if divisor is not None:  # CT in HU: show HU in the soft-tissue window
-        factor = np.asarray(divisor, np.float64)[:, None, None]  # (I, 1, 1)
-        images = {name: scaled_to_hu(array, factor) for name, array in images.items()}
-        (vmin, vmax), unit = HU_SOFT_TISSUE_WINDOW, "HU"
-    else:
-        reference = images.get("network", images["noisy"])[:n_rows]
-        (vmin, vmax), unit = (float(v) for v in np.percentile(reference, [1, 99])), "dataset scale"
-    rows = [[(_TITLES[n], images[n][k]) for n in names] for k in range(n_rows)]
-    boxes = [choose_zoom_box(images.get("network", images["noisy"])[k]) for k in range(n_rows)]
-    panels = panel_figure(rows, vmin=vmin, vmax=vmax, zoom_boxes=boxes)
-    residuals = [(f"{_TITLES[n]}: y - f(y)", images["noisy"][0] - images[n][0])
-                 for n in names if n != "noisy"]  # fmt: skip
-    limit = float(np.percentile(np.abs(residuals[0][1]), 99)) or 1.0
-    residual_png = panel_figure([residuals], vmin=-limit, vmax=limit, zoom_boxes=boxes[:1])
-    return [
+    first_divisor = None if divisor is None else float(divisor[0])
+    sigma = choice.get("sigma") or [float("nan")]
+    view = panel_view(images, preferred, sigma=float(sigma[0]), hu_divisor=first_divisor)
+    header, cells = _score_table(scores, choice)
+    r0, c0, size = view.box
+    blocks = [
         Heading(2, "Images"),
-        Figure(panels, "figures/fit_panels.png", "Test images: the noisy input and every method's "
-               f"output (window {vmin:.4g}..{vmax:.4g}, {unit}), zoomed inset."),
-        Figure(residual_png, "figures/fit_residuals.png", "What each method removed (y - f(y)) "
-               "from the first image: noise only should look like texture-free grain."),
-    ]  # fmt: skip
+        Paragraph(
+            f"Test image 1 of {images['noisy'].shape[0]} (object {choice['object_id'][0]}), "
+            f"every method at full width in the window {view.window[0]:.4g}..{view.window[1]:.4g}"
+            f" {view.unit}. Right: what the method removed (input − output) in ±"
+            f"{view.residual_limit:.3g} {view.unit} (3 x the noise sd estimate): noise only "
+            "looks like grain without edges; edges of anatomy there were removed from the image. "
+            f"Insets: the {size}x{size} px square at row {r0}, column {c0} (orange; the most "
+            "structured in the body), magnified."
+        ),
+    ]
+    for name in order:
+        output = None if name == "noisy" else to_display(images[name][0], first_divisor)
+        label = title(name) + (" (lowdose's choice)" if name == preferred else "")
+        note = "\n".join(f"{h}: {c}" for h, c in zip(header, cells.get(name, []), strict=False))
+        png = method_figure(view, output, label, note=note)
+        safe = re.sub(r"[^A-Za-z0-9_-]", "_", name)
+        blocks.append(Figure(png, f"figures/fit_{safe}.png", f"{label}."))
+    return blocks
 
 
 def _training_lines(path: Path) -> list[str]:

@@ -44,12 +44,14 @@ class BulletList:
 
 @dataclass(frozen=True)
 class Table:
-    """A table of already-formatted strings; ``numeric`` marks right-aligned columns by index."""
+    """A table of already-formatted strings; ``numeric`` marks right-aligned columns by index,
+    ``highlight`` rows to stand out (a shaded row in HTML, bold cells in Markdown)."""
 
     headers: list[str]
     rows: list[list[str]]
     caption: str = ""
     numeric: tuple[int, ...] = ()
+    highlight: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,10 @@ def _markdown_table(table: Table) -> str:
         "| " + " | ".join(cell(h) for h in table.headers) + " |",
         "| " + " | ".join(align) + " |",
     ]
-    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in table.rows]
+    lines += [
+        "| " + " | ".join(f"**{cell(c)}**" if k in table.highlight else cell(c) for c in row) + " |"
+        for k, row in enumerate(table.rows)
+    ]
     if table.caption:
         lines.append(f"\n*{table.caption}*")
     return "\n".join(lines)
@@ -136,8 +141,10 @@ def _html_table(table: Table) -> str:
 
     head = "".join(f"<th{cls(i)}>{_inline(h)}</th>" for i, h in enumerate(table.headers))
     body = "".join(
-        "<tr>" + "".join(f"<td{cls(i)}>{_inline(c)}</td>" for i, c in enumerate(row)) + "</tr>"
-        for row in table.rows
+        ('<tr class="highlight">' if k in table.highlight else "<tr>")
+        + "".join(f"<td{cls(i)}>{_inline(c)}</td>" for i, c in enumerate(row))
+        + "</tr>"
+        for k, row in enumerate(table.rows)
     )
     caption = f"<caption>{_inline(table.caption)}</caption>" if table.caption else ""
     return (
@@ -170,6 +177,7 @@ td:first-child { white-space:nowrap; }
 th.num { text-align:right; }
 td.num { text-align:right; font-variant-numeric:tabular-nums; white-space:nowrap; }
 tbody tr:nth-child(even) td { background:#fafbfc; }
+tbody tr.highlight td { background:#fff3d1; font-weight:600; border-bottom-color:#e0b84c; }
 figure { margin:14px 0 22px; }
 figure img { max-width:100%; height:auto; display:block; margin:0 auto;
   border:1px solid var(--line); border-radius:4px; }
