@@ -148,7 +148,7 @@ def test_budget_run_stops_at_max_steps_and_reruns_from_its_config_without_probin
     monkeypatch.setattr(budget, "measure_throughput", FakeProbe(rates={16: 3.0, 24: 2.0}))
     run = tmp_path / "run"
     output = _train(["--data", data, "--out", run, "--budget", "00:00:20", "--batch-size", 4,
-                     "--threads", 1, "--deterministic", "--quiet"])  # fmt: skip
+                     "--threads", 1, "--deterministic", "--quiet", "--no-replan"])  # fmt: skip
     manifest = json.loads((run / "manifest.json").read_text())
     plan = BudgetPlan.from_dict(manifest["budget_plan"])
     assert "budget 00:00:20: width 16 residual" in " ".join(output.split())

@@ -10,7 +10,7 @@ from lowdose.data.dataset import dataset_sha256
 from lowdose.data.writer import write_dataset
 from lowdose.models.checkpoint import CheckpointMeta, CheckpointModel
 from lowdose.training.config import make_train_config
-from lowdose.training.run import _dataset_meta
+from lowdose.training.dataset_meta import dataset_meta as _dataset_meta
 
 
 def _dataset(path, *, scale, with_clean: bool):

@@ -40,7 +40,11 @@ def train(
         "count, prints them in one line and writes them into config.yaml and manifest.json, so "
         "a rerun or --resume repeats the same steps without probing. Options you give win: "
         "--width 32 --budget 00:30:00 fixes the width and only sizes the steps. --max-time "
-        "becomes a guard (default 1.5 x the budget).",
+        "becomes a guard (default 1.5 x the budget). The run then re-plans its steps from "
+        "its own measured rate at epoch ends (--no-replan: keep the probe's plan).",
+    ),
+    replan: bool = typer.Option(
+        None, "--replan/--no-replan", help="--budget: re-plan from the loop's measured rate."
     ),
     epochs: int = typer.Option(None, help="Epochs (default 10; with --max-steps derived)."),
     max_steps: int = typer.Option(

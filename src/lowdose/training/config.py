@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from lowdose.core.atomic import atomic_write_text
 from lowdose.core.errors import LowdoseInputError
+from lowdose.training.schedule import check_plan, epoch_steps
 
 _MAX_TIME = re.compile(r"^(\d+:)?\d{1,2}:\d{2}:\d{2}$")
 
@@ -66,7 +67,9 @@ class TrainConfig(BaseModel):
     :mod:`lowdose.training.budget`: while ``max_steps`` is unset, training starts with a short
     throughput probe that fixes width, steps and schedule (keys given explicitly win) and
     writes them into the run's ``config.yaml``, so a rerun or resume repeats the same steps
-    without probing. ``max_time`` is a wall-clock guard, not a step budget.
+    without probing; with ``replan`` (the default) the run re-plans from its own measured rate
+    and ``step_plan`` keeps the segments it ran (:mod:`lowdose.training.schedule`).
+    ``max_time`` is a wall-clock guard, not a step budget.
 
     ``ema_decay`` (e.g. 0.995): validate, select and save an exponential moving average of the
     weights instead of the raw iterate (:mod:`lowdose.training.weight_averaging`). None: raw.
@@ -97,6 +100,8 @@ class TrainConfig(BaseModel):
     lr_final_fraction: float = Field(0.01, gt=0, le=1, description="cosine: final lr / lr")
     validations: int = Field(12, ge=1, description="with max_steps: validations in the run")
     budget: str | None = Field(None, description="HH:MM:SS: plan the run from a probe")
+    replan: bool = Field(True, description="budget: re-plan from the loop's measured rate")
+    step_plan: list[tuple[int, int, int]] | None = Field(None, description="re-planned epochs")
     width: int = Field(48, ge=1)
     residual: bool = False
     augment: bool = True
@@ -144,6 +149,10 @@ class TrainConfig(BaseModel):
             raise ValueError(
                 "schedule 'cosine' anneals to the last step: set max_steps (or a budget)"
             )
+        if self.step_plan is not None:
+            check_plan(self.step_plan)
+            if self.step_plan[-1][2] != self.max_steps:
+                raise ValueError("step_plan's last max_steps must be max_steps")
         return self
 
     @field_validator("patch")
@@ -244,6 +253,10 @@ def with_derived_epochs(config: TrainConfig) -> TrainConfig:
     """
     if config.max_steps is None:
         return config
+    if config.step_plan is not None:  # re-planned: epochs as the segments say (datamodule)
+        epochs = epoch_steps(config.step_plan)
+        update = {"samples_per_epoch": epochs[0] * config.batch_size, "epochs": len(epochs)}
+        return config.model_copy(update=update)
     steps_per_epoch = steps_between_validations(config.max_steps, config.validations)
     return config.model_copy(
         update={

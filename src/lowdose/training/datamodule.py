@@ -9,7 +9,9 @@ it had already taken (the position lives in the checkpoint via ``PairDataModule.
 Under DDP, rank ``r`` of ``R`` takes every ``R``-th sample of the same permutation, so the ranks'
 batches together form the single-process global batch. With ``dose_range`` the training samples
 are re-noised to a drawn fraction of the dose (:class:`PairDataset`); validation stays at the
-acquired dose, so its score is comparable with a run without it.
+acquired dose, so its score is comparable with a run without it. A re-planned run's epochs
+differ in length (``config.step_plan``): the trainer then reloads the training loader every
+epoch (the pairs are built once) and each epoch takes its own length.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from lowdose.core.metrics import pair_noise_variance_all_pixels
 from lowdose.core.validation import checked_choice
 from lowdose.data.dataset import load_split, read_info
 from lowdose.training.pairs import PairDataset, dataset_renoiser
+from lowdose.training.schedule import epoch_steps
 from lowdose.training.windows import centre_crop
 
 
@@ -213,6 +216,7 @@ class PairDataModule(L.LightningDataModule):
         super().__init__()
         self.config = config
         self._resume: dict | None = None
+        self._pairs: PairDataset | None = None  # built once, reused by every epoch's loader
         if config.dose_range is not None:  # a dataset that cannot be re-noised fails before fit
             dataset_renoiser(config.data)
 
@@ -224,12 +228,16 @@ class PairDataModule(L.LightningDataModule):
             raise LowdoseInputError(
                 f"batch_size {cfg.batch_size} is global: make it a multiple of {world} processes"
             )
-        pairs = PairDataset(cfg.data, "train", mode=cfg.mode, patch=cfg.patch,
-                            augment=cfg.augment, seed=cfg.seed, dose_range=cfg.dose_range,
-                            in_memory=_fits_in_memory(cfg.data, cfg.mode))  # fmt: skip
+        if self._pairs is None:
+            self._pairs = PairDataset(cfg.data, "train", mode=cfg.mode, patch=cfg.patch,
+                                      augment=cfg.augment, seed=cfg.seed,
+                                      dose_range=cfg.dose_range,
+                                      in_memory=_fits_in_memory(cfg.data, cfg.mode))  # fmt: skip
+        pairs = self._pairs
         if len(pairs) == 0:
             raise LowdoseInputError(f"{cfg.data} has no 'train' images for mode {cfg.mode}")
-        sampler = EpochSampler(len(pairs), cfg.samples_per_epoch, seed=cfg.seed,
+        epoch = self.trainer.current_epoch if self._resume is None else self._resume["epoch"]
+        sampler = EpochSampler(len(pairs), self._samples_in_epoch(epoch), seed=cfg.seed,
                                rank=rank, world_size=world)  # fmt: skip
         per_rank_batch = cfg.batch_size // world
         if self._resume is not None:
@@ -240,6 +248,14 @@ class PairDataModule(L.LightningDataModule):
             drop_last=len(sampler) >= per_rank_batch, num_workers=cfg.workers, collate_fn=_stacked,
             persistent_workers=False, pin_memory=False,
         )  # fmt: skip
+
+    def _samples_in_epoch(self, epoch: int) -> int | None:
+        """Global samples of ``epoch``: the plan's steps x batch for a re-planned run."""
+        plan = self.config.step_plan
+        if plan is None:
+            return self.config.samples_per_epoch
+        lengths = epoch_steps(plan)
+        return lengths[min(epoch, len(lengths) - 1)] * self.config.batch_size
 
     def val_dataloader(self) -> DataLoader:
         # Every rank validates every image: the PSNR is then identical on all ranks (no reduction

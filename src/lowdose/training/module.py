@@ -37,12 +37,13 @@ are not finite scores -inf dB (not NaN, which stays "undefined": a uMSE <= 0).
 
 The budgeted recipe (:mod:`lowdose.training.budget`) uses ``schedule="cosine"`` instead of the
 plateau: :func:`cosine_lr`, set before every optimiser step from the global step alone (no
-validation score drives it), so a resumed run repeats it bit for bit.
+validation score drives it), so a resumed run repeats it bit for bit; a re-planned run
+(:mod:`lowdose.training.replan`) sets :attr:`DenoiseModule.step_plan`, whose segments the
+schedule follows (continuous in the step, :mod:`lowdose.training.schedule`).
 """
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from functools import partial
@@ -56,30 +57,10 @@ from lowdose.core.metrics import psnr_from_mse, upsnr_from_umse
 from lowdose.models.unet import UNet
 from lowdose.training.config import VAL_MONITORS
 from lowdose.training.objectives import OBJECTIVES, self_score
+from lowdose.training.schedule import cosine_lr
 
 _LOSSES = {"mse": F.mse_loss, "mae": F.l1_loss}
 _VAL_MASK_SEED = 20_240_601  # fixed: every epoch scores the same masks, so epochs compare
-
-
-def cosine_lr(
-    step: int, *, lr: float, warmup_steps: int, max_steps: int, final_fraction: float
-) -> float:
-    """Learning rate of optimiser step ``step`` (0-based): linear warm-up, then cosine annealing.
-
-    ``lr * (step + 1) / warmup_steps`` for ``step < warmup_steps`` (the plateau recipe's warm-up);
-    afterwards ``lr_end + (lr - lr_end) * (1 + cos(pi * t)) / 2`` with ``lr_end = lr *
-    final_fraction`` and ``t = (step - warmup_steps) / (max_steps - warmup_steps)`` clipped to
-    [0, 1], so the rate is ``lr`` when warm-up ends and exactly ``lr_end`` at ``max_steps`` (the
-    last step taken, ``max_steps - 1``, is a hair above it).
-
-    >>> cosine_lr(5, lr=1e-3, warmup_steps=0, max_steps=10, final_fraction=0.01)
-    0.000505
-    """
-    if step < warmup_steps:
-        return lr * (step + 1) / warmup_steps
-    progress = min(1.0, (step - warmup_steps) / max(1, max_steps - warmup_steps))
-    final = lr * final_fraction
-    return final + (lr - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def _identity(images: torch.Tensor) -> torch.Tensor:
@@ -144,6 +125,7 @@ class DenoiseModule(L.LightningModule):
         schedule: str = "plateau",
         max_steps: int | None = None,
         lr_final_fraction: float = 0.01,
+        step_plan: list | None = None,
         channels_last: bool = False,
         compile: bool = False,
         threads: int | None = None,
@@ -164,6 +146,8 @@ class DenoiseModule(L.LightningModule):
         object.__setattr__(self, "_compiled", None)
         self._val_sums: dict[str, float] = {}
         self._last_step_time: float | None = None
+        # what the cosine follows; replan.BudgetReplan changes it at epoch ends
+        self.step_plan = [tuple(segment) for segment in step_plan] if step_plan else None
 
     @property
     def monitor(self) -> str:
@@ -271,7 +255,7 @@ class DenoiseModule(L.LightningModule):
         warmup = self.hparams.warmup_steps
         if self.hparams.schedule == "cosine":
             rate = cosine_lr(self.global_step, lr=self.hparams.lr, warmup_steps=warmup,
-                             max_steps=self.hparams.max_steps,
+                             max_steps=self.hparams.max_steps, segments=self.step_plan,
                              final_fraction=self.hparams.lr_final_fraction)  # fmt: skip
             for group in optimizer.param_groups:
                 group["lr"] = rate

@@ -5,8 +5,9 @@ loop, precision, checkpointing and DDP across processes, GPUs and nodes (``devic
 ``num_nodes``, ``strategy``; gloo on CPU); this module only wires the pieces:
 ``module.DenoiseModule`` (loss, schedule, validation PSNR), ``datamodule`` (seeded, resumable,
 sharded sampling), ``noise_check`` (the noise-correlation warning of the single-acquisition
-modes), ``budget`` (a ``--budget`` run's plan, made once before training) and ``run_dir``
-(atomic files, metrics, manifest). Loading what it saved is
+modes), ``budget`` (a ``--budget`` run's plan, made before training), ``replan`` (its re-plans
+from the loop's measured rate, and what it achieved), ``divergence`` (a stop at non-finite
+outputs) and ``run_dir`` (atomic files, metrics, manifest). Loading what it saved is
 :func:`lowdose.models.checkpoint.load_model`.
 """
 
@@ -15,10 +16,10 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+import time
 import warnings
 from functools import partial
 from pathlib import Path
-from typing import Literal
 
 import lightning as L
 import numpy as np
@@ -26,8 +27,6 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lowdose.core.errors import LowdoseInputError
-from lowdose.data.dataset import dataset_sha256, read_info, read_scale
-from lowdose.data.scaling import NetworkScaling
 from lowdose.models.checkpoint import load_model, store_meta
 from lowdose.models.validation_scores import ValidationScores
 from lowdose.training.budget import BudgetPlan, planned_config
@@ -39,9 +38,12 @@ from lowdose.training.config import (
     with_derived_epochs,
 )
 from lowdose.training.datamodule import PairDataModule
+from lowdose.training.dataset_meta import DatasetMeta, dataset_meta
+from lowdose.training.divergence import StopOnDivergence
 from lowdose.training.module import DenoiseModule
 from lowdose.training.noise_check import warn_if_correlated
 from lowdose.training.progress_bar import EpochProgressBar
+from lowdose.training.replan import BudgetOutcome, BudgetReplan, budget_outcome
 from lowdose.training.run_dir import (
     AtomicCheckpointIO,
     MetricsCsv,
@@ -81,6 +83,7 @@ class RunResult:
     model_name: str
     budget_plan: BudgetPlan | None = None
     scores: ValidationScores | None = None
+    budget_outcome: BudgetOutcome | None = None
 
 
 def train(config: TrainConfig, *, resume: bool = False, probe: Probe | None = None) -> RunResult:
@@ -94,6 +97,7 @@ def train(config: TrainConfig, *, resume: bool = False, probe: Probe | None = No
     ``LowdoseInputError`` for a missing dataset, a non-empty run directory without ``resume``,
     or a resume without ``last.ckpt``.
     """
+    started_s = time.perf_counter()  # a budget counts from here: probe and start-up included
     run_dir = Path(config.out)
     data = Path(config.data)
     if not data.is_file():
@@ -105,40 +109,56 @@ def train(config: TrainConfig, *, resume: bool = False, probe: Probe | None = No
         raise LowdoseInputError(f"{run_dir} already holds a run: use --resume or a new --out")
     if config.threads:
         torch.set_num_threads(config.threads)  # before the probe: it measures these threads
-    meta = _dataset_meta(data, config)
+    meta = dataset_meta(data, config)
     config, plan = _resolved(config, run_dir, resume=resume, probe=probe)
     L.seed_everything(config.seed, workers=True, verbose=False)
     warn_if_correlated(data, config.mode)  # before training: one line, the CLI shows it
     module = _module(config, meta, run_dir)
     datamodule = PairDataModule(config)
     metrics = MetricsCsv(run_dir / "metrics.csv")
-    trainer = _trainer(config, run_dir, metrics, monitor=module.monitor)
-    manifest = partial(write_manifest, run_dir, config=config, data_sha256=meta.dataset_sha256,
+    replan = None  # a run planned here re-plans from its loop's rate; a resume finishes its plan
+    if plan is not None and not resume and config.replan:
+        replan = BudgetReplan(config, plan, started_s, partial(_save_config, run_dir))
+    trainer = _trainer(config, run_dir, metrics, monitor=module.monitor, replan=replan)
+    manifest = partial(write_manifest, run_dir, data_sha256=meta.dataset_sha256,
                        val_reference=meta.val_reference, scaling=meta.scaling,
                        model_name=module.model.name, budget_plan=plan)  # fmt: skip
     if trainer.is_global_zero:
         save_config(config, run_dir / "config.yaml")
         if plan is not None:  # now too: a killed budget run keeps its plan for the resume
-            manifest()
+            manifest(config=config)
+    fit_s = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*Consider setting `persistent_workers.*")
         warnings.filterwarnings("ignore", ".*your dataloader is not resumable.*")  # it is
         warnings.filterwarnings("ignore", ".*Checkpoint directory .* exists and is not empty.*")
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
+    fit_s = time.perf_counter() - fit_s
+    config = config if replan is None else replan.config  # the re-planned steps
     _final_checkpoints(trainer, run_dir)
     best = trainer.checkpoint_callback
     best_psnr = float(best.best_model_score) if best.best_model_score is not None else np.nan
     scores = metrics.validation_scores(module.monitor, best_db=best_psnr)
+    outcome = None
     if trainer.is_global_zero:
         store_meta(run_dir / "best.ckpt", scores=scores.to_dict())
-        manifest(validity=_validity(run_dir / "best.ckpt", config), scores=scores)
+        validity = _validity(run_dir / "best.ckpt", config)
+        if plan is not None:
+            outcome = budget_outcome(plan, config, achieved_steps=trainer.global_step,
+                                     train_s=fit_s, wall_s=time.perf_counter() - started_s,
+                                     replan=replan, resumed=resume)  # fmt: skip
+        manifest(config=config, validity=validity, scores=scores, budget_outcome=outcome)
     return RunResult(
         run_dir=run_dir, best_checkpoint=run_dir / "best.ckpt", last_checkpoint=last,
         best_val_psnr_db=best_psnr, val_reference=meta.val_reference, monitor=module.monitor,
         epochs_done=trainer.current_epoch, global_step=trainer.global_step,
-        model_name=module.model.name, budget_plan=plan, scores=scores,
+        model_name=module.model.name, budget_plan=plan, scores=scores, budget_outcome=outcome,
     )  # fmt: skip
+
+
+def _save_config(run_dir: Path, config: TrainConfig) -> None:
+    save_config(config, run_dir / "config.yaml")
 
 
 def _validity(best: Path, config: TrainConfig) -> dict | None:
@@ -166,7 +186,7 @@ def _module(config: TrainConfig, meta: DatasetMeta, run_dir: Path) -> DenoiseMod
                "residual": config.residual},
         mode=config.mode, loss=config.loss, lr=config.lr, lr_factor=config.lr_factor,
         lr_patience_epochs=config.lr_patience_epochs, warmup_steps=config.warmup_steps,
-        schedule=config.schedule, max_steps=config.max_steps,
+        schedule=config.schedule, max_steps=config.max_steps, step_plan=config.step_plan,
         lr_final_fraction=config.lr_final_fraction, channels_last=config.channels_last,
         compile=config.compile, threads=config.threads, val_reference=config.val_reference,
         seed=config.seed, meta=meta.to_hparams(run_dir),
@@ -193,7 +213,8 @@ def resume_config(run_dir: str | Path, overrides: dict | None = None) -> TrainCo
     return load_train_config(saved, {**(overrides or {}), "out": run_dir})
 
 
-def _trainer(config: TrainConfig, run_dir: Path, metrics: MetricsCsv, *, monitor: str) -> L.Trainer:
+def _trainer(config: TrainConfig, run_dir: Path, metrics: MetricsCsv, *, monitor: str,
+             replan: BudgetReplan | None = None) -> L.Trainer:  # fmt: skip
     best = ModelCheckpoint(
         dirpath=run_dir, filename="best", monitor=monitor, mode="max", save_top_k=1,
         save_last=True, enable_version_counter=False, auto_insert_metric_name=False,
@@ -203,7 +224,9 @@ def _trainer(config: TrainConfig, run_dir: Path, metrics: MetricsCsv, *, monitor
         dirpath=run_dir, filename="last", every_n_train_steps=config.checkpoint_every_n_steps,
         save_top_k=1, enable_version_counter=False, auto_insert_metric_name=False,
     )  # fmt: skip
-    callbacks = [metrics, best, periodic]
+    callbacks = [metrics, best, periodic, StopOnDivergence(monitor)]
+    if replan is not None:  # before the checkpoints: they save the re-planned state
+        callbacks.append(replan)
     if config.ema_decay:
         callbacks.append(EMAWeights(config.ema_decay))
     if not config.quiet:
@@ -220,6 +243,8 @@ def _trainer(config: TrainConfig, run_dir: Path, metrics: MetricsCsv, *, monitor
         callbacks=callbacks, plugins=[AtomicCheckpointIO()], logger=False,
         enable_progress_bar=not config.quiet, enable_model_summary=False,
         num_sanity_val_steps=0, use_distributed_sampler=False, log_every_n_steps=1,
+        # epochs of a re-planned run differ in length: a new loader (same pairs) per epoch
+        reload_dataloaders_every_n_epochs=int(len(config.step_plan or ()) > 1),
     )  # fmt: skip
 
 
@@ -247,55 +272,6 @@ def _timedelta(max_time: str | None) -> datetime.timedelta | None:
 def _on_cpu(config: TrainConfig) -> bool:
     return config.accelerator == "cpu" or (
         config.accelerator == "auto" and not torch.cuda.is_available()
-    )
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetMeta:
-    """What a checkpoint records about its training data (``hyper_parameters["meta"]``).
-
-    Saved as a plain dict (:meth:`to_hparams`), so checkpoints load with ``weights_only=True``;
-    :func:`lowdose.models.checkpoint.load_model` reads it back.
-    """
-
-    scaling: NetworkScaling
-    dataset_sha256: str
-    dataset: str
-    val_reference: Literal["clean", "realisation", "self"]
-    seed: int
-
-    def to_hparams(self, run_dir: Path) -> dict:
-        """The checkpoint's dict form (same keys as before typed metadata), plus ``run_dir``."""
-        return {**dataclasses.asdict(self), "run_dir": str(run_dir.resolve())}
-
-
-def _dataset_meta(path: Path, config: TrainConfig) -> DatasetMeta:
-    info = read_info(path)
-    # Checked before training starts, not at the first validation an epoch later.
-    if config.val_reference == "clean" and not info.has_clean:
-        raise LowdoseInputError(
-            f"{path} has no clean images: use --val-reference realisation (clean-free)"
-        )
-    if config.val_reference == "realisation" and info.shape[1] < 2:
-        raise LowdoseInputError(
-            f"{path} has 1 realisation per image: --val-reference realisation needs 2; use "
-            "--mode nb2nb or n2v (validated with --val-reference self) or --val-reference clean"
-        )
-    scale = read_scale(path)  # (I,) divisors; one value for dataset_max and for no scaling
-    constant = bool(np.all(scale == scale[0]))
-    scaling = NetworkScaling(
-        scaling_rule=info.attrs.scaling_rule,
-        scaling_offset=info.attrs.scaling_offset,
-        raw_units=info.attrs.raw_units,
-        divisor=float(scale[0]) if constant else None,
-        data_range=info.attrs.psnr_data_range,
-    )
-    return DatasetMeta(
-        scaling=scaling,
-        dataset_sha256=dataset_sha256(path),
-        dataset=str(path),
-        val_reference=config.val_reference,
-        seed=config.seed,
     )
 
 

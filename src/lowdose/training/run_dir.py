@@ -27,6 +27,7 @@ from lowdose.data.scaling import NetworkScaling
 from lowdose.models.validation_scores import ValidationScores
 from lowdose.training.budget import BudgetPlan
 from lowdose.training.config import VAL_MONITORS
+from lowdose.training.replan import BudgetOutcome
 
 log = logging.getLogger("lowdose.training.run")
 
@@ -130,7 +131,8 @@ def _csv_text(rows: list[dict]) -> str:
 def write_manifest(run_dir: Path, *, config, data_sha256: str, val_reference: str,
                    scaling: NetworkScaling, model_name: str,
                    budget_plan: BudgetPlan | None = None, validity: dict | None = None,
-                   scores: ValidationScores | None = None) -> None:  # fmt: skip
+                   scores: ValidationScores | None = None,
+                   budget_outcome: BudgetOutcome | None = None) -> None:  # fmt: skip
     """Write ``manifest.json``: provenance, seeds and the metric conventions of the run.
 
     ``budget_plan`` (every field of a ``--budget`` run's plan: measured speeds, overheads, the
@@ -138,7 +140,10 @@ def write_manifest(run_dir: Path, *, config, data_sha256: str, val_reference: st
     ``max_steps`` taken from a config file). ``validity`` is the clean-free validity range
     stored in ``best.ckpt`` (:func:`lowdose.training.validity.measure_validity`), once measured.
     ``scores`` (``validation_scores``) are ``best.ckpt``'s validation score and the identity's,
-    once training ended (:func:`read_validation_scores` reads them back).
+    once training ended (:func:`read_validation_scores` reads them back). ``budget_outcome``:
+    what a budget run did against its plan (planned, re-planned and achieved steps, loop rate,
+    wall times; :class:`~lowdose.training.replan.BudgetOutcome`), once it ended; ``max_steps``
+    is the final plan's (a re-planned run's ``config.yaml`` has the same).
     """
     manifest = {
         **capture_environment().manifest_fields(),
@@ -170,6 +175,7 @@ def write_manifest(run_dir: Path, *, config, data_sha256: str, val_reference: st
         "schedule": config.schedule,
         "max_steps": config.max_steps,
         "budget_plan": None if budget_plan is None else dataclasses.asdict(budget_plan),
+        "budget_outcome": None if budget_outcome is None else dataclasses.asdict(budget_outcome),
         "ema_decay": config.ema_decay,
         "dose_range": None if config.dose_range is None else list(config.dose_range),
         "validity": validity,
