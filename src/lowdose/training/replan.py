@@ -20,7 +20,7 @@ What it measures (``time.perf_counter``, :func:`_now`):
   (validation, checkpoint writes, the new epoch's loader), less one step; before one was seen,
   this epoch's validation plus the plan's checkpoint estimate;
 * the **teardown**: after the last epoch, the final checkpoints and the validity range
-  (:data:`TEARDOWN_VALIDATIONS` validation passes) before ``train`` returns.
+  (:func:`teardown_validations` validation passes) before ``train`` returns.
 
 The deadline is ``started_s + budget_s`` (``started_s``: when ``train`` was called), so the probe
 and the start-up count too. A resumed run does not re-plan: it finishes the steps its
@@ -36,6 +36,8 @@ from collections.abc import Callable
 
 import lightning as L
 
+from lowdose.data.dataset import read_info
+from lowdose.physics.dose_thinning import RENOISABLE_MODELS
 from lowdose.training.budget import BudgetPlan
 from lowdose.training.config import TrainConfig, with_derived_epochs
 from lowdose.training.schedule import Segment, epoch_steps, replan_steps, with_segment
@@ -47,7 +49,15 @@ MEASURE_S = 20.0  # seconds of loop time the rate is measured over (the latest e
 MIN_MEASURED_STEPS = 10
 TOLERANCE = 0.02  # re-plan when the new total differs from the plan's by more than this
 MIN_EPOCHS_LEFT = 2  # a re-plan keeps at least this many epochs (so a later check can follow)
-TEARDOWN_VALIDATIONS = len(DEFAULT_DOSE_FRACTIONS) + 1  # validity levels, best.ckpt's meta
+
+
+def teardown_validations(noise_model: str) -> int:
+    """Validation passes the validity range takes after training, plus one for the rest.
+
+    Every dose level of :data:`DEFAULT_DOSE_FRACTIONS` where the noise can be re-noised (at
+    most: the sweep stops where the model stops helping), else the acquired dose alone.
+    """
+    return (len(DEFAULT_DOSE_FRACTIONS) if noise_model in RENOISABLE_MODELS else 1) + 1
 
 
 def _now() -> float:
@@ -99,6 +109,7 @@ class BudgetReplan(L.Callback):
                  save_config: Callable[[TrainConfig], None]) -> None:  # fmt: skip
         self.config, self.plan, self.save_config = config, plan, save_config
         self.deadline_s = started_s + plan.budget_s
+        self.teardown_validations = teardown_validations(read_info(config.data).attrs.noise_model)
         self.segments: list[Segment] = list(config.step_plan or epoch_segment(config))
         self.replanned: list[int] = []
         self.epochs: list[tuple[int, float]] = []  # (steps, seconds) inside each epoch
@@ -165,7 +176,7 @@ class BudgetReplan(L.Callback):
         return estimate if self.boundary_s is None else max(self.boundary_s, estimate)
 
     def _teardown_s(self) -> float:
-        return TEARDOWN_VALIDATIONS * self.val_s + self._overhead_s()
+        return self.teardown_validations * self.val_s + self._overhead_s()
 
     def _apply(self, trainer, pl_module, segments: list[Segment]) -> None:
         """Make ``segments`` the plan of the module, the loop, the data and config.yaml."""
