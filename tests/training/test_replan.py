@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 import lowdose.training.replan as replan
 import lowdose.training.run as training
 from lowdose.core.errors import LowdoseInputError
+from lowdose.models.validation_scores import ValidationScores
 from lowdose.training.budget import Throughput
 from lowdose.training.config import load_train_config, make_train_config, with_derived_epochs
 from lowdose.training.schedule import (
@@ -260,3 +261,5 @@ def test_a_collapse_stops_training_and_leaves_the_best_earlier_checkpoint(
     best = torch.load(result.best_checkpoint, weights_only=True)
     assert all(torch.isfinite(w).all() for w in best["state_dict"].values())
     assert result.best_val_psnr_db == pytest.approx(np.max(rows["val_upsnr_db"][:-1]))
+    # had every validation diverged, best.ckpt's -inf would be below the input: train warns
+    assert ValidationScores("val_upsnr_db", -math.inf, 46.40).warning("run") is not None

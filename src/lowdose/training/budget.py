@@ -1,7 +1,8 @@
 """The CPU-budgeted recipe: from the wall time a user can spend to a fixed number of steps.
 
-``lowdose train --budget HH:MM:SS`` (or ``budget:`` in a YAML config) plans the run once, before
-training: a short throughput probe (:func:`measure_throughput`: a few forward + backward + Adam
+``lowdose train --budget HH:MM:SS`` (or ``budget:`` in a YAML config) plans the run before
+training, and the loop re-plans it from its own rate (:mod:`~lowdose.training.replan`). The
+plan: a short throughput probe (:func:`measure_throughput`: a few forward + backward + Adam
 steps of the U-Net on random ``(batch, 1, patch, patch)`` patches per candidate width, after
 warm-up steps, on the threads and device the run will use) and then the rule below. The plan is
 written into the run's ``config.yaml`` (``schedule: cosine``, ``max_steps: N``, the width, ...)
