@@ -80,6 +80,9 @@ def test_plan_follows_the_inputs(tmp_path):
     assert plan_fit(one, FitOptions(angles="0:180")).route == "sinogram"
     with pytest.raises(Exception, match="two acquisitions"):
         plan_fit(one, FitOptions(mode="n2n"))
+    assert plan_fit(one, FitOptions(mode="blend")).mode == "blend"
+    with pytest.raises(Exception, match="one CT scan"):
+        plan_fit(two, FitOptions(mode="blend"))
 
 
 @pytest.mark.slow
@@ -91,7 +94,14 @@ def test_one_patient_dicom_series_fits_and_comes_back_as_dicom(tmp_path):
     result = run_fit_cli(str(series), "--out", str(out), "--budget", BUDGET)
     assert result.exit_code == 0, result.output
     record = json.loads((out / "fit.json").read_text())
-    assert record["plan"]["route"] == "single" and record["plan"]["mode"] == "nb2nb"
+    # one CT scan in HU: the built-in model + spectrum BM3D, no training
+    assert record["plan"]["route"] == "single" and record["plan"]["mode"] == "blend"
+    assert record["run_dir"] is None and not (out / "train").exists()
+    assert record["checkpoint"] == "builtin:ct-sinogram"
+    choice = json.loads((out / "compare" / "choice.json").read_text())
+    assert choice["preferred"] == "blend" and choice["flat_region"] == "body"
+    methods = [line.split(",")[0] for line in (out / "compare" / "scores.csv").read_text().split()]
+    assert {"builtin", "bm3d-psd", "blend"} <= set(methods)
     info = read_info(out / "dataset" / "dataset.h5")
     assert info.shape[1] == 1 and set(info.split.tolist()) == {"train", "val", "test"}
     written = sorted((out / "denoised").rglob("*.dcm"))
@@ -100,6 +110,7 @@ def test_one_patient_dicom_series_fits_and_comes_back_as_dicom(tmp_path):
     outputs = [pydicom.dcmread(p) for p in written]
     assert not inputs & {ds.SOPInstanceUID for ds in outputs}
     assert len({ds.SeriesInstanceUID for ds in outputs}) == 1
+    assert "BM3D" in str(outputs[0].DerivationDescription)
     hu = np.stack([ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
                    for ds in outputs])  # fmt: skip
     body = clean > -500

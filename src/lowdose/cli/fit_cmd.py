@@ -18,7 +18,7 @@ from lowdose.cli._app import (
 )
 from lowdose.core.errors import LowdoseInputError
 
-_MODES = ("auto", "n2n", "nb2nb", "n2v")
+_MODES = ("auto", "n2n", "nb2nb", "n2v", "blend")
 
 
 def _log(text: str) -> None:
@@ -39,7 +39,13 @@ def fit(
     angles: Annotated[
         str | None, typer.Option(help="Sinogram views: START:STOP[:N] in degrees, or a file.")
     ] = None,
-    mode: Annotated[str, typer.Option(help="auto, n2n, nb2nb or n2v.")] = "auto",
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="auto, n2n, nb2nb, n2v or blend (one CT scan: built-in model + spectrum BM3D; "
+            "auto picks it for one CT scan in HU)."
+        ),
+    ] = "auto",
     split_by: Annotated[
         str, typer.Option("--split-by", help="auto, patient, volume, slab or region.")
     ] = "auto",

@@ -39,14 +39,22 @@ from lowdose.core.errors import LowdoseInputError
 from lowdose.core.metrics import pair_noise_variance_all_pixels
 from lowdose.core.progress import Progress, StageCounter
 from lowdose.data.dataset import load_split
-from lowdose.evaluation.fit_scores import MethodScores, preferred_method, score_method
+from lowdose.evaluation.fit_scores import (
+    MethodScores,
+    flat_region,
+    preferred_method,
+    score_method,
+)
 from lowdose.evaluation.spectrum_methods import single_scan_psd, tune_blind_psd
-from lowdose.inference.predict import predict
+from lowdose.inference.predict import denoise, denoise_in_field_of_view, predict
+from lowdose.inference.spectrum_blend import NETWORK_TTA, blend
 from lowdose.models.checkpoint import load_model
 from lowdose.physics.noise_estimation import single_image_noise_sigma
 from lowdose.physics.noise_spectrum import pair_noise_psd, unit_spectrum
 
 METHODS = ("noisy", "network", "nlm-blind", "bm3d-blind", "bm3d-psd")
+#: the methods of one CT scan in HU (``one_scan_blend``): the built-in model, no training
+ONE_SCAN_METHODS = ("noisy", "builtin", "nlm-blind", "bm3d-blind", "bm3d-psd", "blend")
 #: training pairs the spectrum BM3D's strength is tuned on (BM3D costs seconds per image)
 PSD_TUNING_IMAGES = 4
 
@@ -72,6 +80,8 @@ class FitComparison:
     object_id : ndarray (I,) str
     hu_divisor : ndarray (I,) float64 or None
         For CT in HU: ``HU = scaled * hu_divisor - 1024`` per image (for display); else None.
+    flat_region : str
+        Where the flat-region noise was measured: ``"body"`` (CT in HU) or ``"field of view"``.
     """
 
     scores: list[MethodScores]
@@ -83,6 +93,7 @@ class FitComparison:
     images: dict[str, np.ndarray]
     object_id: np.ndarray
     hu_divisor: np.ndarray | None = None
+    flat_region: str = "field of view"
 
 
 def compare_methods(
@@ -91,6 +102,7 @@ def compare_methods(
     *,
     max_images: int = 8,
     progress: Progress | None = None,
+    one_scan_blend: bool = False,
 ) -> FitComparison:
     """Denoise and score up to ``max_images`` evenly spaced test images with every method.
 
@@ -104,6 +116,10 @@ def compare_methods(
         BM3D costs seconds per image on a CPU: the comparison uses at most this many.
     progress : Progress, optional
         ``progress("compare", done, total)`` over images x methods.
+    one_scan_blend : bool
+        One CT scan in HU (``fit``'s one-scan recipe): ``checkpoint`` is the built-in model, run
+        in HU with its self-ensemble (``builtin``), and ``blend`` is its average with
+        ``bm3d-psd`` (:mod:`lowdose.inference.spectrum_blend`); ``blend`` is preferred.
     """
     split = load_split(data, "test", with_clean=False)
     if split.noisy.shape[0] == 0:
@@ -119,9 +135,16 @@ def compare_methods(
         sigma = np.array([single_image_noise_sigma(image) for image in noisy])
         source = "single-image"
     sigma = np.maximum(sigma, 1e-6)  # a noiseless image still needs a positive filter strength
-    counter = StageCounter(progress, "compare", len(rows) * (len(METHODS) - 1))
-    model, _ = load_model(checkpoint)
-    images = {"noisy": noisy, "network": predict(model, noisy).astype(np.float32)}
+    methods = ONE_SCAN_METHODS if one_scan_blend else METHODS
+    # four passes over the images: the network, NLM, white BM3D and spectrum BM3D
+    counter = StageCounter(progress, "compare", len(rows) * 4)
+    fov = None if split.fov is None else np.asarray(split.fov[rows], bool)  # (I, H, W)
+    hu_divisor = np.asarray(split.scale[rows], np.float64) if split.attrs.is_ct_hu else None
+    if one_scan_blend and hu_divisor is None:
+        raise LowdoseInputError(f"{data}: the one-scan blend is for CT in HU only")
+    images = {"noisy": noisy}
+    images[methods[1]] = _network_output(checkpoint, noisy, split.attrs, hu_divisor, fov,
+                                         one_scan_blend)  # fmt: skip
     counter.advance(len(rows))
     nlm, bm3d = np.empty_like(noisy), np.empty_like(noisy)
     for k, (image, s) in enumerate(zip(noisy, sigma, strict=True)):
@@ -130,15 +153,41 @@ def compare_methods(
         bm3d[k] = denoise_bm3d(image, **params_from_sigma("bm3d", s))
         counter.advance()
     images["nlm-blind"], images["bm3d-blind"] = nlm, bm3d
-    fov = None if split.fov is None else np.asarray(split.fov[rows], bool)  # (I, H, W)
     images["bm3d-psd"], psd_source = _spectrum_bm3d(data, split, rows, noisy, second, fov, counter)
-    scores = [score_method(name, noisy, images[name], second=second, mask=fov) for name in METHODS]
-    preferred, reason = preferred_method(scores)
+    if one_scan_blend:
+        images["blend"] = blend(images["builtin"], images["bm3d-psd"])
+    region = flat_region(noisy, hu_divisor=hu_divisor, fov=fov)
+    scores = [score_method(name, noisy, images[name], second=second, mask=fov, region=region)
+              for name in methods]  # fmt: skip
+    preferred, reason = ("blend", ONE_SCAN_REASON) if one_scan_blend else preferred_method(scores)
     return FitComparison(
         scores=scores, preferred=preferred, reason=reason, sigma=sigma, sigma_source=source,
         psd_source=psd_source, images=images, object_id=np.asarray(split.object_id[rows]),
-        hu_divisor=np.asarray(split.scale[rows], np.float64) if split.attrs.is_ct_hu else None,
+        hu_divisor=hu_divisor, flat_region="body" if hu_divisor is not None else "field of view",
     )  # fmt: skip
+
+
+ONE_SCAN_REASON = (
+    "one scan and no second realisation: no clean-free error estimate ranks methods reliably "
+    "(SURE with the spectrum measured from one slice mis-ranks them), so the rule measured on "
+    "simulated single scans of patients the built-in model never saw: the average of the "
+    "built-in model and spectrum BM3D beat both at quarter and tenth dose (docs/results.md)"
+)
+
+
+def _network_output(checkpoint, noisy, attrs, hu_divisor, fov, one_scan_blend) -> np.ndarray:
+    """The network's output on the dataset scale: a fit's own run, or the built-in model in HU."""
+    model, meta = load_model(checkpoint)
+    if not one_scan_blend:  # trained on this dataset: its scale is the network's
+        return predict(model, noisy).astype(np.float32)
+    offset = attrs.scaling_offset
+    hu = noisy * hu_divisor[:, None, None] - offset
+    run = {"scaling": meta.scaling, "tta": NETWORK_TTA}
+    if fov is None:
+        out = denoise(model, hu, **run)
+    else:
+        out = denoise_in_field_of_view(model, hu, fov, **run)
+    return ((out + offset) / hu_divisor[:, None, None]).astype(np.float32)
 
 
 def _spectrum_bm3d(data, split, rows, noisy, second, fov, counter) -> tuple[np.ndarray, str]:
@@ -189,6 +238,7 @@ def save_comparison(comparison: FitComparison, folder: str | os.PathLike) -> Non
         "psd_source": comparison.psd_source,
         "object_id": [str(v) for v in comparison.object_id],
         "hu_divisor": None if comparison.hu_divisor is None else comparison.hu_divisor.tolist(),
+        "flat_region": comparison.flat_region,
     }  # fmt: skip
     atomic_write_text(folder / "choice.json", json.dumps(choice, indent=2))
     buffer = io.BytesIO()

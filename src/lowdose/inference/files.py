@@ -38,11 +38,12 @@ from lowdose.core.validation import checked_images
 from lowdose.data.scaling import HU_OFFSET, NetworkScaling
 from lowdose.inference.predict import DENOISE_STAGE, denoise, denoise_in_field_of_view
 from lowdose.inference.self_ensemble import checked_tta
+from lowdose.inference.spectrum_blend import blend, blend_description, spectrum_bm3d_hu
 from lowdose.inference.validity_check import validity_warnings
 from lowdose.io.dicom_read import SliceInfo
 from lowdose.io.images import read_image_stack, write_like
 from lowdose.models.checkpoint import CheckpointMeta, load_model
-from lowdose.physics.field_of_view import field_of_view_mask
+from lowdose.physics.field_of_view import AIR_HU, field_of_view_mask
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ def denoise_files(
     tta: int = 1,
     progress: Progress | None = None,
     warn: Log | None = None,
+    blend_bm3d_psd: bool = False,
 ) -> list[Path]:
     """Denoise every input with the model in ``checkpoint``; write the results to ``out``.
 
@@ -102,6 +104,9 @@ def denoise_files(
         Receives one line per series (DICOM) or file whose images' estimated noise lies outside
         the model's validity range (:func:`lowdose.inference.validity_check.validity_warnings`),
         before any input is denoised; None: no estimate.
+    blend_bm3d_psd : bool
+        CT in HU only: average the network's output with BM3D given each slice's own noise
+        spectrum (:mod:`lowdose.inference.spectrum_blend`, the one-scan recipe of ``fit``).
 
     Returns
     -------
@@ -119,6 +124,10 @@ def denoise_files(
     paths = [Path(path) for path in inputs]
     check_out_folder(paths, out)
     network, meta = load_model(checkpoint)
+    if blend_bm3d_psd and meta.scaling.raw_units.strip().lower() != "hu":
+        raise LowdoseInputError(
+            f"{checkpoint}: the BM3D blend needs a model for CT in HU; drop the blend"
+        )
     loaded = [read_input(path) for path in paths]
     if warn is not None and meta.validity is not None:  # None: a model measured before issue 16
         for item in loaded:
@@ -128,6 +137,8 @@ def denoise_files(
                 warn(line)
     total = sum(item.n_images for item in loaded)
     derivation = derivation_text(meta, tta=tta)
+    if blend_bm3d_psd:
+        derivation += f"; {blend_description()}"
     written: list[Path] = []
     finished = 0
     for item in loaded:
@@ -138,9 +149,20 @@ def denoise_files(
             result = denoise(network, item.images, **run)
         else:
             result = denoise_in_field_of_view(network, item.images, inside, **run)
+        if blend_bm3d_psd:
+            result = _blended(item.images, result, inside, progress)
         written += write_like(item.path, result, out, item.file_meta, derivation=derivation)
         finished += item.n_images
     return written
+
+
+def _blended(images, network_output, inside, progress) -> np.ndarray:
+    """The network's output averaged with spectrum BM3D inside the field of view (HU)."""
+    # BM3D sees air outside the field of view, as the network does; the padding comes back as is
+    filled = images if inside is None else np.where(inside, images, np.float32(AIR_HU))
+    filtered = spectrum_bm3d_hu(filled, inside=inside, progress=progress)
+    mixed = blend(network_output, filtered)
+    return mixed if inside is None else np.where(inside, mixed, images).astype(np.float32)
 
 
 def read_input(path: Path) -> InputImages:

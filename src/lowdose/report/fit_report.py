@@ -39,6 +39,7 @@ _TITLES = {
     "nlm-blind": "NLM (blind, white rule)",
     "bm3d-blind": "BM3D (blind, white rule)",
     "bm3d-psd": "BM3D (noise spectrum)",
+    "blend": "built-in model + spectrum BM3D, averaged",
 }
 _LABELS = {"residual_lag1": "residual lag-1 correlation", "upsnr_db": "uPSNR [dB]",
            "sure_psnr_db": "SURE PSNR [dB]"}  # fmt: skip
@@ -78,8 +79,7 @@ def write_fit_report(out: str | os.PathLike) -> Path:
             f"Route **{plan['route']}**, training mode **{plan['mode']}**: {plan['reason']}."
         ),
         BulletList([f"inputs: {', '.join(record['inputs'])}",
-                    f"dataset: {record['dataset']}", f"training run: {record['run_dir']} "
-                    f"(budget {record['options']['budget']}, selection clean-free)",
+                    f"dataset: {record['dataset']}", _model_line(record),
                     f"denoised files: {len(record['denoised'])} in {out / 'denoised'}"]),
     ]  # fmt: skip
     blocks += _score_section(scores, choice)
@@ -285,3 +285,11 @@ def _training_lines(path: Path) -> list[str]:
         f"{len(rows)} logged rows, last step {last.get('step')}, "
         f"{float(last.get('elapsed_s') or 0):.0f} s; last validation: {text or 'none'}"
     ]
+
+
+def _model_line(record: dict) -> str:
+    """Which model denoised: the fit's own training run, or the built-in model (no training)."""
+    if record.get("run_dir") is None:
+        return f"model: {record.get('checkpoint')} (built-in, no training on these images)"
+    budget = record["options"]["budget"]
+    return f"training run: {record['run_dir']} (budget {budget}, selection clean-free)"
