@@ -29,11 +29,12 @@ mask (the body, HU smoothed 2 px within -100..150, eroded 3 px):
   leaves their detail in the residual (clearly positive).
 
 Outputs (``--out``): ``one_scan.csv`` (a row per slice x method), ``real.csv``, and the BM3D
-outputs cached per input (a rerun reuses them). Run from the repository root::
+outputs cached per input (a rerun reuses them), the real slice's picture (``--figure``).
+Run from the repository root::
 
     .venv/bin/python benchmarks/one_scan.py --data quarter=runs/data/quarter.h5 \\
         --data tenth=runs/data/tenth.h5 --real ../shared/data/ct/pancreas-ct-philips \\
-        --out runs/one-scan
+        --out runs/one-scan --figure docs/figures/one-scan-philips.png
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ def report_simulated(frame: pd.DataFrame) -> list[str]:
     return lines
 
 
-def real(series: Path, n_slices: int, folder: Path, model: str) -> pd.DataFrame:
+def real(series: Path, n_slices: int, folder: Path, model: str, picture: Path) -> pd.DataFrame:
     """Clean-free figures of every method on the middle ``n_slices`` of a real DICOM series."""
     images = read_ct(series, skip_bad=True).hu  # the folder also holds LICENSE, Citations
     middle = len(images) // 2
@@ -156,7 +157,7 @@ def real(series: Path, n_slices: int, folder: Path, model: str) -> pd.DataFrame:
                          "mean_shift_hu": float(np.mean(result[tissue] - image[tissue])),
                          "residual_detail_corr": residual_detail_corr(image, result)})  # fmt: skip
     middle = len(noisy) // 2
-    figure(noisy[middle], out["blend"][middle], folder / "real_blend.png")
+    figure(noisy[middle], out["blend"][middle], picture)
     return pd.DataFrame(rows)
 
 
@@ -174,7 +175,7 @@ def figure(image_hu: np.ndarray, result_hu: np.ndarray, path: Path) -> None:
         axis.imshow(values, cmap="gray", vmin=low, vmax=high)
         axis.set_title(title)
         axis.axis("off")
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=70)
     plt.close(fig)
 
 
@@ -208,6 +209,7 @@ def main() -> None:
     parser.add_argument("--real", type=Path, help="a real CT DICOM series folder")
     parser.add_argument("--real-slices", type=int, default=20)
     parser.add_argument("--model", default=NETWORK)
+    parser.add_argument("--figure", type=Path, help="the real slice's picture (OUT/real_blend.png)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
@@ -223,7 +225,8 @@ def main() -> None:
         atomic_write_text(args.out / "one_scan.csv", frame.to_csv(index=False))
         lines += report_simulated(frame)
     if args.real is not None:
-        frame = real(args.real, args.real_slices, args.out, args.model)
+        picture = args.figure or args.out / "real_blend.png"
+        frame = real(args.real, args.real_slices, args.out, args.model, picture)
         atomic_write_text(args.out / "real.csv", frame.to_csv(index=False))
         lines += report_real(frame)
     text = "\n".join(lines)
