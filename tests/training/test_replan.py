@@ -8,6 +8,7 @@ any assertion on real time.
 import json
 import math
 import time
+from types import SimpleNamespace
 
 import lightning as L
 import numpy as np
@@ -23,6 +24,7 @@ from lowdose.core.errors import LowdoseInputError
 from lowdose.models.validation_scores import ValidationScores
 from lowdose.training.budget import Throughput
 from lowdose.training.config import load_train_config, make_train_config, with_derived_epochs
+from lowdose.training.divergence import COLLAPSE_DB, StopOnDivergence
 from lowdose.training.schedule import (
     check_plan,
     cosine_lr,
@@ -263,3 +265,16 @@ def test_a_collapse_stops_training_and_leaves_the_best_earlier_checkpoint(
     assert result.best_val_psnr_db == pytest.approx(np.max(rows["val_upsnr_db"][:-1]))
     # had every validation diverged, best.ckpt's -inf would be below the input: train warns
     assert ValidationScores("val_upsnr_db", -math.inf, 46.40).warning("run") is not None
+
+
+def test_a_finite_collapse_far_below_the_best_score_also_stops():
+    stop = StopOnDivergence("val_upsnr_db")
+    trainer = SimpleNamespace(sanity_checking=False, should_stop=False, global_step=0,
+                              callback_metrics={})  # fmt: skip
+    for step, score in ((100, 50.0), (200, 51.2), (300, 51.2 - COLLAPSE_DB + 0.5)):
+        trainer.global_step, trainer.callback_metrics = step, {"val_upsnr_db": torch.tensor(score)}
+        stop.on_validation_end(trainer, None)
+        assert not trainer.should_stop  # a dip within COLLAPSE_DB is training, not divergence
+    trainer.global_step, trainer.callback_metrics = 400, {"val_upsnr_db": torch.tensor(-104.0)}
+    stop.on_validation_end(trainer, None)
+    assert trainer.should_stop and stop.stopped_at == 400
