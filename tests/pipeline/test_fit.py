@@ -100,6 +100,8 @@ def test_one_patient_dicom_series_fits_and_comes_back_as_dicom(tmp_path):
     assert record["checkpoint"] == "builtin:ct-sinogram"
     choice = json.loads((out / "compare" / "choice.json").read_text())
     assert choice["preferred"] == "blend" and choice["flat_region"] == "body"
+    assert choice["scored_on"].startswith("every image") and len(choice["object_id"]) == 8
+    assert "HU" in result.output  # the terminal's flat-region sd is in HU too
     methods = [line.split(",")[0] for line in (out / "compare" / "scores.csv").read_text().split()]
     assert {"builtin", "bm3d-psd", "blend"} <= set(methods)
     info = read_info(out / "dataset" / "dataset.h5")

@@ -38,7 +38,8 @@ from lowdose.core.atomic import atomic_write_bytes, atomic_write_text
 from lowdose.core.errors import LowdoseInputError
 from lowdose.core.metrics import pair_noise_variance_all_pixels
 from lowdose.core.progress import Progress, StageCounter
-from lowdose.data.dataset import load_split
+from lowdose.data.dataset import SplitArrays, load_split
+from lowdose.data.splits import SPLITS
 from lowdose.evaluation.fit_scores import (
     MethodScores,
     flat_region,
@@ -82,6 +83,11 @@ class FitComparison:
         For CT in HU: ``HU = scaled * hu_divisor - 1024`` per image (for display); else None.
     flat_region : str
         Where the flat-region noise was measured: ``"body"`` (CT in HU) or ``"field of view"``.
+    scored_on : str
+        Which images were scored: the test split, or every image when nothing was trained.
+    noise_lag1 : float or None
+        The input noise's own lag-1 correlation (the dataset build's estimate): a residual of
+        noise alone reads about this ``residual_lag1``.
     """
 
     scores: list[MethodScores]
@@ -94,6 +100,8 @@ class FitComparison:
     object_id: np.ndarray
     hu_divisor: np.ndarray | None = None
     flat_region: str = "field of view"
+    scored_on: str = "test split"
+    noise_lag1: float | None = None
 
 
 def compare_methods(
@@ -121,7 +129,7 @@ def compare_methods(
         in HU with its self-ensemble (``builtin``), and ``blend`` is its average with
         ``bm3d-psd`` (:mod:`lowdose.inference.spectrum_blend`); ``blend`` is preferred.
     """
-    split = load_split(data, "test", with_clean=False)
+    split = _scored_images(data, one_scan_blend)
     if split.noisy.shape[0] == 0:
         raise LowdoseInputError(f"{data} has no test images: rebuild it with a test split")
     rows = np.unique(np.linspace(0, split.noisy.shape[0] - 1, max_images).round().astype(int))
@@ -164,7 +172,34 @@ def compare_methods(
         scores=scores, preferred=preferred, reason=reason, sigma=sigma, sigma_source=source,
         psd_source=psd_source, images=images, object_id=np.asarray(split.object_id[rows]),
         hu_divisor=hu_divisor, flat_region="body" if hu_divisor is not None else "field of view",
+        scored_on="every image (nothing was trained)" if one_scan_blend else "test split",
+        noise_lag1=_noise_lag1(split.attrs),
     )  # fmt: skip
+
+
+def _scored_images(data, one_scan_blend: bool) -> SplitArrays:
+    """The test split; for the one-scan blend, which trains nothing, every image of the file."""
+    if not one_scan_blend:
+        return load_split(data, "test", with_clean=False)
+    parts = []
+    for name in SPLITS:
+        try:
+            parts.append(load_split(data, name, with_clean=False))
+        except LowdoseInputError:  # an empty split
+            continue
+    order = np.argsort(np.concatenate([p.index for p in parts]), kind="stable")  # file order
+    joined = lambda field: np.concatenate([getattr(p, field) for p in parts])[order]  # noqa: E731
+    has_fov = all(p.fov is not None for p in parts)
+    return SplitArrays(clean=None, noisy=joined("noisy"), object_id=joined("object_id"),
+                       index=joined("index"), attrs=parts[0].attrs, scale=joined("scale"),
+                       fov=joined("fov") if has_fov else None)  # fmt: skip
+
+
+def _noise_lag1(attrs) -> float | None:
+    """The input noise's own lag-1 correlation as the dataset build measured it, or None."""
+    values = [attrs.extra.get(f"noise_corr_lag1_{axis}") for axis in ("row", "col")]
+    finite = [float(v) for v in values if v is not None and np.isfinite(float(v))]
+    return float(np.mean(finite)) if finite else None
 
 
 ONE_SCAN_REASON = (
@@ -238,7 +273,8 @@ def save_comparison(comparison: FitComparison, folder: str | os.PathLike) -> Non
         "psd_source": comparison.psd_source,
         "object_id": [str(v) for v in comparison.object_id],
         "hu_divisor": None if comparison.hu_divisor is None else comparison.hu_divisor.tolist(),
-        "flat_region": comparison.flat_region,
+        "flat_region": comparison.flat_region, "scored_on": comparison.scored_on,
+        "noise_lag1": comparison.noise_lag1,
     }  # fmt: skip
     atomic_write_text(folder / "choice.json", json.dumps(choice, indent=2))
     buffer = io.BytesIO()

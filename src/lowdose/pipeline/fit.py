@@ -299,11 +299,15 @@ def _compare_stage(dataset: Path, checkpoint: str, plan: FitPlan, out: Path, *, 
 
 
 def describe_scores(out: str | os.PathLike) -> list[str]:
-    """Lines of ``OUT/compare/scores.csv`` for the terminal (method, flat sd, lag-1, uPSNR)."""
-    lines = (Path(out) / "compare" / "scores.csv").read_text().splitlines()[1:]
+    """Lines of ``OUT/compare/scores.csv`` for the terminal (method, flat sd, lag-1, uPSNR);
+    the flat-region sd in HU for CT in HU (``choice.json``'s ``hu_divisor``)."""
+    folder = Path(out) / "compare"
+    lines = (folder / "scores.csv").read_text().splitlines()[1:]
+    divisor = json.loads((folder / "choice.json").read_text()).get("hu_divisor")
+    to_hu, unit = (float(np.mean(divisor)), " HU") if divisor else (1.0, "")
     rows = [line.split(",") for line in lines]
     return [
-        f"{m:11s} flat-region sd {float(s):.4g}  residual lag-1 "
+        f"{m:11s} flat-region sd {float(s) * to_hu:.4g}{unit}  residual lag-1 "
         + (f"{float(r):+.2f}" if np.isfinite(float(r)) else "—")
         + (f"  uPSNR {float(u):.2f} dB" if np.isfinite(float(u)) else "")
         for m, s, r, u in rows

@@ -140,8 +140,8 @@ def _score_section(scores: list[dict], choice: dict) -> list:
     sigma = np.asarray(choice["sigma"], dtype=float) * (to_hu or 1.0)
     region = _REGIONS.get(choice.get("flat_region"), "anywhere in the image")
     text = (
-        f"Scored on {len(choice['object_id'])} test image(s) the network never trained or "
-        f"validated on (objects {', '.join(sorted(set(choice['object_id'])))}), realisation 0 "
+        f"Scored on {_scored_on(choice)} "
+        f"(objects {', '.join(sorted(set(choice['object_id'])))}), realisation 0 "
         f"as input. Noise sd {'in HU' if to_hu else 'on the dataset scale'}"
         + (f" (HU = value on the dataset scale x {to_hu:.0f} − 1024); PSNRs in dB with peak 1 "
            f"on the dataset scale = {to_hu:.0f} HU. " if to_hu else
@@ -150,6 +150,7 @@ def _score_section(scores: list[dict], choice: dict) -> list:
         f"{region}, never at a clip floor or ceiling, plane removed per block. Residual lag-1: "
         "correlation of the removed part y - f(y) with itself one pixel away (near 0: only "
         "noise removed; clearly positive: structure removed too)."
+        + _lag1_reference(choice)
     )  # fmt: skip
     about = [text for column, text in _ABOUT.items() if _LABELS[column] in header]
     filters = (
@@ -293,3 +294,21 @@ def _model_line(record: dict) -> str:
         return f"model: {record.get('checkpoint')} (built-in, no training on these images)"
     budget = record["options"]["budget"]
     return f"training run: {record['run_dir']} (budget {budget}, selection clean-free)"
+
+
+def _scored_on(choice: dict) -> str:
+    """Which images the table scores (older comparisons: the test split)."""
+    count = len(choice["object_id"])
+    if choice.get("scored_on", "test split") == "test split":
+        return f"{count} test image(s) the network never trained or validated on"
+    return f"{count} image(s) evenly spaced over the input, {choice['scored_on']}"
+
+
+def _lag1_reference(choice: dict) -> str:
+    """For correlated input noise, what a residual of noise alone reads (not 0)."""
+    lag1 = choice.get("noise_lag1")
+    if lag1 is None:
+        return ""
+    return (f" The input noise itself has a lag-1 correlation of {lag1:+.2f} (measured on the "
+            "single image when the dataset was built): a residual of noise alone reads about "
+            "that, and more than that means structure was removed too.")  # fmt: skip
