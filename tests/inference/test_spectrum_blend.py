@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy import ndimage
+from typer.testing import CliRunner
 
+from lowdose.cli import app
 from lowdose.core.errors import LowdoseInputError
 from lowdose.inference.files import denoise_files
 from lowdose.inference.spectrum_blend import blend, blend_description, spectrum_bm3d_hu
@@ -70,3 +72,25 @@ def test_denoise_files_blend_writes_provenance_and_needs_a_hu_model(tmp_path):
     assert "BM3D" in blend_description()
     with pytest.raises(LowdoseInputError, match="CT in HU"):
         denoise_files([source], tmp_path / "x", "builtin:xray-poisson", blend_bm3d_psd=True)
+
+
+def test_denoise_cli_blend_flag_and_its_one_line_error(tmp_path):
+    rng = np.random.default_rng(3)
+    _, noisy = _correlated_noise_slice(rng, size=64)
+    np.save(tmp_path / "slice.npy", noisy)
+    base = ["denoise", str(tmp_path / "slice.npy"), "--blend-bm3d-psd"]
+    runner = CliRunner()
+    result = runner.invoke(
+        app, [*base, "--model", "builtin:ct-sinogram", "--out", str(tmp_path / "a")]
+    )
+    assert result.exit_code == 0, result.output
+    expected = denoise_files([tmp_path / "slice.npy"], tmp_path / "b", "builtin:ct-sinogram",
+                             blend_bm3d_psd=True)  # fmt: skip
+    np.testing.assert_allclose(
+        np.load(tmp_path / "a" / "slice.npy"), np.load(expected[0]), atol=1e-3
+    )
+    bad = runner.invoke(
+        app, [*base, "--model", "builtin:xray-poisson", "--out", str(tmp_path / "c")]
+    )
+    assert bad.exit_code == 1 and "CT in HU" in bad.output and "Traceback" not in bad.output
+    assert len(bad.output.strip().splitlines()) == 1 and not (tmp_path / "c").exists()
