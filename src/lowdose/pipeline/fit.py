@@ -145,7 +145,10 @@ def run_fit(
     if not is_wall_time(options.budget):
         raise LowdoseInputError(f"--budget {options.budget!r}: use HH:MM:SS, e.g. 00:05:00")
     plan = plan_fit(paths, options)
-    log(f"route: {plan.route}, mode {plan.mode} — {plan.reason}")
+    if plan.route == "single" and options.mode == "auto":  # the mode waits for the data
+        log("route: single (one acquisition); mode: blend for one CT scan in HU, else nb2nb")
+    else:
+        log(f"route: {plan.route}, mode {plan.mode} — {plan.reason}")
     fresh = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
@@ -222,7 +225,10 @@ def _one_scan_plan(plan: FitPlan, dataset: Path, options: FitOptions, *, log) ->
         raise LowdoseInputError(
             f"--mode blend is for CT in HU, and {dataset} is not; use --mode nb2nb or n2v"
         )
-    if plan.route != "single" or options.mode != "auto" or not is_ct_hu:
+    if plan.route != "single" or options.mode != "auto":
+        return plan
+    if not is_ct_hu:
+        log(f"mode {plan.mode} — {plan.reason}")
         return plan
     plan = FitPlan("single", "blend", ONE_SCAN_REASON)
     log(f"mode blend — {plan.reason}")
