@@ -143,7 +143,7 @@ def method_figure(
     lo, hi = view.window
     shown = view.noisy if output is None else output
     image_style = {"cmap": "gray", "vmin": lo, "vmax": hi, "interpolation": "nearest"}
-    _show(ax_main, shown, f"{title} — window {lo:.4g}..{hi:.4g} {view.unit}", image_style)
+    _show(ax_main, shown, f"{title}\nwindow {lo:.4g}..{hi:.4g} {view.unit}", image_style)
     r0, c0, size = view.box
     if output is None:
         crop = shown[r0 : r0 + size, c0 : c0 + size]
@@ -201,3 +201,13 @@ def _inset(ax, image: np.ndarray, box: tuple[int, int, int], style: dict, rectan
     outline = rectangle((c0 - 0.5, r0 - 0.5), size, size, fill=False, linewidth=1.4,
                         edgecolor=_ZOOM_COLOUR)  # fmt: skip
     ax.add_patch(outline)
+
+
+def input_noise_sd(scores: list[dict], choice: dict) -> float:
+    """The input's noise sd on the dataset scale for the residual panels: its flat-region sd
+    (measured in the body for CT), else the filters' sigma (which reads correlated noise low)."""
+    for row in scores:
+        if row["method"] == "noisy" and np.isfinite(float(row["flat_sigma"])):
+            return float(row["flat_sigma"])
+    sigma = choice.get("sigma") or [float("nan")]
+    return float(sigma[0])

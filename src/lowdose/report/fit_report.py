@@ -28,7 +28,7 @@ import numpy as np
 
 from lowdose.core.atomic import atomic_write_bytes, atomic_write_text
 from lowdose.core.errors import LowdoseInputError
-from lowdose.report.fit_panels import method_figure, panel_view, to_display
+from lowdose.report.fit_panels import input_noise_sd, method_figure, panel_view, to_display
 from lowdose.report.html import BulletList, Figure, Heading, Paragraph, Table, to_html, to_markdown
 
 _TITLES = {
@@ -246,8 +246,8 @@ def _figures(images: dict[str, np.ndarray], scores: list[dict], choice: dict) ->
     order = [name for name in dict.fromkeys(listed) if name in images]
     divisor = choice.get("hu_divisor")
     first_divisor = None if divisor is None else float(divisor[0])
-    sigma = choice.get("sigma") or [float("nan")]
-    view = panel_view(images, preferred, sigma=float(sigma[0]), hu_divisor=first_divisor)
+    view = panel_view(images, preferred, sigma=input_noise_sd(scores, choice),
+                      hu_divisor=first_divisor)  # fmt: skip
     header, cells = _score_table(scores, choice)
     r0, c0, size = view.box
     blocks = [
@@ -256,8 +256,9 @@ def _figures(images: dict[str, np.ndarray], scores: list[dict], choice: dict) ->
             f"Test image 1 of {images['noisy'].shape[0]} (object {choice['object_id'][0]}), "
             f"every method at full width in the window {view.window[0]:.4g}..{view.window[1]:.4g}"
             f" {view.unit}. Right: what the method removed (input − output) in ±"
-            f"{view.residual_limit:.3g} {view.unit} (3 x the noise sd estimate): noise only "
-            "looks like grain without edges; edges of anatomy there were removed from the image. "
+            f"{view.residual_limit:.3g} {view.unit} (3 x the input's flat-region noise sd): "
+            "noise only looks like grain without edges; edges of anatomy there were removed "
+            "from the image. "
             f"Insets: the {size}x{size} px square at row {r0}, column {c0} (orange; the most "
             "structured in the body), magnified."
         ),
