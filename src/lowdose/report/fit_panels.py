@@ -143,7 +143,7 @@ def method_figure(
     lo, hi = view.window
     shown = view.noisy if output is None else output
     image_style = {"cmap": "gray", "vmin": lo, "vmax": hi, "interpolation": "nearest"}
-    _show(ax_main, shown, f"{title}\nwindow {lo:.4g}..{hi:.4g} {view.unit}", image_style)
+    _show(ax_main, shown, title, image_style)  # the window is stated under the side panel
     r0, c0, size = view.box
     if output is None:
         crop = shown[r0 : r0 + size, c0 : c0 + size]
@@ -160,9 +160,9 @@ def method_figure(
               residual_style)  # fmt: skip
         _inset(ax_side, residual, view.box, residual_style, Rectangle)
         _inset(ax_main, shown, view.box, image_style, Rectangle)
-    if note:
-        fig.text(left, (main_h - side_h - 14) / fig_h, note, fontsize=9.5, va="top", ha="left",
-                 linespacing=1.5)  # fmt: skip
+    note = "\n".join(filter(None, [f"window {lo:.4g}..{hi:.4g} {view.unit}", note]))
+    fig.text(left, (main_h - side_h - 14) / fig_h, note, fontsize=9.5, va="top", ha="left",
+             linespacing=1.5)  # fmt: skip
     return png_bytes(fig)
 
 
