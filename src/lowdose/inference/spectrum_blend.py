@@ -6,8 +6,9 @@ patients the built-in model never trained on (docs/results.md, "One clinical sca
 Neighbor2Neighbor trained on the scan gained +0.10 dB (it assumes pixel-independent noise),
 recorrupted pairs (R2R) from the scan's own spectrum fine-tuned the built-in model to *below*
 it even with the true spectrum (the noise of FBP is not stationary), while the built-in model
-(self-ensemble of 8) and BM3D given each slice's own noise spectrum are each ~+2.8 dB and
-their average ~+3.2 dB (quarter dose) / +4.0 dB (tenth): the two make different errors.
+(self-ensemble of 8) and BM3D given each slice's own noise spectrum gain +2.97 and +3.16 dB
+and their average +3.44 dB at quarter dose (tenth: +3.69, +3.93, +4.22; 22 slices of 8
+patients, benchmarks/one_scan.py): the two make different errors.
 
 The average is never worse than the worse of the two, for any clean image ``x``::
 
@@ -16,8 +17,7 @@ The average is never worse than the worse of the two, for any clean image ``x``:
 and better than the better one whenever their errors differ by less than half their squared
 difference (per slice: 0.03 dB below the better one at worst at quarter dose, 0.08 at tenth).
 
-The weight is fixed (:data:`NETWORK_WEIGHT`), not tuned on any clean image: the equal weight is
-within 0.01 dB of the best weight measured (0.4-0.5) at both doses.
+The weight is fixed at one half (:data:`NETWORK_WEIGHT`), not tuned on any image.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ The route follows the inputs (:func:`plan_fit`):
   with BM3D given each slice's own noise spectrum (``blend``,
   :mod:`lowdose.inference.spectrum_blend`): reconstruction noise is correlated, so
   Neighbor2Neighbor and Noise2Void (which assume pixel-independent noise) gained +0.10 dB where
-  the blend gains +3.2 (quarter dose, docs/results.md).
+  the blend gains +3.44 (quarter dose, docs/results.md, "One clinical scan").
 
 Stages, each in its own folder of ``OUT`` and cached by a key of its inputs and options
 (:mod:`lowdose.pipeline.cache`), so an interrupted fit resumes where it stopped:
