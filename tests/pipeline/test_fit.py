@@ -9,6 +9,7 @@ reuses every finished stage.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -217,3 +218,26 @@ def test_fit_warns_for_a_model_worse_than_its_input_when_trained_and_when_reused
         else:
             assert warnings == []
     assert any(line.startswith("training: reusing") for line in lines)
+
+
+@pytest.mark.slow
+def test_one_ct_scan_without_the_bm3d_extra_uses_the_builtin_model_and_keeps_its_work(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setitem(sys.modules, "bm3d", None)  # makes `import bm3d` raise ImportError
+    rng = np.random.default_rng(5)
+    clean = phantom_hu(12, 96, rng=rng)
+    series = write_ct_series(tmp_path / "scan", clean + rng.normal(0, 25, clean.shape))
+    out = tmp_path / "fit"
+    result = run_fit_cli(str(series), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "lowdose[bm3d]" in result.output.replace("\n", "")
+    record = json.loads((out / "fit.json").read_text())
+    assert record["plan"]["mode"] == "builtin" and record["run_dir"] is None
+    assert len(sorted((out / "denoised").rglob("*.dcm"))) == 12
+    methods = {line.split(",")[0] for line in (out / "compare" / "scores.csv").read_text().split()}
+    assert methods == {"method", "noisy", "builtin", "nlm-blind"}
+    assert json.loads((out / "compare" / "choice.json").read_text())["preferred"] == "builtin"
+    asked = run_fit_cli(str(series), "--out", str(tmp_path / "asked"), "--mode", "blend")
+    assert asked.exit_code == 1 and "lowdose[bm3d]" in asked.output.replace("\n", "")
+    assert "Traceback" not in asked.output and not (tmp_path / "asked").exists()

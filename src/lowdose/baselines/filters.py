@@ -143,6 +143,15 @@ def denoise_bm3d(
     return np.asarray(out).reshape(array.shape).astype(array.dtype, copy=False)
 
 
+def bm3d_installed() -> bool:
+    """Whether the optional ``bm3d`` package (``lowdose[bm3d]``) can be imported."""
+    try:
+        _bm3d_module()
+    except LowdoseInputError:
+        return False
+    return True
+
+
 def _bm3d_module():
     """The ``bm3d`` package, imported lazily, its engine mended for NumPy 2.
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from lowdose.cli._app import (
     app,
@@ -22,7 +23,8 @@ _MODES = ("auto", "n2n", "nb2nb", "n2v", "blend")
 
 
 def _log(text: str) -> None:
-    console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {text}", highlight=False)
+    # escaped: "pip install lowdose[bm3d]" is text, not a rich style tag
+    console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {escape(text)}", highlight=False)
 
 
 @app.command()
@@ -56,7 +58,8 @@ def fit(
     with user_errors():
         check_out_writable(out)
         check_positive_options({"--width": width})
-        from lowdose.pipeline.fit import FitOptions, describe_scores, run_fit  # torch-bound
+        from lowdose.evaluation.fit_compare import describe_scores  # torch-bound
+        from lowdose.pipeline.fit import FitOptions, run_fit
 
         if mode not in _MODES:
             raise LowdoseInputError(f"--mode {mode!r} is unknown; use one of {', '.join(_MODES)}")
@@ -66,7 +69,7 @@ def fit(
                              split_by=split_by, width=width, seed=seed)  # fmt: skip
         result = run_fit(inputs, out, options, log=_log, bars=stage_progress)
         for line in describe_scores(out):
-            console.print(f"  {line}", highlight=False)
+            console.print(f"  {escape(line)}", highlight=False)
         console.print(
             f"Done: {len(result.denoised)} denoised file(s) in {out / 'denoised'}; "
             f"the report is {result.report}.",

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lowdose.baselines.filters import denoise_bm3d, denoise_nlm
+from lowdose.baselines.filters import bm3d_installed, denoise_bm3d, denoise_nlm
 from lowdose.baselines.sigma_rule import params_from_sigma
 from lowdose.core.atomic import atomic_write_bytes, atomic_write_text
 from lowdose.core.errors import LowdoseInputError
@@ -54,6 +54,8 @@ from lowdose.physics.noise_estimation import single_image_noise_sigma
 from lowdose.physics.noise_spectrum import pair_noise_psd, unit_spectrum
 
 METHODS = ("noisy", "network", "nlm-blind", "bm3d-blind", "bm3d-psd")
+#: the rows that need the optional bm3d package
+BM3D_METHODS = ("bm3d-blind", "bm3d-psd", "blend")
 #: the methods of one CT scan in HU (``one_scan_blend``): the built-in model, no training
 ONE_SCAN_METHODS = ("noisy", "builtin", "nlm-blind", "bm3d-blind", "bm3d-psd", "blend")
 #: training pairs the spectrum BM3D's strength is tuned on (BM3D costs seconds per image)
@@ -143,9 +145,11 @@ def compare_methods(
         sigma = np.array([single_image_noise_sigma(image) for image in noisy])
         source = "single-image"
     sigma = np.maximum(sigma, 1e-6)  # a noiseless image still needs a positive filter strength
-    methods = ONE_SCAN_METHODS if one_scan_blend else METHODS
-    # four passes over the images: the network, NLM, white BM3D and spectrum BM3D
-    counter = StageCounter(progress, "compare", len(rows) * 4)
+    with_bm3d = bm3d_installed()  # an optional extra: without it, its rows are left out
+    methods = [m for m in (ONE_SCAN_METHODS if one_scan_blend else METHODS)
+               if with_bm3d or m not in BM3D_METHODS]  # fmt: skip
+    # the passes over the images: the network, NLM, and with bm3d white and spectrum BM3D
+    counter = StageCounter(progress, "compare", len(rows) * (4 if with_bm3d else 2))
     fov = None if split.fov is None else np.asarray(split.fov[rows], bool)  # (I, H, W)
     hu_divisor = np.asarray(split.scale[rows], np.float64) if split.attrs.is_ct_hu else None
     if one_scan_blend and hu_divisor is None:
@@ -158,16 +162,24 @@ def compare_methods(
     for k, (image, s) in enumerate(zip(noisy, sigma, strict=True)):
         nlm[k] = denoise_nlm(image, **params_from_sigma("nlm", s))
         counter.advance()
-        bm3d[k] = denoise_bm3d(image, **params_from_sigma("bm3d", s))
-        counter.advance()
-    images["nlm-blind"], images["bm3d-blind"] = nlm, bm3d
-    images["bm3d-psd"], psd_source = _spectrum_bm3d(data, split, rows, noisy, second, fov, counter)
-    if one_scan_blend:
+        if with_bm3d:
+            bm3d[k] = denoise_bm3d(image, **params_from_sigma("bm3d", s))
+            counter.advance()
+    images["nlm-blind"] = nlm
+    psd_source = "not run: the bm3d package is not installed (pip install lowdose[bm3d])"
+    if with_bm3d:
+        images["bm3d-blind"] = bm3d
+        images["bm3d-psd"], psd_source = _spectrum_bm3d(data, split, rows, noisy, second, fov,
+                                                        counter)  # fmt: skip
+    if one_scan_blend and with_bm3d:
         images["blend"] = blend(images["builtin"], images["bm3d-psd"])
     region = flat_region(noisy, hu_divisor=hu_divisor, fov=fov)
     scores = [score_method(name, noisy, images[name], second=second, mask=fov, region=region)
               for name in methods]  # fmt: skip
-    preferred, reason = ("blend", ONE_SCAN_REASON) if one_scan_blend else preferred_method(scores)
+    if one_scan_blend:
+        preferred, reason = ("blend", ONE_SCAN_REASON) if with_bm3d else ("builtin", NO_BM3D)
+    else:
+        preferred, reason = preferred_method(scores)
     return FitComparison(
         scores=scores, preferred=preferred, reason=reason, sigma=sigma, sigma_source=source,
         psd_source=psd_source, images=images, object_id=np.asarray(split.object_id[rows]),
@@ -202,6 +214,7 @@ def _noise_lag1(attrs) -> float | None:
     return float(np.mean(finite)) if finite else None
 
 
+NO_BM3D = "the built-in model alone: the blend needs the bm3d package (pip install lowdose[bm3d])"
 ONE_SCAN_REASON = (
     "one scan and no second realisation: no clean-free error estimate ranks methods reliably "
     "(SURE with the spectrum measured from one slice mis-ranks them), so the rule measured on "
@@ -280,3 +293,19 @@ def save_comparison(comparison: FitComparison, folder: str | os.PathLike) -> Non
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **comparison.images)
     atomic_write_bytes(folder / "images.npz", buffer.getvalue())
+
+
+def describe_scores(out: str | os.PathLike) -> list[str]:
+    """Lines of ``OUT/compare/scores.csv`` for the terminal (method, flat sd, lag-1, uPSNR);
+    the flat-region sd in HU for CT in HU (``choice.json``'s ``hu_divisor``)."""
+    folder = Path(out) / "compare"
+    lines = (folder / "scores.csv").read_text().splitlines()[1:]
+    divisor = json.loads((folder / "choice.json").read_text()).get("hu_divisor")
+    to_hu, unit = (float(np.mean(divisor)), " HU") if divisor else (1.0, "")
+    rows = [line.split(",") for line in lines]
+    return [
+        f"{m:11s} flat-region sd {float(s) * to_hu:.4g}{unit}  residual lag-1 "
+        + (f"{float(r):+.2f}" if np.isfinite(float(r)) else "—")
+        + (f"  uPSNR {float(u):.2f} dB" if np.isfinite(float(u)) else "")
+        for m, s, r, u in rows
+    ]
