@@ -15,7 +15,7 @@ import numpy as np
 _DPI = 110
 _MODEL_COLOURS = ("#1f5fa8", "#c0392b", "#2e8b57", "#8e44ad", "#d35400", "#16a085")
 _FILTER_COLOURS = ("#7f8c8d", "#b7950b", "#a04000", "#5d6d7e", "#6c3483")
-_ZOOM_COLOUR = "#ff9f1c"
+ZOOM_COLOUR = "#ff9f1c"
 
 
 @dataclass(frozen=True)
@@ -208,8 +208,6 @@ def panel_figure(
     bytes
         PNG image.
     """
-    from matplotlib.patches import Rectangle
-
     n_cols = max(len(r) for r in rows)
     fig = new_figure(2.6 * n_cols, 2.85 * len(rows))
     axes = np.atleast_2d(fig.subplots(len(rows), n_cols, squeeze=False))
@@ -223,26 +221,8 @@ def panel_figure(
             ax.set_title(title, fontsize=9.5)
             ax.set_xticks([])
             ax.set_yticks([])
-            inset = ax.inset_axes([inset_x, inset_y, 0.42, 0.42])
-            inset.imshow(image, cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest")
-            inset.set_xlim(c0 - 0.5, c0 + size - 0.5)
-            inset.set_ylim(r0 + size - 0.5, r0 - 0.5)
-            inset.set_xticks([])
-            inset.set_yticks([])
-            for spine in inset.spines.values():
-                spine.set_edgecolor(_ZOOM_COLOUR)
-                spine.set_linewidth(1.6)
-            # A plain outline, not indicate_inset_zoom: its connector lines cross the image.
-            ax.add_patch(
-                Rectangle(
-                    (c0 - 0.5, r0 - 0.5),
-                    size,
-                    size,
-                    fill=False,
-                    linewidth=1.4,
-                    edgecolor=_ZOOM_COLOUR,
-                )
-            )
+            style = {"cmap": "gray", "vmin": vmin, "vmax": vmax, "interpolation": "nearest"}
+            zoom_inset(ax, image, (r0, c0, size), style, bounds=(inset_x, inset_y, 0.42, 0.42))
         for ax in row_axes[len(row) :]:
             ax.set_axis_off()
     return png_bytes(fig)
@@ -293,3 +273,29 @@ def training_figure(runs: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) 
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_psnr.legend(fontsize=8, frameon=False, loc="lower right")
     return png_bytes(fig)
+
+
+def zoom_inset(
+    ax, image: np.ndarray, box: tuple[int, int, int], style: dict, *,
+    bounds: tuple[float, float, float, float], spine_width: float = 1.6,
+) -> None:  # fmt: skip
+    """Show the square ``box`` = (row, col, size) of ``image`` magnified in ``ax``.
+
+    ``bounds`` is the inset's (x0, y0, width, height) in ``ax``'s axes fraction; ``style`` the
+    ``imshow`` keywords of the main image (same window). The square is outlined on ``ax``.
+    """
+    from matplotlib.patches import Rectangle  # heavy: keeps `lowdose --help` fast
+
+    r0, c0, size = box
+    inset = ax.inset_axes(bounds)
+    inset.imshow(image, **style)
+    inset.set_xlim(c0 - 0.5, c0 + size - 0.5)
+    inset.set_ylim(r0 + size - 0.5, r0 - 0.5)
+    inset.set_xticks([])
+    inset.set_yticks([])
+    for spine in inset.spines.values():
+        spine.set_edgecolor(ZOOM_COLOUR)
+        spine.set_linewidth(spine_width)
+    # A plain outline, not indicate_inset_zoom: its connector lines cross the image.
+    ax.add_patch(Rectangle((c0 - 0.5, r0 - 0.5), size, size, fill=False, linewidth=1.4,
+                           edgecolor=ZOOM_COLOUR))  # fmt: skip

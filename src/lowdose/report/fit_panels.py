@@ -21,13 +21,12 @@ import numpy as np
 from lowdose.core.metrics import HU_SOFT_TISSUE_WINDOW
 from lowdose.data.scaling import scaled_to_hu
 from lowdose.physics.single_image_noise import body_mask_hu
-from lowdose.report.figures import png_bytes
+from lowdose.report.figures import ZOOM_COLOUR, png_bytes, zoom_inset
 
 ZOOM_PX = 64
 """Side of the zoomed square, pixels (a quarter of the shorter side on smaller images)."""
 _DPI = 110
 _FIGURE_PX, _MAIN_PX, _SIDE_PX, _TITLE_PX = 1030, 620, 390, 34
-_ZOOM_COLOUR = "#ff9f1c"
 
 
 @dataclass(frozen=True)
@@ -131,7 +130,6 @@ def method_figure(
         PNG, 1030 px wide; the output panel 620 px wide.
     """
     from matplotlib.figure import Figure
-    from matplotlib.patches import Rectangle
 
     h, w = view.noisy.shape
     main_h, side_h = _MAIN_PX * h / w, _SIDE_PX * h / w
@@ -150,7 +148,7 @@ def method_figure(
         _show(ax_side, crop, f"orange square magnified ({size}x{size} px)", image_style)
         for spine in ax_side.spines.values():
             spine.set_visible(True)
-            spine.set_edgecolor(_ZOOM_COLOUR)
+            spine.set_edgecolor(ZOOM_COLOUR)
             spine.set_linewidth(2.0)
     else:
         limit = view.residual_limit
@@ -158,8 +156,8 @@ def method_figure(
         residual = view.noisy - output
         _show(ax_side, residual, f"removed: input − output, ±{limit:.3g} {view.unit}",
               residual_style)  # fmt: skip
-        _inset(ax_side, residual, view.box, residual_style, Rectangle)
-        _inset(ax_main, shown, view.box, image_style, Rectangle)
+        _inset(ax_side, residual, view.box, residual_style)
+        _inset(ax_main, shown, view.box, image_style)
     note = "\n".join(filter(None, [f"window {lo:.4g}..{hi:.4g} {view.unit}", note]))
     fig.text(left, (main_h - side_h - 14) / fig_h, note, fontsize=9.5, va="top", ha="left",
              linespacing=1.5)  # fmt: skip
@@ -182,25 +180,14 @@ def _show(ax, image: np.ndarray, title: str, style: dict) -> None:
         spine.set_visible(False)
 
 
-def _inset(ax, image: np.ndarray, box: tuple[int, int, int], style: dict, rectangle) -> None:
+def _inset(ax, image: np.ndarray, box: tuple[int, int, int], style: dict) -> None:
     """The square ``box`` magnified in the corner of ``ax`` farthest from it."""
     r0, c0, size = box
     h, w = image.shape
     fraction = min(0.45, 3.0 * size / w)  # x3 of the panel, at most 45 % of its width
     x0 = 0.01 if c0 + size / 2 > w / 2 else 0.99 - fraction
     y0 = 0.99 - fraction if r0 + size / 2 > h / 2 else 0.01
-    inset = ax.inset_axes((x0, y0, fraction, fraction))
-    inset.imshow(image, **style)
-    inset.set_xlim(c0 - 0.5, c0 + size - 0.5)
-    inset.set_ylim(r0 + size - 0.5, r0 - 0.5)
-    inset.set_xticks([])
-    inset.set_yticks([])
-    for spine in inset.spines.values():
-        spine.set_edgecolor(_ZOOM_COLOUR)
-        spine.set_linewidth(1.8)
-    outline = rectangle((c0 - 0.5, r0 - 0.5), size, size, fill=False, linewidth=1.4,
-                        edgecolor=_ZOOM_COLOUR)  # fmt: skip
-    ax.add_patch(outline)
+    zoom_inset(ax, image, box, style, bounds=(x0, y0, fraction, fraction), spine_width=1.8)
 
 
 def input_noise_sd(scores: list[dict], choice: dict) -> float:
