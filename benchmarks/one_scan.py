@@ -51,6 +51,7 @@ from scipy import ndimage
 from lowdose.core.atomic import atomic_write_bytes, atomic_write_text
 from lowdose.core.metrics import psnr_hu_window
 from lowdose.data.dataset import load_split
+from lowdose.data.scaling import scaled_to_hu
 from lowdose.data.statistics import cluster_bootstrap_ci95
 from lowdose.inference.predict import denoise
 from lowdose.inference.spectrum_blend import NETWORK, NETWORK_TTA, blend, spectrum_bm3d_hu
@@ -87,9 +88,8 @@ def simulated(dose: str, path: Path, splits: list[str], folder: Path, model: str
     """Per-slice PSNR (HU window) of every method on realisation 0 of ``splits``."""
     parts = [load_split(path, s) for s in splits]
     scale = np.concatenate([np.asarray(p.scale, np.float64) for p in parts])[:, None, None]
-    offset = parts[0].attrs.scaling_offset
-    noisy = np.concatenate([np.asarray(p.noisy[:, 0]) for p in parts]) * scale - offset
-    clean = np.concatenate([np.asarray(p.clean) for p in parts]) * scale - offset
+    noisy = scaled_to_hu(np.concatenate([np.asarray(p.noisy[:, 0]) for p in parts]), scale)
+    clean = scaled_to_hu(np.concatenate([np.asarray(p.clean) for p in parts]), scale)
     objects = np.concatenate([np.asarray(p.object_id).astype(str) for p in parts])
     print(f"{dose}: {len(noisy)} slices of {len(set(objects))} patients ({', '.join(splits)})")
     out = outputs_hu(noisy.astype(np.float32), folder / f"bm3d-{dose}.npy", model)

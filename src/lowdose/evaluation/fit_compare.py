@@ -39,6 +39,7 @@ from lowdose.core.errors import LowdoseInputError
 from lowdose.core.metrics import pair_noise_variance_all_pixels
 from lowdose.core.progress import Progress, StageCounter
 from lowdose.data.dataset import SplitArrays, load_split
+from lowdose.data.scaling import hu_to_scaled, scaled_to_hu
 from lowdose.data.splits import SPLITS
 from lowdose.evaluation.fit_scores import (
     MethodScores,
@@ -155,7 +156,7 @@ def compare_methods(
     if one_scan_blend and hu_divisor is None:
         raise LowdoseInputError(f"{data}: the one-scan blend is for CT in HU only")
     images = {"noisy": noisy}
-    images[methods[1]] = _network_output(checkpoint, noisy, split.attrs, hu_divisor, fov,
+    images[methods[1]] = _network_output(checkpoint, noisy, hu_divisor, fov,
                                          one_scan_blend)  # fmt: skip
     counter.advance(len(rows))
     nlm, bm3d = np.empty_like(noisy), np.empty_like(noisy)
@@ -223,19 +224,19 @@ ONE_SCAN_REASON = (
 )
 
 
-def _network_output(checkpoint, noisy, attrs, hu_divisor, fov, one_scan_blend) -> np.ndarray:
+def _network_output(checkpoint, noisy, hu_divisor, fov, one_scan_blend) -> np.ndarray:
     """The network's output on the dataset scale: a fit's own run, or the built-in model in HU."""
     model, meta = load_model(checkpoint)
     if not one_scan_blend:  # trained on this dataset: its scale is the network's
         return predict(model, noisy).astype(np.float32)
-    offset = attrs.scaling_offset
-    hu = noisy * hu_divisor[:, None, None] - offset
+    divisor = hu_divisor[:, None, None]
+    hu = scaled_to_hu(noisy, divisor)
     run = {"scaling": meta.scaling, "tta": NETWORK_TTA}
     if fov is None:
         out = denoise(model, hu, **run)
     else:
         out = denoise_in_field_of_view(model, hu, fov, **run)
-    return ((out + offset) / hu_divisor[:, None, None]).astype(np.float32)
+    return hu_to_scaled(out, divisor)
 
 
 def _spectrum_bm3d(data, split, rows, noisy, second, fov, counter) -> tuple[np.ndarray, str]:
