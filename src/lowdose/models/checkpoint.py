@@ -126,6 +126,12 @@ def load_model(checkpoint_path: str | Path) -> tuple[torch.nn.Module, Checkpoint
         checkpoint (empty, cut short, corrupt, another program's checkpoint, or weights that do
         not fit the network its hyper-parameters name); for ``builtin:NAME`` an unknown name
         (the line lists the known ones) or a corrupt record or weights file.
+
+    Examples
+    --------
+    >>> model, meta = load_model("builtin:ct-sinogram")
+    >>> meta.model.name, meta.mode, meta.scaling.raw_units
+    ('unet-w16-res', 'n2n', 'hu')
     """
     if str(checkpoint_path).startswith(BUILTIN_PREFIX):
         return _load_builtin(str(checkpoint_path).removeprefix(BUILTIN_PREFIX))
