@@ -11,5 +11,6 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/python -m pip install -q "torch==2.13.0" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} \
     2>&1 | grep -v "is ignored" || true
 fi
-.venv/bin/python -m pip install -q -e ".[dev,bm3d]" 2>&1 | grep -v -e "is ignored" -e "^ *$" || true
+# dev: test tools plus the onnx and parquet extras the suite runs; docs: the API site (scripts/docs-check.sh)
+.venv/bin/python -m pip install -q -e ".[dev,bm3d,docs]" 2>&1 | grep -v -e "is ignored" -e "^ *$" || true
 .venv/bin/python -c "import lowdose, torch; print('lowdose', lowdose.__version__, '| torch', torch.__version__)"

@@ -16,6 +16,7 @@ from lowdose.cli._app import (
     stage_progress,
     user_errors,
 )
+from lowdose.core.extras import extra_installed, install_hint
 from lowdose.data.results import SummaryRow, summarize
 
 
@@ -83,7 +84,14 @@ def evaluate(
                 progress=progress,
             )
         _print_table(summarize(results))
-        console.print(f"[green]wrote[/] {out}/results.csv, results.parquet, summary.md, panels.npz")
+        parquet = extra_installed("parquet")
+        tables = "results.csv, results.parquet" if parquet else "results.csv"
+        console.print(f"[green]wrote[/] {out}/{tables}, summary.md, panels.npz")
+        if not parquet:
+            hint = install_hint("parquet")
+            note = f"note: results.parquet skipped: it needs the parquet extra, {hint}"
+            note += " (results.csv holds the same table)"
+            console.print(note, markup=False, soft_wrap=True)
 
 
 def _print_table(rows: list[SummaryRow]) -> None:

@@ -67,7 +67,8 @@ def evaluate(
         :mod:`lowdose.evaluation.spectrum_methods`), ``both`` = oracle + blind. Without clean
         test images the oracle kinds are skipped (a logged warning), and oracle alone raises.
     out_dir : path
-        Receives ``results.csv``, ``results.parquet``, ``summary.md`` and ``panels.npz``.
+        Receives ``results.csv``, ``results.parquet`` (with the ``parquet`` extra),
+        ``summary.md`` and ``panels.npz``.
     hu_window : (low_hu, high_hu), optional
         HU window for CT datasets in HU (default -1000..1000); ignored otherwise.
     workers : int

@@ -4,6 +4,9 @@
 out when the file has no clean images), ``noisy``, ``index`` (row in the file), ``psnr`` (of the
 noisy input; NaN without clean), ``scale`` (each image's divisor, for display in HU) and one
 (K, H, W) float32 array per method name.
+
+``results.parquet`` needs pyarrow, the ``parquet`` extra (:mod:`lowdose.core.extras`); without it
+only ``results.csv`` is written (it holds the same table, and the report reads it).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from lowdose.core.atomic import atomic_path, atomic_write_text
+from lowdose.core.extras import extra_installed
 from lowdose.core.metrics import psnr
 from lowdose.data.attributes import DatasetAttrs
 from lowdose.data.paired import paired_table
@@ -56,13 +60,15 @@ def write_outputs(
 ) -> None:
     """Write the four files into ``out_dir`` (created), each atomically.
 
-    ``clean_read`` False says in ``summary.md`` that no clean image was read.
+    ``clean_read`` False says in ``summary.md`` that no clean image was read. Without the
+    ``parquet`` extra ``results.parquet`` is left out (``results.csv`` holds the same table).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "results.csv") as tmp:
         results.to_csv(tmp, index=False)
-    with atomic_path(out_dir / "results.parquet") as tmp:
-        results.to_parquet(tmp, index=False)
+    if extra_installed("parquet"):
+        with atomic_path(out_dir / "results.parquet") as tmp:
+            results.to_parquet(tmp, index=False)
     atomic_write_text(
         out_dir / "summary.md", summary_markdown(results, attrs, clean_read=clean_read)
     )

@@ -28,6 +28,7 @@ from torch.nn import functional as F
 from lowdose import __version__
 from lowdose.core.atomic import atomic_path, atomic_write_text
 from lowdose.core.errors import LowdoseInputError
+from lowdose.core.extras import require_extra
 from lowdose.models.checkpoint import CheckpointMeta
 
 FORMATS = ("torchscript", "onnx")
@@ -106,11 +107,18 @@ def export_model(
     -------
     (Path, Path)
         The model file and the sidecar.
+
+    Raises
+    ------
+    LowdoseInputError
+        An unknown ``fmt``; ``"onnx"`` without the ``onnx`` extra (one line naming it).
     """
     if fmt not in FORMATS:
         raise LowdoseInputError(
             f"export format {fmt!r} is unknown; use torchscript, onnx or bioimageio"
         )
+    if fmt == "onnx":  # before any work: torch's exporter needs the onnx package
+        require_extra("onnx", "lowdose export --format onnx")
     path = Path(out_path)
     scripted = to_torchscript(model)
     with atomic_path(path) as tmp:

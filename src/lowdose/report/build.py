@@ -21,6 +21,7 @@ import numpy as np
 
 from lowdose.core.atomic import atomic_write_bytes
 from lowdose.core.errors import LowdoseInputError
+from lowdose.core.extras import require_extra
 from lowdose.data.attributes import DatasetAttrs
 from lowdose.data.experiment_record import ExperimentRecord, read_experiment_record
 from lowdose.report import comparisons as report_comparisons
@@ -123,6 +124,7 @@ def _read_table(csv_path: Path, required: tuple[str, ...]):
     if csv_path.is_file():
         frame = pd.read_csv(csv_path, keep_default_na=True)
     elif parquet.is_file():
+        require_extra("parquet", f"reading {parquet} (no {csv_path.name} beside it)")
         frame = pd.read_parquet(parquet)
     else:
         return None
