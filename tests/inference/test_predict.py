@@ -221,7 +221,7 @@ def test_progress_protocol_and_the_older_keyword_report_the_same_counts(unet):
     assert calls == [("denoise", n, 3) for n in done] and done == [1, 2, 3]
 
 
-def test_denoise_files_counts_images_over_all_inputs(fake_checkpoint, tmp_path):
+def test_denoise_files_counts_series_over_all_inputs_and_images_of_one(fake_checkpoint, tmp_path):
     from lowdose.inference.files import denoise_files
 
     rng = np.random.default_rng(9)
@@ -233,4 +233,9 @@ def test_denoise_files_counts_images_over_all_inputs(fake_checkpoint, tmp_path):
         batch_size=1, progress=lambda *a: calls.append(a),
     )  # fmt: skip
     assert sorted(p.name for p in written) == ["one.npy", "three.npy"]
-    assert calls == [("denoise", n, 4) for n in (1, 2, 3, 4)]
+    # streamed: the number of images is unknown until each input is read, so series are counted
+    assert calls == [("series", 1, 2), ("series", 2, 2)]
+    calls.clear()
+    denoise_files([tmp_path / "three.npy"], tmp_path / "out3", fake_checkpoint, batch_size=1,
+                  progress=lambda *a: calls.append(a))  # fmt: skip
+    assert calls == [("denoise", n, 3) for n in (1, 2, 3)]

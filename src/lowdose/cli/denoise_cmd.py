@@ -24,7 +24,31 @@ def denoise(
     tile: int | None = typer.Option(
         None, "--tile", help="Tile side in pixels (multiple of 32); default: from free memory."
     ),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    device: str = typer.Option(
+        "auto", "--device", help="auto (a GPU when torch sees one), cpu, cuda or cuda:N."
+    ),
+    devices: int = typer.Option(
+        1, "--devices", help="Devices for Lightning's predict loop (GPUs, or CPU processes)."
+    ),
+    strategy: str = typer.Option(
+        "auto", "--strategy", help="Lightning strategy for --devices > 1: ddp (GPU), ddp_spawn."
+    ),
+    units: str = typer.Option(
+        "auto",
+        "--units",
+        help="What the values are: auto (checked to look like the model's units), hu, scaled "
+        "(the model's network scale), window:C,W (a display image of that HU window), or the "
+        "model's raw units (transmission).",
+    ),
+    skip_existing: bool = typer.Option(
+        False, "--skip-existing", help="Leave series an earlier run of this model finished."
+    ),
+    shard: str | None = typer.Option(
+        None, "--shard", help="K/N: only the K-th of N interleaved parts (one job of an array)."
+    ),
+    skip_bad: bool = typer.Option(
+        False, "--skip-bad", help="Skip unreadable files of a DICOM series (named) instead."
+    ),
     batch_size: int = typer.Option(4, "--batch-size", help="Tiles per forward pass."),
     tta: int = typer.Option(
         1, "--tta", help="1, or 8: average the model over 8 rotations/mirrors (8x the time)."
@@ -40,6 +64,11 @@ def denoise(
     ),
 ) -> None:
     """Denoise images with a trained model; the checkpoint's scaling is applied and inverted.
+
+    Streams one series (or file) at a time, so an archive of any size fits in memory; outputs
+    mirror the input folders. A killed run resumes with --skip-existing; --shard K/N splits the
+    series over N jobs (a SLURM array: --shard $SLURM_ARRAY_TASK_ID/N) that together write what
+    one job would.
 
     CT padding outside the field of view (DICOM PixelPaddingValue, or values below -1500 HU
     touching the border of an HU image) is shown to the network as air and written back
@@ -62,10 +91,27 @@ def denoise(
             warn_line(line)
         with stage_progress("img") as progress:
             written = denoise_files(
-                inputs, out, model, tile=tile, device=device, batch_size=batch_size, tta=tta,
-                progress=progress, warn=warn_line, blend_bm3d_psd=blend_bm3d_psd,
-            )  # fmt: skip
-        console.print(f"[green]wrote[/] {len(written)} file(s) for {len(inputs)} input(s) to {out}")
+                inputs,
+                out,
+                model,
+                tile=tile,
+                device=device,
+                batch_size=batch_size,
+                tta=tta,
+                progress=progress,
+                warn=warn_line,
+                blend_bm3d_psd=blend_bm3d_psd,
+                units=units,
+                skip_existing=skip_existing,
+                shard=shard,
+                devices=devices,
+                strategy=strategy,
+                skip_bad=skip_bad,
+            )
+        part = f" (shard {shard})" if shard else ""
+        console.print(
+            f"[green]wrote[/] {len(written)} file(s) for {len(inputs)} input(s){part} to {out}"
+        )
 
 
 @app.command("export")

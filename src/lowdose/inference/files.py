@@ -1,75 +1,68 @@
 """File in, file out: denoise the user's images with a trained model, in their own format and units.
 
-:func:`denoise_files` is what ``lowdose denoise`` runs: it reads every input (DICOM files or
-series folders, NIfTI, TIFF stacks, PNG, ``.npy``; :func:`lowdose.io.images.read_image_stack`),
-applies the checkpoint's scaling around the network (:func:`lowdose.inference.predict.denoise`)
-and writes each result beside the others in ``out`` with the input's name, format and units
-(:func:`lowdose.io.images.write_like`). Every input is read and checked before the first is
-denoised, so a bad file costs no network time and leaves ``out`` untouched. With ``tta=8`` each
-image is the self-ensemble of the network over its 8 rotations and mirrors, and DICOM outputs
-say so in their DerivationDescription (the other formats carry no provenance field).
+:func:`denoise_files` is what ``lowdose denoise`` runs. It streams: the inputs (DICOM files or
+archive folders of many series, NIfTI, TIFF stacks, PNG, ``.npy``) are indexed from file names and
+headers only (:mod:`lowdose.io.series_index`), then each unit (one DICOM series, or one other
+file) is read, checked, denoised with the checkpoint's scaling around the network
+(:func:`lowdose.inference.predict.denoise`) and written in the input's name, format and units
+(:func:`lowdose.io.images.write_like`) before the next is read, so memory holds one series
+whatever the size of the archive. The units run through Lightning's predict loop
+(:mod:`lowdose.inference.predict_loop`) on one device or many. ``skip_existing`` and ``shard``
+(:mod:`lowdose.inference.work_plan`) make a killed job resumable and a job splittable over an
+array of jobs. Outputs mirror the inputs' folders under ``out``. With ``tta=8`` each image is the
+self-ensemble of the network over its 8 rotations and mirrors, and DICOM outputs say so in their
+DerivationDescription (the other formats carry no provenance field).
+
+Units: ``units`` (``--units``, :mod:`lowdose.inference.input_units`) states what the numbers are;
+by default they are checked to look like the model's units (HU: a CT slice with air or fat), so an
+8-bit display PNG stops with one line instead of being denoised as HU.
 
 CT padding: outside the reconstructed field of view many scanners store -2048 or -3024 HU. For HU
 inputs (DICOM of Modality CT, or any input when the checkpoint's ``raw_units`` is ``hu``, or
 when it has none but the CT offset of 1024) the field of view is taken from the slice's
-``PixelPaddingValue``, else detected
+``PixelPaddingValue`` and the pixels
 (:func:`lowdose.physics.field_of_view.field_of_view_mask`); the network sees air there, and the
 output keeps the input's padding unchanged (DICOM: the exact stored values).
 
 Validity range: when the checkpoint records where the model helps (``meta.validity``, measured
 clean-free after training, :mod:`lowdose.training.validity`), the noise of every image is
 estimated in physical units (HU sd for CT) and each series with images outside the range gets
-one warning line before denoising (:mod:`lowdose.inference.validity_check`).
+one warning line before it is denoised (:mod:`lowdose.inference.validity_check`).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from lowdose import __version__
 from lowdose.core.errors import LowdoseInputError
 from lowdose.core.progress import Log, Progress
-from lowdose.core.validation import checked_images
-from lowdose.data.scaling import HU_OFFSET, NetworkScaling
-from lowdose.inference.predict import DENOISE_STAGE, denoise, denoise_in_field_of_view
+from lowdose.inference.input_units import parse_units
+from lowdose.inference.predict import checked_device
+from lowdose.inference.predict_loop import run_units
 from lowdose.inference.self_ensemble import checked_tta
-from lowdose.inference.spectrum_blend import blend, blend_description, spectrum_bm3d_hu
-from lowdose.inference.validity_check import validity_warnings
-from lowdose.io.dicom_read import SliceInfo
-from lowdose.io.images import read_image_stack, write_like
+from lowdose.inference.spectrum_blend import blend_description
+from lowdose.inference.unit_work import (
+    DenoiseJob,
+    InputImages,
+    UnitWork,
+    field_of_view,
+    read_input,
+    read_unit,
+)
+from lowdose.inference.work_plan import (
+    finished,
+    parse_shard,
+    recorded_files,
+    remove_empty_staging,
+)
+from lowdose.io.series_index import SeriesFiles, index_input
 from lowdose.models.checkpoint import CheckpointMeta, load_model
-from lowdose.physics.field_of_view import AIR_HU, field_of_view_mask
 
-
-@dataclass(frozen=True)
-class InputImages:
-    """One input read for denoising.
-
-    Attributes
-    ----------
-    path : Path
-        The file or DICOM series folder.
-    images : ndarray (H, W) or (B, H, W), finite
-        Values in the input's units (HU for DICOM and NIfTI).
-    kind : str
-        ``"dicom"``, ``"nifti"``, ``"tiff"``, ``"png"`` or ``"npy"``.
-    file_meta : dict
-        What :func:`lowdose.io.images.write_like` needs to write the result back alike.
-    """
-
-    path: Path
-    images: np.ndarray
-    kind: str
-    file_meta: dict
-
-    @property
-    def n_images(self) -> int:
-        return 1 if self.images.ndim == 2 else int(self.images.shape[0])
+__all__ = ["InputImages", "denoise_files", "field_of_view", "read_input", "read_unit"]
+"""The unit readers live in :mod:`lowdose.inference.unit_work`; named here for callers."""
 
 
 def denoise_files(
@@ -84,40 +77,68 @@ def denoise_files(
     progress: Progress | None = None,
     warn: Log | None = None,
     blend_bm3d_psd: bool = False,
+    units: str | None = None,
+    skip_existing: bool = False,
+    shard: str | None = None,
+    devices: int = 1,
+    strategy: str = "auto",
+    skip_bad: bool = False,
 ) -> list[Path]:
-    """Denoise every input with the model in ``checkpoint``; write the results to ``out``.
+    """Denoise every input with the model in ``checkpoint``, one series at a time, into ``out``.
 
     Parameters
     ----------
     inputs : sequence of path
-        Image files or DICOM series folders; none may lie in ``out``.
+        Image files, DICOM files, series folders or archive folders; ``out`` may not lie inside
+        one, nor one be ``out``.
     out : path
-        Output folder (created); each input's result keeps its name, format and units.
+        Output folder (created); each unit's result keeps its name, format and units, in the
+        unit's folder relative to its input. ``out/.lowdose/`` holds the job's records.
     checkpoint : path
-        ``RUN_DIR/best.ckpt`` or a run folder (:func:`lowdose.models.checkpoint.load_model`).
-    tile, device, batch_size, tta
+        ``RUN_DIR/best.ckpt``, a run folder or ``builtin:NAME``
+        (:func:`lowdose.models.checkpoint.load_model`).
+    tile, batch_size, tta
         Passed to :func:`lowdose.inference.predict.predict`; ``tta=8`` (the self-ensemble over
         the 8 dihedral transforms) is recorded in each DICOM output's DerivationDescription.
+    device : str
+        ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (a GPU when torch sees one).
     progress : Progress, optional
-        ``progress("denoise", done, total)`` with ``done`` the images finished over all inputs.
+        One input unit: ``progress("denoise", images done, images)``; several:
+        ``progress("series", units done, units)``.
     warn : Log, optional
-        Receives one line per series (DICOM) or file whose images' estimated noise lies outside
-        the model's validity range (:func:`lowdose.inference.validity_check.validity_warnings`),
-        before any input is denoised; None: no estimate.
+        Receives one line per unit whose images' estimated noise lies outside the model's
+        validity range, per input with non-image files set aside, and for skipped files.
     blend_bm3d_psd : bool
         CT in HU only: average the network's output with BM3D given each slice's own noise
         spectrum (:mod:`lowdose.inference.spectrum_blend`, the one-scan recipe of ``fit``).
+    units : str, optional
+        ``auto`` (default), ``hu``, ``scaled``, ``window:C,W`` or the model's raw units
+        (:mod:`lowdose.inference.input_units`).
+    skip_existing : bool
+        Leave units that an earlier run of the same model finished (its record in
+        ``out/.lowdose/done``) as they are.
+    shard : str, optional
+        ``"K/N"``: do only the K-th of N interleaved parts of the units (1-based).
+    devices : int
+        Devices for Lightning's predict loop (GPUs, or CPU processes with ``ddp_spawn``).
+    strategy : str
+        Lightning strategy for ``devices`` > 1 (``ddp`` on GPUs, ``ddp_spawn`` on CPU).
+    skip_bad : bool
+        Skip unreadable files of a DICOM series (named by ``warn``) instead of stopping.
 
     Returns
     -------
     list of Path
-        Files written (DICOM series: one per slice), each atomically.
+        The files of every unit of this shard (written now, or earlier when skipped as
+        finished), in unit order.
 
     Raises
     ------
     LowdoseInputError
-        An input inside ``out``, a missing or unreadable file, images that are not finite
-        single-channel (H, W) / (B, H, W) (the message names the file), or ``tta`` not 1 or 8.
+        ``out`` inside an input, a missing or unreadable file, images that are not finite
+        single-channel (H, W) / (B, H, W) (the message names the file), units that do not look
+        like the model's, ``tta`` not 1 or 8, a bad ``shard``. Units finished before the error
+        stay finished (a rerun with ``skip_existing`` resumes after them).
     """
     checked_tta(tta)
     out = Path(out)
@@ -128,101 +149,89 @@ def denoise_files(
         raise LowdoseInputError(
             f"{checkpoint}: the BM3D blend needs a model for CT in HU; drop the blend"
         )
-    loaded = [read_input(path) for path in paths]
-    if warn is not None and meta.validity is not None:  # None: a model measured before issue 16
-        for item in loaded:
-            inside = field_of_view(item, meta.scaling)
-            for line in validity_warnings(item.path, item.images, meta.scaling, meta.validity,
-                                          file_meta=item.file_meta, inside=inside):  # fmt: skip
-                warn(line)
-    total = sum(item.n_images for item in loaded)
-    derivation = derivation_text(meta, tta=tta)
-    if blend_bm3d_psd:
-        derivation += f"; {blend_description()}"
-    written: list[Path] = []
-    finished = 0
-    for item in loaded:
-        run = {"scaling": meta.scaling, "tile": tile, "device": device, "batch_size": batch_size,
-               "tta": tta, "progress": _offset(progress, finished, total)}  # fmt: skip
-        inside = field_of_view(item, meta.scaling)
-        if inside is None:
-            result = denoise(network, item.images, **run)
-        else:
-            result = denoise_in_field_of_view(network, item.images, inside, **run)
-        if blend_bm3d_psd:
-            result = _blended(item.images, result, inside, progress)
-        written += write_like(item.path, result, out, item.file_meta, derivation=derivation)
-        finished += item.n_images
-    return written
+    job = DenoiseJob(
+        out=out,
+        scaling=meta.scaling,
+        validity=meta.validity,
+        derivation=_derivation(meta, tta, blend_bm3d_psd),
+        units=parse_units(units, meta.scaling),
+        tile=tile,
+        batch_size=batch_size,
+        tta=tta,
+        blend_bm3d_psd=blend_bm3d_psd,
+        skip_bad=skip_bad,
+    )
+    chosen = _units_of_this_job(paths, parse_shard(shard), warn)
+    todo = [unit for unit in chosen if not (skip_existing and finished(unit, out, job.derivation))]
+    if warn is not None and len(todo) < len(chosen):
+        warn(
+            f"skipping {len(chosen) - len(todo)} series finished earlier in {out} (--skip-existing)"
+        )
+    accelerator, device_ids = _placement(device, devices)
+    one_process = devices == 1
+    work = UnitWork(
+        network,
+        job,
+        progress=progress if one_process else None,
+        warn=warn if one_process else None,
+        n_units=len(todo),
+    )
+    run_units(network, todo, work, accelerator=accelerator, devices=device_ids, strategy=strategy)
+    remove_empty_staging(out)
+    return [path for unit in chosen for path in recorded_files(unit, out)]
 
 
-def _blended(images, network_output, inside, progress) -> np.ndarray:
-    """The network's output averaged with spectrum BM3D inside the field of view (HU)."""
-    # BM3D sees air outside the field of view, as the network does; the padding comes back as is
-    filled = images if inside is None else np.where(inside, images, np.float32(AIR_HU))
-    filtered = spectrum_bm3d_hu(filled, inside=inside, progress=progress)
-    mixed = blend(network_output, filtered)
-    return mixed if inside is None else np.where(inside, mixed, images).astype(np.float32)
+def _units_of_this_job(paths: list[Path], shard, warn: Log | None) -> list[SeriesFiles]:
+    """Every input's units in order, then this shard's share; non-image files said once."""
+    units: list[SeriesFiles] = []
+    for path in paths:
+        if not path.exists():
+            raise LowdoseInputError(f"{path}: no such file or folder")
+        index = index_input(path)
+        if not index.units:
+            raise LowdoseInputError(f"{path}: holds no image files (DICOM, NIfTI, TIFF, PNG, .npy)")
+        if warn is not None and index.ignored:
+            names = ", ".join(sorted({p.name for p in index.ignored})[:4])
+            more = ", ..." if len({p.name for p in index.ignored}) > 4 else ""
+            warn(f"{path}: skipped {len(index.ignored)} non-image file(s) ({names}{more})")
+        units += index.units
+    return [unit for position, unit in enumerate(units) if shard.takes(position)]
 
 
-def read_input(path: Path) -> InputImages:
-    """Read one input and check its images, or raise one error line naming the file."""
-    if not path.exists():
-        raise LowdoseInputError(f"{path}: no such file or folder")
-    try:
-        array, kind, file_meta = read_image_stack(path)
-    except LowdoseInputError:
-        raise
-    except Exception as exc:  # any library's parse error becomes one line naming the file
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise LowdoseInputError(
-            f"{path}: cannot read it ({reason}); pass .npy, .tif/.tiff, .png, NIfTI or DICOM"
-        ) from None
-    return InputImages(path, checked_images(array, str(path)), kind, file_meta)
+def _placement(device: str, devices: int) -> tuple[str, int | list[int]]:
+    """``--device`` and ``--devices`` -> Lightning's accelerator and devices."""
+    if devices < 1:
+        raise LowdoseInputError(f"--devices {devices}: pass 1 or more")
+    name = device.strip().lower()
+    if name == "auto":
+        import torch
+
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    chosen = checked_device(name)
+    if chosen.type == "cpu":
+        return "cpu", devices
+    if chosen.type != "cuda":
+        raise LowdoseInputError(f"--device {device}: use cpu, cuda, cuda:N or auto")
+    if chosen.index is not None:
+        return "gpu", [chosen.index + k for k in range(devices)]
+    return "gpu", devices
 
 
-def field_of_view(item: InputImages, scaling: NetworkScaling) -> np.ndarray | None:
-    """Where an input's images hold reconstructed CT values, or None where nothing is padding.
-
-    Parameters
-    ----------
-    item : InputImages
-        One input as read.
-    scaling : NetworkScaling
-        The checkpoint's scaling: ``raw_units == "hu"`` (or, when a checkpoint has no
-        ``raw_units``, the CT offset of 1024) makes every input an HU input.
-
-    Returns
-    -------
-    ndarray of bool, shape of ``item.images``, or None
-        True inside the field of view; None when no image of the input is an HU image with
-        padding (then the input is denoised whole, as before).
-    """
-    stack = item.images[None] if item.images.ndim == 2 else item.images  # (B, H, W)
-    slices: tuple[SliceInfo, ...] = tuple(item.file_meta.get("slices") or ())
-    units = scaling.raw_units.strip().lower()
-    # checkpoints without raw_units: the CT offset (HU + 1024) says HU too
-    model_hu = units == "hu" or (not units and scaling.scaling_offset == HU_OFFSET)
-    inside = np.ones(stack.shape, dtype=bool)
-    for index, image in enumerate(stack):
-        info = slices[index] if len(slices) == len(stack) else None
-        is_ct = item.kind == "dicom" and info is not None and info.modality.upper() == "CT"
-        if not (is_ct or model_hu):
-            continue  # padding rules are in HU: other units are left alone
-        padding_hu = info.padding_hu if info is not None else None
-        inside[index] = field_of_view_mask(image, padding_hu=padding_hu)
-    if inside.all():
-        return None
-    return inside.reshape(item.images.shape)
+def _derivation(meta: CheckpointMeta, tta: int, blend_bm3d_psd: bool) -> str:
+    text = derivation_text(meta, tta=tta)
+    return f"{text}; {blend_description()}" if blend_bm3d_psd else text
 
 
 def check_out_folder(inputs: Sequence[Path], out: Path) -> None:
-    """Raise if ``out`` is the folder of an input: writing there could overwrite the input."""
+    """Raise if ``out`` is an input's folder or lies inside a folder input: writing there could
+    overwrite inputs, and a later run over that folder would take the outputs for inputs."""
+    target = out.resolve()
     for path in inputs:
         folder = path if path.is_dir() else path.parent
-        if folder.resolve() == out.resolve():
+        inside = path.is_dir() and target.is_relative_to(folder.resolve())
+        if folder.resolve() == target or inside:
             raise LowdoseInputError(
-                f"--out {out} holds the input {path}; choose another folder so inputs stay intact"
+                f"--out {out} is inside the input {path}; choose a folder outside the inputs"
             )
 
 
@@ -234,14 +243,3 @@ def derivation_text(meta: CheckpointMeta, *, tta: int = 1) -> str:
     if checked_tta(tta) == 1:
         return text
     return f"{text}, self-ensemble tta{tta} (mean over {tta} rotated/mirrored copies)"
-
-
-def _offset(progress: Progress | None, before: int, total: int) -> Progress | None:
-    """Report one input's image count as the running count over all inputs."""
-    if progress is None:
-        return None
-
-    def report(stage: str, done: int, _input_total: int) -> None:
-        progress(DENOISE_STAGE, before + done, total)
-
-    return report
