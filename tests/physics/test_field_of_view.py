@@ -82,3 +82,25 @@ def test_the_input_is_not_modified():
 def test_a_wrong_shape_is_a_one_line_error():
     with pytest.raises(LowdoseInputError, match="shape"):
         field_of_view_mask(np.zeros(5))
+
+
+def test_padding_the_tag_does_not_name_is_found_from_the_pixels():
+    # GE: PixelPaddingValue -2000 stored (-3024 HU at intercept -1024), pixels -2048 HU outside
+    hu = _padded_disc(padding_hu=-2048.0)
+    np.testing.assert_array_equal(field_of_view_mask(hu, padding_hu=-3024.0), _circle())
+
+
+def test_the_tag_and_the_pixels_are_joined():
+    hu = _padded_disc(padding_hu=-1024.0)  # the tag's value, above the pixel rule
+    hu[:, :4] = -2048.0  # and a band the tag does not name
+    mask = field_of_view_mask(hu, padding_hu=-1024.0)
+    np.testing.assert_array_equal(mask, _circle() & (np.arange(64) >= 4))
+
+
+def test_low_values_reaching_outside_the_circle_are_padding_even_cut_off_from_the_border():
+    hu = _padded_disc(padding_hu=-2048.0)
+    hu[0, :] = hu[-1, :] = hu[:, 0] = hu[:, -1] = -1000.0  # an air frame round the padding
+    mask = field_of_view_mask(hu, padding_hu=-3024.0)
+    frame = np.zeros((64, 64), dtype=bool)
+    frame[1:-1, 1:-1] = True
+    np.testing.assert_array_equal(mask, _circle() | ~frame)  # only the frame is "inside"
