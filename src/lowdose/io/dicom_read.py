@@ -8,6 +8,9 @@ Compressed transfer syntaxes are decoded by pydicom's plugins: JPEG 2000 through
 normal (``ImagePositionPatient`` projected on ``row x column`` of ``ImageOrientationPatient``),
 then ``InstanceNumber``, then file name.
 
+Files written without preamble and file meta (old exports) are read too, when their first bytes
+are those of a DICOM dataset (:func:`lowdose.io.listing.is_dicom_file`).
+
 Writing (:func:`lowdose.io.dicom_write.write_dicom_like`) is in its own module.
 """
 
@@ -22,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lowdose.core.errors import LowdoseInputError
+from lowdose.io.listing import is_dataset_without_preamble
 
 if TYPE_CHECKING:  # pydicom costs ~0.4 s: imported where a file is read or written
     import pydicom
@@ -87,7 +91,8 @@ def read_dicom_file(path: Path) -> DicomSlice:
     Parameters
     ----------
     path : Path
-        A DICOM Part-10 file (or one without preamble that pydicom still recognises).
+        A DICOM Part-10 file, or a dataset without preamble
+        (:func:`lowdose.io.listing.is_dicom_file`).
 
     Returns
     -------
@@ -104,7 +109,7 @@ def read_dicom_file(path: Path) -> DicomSlice:
 
     path = Path(path)
     try:
-        ds = pydicom.dcmread(path)
+        ds = pydicom.dcmread(path, force=is_dataset_without_preamble(path))
     except pydicom.errors.InvalidDicomError:
         raise LowdoseInputError(
             f"{path}: not a DICOM file (no 'DICM' marker); remove it or pass --skip-bad"

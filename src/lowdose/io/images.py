@@ -13,14 +13,19 @@ Formats and the units each is taken in:
   HU first, or treat the numbers as raw units).
 
 A folder is read as DICOM unless all its image files share one other format (then they are stacked
-in file-name order). Hidden files, ``DICOMDIR`` and documentation files (``.md``, ``.txt``, ...)
-in a folder are ignored; every other file must be readable, else one line naming it is raised,
-unless ``skip_bad=True``, which skips it and reports it in ``CTStack.skipped``. Non-DICOM files
-carry no patient: each file is its own object (patient and series id = the file stem).
+in file-name order). What is not an image is set aside and listed in ``CTStack.ignored`` (and
+``meta["ignored"]`` of :func:`read_image_stack`), never fatal: hidden files, ``DICOMDIR``,
+documentation by suffix, and files that are not DICOM by content such as an archive's ``LICENSE``
+or ``Citations`` (:func:`lowdose.io.listing.list_image_files`; the caller prints
+:func:`lowdose.io.listing.describe_ignored`). Every image file must be readable, a broken DICOM
+file too, else one line naming it is raised, unless ``skip_bad=True``, which skips it and reports
+it in ``CTStack.skipped``. Non-DICOM files carry no patient: each file is its own object (patient
+and series id = the file stem).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +36,8 @@ from lowdose.core.errors import LowdoseInputError
 from lowdose.io.dicom_read import SliceInfo, read_dicom_series
 from lowdose.io.dicom_write import write_dicom_like
 from lowdose.io.formats import read_other, write_other
+from lowdose.io.listing import list_image_files
 
-_IGNORED_SUFFIXES = {".md", ".txt", ".json", ".csv", ".html", ".pdf", ".xml", ".yaml", ".yml"}
 _KINDS = {".nii": "nifti", ".gz": "nifti", ".tif": "tiff", ".tiff": "tiff", ".png": "png",
           ".npy": "npy"}  # fmt: skip
 
@@ -55,6 +60,8 @@ class CTStack:
         DICOM only: one header per slice (pixel data removed), templates for writing back.
     skipped : tuple of (Path, str)
         Files skipped under ``skip_bad=True`` with their one-line reason.
+    ignored : tuple of Path
+        Entries of a folder that are not images (licence, README, hidden, DICOMDIR, ...).
     extra : dict
         Format details needed to write back (NIfTI ``affine`` and ``header``, stored ``dtype``).
     """
@@ -66,6 +73,7 @@ class CTStack:
     headers: tuple = ()
     skipped: tuple[tuple[Path, str], ...] = ()
     extra: dict = field(default_factory=dict)
+    ignored: tuple[Path, ...] = ()
 
 
 def read_ct(path: str | os.PathLike, *, skip_bad: bool = False) -> CTStack:
@@ -93,13 +101,15 @@ def read_ct(path: str | os.PathLike, *, skip_bad: bool = False) -> CTStack:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
-    files = _candidate_files(path)
+    files, ignored = _candidate_files(path)
     kinds = {_kind_of(f) for f in files}
     if len(kinds) == 1 and (kind := kinds.pop()) != "dicom":
-        return _read_other(files, kind, skip_bad)
-    hu, infos, headers, skipped = read_dicom_series(files, skip_bad=skip_bad)
-    note = "HU = stored * RescaleSlope + RescaleIntercept, read from each file"
-    return CTStack(hu, tuple(infos), "dicom", note, tuple(headers), tuple(skipped))
+        stack = _read_other(files, kind, skip_bad)
+    else:
+        hu, infos, headers, skipped = read_dicom_series(files, skip_bad=skip_bad)
+        note = "HU = stored * RescaleSlope + RescaleIntercept, read from each file"
+        stack = CTStack(hu, tuple(infos), "dicom", note, tuple(headers), tuple(skipped))
+    return dataclasses.replace(stack, ignored=tuple(ignored))
 
 
 def read_image_stack(path: str | os.PathLike) -> tuple[np.ndarray, str, dict]:
@@ -114,13 +124,14 @@ def read_image_stack(path: str | os.PathLike) -> tuple[np.ndarray, str, dict]:
         ``"dicom"``, ``"nifti"``, ``"tiff"``, ``"png"`` or ``"npy"``.
     meta : dict
         ``units``, ``source``, ``slices`` (one :class:`SliceInfo` per image: DICOM modality and
-        padding value) and what :func:`write_like` needs (``headers``, ``dtype``, ``affine``,
+        padding value), ``ignored`` (tuple of Path: what a folder held besides images) and
+        what :func:`write_like` needs (``headers``, ``dtype``, ``affine``,
         ``nifti_header``, ``ndim``).
     """
     stack = read_ct(path)
     meta = {"units": "hu" if stack.kind in ("dicom", "nifti") else "as stored",
             "source": str(path), "headers": stack.headers, "slices": stack.slices,
-            **stack.extra}  # fmt: skip
+            "ignored": stack.ignored, **stack.extra}  # fmt: skip
     array = stack.hu
     if stack.kind in ("tiff", "png", "npy") and meta.get("ndim") == 2:
         array = array[0]
@@ -169,20 +180,17 @@ def write_like(
     return [write_other(path_in, np.asarray(array), out, meta)]
 
 
-def _candidate_files(path: Path) -> list[Path]:
+def _candidate_files(path: Path) -> tuple[list[Path], list[Path]]:
+    """(image files, entries set aside); a file named by the user is read whatever it holds."""
     if path.is_file():
-        return [path]
-    files = [
-        f
-        for f in sorted(path.rglob("*"))
-        if f.is_file()
-        and not any(part.startswith(".") for part in f.relative_to(path).parts)
-        and f.suffix.lower() not in _IGNORED_SUFFIXES
-        and f.name.upper() != "DICOMDIR"
-    ]
+        return [path], []
+    files, ignored = list_image_files(path)
     if not files:
-        raise LowdoseInputError(f"{path}: folder holds no image files (DICOM, NIfTI, TIFF, ...)")
-    return files
+        aside = f" ({len(ignored)} other files set aside)" if ignored else ""
+        raise LowdoseInputError(
+            f"{path}: folder holds no image files (DICOM, NIfTI, TIFF, ...){aside}"
+        )
+    return files, ignored
 
 
 def _kind_of(path: Path) -> str:
