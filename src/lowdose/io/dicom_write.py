@@ -1,11 +1,12 @@
-"""Writing a processed HU stack back as DICOM that a viewer files as a new, derived series.
+"""Writing a processed HU stack back as DICOM that a PACS files as a new, derived series.
 
-Each output file copies its template's header (geometry, patient, study, windowing, private tags),
-gets a new ``SeriesInstanceUID`` (one per input series) and ``SOPInstanceUID`` (the file meta's
-``MediaStorageSOPInstanceUID`` matches), a ``SeriesDescription`` suffix, ``ImageType``
-DERIVED/SECONDARY and a ``DerivationDescription``. ``SOPClassUID`` comes from the dataset, else from
-the file meta (files written by some toolkits carry it only there), else CT Image Storage for
-Modality CT and Secondary Capture otherwise.
+Each output file copies its template's header (geometry, patient, study, windowing, private tags)
+and gets the identity of a derived image (:func:`lowdose.io.dicom_identity.set_derived_identity`):
+one new ``SeriesInstanceUID`` per input series (by UID, else by folder), a new ``SOPInstanceUID``
+per file (the file meta's ``MediaStorageSOPInstanceUID`` matches), both deterministic from the
+source and the ``derivation`` text; ``SeriesNumber`` + 1000, ``SourceImageSequence`` naming the
+source instance, ``DerivationCodeSequence`` and "lowdose <version>" in ``SoftwareVersions``. Here:
+a ``SeriesDescription`` suffix, ``ImageType`` DERIVED/SECONDARY and a ``DerivationDescription``.
 
 Pixels are stored in the template's stored type (``BitsAllocated`` and ``PixelRepresentation``)
 through the template's own slope and intercept (:func:`lowdose.io.dicom_read.rescale_of`):
@@ -18,7 +19,7 @@ the scanner's floor) are kept; ``PixelPaddingValue`` is kept, typed like the pix
 Output is always uncompressed Explicit VR Little Endian, whatever the input's transfer syntax
 (JPEG 2000, JPEG, JPEG-LS, RLE, deflated, big endian): the ``DerivationDescription`` says so when it
 changed. A multi-frame template gets all its frames back in one multi-frame file. Each file is
-written atomically.
+written atomically; its bytes depend only on its template, its pixels and ``derivation``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import numpy as np
 
 from lowdose.core.atomic import atomic_path
 from lowdose.core.errors import LowdoseInputError
+from lowdose.io.dicom_identity import set_derived_identity
 from lowdose.io.dicom_read import rescale_of
 
 if TYPE_CHECKING:  # pydicom costs ~0.4 s: imported where a file is read or written
@@ -39,8 +41,6 @@ if TYPE_CHECKING:  # pydicom costs ~0.4 s: imported where a file is read or writ
 
 # Long strings: SeriesDescription is LO (64 characters), DerivationDescription ST (1024).
 _LO_MAX, _ST_MAX = 64, 1024
-_CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
-_SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 # Byte-order-dependent binary VRs and their word size: swapped when a big-endian file is rewritten.
 _WORD_BYTES = {"OW": 2, "OL": 4, "OF": 4, "OD": 8, "OV": 8}
 
@@ -69,7 +69,8 @@ def write_dicom_like(
         Appended to ``SeriesDescription``.
     derivation : str
         ``DerivationDescription``; name lowdose and the model (e.g. "denoised by lowdose
-        0.1.0, unet-w48 n2n-mse, runs/ct24/best.ckpt").
+        0.1.0, unet-w48 n2n-mse, runs/ct24/best.ckpt"). It also seeds the new UIDs: the same
+        sources and text give the same UIDs in any run, another text another series.
 
     Returns
     -------
@@ -89,10 +90,9 @@ def write_dicom_like(
         raise LowdoseInputError("the HU stack contains NaN or Inf; nothing was written")
     groups = _file_groups(templates)
     names = _file_names([template for template, _ in groups])
-    new_series: dict[str, str] = {}
     datasets = [
-        _derived(template, hu[rows], new_series, description_suffix, derivation)
-        for template, rows in groups
+        _derived(template, hu[rows], name, description_suffix, derivation)
+        for (template, rows), name in zip(groups, names, strict=True)
     ]  # build everything first, so a bad slice stops the run before any file exists
     import pydicom.filewriter
 
@@ -157,8 +157,9 @@ def _file_groups(templates: list) -> list[tuple[object, list[int]]]:
     return groups
 
 
-def _derived(template, hu, new_series: dict, suffix: str, derivation: str) -> pydicom.Dataset:
-    """The output dataset for one file: the template's header, ``hu`` (F, H, W) as pixels."""
+def _derived(template, hu, name: str, suffix: str, derivation: str) -> pydicom.Dataset:
+    """The output dataset for one file ``name``: the template's header, ``hu`` (F, H, W) as
+    pixels."""
     if (int(template.Rows), int(template.Columns)) != hu.shape[1:]:
         raise LowdoseInputError(
             f"{_name(template)}: slice {hu.shape[1:]} does not match "
@@ -181,7 +182,7 @@ def _derived(template, hu, new_series: dict, suffix: str, derivation: str) -> py
     ds["PixelData"].VR = "OB" if int(ds.BitsAllocated) == 8 else "OW"
     if "NumberOfFrames" in ds or len(stored) > 1:
         ds.NumberOfFrames = len(stored)
-    _set_identifiers(ds, template, new_series)
+    set_derived_identity(ds, template, derivation=derivation, file_name=name)
     ds.SeriesDescription = (str(template.get("SeriesDescription", "")) + suffix)[-_LO_MAX:]
     ds.DerivationDescription = _derivation_text(derivation, source_syntax)
     image_type = template.get("ImageType", ["ORIGINAL", "PRIMARY", "AXIAL"])
@@ -189,21 +190,6 @@ def _derived(template, hu, new_series: dict, suffix: str, derivation: str) -> py
     ds.ImageType = ["DERIVED", "SECONDARY", *image_type[2:]]
     _set_file_meta(ds)
     return ds
-
-
-def _set_identifiers(ds: pydicom.Dataset, template, new_series: dict) -> None:
-    """SOP class (dataset, else file meta, else by modality); new instance and series UIDs."""
-    import pydicom.uid
-
-    meta = getattr(template, "file_meta", {})
-    sop_class = template.get("SOPClassUID") or meta.get("MediaStorageSOPClassUID")
-    if not sop_class:
-        is_ct = str(template.get("Modality", "")) == "CT"
-        sop_class = _CT_IMAGE_STORAGE if is_ct else _SECONDARY_CAPTURE
-    ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = pydicom.uid.generate_uid()
-    old_series = str(template.get("SeriesInstanceUID", "")) or f"no series {id(template)}"
-    ds.SeriesInstanceUID = new_series.setdefault(old_series, pydicom.uid.generate_uid())
 
 
 def _derivation_text(derivation: str, source_syntax) -> str:
