@@ -9,8 +9,8 @@ cd "$(dirname "$0")/.."
 REPO=$PWD
 PY=${PYTHON:-python3}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/lowdose-wheel.XXXXXX")
-trap 'rm -rf "$WORK"' EXIT
 START=$SECONDS
+trap 'rm -rf "$WORK"; echo "wheel-check: $((SECONDS - START)) s in all, the clean-up included"' EXIT
 step() { echo "wheel-check: $1 ($((SECONDS - START)) s)"; }
 
 # 1. the wheel, built from a copy so the working tree gets no build/ or egg-info litter
