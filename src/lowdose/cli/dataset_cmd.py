@@ -72,7 +72,12 @@ def from_sinogram(
     ),
     out: Path = typer.Option(..., "--out", help="Dataset file (.h5) to write."),
     splits: int = typer.Option(2, help="Disjoint interleaved view subsets (realisations)."),
-    filter_name: str = typer.Option("ramp", "--filter", help="FBP filter: ramp or hann."),
+    filter_name: str = typer.Option(
+        "ramp",
+        "--kernel",
+        "--filter",
+        help="FBP kernel: ramp, hann or shepp-logan (--filter is the same option).",
+    ),
     size: int = typer.Option(None, help="Reconstruction side (default n_det / sqrt 2)."),
     dataset_key: str = typer.Option(None, help="HDF5 dataset holding the sinogram."),
     flat: Path = typer.Option(None, help="Open-beam counts: inputs are pre-log counts."),

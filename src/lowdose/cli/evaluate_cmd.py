@@ -16,6 +16,7 @@ from lowdose.cli._app import (
     stage_progress,
     user_errors,
 )
+from lowdose.core.devices import resolve_device
 from lowdose.core.extras import extra_installed, install_hint
 from lowdose.data.results import SummaryRow, summarize
 
@@ -51,7 +52,13 @@ def evaluate(
         "-1000:1000", "--hu-window", help="CT only: HU window LOW:HIGH for the HU-window PSNR."
     ),
     workers: int = typer.Option(1, "--workers", help="Processes for the oracle search."),
-    device: str = typer.Option("cpu", "--device", help="Torch device for models: cpu, cuda."),
+    device: str = typer.Option(
+        "cpu",
+        "--device",
+        "--accelerator",
+        help="Torch device for models: cpu, cuda, cuda:N or auto (a GPU when torch sees one); "
+        "--accelerator is the same option.",
+    ),
     tta: int = typer.Option(
         1,
         "--tta",
@@ -79,7 +86,7 @@ def evaluate(
                 out_dir=out,
                 hu_window=window,
                 workers=workers,
-                device=device,
+                device=resolve_device(device),
                 tta=tta,
                 progress=progress,
             )

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from lowdose.cli._app import app, check_out_writable, console, stage_progress, user_errors
+from lowdose.core.devices import resolve_device
 from lowdose.report.iq_section import iq_summary, write_iq_report
 
 
@@ -31,7 +32,13 @@ def iq(
     out: Path = typer.Option(
         ..., "--out", help="Folder for iq.csv, iq_nps.csv, iq_ttf.csv, iq.json and report.html."
     ),
-    device: str = typer.Option("cpu", "--device", help="Torch device for models: cpu, cuda."),
+    device: str = typer.Option(
+        "cpu",
+        "--device",
+        "--accelerator",
+        help="Torch device for models: cpu, cuda, cuda:N or auto (a GPU when torch sees one); "
+        "--accelerator is the same option.",
+    ),
 ) -> None:
     """Noise, HU bias, CNR, NPS, TTF and d' of every method, in HU; tables and a report."""
     with user_errors():
@@ -42,8 +49,9 @@ def iq(
         check_out_writable(out)  # before the methods run, not after
         with stage_progress() as progress:
             tables = measure_image_quality(
-                data, models=model, filters=names, out_dir=out, device=device, progress=progress
-            )
+                data, models=model, filters=names, out_dir=out, device=resolve_device(device),
+                progress=progress,
+            )  # fmt: skip
         html = write_iq_report(out)
         _print_summary(iq_summary(tables.iq), int(tables.conventions.get("n_realisations", 0)))
         console.print(f"[green]wrote[/] {out}/iq.csv, iq_nps.csv, iq_ttf.csv, iq.json")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from lowdose.cli._app import app, console, user_errors
 from lowdose.core.errors import LowdoseInputError
@@ -38,20 +38,28 @@ def models(
         if not names:
             console.print(f"no built-in models in {escape(str(where))}")
             return
-        table = Table(title=escape(f"Built-in models in {where}"))
-        for column in ("name", "modality", "units in -> out", "training", "validity", "size"):
-            table.add_column(column)
+        lines = _wrapped(f"Built-in models in {where} (lowdose denoise --model builtin:NAME)", "")
         for name in names:
             try:
-                record = BuiltinRecord.from_json(record_path(name, where))
-                row = _row(record)
-            except LowdoseInputError as exc:
-                table.add_row(
-                    escape(name), "", "", f"[red]unreadable[/]: {escape(str(exc))}", "", ""
+                modality, units, training, validity, size = _row(
+                    BuiltinRecord.from_json(record_path(name, where))
                 )
+            except LowdoseInputError as exc:
+                lines += ["", *_wrapped(f"{name}: unreadable: {exc}", "  ")]
                 continue
-            table.add_row(escape(name), *(escape(text) for text in row))
-        console.print(table, width=max(console.width, 160))
+            lines += ["", *_wrapped(f"{name}: {modality}, {units}, {size}", "  ", first="")]
+            lines += _wrapped(f"training  {training}", " " * 12)
+            lines += _wrapped(f"validity  {validity}", " " * 12)
+        # one block per model, wrapped at the terminal's width: readable at 80 columns
+        console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+
+
+def _wrapped(text: str, indent: str, *, first: str | None = None) -> list[str]:
+    """``text`` wrapped at the console's width: first line indented by ``first`` (default two
+    spaces, none when ``indent`` is empty), the others by ``indent``."""
+    start = first if first is not None else ("  " if indent else "")
+    return textwrap.wrap(text, max(console.width, 40), initial_indent=start,
+                         subsequent_indent=indent, break_on_hyphens=False)  # fmt: skip
 
 
 def _row(record) -> tuple[str, str, str, str, str]:

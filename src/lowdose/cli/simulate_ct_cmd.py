@@ -21,6 +21,7 @@ from lowdose.data.build import DatasetSummary
 from lowdose.simulate.ct import build_ct_dataset, load_ct_source
 from lowdose.simulate.ct_dose import starvation_warning
 from lowdose.simulate.ct_preview import preview_arrays, write_ct_preview
+from lowdose.simulate.ct_realisations import ct_noise_name
 
 
 @simulate_app.command("ct")
@@ -30,7 +31,9 @@ def simulate_ct(
         "--source",
         help="Folder/file of CT (DICOM, NIfTI, TIFF, PNG, .npy), phantom or qa-phantom.",
     ),
-    noise: str = typer.Option("awgn", help="awgn (the paper) or sinogram (Poisson + FBP)."),
+    noise: str = typer.Option(
+        "awgn", help="awgn (the paper; gaussian names it too) or sinogram (Poisson + FBP)."
+    ),
     target_psnr: float = typer.Option(
         None, "--target-psnr", help="Baseline PSNR (dB) on --target-scale [default: 24.44]."
     ),
@@ -46,7 +49,12 @@ def simulate_ct(
     electronic_noise: float = typer.Option(
         0.0, "--electronic-noise", help="Gaussian read-out noise (counts) before the log."
     ),
-    kernel: str = typer.Option("hann", "--kernel", help="FBP kernel: hann, ramp or shepp-logan."),
+    kernel: str = typer.Option(
+        "hann",
+        "--kernel",
+        "--filter",
+        help="FBP kernel: hann, ramp or shepp-logan (--filter is the same option).",
+    ),
     view_subsets: int = typer.Option(
         None, "--view-subsets", help="Split one scan per slice into K view subsets (sinogram)."
     ),
@@ -77,6 +85,7 @@ def simulate_ct(
 ) -> None:
     """Build a CT dataset (paper Tables IV/V: --target-psnr 24.44 or 18.66; or by dose)."""
     with user_errors():
+        noise = ct_noise_name(noise)
         check_out_writable(out)
         check_positive_options({"--target-psnr": target_psnr, "--size": size,
                                 "--realisations": realisations, "--views": views})  # fmt: skip

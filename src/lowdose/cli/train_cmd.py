@@ -64,7 +64,12 @@ def train(
     seed: int = typer.Option(None, help="Seed for data order, crops and weights (default 0)."),
     workers: int = typer.Option(None, help="DataLoader worker processes (default 0)."),
     precision: str = typer.Option(None, help="Lightning precision, e.g. 32-true, bf16-mixed."),
-    accelerator: str = typer.Option(None, help="cpu, gpu or auto."),
+    accelerator: str = typer.Option(
+        None,
+        "--accelerator",
+        "--device",
+        help="cpu, gpu (or cuda) or auto (a GPU when torch sees one); --device is the same option.",
+    ),
     devices: int = typer.Option(None, help="Devices (processes) per node."),
     num_nodes: int = typer.Option(None, help="Nodes for multi-node DDP."),
     strategy: str = typer.Option(None, help="auto, ddp, ddp_spawn, ... (gloo on CPU)."),

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from lowdose.baselines.tuning_kinds import parse_tunings
 from lowdose.core.errors import LowdoseInputError
+from lowdose.simulate.ct_realisations import NOISE_ALIASES
 
 EXPERIMENTS_DIR = Path(__file__).parent / "experiments"
 Scale = Literal["quick", "medium", "paper"]
@@ -56,6 +57,12 @@ class DatasetSpec(_Strict):
     kernel: Literal["hann", "ramp", "shepp-logan"] = "hann"
     # One scan split into K interleaved view subsets (Noise2Inverse) instead of K scans
     view_subsets: int | None = Field(None, ge=2)
+
+    @field_validator("noise", mode="before")
+    @classmethod
+    def _noise_alias(cls, value: Any) -> Any:
+        """``gaussian`` is ``awgn`` (the name datasets record), so both spell one spec."""
+        return NOISE_ALIASES.get(value.strip().lower(), value) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _one_noise_level(self) -> DatasetSpec:

@@ -47,7 +47,7 @@ from lowdose.phantoms.qa_phantom import MODULES, qa_phantom
 from lowdose.phantoms.torso import torso_phantom
 from lowdose.physics.ct_noise import DEFAULT_PIXEL_MM, neighbour_correlation
 from lowdose.simulate.ct_dose import check_sinogram_options, sinogram_noise
-from lowdose.simulate.ct_realisations import awgn_realisations
+from lowdose.simulate.ct_realisations import awgn_realisations, ct_noise_name
 
 
 @dataclass(frozen=True)
@@ -169,7 +169,8 @@ def build_ct_dataset(
         Destination ``.h5`` (written atomically; nothing is written if reading fails).
     source : path, "phantom" or "qa-phantom"
     noise : {"awgn", "sinogram"}
-        The paper's white Gaussian noise, or Poisson noise in the sinogram reconstructed by FBP.
+        The paper's white Gaussian noise (``"gaussian"`` names it too), or Poisson noise in the
+        sinogram reconstructed by FBP.
     target_psnr_db : float, optional
         Mean PSNR of the noisy images on ``target_scale``; default 24.44 unless a dose is given
         (a target with a dose raises).
@@ -212,6 +213,7 @@ def build_ct_dataset(
     """
     started = time.perf_counter()
     check_choices(noise, split_by, realisations, target_scale)
+    noise = ct_noise_name(noise)
     check_sinogram_options(noise, target_psnr_db=target_psnr_db, photons_per_ray=photons_per_ray,
                            dose_fraction=dose_fraction, filter_name=filter_name,
                            electronic_noise_counts=electronic_noise_counts,
@@ -267,8 +269,7 @@ def check_choices(noise: str, split_by: str, realisations: int, target_scale: st
     """Raise unless noise, split_by, realisations and target_scale are known / usable."""
     if target_scale not in _SCALE_NOTES:
         raise LowdoseInputError(f"target_scale={target_scale!r}: use 'data_range_1' or 'hu_window'")
-    if noise not in ("awgn", "sinogram"):
-        raise LowdoseInputError(f"noise={noise!r}: use 'awgn' or 'sinogram'")
+    ct_noise_name(noise)
     if split_by not in SPLIT_METHODS:
         raise LowdoseInputError(f"split_by={split_by!r}: use one of {', '.join(SPLIT_METHODS)}")
     if realisations < 1:

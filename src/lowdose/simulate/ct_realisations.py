@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from lowdose.core.errors import LowdoseInputError
 from lowdose.core.metrics import psnr, psnr_hu_window
 from lowdose.core.progress import Progress
 from lowdose.data.scaling import hu_to_scaled, scaled_to_hu
@@ -33,6 +34,22 @@ _SOLVE_SLICES = 8  # slices the I0 search runs on (realisation 0 of the full pas
 _PASS_TOL_DB = 0.05  # a full pass further than this from the target is redone at a corrected I0
 TARGET_SCALES = ("data_range_1", "hu_window")
 _MODEL_STREAMS = {"awgn": 5, "sinogram": 11, "sinogram_dose": 17}  # never renumber: seeds
+CT_NOISES = ("awgn", "sinogram")
+NOISE_ALIASES = {"gaussian": "awgn"}  # AWGN's name as a dataset's noise_model
+
+
+def ct_noise_name(name: str) -> str:
+    """The CT noise ``name`` names: ``"awgn"`` (also ``"gaussian"``, case-insensitive) or
+    ``"sinogram"``; anything else raises one line naming the choices.
+
+    >>> ct_noise_name("Gaussian"), ct_noise_name("sinogram")
+    ('awgn', 'sinogram')
+    """
+    value = str(name).strip().lower()
+    value = NOISE_ALIASES.get(value, value)
+    if value not in CT_NOISES:
+        raise LowdoseInputError(f"noise={name!r}: use awgn (or gaussian) or sinogram")
+    return value
 
 
 def level_key(level: float) -> int:
