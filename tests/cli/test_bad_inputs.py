@@ -357,12 +357,14 @@ def test_zero_photons_print_one_line_outside_the_test_runner(tmp_path):
 
 
 def _mixed_size_series(folder: Path) -> Path:
-    """A DICOM folder whose slices have two sizes (two series dropped into one folder)."""
+    """A DICOM folder of one series whose slices have two sizes (a broken export). Two series
+    of two sizes in one folder are two units for ``denoise``, each written alike."""
     import pydicom
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
     folder.mkdir()
+    series_uid = generate_uid()
     for k, side in enumerate((64, 64, 96)):
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = (
@@ -373,7 +375,7 @@ def _mixed_size_series(folder: Path) -> Path:
         ds = pydicom.Dataset()
         ds.file_meta = meta
         ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-        ds.Modality, ds.PatientID, ds.SeriesInstanceUID = "CT", "P1", generate_uid()
+        ds.Modality, ds.PatientID, ds.SeriesInstanceUID = "CT", "P1", series_uid
         ds.InstanceNumber, ds.ImagePositionPatient = k + 1, [0.0, 0.0, 2.0 * k]
         ds.Rows = ds.Columns = side
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"

@@ -241,3 +241,36 @@ def test_one_ct_scan_without_the_bm3d_extra_uses_the_builtin_model_and_keeps_its
     asked = run_fit_cli(str(series), "--out", str(tmp_path / "asked"), "--mode", "blend")
     assert asked.exit_code == 1 and "lowdose[bm3d]" in asked.output.replace("\n", "")
     assert "Traceback" not in asked.output and not (tmp_path / "asked").exists()
+
+
+def test_an_error_after_the_dataset_keeps_every_finished_stage(tmp_path, monkeypatch):
+    import lowdose.pipeline.fit as fit_module
+    from lowdose.core.errors import LowdoseInputError
+
+    def failing_compare(*args, **kwargs):
+        raise LowdoseInputError("the comparison failed")
+
+    monkeypatch.setattr(fit_module, "_compare_stage", failing_compare)
+    rng = np.random.default_rng(6)
+    clean = phantom_hu(12, 64, rng=rng)
+    series = write_ct_series(tmp_path / "scan", clean + rng.normal(0, 25, clean.shape))
+    out = tmp_path / "fit"
+    result = run_fit_cli(str(series), "--out", str(out), "--mode", "blend")
+    assert result.exit_code == 1 and "the comparison failed" in result.output
+    assert len(sorted((out / "denoised").rglob("*.dcm"))) == 12  # kept for the rerun
+    assert any((out / "dataset").iterdir())
+
+
+def test_fit_refuses_a_display_image_as_ct_before_any_work(tmp_path):
+    import imageio.v3 as iio
+
+    yy, xx = np.mgrid[:96, :96] - 47.5
+    display = np.where(np.hypot(yy, xx) < 38, 140, 0).astype(np.uint8)
+    iio.imwrite(tmp_path / "slice.png", display)
+    out = tmp_path / "fit"
+    result = run_fit_cli(str(tmp_path / "slice.png"), "--modality", "ct", "--out", str(out))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "8-bit display image" in result.output and "--units" in result.output
+    assert not out.exists()
+    stated = run_fit_cli(str(tmp_path / "slice.png"), "--units", "window:40,400", "--out", str(out))
+    assert stated.exit_code == 1 and "fit trains on the values as read" in stated.output

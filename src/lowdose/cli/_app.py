@@ -264,3 +264,11 @@ def parse_range(text: str, option: str, example: str) -> tuple[float, float]:
     except ValueError:
         raise LowdoseInputError(f"{option} {text!r}: write LOW:HIGH, e.g. {example}") from None
     return low, high
+
+
+def parse_fractions(text: str) -> tuple[float, ...]:
+    """``--fractions "0.8,0.1,0.1"`` -> (train, val, test); one error line for anything else."""
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise LowdoseInputError(f"--fractions {text!r}: use e.g. 0.8,0.1,0.1") from None

@@ -11,6 +11,7 @@ from lowdose.cli._app import (
     check_positive_options,
     console,
     dataset_app,
+    parse_fractions,
     stage_progress,
     user_errors,
 )
@@ -25,13 +26,6 @@ SPLIT_BY_HELP = (
 )
 
 
-def _fractions(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise LowdoseInputError(f"--fractions {text!r}: use e.g. 0.8,0.1,0.1") from None
-
-
 @dataset_app.command("from-repeats")
 def from_repeats(
     inputs: list[Path] = typer.Argument(
@@ -43,14 +37,17 @@ def from_repeats(
     split_by: str = typer.Option("auto", "--split-by", help=SPLIT_BY_HELP),
     fractions: str = typer.Option("0.8,0.1,0.1", help="Train,val,test fractions of objects."),
     seed: int = typer.Option(0, help="Seed of the split."),
+    skip_bad: bool = typer.Option(
+        False, "--skip-bad", help="Leave unreadable files out (named) instead of stopping."
+    ),
 ) -> None:
     """Build a dataset (noisy, no clean) from repeated acquisitions; print the noise variance."""
     with user_errors():
         check_out_writable(out)
         with console.status("reading and pairing acquisitions"):
             summary = build_from_repeats(
-                inputs, out, match=match, fractions=_fractions(fractions), seed=seed,
-                split_by=split_by, objects=objects,
+                inputs, out, match=match, fractions=parse_fractions(fractions), seed=seed,
+                split_by=split_by, objects=objects, skip_bad=skip_bad,
             )  # fmt: skip
         unit = "HU^2" if summary.attrs.raw_units == "hu" else "(units)^2"
         variance, variance_raw = (summary.details[k] for k in ("noise_variance",
@@ -100,7 +97,7 @@ def from_sinogram(
             summary = build_from_sinogram(
                 sinograms, out, angles_deg=angles, splits=splits, filter_name=filter_name,
                 output_size=size, dataset_key=dataset_key, flat=flat, dark=dark,
-                clean_sinogram_paths=clean or None, fractions=_fractions(fractions), seed=seed,
+                clean_sinogram_paths=clean or None, fractions=parse_fractions(fractions), seed=seed,
                 split_by=split_by, objects=objects, progress=progress,
             )  # fmt: skip
         console.print(summary.describe(), highlight=False)
@@ -124,13 +121,21 @@ def from_single(
     split_by: str = typer.Option("auto", "--split-by", help=SPLIT_BY_HELP),
     fractions: str = typer.Option("0.8,0.1,0.1", help="Train,val,test fractions."),
     seed: int = typer.Option(0, help="Seed of the split."),
+    skip_bad: bool = typer.Option(
+        False, "--skip-bad", help="Leave unreadable files out (named) instead of stopping."
+    ),
 ) -> None:
     """Build a dataset (noisy, one realisation, no clean) for nb2nb / n2v training."""
     with user_errors():
         check_out_writable(out)
         with console.status("reading the acquisition"):
             summary = build_from_single(
-                inputs, out, fractions=_fractions(fractions), seed=seed, split_by=split_by
+                inputs,
+                out,
+                fractions=parse_fractions(fractions),
+                seed=seed,
+                split_by=split_by,
+                skip_bad=skip_bad,
             )
         unit = "HU" if summary.attrs.raw_units == "hu" else "units"
         console.print(summary.describe(), highlight=False)

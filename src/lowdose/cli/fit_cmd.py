@@ -14,6 +14,7 @@ from lowdose.cli._app import (
     check_out_writable,
     check_positive_options,
     console,
+    parse_fractions,
     stage_progress,
     user_errors,
 )
@@ -53,6 +54,25 @@ def fit(
     ] = "auto",
     width: Annotated[int, typer.Option(min=4, help="U-Net width (channels).")] = 16,
     seed: Annotated[int, typer.Option(min=0, help="Seed of split and training.")] = 0,
+    fractions: Annotated[
+        str, typer.Option(help="Train,val,test fractions of objects, slices or regions.")
+    ] = "0.8,0.1,0.1",
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad", help="Leave unreadable files out (named) instead.")
+    ] = False,
+    dataset_key: Annotated[
+        str | None,
+        typer.Option("--dataset-key", help="HDF5/.mat sinogram: the dataset holding it."),
+    ] = None,
+    units: Annotated[
+        str,
+        typer.Option(
+            help="auto (CT checked to look like HU) or hu (stated); fit trains on HU as read."
+        ),
+    ] = "auto",
+    device: Annotated[
+        str, typer.Option(help="Denoising device: auto (the GPU training used), cpu, cuda:N.")
+    ] = "auto",
 ) -> None:
     """Build a dataset from your scans, train clean-free within --budget, denoise, report."""
     with user_errors():
@@ -65,8 +85,20 @@ def fit(
             raise LowdoseInputError(f"--mode {mode!r} is unknown; use one of {', '.join(_MODES)}")
         if modality not in (None, "ct", "xray"):
             raise LowdoseInputError(f"--modality {modality!r} is unknown; use ct or xray")
-        options = FitOptions(budget=budget, modality=modality, angles=angles, mode=mode,
-                             split_by=split_by, width=width, seed=seed)  # fmt: skip
+        options = FitOptions(
+            budget=budget,
+            modality=modality,
+            angles=angles,
+            mode=mode,
+            split_by=split_by,
+            width=width,
+            seed=seed,
+            skip_bad=skip_bad,
+            dataset_key=dataset_key,
+            device=device,
+            units=units,
+            fractions=parse_fractions(fractions),
+        )
         result = run_fit(inputs, out, options, log=_log, bars=stage_progress)
         for line in describe_scores(out):
             console.print(f"  {escape(line)}", highlight=False)

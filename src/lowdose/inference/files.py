@@ -37,9 +37,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lowdose import __version__
+from lowdose.core.devices import resolve_device
 from lowdose.core.errors import LowdoseInputError
 from lowdose.core.progress import Log, Progress
-from lowdose.inference.input_units import parse_units
+from lowdose.data.scaling import HU_OFFSET, NetworkScaling
+from lowdose.inference.input_units import parse_units, to_model_units
 from lowdose.inference.predict import checked_device
 from lowdose.inference.predict_loop import run_units
 from lowdose.inference.self_ensemble import checked_tta
@@ -58,10 +60,21 @@ from lowdose.inference.work_plan import (
     recorded_files,
     remove_empty_staging,
 )
+from lowdose.io.listing import describe_ignored
 from lowdose.io.series_index import SeriesFiles, index_input
 from lowdose.models.checkpoint import CheckpointMeta, load_model
 
-__all__ = ["InputImages", "denoise_files", "field_of_view", "read_input", "read_unit"]
+HU_MODEL = NetworkScaling("dataset_max", HU_OFFSET, "hu", 1.0)
+"""Any CT model in HU: what the units of an input for one are checked against."""
+
+__all__ = [
+    "InputImages",
+    "check_hu_inputs",
+    "denoise_files",
+    "field_of_view",
+    "read_input",
+    "read_unit",
+]
 """The unit readers live in :mod:`lowdose.inference.unit_work`; named here for callers."""
 
 
@@ -181,6 +194,37 @@ def denoise_files(
     return [path for unit in chosen for path in recorded_files(unit, out)]
 
 
+def check_hu_inputs(
+    paths: Sequence[Path],
+    units: str | None,
+    *,
+    modality: str | None = None,
+    skip_bad: bool = False,
+) -> None:
+    """Before any work: raise one line unless each CT input's first unit looks like HU.
+
+    For ``fit``, which trains on the values as read: ``units`` may state ``hu`` (unchecked) or
+    be ``auto`` (checked, :func:`lowdose.inference.input_units.check_plausible`); display or
+    scaled values are refused, since training would learn them as HU. The inputs taken as CT:
+    DICOM of Modality CT, and with ``modality="ct"`` every input; ``modality="xray"`` none.
+    """
+    if modality == "xray":
+        return
+    stated = parse_units(units, HU_MODEL)
+    if stated.name in ("scaled", "window"):
+        raise LowdoseInputError(
+            f"--units {units}: fit trains on the values as read; give it HU (DICOM, NIfTI, or "
+            "images converted to HU)"
+        )
+    for path in paths:
+        item = read_unit(index_input(path).units[0], skip_bad=skip_bad)
+        slices = item.file_meta.get("slices") or ()
+        is_ct = item.kind == "dicom" and bool(slices) and slices[0].modality.upper() in ("CT", "")
+        if not (is_ct or modality == "ct"):
+            continue
+        to_model_units(item.images, stated, HU_MODEL, dtype="float32", source=str(item.path))
+
+
 def _units_of_this_job(paths: list[Path], shard, warn: Log | None) -> list[SeriesFiles]:
     """Every input's units in order, then this shard's share; non-image files said once."""
     units: list[SeriesFiles] = []
@@ -191,9 +235,7 @@ def _units_of_this_job(paths: list[Path], shard, warn: Log | None) -> list[Serie
         if not index.units:
             raise LowdoseInputError(f"{path}: holds no image files (DICOM, NIfTI, TIFF, PNG, .npy)")
         if warn is not None and index.ignored:
-            names = ", ".join(sorted({p.name for p in index.ignored})[:4])
-            more = ", ..." if len({p.name for p in index.ignored}) > 4 else ""
-            warn(f"{path}: skipped {len(index.ignored)} non-image file(s) ({names}{more})")
+            warn(f"{path}: {describe_ignored(index.ignored)}")
         units += index.units
     return [unit for position, unit in enumerate(units) if shard.takes(position)]
 
@@ -202,12 +244,7 @@ def _placement(device: str, devices: int) -> tuple[str, int | list[int]]:
     """``--device`` and ``--devices`` -> Lightning's accelerator and devices."""
     if devices < 1:
         raise LowdoseInputError(f"--devices {devices}: pass 1 or more")
-    name = device.strip().lower()
-    if name == "auto":
-        import torch
-
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    chosen = checked_device(name)
+    chosen = checked_device(resolve_device(device.strip().lower()))
     if chosen.type == "cpu":
         return "cpu", devices
     if chosen.type != "cuda":

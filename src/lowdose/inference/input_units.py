@@ -156,7 +156,7 @@ def check_plausible(values: np.ndarray, scaling: NetworkScaling, *, source: str)
         looks = "like a 0..1 normalised image"
     elif lowest >= 0 and highest <= 255 and np.all(values == np.round(values)):
         looks = "like an 8-bit display image"
-    elif lowest >= 0 and float(np.median(values)) > 500:
+    elif low >= -100 and high > 900:  # air near 0 and soft tissue near 1064
         looks = "like stored values without the -1024 intercept (HU + 1024)"
     else:
         looks = "like no CT slice (no air, lung or fat)"

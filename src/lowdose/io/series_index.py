@@ -10,10 +10,11 @@ into :class:`SeriesFiles` entries, each read and written later as one unit:
   empty, as anonymisers leave it, are one series per folder);
 - any **other image file** (NIfTI, TIFF, PNG, ``.npy``): one entry per file.
 
-Files that are not images (no DICOM marker and not a DICOM dataset, hidden files, ``DICOMDIR``,
-documentation by suffix) are listed in :attr:`InputIndex.ignored`, never fatal: the caller says
-how many in one line. A file that parses as DICOM but is broken is left in its series, where
-reading it gives its own one-line error (or is skipped under ``skip_bad``).
+Entries that are not images (:func:`lowdose.io.listing.list_image_files`: hidden files,
+``DICOMDIR``, documentation, files that are not DICOM by content) are listed in
+:attr:`InputIndex.ignored`, never fatal: the caller says how many in one line. A file that is DICOM
+by name or content but broken is left in its series, where reading it gives its own one-line
+error (or is skipped under ``skip_bad``).
 """
 
 from __future__ import annotations
@@ -22,21 +23,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-_DOCUMENT_SUFFIXES = {
-    ".md",
-    ".txt",
-    ".json",
-    ".csv",
-    ".html",
-    ".pdf",
-    ".xml",
-    ".yaml",
-    ".yml",
-    ".log",
-    ".rst",
-    ".py",
-    ".sh",
-}
+from lowdose.io.listing import list_image_files
+
 _OTHER_KINDS = (".nii", ".nii.gz", ".tif", ".tiff", ".png", ".npy")
 _GROUPING_TAGS = ("SeriesInstanceUID", "Modality")
 
@@ -109,17 +97,13 @@ def index_input(path: str | os.PathLike) -> InputIndex:
         return InputIndex((unit,), ())
     series: dict[tuple[Path, str], list[Path]] = {}
     units: list[SeriesFiles] = []
-    ignored: list[Path] = []
-    for file in _visible_files(root):
+    image_files, ignored = list_image_files(root)
+    for file in image_files:
         folder = file.parent.relative_to(root)
         if _is_other_image(file):
             units.append(SeriesFiles(root, folder, (file,), "", False))
             continue
-        header = _dicom_header(file) if _maybe_dicom(file) else None
-        if header is None:
-            ignored.append(file)
-            continue
-        uid = str(header.get("SeriesInstanceUID", "") or "").strip()
+        uid = str(_dicom_header(file).get("SeriesInstanceUID", "") or "").strip()
         series.setdefault((folder, uid), []).append(file)
     for (folder, uid), files in series.items():
         units.append(SeriesFiles(root, folder, tuple(sorted(files)), uid, True))
@@ -129,31 +113,18 @@ def index_input(path: str | os.PathLike) -> InputIndex:
     return InputIndex(tuple(units), tuple(ignored))
 
 
-def _visible_files(root: Path) -> list[Path]:
-    return [
-        file
-        for file in sorted(root.rglob("*"))
-        if file.is_file() and not any(part.startswith(".") for part in file.relative_to(root).parts)
-    ]
-
-
 def _is_other_image(file: Path) -> bool:
     return file.name.lower().endswith(_OTHER_KINDS)
 
 
-def _maybe_dicom(file: Path) -> bool:
-    """Cheap rules before a header read: no documents, no DICOMDIR (an index, not an image)."""
-    return file.suffix.lower() not in _DOCUMENT_SUFFIXES and file.name.upper() != "DICOMDIR"
-
-
 def _dicom_header(file: Path):
-    """The grouping tags of a DICOM file; None when pydicom does not take it for DICOM."""
+    """The grouping tags of a file :func:`lowdose.io.listing.list_image_files` took for DICOM;
+    an empty mapping when its header is broken (reading it later names the error)."""
     import pydicom
-    import pydicom.errors
 
     try:
-        return pydicom.dcmread(file, stop_before_pixels=True, specific_tags=list(_GROUPING_TAGS))
-    except pydicom.errors.InvalidDicomError:
-        return None
-    except Exception:  # a DICOM file with a broken header: reading it later names the error
+        return pydicom.dcmread(
+            file, stop_before_pixels=True, specific_tags=list(_GROUPING_TAGS), force=True
+        )
+    except Exception:
         return {}

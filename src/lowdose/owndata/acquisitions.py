@@ -66,11 +66,12 @@ class Acquisition:
     volume_id: tuple = ()
 
 
-def read_acquisition(path: str | os.PathLike) -> Acquisition:
-    """Read one acquisition with :func:`lowdose.io.images.read_ct`; see :class:`Acquisition`."""
+def read_acquisition(path: str | os.PathLike, *, skip_bad: bool = False) -> Acquisition:
+    """Read one acquisition with :func:`lowdose.io.images.read_ct` (``skip_bad``: unreadable
+    files are left out instead of stopping); see :class:`Acquisition`."""
 
     path = Path(path)
-    stack = read_ct(path)
+    stack = read_ct(path, skip_bad=skip_bad)
     if stack.kind != "dicom":
         labels = tuple(f"{info.source}[{info.frame}]" for info in stack.slices)
         objects = tuple(Path(info.source).stem for info in stack.slices)

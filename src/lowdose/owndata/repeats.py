@@ -58,6 +58,7 @@ def build_from_repeats(
     seed: int = 0,
     split_by: str = "auto",
     objects: Literal["auto", "image"] = "auto",
+    skip_bad: bool = False,
 ) -> DatasetSummary:
     """Build a dataset from N >= 2 independent noisy acquisitions of the same objects.
 
@@ -82,6 +83,8 @@ def build_from_repeats(
     objects : {"auto", "image"}
         The objects: ``"auto"`` = as above; ``"image"`` = every slice is its own patient
         (unrelated images in one stack).
+    skip_bad : bool
+        Leave unreadable files of a folder out instead of stopping.
 
     Returns
     -------
@@ -104,7 +107,7 @@ def build_from_repeats(
             f"one realisation ({named}) cannot show noise: pass two or more independent "
             "acquisitions of the same objects"
         )
-    acquisitions = [read_acquisition(p) for p in paths]
+    acquisitions = [read_acquisition(p, skip_bad=skip_bad) for p in paths]
     check_kinds(acquisitions)
     rows = match_indices(acquisitions, match)  # (I, N)
     raw = _paired_stack(acquisitions, rows)  # (I, N, H, W)

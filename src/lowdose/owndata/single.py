@@ -46,6 +46,7 @@ def build_from_single(
     seed: int = 0,
     split_by: str = "auto",
     modality: str | None = None,
+    skip_bad: bool = False,
 ) -> DatasetSummary:
     """Build a dataset (noisy (I, 1, H, W), no clean) from single noisy acquisitions.
 
@@ -66,6 +67,8 @@ def build_from_single(
         ``"ct"``: the values are HU (DICOM always is; say so for TIFF / .npy in HU), scaled
         ``(HU + 1024) / divisor`` with out-of-field padding handled; ``"xray"``: values as stored.
         None: from the files (DICOM -> ct).
+    skip_bad : bool
+        Leave unreadable files of a folder out (listed by the reader) instead of stopping.
 
     Returns
     -------
@@ -84,7 +87,7 @@ def build_from_single(
     paths = [Path(p) for p in inputs]
     if not paths:
         raise LowdoseInputError("no input given; pass a DICOM folder, a TIFF/.npy stack or image")
-    acquisitions = [read_acquisition(p) for p in paths]
+    acquisitions = [read_acquisition(p, skip_bad=skip_bad) for p in paths]
     check_kinds(acquisitions)
     _check_sizes(acquisitions)
     raw = np.concatenate([a.values for a in acquisitions])[:, None].astype(np.float64)

@@ -25,7 +25,6 @@ blind BM3D on the test split, :mod:`lowdose.evaluation.fit_compare`) and ``repor
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -33,22 +32,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
-
 from lowdose.baselines.filters import bm3d_installed
-from lowdose.core.atomic import atomic_write_bytes, atomic_write_text
+from lowdose.core.atomic import atomic_write_text
 from lowdose.core.errors import LowdoseInputError
 from lowdose.core.progress import Log, ProgressScope, no_progress
 from lowdose.data.dataset import read_info
 from lowdose.evaluation.fit_compare import compare_methods, save_comparison
-from lowdose.inference.files import denoise_files
-from lowdose.inference.predict import denoise
+from lowdose.inference.files import check_hu_inputs, denoise_files
 from lowdose.inference.spectrum_blend import NETWORK, NETWORK_TTA
-from lowdose.io.sinogram import parse_angles, read_sinogram_stack
-from lowdose.models.checkpoint import load_model
+from lowdose.inference.view_split import denoise_sinograms
 from lowdose.owndata.repeats import build_from_repeats
 from lowdose.owndata.single import build_from_single
-from lowdose.owndata.split_sinogram import build_from_sinogram, split_reconstructions
+from lowdose.owndata.split_sinogram import build_from_sinogram
 from lowdose.pipeline.cache import finish_stage, prepare_stage, stage_done, stage_key
 from lowdose.report.fit_report import write_fit_report
 from lowdose.training.config import TrainConfig, is_wall_time
@@ -80,6 +75,11 @@ class FitOptions:
     width: int = 16
     seed: int = 0
     threads: int | None = None
+    skip_bad: bool = False
+    dataset_key: str | None = None
+    device: str = "auto"
+    units: str | None = None
+    fractions: tuple[float, ...] = (0.8, 0.1, 0.1)
 
 
 @dataclass(frozen=True)
@@ -152,22 +152,25 @@ def run_fit(
         log("route: single (one acquisition); mode: blend for one CT scan in HU, else nb2nb")
     else:
         log(f"route: {plan.route}, mode {plan.mode} — {plan.reason}")
+    if plan.route != "sinogram":
+        check_hu_inputs(paths, options.units, modality=options.modality, skip_bad=options.skip_bad)
     fresh = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
         dataset, data_key = _dataset_stage(paths, out, plan, options, log=log, bars=bars)
-        plan = _one_scan_plan(plan, dataset, options, log=log)
-        if plan.mode in _NO_TRAINING:
-            run_dir, checkpoint = None, NETWORK
-        else:
-            run_dir = _train_stage(dataset, data_key, out, plan, options, log=log)
-            checkpoint = str(run_dir / "best.ckpt")
-        denoised = _denoise_stage(paths, out, checkpoint, plan, options, log=log, bars=bars)
-        preferred = _compare_stage(dataset, checkpoint, plan, out, log=log, bars=bars)
     except LowdoseInputError:
         if fresh:  # bad input in a new fit: leave nothing behind (a resumed one keeps its stages)
             shutil.rmtree(out, ignore_errors=True)
         raise
+    # from here on a failure keeps every finished stage: a rerun resumes from them
+    plan = _one_scan_plan(plan, dataset, options, log=log)
+    if plan.mode in _NO_TRAINING:
+        run_dir, checkpoint = None, NETWORK
+    else:
+        run_dir = _train_stage(dataset, data_key, out, plan, options, log=log)
+        checkpoint = str(run_dir / "best.ckpt")
+    denoised = _denoise_stage(paths, out, checkpoint, plan, options, log=log, bars=bars)
+    preferred = _compare_stage(dataset, checkpoint, plan, out, log=log, bars=bars)
     record = {"plan": asdict(plan), "options": asdict(options),
               "inputs": [str(p) for p in paths], "dataset": str(dataset),
               "run_dir": None if run_dir is None else str(run_dir), "checkpoint": checkpoint,
@@ -190,7 +193,8 @@ def _inputs_key(paths: list[Path]) -> list:
 def _dataset_stage(paths, out: Path, plan: FitPlan, options: FitOptions, *, log, bars):
     folder = out / "dataset"
     key = stage_key("fit-dataset-v1", _inputs_key(paths), plan.route, options.angles,
-                    options.split_by, options.modality, options.seed)  # fmt: skip
+                    options.split_by, options.modality, options.seed, options.dataset_key,
+                    options.skip_bad, list(options.fractions))  # fmt: skip
     dataset = folder / "dataset.h5"
     if stage_done(folder, key):
         log(f"dataset: reusing {dataset}")
@@ -205,13 +209,17 @@ def _dataset_stage(paths, out: Path, plan: FitPlan, options: FitOptions, *, log,
 
 def _build(paths, dataset: Path, plan: FitPlan, options: FitOptions, progress):
     if plan.route == "repeats":
-        return build_from_repeats(paths, dataset, seed=options.seed, split_by=options.split_by)
+        return build_from_repeats(paths, dataset, seed=options.seed, split_by=options.split_by,
+                                  skip_bad=options.skip_bad,
+                                  fractions=options.fractions)  # fmt: skip
     if plan.route == "sinogram":
         return build_from_sinogram(paths, dataset, angles_deg=options.angles, splits=2,
                                    seed=options.seed, split_by=options.split_by,
-                                   progress=progress)  # fmt: skip
+                                   dataset_key=options.dataset_key, progress=progress,
+                                   fractions=options.fractions)  # fmt: skip
     return build_from_single(paths, dataset, seed=options.seed, split_by=options.split_by,
-                             modality=options.modality)  # fmt: skip
+                             modality=options.modality, skip_bad=options.skip_bad,
+                             fractions=options.fractions)  # fmt: skip
 
 
 _NO_TRAINING = ("blend", "builtin")  # the one-scan CT modes: the built-in model, no training
@@ -273,33 +281,22 @@ def _denoise_stage(paths, out: Path, checkpoint: str, plan: FitPlan, options, *,
     folder = out / "denoised"
     with bars() as progress:
         if plan.route == "sinogram":
-            written = _denoise_sinograms(paths, folder, checkpoint, options)
+            written = denoise_sinograms(
+                paths,
+                folder,
+                checkpoint,
+                angles=options.angles,
+                dataset_key=options.dataset_key,
+                device=options.device,
+            )
         else:
             folder.mkdir(parents=True, exist_ok=True)
             written = denoise_files(paths, folder, checkpoint, progress=progress,
                                     tta=NETWORK_TTA if plan.mode in _NO_TRAINING else 1,
-                                    blend_bm3d_psd=plan.mode == "blend")  # fmt: skip
+                                    blend_bm3d_psd=plan.mode == "blend", device=options.device,
+                                    skip_bad=options.skip_bad, warn=log,
+                                    units=options.units)  # fmt: skip
     log(f"denoised {len(paths)} input(s) into {folder}/ ({len(written)} files)")
-    return written
-
-
-def _denoise_sinograms(paths, folder: Path, checkpoint: Path, options) -> list[Path]:
-    """Noise2Inverse output: the mean of the network's outputs over the two view halves."""
-    model, meta = load_model(checkpoint)
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for path in paths:
-        sinograms = read_sinogram_stack(path)  # (S, n_angles, n_det)
-        angles = parse_angles(options.angles, sinograms.shape[1])
-        size = int(sinograms.shape[2] / np.sqrt(2))  # the dataset builder's default
-        halves = split_reconstructions(sinograms, angles, splits=2, output_size=size)  # (S,2,H,W)
-        outputs = np.stack([denoise(model, halves[:, k], scaling=meta.scaling)
-                            for k in range(halves.shape[1])])  # fmt: skip
-        buffer = io.BytesIO()
-        np.save(buffer, outputs.mean(axis=0).astype(np.float32))
-        target = folder / f"{path.stem}_denoised.npy"
-        atomic_write_bytes(target, buffer.getvalue())
-        written.append(target)
     return written
 
 
