@@ -219,9 +219,9 @@ def fit(
     bars : ProgressScope
         Progress bars for the long stages (:mod:`lowdose.core.progress`).
     **options
-        The fields of :class:`lowdose.pipeline.fit.FitOptions`: ``budget`` (``"HH:MM:SS"``),
-        ``modality`` (``"ct"`` or ``"xray"``), ``angles``, ``mode`` (``"auto"``, ``"n2n"``,
-        ``"nb2nb"``, ``"n2v"``, ``"blend"``), ``split_by``, ``width``, ``seed``, ``threads``.
+        The fields of :class:`lowdose.pipeline.fit.FitOptions` (the options of ``lowdose
+        fit``): ``budget`` (``"HH:MM:SS"``), ``mode`` (``"auto"``, ``"n2n"``, ``"nb2nb"``,
+        ``"n2v"``, ``"blend"``), ``modality``, ``angles``, ``device``, ``units``, ``seed`` ...
 
     Returns
     -------
