@@ -28,6 +28,8 @@ def _invoke(args, columns: int = 400):
         (["train"], ["--accelerator", "--device", "cpu, gpu (or cuda) or auto"]),
         (["evaluate"], ["--device", "--accelerator", "cpu, cuda, cuda:N or auto"]),
         (["iq"], ["--device", "--accelerator"]),
+        (["denoise"], ["--device", "--accelerator", "auto", "window:C,W", "--shard"]),
+        (["fit"], ["--device", "--accelerator", "--skip-bad", "--dataset-key", "--units"]),
         (["simulate", "ct"], ["--kernel", "--filter", "hann, ramp or shepp-logan", "gaussian"]),
         (["dataset", "from-sinogram"], ["--kernel", "--filter", "ramp, hann or shepp-logan"]),
     ],

@@ -137,8 +137,9 @@ def test_npy_padding_is_detected_only_for_a_model_in_hu(tmp_path, hu_checkpoint)
     # A model of other units (transmission) gets the input as it is: no padding rule applies
     # (stated units: these HU values would fail the transmission check).
     other = _checkpoint(tmp_path / "xray" / "best.ckpt", raw_units="transmission")
-    denoise_files([tmp_path / "padded.npy"], tmp_path / "xray_out", other, tile=TILE,
-                  units="transmission")
+    denoise_files(
+        [tmp_path / "padded.npy"], tmp_path / "xray_out", other, tile=TILE, units="transmission"
+    )
     from lowdose.models.checkpoint import load_model
 
     network, meta = load_model(other)

@@ -25,7 +25,10 @@ def denoise(
         None, "--tile", help="Tile side in pixels (multiple of 32); default: from free memory."
     ),
     device: str = typer.Option(
-        "auto", "--device", help="auto (a GPU when torch sees one), cpu, cuda or cuda:N."
+        "auto",
+        "--device",
+        "--accelerator",
+        help="auto (a GPU when torch sees one), cpu, cuda or cuda:N.",
     ),
     devices: int = typer.Option(
         1, "--devices", help="Devices for Lightning's predict loop (GPUs, or CPU processes)."

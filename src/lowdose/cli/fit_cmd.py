@@ -71,7 +71,12 @@ def fit(
         ),
     ] = "auto",
     device: Annotated[
-        str, typer.Option(help="Denoising device: auto (the GPU training used), cpu, cuda:N.")
+        str,
+        typer.Option(
+            "--device",
+            "--accelerator",
+            help="Denoising device: auto (the GPU training used), cpu, cuda:N.",
+        ),
     ] = "auto",
 ) -> None:
     """Build a dataset from your scans, train clean-free within --budget, denoise, report."""

@@ -26,17 +26,13 @@ from lowdose.core.devices import resolve_device
 from lowdose.core.errors import LowdoseInputError
 from lowdose.core.progress import Log, Progress, ProgressScope, no_progress
 from lowdose.core.validation import checked_images
-from lowdose.data.scaling import NetworkScaling
 from lowdose.inference.files import InputImages, denoise_files, field_of_view
+from lowdose.inference.input_units import from_model_units, parse_units, to_model_units
 from lowdose.inference.predict import denoise as denoise_raw
-from lowdose.inference.predict import denoise_in_field_of_view, predict
+from lowdose.inference.predict import denoise_in_field_of_view
 from lowdose.inference.self_ensemble import checked_tta
 from lowdose.models.checkpoint import load_model
-from lowdose.models.validity_range import is_hu_scaling
 from lowdose.pipeline.fit import FitOptions, FitResult, run_fit
-
-SCALED = "scaled"
-"""``units`` of an array already on the model's network scale (:mod:`lowdose.data.scaling`)."""
 
 PathInput = str | os.PathLike
 _ARRAY_NAME = "array.npy"
@@ -70,10 +66,12 @@ def denoise(
         ``"auto"`` (a GPU when torch sees one, else the CPU:
         :func:`lowdose.core.devices.resolve_device`), ``"cpu"``, ``"cuda"``, ``"cuda:1"`` ...
     units : str, optional
-        Arrays: ``"hu"`` for a CT model (the default for models in HU), the model's own raw
-        units for others (``"transmission"`` for ``xray-poisson``; the default), or
-        ``"scaled"``: already on the model's network scale (``(HU + 1024) / divisor`` for CT),
-        returned on that scale. Paths: passed on to ``denoise_files`` when given.
+        What the numbers are, as ``lowdose denoise --units`` takes it
+        (:mod:`lowdose.inference.input_units`): None or ``"auto"`` the model's own units
+        (HU for CT, ``"transmission"`` for ``xray-poisson``), checked to look like them;
+        ``"hu"`` / the raw units stated (unchecked); ``"scaled"`` already on the model's network
+        scale (``(HU + 1024) / divisor`` for CT); ``"window:C,W"`` a display image of that HU
+        window. The result comes back in the same units.
     tta : {1, 8}
         8: the mean over the 8 rotations and mirrors of each image (8x the time).
     out : path, optional
@@ -141,48 +139,16 @@ def denoise(
         raise LowdoseInputError(f"denoise of an array takes no {extra}; those are for file inputs")
     network, meta = load_model(model)
     array = checked_images(images, "images")
-    if checked_units(units, meta.scaling) == SCALED:
-        return predict(network, array, **run)
+    stated = parse_units(units, meta.scaling)  # None: the model's units, checked (auto)
+    dtype = str(np.asarray(images).dtype)
+    values = to_model_units(array, stated, meta.scaling, dtype=dtype, source="array")
     # the field of view of lowdose denoise: HU padding outside it is shown as air, kept as is
-    inside = field_of_view(InputImages(Path("array"), array, "npy", {}), meta.scaling)
+    inside = field_of_view(InputImages(Path("array"), values, "npy", {}), meta.scaling)
     if inside is None:
-        return denoise_raw(network, array, scaling=meta.scaling, **run)
-    return denoise_in_field_of_view(network, array, inside, scaling=meta.scaling, **run)
-
-
-def model_units(scaling: NetworkScaling) -> str:
-    """The raw units a model takes: its ``raw_units`` (``"hu"``, ``"transmission"``), else
-    ``"hu"`` for the CT offset of 1024 (checkpoints that predate ``raw_units``), else ``"raw"``.
-
-    Examples
-    --------
-    >>> model_units(NetworkScaling(scaling_offset=1024.0)), model_units(NetworkScaling())
-    ('hu', 'raw')
-    """
-    if is_hu_scaling(scaling):
-        return "hu"
-    return scaling.raw_units.strip().lower() or "raw"
-
-
-def checked_units(units: str | None, scaling: NetworkScaling) -> str:
-    """``units`` if the model takes it (its raw units or ``"scaled"``), its raw units for None.
-
-    Examples
-    --------
-    >>> checked_units("HU", NetworkScaling(raw_units="hu"))
-    'hu'
-    >>> checked_units("kelvin", NetworkScaling(raw_units="hu"))  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    lowdose.core.errors.LowdoseInputError: units='kelvin' is unknown ...; use hu or scaled
-    """
-    raw = model_units(scaling)
-    if units is None:
-        return raw
-    name = units.strip().lower()
-    if name not in (raw, SCALED):
-        raise LowdoseInputError(f"units={units!r} is unknown for this model; use {raw} or {SCALED}")
-    return name
+        result = denoise_raw(network, values, scaling=meta.scaling, **run)
+    else:
+        result = denoise_in_field_of_view(network, values, inside, scaling=meta.scaling, **run)
+    return from_model_units(result, stated, meta.scaling, dtype=dtype, reference=array)
 
 
 def _as_paths(images) -> list[Path] | None:
