@@ -7,7 +7,8 @@ h5py; the dataset named by ``dataset_key``, or the file's only dataset). A sinog
 
 Pre-log counts are turned into line integrals by :func:`log_normalise`:
 ``-log(max(counts - dark, floor) / (flat - dark))`` with the zero-count ``floor`` of
-:data:`lowdose.physics.noise.ZERO_COUNT_FLOOR` (one rule for simulated and measured counts).
+:data:`lowdose.physics.noise.ZERO_COUNT_FLOOR` (one rule for simulated and measured counts),
+computed by :func:`lowdose.physics.flat_field.log_ratio`, the one home of the correction.
 """
 
 from __future__ import annotations
@@ -18,13 +19,36 @@ from pathlib import Path
 import numpy as np
 
 from lowdose.core.errors import LowdoseInputError
-from lowdose.physics.noise import ZERO_COUNT_FLOOR
+from lowdose.physics.flat_field import log_ratio
 
 _HDF5 = (".h5", ".hdf5", ".hdf", ".nxs")
 
 
 def read_array(path: str | os.PathLike, *, dataset_key: str | None = None) -> np.ndarray:
     """Read one array from .npy, TIFF or HDF5 as float64; raise one line naming the file."""
+    return read_stored_array(path, dataset_key=dataset_key).astype(np.float64)
+
+
+def read_stored_array(path: str | os.PathLike, *, dataset_key: str | None = None) -> np.ndarray:
+    """Read one array from .npy, TIFF (every frame) or HDF5 in its stored numeric dtype.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        ``.npy``, ``.tif``/``.tiff`` or ``.h5``/``.hdf5``/``.hdf``/``.nxs``.
+    dataset_key : str, optional
+        The HDF5 dataset (default: the file's only dataset).
+
+    Returns
+    -------
+    ndarray
+        As stored (e.g. uint16 counts), numeric and finite.
+
+    Raises
+    ------
+    LowdoseInputError
+        A missing, unreadable, non-numeric or non-finite file, named with the fix.
+    """
     path = Path(path)
     if not path.is_file():
         raise LowdoseInputError(f"{path}: no such file; check the path")
@@ -47,12 +71,16 @@ def read_array(path: str | os.PathLike, *, dataset_key: str | None = None) -> np
             raise
         reason = f"{exc.__class__.__name__}: {exc}"
         raise LowdoseInputError(f"{path}: cannot be read ({reason}); check the file") from None
-    array = np.asarray(array)
+    return checked_numeric(np.asarray(array), path)
+
+
+def checked_numeric(array: np.ndarray, source) -> np.ndarray:
+    """``array`` unchanged if it is numeric and finite; else one line naming ``source``."""
     if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
-        raise LowdoseInputError(f"{path}: dtype {array.dtype} is not numeric")
-    if not np.all(np.isfinite(array)):
-        raise LowdoseInputError(f"{path}: contains NaN or Inf; mask or repair those bins first")
-    return array.astype(np.float64)
+        raise LowdoseInputError(f"{source}: dtype {array.dtype} is not numeric")
+    if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
+        raise LowdoseInputError(f"{source}: contains NaN or Inf; mask or repair those bins first")
+    return array
 
 
 def _read_hdf5(path: Path, dataset_key: str | None) -> np.ndarray:
@@ -145,18 +173,9 @@ def log_normalise(counts, flat, dark=None) -> np.ndarray:
     -------
     ndarray, shape of ``counts``, float64
         Dimensionless line integrals; a count at or below the dark level is replaced by
-        :data:`ZERO_COUNT_FLOOR` counts, the noise module's rule.
+        :data:`lowdose.physics.noise.ZERO_COUNT_FLOOR` counts, the noise module's rule.
     """
-    counts = np.asarray(counts, dtype=np.float64)
-    dark = np.zeros(1) if dark is None else np.asarray(dark, dtype=np.float64)
-    try:
-        open_beam = np.broadcast_to(np.asarray(flat, dtype=np.float64) - dark, counts.shape)
-        signal = counts - np.broadcast_to(dark, counts.shape)
-    except ValueError:
-        raise LowdoseInputError(
-            f"flat {np.shape(flat)} / dark {np.shape(dark)} do not fit counts {counts.shape}; "
-            "pass (n_det,), (n_angles, n_det) or the counts' shape"
-        ) from None
-    if not np.all(open_beam > 0):
+    values, _, dead = log_ratio(counts, flat, dark, dtype=np.float64)
+    if dead:
         raise LowdoseInputError("flat - dark must be > 0 in every detector bin; check the fields")
-    return -np.log(np.maximum(signal, ZERO_COUNT_FLOOR) / open_beam)
+    return values
