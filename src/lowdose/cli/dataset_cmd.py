@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from lowdose.cli._app import (
     check_out_writable,
@@ -16,6 +17,7 @@ from lowdose.cli._app import (
     user_errors,
 )
 from lowdose.core.errors import LowdoseInputError
+from lowdose.owndata.projection_scan import build_from_projections
 from lowdose.owndata.repeats import build_from_repeats
 from lowdose.owndata.single import build_from_single
 from lowdose.owndata.split_sinogram import build_from_sinogram
@@ -110,6 +112,47 @@ def from_sinogram(
             f"(divisor {summary.divisor:.6g})",
             highlight=False,
         )
+
+
+@dataset_app.command("from-projections")
+def from_projections(
+    scans: list[Path] = typer.Argument(
+        ...,
+        help="Data Exchange .h5 (/exchange/data, data_white, data_dark, theta), a folder of TIFF "
+        "projections with flat*/dark* frames (angles.txt), or .mat/.npy/.h5 sinograms.",
+    ),
+    out: Path = typer.Option(..., "--out", help="Dataset file (.h5) to write."),
+    angles: str = typer.Option(
+        None, "--angles", help="Only where the file has none: START:STOP[:N] degrees or a file."
+    ),
+    center: float = typer.Option(
+        None, "--center", help="Rotation axis in detector pixels (0-based); default: estimated."
+    ),
+    flat: str = typer.Option(None, help="Flat (open-beam) frames: a file, or FILE.h5:KEY."),
+    dark: str = typer.Option(None, help="Dark (beam-off) frames: a file, or FILE.h5:KEY."),
+    dataset_key: str = typer.Option(None, help="HDF5/.mat dataset holding the projections."),
+    splits: int = typer.Option(2, help="Disjoint interleaved view subsets (realisations)."),
+    filter_name: str = typer.Option(
+        "ramp", "--kernel", "--filter", help="FBP kernel: ramp, hann or shepp-logan."
+    ),
+    size: int = typer.Option(None, help="Reconstruction side (default n_det / sqrt 2)."),
+    split_by: str = typer.Option("auto", "--split-by", help=SPLIT_BY_HELP),
+    fractions: str = typer.Option("0.8,0.1,0.1", help="Train,val,test fractions."),
+    seed: int = typer.Option(0, help="Seed of the split."),
+) -> None:
+    """Projections as instruments write them: flat/dark corrected, centred, views split in K."""
+    with user_errors():
+        check_out_writable(out)
+        check_positive_options({"--splits": splits, "--size": size})
+        with stage_progress("files") as progress:
+            summary = build_from_projections(
+                scans, out, angles=angles, center=center, flat=flat, dark=dark,
+                dataset_key=dataset_key, splits=splits, filter_name=filter_name,
+                output_size=size, fractions=parse_fractions(fractions), seed=seed,
+                split_by=split_by, progress=progress, log=lambda line: console.print(
+                    f"  {escape(line)}", highlight=False),
+            )  # fmt: skip
+        console.print(summary.describe(), highlight=False)
 
 
 @dataset_app.command("from-single")

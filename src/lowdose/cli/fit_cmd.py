@@ -32,7 +32,10 @@ def _log(text: str) -> None:
 def fit(
     inputs: Annotated[
         list[Path],
-        typer.Argument(help="DICOM folders/files, TIFF/PNG/.npy images or stacks, or a sinogram."),
+        typer.Argument(
+            help="DICOM folders/files, TIFF/PNG/.npy images or stacks, a sinogram, or "
+            "projections: Data Exchange .h5, a TIFF-stack folder with flats/darks, a .mat."
+        ),
     ],
     out: Annotated[Path, typer.Option("--out", help="Folder for dataset, model, outputs, report.")],
     budget: Annotated[str, typer.Option(help="Training wall time, HH:MM:SS.")] = "00:10:00",
@@ -57,6 +60,16 @@ def fit(
     fractions: Annotated[
         str, typer.Option(help="Train,val,test fractions of objects, slices or regions.")
     ] = "0.8,0.1,0.1",
+    center: Annotated[
+        float | None,
+        typer.Option(help="Projections: rotation axis in detector pixels; default: estimated."),
+    ] = None,
+    flat: Annotated[
+        str | None, typer.Option(help="Projections: flat frames, a file or FILE.h5:KEY.")
+    ] = None,
+    dark: Annotated[
+        str | None, typer.Option(help="Projections: dark frames, a file or FILE.h5:KEY.")
+    ] = None,
     skip_bad: Annotated[
         bool, typer.Option("--skip-bad", help="Leave unreadable files out (named) instead.")
     ] = False,
@@ -103,6 +116,9 @@ def fit(
             device=device,
             units=units,
             fractions=parse_fractions(fractions),
+            center=center,
+            flat=flat,
+            dark=dark,
         )
         result = run_fit(inputs, out, options, log=_log, bars=stage_progress)
         for line in describe_scores(out):

@@ -1,8 +1,9 @@
-"""Noise2Inverse output for sinogram inputs: the network's mean over the reconstructed view halves.
+"""Noise2Inverse output for projection inputs: the network's mean over the reconstructed halves.
 
-A network trained on pairs of reconstructions from the two interleaved view halves of a sinogram
+A network trained on pairs of reconstructions from the two interleaved view halves of a scan
 (:mod:`lowdose.owndata.split_sinogram`) denoises each half; the estimate is the mean of the two
-outputs (Hendriksen et al., Noise2Inverse, 2020).
+outputs (Hendriksen et al., Noise2Inverse, 2020). The scan is read, flat/dark corrected and
+centred exactly as its dataset was (:func:`lowdose.owndata.projection_scan.prepare_scan`).
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from lowdose.core.atomic import atomic_write_bytes
+from lowdose.core.atomic import atomic_path, atomic_write_bytes
 from lowdose.core.devices import resolve_device
 from lowdose.inference.predict import denoise
-from lowdose.io.sinogram import parse_angles, read_sinogram_stack
 from lowdose.models.checkpoint import load_model
+from lowdose.owndata.projection_scan import prepare_scan
 from lowdose.owndata.split_sinogram import split_reconstructions
+from lowdose.physics.radon import fbp_2d
 
 
 def denoise_sinograms(
@@ -27,25 +29,31 @@ def denoise_sinograms(
     folder: Path,
     checkpoint: str | os.PathLike,
     *,
-    angles: str | None,
+    angles: str | None = None,
+    center: float | None = None,
+    flat=None,
+    dark=None,
     dataset_key: str | None = None,
     device: str = "auto",
 ) -> list[Path]:
-    """Write ``folder/<stem>_denoised.npy`` per sinogram: (S, H, W) float32 on the dataset's
-    reconstruction scale, ``H = W = int(n_detectors / sqrt 2)`` (the dataset builder's size).
+    """Reconstruct and denoise each scan; write ``<stem>_denoised.npy``, ``.tif`` and ``.h5``.
+
+    Each holds (S, H, W) float32 slices on the dataset's reconstruction scale (FBP line integral
+    per pixel), ``H = W = int(n_detectors / sqrt 2)`` (the dataset builder's size), one slice
+    per detector row. The ``.h5`` file holds ``denoised`` and ``fbp`` (the noisy full-view FBP,
+    ramp filter, for comparison) with the centre and angles as attributes; the ``.tif`` is a
+    float32 stack (Fiji, napari).
 
     Parameters
     ----------
     paths : sequence of Path
-        Sinogram files (``.npy``, ``.tif``, ``.h5``, ``.mat``): (S, n_views, n_detectors).
+        Scans: Data Exchange ``.h5``, TIFF-stack folders with flats/darks, sinogram files.
     folder : Path
         Output folder (created).
     checkpoint : str or PathLike
         The Noise2Inverse model.
-    angles : str, optional
-        ``START:STOP[:N]`` in degrees, or a file (:func:`lowdose.io.sinogram.parse_angles`).
-    dataset_key : str, optional
-        The HDF5/.mat dataset holding the sinogram.
+    angles, center, flat, dark, dataset_key
+        As for :func:`lowdose.owndata.projection_scan.prepare_scan` (the dataset's own).
     device : str
         ``auto`` (a GPU when torch sees one: the one training used), ``cpu``, ``cuda:N``.
     """
@@ -54,17 +62,44 @@ def denoise_sinograms(
     device = resolve_device(device)
     written = []
     for path in paths:
-        sinograms = read_sinogram_stack(path, dataset_key=dataset_key)  # (S, views, detectors)
-        views = parse_angles(angles, sinograms.shape[1])
-        size = int(sinograms.shape[2] / np.sqrt(2))
-        halves = split_reconstructions(sinograms, views, splits=2, output_size=size)  # (S,2,H,W)
+        scan = prepare_scan(path, angles=angles, center=center, flat=flat, dark=dark,
+                            dataset_key=dataset_key)  # fmt: skip
+        size = int(scan.sinograms.shape[2] / np.sqrt(2))
+        halves = split_reconstructions(scan.sinograms, scan.angles_deg, splits=2, output_size=size)
         outputs = [
             denoise(model, halves[:, k], scaling=meta.scaling, device=device)
             for k in range(halves.shape[1])
         ]
+        denoised = np.mean(outputs, axis=0).astype(np.float32)  # (S, H, W)
+        stem = Path(path).stem if Path(path).is_file() else Path(path).name
         buffer = io.BytesIO()
-        np.save(buffer, np.mean(outputs, axis=0).astype(np.float32))
-        target = folder / f"{path.stem}_denoised.npy"
-        atomic_write_bytes(target, buffer.getvalue())
-        written.append(target)
+        np.save(buffer, denoised)
+        atomic_write_bytes(folder / f"{stem}_denoised.npy", buffer.getvalue())
+        written.append(folder / f"{stem}_denoised.npy")
+        written.append(_write_tiff(folder / f"{stem}_denoised.tif", denoised))
+        fbp = fbp_2d(scan.sinograms, scan.angles_deg, output_size=size, filter_name="ramp")
+        fbp = fbp.astype(np.float32)
+        written.append(_write_hdf5(folder / f"{stem}_denoised.h5", denoised, fbp, scan))
     return written
+
+
+def _write_tiff(target: Path, stack: np.ndarray) -> Path:
+    import tifffile
+
+    with atomic_path(target) as tmp:
+        tifffile.imwrite(tmp, stack, photometric="minisblack")
+    return target
+
+
+def _write_hdf5(target: Path, denoised: np.ndarray, fbp: np.ndarray, scan) -> Path:
+    import h5py
+
+    with atomic_path(target) as tmp, h5py.File(tmp, "w") as handle:
+        handle.create_dataset("denoised", data=denoised, compression="gzip")
+        handle.create_dataset("fbp", data=fbp, compression="gzip")
+        handle.attrs["units"] = "FBP line integral per pixel"
+        handle.attrs["rotation_centre_px"] = scan.centre_px
+        handle.attrs["angles_deg"] = scan.angles_deg
+        handle.attrs["source"] = str(scan.source)
+        handle.attrs["preparation"] = "; ".join(scan.notes)
+    return target

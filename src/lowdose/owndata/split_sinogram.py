@@ -159,11 +159,48 @@ def build_from_sinogram(
         name: read_array(v, dataset_key=dataset_key) if isinstance(v, str | os.PathLike) else v
         for name, v in (("flat", flat), ("dark", dark))
     }
-    noisy, clean, object_id, volume_id, geometry = [], [], [], [], None
-    for number, path in enumerate(paths):
+    stacks = []
+    for path in paths:
         sino = read_sinogram_stack(path, dataset_key=dataset_key)
         if fields["flat"] is not None:
             sino = log_normalise(sino, fields["flat"], fields["dark"])
+        stacks.append((path, sino))
+    clean = None
+    if clean_sinogram_paths is not None:
+        clean = [read_sinogram_stack(path) for path in clean_sinogram_paths]
+    return build_from_line_integrals(
+        stacks, out, angles_deg=angles_deg, splits=splits, filter_name=filter_name,
+        output_size=output_size, clean_sinograms=clean, fractions=fractions, seed=seed,
+        split_by=split_by, objects=objects, progress=progress, started=started,
+    )  # fmt: skip
+
+
+def build_from_line_integrals(
+    stacks: Sequence[tuple[Path, np.ndarray]],
+    out: str | os.PathLike,
+    *,
+    angles_deg,
+    splits: int = 2,
+    filter_name: Literal["ramp", "hann"] = "ramp",
+    output_size: int | None = None,
+    clean_sinograms: Sequence[np.ndarray] | None = None,
+    fractions: tuple[float, ...] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+    split_by: str = "auto",
+    objects: Literal["file", "image"] = "file",
+    progress: Progress | None = None,
+    description: str = "lowdose dataset from-sinogram",
+    extra: dict | None = None,
+    started: float | None = None,
+) -> DatasetSummary:
+    """:func:`build_from_sinogram` on sinograms already read: ``(source, (S, n_angles, n_det))``
+    post-log line integrals per input (``lowdose dataset from-projections`` passes corrected and
+    centred instrument scans). ``description`` and ``extra`` (string/number attributes) go into
+    the dataset's attributes; the other parameters are those of :func:`build_from_sinogram`."""
+    started = time.perf_counter() if started is None else started
+    noisy, clean, object_id, volume_id, geometry = [], [], [], [], None
+    paths = [Path(source) for source, _ in stacks]
+    for number, (path, sino) in enumerate(stacks):
         geometry = geometry or _geometry(sino, angles_deg, output_size)
         if sino.shape[1:] != geometry[0]:
             raise LowdoseInputError(
@@ -173,17 +210,17 @@ def build_from_sinogram(
         angles, size = geometry[1], geometry[2]
         noisy.append(split_reconstructions(
             sino, angles, splits=splits, output_size=size, filter_name=filter_name))  # fmt: skip
-        if clean_sinogram_paths is not None:
-            clean.append(_full_view(clean_sinogram_paths[number], geometry, filter_name, path))
+        if clean_sinograms is not None:
+            clean.append(_full_view(clean_sinograms[number], geometry, filter_name, path))
         object_id += [path.stem if objects == "file" else f"{path.stem}[{k}]" for k in
                       range(len(sino))]  # fmt: skip
         volume_id += [path.stem] * len(sino)
         if progress is not None:
-            progress("reconstructing", number + 1, len(paths))
+            progress("reconstructing", number + 1, len(stacks))
     stack = np.concatenate(noisy)  # (I, K, H, W)
     plan = plan_split(object_id, image_shape=stack.shape[2:], rng=np.random.default_rng(seed),
                       method=split_by, volume_id=volume_id, fractions=fractions)  # fmt: skip
-    inputs = (paths, geometry, splits, filter_name)
+    inputs = (paths, geometry, splits, filter_name, description, extra or {})
     return _write(stack, clean, plan, out, inputs, seed, started)
 
 
@@ -195,18 +232,16 @@ def _geometry(sino: np.ndarray, angles_spec, output_size) -> tuple:
     return sino.shape[1:], angles, size
 
 
-def _full_view(path, geometry, filter_name: str, noisy_path: Path) -> np.ndarray:
-
-    sino = read_sinogram_stack(path)
+def _full_view(sino, geometry, filter_name: str, noisy_path: Path) -> np.ndarray:
     if sino.shape[1:] != geometry[0]:
         raise LowdoseInputError(
-            f"clean sinogram {path} is {sino.shape[1:]} but {noisy_path} is {geometry[0]}"
+            f"the clean sinogram is {sino.shape[1:]} but {noisy_path} is {geometry[0]}"
         )
     return fbp_2d(sino, geometry[1], output_size=geometry[2], filter_name=filter_name)
 
 
 def _write(stack, clean, plan, out, inputs, seed: int, started: float):
-    paths, geometry, splits, filter_name = inputs
+    paths, geometry, splits, filter_name, description, extra = inputs
     divisor = float(np.max(estimate_clean_max(stack.mean(axis=1))))
     if not divisor > 0:
         raise LowdoseInputError(f"{paths[0]}: reconstructions have no positive values to scale")
@@ -219,12 +254,12 @@ def _write(stack, clean, plan, out, inputs, seed: int, started: float):
         modality="ct", noise_model="measured", scaling_rule="dataset_max",
         noise_level=variance, scaling_offset=0.0, raw_units="fbp line integral per pixel",
         seed=seed,
-        description=f"lowdose dataset from-sinogram: {splits} interleaved view subsets, FBP",
+        description=f"{description}: {splits} interleaved view subsets, FBP",
     ).with_extra(
         pair_noise_variance=variance, split_views=splits,
         views_per_split=",".join(map(str, views)), fbp_filter=filter_name,
         clean_reference=CLEAN_REFERENCE if clean_stack is not None else "none",
-        inputs=" | ".join(str(p) for p in paths),
+        inputs=" | ".join(str(p) for p in paths), **extra,
     )  # fmt: skip
     return split_write_and_summarise(
         out, plan=plan, clean=None if clean_stack is None else clean_stack.astype(np.float32),

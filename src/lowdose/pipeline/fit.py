@@ -41,9 +41,9 @@ from lowdose.evaluation.fit_compare import compare_methods, save_comparison
 from lowdose.inference.files import check_hu_inputs, denoise_files
 from lowdose.inference.spectrum_blend import NETWORK, NETWORK_TTA
 from lowdose.inference.view_split import denoise_sinograms
+from lowdose.owndata.projection_scan import build_from_projections, is_instrument_scan
 from lowdose.owndata.repeats import build_from_repeats
 from lowdose.owndata.single import build_from_single
-from lowdose.owndata.split_sinogram import build_from_sinogram
 from lowdose.pipeline.cache import finish_stage, prepare_stage, stage_done, stage_key
 from lowdose.report.fit_report import write_fit_report
 from lowdose.training.config import TrainConfig, is_wall_time
@@ -80,6 +80,9 @@ class FitOptions:
     device: str = "auto"
     units: str | None = None
     fractions: tuple[float, ...] = (0.8, 0.1, 0.1)
+    center: float | None = None
+    flat: str | None = None
+    dark: str | None = None
 
 
 @dataclass(frozen=True)
@@ -103,11 +106,11 @@ def plan_fit(inputs: list[Path], options: FitOptions) -> FitPlan:
         raise LowdoseInputError(
             "--mode blend is for one CT scan; with repeats or a sinogram use --mode auto (n2n)"
         )
-    if options.angles is not None:
-        if any(p.suffix.lower() not in _SINOGRAM_SUFFIXES for p in inputs):
+    if options.angles is not None or all(is_instrument_scan(p) for p in inputs):
+        if not all(is_instrument_scan(p) or p.suffix.lower() in _SINOGRAM_SUFFIXES for p in inputs):
             raise LowdoseInputError("--angles is for sinograms (.npy/.tif/.h5); drop it for images")
         mode = "n2n" if options.mode == "auto" else options.mode
-        return FitPlan("sinogram", mode, "a sinogram with --angles: its two interleaved view "
+        return FitPlan("sinogram", mode, "projections or a sinogram: the two interleaved view "
                        "halves reconstruct to images with independent noise (Noise2Inverse), so "
                        f"{mode} trains on those pairs")  # fmt: skip
     if len(inputs) >= 2:
@@ -194,29 +197,30 @@ def _dataset_stage(paths, out: Path, plan: FitPlan, options: FitOptions, *, log,
     folder = out / "dataset"
     key = stage_key("fit-dataset-v1", _inputs_key(paths), plan.route, options.angles,
                     options.split_by, options.modality, options.seed, options.dataset_key,
-                    options.skip_bad, list(options.fractions))  # fmt: skip
+                    options.skip_bad, list(options.fractions), options.center, options.flat,
+                    options.dark)  # fmt: skip
     dataset = folder / "dataset.h5"
     if stage_done(folder, key):
         log(f"dataset: reusing {dataset}")
         return dataset, key
     prepare_stage(folder, key)  # the builders write atomically: no partial file to clear
     with bars() as progress:
-        summary = _build(paths, dataset, plan, options, progress)
+        summary = _build(paths, dataset, plan, options, progress, log)
     log(summary.describe())  # includes the split made and the measured noise correlation
     finish_stage(folder, key)
     return dataset, key
 
 
-def _build(paths, dataset: Path, plan: FitPlan, options: FitOptions, progress):
+def _build(paths, dataset: Path, plan: FitPlan, options: FitOptions, progress, log):
     if plan.route == "repeats":
         return build_from_repeats(paths, dataset, seed=options.seed, split_by=options.split_by,
                                   skip_bad=options.skip_bad,
                                   fractions=options.fractions)  # fmt: skip
     if plan.route == "sinogram":
-        return build_from_sinogram(paths, dataset, angles_deg=options.angles, splits=2,
-                                   seed=options.seed, split_by=options.split_by,
-                                   dataset_key=options.dataset_key, progress=progress,
-                                   fractions=options.fractions)  # fmt: skip
+        return build_from_projections(paths, dataset, angles=options.angles, splits=2,
+                                      seed=options.seed, split_by=options.split_by,
+                                      fractions=options.fractions, progress=progress, log=log,
+                                      **scan_options(options))  # fmt: skip
     return build_from_single(paths, dataset, seed=options.seed, split_by=options.split_by,
                              modality=options.modality, skip_bad=options.skip_bad,
                              fractions=options.fractions)  # fmt: skip
@@ -281,14 +285,8 @@ def _denoise_stage(paths, out: Path, checkpoint: str, plan: FitPlan, options, *,
     folder = out / "denoised"
     with bars() as progress:
         if plan.route == "sinogram":
-            written = denoise_sinograms(
-                paths,
-                folder,
-                checkpoint,
-                angles=options.angles,
-                dataset_key=options.dataset_key,
-                device=options.device,
-            )
+            written = denoise_sinograms(paths, folder, checkpoint, angles=options.angles,
+                                        device=options.device, **scan_options(options))
         else:
             folder.mkdir(parents=True, exist_ok=True)
             written = denoise_files(paths, folder, checkpoint, progress=progress,
@@ -298,6 +296,12 @@ def _denoise_stage(paths, out: Path, checkpoint: str, plan: FitPlan, options, *,
                                     units=options.units)  # fmt: skip
     log(f"denoised {len(paths)} input(s) into {folder}/ ({len(written)} files)")
     return written
+
+
+def scan_options(options: FitOptions) -> dict:
+    """What reading an instrument scan takes from the options (:func:`prepare_scan`)."""
+    keys = ("center", "flat", "dark", "dataset_key")
+    return {key: getattr(options, key) for key in keys}
 
 
 def _compare_stage(dataset: Path, checkpoint: str, plan: FitPlan, out: Path, *, log, bars) -> str:
