@@ -74,6 +74,11 @@ def test_preferred_method_uses_upsnr_with_pairs_and_says_heuristic_without():
     single = [MethodScores(s.method, s.flat_sigma, s.residual_lag1, np.nan) for s in scores]
     method, reason = preferred_method(single)
     assert method == "a" and "heuristic" in reason  # b is smoother but removed structure
+    # view-split halves of one scan: uPSNR favours smoothers, so it does not decide
+    smoother = [*scores, MethodScores("nlm", 0.02, 0.05, 57.0)]
+    method, reason = preferred_method(smoother, view_split=True)
+    assert method == "a" and "anti-correlated streaks" in reason
+    assert preferred_method(smoother)[0] == "nlm"
 
 
 def test_single_image_noise_sigma_ignores_padding():

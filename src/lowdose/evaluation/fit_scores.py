@@ -235,11 +235,14 @@ def score_method(
 
 
 def preferred_method(
-    scores: list[MethodScores], *, max_residual_lag1: float = 0.1
+    scores: list[MethodScores], *, max_residual_lag1: float = 0.1, view_split: bool = False
 ) -> tuple[str, str]:
     """The method ``lowdose fit`` would use, and why (one sentence).
 
-    With pairs, the highest uPSNR (an unbiased MSE estimate). Without, a heuristic stated as such:
+    With pairs, the highest uPSNR (an unbiased MSE estimate). Not with ``view_split`` pairs (the
+    interleaved view halves of one scan): their undersampling streaks are anti-correlated (the
+    halves average to the full-view FBP), so ``Var(y1 - y2) / 2`` overstates the noise and
+    uPSNR favours smoothers. Without valid pairs, a heuristic stated as such:
     the lowest flat-region noise among the methods whose residual stays white
     (``residual_lag1 <= max_residual_lag1``), since removing more noise by also removing
     structure shows up as a structured residual.
@@ -247,7 +250,7 @@ def preferred_method(
     methods = [s for s in scores if s.method != "noisy"]
     if not methods:
         raise LowdoseInputError("no denoising method was scored")
-    if all(np.isfinite(s.upsnr_db) for s in methods):
+    if not view_split and all(np.isfinite(s.upsnr_db) for s in methods):
         best = max(methods, key=lambda s: s.upsnr_db)
         return best.method, (
             f"{best.method} has the highest uPSNR ({best.upsnr_db:.2f} dB), an unbiased estimate "
@@ -264,4 +267,9 @@ def preferred_method(
     )
     if not white:
         why += f" (no method kept its residual white, <= {max_residual_lag1})"
+    if view_split:
+        return best.method, why + (
+            "; uPSNR of view-split halves is biased by their anti-correlated streaks, so this "
+            "is a heuristic, not a measured error"
+        )
     return best.method, why + "; no second scan, so this is a heuristic, not a measured error"
