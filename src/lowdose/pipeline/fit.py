@@ -285,8 +285,14 @@ def _denoise_stage(paths, out: Path, checkpoint: str, plan: FitPlan, options, *,
     folder = out / "denoised"
     with bars() as progress:
         if plan.route == "sinogram":
-            written = denoise_sinograms(paths, folder, checkpoint, angles=options.angles,
-                                        device=options.device, **scan_options(options))
+            written = denoise_sinograms(
+                paths,
+                folder,
+                checkpoint,
+                angles=options.angles,
+                device=options.device,
+                **scan_options(options),
+            )
         else:
             folder.mkdir(parents=True, exist_ok=True)
             written = denoise_files(paths, folder, checkpoint, progress=progress,
