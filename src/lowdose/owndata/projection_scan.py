@@ -129,7 +129,9 @@ def prepare_scan(
             f"{scan.source}: the file holds no projection angles; pass --angles START:STOP (deg)"
         )
     if scan.values == "counts":
-        values, report = line_integrals(scan.projections, scan.flats, scan.darks)
+        values, report = line_integrals(
+            scan.projections, scan.flats, scan.darks, source=scan.source
+        )
         notes += report.lines()
     else:
         values = np.asarray(scan.projections, dtype=np.float32)

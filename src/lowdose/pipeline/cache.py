@@ -49,3 +49,14 @@ def prepare_stage(folder: Path, key: str) -> bool:
 def finish_stage(folder: Path, key: str, **extra) -> None:
     """Mark the stage in ``folder`` finished (``extra`` is recorded beside the key)."""
     atomic_write_text(folder / "stage.json", json.dumps({"key": key, "done": True, **extra}))
+
+
+def inputs_key(paths: list[Path]) -> list:
+    """What identifies input files for a stage key: each path with its files' names, sizes and
+    modification times (content changes show up there; a folder by the files under it)."""
+    entries = []
+    for path in paths:
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        stats = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+        entries.append([str(path.resolve()), stats])
+    return entries

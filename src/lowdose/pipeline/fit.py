@@ -44,7 +44,13 @@ from lowdose.inference.view_split import denoise_sinograms
 from lowdose.owndata.projection_scan import build_from_projections, is_instrument_scan
 from lowdose.owndata.repeats import build_from_repeats
 from lowdose.owndata.single import build_from_single
-from lowdose.pipeline.cache import finish_stage, prepare_stage, stage_done, stage_key
+from lowdose.pipeline.cache import (
+    finish_stage,
+    inputs_key,
+    prepare_stage,
+    stage_done,
+    stage_key,
+)
 from lowdose.report.fit_report import write_fit_report
 from lowdose.training.config import TrainConfig, is_wall_time
 from lowdose.training.run import train
@@ -52,6 +58,9 @@ from lowdose.training.run_dir import read_validation_scores
 
 Route = Literal["repeats", "sinogram", "single"]
 _SINOGRAM_SUFFIXES = (".npy", ".tif", ".tiff", ".h5", ".hdf5")
+_ANGLES_ON_IMAGES = (
+    "--angles is for sinograms (.npy/.tif/.h5) and projections (flat*.tif or --flat)"
+)
 
 
 @dataclass(frozen=True)
@@ -106,9 +115,11 @@ def plan_fit(inputs: list[Path], options: FitOptions) -> FitPlan:
         raise LowdoseInputError(
             "--mode blend is for one CT scan; with repeats or a sinogram use --mode auto (n2n)"
         )
-    if options.angles is not None or all(is_instrument_scan(p) for p in inputs):
-        if not all(is_instrument_scan(p) or p.suffix.lower() in _SINOGRAM_SUFFIXES for p in inputs):
-            raise LowdoseInputError("--angles is for sinograms (.npy/.tif/.h5); drop it for images")
+    scans = [is_instrument_scan(p) or (options.flat is not None and p.is_dir()) for p in inputs]
+    if options.angles is not None or all(scans):
+        suffixes = [p.suffix.lower() for p in inputs]
+        if not all(s or x in _SINOGRAM_SUFFIXES for s, x in zip(scans, suffixes, strict=True)):
+            raise LowdoseInputError(_ANGLES_ON_IMAGES)
         mode = "n2n" if options.mode == "auto" else options.mode
         return FitPlan("sinogram", mode, "projections or a sinogram: the two interleaved view "
                        "halves reconstruct to images with independent noise (Noise2Inverse), so "
@@ -183,19 +194,9 @@ def run_fit(
     return FitResult(plan, dataset, run_dir, denoised, report, preferred)
 
 
-def _inputs_key(paths: list[Path]) -> list:
-    # Content changes show up in size and modification time; folders by their files.
-    entries = []
-    for path in paths:
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        entries.append([str(path.resolve()), [(f.name, f.stat().st_size, f.stat().st_mtime_ns)
-                                               for f in files]])  # fmt: skip
-    return entries
-
-
 def _dataset_stage(paths, out: Path, plan: FitPlan, options: FitOptions, *, log, bars):
     folder = out / "dataset"
-    key = stage_key("fit-dataset-v1", _inputs_key(paths), plan.route, options.angles,
+    key = stage_key("fit-dataset-v1", inputs_key(paths), plan.route, options.angles,
                     options.split_by, options.modality, options.seed, options.dataset_key,
                     options.skip_bad, list(options.fractions), options.center, options.flat,
                     options.dark)  # fmt: skip
