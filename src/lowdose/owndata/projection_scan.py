@@ -28,8 +28,10 @@ import numpy as np
 from lowdose.core.errors import LowdoseInputError
 from lowdose.core.progress import Log, Progress
 from lowdose.data.build import DatasetSummary
+from lowdose.io.data_exchange import is_data_exchange
 from lowdose.io.projections import read_projections
 from lowdose.io.sinogram import parse_angles
+from lowdose.io.tiff_stack import FLAT_PREFIXES, TIFF_SUFFIXES
 from lowdose.owndata.split_sinogram import build_from_line_integrals
 from lowdose.physics.flat_field import line_integrals
 from lowdose.physics.rotation_centre import centred_sinogram, estimate_centre, fbp_axis_px
@@ -39,7 +41,6 @@ CENTRE_ROWS = 5
 CENTRED_WITHIN_PX = 0.25
 """An estimated axis this close to the FBP's axis bin is taken as centred: no resampling."""
 _HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".nxs", ".cxi")
-_TIFF_SUFFIXES = (".tif", ".tiff")
 
 
 def is_instrument_scan(path: str | os.PathLike) -> bool:
@@ -48,19 +49,11 @@ def is_instrument_scan(path: str | os.PathLike) -> bool:
     angles), or a folder of TIFF projections with flat-field frames beside them."""
     path = Path(path)
     if path.is_dir():
-        names = [p.name.lower() for p in path.rglob("*") if p.suffix.lower() in _TIFF_SUFFIXES]
-        return bool(names) and any(name.startswith(("flat", "white")) for name in names)
+        names = [p.name.lower() for p in path.rglob("*") if p.suffix.lower() in TIFF_SUFFIXES]
+        return bool(names) and any(name.startswith(FLAT_PREFIXES) for name in names)
     if path.suffix.lower() == ".mat":
         return True
-    if path.suffix.lower() in _HDF5_SUFFIXES and path.is_file():
-        import h5py
-
-        try:
-            with h5py.File(path, "r") as handle:
-                return "exchange/data" in handle
-        except OSError:
-            return False
-    return False
+    return path.suffix.lower() in _HDF5_SUFFIXES and path.is_file() and is_data_exchange(path)
 
 
 @dataclass(frozen=True)
