@@ -17,11 +17,11 @@ from typer.testing import CliRunner
 import lowdose.cli
 import lowdose.cli.dataset_cmd  # noqa: F401  (registers the commands)
 from lowdose.core.errors import LowdoseInputError
+from lowdose.core.noise_correlation import NoiseCorrelation
 from lowdose.data.dataset import read_info
 from lowdose.io.dicom_write import write_dicom_like
 from lowdose.io.images import read_ct
 from lowdose.owndata.repeats import build_from_repeats
-from lowdose.physics.noise_correlation import NoiseCorrelation
 from lowdose.physics.noise_estimation import (
     pair_noise_variance,
     same_object_statistics,

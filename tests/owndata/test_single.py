@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 import lowdose.cli
 import lowdose.cli.dataset_cmd  # noqa: F401  (registers the commands)
 from lowdose.core.errors import LowdoseInputError
+from lowdose.core.noise_correlation import NoiseCorrelation
 from lowdose.data.dataset import load_split, read_info
 from lowdose.owndata.single import build_from_single
-from lowdose.physics.noise_correlation import NoiseCorrelation
 from lowdose.physics.noise_estimation import single_image_noise_sigma as estimate_noise_sigma
 
 SIGMA_HU = 20.0

@@ -17,8 +17,9 @@ import lowdose.cli.dataset_cmd  # noqa: F401  (registers the commands)
 from lowdose.core.errors import LowdoseInputError
 from lowdose.data.dataset import load_split, read_info
 from lowdose.io.images import read_ct
-from lowdose.io.sinogram import log_normalise, parse_angles, read_sinogram_stack
+from lowdose.io.sinogram import parse_angles, read_sinogram_stack
 from lowdose.owndata.split_sinogram import build_from_sinogram, split_reconstructions, view_subsets
+from lowdose.physics.flat_field import log_normalise
 from lowdose.physics.noise import ZERO_COUNT_FLOOR, add_poisson_post_log
 from lowdose.physics.radon import fbp_2d, radon_2d
 

@@ -13,10 +13,10 @@ import lowdose.cli
 import lowdose.cli.simulate_ct_cmd  # noqa: F401  (registers `simulate ct`)
 from lowdose.core.errors import LowdoseInputError
 from lowdose.core.metrics import psnr, psnr_hu_window
+from lowdose.core.noise_correlation import NoiseCorrelation
 from lowdose.data.attributes import DatasetAttrs
 from lowdose.data.scaling import hu_to_scaled, scaled_to_hu
 from lowdose.physics.ct_noise import neighbour_correlation, solve_i0_for_psnr
-from lowdose.physics.noise_correlation import NoiseCorrelation
 from lowdose.simulate.ct import build_ct_dataset, load_ct_source
 from lowdose.simulate.ct_realisations import noise_stream
 

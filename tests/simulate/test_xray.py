@@ -8,8 +8,8 @@ import typer.testing
 import lowdose.cli
 import lowdose.cli.simulate_xray_cmd  # noqa: F401  (registers `simulate xray`)
 from lowdose.core.errors import LowdoseInputError
+from lowdose.core.noise_correlation import NoiseCorrelation
 from lowdose.data.split_plan import plan_split
-from lowdose.physics.noise_correlation import NoiseCorrelation
 from lowdose.physics.projection import projection_angles
 from lowdose.simulate.xray import (
     PAPER_FRACTIONS,

@@ -79,7 +79,7 @@ class DatasetAttrs:
         (``split_by``, ``split_gap``, ``split_gap_unit``, ``split_tile_px``, ``split_note``;
         written by :meth:`lowdose.data.splits.SplitPlan.to_attrs`) and the noise's lag-1
         correlation (``noise_corr_*``; read back by
-        :meth:`lowdose.physics.noise_correlation.NoiseCorrelation.from_attrs`).
+        :meth:`lowdose.core.noise_correlation.NoiseCorrelation.from_attrs`).
 
     Examples
     --------

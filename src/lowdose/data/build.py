@@ -6,7 +6,7 @@ from-sinogram``, ``dataset from-single``) write their file through :mod:`lowdose
 written, so every summary has the same fields with the same meaning, and the command line prints
 them the same way (:meth:`DatasetSummary.describe`). Every builder records in ``attrs.extra`` how
 it split (:meth:`lowdose.data.splits.SplitPlan.to_attrs`: ``split_by``, ``split_gap``, ...) and
-the lag-1 correlation of its noise (:func:`lowdose.physics.noise_correlation.
+the lag-1 correlation of its noise (:func:`lowdose.core.noise_correlation.
 measure_noise_correlation` over at most :data:`NOISE_CORRELATION_IMAGES` images: cheap).
 """
 
@@ -23,11 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from lowdose.core.noise_correlation import NoiseCorrelation, measure_noise_correlation
 from lowdose.data.attributes import DatasetAttrs
 from lowdose.data.dataset import read_info, read_scale
 from lowdose.data.splits import SPLITS, SplitPlan
 from lowdose.data.writer import DatasetWriter, dataset_writer, write_dataset
-from lowdose.physics.noise_correlation import NoiseCorrelation, measure_noise_correlation
 
 NOISE_CORRELATION_IMAGES = 16
 

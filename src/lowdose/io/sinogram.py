@@ -5,10 +5,7 @@ Formats: ``.npy``, TIFF (``.tif``/``.tiff``, tifffile) and HDF5 (``.h5``/``.hdf5
 h5py; the dataset named by ``dataset_key``, or the file's only dataset). A sinogram is
 ``(n_angles, n_det)`` or a stack ``(slices, n_angles, n_det)``.
 
-Pre-log counts are turned into line integrals by :func:`log_normalise`:
-``-log(max(counts - dark, floor) / (flat - dark))`` with the zero-count ``floor`` of
-:data:`lowdose.physics.noise.ZERO_COUNT_FLOOR` (one rule for simulated and measured counts),
-computed by :func:`lowdose.physics.flat_field.log_ratio`, the one home of the correction.
+Pre-log counts read here become line integrals in :func:`lowdose.physics.flat_field.log_normalise`.
 """
 
 from __future__ import annotations
@@ -19,7 +16,6 @@ from pathlib import Path
 import numpy as np
 
 from lowdose.core.errors import LowdoseInputError
-from lowdose.physics.flat_field import log_ratio
 
 _HDF5 = (".h5", ".hdf5", ".hdf", ".nxs")
 
@@ -155,27 +151,3 @@ def parse_angles(spec, n_angles: int) -> np.ndarray:
             "pass one angle (degrees) per sinogram row"
         )
     return angles.astype(np.float64)
-
-
-def log_normalise(counts, flat, dark=None) -> np.ndarray:
-    """Pre-log counts to line integrals: ``-log(max(counts - dark, floor) / (flat - dark))``.
-
-    Parameters
-    ----------
-    counts : array_like (..., n_angles, n_det)
-        Detector counts (photons or ADU), finite.
-    flat : array_like broadcastable to ``counts``
-        Open-beam (no object) counts, e.g. (n_det,) or (n_angles, n_det).
-    dark : array_like broadcastable to ``counts``, optional
-        Beam-off counts (default 0).
-
-    Returns
-    -------
-    ndarray, shape of ``counts``, float64
-        Dimensionless line integrals; a count at or below the dark level is replaced by
-        :data:`lowdose.physics.noise.ZERO_COUNT_FLOOR` counts, the noise module's rule.
-    """
-    values, _, dead = log_ratio(counts, flat, dark, dtype=np.float64)
-    if dead:
-        raise LowdoseInputError("flat - dark must be > 0 in every detector bin; check the fields")
-    return values

@@ -36,7 +36,8 @@ from lowdose.data.attributes import DatasetAttrs
 from lowdose.data.build import DatasetSummary, split_write_and_summarise
 from lowdose.data.scaling import estimate_clean_max
 from lowdose.data.split_plan import plan_split
-from lowdose.io.sinogram import log_normalise, parse_angles, read_array, read_sinogram_stack
+from lowdose.io.sinogram import parse_angles, read_array, read_sinogram_stack
+from lowdose.physics.flat_field import log_normalise
 from lowdose.physics.noise_estimation import pair_noise_variance
 from lowdose.physics.radon import fbp_2d
 
@@ -122,7 +123,7 @@ def build_from_sinogram(
         HDF5 dataset holding the sinogram (and the flat/dark fields when they are HDF5).
     flat, dark : array_like or path, optional
         Open-beam and beam-off counts: the sinograms are then pre-log counts, normalised by
-        :func:`lowdose.io.sinogram.log_normalise`.
+        :func:`lowdose.physics.flat_field.log_normalise`.
     clean_sinogram_paths : sequence of path, optional
         Noise-free post-log sinograms, one per input, for testing only: their full-view FBP is
         stored as ``clean`` (see the module docstring).

@@ -1,7 +1,7 @@
 """Flat- and dark-field correction: detector counts to line integrals, ``-log((P - D) / (F - D))``.
 
 The one home of this correction, for instrument scans (:mod:`lowdose.io.projections`) and for
-pre-log sinograms (:func:`lowdose.io.sinogram.log_normalise` calls :func:`log_ratio`).
+pre-log sinograms (:func:`log_normalise`, for :mod:`lowdose.owndata.split_sinogram`).
 
 Rules, each stated in the :class:`FlatFieldReport` of a correction:
 
@@ -123,6 +123,30 @@ def log_ratio(counts, flat, dark=None, *, dtype=np.float32) -> tuple[np.ndarray,
     return -np.log(ratio), clipped, int(np.count_nonzero(dead_beam))
 
 
+def log_normalise(counts, flat, dark=None) -> np.ndarray:
+    """Pre-log counts to line integrals: ``-log(max(counts - dark, floor) / (flat - dark))``.
+
+    Parameters
+    ----------
+    counts : array_like (..., n_angles, n_det)
+        Detector counts (photons or ADU), finite.
+    flat : array_like broadcastable to ``counts``
+        Open-beam (no object) counts, e.g. (n_det,) or (n_angles, n_det).
+    dark : array_like broadcastable to ``counts``, optional
+        Beam-off counts (default 0).
+
+    Returns
+    -------
+    ndarray, shape of ``counts``, float64
+        Dimensionless line integrals; a count at or below the dark level is replaced by
+        :data:`lowdose.physics.noise.ZERO_COUNT_FLOOR` counts, the noise module's rule.
+    """
+    values, _, dead = log_ratio(counts, flat, dark, dtype=np.float64)
+    if dead:
+        raise LowdoseInputError("flat - dark must be > 0 in every detector bin; check the fields")
+    return values
+
+
 def line_integrals(
     projections,
     flats=None,
@@ -196,9 +220,14 @@ def line_integrals(
         n_darks = len(dark_frames)
     out, clipped, dead = log_ratio(stack, flat, dark)
     report = FlatFieldReport(
-        n_flats=len(flat_frames), n_darks=n_darks, flat_rule=flat_rule, dark_rule=dark_rule,
-        nonpositive_pixels=clipped, fraction_clipped=clipped / stack.size, dead_flat_pixels=dead,
-    )  # fmt: skip
+        n_flats=len(flat_frames),
+        n_darks=n_darks,
+        flat_rule=flat_rule,
+        dark_rule=dark_rule,
+        nonpositive_pixels=clipped,
+        fraction_clipped=clipped / stack.size,
+        dead_flat_pixels=dead,
+    )
     return out, report
 
 

@@ -8,7 +8,7 @@ from scipy import ndimage
 
 from conftest import projection_like
 from lowdose.core.errors import LowdoseInputError
-from lowdose.physics.noise_correlation import (
+from lowdose.core.noise_correlation import (
     CORRELATED_ABOVE,
     NoiseCorrelation,
     measure_noise_correlation,
