@@ -45,10 +45,11 @@ def test_dataset_meta_is_written_in_the_checkpoint_dict_form(tmp_path):
         "dataset": str(path),
         "val_reference": "clean",
         "seed": 7,
+        "view_split": False,
         "run_dir": str((tmp_path / "run").resolve()),
     }  # fmt: skip
     assert list(written) == [
-        "scaling", "dataset_sha256", "dataset", "val_reference", "seed", "run_dir",
+        "scaling", "dataset_sha256", "dataset", "val_reference", "seed", "view_split", "run_dir",
     ]  # fmt: skip
 
 

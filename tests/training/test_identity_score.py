@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
+import h5py
 import numpy as np
 import pytest
 
@@ -91,3 +93,33 @@ def test_single_acquisition_modes_score_the_identity_where_it_compares(
         assert manifest["identity_db"] == pytest.approx(run.scores.identity_db)
     else:  # a blind spot makes the identity a neighbour copy: not comparable, never a warning
         assert manifest["identity_db"] is None and run.scores.warning("run") is None
+
+
+def test_view_split_halves_select_by_the_raw_pair_score(tiny_dataset, tmp_path):
+    # Halves of one scan from disjoint views differ by streaks too: their Var(y1 - y2) / 2
+    # over-reads the noise, so uMSE can go negative; selection uses the raw pair MSE instead.
+    data = tmp_path / "halves.h5"
+    shutil.copy(tiny_dataset, data)
+    with h5py.File(data, "r+") as handle:
+        handle.attrs["split_views"] = 2
+    run = train(make_train_config({**TINY, "data": data, "out": tmp_path / "run"}))
+    assert run.monitor == run.scores.monitor == "val_pair_db"
+    val = load_split(data, "val")
+    first, second = val.noisy[:, 0].astype(np.float64), val.noisy[:, 1].astype(np.float64)
+    raw_mse = np.mean((first - second) ** 2)  # both directions give the same raw MSE
+    expected_db = 10 * np.log10(1.0 / raw_mse)
+    rows = _rows(run.run_dir)
+    assert all(float(r["val_identity_db"]) == pytest.approx(expected_db, abs=1e-3) for r in rows)
+    best = max(float(r["val_pair_db"]) for r in rows)
+    assert run.best_val_psnr_db == pytest.approx(best, abs=1e-4)
+    manifest = json.loads((run.run_dir / "manifest.json").read_text())
+    assert manifest["metrics"]["monitor"] == "val_pair_db"
+
+
+def test_independent_pairs_keep_upsnr_and_also_log_the_pair_score(tiny_dataset, tmp_path):
+    run = train(make_train_config({**TINY, "data": tiny_dataset, "out": tmp_path / "run"}))
+    rows = _rows(run.run_dir)
+    assert run.monitor == "val_upsnr_db"
+    assert all(np.isfinite(float(r["val_pair_db"])) for r in rows)
+    # the raw pair PSNR sits below the unbiased one: it still holds the target's noise
+    assert all(float(r["val_pair_db"]) < float(r["val_upsnr_db"]) for r in rows)

@@ -100,7 +100,7 @@ def test_short_cpu_training_raises_test_psnr_by_3_db(dataset, tmp_path):
     rows = np.genfromtxt(run_dir / "metrics.csv", delimiter=",", names=True)
     assert rows.dtype.names == (
         "epoch", "step", "train_loss", "val_psnr_db", "val_upsnr_db", "lr", "elapsed_s",
-        "val_self_db", "val_identity_db",
+        "val_self_db", "val_identity_db", "val_pair_db",
     )  # fmt: skip
     assert np.all(np.isfinite(rows["val_upsnr_db"]))  # n2n selects on the clean-free score
     assert np.all(np.isnan(rows["val_self_db"]))  # the nb2nb/n2v score: not measured for n2n

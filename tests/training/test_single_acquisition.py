@@ -262,8 +262,10 @@ def test_training_on_one_acquisition_raises_the_test_psnr(one_acquisition, tmp_p
     with open(run.run_dir / "metrics.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert list(rows[0]) == ["epoch", "step", "train_loss", "val_psnr_db", "val_upsnr_db",
-                             "lr", "elapsed_s", "val_self_db", "val_identity_db"]  # fmt: skip
-    assert all(row["val_psnr_db"] == row["val_upsnr_db"] == "nan" for row in rows)
+                             "lr", "elapsed_s", "val_self_db", "val_identity_db",
+                             "val_pair_db"]  # fmt: skip
+    assert all(row["val_psnr_db"] == row["val_upsnr_db"] == row["val_pair_db"] == "nan"
+               for row in rows)  # fmt: skip
     best = max(float(row["val_self_db"]) for row in rows)
     assert run.best_val_psnr_db == pytest.approx(best, abs=1e-4)  # best.ckpt followed it
     manifest = json.loads((run.run_dir / "manifest.json").read_text())["metrics"]

@@ -139,6 +139,15 @@ class DatasetAttrs:
         """True for CT data whose raw units are HU (HU-window metrics apply)."""
         return self.modality == "ct" and self.raw_units.lower() == "hu"
 
+    @property
+    def is_view_split(self) -> bool:
+        """True when the realisations are reconstructions from disjoint view subsets of one scan.
+
+        Their differences then hold the subsets' complementary streaks as well as the noise,
+        so ``Var(y_i - y_j) / 2`` over-reads the noise variance (Noise2Inverse pairs).
+        """
+        return "split_views" in self.extra
+
 
 def check_dataset_attrs(attrs: DatasetAttrs, where: str) -> None:
     """Raise unless the choices are known and ``psnr_data_range`` is finite and > 0."""

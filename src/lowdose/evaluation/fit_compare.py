@@ -180,7 +180,7 @@ def compare_methods(
     if one_scan_blend:
         preferred, reason = ("blend", ONE_SCAN_REASON) if with_bm3d else ("builtin", NO_BM3D)
     else:
-        view_split = "split_views" in split.attrs.extra  # Noise2Inverse halves of one scan
+        view_split = split.attrs.is_view_split  # Noise2Inverse halves of one scan
         preferred, reason = preferred_method(scores, view_split=view_split)
     return FitComparison(
         scores=scores, preferred=preferred, reason=reason, sigma=sigma, sigma_source=source,

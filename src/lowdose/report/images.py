@@ -159,6 +159,7 @@ def _manifest_field(manifest: dict, *keys: str) -> str:
 
 _MONITOR_LABELS = {
     "val_upsnr_db": "uPSNR vs 2nd realisation (clean-free)",
+    "val_pair_db": "PSNR vs the other view-split half (clean-free)",
     "val_psnr_db": "PSNR vs clean (clean-selected)",
 }
 

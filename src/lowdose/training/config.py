@@ -33,6 +33,26 @@ VAL_MONITORS: dict[str, str] = {
 }
 """``val_reference`` -> the logged score that selects ``best.ckpt`` and drives the schedule."""
 
+VIEW_SPLIT_MONITOR = "val_pair_db"
+"""What selects ``best.ckpt`` for view-split pairs: the prediction's raw PSNR to the other half.
+
+Halves reconstructed from disjoint views differ by complementary streaks as well as by noise,
+so their ``Var(y_i - y_j) / 2`` over-reads the noise and a good estimate's uMSE goes negative
+(``val_upsnr_db`` NaN). The raw MSE differs from the uMSE by the same constant for every epoch,
+so it ranks epochs as the uMSE would and is always defined.
+"""
+
+
+def val_monitor(val_reference: str, *, view_split: bool = False) -> str:
+    """The logged score that selects ``best.ckpt`` for ``val_reference`` and these pairs.
+
+    >>> val_monitor("realisation"), val_monitor("realisation", view_split=True)
+    ('val_upsnr_db', 'val_pair_db')
+    """
+    if view_split and val_reference == "realisation":
+        return VIEW_SPLIT_MONITOR
+    return VAL_MONITORS[val_reference]
+
 
 class TrainConfig(BaseModel):
     """One training run: data, recipe (the paper's by default), engine and speed settings.

@@ -31,6 +31,8 @@ class DatasetMeta:
     dataset: str
     val_reference: Literal["clean", "realisation", "self"]
     seed: int
+    view_split: bool = False
+    """The realisations are reconstructions from disjoint view subsets of one scan."""
 
     def to_hparams(self, run_dir: Path) -> dict:
         """The checkpoint's dict form (same keys as before typed metadata), plus ``run_dir``."""
@@ -65,4 +67,5 @@ def dataset_meta(path: Path, config: TrainConfig) -> DatasetMeta:
         dataset=str(path),
         val_reference=config.val_reference,
         seed=config.seed,
+        view_split=info.attrs.is_view_split,
     )

@@ -16,7 +16,11 @@ validation is measured against (``val_reference``):
   ``uMSE = mean((f(y1) - y2)^2) - sigma_hat^2`` with ``sigma_hat^2 = Var(y1 - y2) / 2`` of each
   validation pair is an unbiased estimate of the MSE against the unknown clean image;
   ``val_upsnr_db = 10 log10(1 / mean over images of uMSE)`` (NaN if that mean is <= 0) is logged
-  and monitored. ``val_psnr_db`` is then the raw PSNR against the other realisation.
+  and monitored. ``val_psnr_db`` is then the raw PSNR against the other realisation, and
+  ``val_pair_db = 10 log10(1 / mean raw MSE)`` the same pair score before the noise is
+  subtracted. Halves of one scan reconstructed from disjoint views (``view_split``) differ by
+  complementary streaks too, so ``sigma_hat^2`` over-reads the noise and uMSE can go negative:
+  they monitor ``val_pair_db``, which ranks epochs as uMSE does and is always defined.
 * ``"clean"``: ``val_psnr_db`` against the clean image is monitored (``clean-selected``).
 * ``"self"`` (nb2nb, n2v; no clean image, one realisation): the mode's own loss on the validation
   images with masks that are the same every epoch (:func:`lowdose.training.objectives.self_score`:
@@ -28,10 +32,10 @@ All use data_range 1 on the dataset's scale and unclipped outputs; ``val_psnr_db
 over images of per-image PSNR. Every validation also scores the identity (the noisy input
 returned unchanged) in the monitored score, on the same images and masks, and logs it as
 ``val_identity_db``: with ``"realisation"`` the uPSNR of ``y1`` against ``y2`` (about the input's
-own PSNR; no clean image), with ``"clean"`` the input's PSNR, with nb2nb's ``"self"``
-``|g1 y - g2 y|^2`` in dB. It is NaN for n2v: under the blind spot the identity becomes a copy
-of a neighbour pixel, and the input's own blind-spot score would need the unknown noise
-variance. A model below it makes images worse than no denoising
+own PSNR; no clean image; view splits: its ``val_pair_db``), with ``"clean"`` the input's PSNR,
+with nb2nb's ``"self"`` ``|g1 y - g2 y|^2`` in dB. It is NaN for n2v: under the blind spot the
+identity becomes a copy of a neighbour pixel, and the input's own blind-spot score would need
+the unknown noise variance. A model below it makes images worse than no denoising
 (:class:`lowdose.models.validation_scores.ValidationScores`). A diverged model whose outputs
 are not finite scores -inf dB (not NaN, which stays "undefined": a uMSE <= 0).
 
@@ -55,7 +59,7 @@ from torch.nn import functional as F
 
 from lowdose.core.metrics import psnr_from_mse, upsnr_from_umse
 from lowdose.models.unet import UNet
-from lowdose.training.config import VAL_MONITORS
+from lowdose.training.config import val_monitor
 from lowdose.training.objectives import OBJECTIVES, self_score
 from lowdose.training.schedule import cosine_lr
 
@@ -105,6 +109,10 @@ class DenoiseModule(L.LightningModule):
     val_reference
         ``"realisation"`` (monitor ``val_upsnr_db``), ``"clean"`` (monitor ``val_psnr_db``) or
         ``"self"`` (monitor ``val_self_db``; nb2nb and n2v only).
+    view_split
+        The realisations are reconstructions from disjoint view subsets of one scan: with
+        ``"realisation"``, ``val_pair_db`` (raw PSNR to the other half) is monitored instead of
+        ``val_upsnr_db`` (:data:`~lowdose.training.config.VIEW_SPLIT_MONITOR`).
     seed
         With the global step, seeds the masks of nb2nb and n2v.
     meta
@@ -130,6 +138,7 @@ class DenoiseModule(L.LightningModule):
         compile: bool = False,
         threads: int | None = None,
         val_reference: str = "realisation",
+        view_split: bool = False,
         seed: int = 0,
         meta: dict | None = None,
     ) -> None:
@@ -152,7 +161,7 @@ class DenoiseModule(L.LightningModule):
     @property
     def monitor(self) -> str:
         """The logged score that selects ``best.ckpt`` and drives the plateau schedule."""
-        return VAL_MONITORS[self.hparams.val_reference]
+        return val_monitor(self.hparams.val_reference, view_split=self.hparams.view_split)
 
     def setup(self, stage: str) -> None:
         # Runs in every process (also DDP children), so thread and compile settings apply there.
@@ -186,7 +195,8 @@ class DenoiseModule(L.LightningModule):
         # per-image sums of the model's ("psnr", "umse", "self") and the identity's
         # ("identity_*") scores, and the image count
         self._val_sums = dict.fromkeys(
-            ("psnr", "umse", "self", "identity_psnr", "identity_umse", "identity_self", "count"),
+            ("psnr", "umse", "mse", "self", "count")
+            + ("identity_psnr", "identity_umse", "identity_mse", "identity_self"),
             0.0,
         )
 
@@ -210,6 +220,7 @@ class DenoiseModule(L.LightningModule):
             psnr_db, umse = _pair_scores(estimate, reference, noise_variance)
             sums[prefix + "psnr"] += float(np.sum(psnr_db))
             sums[prefix + "umse"] += float(np.sum(umse))
+            sums[prefix + "mse"] += float(np.sum(umse + noise_variance.cpu().numpy()))
 
     def on_validation_epoch_end(self) -> None:
         self._last_step_time = None  # validation time is not training throughput
@@ -234,6 +245,12 @@ class DenoiseModule(L.LightningModule):
             upsnr_db = upsnr_from_umse(sums["umse"] / count, data_range=1.0)
             self.log("val_upsnr_db", upsnr_db, prog_bar=True, sync_dist=False)
             identity_db = upsnr_from_umse(sums["identity_umse"] / count, data_range=1.0)
+            # the raw pair score: the one that is monitored for view-split halves
+            pair_db = psnr_from_mse(max(sums["mse"] / count, 1e-20), data_range=1.0)
+            self.log("val_pair_db", pair_db, prog_bar=self.hparams.view_split, sync_dist=False)
+            if self.hparams.view_split:
+                identity_mse = max(sums["identity_mse"] / count, 1e-20)
+                identity_db = psnr_from_mse(identity_mse, data_range=1.0)
         self.log("val_identity_db", float(identity_db), sync_dist=False)
 
     def configure_optimizers(self):

@@ -30,7 +30,7 @@ from rich.progress import ProgressColumn, Task, TextColumn
 from rich.table import Column
 from rich.text import Text
 
-SHORT_NAMES = {"val_upsnr_db": "uPSNR", "val_psnr_db": "PSNR"}
+SHORT_NAMES = {"val_upsnr_db": "uPSNR", "val_psnr_db": "PSNR", "val_pair_db": "pair PSNR"}
 """How the bar names a monitored metric; others lose their ``val_`` prefix and ``_db`` suffix."""
 TEXT_WIDTH = 68
 """Columns of everything but the bar at its widest ("Epoch 99/99", "9999/9999", an ETA, the

@@ -121,7 +121,8 @@ def train(config: TrainConfig, *, resume: bool = False, probe: Probe | None = No
         replan = BudgetReplan(config, plan, started_s, partial(_save_config, run_dir))
     trainer = _trainer(config, run_dir, metrics, monitor=module.monitor, replan=replan)
     manifest = partial(write_manifest, run_dir, data_sha256=meta.dataset_sha256,
-                       val_reference=meta.val_reference, scaling=meta.scaling,
+                       val_reference=meta.val_reference, view_split=meta.view_split,
+                       scaling=meta.scaling,
                        model_name=module.model.name, budget_plan=plan)  # fmt: skip
     if trainer.is_global_zero:
         save_config(config, run_dir / "config.yaml")
@@ -189,7 +190,7 @@ def _module(config: TrainConfig, meta: DatasetMeta, run_dir: Path) -> DenoiseMod
         schedule=config.schedule, max_steps=config.max_steps, step_plan=config.step_plan,
         lr_final_fraction=config.lr_final_fraction, channels_last=config.channels_last,
         compile=config.compile, threads=config.threads, val_reference=config.val_reference,
-        seed=config.seed, meta=meta.to_hparams(run_dir),
+        view_split=meta.view_split, seed=config.seed, meta=meta.to_hparams(run_dir),
     )  # fmt: skip
 
 

@@ -26,14 +26,14 @@ from lowdose.core.environment import capture_environment
 from lowdose.data.scaling import NetworkScaling
 from lowdose.models.validation_scores import ValidationScores
 from lowdose.training.budget import BudgetPlan
-from lowdose.training.config import VAL_MONITORS
+from lowdose.training.config import val_monitor
 from lowdose.training.replan import BudgetOutcome
 
 log = logging.getLogger("lowdose.training.run")
 
 METRICS_COLUMNS = (
     "epoch", "step", "train_loss", "val_psnr_db", "val_upsnr_db", "lr", "elapsed_s",
-    "val_self_db", "val_identity_db",
+    "val_self_db", "val_identity_db", "val_pair_db",
 )  # fmt: skip
 
 
@@ -96,13 +96,15 @@ class MetricsCsv(L.Callback):
             "val_self_db": float(trainer.callback_metrics.get("val_self_db", float("nan"))),
             # the noisy input returned unchanged, scored like the model (module.py); n2v: NaN
             "val_identity_db": float(trainer.callback_metrics.get("val_identity_db", float("nan"))),
+            # the raw pair score, monitored for view-split halves (module.py); else NaN
+            "val_pair_db": float(trainer.callback_metrics.get("val_pair_db", float("nan"))),
         }
         self.rows.append(row)
         if trainer.is_global_zero:
             atomic_write_text(self.path, _csv_text(self.rows))
             log.info(
                 "epoch %d step %d train_loss %.3g val_psnr_db %.3f val_upsnr_db %.3f lr %.3g "
-                "elapsed %.1fs val_self_db %.3f val_identity_db %.3f",
+                "elapsed %.1fs val_self_db %.3f val_identity_db %.3f val_pair_db %.3f",
                 *(row[key] for key in METRICS_COLUMNS),
             )
 
@@ -129,6 +131,7 @@ def _csv_text(rows: list[dict]) -> str:
 
 
 def write_manifest(run_dir: Path, *, config, data_sha256: str, val_reference: str,
+                   view_split: bool,
                    scaling: NetworkScaling, model_name: str,
                    budget_plan: BudgetPlan | None = None, validity: dict | None = None,
                    scores: ValidationScores | None = None,
@@ -165,7 +168,10 @@ def write_manifest(run_dir: Path, *, config, data_sha256: str, val_reference: st
             "val_identity_db": "the monitor's score of the identity (the noisy validation "
             "input returned unchanged) on the same images and masks; a model below it makes "
             "images worse (NaN for n2v: no comparable identity score)",
-            "monitor": VAL_MONITORS[val_reference],
+            "val_pair_db": "clean-free, realisation pairs: 10 log10(1 / mean((f(y_i) - y_j)^2)) "
+            "over validation pairs, both directions; monitored for view-split halves, whose "
+            "difference holds streaks as well as noise (NaN for other val_reference)",
+            "monitor": val_monitor(val_reference, view_split=view_split),
             "selection": "clean-selected" if val_reference == "clean" else "clean-free",
             "data_range": 1.0,
             "scaling": dataclasses.asdict(scaling),
