@@ -21,14 +21,17 @@ from lowdose.data.attributes import DatasetAttrs
 from lowdose.data.scaling import hu_to_scaled
 from lowdose.data.writer import write_dataset
 from lowdose.evaluation.phantom_iq import (
+    IqMethod,
+    measure_image_quality,
+    measure_methods,
+    noisy_method,
+)
+from lowdose.evaluation.phantom_metrics import (
     IQ_COLUMNS,
     NPS_COLUMNS,
     TTF_COLUMNS,
-    measure_image_quality,
-    measure_methods,
     read_phantom_data,
 )
-from lowdose.evaluation.phantom_iq_methods import IqMethod, noisy_method
 from lowdose.image_quality.ttf import circular_edge_ttf
 from lowdose.models.unet import UNet
 from lowdose.phantoms.qa_phantom import qa_phantom

@@ -1,4 +1,8 @@
-"""Image-quality metrics of one method's outputs on the QA phantom, all in HU.
+"""What ``lowdose iq`` measures on the QA phantom, all in HU, and the tables it fills.
+
+:func:`read_phantom_data` reads a QA-phantom dataset into HU, :func:`measure_outputs` measures
+one method's outputs and :func:`write_tables` writes ``iq.csv`` (columns :data:`IQ_COLUMNS`),
+``iq_nps.csv``, ``iq_ttf.csv`` and ``iq.json``.
 
 Every statistic is taken across the method's N outputs (one per noisy realisation) with
 :mod:`lowdose.image_quality`; the reference is the noise-free FBP of the same geometry and kernel:
@@ -24,11 +28,20 @@ small to hold a pixel, or a TTF whose edge holds too few distinct radii (small r
 
 from __future__ import annotations
 
+import io
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from lowdose.core.atomic import atomic_write_text
 from lowdose.core.errors import LowdoseInputError
+from lowdose.data.attributes import DatasetAttrs
+from lowdose.data.dataset import load_split
+from lowdose.data.scaling import scaled_to_hu
 from lowdose.image_quality.detectability import (
     EYE_PEAK_CYCLES_PER_DEGREE,
     disc_task,
@@ -42,19 +55,95 @@ from lowdose.image_quality.roi import annulus_mask, contrast_to_noise, ensemble_
 from lowdose.image_quality.ttf import Ttf, circular_edge_ttf
 from lowdose.phantoms.qa_phantom import Insert, QAPhantom
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 ROI_RADIUS_FRACTION = 0.6
 EDGE_MARGIN_PX = 2.0
 MAX_NPS_ROI_PX = 64
 MIN_NPS_ROI_PX = 8
 NPS_DETREND = "plane"
 TTF_WINDOW = "hann"
-EYE_SETTINGS = {"viewing_distance_mm": 500.0, "display_pixel_mm": 0.2, "zoom": 1.0, "n": 1.3,
-                "rho_exponent": 2.0}  # fmt: skip
+EYE_SETTINGS = {
+    "viewing_distance_mm": 500.0,
+    "display_pixel_mm": 0.2,
+    "zoom": 1.0,
+    "n": 1.3,
+    "rho_exponent": 2.0,
+}
 """The eye filter's settings (:func:`lowdose.image_quality.detectability.eye_filter`'s defaults,
 peak at :data:`EYE_PEAK_CYCLES_PER_DEGREE`), written to ``iq.json``."""
 NPS_ROI_NAMES = ("roi-centre", "roi-top", "roi-right", "roi-bottom", "roi-left")
-METRICS = ("sigma_hu", "hu_bias", "cnr", "f50", "f10", "nps_peak", "nps_mean", "dprime_npw",
-           "dprime_npwe")  # fmt: skip
+METRICS = (
+    *("sigma_hu", "hu_bias", "cnr", "f50", "f10", "nps_peak", "nps_mean"),
+    *("dprime_npw", "dprime_npwe"),
+)
+IQ_COLUMNS = (
+    *("method", "model", "selection", "module", "insert", "nominal_hu", "diameter_mm"),
+    *METRICS,
+    *("n_realisations", "pixel_mm"),
+)
+NPS_COLUMNS = ("method", "frequency_per_mm", "nps_hu2mm2")
+TTF_COLUMNS = ("method", "insert", "nominal_hu", "frequency_per_mm", "ttf")
+
+
+@dataclass(frozen=True, eq=False)
+class PhantomData:
+    """A QA-phantom dataset read into HU.
+
+    Attributes
+    ----------
+    path : Path
+    phantom : QAPhantom
+        The geometry (no image).
+    noisy_hu : ndarray (S, N, H, W) float32
+        The noisy FBP realisations, slices in ``phantom.modules`` order.
+    reference_hu : ndarray (S, H, W) float32
+        The noise-free FBP.
+    divisor : ndarray (S,) float64
+        The file's ``scale``: ``HU = scaled * divisor - 1024``.
+    attrs : DatasetAttrs
+    """
+
+    path: Path
+    phantom: QAPhantom
+    noisy_hu: np.ndarray
+    reference_hu: np.ndarray
+    divisor: np.ndarray
+    attrs: DatasetAttrs
+
+
+def read_phantom_data(path: str | os.PathLike) -> PhantomData:
+    """Read a QA-phantom dataset; LowdoseInputError (naming the file and the fix) otherwise."""
+    path = Path(path)
+    fix = "make it with `lowdose simulate ct --source qa-phantom --realisations 8 ...`"
+    split = load_split(path, "test")
+    try:
+        phantom = QAPhantom.geometry_from_attrs(split.attrs.extra)
+    except LowdoseInputError:
+        raise LowdoseInputError(f"{path}: not a QA-phantom dataset (no geometry); {fix}") from None
+    n_slices, n_real, height, width = split.noisy.shape
+    if n_slices != len(phantom.modules) or (height, width) != (phantom.size, phantom.size):
+        raise LowdoseInputError(
+            f"{path}: {n_slices} test images of {height}x{width} for a {len(phantom.modules)}-"
+            f"module phantom of {phantom.size} px; {fix}"
+        )
+    if n_real < 2:
+        raise LowdoseInputError(
+            f"{path}: {n_real} realisation; ensemble noise, NPS and the blind filters need >= 2 "
+            f"(8 or more for stable numbers); {fix}"
+        )
+    if split.clean is None or not split.attrs.is_ct_hu:
+        raise LowdoseInputError(f"{path}: needs CT in HU with its noise-free FBP as clean; {fix}")
+    divisor = np.asarray(split.scale, np.float64)
+    return PhantomData(
+        path,
+        phantom,
+        scaled_to_hu(split.noisy, divisor[:, None, None, None]),
+        scaled_to_hu(split.clean, divisor[:, None, None]),
+        divisor,
+        split.attrs,
+    )
 
 
 @dataclass(frozen=True)
@@ -167,8 +256,12 @@ def measure_outputs(outputs_hu: np.ndarray, reference_hu: np.ndarray, layout: Ph
 
 
 def _row(module: str, name: str, nominal_hu: float, diameter_mm: float, **metrics) -> dict:
-    fixed = {"module": module, "insert": name, "nominal_hu": float(nominal_hu),
-             "diameter_mm": float(diameter_mm)}  # fmt: skip
+    fixed = {
+        "module": module,
+        "insert": name,
+        "nominal_hu": float(nominal_hu),
+        "diameter_mm": float(diameter_mm),
+    }
     return {**fixed, **dict.fromkeys(METRICS, np.nan), **metrics}
 
 
@@ -191,15 +284,21 @@ def _sensitometry(stack, reference, layout: PhantomLayout) -> tuple[list[dict], 
         roi, background = insert_masks(layout, insert)
         metrics = _roi_metrics(stack, reference, roi, background)
         try:
-            ttf = circular_edge_ttf(mean, phantom.centre_px(insert), phantom.radius_px(insert),
-                                    phantom.pixel_mm, window=TTF_WINDOW)  # fmt: skip
+            ttf = circular_edge_ttf(
+                mean,
+                phantom.centre_px(insert),
+                phantom.radius_px(insert),
+                phantom.pixel_mm,
+                window=TTF_WINDOW,
+            )
         except LowdoseInputError:  # no contrast left across the edge: no TTF to report
             ttf = None
         if ttf is not None:
             ttfs[insert.name] = ttf
             metrics |= {"f50": ttf.f50, "f10": ttf.f10}
-        rows.append(_row("sensitometry", insert.name, insert.nominal_hu, 2 * insert.radius_mm,
-                         **metrics))  # fmt: skip
+        rows.append(
+            _row("sensitometry", insert.name, insert.nominal_hu, 2 * insert.radius_mm, **metrics)
+        )
     return rows, ttfs
 
 
@@ -242,10 +341,13 @@ def _low_contrast(stack, layout: PhantomLayout, nps: Nps2D | None, ttf: Ttf | No
         if transfer is not None:
             contrast_hu = insert.nominal_hu - phantom.background_hu
             task = disc_task(2 * insert.radius_mm, contrast_hu, nps.fx, nps.fy)
-            metrics |= {"dprime_npw": dprime_npw(task, transfer, nps),
-                        "dprime_npwe": dprime_npwe(task, transfer, nps, eye)}  # fmt: skip
-        rows.append(_row("low_contrast", insert.name, insert.nominal_hu, 2 * insert.radius_mm,
-                         **metrics))  # fmt: skip
+            metrics |= {
+                "dprime_npw": dprime_npw(task, transfer, nps),
+                "dprime_npwe": dprime_npwe(task, transfer, nps, eye),
+            }
+        rows.append(
+            _row("low_contrast", insert.name, insert.nominal_hu, 2 * insert.radius_mm, **metrics)
+        )
     return rows
 
 
@@ -255,17 +357,63 @@ def layout_conventions(layout: PhantomLayout) -> dict:
         "insert_roi": f"disc of radius {ROI_RADIUS_FRACTION} r (at least 0.75 px, at most r)",
         "background": f"annulus r + max(r/2, {EDGE_MARGIN_PX:g} px) .. + max(r, 3 px) in water, "
         f"{EDGE_MARGIN_PX:g} px clear of other inserts and of the cylinder edge",
-        "nps_rois": {"names": list(NPS_ROI_NAMES), "side_px": layout.nps_roi_px,
-                     "centres_rc": layout.nps_centres_rc.round(3).tolist(),
-                     "noise": "output - ensemble mean, x sqrt(N / (N - 1))",
-                     "detrend": NPS_DETREND},
-        "ttf": {"method": "circular edge on the ensemble mean (TG-233)", "window": TTF_WINDOW,
-                "half_width": "insert radius", "units": "cycles/mm"},
-        "dprime": {"task": "disc of the nominal diameter and contrast (insert - water)",
-                   "ttf_insert": layout.dprime_insert.name,
-                   "ttf_nominal_hu": layout.dprime_insert.nominal_hu,
-                   "nps": "the method's uniform-module NPS",
-                   "eye_filter": {**EYE_SETTINGS,
-                                  "peak_cycles_per_degree": EYE_PEAK_CYCLES_PER_DEGREE},
-                   "internal_noise": 0.0},
-    }  # fmt: skip
+        "nps_rois": {
+            "names": list(NPS_ROI_NAMES),
+            "side_px": layout.nps_roi_px,
+            "centres_rc": layout.nps_centres_rc.round(3).tolist(),
+            "noise": "output - ensemble mean, x sqrt(N / (N - 1))",
+            "detrend": NPS_DETREND,
+        },
+        "ttf": {
+            "method": "circular edge on the ensemble mean (TG-233)",
+            "window": TTF_WINDOW,
+            "half_width": "insert radius",
+            "units": "cycles/mm",
+        },
+        "dprime": {
+            "task": "disc of the nominal diameter and contrast (insert - water)",
+            "ttf_insert": layout.dprime_insert.name,
+            "ttf_nominal_hu": layout.dprime_insert.nominal_hu,
+            "nps": "the method's uniform-module NPS",
+            "eye_filter": {**EYE_SETTINGS, "peak_cycles_per_degree": EYE_PEAK_CYCLES_PER_DEGREE},
+            "internal_noise": 0.0,
+        },
+    }
+
+
+@dataclass(frozen=True, eq=False)
+class IqTables:
+    """What ``lowdose iq`` wrote: ``iq``, ``nps``, ``ttf`` (pandas frames of ``iq.csv``,
+    ``iq_nps.csv``, ``iq_ttf.csv``) and ``conventions`` (the dict of ``iq.json``)."""
+
+    iq: pd.DataFrame
+    nps: pd.DataFrame
+    ttf: pd.DataFrame
+    conventions: dict
+
+
+def ttf_rows(name: str, measured: MethodIq, phantom: QAPhantom) -> list[tuple]:
+    """``iq_ttf.csv`` rows of one method: every sensitometry rod's TTF, point by point."""
+    nominal = {insert.name: insert.nominal_hu for insert in phantom.inserts}
+    return [
+        (name, insert, nominal[insert], float(f), float(t))
+        for insert, ttf in measured.ttfs.items()
+        for f, t in zip(ttf.frequencies, ttf.ttf, strict=True)
+    ]
+
+
+def write_tables(tables: IqTables, out_dir: str | os.PathLike) -> list[Path]:
+    """Write ``iq.csv``, ``iq_nps.csv``, ``iq_ttf.csv`` and ``iq.json`` atomically; their paths."""
+    out = Path(out_dir)
+    written = []
+    for name, frame in (
+        ("iq.csv", tables.iq),
+        ("iq_nps.csv", tables.nps),
+        ("iq_ttf.csv", tables.ttf),
+    ):
+        buffer = io.StringIO()
+        frame.to_csv(buffer, index=False, float_format="%.6g")
+        atomic_write_text(out / name, buffer.getvalue())
+        written.append(out / name)
+    atomic_write_text(out / "iq.json", json.dumps(tables.conventions, indent=2) + "\n")
+    return [*written, out / "iq.json"]
