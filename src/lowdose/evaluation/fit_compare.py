@@ -276,9 +276,10 @@ def save_comparison(comparison: FitComparison, folder: str | os.PathLike) -> Non
     """Write ``scores.csv``, ``choice.json`` and ``images.npz`` atomically into ``folder``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    lines = ["method,flat_sigma,residual_lag1,upsnr_db"]
+    lines = ["method,flat_sigma,residual_lag1,upsnr_db,pair_psnr_db,edge_width_px"]
     lines += [
-        f"{s.method},{s.flat_sigma:.6g},{s.residual_lag1:.4f},{s.upsnr_db:.4f}"
+        f"{s.method},{s.flat_sigma:.6g},{s.residual_lag1:.4f},{s.upsnr_db:.4f},"
+        f"{s.pair_psnr_db:.4f},{s.edge_width_px:.3f}"
         for s in comparison.scores
     ]
     atomic_write_text(folder / "scores.csv", "\n".join(lines) + "\n")
@@ -309,5 +310,7 @@ def describe_scores(out: str | os.PathLike) -> list[str]:
         f"{m:11s} flat-region sd {float(s) * to_hu:.4g}{unit}  residual lag-1 "
         + (f"{float(r):+.2f}" if np.isfinite(float(r)) else "—")
         + (f"  uPSNR {float(u):.2f} dB" if np.isfinite(float(u)) else "")
-        for m, s, r, u in rows
+        + (f"  pair PSNR {float(p):.2f} dB" if np.isfinite(float(p)) else "")
+        + (f"  edge {float(e):.2f} px" if np.isfinite(float(e)) else "")
+        for m, s, r, u, p, e, *_ in (row + ["nan", "nan"] for row in rows)
     ]

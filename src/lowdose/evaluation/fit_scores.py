@@ -24,6 +24,16 @@ What ``lowdose fit`` reports for every method (network, blind NLM, blind BM3D) o
     ``uMSE = mean((f(y1) - y2)^2) - Var(y1 - y2)/2`` (:func:`lowdose.core.metrics.unbiased_mse`),
     an unbiased estimate of the MSE against the unknown clean image; data_range 1 on the dataset
     scale.
+``pair_psnr_db``
+    With a second realisation: ``10 log10(1 / mean((f(y1) - y2)^2))``, the same comparison before
+    the noise is subtracted (data_range 1). It ranks methods exactly as ``upsnr_db`` does (the
+    subtracted variance is the same for all) and stays defined where uMSE goes negative: for
+    halves of one scan from disjoint views, whose difference holds their complementary streaks
+    as well as the noise, it is the score that ranks (Noise2Inverse's validation loss).
+``edge_width_px``
+    Resolution at the input's strongest edges: the 10-90 % rise distance, in pixels, of the
+    mean profile across them (:func:`lowdose.image_quality.edge_width.edge_width_px`), the same
+    edges for every method; mean over images.
 """
 
 from __future__ import annotations
@@ -33,8 +43,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from lowdose.core.errors import LowdoseInputError
-from lowdose.core.metrics import pair_noise_variance_all_pixels, unbiased_mse, upsnr_from_umse
+from lowdose.core.metrics import (
+    pair_noise_variance_all_pixels,
+    psnr_from_mse,
+    unbiased_mse,
+    upsnr_from_umse,
+)
 from lowdose.data.scaling import scaled_to_hu
+from lowdose.image_quality.edge_width import edge_width_px, strong_edges
 from lowdose.physics.single_image_noise import body_mask_hu
 
 FLAT_FRACTION = 0.1
@@ -56,12 +72,18 @@ class MethodScores:
         Mean lag-1 autocorrelation of ``y - f(y)`` (-1..1); NaN for the noisy input itself.
     upsnr_db : float
         NaN without a second realisation.
+    pair_psnr_db : float
+        Raw PSNR against the second realisation (data_range 1); NaN without one.
+    edge_width_px : float
+        10-90 % rise across the input's strongest edges, pixels; NaN where none.
     """
 
     method: str
     flat_sigma: float
     residual_lag1: float
     upsnr_db: float
+    pair_psnr_db: float = float("nan")
+    edge_width_px: float = float("nan")
 
 
 def flat_blocks(
@@ -218,20 +240,24 @@ def score_method(
         )
     inside = np.ones(noisy.shape, bool) if mask is None else np.asarray(mask, bool)
     regions = [None] * len(noisy) if region is None else list(np.asarray(region, bool))
-    sigmas, lags = [], []
+    sigmas, lags, widths = [], [], []
     for image, output, keep, where in zip(noisy, estimate, inside, regions, strict=True):
         blocks = flat_blocks(image, block_px=block_px, region=where)
         sigmas.append(flat_sigma(output, blocks) ** 2)
         same = np.array_equal(image, output)
         lags.append(np.nan if same else lag1_autocorrelation(image - output, keep))
-    upsnr_db = float("nan")
+        widths.append(edge_width_px(output, strong_edges(image, mask=keep)))
+    upsnr_db = pair_psnr_db = float("nan")
     if second is not None:
         second = np.asarray(second, dtype=np.float64)
         variance = pair_noise_variance_all_pixels(noisy, second, inside=inside)
         umse = unbiased_mse(second, estimate, noise_variance=variance, inside=inside)
         upsnr_db = float(upsnr_from_umse(float(np.mean(umse)), data_range=1.0))
+        pair_mse = float(np.mean(umse + variance))  # both are per image: (I,)
+        pair_psnr_db = float(psnr_from_mse(max(pair_mse, 1e-20), data_range=1.0))
     lag = float(np.nanmean(lags)) if not np.all(np.isnan(lags)) else float("nan")
-    return MethodScores(method, float(np.sqrt(np.mean(sigmas))), lag, upsnr_db)
+    width = float(np.nanmean(widths)) if not np.all(np.isnan(widths)) else float("nan")
+    return MethodScores(method, float(np.sqrt(np.mean(sigmas))), lag, upsnr_db, pair_psnr_db, width)
 
 
 def preferred_method(
