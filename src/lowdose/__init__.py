@@ -7,9 +7,9 @@ first use, so ``import lowdose`` does not import torch.
 
 __version__ = "0.1.0"  # before the face: lowdose.core reads it while the face is built
 
-from lowdose.core.faces import lazy_face  # noqa: E402
+from lowdose.core.lazy_exports import lazy_exports  # noqa: E402
 
-__getattr__, __all__ = lazy_face(
+__getattr__, __all__ = lazy_exports(
     __name__,
     {
         "denoise": "pipeline.library",

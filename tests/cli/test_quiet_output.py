@@ -17,8 +17,8 @@ from rich.console import Console
 import lowdose.cli._app as cli_app
 from conftest import write_tiny_dataset
 from lowdose.cli.experiments_cmd import _report_sentence
-from lowdose.core import library_chatter
-from lowdose.core.library_chatter import CHATTY_LOGGERS, silence_library_chatter
+from lowdose.core import quiet_libraries as quiet_libraries_module
+from lowdose.core.quiet_libraries import CHATTY_LOGGERS, quiet_libraries
 from lowdose.report.build import ReportFiles
 
 LOWDOSE = Path(sys.executable).with_name("lowdose")
@@ -33,7 +33,7 @@ def test_the_chatty_loggers_are_quiet_inside_and_restored_after():
     loggers[0].setLevel(logging.DEBUG)  # a level someone chose is put back, not NOTSET
     before = [logger.level for logger in loggers]
     try:
-        with pytest.raises(KeyError), silence_library_chatter():
+        with pytest.raises(KeyError), quiet_libraries():
             assert not any(logger.isEnabledFor(logging.INFO) for logger in loggers)
             assert all(logger.isEnabledFor(logging.WARNING) for logger in loggers)
             raise KeyError("the block fails")
@@ -64,29 +64,53 @@ def _warn_from(module: str, category: type[Warning]) -> None:
 def test_only_third_party_deprecations_are_muted(module, category, shown):
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
-        with silence_library_chatter():
+        with quiet_libraries():
             _warn_from(module, category)
         _warn_from(module, category)  # after the block: shown again
     assert len(seen) == 1 + shown
 
 
 def test_the_module_examples_hold():
-    assert doctest.testmod(library_chatter).failed == 0
+    assert doctest.testmod(quiet_libraries_module).failed == 0
     assert doctest.testmod(cli_app).failed == 0
 
 
 CHATTER = (
-    "GPU available", "TPU available", "Tip:", "litlogger", "LeafSpec", "weights_only",
-    "Warning:", "site-packages", "`Trainer.fit` stopped",
-)  # fmt: skip
+    "GPU available",
+    "TPU available",
+    "Tip:",
+    "litlogger",
+    "LeafSpec",
+    "weights_only",
+    "Warning:",
+    "site-packages",
+    "`Trainer.fit` stopped",
+)
 
 
 @pytest.mark.slow  # a subprocess: ~8 s of importing torch and Lightning on 2 busy cores
 def test_a_training_command_prints_no_banners_tips_or_deprecations(tmp_path):
     data = write_tiny_dataset(tmp_path / "tiny.h5")
-    args = [LOWDOSE, "train", "--data", data, "--out", tmp_path / "run", "--epochs", 1,
-            "--width", 4, "--patch", 32, "--batch-size", 2, "--samples-per-epoch", 4,
-            "--threads", 1]  # fmt: skip
+    args = [
+        LOWDOSE,
+        "train",
+        "--data",
+        data,
+        "--out",
+        tmp_path / "run",
+        "--epochs",
+        1,
+        "--width",
+        4,
+        "--patch",
+        32,
+        "--batch-size",
+        2,
+        "--samples-per-epoch",
+        4,
+        "--threads",
+        1,
+    ]
     done = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=120)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
@@ -136,10 +160,15 @@ def _tiny_fit(bar, *, epochs: int) -> None:
 
     data = DataLoader(TensorDataset(torch.randn(12, 4)), batch_size=2)
     trainer = L.Trainer(
-        max_epochs=epochs, callbacks=[bar], logger=False, enable_checkpointing=False,
-        enable_model_summary=False, num_sanity_val_steps=0, accelerator="cpu",
-    )  # fmt: skip
-    with silence_library_chatter():
+        max_epochs=epochs,
+        callbacks=[bar],
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        accelerator="cpu",
+    )
+    with quiet_libraries():
         trainer.fit(Tiny(), data, data)
 
 

@@ -6,7 +6,6 @@ when imported here; heavy libraries are imported inside the command functions so
 """
 
 from lowdose.cli import (
-    commands_core,
     dataset_cmd,
     denoise_cmd,
     evaluate_cmd,
@@ -18,12 +17,12 @@ from lowdose.cli import (
     simulate_ct_cmd,
     simulate_xray_cmd,
     train_cmd,
+    version_cmd,
 )
 from lowdose.cli._app import app
 
 __all__ = [
     "app",
-    "commands_core",
     "dataset_cmd",
     "denoise_cmd",
     "evaluate_cmd",
@@ -35,4 +34,5 @@ __all__ = [
     "simulate_ct_cmd",
     "simulate_xray_cmd",
     "train_cmd",
+    "version_cmd",
 ]

@@ -20,8 +20,8 @@ from rich.table import Column
 from rich.text import Text
 
 from lowdose.core.errors import LowdoseInputError
-from lowdose.core.library_chatter import silence_library_chatter
 from lowdose.core.progress import Progress
+from lowdose.core.quiet_libraries import quiet_libraries
 
 app = typer.Typer(
     help="lowdose: train and compare X-ray/CT denoisers without clean data (Noise2Noise).",
@@ -51,10 +51,10 @@ def user_errors() -> Iterator[None]:
     the file and what to do (:func:`os_error_line`), or 2 for a full disk. The line is never
     wrapped, whatever the terminal's width. While the command runs, third-party announcements
     and deprecation warnings are muted
-    (:func:`lowdose.core.library_chatter.silence_library_chatter`).
+    (:func:`lowdose.core.quiet_libraries.quiet_libraries`).
     """
     try:
-        with silence_library_chatter():
+        with quiet_libraries():
             yield
     except LowdoseInputError as exc:
         raise _fail(str(exc), code=1) from None

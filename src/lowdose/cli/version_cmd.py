@@ -1,4 +1,4 @@
-"""Small commands: version."""
+"""``lowdose version``: the installed version."""
 
 import typer
 

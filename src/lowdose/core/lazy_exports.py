@@ -1,4 +1,4 @@
-"""Faces for users that resolve their names on first use (PEP 562 module ``__getattr__``).
+"""A subpackage's public names, imported on first use (PEP 562 module ``__getattr__``).
 
 The ``__init__`` of a torch-bound subpackage (training, inference, evaluation, pipeline) hands
 its main names to users without importing the modules that define them: importing one light
@@ -13,7 +13,7 @@ from importlib import import_module
 from typing import Any
 
 
-def lazy_face(package: str, homes: Mapping[str, str]) -> tuple[Callable[[str], Any], list[str]]:
+def lazy_exports(package: str, homes: Mapping[str, str]) -> tuple[Callable[[str], Any], list[str]]:
     """``(__getattr__, __all__)`` for ``package``, whose names live in the modules ``homes`` gives.
 
     Parameters
@@ -25,7 +25,7 @@ def lazy_face(package: str, homes: Mapping[str, str]) -> tuple[Callable[[str], A
 
     Examples
     --------
-    >>> getattr_, names = lazy_face("lowdose.core", {"psnr": "metrics"})
+    >>> getattr_, names = lazy_exports("lowdose.core", {"psnr": "metrics"})
     >>> names, getattr_("psnr").__module__
     (['psnr'], 'lowdose.core.metrics')
     """

@@ -7,7 +7,7 @@ also warn about each other's APIs (``FutureWarning``/``DeprecationWarning`` such
 "``isinstance(treespec, LeafSpec)`` is deprecated"). None of it is something a lowdose user can
 act on, and at 80 columns it buries the lines that matter.
 
-:func:`silence_library_chatter` mutes exactly that while its block runs and restores everything
+:func:`quiet_libraries` mutes exactly that while its block runs and restores everything
 after it. It is a choice of the command line (``lowdose.cli._app.user_errors`` wraps every
 command in it), not of the library: lowdose's functions called from Python stay as chatty as the
 libraries they use. Lowdose's own log records and warnings, warnings raised from user code, and
@@ -33,11 +33,11 @@ CHATTY_LOGGERS = (
 """Loggers whose INFO records are announcements; their warnings and errors still show."""
 
 THIRD_PARTY = (
-    "torch", "torchvision", "torchmetrics", "lightning", "lightning_fabric",
-    "lightning_utilities", "pytorch_lightning", "numpy", "scipy", "skimage", "cv2", "h5py",
-    "pydicom", "pylibjpeg", "tifffile", "nibabel", "pandas", "pyarrow", "matplotlib", "PIL",
-    "onnx", "onnxruntime", "onnxscript", "bm3d", "pydantic", "yaml", "typer", "click", "rich",
-)  # fmt: skip
+    *("torch", "torchvision", "torchmetrics", "lightning", "lightning_fabric"),
+    *("lightning_utilities", "pytorch_lightning", "numpy", "scipy", "skimage", "cv2", "h5py"),
+    *("pydicom", "pylibjpeg", "tifffile", "nibabel", "pandas", "pyarrow", "matplotlib", "PIL"),
+    *("onnx", "onnxruntime", "onnxscript", "bm3d", "pydantic", "yaml", "typer", "click", "rich"),
+)
 """Top-level packages whose deprecation warnings are muted (the warning's own module, which
 ``warnings`` takes from the frame its ``stacklevel`` points at: a deprecated call made *by*
 lowdose code is attributed to lowdose and still shows)."""
@@ -48,7 +48,7 @@ _THIRD_PARTY_MODULE = rf"(?:{'|'.join(map(re.escape, THIRD_PARTY))})(?:\.|$)"
 
 
 @contextlib.contextmanager
-def silence_library_chatter() -> Iterator[None]:
+def quiet_libraries() -> Iterator[None]:
     """Mute third-party announcements and deprecation warnings while the block runs.
 
     Sets the :data:`CHATTY_LOGGERS` to ``WARNING`` and ignores :data:`DEPRECATIONS` raised from
@@ -59,14 +59,14 @@ def silence_library_chatter() -> Iterator[None]:
     --------
     >>> import logging, warnings
     >>> cuda = logging.getLogger("lightning.pytorch.accelerators.cuda")
-    >>> with silence_library_chatter():
+    >>> with quiet_libraries():
     ...     logging.getLevelName(cuda.level)
     'WARNING'
     >>> logging.getLevelName(cuda.level)
     'NOTSET'
     >>> with warnings.catch_warnings(record=True) as seen:
     ...     warnings.simplefilter("always")
-    ...     with silence_library_chatter():
+    ...     with quiet_libraries():
     ...         warnings.warn_explicit("old", FutureWarning, "s.py", 1, module="torch.nn")
     ...         warnings.warn_explicit("ours", FutureWarning, "f.py", 1, module="lowdose.io")
     >>> [str(w.message) for w in seen]

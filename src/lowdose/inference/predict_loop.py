@@ -19,7 +19,7 @@ import lightning as L
 import torch
 from torch import nn
 
-from lowdose.core.library_chatter import silence_library_chatter
+from lowdose.core.quiet_libraries import quiet_libraries
 
 UnitWork = Callable[[Any, str], None]
 """``work(unit, device)``: read, denoise on ``device`` and write one unit."""
@@ -78,7 +78,7 @@ def run_units(
     loader = torch.utils.data.DataLoader(
         _Positions(len(units)), batch_size=None, collate_fn=_as_is, num_workers=0
     )
-    with silence_library_chatter():  # the hardware banner: denoising is not a training run
+    with quiet_libraries():  # the hardware banner: denoising is not a training run
         trainer = L.Trainer(
             accelerator=accelerator,
             devices=devices,
@@ -89,7 +89,7 @@ def run_units(
             enable_model_summary=False,
             inference_mode=True,
         )
-    with silence_library_chatter(), warnings.catch_warnings():
+    with quiet_libraries(), warnings.catch_warnings():
         # the step writes files and returns nothing on purpose
         warnings.filterwarnings("ignore", message=".*predict returned None.*")
         trainer.predict(
