@@ -1,4 +1,4 @@
-"""The validity-range sweep: one labelled row per method x level x image, `lowdose sweep` CLI."""
+"""The sweep against clean: one labelled row per method x level x image; the `lowdose sweep` CLI."""
 
 from __future__ import annotations
 
@@ -36,9 +36,13 @@ def test_run_sweep_rows_and_log(tiny_dataset, tiny_checkpoint):
     lines: list[str] = []
     models = trained_sweep_models(tiny_dataset, [tiny_checkpoint])
     table = run_sweep(
-        tiny_dataset, models, targets_db=default_targets_db(15, 30, 2), filters=["gaussian"],
-        n_images=1, log=lines.append,
-    )  # fmt: skip
+        tiny_dataset,
+        models,
+        targets_db=default_targets_db(15, 30, 2),
+        filters=["gaussian"],
+        n_images=1,
+        log=lines.append,
+    )
     assert tuple(table.columns) == SWEEP_COLUMNS
     assert len(table) == 2 * 2  # 2 levels x (model + gaussian) x 1 image
     assert set(table["method"]) == {"run", "gaussian"}
@@ -58,10 +62,24 @@ def test_cli_sweep_writes_the_table(tiny_dataset, tiny_checkpoint, tmp_path):
     out = tmp_path / "sweep"
     result = CliRunner().invoke(
         lowdose.cli.app,
-        ["sweep", "--data", str(tiny_dataset), "--model", str(tiny_checkpoint.parent),
-         "--out", str(out), "--psnr-range", "15:30", "--levels", "2", "--images", "1",
-         "--filters", "gaussian"],
-    )  # fmt: skip
+        [
+            "sweep",
+            "--data",
+            str(tiny_dataset),
+            "--model",
+            str(tiny_checkpoint.parent),
+            "--out",
+            str(out),
+            "--psnr-range",
+            "15:30",
+            "--levels",
+            "2",
+            "--images",
+            "1",
+            "--filters",
+            "gaussian",
+        ],
+    )
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out / "sweep.csv")
     assert tuple(table.columns) == SWEEP_COLUMNS and set(table["method"]) == {"run", "gaussian"}

@@ -29,8 +29,9 @@ def iq_folder(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("iq")
     data = root / "qa.h5"
-    build_ct_dataset(data, source="qa-phantom", noise="sinogram", photons_per_ray=1e5,
-                     realisations=4, size=96)  # fmt: skip
+    build_ct_dataset(
+        data, source="qa-phantom", noise="sinogram", photons_per_ray=1e5, realisations=4, size=96
+    )
     measure_image_quality(data, filters=("nlm",), out_dir=root / "iq")
     return root / "iq"
 
@@ -61,26 +62,74 @@ def test_the_section_has_its_tables_figures_and_conventions(iq_folder):
 
 def test_the_summary_takes_the_rows_it_names():
     rows = []
-    for method, bias, f50, sigma, dprime in (("noisy", 2.0, 0.5, 10.0, 1.0),
-                                              ("net", -1.0, 0.3, 4.0, 3.0)):  # fmt: skip
-        base = {"method": method, "model": "unet" if method == "net" else "", "selection": "",
-                "cnr": np.nan, "f50": np.nan, "hu_bias": np.nan, "sigma_hu": np.nan,
-                "nps_mean": np.nan, "nps_peak": np.nan, "dprime_npw": np.nan,
-                "dprime_npwe": np.nan}  # fmt: skip
+    for method, bias, f50, sigma, dprime in (
+        ("noisy", 2.0, 0.5, 10.0, 1.0),
+        ("net", -1.0, 0.3, 4.0, 3.0),
+    ):
+        base = {
+            "method": method,
+            "model": "unet" if method == "net" else "",
+            "selection": "",
+            "cnr": np.nan,
+            "f50": np.nan,
+            "hu_bias": np.nan,
+            "sigma_hu": np.nan,
+            "nps_mean": np.nan,
+            "nps_peak": np.nan,
+            "dprime_npw": np.nan,
+            "dprime_npwe": np.nan,
+        }
         rows += [
-            {**base, "module": "sensitometry", "insert": "polystyrene", "nominal_hu": -35.0,
-             "hu_bias": bias, "f50": f50, "cnr": 7.0},
-            {**base, "module": "sensitometry", "insert": "delrin", "nominal_hu": 340.0,
-             "hu_bias": -3 * bias, "f50": 2 * f50},
-            {**base, "module": "uniform", "insert": "roi-centre", "nominal_hu": 0.0,
-             "sigma_hu": 99.0},
-            {**base, "module": "uniform", "insert": "nps", "nominal_hu": 0.0, "sigma_hu": sigma,
-             "nps_mean": 0.2, "nps_peak": 0.1},
-            {**base, "module": "low_contrast", "insert": "a", "nominal_hu": 3.0,
-             "dprime_npw": dprime, "dprime_npwe": dprime / 2},
-            {**base, "module": "low_contrast", "insert": "b", "nominal_hu": 15.0,
-             "dprime_npw": 3 * dprime, "dprime_npwe": np.nan},
-        ]  # fmt: skip
+            {
+                **base,
+                "module": "sensitometry",
+                "insert": "polystyrene",
+                "nominal_hu": -35.0,
+                "hu_bias": bias,
+                "f50": f50,
+                "cnr": 7.0,
+            },
+            {
+                **base,
+                "module": "sensitometry",
+                "insert": "delrin",
+                "nominal_hu": 340.0,
+                "hu_bias": -3 * bias,
+                "f50": 2 * f50,
+            },
+            {
+                **base,
+                "module": "uniform",
+                "insert": "roi-centre",
+                "nominal_hu": 0.0,
+                "sigma_hu": 99.0,
+            },
+            {
+                **base,
+                "module": "uniform",
+                "insert": "nps",
+                "nominal_hu": 0.0,
+                "sigma_hu": sigma,
+                "nps_mean": 0.2,
+                "nps_peak": 0.1,
+            },
+            {
+                **base,
+                "module": "low_contrast",
+                "insert": "a",
+                "nominal_hu": 3.0,
+                "dprime_npw": dprime,
+                "dprime_npwe": dprime / 2,
+            },
+            {
+                **base,
+                "module": "low_contrast",
+                "insert": "b",
+                "nominal_hu": 15.0,
+                "dprime_npw": 3 * dprime,
+                "dprime_npwe": np.nan,
+            },
+        ]
     summary = iq_summary(pd.DataFrame(rows))
     assert [r["method"] for r in summary] == ["noisy", "net"]
     noisy, net = summary
@@ -116,7 +165,7 @@ def test_an_experiment_with_iq_results_gets_the_section_after_the_sweep(iq_folde
     markdown = files.markdown.read_text()
     parts = {chunk.split("\n", 1)[0]: chunk for chunk in markdown.split("## Experiment ")[1:]}
     assert "### Image quality" in parts["ct-dose"] and "### Image quality" not in parts["ct24"]
-    assert parts["ct-dose"].index("### Validity range") < parts["ct-dose"].index(
+    assert parts["ct-dose"].index("### Accuracy range against clean") < parts["ct-dose"].index(
         "### Image quality"
     )
     assert {p.name for p in files.figures} >= {"ct-dose-iq-nps.png", "ct-dose-iq-ttf.png"}

@@ -360,7 +360,7 @@ def test_minimal_files_still_give_a_report(tmp_path):
     files = write_report(folder)
     text = files.markdown.read_text()
     assert "| Gaussian filter | 1 / 1 | — | 25.00 | — | +5.00 | — |" in text
-    assert "| 20.00 |" in text.split("Validity range")[1]  # median gain: +5 -> -5 dB
+    assert "| 20.00 |" in text.split("Accuracy range against clean")[1]  # median gain: +5 -> -5 dB
     assert "Training curves\n\n**Not run**" in text and len(files.figures) == 2
 
 
@@ -451,10 +451,15 @@ def test_sinogram_experiment_has_no_paper_column_and_one_scale_baseline(tmp_path
     results = _results("ct24-sinogram", 20.0, rng=np.random.default_rng(3), ct=True)
     results.to_csv(folder / "results" / "results.csv", index=False)
     attrs = {
-        "modality": "ct", "noise_model": "sinogram", "scaling_rule": "dataset_max",
-        "raw_units": "hu", "scaling_offset": 1024.0, "target_psnr_db": 24.44,
-        "target_scale": "hu_window", "achieved_psnr_hu_window_db": 24.43,
-    }  # fmt: skip
+        "modality": "ct",
+        "noise_model": "sinogram",
+        "scaling_rule": "dataset_max",
+        "raw_units": "hu",
+        "scaling_offset": 1024.0,
+        "target_psnr_db": 24.44,
+        "target_scale": "hu_window",
+        "achieved_psnr_hu_window_db": 24.43,
+    }
     meta = {"name": "ct24-sinogram", "paper_table": "IV", "baseline_target_db": 24.44}
     (folder / "experiment.json").write_text(json.dumps({**meta, "dataset_attrs": attrs}))
     text = write_report(folder, out_dir=tmp_path / "out").markdown.read_text()

@@ -100,7 +100,7 @@ def sweep(
     ] = ("gaussian,median,bilateral"),
     seed: int = 0,
 ) -> None:
-    """Validity range: output PSNR and gain against input PSNR (paper Figures 2 and 4)."""
+    """Accuracy range against clean: output PSNR and gain against input PSNR (paper Figs. 2, 4)."""
     with user_errors():
         # torch-bound: keeps `lowdose --help` and light commands fast
         from lowdose.evaluation.sweep import (
@@ -115,9 +115,14 @@ def sweep(
         check_out_writable(out)
         models = trained_sweep_models(data, model)
         table = run_sweep(
-            data, models, targets_db=default_targets_db(low, high, levels),
-            filters=[f for f in filters.split(",") if f], n_images=images, seed=seed, log=_log,
-        )  # fmt: skip
+            data,
+            models,
+            targets_db=default_targets_db(low, high, levels),
+            filters=[f for f in filters.split(",") if f],
+            n_images=images,
+            seed=seed,
+            log=_log,
+        )
         _log(f"wrote {write_sweep(table, out)}")
         summary = table.groupby(["method", "noise_level"])[["input_psnr_db", "gain_db"]].mean()
         console.print(summary.round(2).to_string())

@@ -1,4 +1,7 @@
-"""Validity range of trained denoisers (the paper's Figures 2 and 4).
+"""Accuracy range against clean: trained denoisers over a sweep of noise levels (paper Figs. 2, 4).
+
+Scored against the clean test images, unlike the clean-free validity range a checkpoint stores
+(:mod:`lowdose.training.validity`), which needs no clean image.
 
 The same clean test images are re-noised at a range of levels whose input PSNR spans ~4 to ~50 dB,
 with the dataset's own noise model (Poisson photon noise for X-ray projections, AWGN or
@@ -248,9 +251,17 @@ def run_sweep(
         for (method, trained_at, tuning), out_db in outputs.items():
             for i in range(len(clean)):
                 rows.append(
-                    (method, trained_at, level, int(index[i]), input_db[i], out_db[i],
-                     out_db[i] - input_db[i], tuning)
-                )  # fmt: skip
+                    (
+                        method,
+                        trained_at,
+                        level,
+                        int(index[i]),
+                        input_db[i],
+                        out_db[i],
+                        out_db[i] - input_db[i],
+                        tuning,
+                    )
+                )
         if log is not None:
             log(f"level {k + 1}/{len(targets_db)}: input {input_db.mean():.2f} dB")
     return pd.DataFrame(rows, columns=list(SWEEP_COLUMNS))

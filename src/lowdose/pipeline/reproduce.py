@@ -6,7 +6,7 @@ Layout under ``OUT/<experiment>/``::
     train/<model>/seed<s>/      one Lightning run directory per model and training seed s
                                 (stage.json marks it finished)
     results/                    evaluate: results.csv/.parquet, summary.md, panels.npz
-    sweep/                      validity range: sweep.csv
+    sweep/                      accuracy range against clean: sweep.csv
     iq/                         image quality on the QA phantom (iq.enabled): iq.csv, iq_nps.csv,
                                 iq_ttf.csv, iq.json (:mod:`lowdose.pipeline.iq_stage`)
     experiment.json             resolved config (with ``seeds``), stage keys, wall times,
@@ -15,8 +15,8 @@ Layout under ``OUT/<experiment>/``::
 Seeds: each network is trained ``config.seeds`` times, with training seeds ``train.seed + 0 ..
 seeds - 1`` (:func:`lowdose.pipeline.config.training_seeds`); every (model, seed) is its own
 cached, resumable stage, so raising ``--seeds`` later trains only the new seeds. The evaluation
-gets every checkpoint (its rows carry ``seed``); the validity sweep uses each model's *first*
-seed's checkpoint (the lowest seed, :func:`first_checkpoint`), also for models of another
+gets every checkpoint (its rows carry ``seed``); the sweep against clean uses each model's
+*first* seed's checkpoint (the lowest seed, :func:`first_checkpoint`), also for models of another
 experiment (``sweep.foreign_models``).
 
 A stage whose ``stage.json`` holds the same key is skipped; a training run that was interrupted
@@ -161,7 +161,7 @@ def sweep_stage(
     root: Path,
     log: Log,
 ) -> Path | None:
-    """The validity-range sweep (paper Fig. 2 / 4) of each model's first seed, cached."""
+    """The sweep against clean (paper Fig. 2 / 4) of each model's first seed, cached."""
 
     spec = config.sweep
     if not spec.enabled:
@@ -188,9 +188,13 @@ def sweep_stage(
     prepare_stage(folder, key)
     targets = default_targets_db(*spec.psnr_range_db, spec.levels)
     table = run_sweep(
-        data_path, models, targets_db=targets, filters=spec.filters, n_images=spec.images,
+        data_path,
+        models,
+        targets_db=targets,
+        filters=spec.filters,
+        n_images=spec.images,
         log=lambda text: log(f"sweep: {text}"),
-    )  # fmt: skip
+    )
     write_sweep(table, folder)
     finish_stage(folder, key)
     return folder

@@ -124,7 +124,7 @@ def _seed_items(results) -> list[str]:
         return [
             f"Networks: {len(seeds)} trainings each (seeds {', '.join(map(str, seeds))}); their "
             "rows give the mean over seeds of the per-seed mean, ± the sd over seeds; the "
-            "validity sweep uses the first seed's checkpoint."
+            "sweep against clean uses the first seed's checkpoint."
         ]
     return [
         f"Networks: one training seed ({seeds[0]}), so no spread over seeds (`lowdose demo` "

@@ -1,4 +1,4 @@
-"""The report's figures as PNG bytes: validity sweeps, image panels with insets, training curves.
+"""The report's figures as PNG bytes: sweeps against clean, image panels, training curves.
 
 Matplotlib is imported inside each function (lazy) and only its object-oriented ``Figure`` API is
 used with the Agg canvas, so no global pyplot state or display is touched. Every function takes
@@ -20,7 +20,7 @@ ZOOM_COLOUR = "#ff9f1c"
 
 @dataclass(frozen=True)
 class SweepCurve:
-    """One mean curve of a validity sweep.
+    """One mean curve of the sweep against clean.
 
     Attributes
     ----------
@@ -259,9 +259,11 @@ def training_figure(runs: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) 
         ok = np.isfinite(lr) & (lr > 0)
         ax_lr.step(epoch[ok], lr[ok], where="post", color=colour, linewidth=1.8, label=label)
     style_axes(
-        ax_psnr, xlabel="epoch", ylabel="selection score [dB]",
+        ax_psnr,
+        xlabel="epoch",
+        ylabel="selection score [dB]",
         title="(a) validation score (uPSNR: clean-free; PSNR: vs clean)",
-    )  # fmt: skip
+    )
     style_axes(ax_lr, xlabel="epoch", ylabel="learning rate", title="(b) learning rate")
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
@@ -276,9 +278,14 @@ def training_figure(runs: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) 
 
 
 def zoom_inset(
-    ax, image: np.ndarray, box: tuple[int, int, int], style: dict, *,
-    bounds: tuple[float, float, float, float], spine_width: float = 1.6,
-) -> None:  # fmt: skip
+    ax,
+    image: np.ndarray,
+    box: tuple[int, int, int],
+    style: dict,
+    *,
+    bounds: tuple[float, float, float, float],
+    spine_width: float = 1.6,
+) -> None:
     """Show the square ``box`` = (row, col, size) of ``image`` magnified in ``ax``.
 
     ``bounds`` is the inset's (x0, y0, width, height) in ``ax``'s axes fraction; ``style`` the
@@ -297,5 +304,8 @@ def zoom_inset(
         spine.set_edgecolor(ZOOM_COLOUR)
         spine.set_linewidth(spine_width)
     # A plain outline, not indicate_inset_zoom: its connector lines cross the image.
-    ax.add_patch(Rectangle((c0 - 0.5, r0 - 0.5), size, size, fill=False, linewidth=1.4,
-                           edgecolor=ZOOM_COLOUR))  # fmt: skip
+    ax.add_patch(
+        Rectangle(
+            (c0 - 0.5, r0 - 0.5), size, size, fill=False, linewidth=1.4, edgecolor=ZOOM_COLOUR
+        )
+    )

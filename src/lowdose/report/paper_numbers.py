@@ -34,7 +34,7 @@ class PaperTable:
         Mean PSNR per method (our method names: ``n2n-mae``, ``n2n-mse``, ``n2c-mse``, ``gaussian``,
         ``bilateral``, ``median``), dB, in the paper's row order.
     sweep_input_psnr_db
-        (low, high) input PSNR of the paper's validity sweep (Fig. 2 for X-ray, Fig. 4 for CT).
+        (low, high) input PSNR of the paper's sweep (Fig. 2 for X-ray, Fig. 4 for CT).
     sweep_figure
         The figure that shows the sweep ("2" or "4").
     sweep_claim

@@ -1,4 +1,4 @@
-"""The report's result sections: the overview and the validity sweep, and their shared helpers.
+"""The report's result sections: the overview and the sweep against clean, and their helpers.
 
 Each function takes a loaded ``report.Experiment`` and returns blocks; a missing part gives a
 "not run" paragraph instead of failing. The per-method tables are in ``report.method_tables``,
@@ -86,13 +86,13 @@ _SWEEP_HEADERS = [
     "Input PSNR range [dB]",
     "Best output [dB] at input",
     "Max gain [dB]",
-    "Upper validity limit [dB input]",
+    "Upper limit of the range [dB input]",
     "All zero-gain crossings [dB input]",
 ]
 
 
-def _validity_limit(crossings, gain: np.ndarray) -> str:
-    # The upper validity limit is the last place where the gain falls through zero.
+def _upper_limit(crossings, gain: np.ndarray) -> str:
+    # The range's upper limit is the last place where the gain falls through zero.
     downs = [c.input_psnr_db for c in crossings if c.direction == "down"]
     if downs:
         return f"{max(downs):.2f}"
@@ -116,7 +116,7 @@ def _sweep_curves(means) -> tuple[list, list[list[str]]]:
                 f"{x.min():.2f} – {x.max():.2f}",
                 f"{y[peak]:.2f} at {x[peak]:.2f}",
                 f"{(y - x).max():.2f}",
-                _validity_limit(crossings, y - x),
+                _upper_limit(crossings, y - x),
                 ", ".join(f"{c.input_psnr_db:.2f} ({c.direction})" for c in crossings) or "—",
             ]
         )
@@ -124,10 +124,10 @@ def _sweep_curves(means) -> tuple[list, list[list[str]]]:
 
 
 def sweep(experiment) -> list:
-    """Validity-range sweep: figure, zero-gain crossings and model-vs-model crossings."""
+    """Accuracy range against clean: figure, zero-gain crossings and model-vs-model crossings."""
     paper = paper_of(experiment)
     fig_no = f" (as paper Fig. {paper.sweep_figure})" if paper else ""
-    blocks: list = [Heading(3, f"Validity range{fig_no}")]
+    blocks: list = [Heading(3, f"Accuracy range against clean{fig_no}")]
     if experiment.sweep is None or len(experiment.sweep) == 0:
         return blocks + [not_run("no sweep/sweep.csv", "Run `lowdose sweep`.")]
 
@@ -141,7 +141,7 @@ def sweep(experiment) -> list:
     )
     caption = (
         f"{experiment.name}: mean over test images at each noise level; each network swept with "
-        "its first training seed's checkpoint. Crosses mark zero gain (upper validity limit), "
+        "its first training seed's checkpoint. Crosses mark zero gain (the range's upper limit), "
         "diamonds where two models cross, dotted lines the training levels"
     )
     if paper_range:
