@@ -214,7 +214,7 @@ def search(
         Factor (> 1) of one outward step past a grid edge.
     edge_reach : float
         The farthest an outward search goes, as a factor beyond the grid's edge value
-        (``1.0`` = never leave the grid: the old, capping behaviour).
+        (``1.0`` = never leave the grid, whose edge then caps the filter).
 
     Returns
     -------

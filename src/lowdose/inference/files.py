@@ -275,7 +275,7 @@ def check_out_folder(inputs: Sequence[Path], out: Path) -> None:
 def derivation_text(meta: CheckpointMeta, *, tta: int = 1) -> str:
     """DICOM DerivationDescription: lowdose version, model name, mode and loss, and for
     ``tta=8`` the self-ensemble (``... n2n-mse, self-ensemble tta8 (mean over 8
-    rotated/mirrored copies)``); ``tta=1`` leaves the text as it always was."""
+    rotated/mirrored copies)``); ``tta=1`` adds nothing."""
     text = f"denoised by lowdose {__version__} {meta.model.name} {meta.mode}-{meta.loss}"
     if checked_tta(tta) == 1:
         return text

@@ -80,7 +80,7 @@ def predict(
         ``progress("denoise", done, n_images)`` after each image is complete (``done``: images
         finished so far, see :mod:`lowdose.core.progress`), whatever ``tta``.
     on_image_done : callable, optional
-        ``on_image_done(done)`` with the same count: the older form of ``progress``, kept.
+        ``on_image_done(done)`` with the same count, for a caller that wants the count alone.
 
     Returns
     -------
@@ -95,9 +95,15 @@ def predict(
     if channels_last:
         work = work.to(memory_format=torch.channels_last)
     tiler = _Tiler(
-        work, dev, probe_model(work, device=dev), available_bytes(dev),
-        tile, overlap, batch_size, channels_last,
-    )  # fmt: skip
+        work,
+        dev,
+        probe_model(work, device=dev),
+        available_bytes(dev),
+        tile,
+        overlap,
+        batch_size,
+        channels_last,
+    )
     report = _image_progress(progress, on_image_done)
     if views == 1:
         result = tiler(stack, report)
@@ -142,8 +148,9 @@ class _Tiler:
         with torch.inference_mode():
             for first in range(0, len(jobs), plan.batch):
                 chunk = jobs[first : first + plan.batch]
-                _run_chunk(self.work, padded, out, chunk, plan.tile_hw, self.device,
-                           self.channels_last)  # fmt: skip
+                _run_chunk(
+                    self.work, padded, out, chunk, plan.tile_hw, self.device, self.channels_last
+                )
                 # jobs run image by image: the next job's image index counts the finished ones
                 now = jobs[first + plan.batch][0] if first + plan.batch < len(jobs) else n_images
                 if report is not None and now > finished:
@@ -237,7 +244,7 @@ def _run_chunk(work, padded, out, chunk, tile_hw, device, channels_last) -> None
 def _image_progress(
     progress: Progress | None, on_image_done: Callable[[int], None] | None
 ) -> Progress | None:
-    """One :class:`Progress` reporting to ``progress`` and the older ``on_image_done``."""
+    """One :class:`Progress` reporting to ``progress`` and to ``on_image_done``."""
     if on_image_done is None:
         return progress
 

@@ -115,7 +115,7 @@ def field_of_view(item: InputImages, scaling: NetworkScaling) -> np.ndarray | No
     -------
     ndarray of bool, shape of ``item.images``, or None
         True inside the field of view; None when no image of the input is an HU image with
-        padding (then the input is denoised whole, as before).
+        padding (then the input is denoised whole).
     """
     stack = item.images[None] if item.images.ndim == 2 else item.images  # (B, H, W)
     slices: tuple[SliceInfo, ...] = tuple(item.file_meta.get("slices") or ())

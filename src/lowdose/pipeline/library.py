@@ -125,14 +125,21 @@ def denoise(
     >>> [path.name for path in written], np.load(written[0]).shape
     (['scan.npy'], (1, 64, 64))
     """
-    run = {"device": resolve_device(device), "tta": checked_tta(tta), "tile": tile,
-           "batch_size": batch_size, "progress": progress}  # fmt: skip
+    run = {
+        "device": resolve_device(device),
+        "tta": checked_tta(tta),
+        "tile": tile,
+        "batch_size": batch_size,
+        "progress": progress,
+    }
     paths = _as_paths(images)
     if paths is not None:
         if out is None:
             raise LowdoseInputError("denoise of files needs out=FOLDER for the results")
         if units is not None:
-            options["units"] = units  # only when asked: older denoise_files take no units
+            options["units"] = (
+                units  # only when asked: a denoise_files without ``units`` still works
+            )
         return denoise_files(paths, out, model, **run, **options)
     if out is not None or options:
         extra = ", ".join(["out"] * (out is not None) + sorted(options))

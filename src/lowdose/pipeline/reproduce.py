@@ -82,7 +82,9 @@ def train_models(
     checkpoints: dict[str, list[Path]] = {}
     for spec in config.models:
         legacy = out_dir / "train" / spec.name
-        if (legacy / "stage.json").is_file():  # a run of the layout before seed folders
+        if (
+            legacy / "stage.json"
+        ).is_file():  # a run in train/<model>/ itself, without seed folders
             prepare_stage(legacy, "seed-folders")  # moved aside to <model>.stale
             (legacy / "stage.json").unlink()
         for seed in training_seeds(config):

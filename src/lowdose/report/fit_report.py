@@ -41,9 +41,13 @@ _TITLES = {
     "bm3d-psd": "BM3D (noise spectrum)",
     "blend": "built-in model + spectrum BM3D, averaged",
 }
-_LABELS = {"residual_lag1": "residual lag-1 correlation", "upsnr_db": "uPSNR [dB]",
-           "sure_psnr_db": "SURE PSNR [dB]", "pair_psnr_db": "pair PSNR [dB]",
-           "edge_width_px": "edge width [px]"}  # fmt: skip
+_LABELS = {
+    "residual_lag1": "residual lag-1 correlation",
+    "upsnr_db": "uPSNR [dB]",
+    "sure_psnr_db": "SURE PSNR [dB]",
+    "pair_psnr_db": "pair PSNR [dB]",
+    "edge_width_px": "edge width [px]",
+}
 #: clean-free estimates of the PSNR against the unknown clean image (higher is better)
 SCORE_COLUMNS = ("upsnr_db", "sure_psnr_db")
 _ABOUT = {
@@ -84,10 +88,15 @@ def write_fit_report(out: str | os.PathLike) -> Path:
         Paragraph(
             f"Route **{plan['route']}**, training mode **{plan['mode']}**: {plan['reason']}."
         ),
-        BulletList([f"inputs: {', '.join(record['inputs'])}",
-                    f"dataset: {record['dataset']}", _model_line(record),
-                    f"denoised files: {len(record['denoised'])} in {out / 'denoised'}"]),
-    ]  # fmt: skip
+        BulletList(
+            [
+                f"inputs: {', '.join(record['inputs'])}",
+                f"dataset: {record['dataset']}",
+                _model_line(record),
+                f"denoised files: {len(record['denoised'])} in {out / 'denoised'}",
+            ]
+        ),
+    ]
     blocks += _score_section(scores, choice)
     blocks += _figures(images, scores, choice)
     curve = _training_lines(out / "train" / "metrics.csv")
@@ -122,8 +131,15 @@ def _to_hu(choice: dict) -> float | None:
 def _score_table(scores: list[dict], choice: dict) -> tuple[list[str], dict[str, list[str]]]:
     """Header and formatted cells per method: the columns of ``scores.csv`` that hold a value."""
     to_hu = _to_hu(choice)
-    columns = [c for c in scores[0] if c != "method" and (c in ("flat_sigma", "residual_lag1")
-               or any(math.isfinite(_number(row.get(c))) for row in scores))]  # fmt: skip
+    columns = [
+        c
+        for c in scores[0]
+        if c != "method"
+        and (
+            c in ("flat_sigma", "residual_lag1")
+            or any(math.isfinite(_number(row.get(c))) for row in scores)
+        )
+    ]
     header = [_LABELS.get(c, c) for c in columns]
     header[columns.index("flat_sigma")] = (
         f"flat-region noise sd [{'HU' if to_hu else 'dataset scale'}]"
@@ -140,8 +156,10 @@ def _score_section(scores: list[dict], choice: dict) -> list:
     header, cells = _score_table(scores, choice)
     preferred = choice["preferred"]
     mark = {preferred: " (lowdose's choice)"}
-    rows = [[title(row["method"]) + mark.get(row["method"], ""), *cells[row["method"]]]
-            for row in scores]  # fmt: skip
+    rows = [
+        [title(row["method"]) + mark.get(row["method"], ""), *cells[row["method"]]]
+        for row in scores
+    ]
     chosen = tuple(k for k, row in enumerate(scores) if row["method"] == preferred)
     sigma = np.asarray(choice["sigma"], dtype=float) * (to_hu or 1.0)
     region = _REGIONS.get(choice.get("flat_region"), "anywhere in the image")
@@ -149,32 +167,37 @@ def _score_section(scores: list[dict], choice: dict) -> list:
         f"Scored on {_scored_on(choice)} "
         f"(objects {', '.join(sorted(set(choice['object_id'])))}), realisation 0 "
         f"as input. Noise sd {'in HU' if to_hu else 'on the dataset scale'}"
-        + (f" (HU = value on the dataset scale x {to_hu:.0f} − 1024); PSNRs in dB with peak 1 "
-           f"on the dataset scale = {to_hu:.0f} HU. " if to_hu else
-           ", PSNRs in dB with peak 1 on that scale. ")
+        + (
+            f" (HU = value on the dataset scale x {to_hu:.0f} − 1024); PSNRs in dB with peak 1 "
+            f"on the dataset scale = {to_hu:.0f} HU. "
+            if to_hu
+            else ", PSNRs in dB with peak 1 on that scale. "
+        )
         + f"Flat-region sd: the noise left in the flattest 10 % of 16x16 blocks of the input "
         f"{region}, never at a clip floor or ceiling, plane removed per block. Residual lag-1: "
         "correlation of the removed part y - f(y) with itself one pixel away (near 0: only "
-        "noise removed; clearly positive: structure removed too)."
-        + _lag1_reference(choice)
-    )  # fmt: skip
+        "noise removed; clearly positive: structure removed too)." + _lag1_reference(choice)
+    )
     about = [text for column, text in _ABOUT.items() if _LABELS[column] in header]
     filters = (
         f"The filters are blind: noise sd {np.mean(sigma):.4g} {unit} (mean over images) estimated "
         f"from the {'pair' if choice['sigma_source'] == 'pair' else 'single image (Immerkaer)'}"
         ", NLM with h = 0.8 sd, patch 5, distance 6; BM3D (white rule) with sigma_psd = sd."
     )
-    if "psd_source" in choice:  # comparisons saved before the spectrum row have none
+    if "psd_source" in choice:  # a comparison without the spectrum row has none
         filters += f" BM3D (noise spectrum), {choice['psd_source']}."
-    verdict = [Paragraph(f"**lowdose would use: {title(preferred)}** — "
-                         f"{_sd_in_hu(choice['reason'], to_hu)}.")]  # fmt: skip
+    verdict = [
+        Paragraph(
+            f"**lowdose would use: {title(preferred)}** — {_sd_in_hu(choice['reason'], to_hu)}."
+        )
+    ]
     verdict += [Paragraph(line) for line in disagreements(scores, preferred)]
     return [
         Heading(2, "Clean-free scores"),
         Paragraph(text + "".join(f" {line}" for line in about)),
         Table(
             ["method", *header], rows, numeric=tuple(range(1, len(header) + 1)), highlight=chosen
-        ),  # fmt: skip
+        ),
         Paragraph(filters),
         *verdict,
     ]
@@ -202,22 +225,27 @@ def disagreements(scores: list[dict], preferred: str) -> list[str]:
         return [f"**{preferred} is not in the table**: the comparison did not score it."]
     lines = []
     for column in SCORE_COLUMNS:
-        values = {row["method"]: _number(row.get(column)) for row in scores
-                  if row["method"] != "noisy"}  # fmt: skip
+        values = {
+            row["method"]: _number(row.get(column)) for row in scores if row["method"] != "noisy"
+        }
         values = {method: value for method, value in values.items() if math.isfinite(value)}
         if not values or (len(values) == 1 and preferred in values):
             continue
         label = _LABELS[column].removesuffix(" [dB]")
         if preferred not in values:
-            lines.append(f"**{title(preferred)} has no {label}**, so that column cannot confirm "
-                         "the choice; the rule above decided it.")  # fmt: skip
+            lines.append(
+                f"**{title(preferred)} has no {label}**, so that column cannot confirm "
+                "the choice; the rule above decided it."
+            )
             continue
         best = max(values, key=values.__getitem__)
         margin = values[best] - values[preferred]
         if margin > 0.005:  # the table shows 2 decimals: a tie there is no disagreement
-            lines.append(f"**By {label} {title(best)} ranks first** ({values[best]:.2f} dB, "
-                         f"{margin:.2f} dB above {title(preferred)}); the choice follows the rule "
-                         "stated above, not this column.")  # fmt: skip
+            lines.append(
+                f"**By {label} {title(best)} ranks first** ({values[best]:.2f} dB, "
+                f"{margin:.2f} dB above {title(preferred)}); the choice follows the rule "
+                "stated above, not this column."
+            )
     return lines
 
 
@@ -252,8 +280,9 @@ def _figures(images: dict[str, np.ndarray], scores: list[dict], choice: dict) ->
     order = [name for name in dict.fromkeys(listed) if name in images]
     divisor = choice.get("hu_divisor")
     first_divisor = None if divisor is None else float(divisor[0])
-    view = panel_view(images, preferred, sigma=input_noise_sd(scores, choice),
-                      hu_divisor=first_divisor)  # fmt: skip
+    view = panel_view(
+        images, preferred, sigma=input_noise_sd(scores, choice), hu_divisor=first_divisor
+    )
     header, cells = _score_table(scores, choice)
     r0, c0, size = view.box
     blocks = [
@@ -304,7 +333,7 @@ def _model_line(record: dict) -> str:
 
 
 def _scored_on(choice: dict) -> str:
-    """Which images the table scores (older comparisons: the test split)."""
+    """Which images the table scores (``scored_on``; the test split when the file does not say)."""
     count = len(choice["object_id"])
     if choice.get("scored_on", "test split") == "test split":
         return f"{count} test image(s) the network never trained or validated on"
@@ -316,6 +345,8 @@ def _lag1_reference(choice: dict) -> str:
     lag1 = choice.get("noise_lag1")
     if lag1 is None:
         return ""
-    return (f" The input noise itself has a lag-1 correlation of {lag1:+.2f} (measured on the "
-            "single image when the dataset was built): a residual of noise alone reads about "
-            "that, and more than that means structure was removed too.")  # fmt: skip
+    return (
+        f" The input noise itself has a lag-1 correlation of {lag1:+.2f} (measured on the "
+        "single image when the dataset was built): a residual of noise alone reads about "
+        "that, and more than that means structure was removed too."
+    )

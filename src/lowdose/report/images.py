@@ -165,8 +165,8 @@ _MONITOR_LABELS = {
 
 
 def _monitor(manifest: dict, metrics) -> str:
-    """The column that selected best.ckpt: the manifest's ``monitor``, else (older runs, which
-    validated against clean images when the file had them) ``val_psnr_db``."""
+    """The column that selected best.ckpt: the manifest's ``monitor``, else ``val_psnr_db`` (a
+    manifest without ``monitor`` comes from a run selected by it)."""
     monitor = (manifest.get("metrics") or {}).get("monitor")
     return monitor if monitor in metrics else "val_psnr_db"
 
