@@ -1,4 +1,4 @@
-"""Errors, atomic writes, argument checks, metrics, progress protocol, environment capture.
+"""Errors, atomic writes, argument checks, metrics, noise correlation, progress, environment.
 
 A face for users (docs/architecture.md): lowdose modules never import through it.
 """
