@@ -114,6 +114,47 @@ def test_bad_inputs_raise_a_message_naming_the_problem(call, message):
         call(np.random.default_rng(0))
 
 
+def test_a_noise_level_is_exactly_one_of_five_and_resolves_a_dose_to_photons_per_ray():
+    NoiseLevel = noise_levels.NoiseLevel
+    level = NoiseLevel(dose_fraction=0.25)
+    assert (level.kind, level.value, level.is_dose, level.is_target) == (
+        "dose_fraction",
+        0.25,
+        True,
+        False,
+    )
+    assert (
+        repr(level) == "NoiseLevel(dose_fraction=0.25)" and level.describe() == "dose_fraction=0.25"
+    )
+    # 2 mm bins catch twice the photons of the 1 mm reference; 500 views share the dose of 1000
+    assert level.photons_per_ray_at(bin_mm=2.0, views=500) == pytest.approx(0.25 * 4e5)
+    assert NoiseLevel(photons_per_ray=1e4).photons_per_ray_at(bin_mm=2.0, views=500) == 1e4
+    assert NoiseLevel(target_psnr_db=24).target_psnr_db == 24.0  # a float, whatever was given
+    assert NoiseLevel(sigma=0.05) == NoiseLevel(sigma=0.05) != NoiseLevel(photons_per_pixel=0.05)
+    bad = [
+        ({}, "exactly one of target_psnr_db, photons_per_pixel, photons_per_ray"),
+        ({"target_psnr_db": 24.44, "dose_fraction": 0.5}, "got target_psnr_db=24.44, dose_"),
+        ({"photons_per_pixel": 0.0}, "photons_per_pixel=0.0 must be finite and > 0"),
+        ({"target_psnr_db": float("nan")}, "must be finite"),
+    ]
+    for values, message in bad:
+        with pytest.raises(LowdoseInputError, match=message):
+            NoiseLevel(**values)
+    with pytest.raises(LowdoseInputError, match="target_psnr_db=30 is not a CT dose"):
+        NoiseLevel(target_psnr_db=30.0).photons_per_ray_at(bin_mm=1.0, views=1000)
+    with pytest.raises(AttributeError):
+        level.dose_fraction = 0.5  # frozen
+
+
+def test_level_keys_are_stable_non_negative_and_a_thousandth_apart():
+    assert [noise_levels.level_key(v) for v in (24.44, 18.66, 0.0, -1.0)] == [48880, 37320, 0, 1999]
+    assert (
+        noise_levels.level_key(300)
+        == noise_levels.level_key(300.0004)
+        != noise_levels.level_key(300.001)
+    )
+
+
 def test_photon_solver_hits_the_xray_baseline_within_0_1_db():
     # projection-like transmissions in [0.05, 1], the paper's per-image-max scaling, 29.91 dB
     transmission = projection_like(12, 64, 64, rng=np.random.default_rng(10)).astype(np.float32)

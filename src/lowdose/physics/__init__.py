@@ -15,6 +15,7 @@ from lowdose.physics.noise import (
 from lowdose.physics.noise_estimation import pair_noise_variance
 from lowdose.physics.noise_levels import (
     NoiseLevel,
+    SolvedLevel,
     achieved_psnr_db,
     solve_photons_for_psnr,
     solve_sigma_for_psnr,
@@ -26,6 +27,7 @@ from lowdose.physics.radon import FBP_FILTERS, fbp_2d, radon_2d
 __all__ = [
     "FBP_FILTERS",
     "NoiseLevel",
+    "SolvedLevel",
     "achieved_psnr_db",
     "add_gaussian",
     "add_poisson_post_log",
