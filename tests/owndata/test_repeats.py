@@ -69,15 +69,15 @@ def repeats(tmp_path_factory, slices):
 def test_pair_estimated_noise_variance_matches_the_true_one(repeats):
     root, folders = repeats
     summary = build_from_repeats(folders, root / "data.h5", fractions=(0.5, 0.25, 0.25))
-    assert abs(summary.details["noise_variance_raw"] / SIGMA_HU**2 - 1) < 0.05
-    per_image_hu2 = summary.details["noise_variance_per_image"] * summary.divisor**2
+    assert abs(summary.details.noise_variance_raw / SIGMA_HU**2 - 1) < 0.05
+    per_image_hu2 = summary.details.noise_variance_per_image * summary.divisor**2
     assert np.all(np.abs(per_image_hu2 / SIGMA_HU**2 - 1) < 0.05)
     info = read_info(summary.path)
     assert not info.has_clean and info.shape == (6, 2, 512, 512)
     assert info.attrs.scaling_rule == "dataset_max" and info.attrs.scaling_offset == 1024
     assert info.attrs.raw_units == "hu" and info.attrs.noise_model == "measured"
     assert info.attrs.extra["pair_noise_variance_raw"] == pytest.approx(
-        summary.details["noise_variance_raw"]
+        summary.details.noise_variance_raw
     )
     with h5py.File(summary.path, "r") as handle:
         scale = handle["scale"][()]
@@ -85,7 +85,7 @@ def test_pair_estimated_noise_variance_matches_the_true_one(repeats):
     assert np.all(scale == np.float32(summary.divisor))
     # stored = (HU + 1024) / divisor, so the pair variance on that scale is HU^2 / divisor^2
     assert pair_noise_variance(noisy)[0] == pytest.approx(
-        summary.details["noise_variance_per_image"][0], rel=1e-3
+        summary.details.noise_variance_per_image[0], rel=1e-3
     )
     # split by patient: every patient in exactly one split
     assert sum(summary.split_counts.values()) == 6 and min(summary.split_counts.values()) >= 1
@@ -155,7 +155,7 @@ def test_stacks_different_shapes_and_scale_mismatch(slices, tmp_path):
     np.save(second, hu + 20 * rng.standard_normal(hu.shape))
     summary = build_from_repeats([first, second], tmp_path / "ok.h5", split_by="image")
     assert summary.attrs.raw_units == "as stored" and summary.n_images == 3
-    assert abs(summary.details["noise_variance_raw"] / 400 - 1) < 0.05
+    assert abs(summary.details.noise_variance_raw / 400 - 1) < 0.05
 
 
 def test_same_object_statistics_separate_pairs_from_unrelated_slices(slices):

@@ -74,7 +74,7 @@ def test_one_patient_series_is_cut_into_slabs_in_position_order(series, tmp_path
     extra = info.attrs.extra
     assert extra["split_by"] == "slab" and extra["split_gap"] == 2
     assert extra["split_gap_unit"] == "slices" and info.attrs.raw_units == "hu"
-    assert "split by slab" in summary.describe() and summary.details["split_note"]
+    assert "split by slab" in summary.describe() and summary.split_note
     positions = {}
     for name in ("train", "val", "test"):
         part = load_split(summary.path, name)
@@ -87,7 +87,7 @@ def test_one_patient_series_is_cut_into_slabs_in_position_order(series, tmp_path
     assert positions["train"] == list(range(len(positions["train"])))  # slice order, not names
     after_train = len(positions["train"]) + 2
     assert positions["val"][0] == after_train and positions["test"][-1] == 19
-    assert abs(summary.details["noise_sigma_raw"] / SIGMA_HU - 1) < 0.1
+    assert abs(summary.details.noise_sigma_raw / SIGMA_HU - 1) < 0.1
     correlation = NoiseCorrelation.from_attrs(extra)  # recorded (the padding edge biases it)
     assert correlation.source == "single-image" and np.isfinite(correlation.max_abs)
 
@@ -112,7 +112,7 @@ def test_one_2d_image_is_cut_into_tiles_that_can_be_put_back(tmp_path):
         assert all(o.startswith("photo:img0:region-r") for o in part.object_id)
     with h5py.File(summary.path) as handle:
         assert handle["tile_origin"].shape == (9, 2) and "fov" not in handle
-    assert abs(summary.details["noise_sigma_raw"] / 4.0 - 1) < 0.1
+    assert abs(summary.details.noise_sigma_raw / 4.0 - 1) < 0.1
     correlation = NoiseCorrelation.from_attrs(info.attrs.extra)
     assert correlation.source == "single-image" and not correlation.is_correlated  # white
 

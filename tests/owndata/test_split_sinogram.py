@@ -65,7 +65,7 @@ def test_split_dataset_has_independent_noise_across_splits(scans):
     assert info.attrs.extra["clean_reference"].startswith(
         "full-view FBP of the noise-free sinogram"
     )
-    assert summary.details["views_per_split"] == (60, 60)
+    assert summary.details.views_per_split == (60, 60)
     with h5py.File(summary.path, "r") as handle:
         stored, reference = handle["noisy"][()], handle["clean"][()]
     # clean = full-view FBP of the noise-free sinogram, on the dataset scale

@@ -48,12 +48,17 @@ def from_repeats(
         check_out_writable(out)
         with console.status("reading and pairing acquisitions"):
             summary = build_from_repeats(
-                inputs, out, match=match, fractions=parse_fractions(fractions), seed=seed,
-                split_by=split_by, objects=objects, skip_bad=skip_bad,
-            )  # fmt: skip
+                inputs,
+                out,
+                match=match,
+                fractions=parse_fractions(fractions),
+                seed=seed,
+                split_by=split_by,
+                objects=objects,
+                skip_bad=skip_bad,
+            )
         unit = "HU^2" if summary.attrs.raw_units == "hu" else "(units)^2"
-        variance, variance_raw = (summary.details[k] for k in ("noise_variance",
-                                                               "noise_variance_raw"))  # fmt: skip
+        variance, variance_raw = summary.details.noise_variance, summary.details.noise_variance_raw
         console.print(summary.describe(), highlight=False)
         console.print(
             f"pair-estimated noise variance Var(y1-y2)/2: {variance_raw:.5g} "
@@ -97,18 +102,29 @@ def from_sinogram(
             raise LowdoseInputError("--dark needs --flat (pre-log counts need the open beam)")
         with stage_progress("files") as progress:
             summary = build_from_sinogram(
-                sinograms, out, angles_deg=angles, splits=splits, filter_name=filter_name,
-                output_size=size, dataset_key=dataset_key, flat=flat, dark=dark,
-                clean_sinogram_paths=clean or None, fractions=parse_fractions(fractions), seed=seed,
-                split_by=split_by, objects=objects, progress=progress,
-            )  # fmt: skip
+                sinograms,
+                out,
+                angles_deg=angles,
+                splits=splits,
+                filter_name=filter_name,
+                output_size=size,
+                dataset_key=dataset_key,
+                flat=flat,
+                dark=dark,
+                clean_sinogram_paths=clean or None,
+                fractions=parse_fractions(fractions),
+                seed=seed,
+                split_by=split_by,
+                objects=objects,
+                progress=progress,
+            )
         console.print(summary.describe(), highlight=False)
-        views = "/".join(map(str, summary.details["views_per_split"]))
+        views = "/".join(map(str, summary.details.views_per_split))
         console.print(
             f"{summary.n_realisations} view subsets ({views} views)"
             f"{'; clean = full-view FBP of the clean sinogram' if summary.has_clean else ''}; "
             f"noise variance of one subset image Var(y1-y2)/2: "
-            f"{summary.details['noise_variance']:.4g} on the dataset scale "
+            f"{summary.details.noise_variance:.4g} on the dataset scale "
             f"(divisor {summary.divisor:.6g})",
             highlight=False,
         )
@@ -146,12 +162,22 @@ def from_projections(
         check_positive_options({"--splits": splits, "--size": size})
         with stage_progress("files") as progress:
             summary = build_from_projections(
-                scans, out, angles=angles, center=center, flat=flat, dark=dark,
-                dataset_key=dataset_key, splits=splits, filter_name=filter_name,
-                output_size=size, fractions=parse_fractions(fractions), seed=seed,
-                split_by=split_by, progress=progress, log=lambda line: console.print(
-                    f"  {escape(line)}", highlight=False),
-            )  # fmt: skip
+                scans,
+                out,
+                angles=angles,
+                center=center,
+                flat=flat,
+                dark=dark,
+                dataset_key=dataset_key,
+                splits=splits,
+                filter_name=filter_name,
+                output_size=size,
+                fractions=parse_fractions(fractions),
+                seed=seed,
+                split_by=split_by,
+                progress=progress,
+                log=lambda line: console.print(f"  {escape(line)}", highlight=False),
+            )
         console.print(summary.describe(), highlight=False)
 
 
@@ -183,8 +209,8 @@ def from_single(
         unit = "HU" if summary.attrs.raw_units == "hu" else "units"
         console.print(summary.describe(), highlight=False)
         console.print(
-            f"single-image noise sigma {summary.details['noise_sigma_raw']:.4g} {unit} "
-            f"({summary.details['noise_sigma']:.4g} on the dataset scale, divisor "
+            f"single-image noise sigma {summary.details.noise_sigma_raw:.4g} {unit} "
+            f"({summary.details.noise_sigma:.4g} on the dataset scale, divisor "
             f"{summary.divisor:.6g}; Immerkaer's estimator, low for correlated noise)",
             highlight=False,
         )

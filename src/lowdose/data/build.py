@@ -16,10 +16,10 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -30,11 +30,12 @@ from lowdose.data.splits import SPLITS, SplitPlan
 from lowdose.data.writer import DatasetWriter, dataset_writer, write_dataset
 
 NOISE_CORRELATION_IMAGES = 16
+Details = TypeVar("Details")
 
 
 @dataclass(frozen=True)
-class DatasetSummary:
-    """What a dataset builder wrote, read back from the file.
+class DatasetSummary(Generic[Details]):
+    """What a dataset builder wrote, read back from the file, and what only the builder knows.
 
     Attributes
     ----------
@@ -54,8 +55,9 @@ class DatasetSummary:
         ``scaled = (raw + attrs.scaling_offset) / divisor``.
     elapsed_s : float
         Wall time of the build in seconds.
-    details : Mapping
-        Builder-specific measured values (each builder's docstring lists its keys).
+    details : Details or None
+        The builder's own typed record (e.g. :class:`lowdose.simulate.ct.CTDetails`), None when
+        a builder has nothing beyond the attributes.
     skipped : tuple of (Path, str)
         Input files the reader skipped, with the reason.
     """
@@ -68,7 +70,7 @@ class DatasetSummary:
     has_clean: bool
     divisor: float
     elapsed_s: float
-    details: Mapping[str, Any] = field(default_factory=dict)
+    details: Details | None = None
     skipped: tuple = ()
 
     @property
@@ -103,6 +105,11 @@ class DatasetSummary:
     def achieved_psnr_db(self) -> float:
         return self.attrs.achieved_psnr_db
 
+    @property
+    def split_note(self) -> str:
+        """How the split was made, in one line (empty when the file does not say)."""
+        return str(self.attrs.extra.get("split_note", ""))
+
     def describe(self) -> str:
         """For people: what was written, the split, the noise and the baseline; then one line
         on how the split was made and one on the noise's correlation (when the file says)."""
@@ -124,14 +131,14 @@ class DatasetSummary:
             if math.isfinite(self.target_psnr_db):
                 text += f" (target {self.target_psnr_db:.2f})"
         lines = [text + f"; {self.elapsed_s:.0f} s"]
-        note = self.attrs.extra.get("split_note")
-        if note:
-            lines.append(str(note))
+        if self.split_note:
+            lines.append(self.split_note)
         correlation = NoiseCorrelation.from_attrs(self.attrs.extra)
         if correlation is not None and math.isfinite(correlation.max_abs):
             kind = "spatially correlated" if correlation.is_correlated else "pixel-independent"
-            lines.append(f"noise lag-1 correlation {correlation.max_abs:.2f} ({kind}, "
-                         f"{correlation.source})")  # fmt: skip
+            lines.append(
+                f"noise lag-1 correlation {correlation.max_abs:.2f} ({kind}, {correlation.source})"
+            )
         return "\n".join(lines)
 
 
@@ -144,9 +151,9 @@ def summarise_dataset(
     path: str | os.PathLike,
     *,
     started_s: float,
-    details: Mapping[str, Any] | None = None,
+    details: Details | None = None,
     skipped: Sequence = (),
-) -> DatasetSummary:
+) -> DatasetSummary[Details]:
     """Read a just-written dataset file back into a :class:`DatasetSummary`.
 
     Parameters
@@ -155,8 +162,8 @@ def summarise_dataset(
         The dataset file.
     started_s : float
         ``time.perf_counter()`` when the build started.
-    details : mapping, optional
-        Builder-specific measured values.
+    details : Details, optional
+        The builder's own typed record.
     skipped : sequence of (Path, str)
         Input files the reader skipped.
     """
@@ -164,11 +171,17 @@ def summarise_dataset(
     split_counts = {s: int(np.sum(info.split == s)) for s in SPLITS}
     split_objects = {s: len(set(info.object_id[info.split == s].tolist())) for s in SPLITS}
     return DatasetSummary(
-        path=Path(path), attrs=info.attrs, shape=info.shape, split_counts=split_counts,
-        split_objects=split_objects, has_clean=info.has_clean,
-        divisor=float(np.max(read_scale(path))), elapsed_s=time.perf_counter() - started_s,
-        details=dict(details or {}), skipped=tuple(skipped),
-    )  # fmt: skip
+        path=Path(path),
+        attrs=info.attrs,
+        shape=info.shape,
+        split_counts=split_counts,
+        split_objects=split_objects,
+        has_clean=info.has_clean,
+        divisor=float(np.max(read_scale(path))),
+        elapsed_s=time.perf_counter() - started_s,
+        details=details,
+        skipped=tuple(skipped),
+    )
 
 
 def write_and_summarise(
@@ -181,14 +194,23 @@ def write_and_summarise(
     scale,
     attrs: DatasetAttrs,
     started_s: float,
-    details: Mapping[str, Any] | None = None,
+    details: Details | None = None,
     skipped: Sequence = (),
     tile_origin=None,
     fov=None,
-) -> DatasetSummary:
+) -> DatasetSummary[Details]:
     """:func:`lowdose.data.writer.write_dataset` then :func:`summarise_dataset` (same arguments)."""
-    write_dataset(path, clean=clean, noisy=noisy, object_id=object_id, split=split, scale=scale,
-                  attrs=attrs, tile_origin=tile_origin, fov=fov)  # fmt: skip
+    write_dataset(
+        path,
+        clean=clean,
+        noisy=noisy,
+        object_id=object_id,
+        split=split,
+        scale=scale,
+        attrs=attrs,
+        tile_origin=tile_origin,
+        fov=fov,
+    )
     return summarise_dataset(path, started_s=started_s, details=details, skipped=skipped)
 
 
@@ -201,10 +223,10 @@ def split_write_and_summarise(
     scale,
     attrs: DatasetAttrs,
     started_s: float,
-    details: Mapping[str, Any] | None = None,
+    details: Details | None = None,
     skipped: Sequence = (),
     fov=None,
-) -> DatasetSummary:
+) -> DatasetSummary[Details]:
     """Split whole arrays by ``plan``, record the plan and the noise correlation, write, summarise.
 
     Parameters
@@ -218,17 +240,24 @@ def split_write_and_summarise(
     fov : ndarray (I, H, W) bool, optional
         Field-of-view masks, split like the images.
     attrs, started_s, details, skipped
-        As in :func:`write_and_summarise`; ``attrs.extra`` gains the plan's and the noise
-        correlation's attributes, ``details`` the plan's one-line ``split_note``.
+        As in :func:`write_and_summarise`; ``attrs.extra`` gains the plan's (its one-line
+        ``split_note`` too) and the noise correlation's attributes.
     """
     extra = {**plan.to_attrs(), **noise_correlation_attrs(noisy)}
     return write_and_summarise(
-        path, clean=None if clean is None else plan.take(clean), noisy=plan.take(noisy),
-        object_id=plan.object_id, split=plan.split, scale=plan.per_image(scale),
-        attrs=attrs.with_extra(**extra), started_s=started_s,
-        details={**dict(details or {}), "split_note": plan.note}, skipped=skipped,
-        tile_origin=plan.tile_origin, fov=None if fov is None else plan.take(fov),
-    )  # fmt: skip
+        path,
+        clean=None if clean is None else plan.take(clean),
+        noisy=plan.take(noisy),
+        object_id=plan.object_id,
+        split=plan.split,
+        scale=plan.per_image(scale),
+        attrs=attrs.with_extra(**extra),
+        started_s=started_s,
+        details=details,
+        skipped=skipped,
+        tile_origin=plan.tile_origin,
+        fov=None if fov is None else plan.take(fov),
+    )
 
 
 class PlannedBlocks:
@@ -265,9 +294,14 @@ def planned_writer(
     """:func:`lowdose.data.writer.dataset_writer` for the I input images of ``plan`` (block by
     block, in input order); ``scale`` (I,) per input image; records the plan in ``attrs``."""
     with dataset_writer(
-        path, object_id=plan.object_id, split=plan.split, scale=plan.per_image(scale),
-        n_realisations=n_realisations, image_shape=plan.output_shape(image_shape),
-        has_clean=has_clean, attrs=attrs.with_extra(**plan.to_attrs()),
+        path,
+        object_id=plan.object_id,
+        split=plan.split,
+        scale=plan.per_image(scale),
+        n_realisations=n_realisations,
+        image_shape=plan.output_shape(image_shape),
+        has_clean=has_clean,
+        attrs=attrs.with_extra(**plan.to_attrs()),
         tile_origin=plan.tile_origin,
-    ) as writer:  # fmt: skip
+    ) as writer:
         yield PlannedBlocks(writer, plan)

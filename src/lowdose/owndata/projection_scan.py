@@ -32,7 +32,7 @@ from lowdose.io.data_exchange import is_data_exchange
 from lowdose.io.projections import read_projections
 from lowdose.io.sinogram import parse_angles
 from lowdose.io.tiff_stack import FLAT_PREFIXES, TIFF_SUFFIXES
-from lowdose.owndata.split_sinogram import build_from_line_integrals
+from lowdose.owndata.split_sinogram import ViewSubsetNoise, build_from_line_integrals
 from lowdose.physics.flat_field import line_integrals
 from lowdose.physics.rotation_centre import centred_sinogram, estimate_centre, fbp_axis_px
 
@@ -166,7 +166,7 @@ def build_from_projections(
     split_by: str = "auto",
     progress: Progress | None = None,
     log: Log | None = None,
-) -> DatasetSummary:
+) -> DatasetSummary[ViewSubsetNoise]:
     """Build a K-split Noise2Inverse dataset from instrument scans (see the module docstring).
 
     Parameters

@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -49,6 +50,17 @@ from lowdose.physics.field_of_view import field_of_view_mask
 from lowdose.physics.noise_estimation import check_same_object, pair_noise_variance
 
 
+@dataclass(frozen=True)
+class PairNoise:
+    """The noise variance that pairs of acquisitions show: ``Var(y1 - y2) / 2`` pooled over
+    images on the dataset scale (``noise_variance``), the same in raw units squared (HU^2 for
+    DICOM; ``noise_variance_raw``) and per image ((I,) float64, dataset scale)."""
+
+    noise_variance: float
+    noise_variance_raw: float
+    noise_variance_per_image: np.ndarray
+
+
 def build_from_repeats(
     inputs: Sequence[str | os.PathLike],
     out: str | os.PathLike,
@@ -59,7 +71,7 @@ def build_from_repeats(
     split_by: str = "auto",
     objects: Literal["auto", "image"] = "auto",
     skip_bad: bool = False,
-) -> DatasetSummary:
+) -> DatasetSummary[PairNoise]:
     """Build a dataset from N >= 2 independent noisy acquisitions of the same objects.
 
     Parameters
@@ -78,8 +90,8 @@ def build_from_repeats(
         Seeds the split.
     split_by : {"auto", "patient", "volume", "slab", "region"}
         How to split (:func:`lowdose.data.split_plan.plan_split`): patient = PatientID (DICOM)
-        or the stack file, volume = the series or file. (``"image"`` is read as
-        ``objects="image"``, its meaning before ``split_by`` took methods.)
+        or the stack file, volume = the series or file. ``"image"`` is read as
+        ``objects="image"`` with ``"auto"`` (scripts that pass it keep working).
     objects : {"auto", "image"}
         The objects: ``"auto"`` = as above; ``"image"`` = every slice is its own patient
         (unrelated images in one stack).
@@ -88,10 +100,7 @@ def build_from_repeats(
 
     Returns
     -------
-    DatasetSummary
-        ``details``: ``noise_variance`` (pooled pair-estimated noise variance on the dataset
-        scale), ``noise_variance_raw`` (the same in raw units squared, HU^2 for DICOM) and
-        ``noise_variance_per_image`` (ndarray (I,) float64, dataset scale).
+    DatasetSummary[PairNoise]
 
     Raises
     ------
@@ -114,11 +123,17 @@ def build_from_repeats(
     is_hu = acquisitions[0].kind == "dicom"
     noisy, divisor, fov = scale_measured(raw, is_hu=is_hu)
     variances_raw = np.array([pair_noise_variance(image)[0] for image in raw])
-    if split_by == "image":  # the meaning of split_by before it named split methods
+    if split_by == "image":  # scripts still pass it: every slice its own object
         objects, split_by = "image", "auto"
     patients, volumes = _object_ids(acquisitions[0], rows[:, 0], objects)
-    plan = plan_split(patients, image_shape=raw.shape[2:], rng=np.random.default_rng(seed),
-                      method=split_by, volume_id=volumes, fractions=fractions)  # fmt: skip
+    plan = plan_split(
+        patients,
+        image_shape=raw.shape[2:],
+        rng=np.random.default_rng(seed),
+        method=split_by,
+        volume_id=volumes,
+        fractions=fractions,
+    )
     pooled_raw = float(np.mean(variances_raw))
     attrs = DatasetAttrs(
         modality="ct" if is_hu else "xray",
@@ -136,15 +151,18 @@ def build_from_repeats(
         match=match,
         inputs=" | ".join(str(p) for p in paths),
     )
-    details = {
-        "noise_variance": pooled_raw / divisor**2,
-        "noise_variance_raw": pooled_raw,
-        "noise_variance_per_image": variances_raw / divisor**2,
-    }
+    details = PairNoise(pooled_raw / divisor**2, pooled_raw, variances_raw / divisor**2)
     return split_write_and_summarise(
-        out, plan=plan, clean=None, noisy=noisy, scale=np.full(len(rows), divisor, np.float32),
-        attrs=attrs, started_s=started, details=details, fov=fov,
-    )  # fmt: skip
+        out,
+        plan=plan,
+        clean=None,
+        noisy=noisy,
+        scale=np.full(len(rows), divisor, np.float32),
+        attrs=attrs,
+        started_s=started,
+        details=details,
+        fov=fov,
+    )
 
 
 def scale_measured(raw: np.ndarray, *, is_hu: bool) -> tuple[np.ndarray, float, np.ndarray | None]:
@@ -191,9 +209,11 @@ def _paired_stack(acquisitions: list[Acquisition], rows: np.ndarray) -> np.ndarr
         for n, other in enumerate(acquisitions[1:], start=1):
             check_geometry(first, int(row_a), other, int(rows[i, n]))
             check_same_object(
-                first.values[row_a], other.values[rows[i, n]],
-                first.labels[row_a], other.labels[rows[i, n]],
-            )  # fmt: skip
+                first.values[row_a],
+                other.values[rows[i, n]],
+                first.labels[row_a],
+                other.labels[rows[i, n]],
+            )
     return np.stack([a.values[rows[:, n]] for n, a in enumerate(acquisitions)], axis=1).astype(
         np.float64
     )

@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,17 @@ from lowdose.owndata.repeats import check_kinds, scale_measured
 from lowdose.physics.noise_estimation import SINGLE_IMAGE_SIGMA_RULE, single_image_noise_sigma
 
 
+@dataclass(frozen=True)
+class SingleImageNoise:
+    """The noise SD that each image shows alone (Immerkaer's estimator): pooled as the root mean
+    square over images on the dataset scale (``noise_sigma``), the same in raw units (HU for
+    DICOM; ``noise_sigma_raw``) and per image ((I,) float64, dataset scale)."""
+
+    noise_sigma: float
+    noise_sigma_raw: float
+    noise_sigma_per_image: np.ndarray
+
+
 def build_from_single(
     inputs: Sequence[str | os.PathLike],
     out: str | os.PathLike,
@@ -47,7 +59,7 @@ def build_from_single(
     split_by: str = "auto",
     modality: str | None = None,
     skip_bad: bool = False,
-) -> DatasetSummary:
+) -> DatasetSummary[SingleImageNoise]:
     """Build a dataset (noisy (I, 1, H, W), no clean) from single noisy acquisitions.
 
     Parameters
@@ -72,10 +84,7 @@ def build_from_single(
 
     Returns
     -------
-    DatasetSummary
-        ``details``: ``noise_sigma`` (pooled, root mean square over images, dataset scale),
-        ``noise_sigma_raw`` (the same in raw units, HU for DICOM), ``noise_sigma_per_image``
-        (ndarray (I,) float64, dataset scale) and ``split_note``.
+    DatasetSummary[SingleImageNoise]
 
     Raises
     ------
@@ -99,24 +108,42 @@ def build_from_single(
     pooled = float(np.sqrt(np.mean(sigma**2)))
     patients = np.concatenate([a.object_id for a in acquisitions])
     volumes = np.concatenate([a.volume_id for a in acquisitions])
-    plan = plan_split(patients, image_shape=raw.shape[2:], rng=np.random.default_rng(seed),
-                      method=split_by, volume_id=volumes, fractions=fractions)  # fmt: skip
+    plan = plan_split(
+        patients,
+        image_shape=raw.shape[2:],
+        rng=np.random.default_rng(seed),
+        method=split_by,
+        volume_id=volumes,
+        fractions=fractions,
+    )
     attrs = DatasetAttrs(
-        modality="ct" if is_hu else "xray", noise_model="measured", scaling_rule="dataset_max",
-        noise_level=pooled**2, scaling_offset=HU_OFFSET if is_hu else 0.0,
-        raw_units="hu" if is_hu else "as stored", seed=seed,
+        modality="ct" if is_hu else "xray",
+        noise_model="measured",
+        scaling_rule="dataset_max",
+        noise_level=pooled**2,
+        scaling_offset=HU_OFFSET if is_hu else 0.0,
+        raw_units="hu" if is_hu else "as stored",
+        seed=seed,
         description=f"lowdose dataset from-single: {len(paths)} input(s), one realisation, "
         "no clean",
     ).with_extra(
-        single_noise_sigma=pooled, single_noise_sigma_raw=pooled * divisor,
-        single_noise_rule=SINGLE_IMAGE_SIGMA_RULE, inputs=" | ".join(str(p) for p in paths),
-    )  # fmt: skip
-    details = {"noise_sigma": pooled, "noise_sigma_raw": pooled * divisor,
-               "noise_sigma_per_image": sigma}  # fmt: skip
+        single_noise_sigma=pooled,
+        single_noise_sigma_raw=pooled * divisor,
+        single_noise_rule=SINGLE_IMAGE_SIGMA_RULE,
+        inputs=" | ".join(str(p) for p in paths),
+    )
+    details = SingleImageNoise(pooled, pooled * divisor, sigma)
     return split_write_and_summarise(
-        out, plan=plan, clean=None, noisy=noisy, scale=np.full(len(noisy), divisor, np.float32),
-        attrs=attrs, started_s=started, details=details, fov=fov,
-    )  # fmt: skip
+        out,
+        plan=plan,
+        clean=None,
+        noisy=noisy,
+        scale=np.full(len(noisy), divisor, np.float32),
+        attrs=attrs,
+        started_s=started,
+        details=details,
+        fov=fov,
+    )
 
 
 def _check_sizes(acquisitions: list[Acquisition]) -> None:

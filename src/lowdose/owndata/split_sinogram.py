@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -42,6 +43,16 @@ from lowdose.physics.noise_estimation import pair_noise_variance
 from lowdose.physics.radon import fbp_2d
 
 CLEAN_REFERENCE = "full-view FBP of the noise-free sinogram (same filter and size)"
+
+
+@dataclass(frozen=True)
+class ViewSubsetNoise:
+    """The views of each of the K subsets, and the noise variance of one subset image: the mean
+    over images of ``Var(split_i - split_j) / 2`` on the dataset scale (its view-undersampling
+    streaks included)."""
+
+    views_per_split: tuple[int, ...]
+    noise_variance: float
 
 
 def view_subsets(n_angles: int, splits: int) -> list[np.ndarray]:
@@ -101,7 +112,7 @@ def build_from_sinogram(
     split_by: str = "auto",
     objects: Literal["file", "image"] = "file",
     progress: Progress | None = None,
-) -> DatasetSummary:
+) -> DatasetSummary[ViewSubsetNoise]:
     """Build an N2N dataset of K split-view reconstructions per slice from single scans.
 
     Parameters
@@ -141,10 +152,8 @@ def build_from_sinogram(
 
     Returns
     -------
-    DatasetSummary
-        ``n_realisations`` = K; ``details``: ``views_per_split`` (tuple of int) and
-        ``noise_variance`` (mean over images of ``Var(split_i - split_j) / 2`` on the dataset
-        scale: one subset's noise, including its view-undersampling streaks).
+    DatasetSummary[ViewSubsetNoise]
+        ``n_realisations`` = K.
     """
     started = time.perf_counter()
     if split_by in ("file", "image"):  # the meaning of split_by before it named split methods
@@ -193,7 +202,7 @@ def build_from_line_integrals(
     description: str = "lowdose dataset from-sinogram",
     extra: dict | None = None,
     started: float | None = None,
-) -> DatasetSummary:
+) -> DatasetSummary[ViewSubsetNoise]:
     """:func:`build_from_sinogram` on sinograms already read: ``(source, (S, n_angles, n_det))``
     post-log line integrals per input (``lowdose dataset from-projections`` passes corrected and
     centred instrument scans). ``description`` and ``extra`` (string/number attributes) go into
@@ -266,5 +275,5 @@ def _write(stack, clean, plan, out, inputs, seed: int, started: float):
         out, plan=plan, clean=None if clean_stack is None else clean_stack.astype(np.float32),
         noisy=(stack / divisor).astype(np.float32), scale=np.full(len(stack), divisor, np.float32),
         attrs=attrs, started_s=started,
-        details={"views_per_split": views, "noise_variance": variance},
+        details=ViewSubsetNoise(views, variance),
     )  # fmt: skip
