@@ -59,6 +59,7 @@ from lowdose.models.builtin import PACKAGE_DIR, ModelCard, read_card
 from lowdose.models.builtin_pack import pack_model
 from lowdose.models.checkpoint import load_model
 from lowdose.physics.ct_dose import FULL_DOSE_BIN_MM, FULL_DOSE_PHOTONS_PER_RAY, FULL_DOSE_VIEWS
+from lowdose.physics.noise_levels import NoiseLevel
 from lowdose.simulate.ct import build_ct_dataset
 from lowdose.simulate.ct_multidose import build_multidose_ct_dataset, single_dose_path
 from lowdose.simulate.renoise import renoise_dataset
@@ -73,8 +74,18 @@ DOSE_RANGE = (0.1, 1.0)
 TEST_DOSES = (1.0, 0.5, 0.25, 0.1)
 SINOGRAM_DOSES = (1.0, 0.5, 0.25, 0.1)  # of the full-dose convention (lowdose.physics.ct_dose)
 DATASETS = {
-    "xray-poisson": {"phantoms": 10, "angles": 24, "size": 128, "target_psnr_db": 29.91},
-    "ct-awgn": {"noise": "awgn", "target_psnr_db": 24.44, "size": 256, "split_by": "patient"},
+    "xray-poisson": {
+        "phantoms": 10,
+        "angles": 24,
+        "size": 128,
+        "level": NoiseLevel(target_psnr_db=29.91),
+    },
+    "ct-awgn": {
+        "noise": "awgn",
+        "level": NoiseLevel(target_psnr_db=24.44),
+        "size": 256,
+        "split_by": "patient",
+    },
     "ct-sinogram": {"size": 256, "split_by": "patient"},
 }
 SMOKE_DATASETS = {

@@ -51,7 +51,7 @@ from lowdose.physics.single_image_noise import (
     single_image_noise_psd,
     single_image_noise_sd,
 )
-from lowdose.simulate.ct import load_ct_source
+from lowdose.simulate.ct_source import load_ct_source
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ct"
 # (name, first slice, last slice, rows, columns): uniform regions of the pancreas series

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from lowdose.simulate.xray import build_xray_dataset
+from lowdose.simulate.xray import PAPER_XRAY_LEVEL, build_xray_dataset
 
 
 def main() -> None:
@@ -40,7 +40,7 @@ def main() -> None:
         out = args.out or Path(tmp) / "xray.h5"
         summary = build_xray_dataset(
             out, phantoms=args.phantoms, angles=args.angles, size=args.size, realisations=2,
-            target_psnr_db=29.91, geometry=args.geometry, seed=0, workers=args.workers,
+            level=PAPER_XRAY_LEVEL, geometry=args.geometry, seed=0, workers=args.workers,
             progress=progress,
         )  # fmt: skip
         size_gb = out.stat().st_size / 1e9
@@ -56,7 +56,7 @@ def main() -> None:
     print(f"dose {summary.noise_level:.1f} photons/pixel; baseline PSNR "
           f"{summary.achieved_psnr_db:.3f} dB (target {summary.target_psnr_db:.2f})")  # fmt: skip
     print(f"images: {counts['train']} train, {counts['val']} val, {counts['test']} test; "
-          f"{summary.details['n_train_pairs_n2n']} N2N pairs")  # fmt: skip
+          f"{summary.details.n_train_pairs_n2n} N2N pairs")  # fmt: skip
     cpu_s = sum(
         usage.ru_utime + usage.ru_stime
         for usage in (resource.getrusage(resource.RUSAGE_SELF),

@@ -15,7 +15,7 @@ import lowdose.cli.simulate_ct_cmd  # noqa: F401
 import lowdose.cli.train_cmd  # noqa: F401
 from lowdose.core.errors import LowdoseInputError
 from lowdose.pipeline.config import DatasetSpec
-from lowdose.simulate.ct_realisations import ct_noise_name
+from lowdose.simulate.ct_levels import ct_noise_name
 
 
 def _invoke(args, columns: int = 400):

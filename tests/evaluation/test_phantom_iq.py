@@ -209,11 +209,14 @@ def test_bad_inputs_name_the_file_and_the_fix(tmp_path, tiny_dataset, tiny_check
 
 
 def test_the_simulated_phantom_measures_end_to_end(tmp_path):
+    from lowdose.physics.noise_levels import NoiseLevel
     from lowdose.simulate.ct import build_ct_dataset
 
     path = tmp_path / "qa.h5"
-    build_ct_dataset(path, source="qa-phantom", noise="sinogram", photons_per_ray=1e5,
-                     realisations=4, size=SIZE)  # fmt: skip
+    level = NoiseLevel(photons_per_ray=1e5)
+    build_ct_dataset(
+        path, source="qa-phantom", noise="sinogram", level=level, realisations=4, size=SIZE
+    )
     tables = measure_image_quality(path, filters=(), out_dir=tmp_path / "iq")
     sens = rows_of(tables.iq, "noisy", "sensitometry")
     assert sens["f50"].notna().all() and sens["cnr"].notna().all()

@@ -25,12 +25,14 @@ from lowdose.report.iq_section import image_quality_blocks, iq_summary, write_iq
 def iq_folder(tmp_path_factory):
     """``lowdose iq``'s four files for a 96-px phantom, N = 4, methods noisy and nlm-blind."""
     from lowdose.evaluation.phantom_iq import measure_image_quality
+    from lowdose.physics.noise_levels import NoiseLevel
     from lowdose.simulate.ct import build_ct_dataset
 
     root = tmp_path_factory.mktemp("iq")
     data = root / "qa.h5"
+    level = NoiseLevel(photons_per_ray=1e5)
     build_ct_dataset(
-        data, source="qa-phantom", noise="sinogram", photons_per_ray=1e5, realisations=4, size=96
+        data, source="qa-phantom", noise="sinogram", level=level, realisations=4, size=96
     )
     measure_image_quality(data, filters=("nlm",), out_dir=root / "iq")
     return root / "iq"

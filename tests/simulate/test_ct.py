@@ -17,8 +17,10 @@ from lowdose.core.noise_correlation import NoiseCorrelation
 from lowdose.data.attributes import DatasetAttrs
 from lowdose.data.scaling import hu_to_scaled, scaled_to_hu
 from lowdose.physics.ct_noise import neighbour_correlation, solve_i0_for_psnr
-from lowdose.simulate.ct import build_ct_dataset, load_ct_source
-from lowdose.simulate.ct_realisations import noise_stream
+from lowdose.physics.noise_levels import NoiseLevel
+from lowdose.simulate.ct import build_ct_dataset
+from lowdose.simulate.ct_levels import noise_stream
+from lowdose.simulate.ct_source import load_ct_source
 
 TCGA = Path(__file__).parents[3] / "shared/data/ct/tcga-luad"
 needs_tcga = pytest.mark.skipif(
@@ -86,8 +88,14 @@ def test_i0_solver_meets_target_and_survives_a_capped_model():
 
 @pytest.mark.parametrize("noise", ["awgn", "sinogram"])
 def test_phantom_dataset_meets_target_with_paper_scaling(tmp_path, noise):
-    summary = build_ct_dataset(tmp_path / "ct.h5", noise=noise, target_psnr_db=24.44,
-                               seed=3, fractions=(0.34, 0.33, 0.33), **PHANTOM)  # fmt: skip
+    summary = build_ct_dataset(
+        tmp_path / "ct.h5",
+        noise=noise,
+        level=NoiseLevel(target_psnr_db=24.44),
+        seed=3,
+        fractions=(0.34, 0.33, 0.33),
+        **PHANTOM,
+    )
     arrays, attrs = read(summary.path)
     assert arrays["noisy"].shape == (6, 2, 64, 64) and arrays["clean"].shape == (6, 64, 64)
     assert abs(summary.achieved_psnr_db - 24.44) <= 0.1
@@ -105,24 +113,28 @@ def test_phantom_dataset_meets_target_with_paper_scaling(tmp_path, noise):
 
 
 def test_sinogram_noise_is_correlated_and_awgn_is_white(tmp_path):
-    kwargs = {"target_psnr_db": 24.44, "seed": 0, "fractions": (0.67, 0.33), **PHANTOM}
+    level = NoiseLevel(target_psnr_db=24.44)
+    kwargs = {"level": level, "seed": 0, "fractions": (0.67, 0.33), **PHANTOM}
     awgn = build_ct_dataset(tmp_path / "a.h5", noise="awgn", **kwargs)
     sinogram = build_ct_dataset(tmp_path / "s.h5", noise="sinogram", **kwargs)
-    assert awgn.details["noise_neighbour_correlation"] < 0.03
-    assert sinogram.details["noise_neighbour_correlation"] > 0.1
+    assert awgn.details.noise_neighbour_correlation < 0.03
+    assert sinogram.details.noise_neighbour_correlation > 0.1
     arrays, _ = read(sinogram.path)  # measured again from the file, not trusted from attrs
     noise = arrays["noisy"] - arrays["clean"][:, None]
     assert neighbour_correlation(noise) > 0.1
     assert np.abs(noise[:, 0] - noise[:, 1]).mean() > 0  # realisations are independent draws
-    recorded = {name: NoiseCorrelation.from_attrs(summary.attrs.extra)
-                for name, summary in (("awgn", awgn), ("sinogram", sinogram))}  # fmt: skip
+    recorded = {
+        name: NoiseCorrelation.from_attrs(summary.attrs.extra)
+        for name, summary in (("awgn", awgn), ("sinogram", sinogram))
+    }
     assert not recorded["awgn"].is_correlated and recorded["sinogram"].is_correlated
     assert recorded["awgn"].source == "pair-difference"
 
 
 def test_one_phantom_is_cut_into_slabs_and_the_file_says_so(tmp_path):
-    summary = build_ct_dataset(tmp_path / "one.h5", source="phantom", size=64, n_phantoms=1,
-                               slices_per_phantom=9, seed=1)  # fmt: skip
+    summary = build_ct_dataset(
+        tmp_path / "one.h5", source="phantom", size=64, n_phantoms=1, slices_per_phantom=9, seed=1
+    )
     arrays, attrs = read(summary.path)
     assert attrs["split_by"] == "slab" and attrs["split_gap"] == 2 and len(arrays["split"]) == 5
     assert arrays["object_id"].astype(str).tolist()[0] == "phantom-000:slab-train"
@@ -157,15 +169,22 @@ def test_same_seed_same_file_other_seed_other_noise(tmp_path):
 @pytest.mark.parametrize("noise", ["awgn", "sinogram"])
 @pytest.mark.parametrize("target", [24.44, 18.66])
 def test_tcga_slices_reach_both_paper_levels(tmp_path, tcga_subset, noise, target):
-    summary = build_ct_dataset(tmp_path / "ct.h5", source=tcga_subset, noise=noise, size=128,
-                               target_psnr_db=target, fractions=(0.34, 0.33, 0.33))  # fmt: skip
+    summary = build_ct_dataset(
+        tmp_path / "ct.h5",
+        source=tcga_subset,
+        noise=noise,
+        size=128,
+        level=NoiseLevel(target_psnr_db=target),
+        fractions=(0.34, 0.33, 0.33),
+    )
     arrays, attrs = read(summary.path)
     assert abs(summary.achieved_psnr_db - target) <= 0.1
     assert summary.n_objects == 3  # PatientID, not file
     assert "resized 512x512 -> 128x128" in attrs["source"]
     assert attrs["target_psnr_scale"].startswith("data_range 1")
-    assert summary.divisor == pytest.approx(float(np.max(load_ct_source(
-        tcga_subset, size=128).hu)) + 1024)  # fmt: skip
+    assert summary.divisor == pytest.approx(
+        float(np.max(load_ct_source(tcga_subset, size=128).hu)) + 1024
+    )
     if noise == "sinogram":
         assert attrs["i0_photons"] == summary.noise_level > 0
         assert attrs["fbp_bias_rmse_hu"] < attrs["target_noise_rmse_hu"]
@@ -196,24 +215,49 @@ def test_bad_choices_are_one_line_errors(tmp_path):
 
 def test_cli_builds_a_dataset_and_a_preview(tmp_path):
     out, preview = tmp_path / "ct.h5", tmp_path / "preview.png"
-    result = CliRunner().invoke(lowdose.cli.app, [
-        "simulate", "ct", "--source", "phantom", "--noise", "awgn", "--target-psnr", "18.66",
-        "--size", "64", "--seed", "1", "--out", str(out), "--preview", str(preview),
-    ])  # fmt: skip
+    result = CliRunner().invoke(
+        lowdose.cli.app,
+        [
+            "simulate",
+            "ct",
+            "--source",
+            "phantom",
+            "--noise",
+            "awgn",
+            "--target-psnr",
+            "18.66",
+            "--size",
+            "64",
+            "--seed",
+            "1",
+            "--out",
+            str(out),
+            "--preview",
+            str(preview),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "18.6" in result.output and out.exists()
     assert preview.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    bad = CliRunner().invoke(lowdose.cli.app, ["simulate", "ct", "--source", str(tmp_path / "no"),
-                                               "--out", str(tmp_path / "n.h5")])  # fmt: skip
+    bad = CliRunner().invoke(
+        lowdose.cli.app,
+        ["simulate", "ct", "--source", str(tmp_path / "no"), "--out", str(tmp_path / "n.h5")],
+    )
     assert bad.exit_code == 1 and "no such file" in " ".join(bad.output.split())
 
 
 @needs_tcga
 @pytest.mark.parametrize("noise", ["awgn", "sinogram"])
 def test_hu_window_target_is_met_in_the_window(tmp_path, tcga_subset, noise):
-    summary = build_ct_dataset(tmp_path / "ct.h5", source=tcga_subset, noise=noise, size=128,
-                               target_psnr_db=24.44, target_scale="hu_window",
-                               fractions=(0.34, 0.33, 0.33))  # fmt: skip
+    summary = build_ct_dataset(
+        tmp_path / "ct.h5",
+        source=tcga_subset,
+        noise=noise,
+        size=128,
+        level=NoiseLevel(target_psnr_db=24.44),
+        target_scale="hu_window",
+        fractions=(0.34, 0.33, 0.33),
+    )
     arrays, attrs = read(summary.path)
     clean_hu = scaled_to_hu(np.repeat(arrays["clean"], 2, axis=0), summary.divisor)
     noisy_hu = scaled_to_hu(arrays["noisy"].reshape(-1, 128, 128), summary.divisor)
@@ -231,13 +275,15 @@ def test_hu_window_target_is_met_in_the_window(tmp_path, tcga_subset, noise):
 def test_default_awgn_is_the_papers_draws_unchanged(tmp_path):
     from lowdose.physics.noise import add_gaussian
 
-    summary = build_ct_dataset(tmp_path / "a.h5", noise="awgn", seed=2, fractions=(0.67, 0.33),
-                               **PHANTOM)  # fmt: skip
+    summary = build_ct_dataset(
+        tmp_path / "a.h5", noise="awgn", seed=2, fractions=(0.67, 0.33), **PHANTOM
+    )
     arrays, attrs = read(summary.path)
     assert attrs["target_scale"] == "data_range_1"
     stream = noise_stream(2, "awgn", 24.44, "data_range_1")
-    expected = add_gaussian(arrays["clean"][4], attrs["noise_level"],
-                            rng=np.random.default_rng([*stream, 4, 1]))  # fmt: skip
+    expected = add_gaussian(
+        arrays["clean"][4], attrs["noise_level"], rng=np.random.default_rng([*stream, 4, 1])
+    )
     assert np.array_equal(arrays["noisy"][4, 1], expected)
 
 
@@ -248,8 +294,9 @@ def test_sweep_sinogram_model_meets_targets_with_correlated_noise():
     data_max = float(src.hu.max() + 1024)
     clean, scale = hu_to_scaled(src.hu, data_max, clip=True), np.full(2, data_max)
     attrs = DatasetAttrs(modality="ct", noise_model="sinogram", scaling_rule="dataset_max")
-    attrs = attrs.with_extra(views=90, pixel_mm_mean=float(src.pixel_mm[0]), filter_name="hann",
-                             mu_water_per_mm=0.0192)  # fmt: skip
+    attrs = attrs.with_extra(
+        views=90, pixel_mm_mean=float(src.pixel_mm[0]), filter_name="hann", mu_water_per_mm=0.0192
+    )
     name, add_noise, solve = noise_model_for(attrs)
     levels = []
     for target in (20.0, 35.0):
@@ -266,8 +313,11 @@ def test_two_levels_draw_independent_awgn_and_one_level_repeats(tmp_path):
     kwargs = {"noise": "awgn", "seed": 0, "fractions": (0.67, 0.33), **PHANTOM}
     noise = []
     for name, target in (("ct24", 24.44), ("ct18", 18.66), ("again", 24.44)):
-        arrays, _ = read(build_ct_dataset(tmp_path / f"{name}.h5", target_psnr_db=target,
-                                          **kwargs).path)  # fmt: skip
+        arrays, _ = read(
+            build_ct_dataset(
+                tmp_path / f"{name}.h5", level=NoiseLevel(target_psnr_db=target), **kwargs
+            ).path
+        )
         noise.append(arrays["noisy"] - arrays["clean"][:, None])
     assert abs(np.corrcoef(noise[0].ravel(), noise[1].ravel())[0, 1]) < 0.05  # was exactly 1
     np.testing.assert_array_equal(noise[0], noise[2])

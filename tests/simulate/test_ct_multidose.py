@@ -13,6 +13,7 @@ import pytest
 
 from lowdose.core.errors import LowdoseInputError
 from lowdose.data.dataset import read_info, read_scale
+from lowdose.physics.noise_levels import NoiseLevel
 from lowdose.simulate.ct import build_ct_dataset
 from lowdose.simulate.ct_multidose import (
     build_multidose_ct_dataset,
@@ -22,8 +23,15 @@ from lowdose.simulate.ct_multidose import (
 )
 
 DOSES = (1.0, 0.1, 0.01)  # descending: each tenfold drop of I0 ~ sqrt(10) more noise sd
-SLICES = {"source": "phantom", "size": 32, "views": 30, "n_phantoms": 3, "slices_per_phantom": 2,
-          "fractions": (0.34, 0.33, 0.33), "split_by": "patient"}  # fmt: skip
+SLICES = {
+    "source": "phantom",
+    "size": 32,
+    "views": 30,
+    "n_phantoms": 3,
+    "slices_per_phantom": 2,
+    "fractions": (0.34, 0.33, 0.33),
+    "split_by": "patient",
+}
 
 
 def arrays(path) -> dict:
@@ -35,8 +43,9 @@ def arrays(path) -> dict:
 def multidose(tmp_path_factory):
     """(merged summary, [single-dose paths in DOSES order]) of tiny phantom slices."""
     folder = tmp_path_factory.mktemp("multidose")
-    summary = build_multidose_ct_dataset(folder / "ct.h5", dose_fractions=DOSES,
-                                         dose_folder=folder / "doses", **SLICES)  # fmt: skip
+    summary = build_multidose_ct_dataset(
+        folder / "ct.h5", dose_fractions=DOSES, dose_folder=folder / "doses", **SLICES
+    )
     return summary, [single_dose_path(folder / "ct.h5", d, folder / "doses") for d in DOSES]
 
 
@@ -55,7 +64,7 @@ def test_every_slice_appears_once_per_dose_with_that_doses_scans(multidose):
         photons = read_info(path).attrs.extra["photons_per_ray"]
         assert np.all(doses.photons_per_ray[rows] == photons)
         assert np.all(doses.dose_fraction[rows] == DOSES[k])
-    assert summary.details["dose_files"] == [str(p) for p in singles]
+    assert summary.details.dose_files == tuple(singles)
 
 
 def test_a_patient_stays_in_its_one_split_at_every_dose(multidose):
@@ -104,8 +113,15 @@ def test_attributes_hold_no_single_level_and_every_doses_own_values(multidose):
 
 
 def test_files_made_at_a_photon_count_merge_with_their_equivalent_fraction(tmp_path):
-    paths = [build_ct_dataset(tmp_path / f"i{i0:g}.h5", noise="sinogram", photons_per_ray=i0,
-                              **SLICES).path for i0 in (4e6, 1e6)]  # fmt: skip
+    paths = [
+        build_ct_dataset(
+            tmp_path / f"i{i0:g}.h5",
+            noise="sinogram",
+            level=NoiseLevel(photons_per_ray=i0),
+            **SLICES,
+        ).path
+        for i0 in (4e6, 1e6)
+    ]
     summary = merge_ct_doses(tmp_path / "merged.h5", paths)
     doses, n_rows = read_image_doses(summary.path), read_info(paths[0]).shape[0]
     for k, path in enumerate(paths):
@@ -119,8 +135,10 @@ def test_files_made_at_a_photon_count_merge_with_their_equivalent_fraction(tmp_p
 def test_inputs_that_are_not_one_set_of_slices_raise_and_write_nothing(multidose, tmp_path):
     _, singles = multidose
     out = tmp_path / "merged.h5"
-    other = build_ct_dataset(tmp_path / "other.h5", noise="sinogram", dose_fraction=0.5,
-                             **{**SLICES, "seed": 1}).path  # fmt: skip
+    half = NoiseLevel(dose_fraction=0.5)
+    other = build_ct_dataset(
+        tmp_path / "other.h5", noise="sinogram", level=half, **{**SLICES, "seed": 1}
+    ).path
     awgn = build_ct_dataset(tmp_path / "awgn.h5", noise="awgn", **SLICES).path
     cases = [
         ([singles[0], other], "differ"),  # other phantoms: other clean slices
@@ -136,8 +154,9 @@ def test_inputs_that_are_not_one_set_of_slices_raise_and_write_nothing(multidose
     for fractions in ((1.0,), (1.0, 1.0), (1.0, -0.5)):
         with pytest.raises(LowdoseInputError, match="dose_fractions"):
             build_multidose_ct_dataset(out, dose_fractions=fractions, **SLICES)
-    with pytest.raises(LowdoseInputError, match="target_psnr_db"):
-        build_multidose_ct_dataset(out, dose_fractions=DOSES, target_psnr_db=30.0, **SLICES)
+    with pytest.raises(LowdoseInputError, match="level: set by build_multidose_ct_dataset"):
+        level = NoiseLevel(target_psnr_db=30.0)
+        build_multidose_ct_dataset(out, dose_fractions=DOSES, level=level, **SLICES)
     assert not out.exists()
 
 
@@ -151,16 +170,29 @@ def test_noise2noise_trains_on_the_merged_file_and_evaluate_reads_it(multidose, 
 
     torch.set_num_threads(1)
     summary, _ = multidose
-    config = make_train_config({"data": summary.path, "out": tmp_path / "run", "mode": "n2n",
-                                "width": 8, "patch": 32, "batch_size": 4, "samples_per_epoch": 8,
-                                "epochs": 2, "threads": 1, "quiet": True, "seed": 0,
-                                "accelerator": "cpu"})  # fmt: skip
+    config = make_train_config(
+        {
+            "data": summary.path,
+            "out": tmp_path / "run",
+            "mode": "n2n",
+            "width": 8,
+            "patch": 32,
+            "batch_size": 4,
+            "samples_per_epoch": 8,
+            "epochs": 2,
+            "threads": 1,
+            "quiet": True,
+            "seed": 0,
+            "accelerator": "cpu",
+        }
+    )
     assert config.val_reference == "realisation"  # clean-free selection
     result = train(config)
     assert result.global_step == 4 and (tmp_path / "run" / "best.ckpt").is_file()
     assert load_model(tmp_path / "run" / "best.ckpt")[1].selection == "clean-free"
-    evaluate(summary.path, models=[tmp_path / "run" / "best.ckpt"], filters=[],
-             out_dir=tmp_path / "eval")  # fmt: skip
+    evaluate(
+        summary.path, models=[tmp_path / "run" / "best.ckpt"], filters=[], out_dir=tmp_path / "eval"
+    )
     results = pd.read_csv(tmp_path / "eval" / "results.csv")
     n_test = summary.split_counts["test"]
     assert results.groupby("method").size().tolist() == [n_test, n_test]  # noisy and the model

@@ -10,6 +10,7 @@ import lowdose.cli.simulate_xray_cmd  # noqa: F401  (registers `simulate xray`)
 from lowdose.core.errors import LowdoseInputError
 from lowdose.core.noise_correlation import NoiseCorrelation
 from lowdose.data.split_plan import plan_split
+from lowdose.physics.noise_levels import NoiseLevel
 from lowdose.physics.projection import projection_angles
 from lowdose.simulate.xray import (
     PAPER_FRACTIONS,
@@ -77,22 +78,43 @@ def test_same_seed_same_file_whatever_the_worker_count(built, tmp_path):
 
 def test_fixed_photons_and_bad_arguments(tmp_path):
     summary = build_xray_dataset(
-        tmp_path / "p.h5", phantoms=2, angles=2, size=32, photons_per_pixel=500.0, geometry="cone",
-        target_psnr_db=None, fractions=(0.5, 0.0, 0.5),
-    )  # fmt: skip
+        tmp_path / "p.h5",
+        phantoms=2,
+        angles=2,
+        size=32,
+        level=NoiseLevel(photons_per_pixel=500.0),
+        geometry="cone",
+        fractions=(0.5, 0.0, 0.5),
+    )
     assert summary.noise_level == 500.0
     with h5py.File(summary.path, "r") as f:
         assert np.isnan(f.attrs["target_psnr_db"]) and f.attrs["noise_level"] == 500.0
     with pytest.raises(LowdoseInputError, match="exactly one"):
-        build_xray_dataset(tmp_path / "x.h5", photons_per_pixel=300.0)
+        NoiseLevel(target_psnr_db=29.91, photons_per_pixel=300.0)
+    with pytest.raises(LowdoseInputError, match="photons_per_ray=300: an X-ray dataset takes"):
+        build_xray_dataset(tmp_path / "x.h5", level=NoiseLevel(photons_per_ray=300.0))
     with pytest.raises(LowdoseInputError, match="geometry"):
         build_xray_dataset(tmp_path / "x.h5", geometry="fan")
 
 
 def test_cli_writes_dataset_and_preview(tmp_path):
     out, png = tmp_path / "cli.h5", tmp_path / "preview.png"
-    args = ["simulate", "xray", "--phantoms", "2", "--angles", "2", "--size", "32",
-            "--val-fraction", "0", "--out", str(out), "--preview", str(png)]  # fmt: skip
+    args = [
+        "simulate",
+        "xray",
+        "--phantoms",
+        "2",
+        "--angles",
+        "2",
+        "--size",
+        "32",
+        "--val-fraction",
+        "0",
+        "--out",
+        str(out),
+        "--preview",
+        str(png),
+    ]
     result = typer.testing.CliRunner().invoke(lowdose.cli.app, args)
     assert result.exit_code == 0, result.output
     assert out.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -133,11 +155,11 @@ def test_the_mirror_check_finds_the_pairs_of_views_over_360_degrees():
 
 
 def test_two_doses_draw_independent_noise_and_one_dose_repeats(tmp_path):
-    small = {"phantoms": 2, "angles": 2, "size": 32, "target_psnr_db": None,
-             "fractions": (0.5, 0.5), "seed": 4}  # fmt: skip
+    small = {"phantoms": 2, "angles": 2, "size": 32, "fractions": (0.5, 0.5), "seed": 4}
     noise = []
     for name, photons in (("a", 300.0), ("b", 600.0), ("c", 300.0)):
-        summary = build_xray_dataset(tmp_path / f"{name}.h5", photons_per_pixel=photons, **small)
+        level = NoiseLevel(photons_per_pixel=photons)
+        summary = build_xray_dataset(tmp_path / f"{name}.h5", level=level, **small)
         with h5py.File(summary.path, "r") as f:
             noise.append(f["noisy"][...] - f["clean"][...][:, None])
     assert abs(np.corrcoef(noise[0].ravel(), noise[1].ravel())[0, 1]) < 0.05
@@ -145,16 +167,17 @@ def test_two_doses_draw_independent_noise_and_one_dose_repeats(tmp_path):
 
 
 def test_two_phantoms_are_cut_into_slabs_of_views_written_block_by_block(tmp_path):
-    kwargs = {"phantoms": 2, "angles": 9, "size": 32, "seed": 3, "photons_per_pixel": 400.0,
-              "target_psnr_db": None}  # fmt: skip
+    level = NoiseLevel(photons_per_pixel=400.0)
+    kwargs = {"phantoms": 2, "angles": 9, "size": 32, "seed": 3, "level": level}
     slab = build_xray_dataset(tmp_path / "slab.h5", **kwargs)
     whole = build_xray_dataset(tmp_path / "whole.h5", fractions=(0.5, 0.5), **kwargs)
     assert whole.attrs.extra["split_by"] == "patient"
     extra = slab.attrs.extra
     assert extra["split_by"] == "slab" and extra["split_gap"] == 2 and slab.n_images == 2 * 5
     ids = np.repeat(["phantom-0000", "phantom-0001"], 9)
-    plan = plan_split(ids, image_shape=(32, 32), rng=np.random.default_rng(0),
-                      fractions=PAPER_FRACTIONS)  # fmt: skip
+    plan = plan_split(
+        ids, image_shape=(32, 32), rng=np.random.default_rng(0), fractions=PAPER_FRACTIONS
+    )
     with h5py.File(slab.path, "r") as a, h5py.File(whole.path, "r") as b:
         assert a["object_id"].asstr()[...].tolist() == plan.object_id.tolist()
         for key in ("clean", "noisy", "scale"):  # the kept views, unchanged

@@ -14,7 +14,9 @@ from lowdose.cli._app import (
     stage_progress,
     user_errors,
 )
-from lowdose.simulate.xray import build_xray_dataset
+from lowdose.core.errors import LowdoseInputError
+from lowdose.physics.noise_levels import NoiseLevel
+from lowdose.simulate.xray import PAPER_XRAY_LEVEL, build_xray_dataset
 from lowdose.simulate.xray_preview import write_preview
 
 
@@ -50,29 +52,49 @@ def simulate_xray(
 ) -> None:
     """Simulate the paper's X-ray projection dataset (Table III) from random torso phantoms."""
     with user_errors():
-        sizes = {"--phantoms": phantoms, "--angles": angles, "--size": size,
-                 "--realisations": realisations, "--workers": workers}  # fmt: skip
+        sizes = {
+            "--phantoms": phantoms,
+            "--angles": angles,
+            "--size": size,
+            "--realisations": realisations,
+            "--workers": workers,
+        }
         check_positive_options({"--photons": photons, "--target-psnr": target_psnr, **sizes})
         check_out_writable(out)
-        if target_psnr is None and photons is None:
-            target_psnr = 29.91
+        if target_psnr is not None and photons is not None:
+            raise LowdoseInputError("give exactly one of --target-psnr and --photons")
+        level = PAPER_XRAY_LEVEL
+        if photons is not None:
+            level = NoiseLevel(photons_per_pixel=photons)
+        elif target_psnr is not None:
+            level = NoiseLevel(target_psnr_db=target_psnr)
         with stage_progress("phantoms") as progress:
             summary = build_xray_dataset(
-                out, phantoms=phantoms, angles=angles, size=size, realisations=realisations,
-                target_psnr_db=target_psnr, photons_per_pixel=photons, geometry=geometry,
-                seed=seed, workers=workers, progress=progress,
+                out,
+                phantoms=phantoms,
+                angles=angles,
+                size=size,
+                realisations=realisations,
+                level=level,
+                geometry=geometry,
+                seed=seed,
+                workers=workers,
+                progress=progress,
                 fractions=(0.8 * (1 - val_fraction), 0.8 * val_fraction, 0.2),  # 20 % test
                 split_by=split_by,
-            )  # fmt: skip
+            )
         console.print(summary.describe(), highlight=False)
         console.print(
             f"{summary.noise_level:.1f} photons/pixel; "
-            f"{summary.details['n_train_pairs_n2n']} N2N training pairs",
+            f"{summary.details.n_train_pairs_n2n} N2N training pairs",
             highlight=False,
         )
         if preview is not None:
             write_preview(
-                preview, size=size, seed=seed, photons_per_pixel=summary.noise_level,
+                preview,
+                size=size,
+                seed=seed,
+                photons_per_pixel=summary.noise_level,
                 geometry=geometry,
-            )  # fmt: skip
+            )
             console.print(f"preview: {preview}", highlight=False)

@@ -20,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from lowdose.baselines.tuning_kinds import parse_tunings
 from lowdose.core.errors import LowdoseInputError
-from lowdose.simulate.ct_realisations import NOISE_ALIASES
+from lowdose.physics.noise_levels import NoiseLevel
+from lowdose.simulate.ct_levels import NOISE_ALIASES
 
 EXPERIMENTS_DIR = Path(__file__).parent / "experiments"
 Scale = Literal["quick", "medium", "paper"]
@@ -78,6 +79,15 @@ class DatasetSpec(_Strict):
         if self.view_subsets is not None and not doses:
             raise ValueError("view_subsets needs a dose-based sinogram dataset")
         return self
+
+    def noise_level(self) -> NoiseLevel:
+        """The dataset's one noise level: its dose, else its target PSNR (the validator made sure
+        exactly one is given)."""
+        if self.photons_per_ray is not None:
+            return NoiseLevel(photons_per_ray=self.photons_per_ray)
+        if self.dose_fraction is not None:
+            return NoiseLevel(dose_fraction=self.dose_fraction)
+        return NoiseLevel(target_psnr_db=self.target_psnr_db)
 
 
 class IqSpec(_Strict):

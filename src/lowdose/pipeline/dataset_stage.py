@@ -42,9 +42,12 @@ def build_dataset(
     log(f"dataset: building {path.name}" + (" (QA phantom)" if spec.source == "qa-phantom" else ""))
     # one scan split into view subsets: its K subsets are the realisations
     scans = 1 if spec.view_subsets else spec.realisations
-    common = {"realisations": scans, "size": spec.size, "seed": spec.seed}
-    if spec.target_psnr_db is not None:  # else a dose-based CT dataset (no target solved for)
-        common["target_psnr_db"] = spec.target_psnr_db
+    common = {
+        "realisations": scans,
+        "size": spec.size,
+        "seed": spec.seed,
+        "level": spec.noise_level(),
+    }
     with bars() as progress:
         if spec.kind == "xray":
             build_xray_dataset(
@@ -61,16 +64,24 @@ def build_dataset(
     return path, key
 
 
-_DOSE_DEFAULTS = {"photons_per_ray": None, "dose_fraction": None, "electronic_noise_counts": 0.0,
-                  "kernel": "hann", "view_subsets": None}  # fmt: skip
+_DOSE_DEFAULTS = {
+    "photons_per_ray": None,
+    "dose_fraction": None,
+    "electronic_noise_counts": 0.0,
+    "kernel": "hann",
+    "view_subsets": None,
+}
 
 
 def dataset_key(spec: DatasetSpec) -> str:
     """The dataset stage key: v2 (X-ray views over [0, 180), noise streams keyed by level);
     sinogram noise v3 (its clean reference is always the noise-free FBP). Dose fields at their
     defaults are left out, so AWGN and X-ray datasets keep their v2 keys."""
-    fields = {k: v for k, v in spec.model_dump().items()
-              if k not in _DOSE_DEFAULTS or _DOSE_DEFAULTS[k] != v}  # fmt: skip
+    fields = {
+        k: v
+        for k, v in spec.model_dump().items()
+        if k not in _DOSE_DEFAULTS or _DOSE_DEFAULTS[k] != v
+    }
     if spec.target_psnr_db is None:
         fields.pop("target_psnr_db", None)
     version = "dataset-v3" if spec.noise == "sinogram" and spec.kind == "ct" else "dataset-v2"
@@ -79,17 +90,18 @@ def dataset_key(spec: DatasetSpec) -> str:
 
 def ct_build_options(spec: DatasetSpec) -> dict:
     """Keywords of :func:`lowdose.simulate.ct.build_ct_dataset` for a CT dataset spec (the
-    target, realisations, size and seed are passed with the X-ray ones)."""
-    options = {"source": resolve_ct_source(spec.source), "noise": spec.noise,
-               "target_scale": spec.target_scale}  # fmt: skip
-    if spec.photons_per_ray is not None or spec.dose_fraction is not None:
+    level, realisations, size and seed are passed with the X-ray ones); electronic noise and view
+    subsets only with a dose, as the builder takes them."""
+    options = {
+        "source": resolve_ct_source(spec.source),
+        "noise": spec.noise,
+        "target_scale": spec.target_scale,
+        "filter_name": spec.kernel,
+    }
+    if spec.noise_level().is_dose:
         options.update(
-            photons_per_ray=spec.photons_per_ray, dose_fraction=spec.dose_fraction,
-            electronic_noise_counts=spec.electronic_noise_counts, filter_name=spec.kernel,
-            view_subsets=spec.view_subsets,
-        )  # fmt: skip
-    elif spec.kernel != "hann":
-        options["filter_name"] = spec.kernel
+            electronic_noise_counts=spec.electronic_noise_counts, view_subsets=spec.view_subsets
+        )
     return options
 
 

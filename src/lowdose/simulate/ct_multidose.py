@@ -52,6 +52,7 @@ from lowdose.data.build import (
 )
 from lowdose.data.dataset import DatasetInfo, open_dataset, read_info, read_scale
 from lowdose.data.writer import dataset_writer
+from lowdose.physics.noise_levels import NoiseLevel
 from lowdose.simulate.ct import build_ct_dataset
 
 PathLike = str | os.PathLike
@@ -62,7 +63,20 @@ MUST_MATCH = ("realisations_are", "views", "filter_name", "pixel_mm_mean", "data
 BLOCK_IMAGES = 16  # rows read and written at a time: a merge of files larger than RAM streams
 _CLEAN_ATOL = 1e-5  # dataset scale (~0.02 HU at data_max 2000): the same noise-free FBP
 # build_ct_dataset's keywords that this builder sets: one dose each, independent scans
-_OWN_KWARGS = ("noise", "dose_fraction", "photons_per_ray", "target_psnr_db", "view_subsets")
+_OWN_KWARGS = ("noise", "level", "view_subsets")
+
+
+@dataclass(frozen=True)
+class MergedDoses:
+    """What a multi-dose merge wrote beyond the common attributes.
+
+    ``per_dose``: one record per input, as the ``multi_dose_per_dose`` attribute (JSON) holds it
+    (file, dose_fraction, photons_per_ray, achieved_psnr_db and the input's own extras);
+    ``dose_files``: the single-dose files simulated for it (gone when no folder kept them).
+    """
+
+    per_dose: tuple[dict[str, Any], ...]
+    dose_files: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -78,8 +92,10 @@ def read_image_doses(path: PathLike) -> ImageDoses:
     """Per-image doses of a file written by :func:`merge_ct_doses`; raises for any other file."""
     with open_dataset(path) as handle:
         if not all(key in handle for key in DOSE_KEYS):
-            raise LowdoseInputError(f"{path}: no per-image doses; not a multi-dose file (build "
-                                    "it with build_multidose_ct_dataset)")  # fmt: skip
+            raise LowdoseInputError(
+                f"{path}: no per-image doses; not a multi-dose file (build "
+                "it with build_multidose_ct_dataset)"
+            )
         values = [np.asarray(handle[key][()], dtype=np.float64) for key in DOSE_KEYS]
     return ImageDoses(*values)
 
@@ -100,7 +116,7 @@ def build_multidose_ct_dataset(
     dose_folder: PathLike | None = None,
     progress: Progress | None = None,
     **ct_options: Any,
-) -> DatasetSummary:
+) -> DatasetSummary[MergedDoses]:
     """Simulate sinogram noise at every dose of ``dose_fractions`` and merge the files into ``out``.
 
     Parameters
@@ -125,35 +141,49 @@ def build_multidose_ct_dataset(
 
     Returns
     -------
-    DatasetSummary
-        Of ``out``; ``details["dose_files"]``: the single-dose files (gone without a folder).
+    DatasetSummary[MergedDoses]
+        Of ``out``, with the single-dose files in ``details.dose_files``.
     """
     fractions = [float(v) for v in dose_fractions]
     usable = all(math.isfinite(v) and v > 0 for v in fractions)
     if len(fractions) < 2 or len(set(fractions)) < len(fractions) or not usable:
-        raise LowdoseInputError(f"dose_fractions={tuple(fractions)}: give two or more different "
-                                "fractions > 0, e.g. 1,0.5,0.25,0.1")  # fmt: skip
+        raise LowdoseInputError(
+            f"dose_fractions={tuple(fractions)}: give two or more different "
+            "fractions > 0, e.g. 1,0.5,0.25,0.1"
+        )
     if taken := sorted(set(ct_options) & set(_OWN_KWARGS)):
-        raise LowdoseInputError(f"{', '.join(taken)}: set by build_multidose_ct_dataset itself "
-                                "(one dose per fraction); remove it")  # fmt: skip
+        raise LowdoseInputError(
+            f"{', '.join(taken)}: set by build_multidose_ct_dataset itself "
+            "(one dose per fraction); remove it"
+        )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    folders = (contextlib.nullcontext(dose_folder) if dose_folder is not None else
-               tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent))  # fmt: skip
+    folders = (
+        contextlib.nullcontext(dose_folder)
+        if dose_folder is not None
+        else tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent)
+    )
     with folders as folder:
         paths = [single_dose_path(out, fraction, folder) for fraction in fractions]
         for fraction, path in zip(fractions, paths, strict=True):
-            build_ct_dataset(path, source=source, noise="sinogram", dose_fraction=fraction,
-                             size=size, seed=seed, realisations=realisations,
-                             progress=_prefixed(progress, f"dose {fraction:g}"),
-                             **ct_options)  # fmt: skip
+            build_ct_dataset(
+                path,
+                source=source,
+                noise="sinogram",
+                level=NoiseLevel(dose_fraction=fraction),
+                size=size,
+                seed=seed,
+                realisations=realisations,
+                progress=_prefixed(progress, f"dose {fraction:g}"),
+                **ct_options,
+            )
         summary = merge_ct_doses(out, paths, progress=progress)
-    return replace(summary, details={**summary.details, "dose_files": [str(p) for p in paths]})
+    return replace(summary, details=replace(summary.details, dose_files=tuple(paths)))
 
 
 def merge_ct_doses(
     out: PathLike, inputs: Sequence[PathLike], *, progress: Progress | None = None
-) -> DatasetSummary:
+) -> DatasetSummary[MergedDoses]:
     """Merge sinogram-noise CT files of the same slices at different doses into ``out``.
 
     Parameters
@@ -168,8 +198,8 @@ def merge_ct_doses(
 
     Returns
     -------
-    DatasetSummary
-        Of ``out``; ``details["per_dose"]`` as ``multi_dose_per_dose``.
+    DatasetSummary[MergedDoses]
+        Of ``out``.
 
     Raises
     ------
@@ -179,15 +209,17 @@ def merge_ct_doses(
     started = time.perf_counter()
     out, paths = Path(out), [Path(p) for p in inputs]
     if len(paths) < 2:
-        raise LowdoseInputError(f"{out}: merging needs two or more single-dose files, got "
-                                f"{len(paths)}")  # fmt: skip
+        raise LowdoseInputError(
+            f"{out}: merging needs two or more single-dose files, got {len(paths)}"
+        )
     infos = [read_info(path) for path in paths]
     for info in infos:
         _check_input(info, infos[0])
     photons = [float(info.attrs.extra["photons_per_ray"]) for info in infos]
     if len(set(photons)) < len(photons):
-        raise LowdoseInputError(f"{out}: two inputs have the same photons_per_ray ({photons}); "
-                                "merge one file per dose")  # fmt: skip
+        raise LowdoseInputError(
+            f"{out}: two inputs have the same photons_per_ray ({photons}); merge one file per dose"
+        )
     shared = _shared_extra(infos)
     per_dose = [_dose_record(info, shared) for info in infos]
     attrs = _merged_attrs(infos[0].attrs, shared, per_dose)
@@ -198,7 +230,7 @@ def merge_ct_doses(
         with h5py.File(tmp, "a") as handle:  # the per-image doses the writer does not know
             for key, values in doses.items():
                 handle.create_dataset(key, data=values.astype(np.float64))
-    return summarise_dataset(out, started_s=started, details={"per_dose": per_dose})
+    return summarise_dataset(out, started_s=started, details=MergedDoses(tuple(per_dose)))
 
 
 def _prefixed(progress: Progress | None, prefix: str) -> Progress | None:
@@ -211,33 +243,46 @@ def _check_input(info: DatasetInfo, first: DatasetInfo) -> None:
     """Raise unless ``info`` is sinogram CT of ``first``'s slices, split and geometry."""
     where, attrs = info.path, info.attrs
     if attrs.noise_model != "sinogram" or attrs.modality != "ct":
-        raise LowdoseInputError(f"{where}: noise_model {attrs.noise_model!r}; merge sinogram-"
-                                "noise CT files (AWGN: train with --dose-range)")  # fmt: skip
+        raise LowdoseInputError(
+            f"{where}: noise_model {attrs.noise_model!r}; merge sinogram-"
+            "noise CT files (AWGN: train with --dose-range)"
+        )
     for key in ("photons_per_ray", "dose_fraction_equivalent"):
         if not isinstance(attrs.extra.get(key), float | int):
-            raise LowdoseInputError(f"{where}: no {key} attribute; rebuild it with lowdose "
-                                    "simulate ct --noise sinogram")  # fmt: skip
-    same = (info.shape == first.shape and info.has_clean == first.has_clean
-            and np.array_equal(info.object_id, first.object_id)
-            and np.array_equal(info.split, first.split)
-            and np.array_equal(read_scale(info.path), read_scale(first.path)))  # fmt: skip
+            raise LowdoseInputError(
+                f"{where}: no {key} attribute; rebuild it with lowdose simulate ct --noise sinogram"
+            )
+    same = (
+        info.shape == first.shape
+        and info.has_clean == first.has_clean
+        and np.array_equal(info.object_id, first.object_id)
+        and np.array_equal(info.split, first.split)
+        and np.array_equal(read_scale(info.path), read_scale(first.path))
+    )
     if not same:
-        raise LowdoseInputError(f"{where}: its images, ids, splits or scales differ from "
-                                f"{first.path.name}'s; merge files of the same slices (same "
-                                "source, size, seed and split)")  # fmt: skip
+        raise LowdoseInputError(
+            f"{where}: its images, ids, splits or scales differ from "
+            f"{first.path.name}'s; merge files of the same slices (same "
+            "source, size, seed and split)"
+        )
     for key in MUST_MATCH:
         mine, theirs = info.attrs.extra.get(key), first.attrs.extra.get(key)
         if mine != theirs:
-            raise LowdoseInputError(f"{where}: {key}={mine!r} but {first.path.name} has "
-                                    f"{theirs!r}; merge files of one geometry")  # fmt: skip
+            raise LowdoseInputError(
+                f"{where}: {key}={mine!r} but {first.path.name} has "
+                f"{theirs!r}; merge files of one geometry"
+            )
 
 
 def _shared_extra(infos: list[DatasetInfo]) -> dict[str, Any]:
     """The extra attributes every input holds with the same value (kept for the merged file)."""
     extras = [info.attrs.extra for info in infos]
     same = json.dumps  # as JSON text NaN equals NaN, and 1 differs from 1.0 and from True
-    return {key: value for key, value in extras[0].items()
-            if all(key in e and same(e[key]) == same(value) for e in extras)}  # fmt: skip
+    return {
+        key: value
+        for key, value in extras[0].items()
+        if all(key in e and same(e[key]) == same(value) for e in extras)
+    }
 
 
 def _dose_record(info: DatasetInfo, shared: dict[str, Any]) -> dict[str, Any]:
@@ -245,11 +290,18 @@ def _dose_record(info: DatasetInfo, shared: dict[str, Any]) -> dict[str, Any]:
     extra = info.attrs.extra
     given = float(extra.get("dose_fraction", math.nan))  # NaN when I0 was given or solved
     fraction = given if math.isfinite(given) else float(extra["dose_fraction_equivalent"])
-    own = {key: value for key, value in extra.items()
-           if key not in shared and not key.startswith("noise_corr_")}  # fmt: skip
-    return {**own, "file": info.path.name, "dose_fraction": fraction,  # never NaN, unlike own
-            "photons_per_ray": float(extra["photons_per_ray"]),
-            "achieved_psnr_db": float(info.attrs.achieved_psnr_db)}  # fmt: skip
+    own = {
+        key: value
+        for key, value in extra.items()
+        if key not in shared and not key.startswith("noise_corr_")
+    }
+    return {
+        **own,
+        "file": info.path.name,
+        "dose_fraction": fraction,  # never NaN, unlike own
+        "photons_per_ray": float(extra["photons_per_ray"]),
+        "achieved_psnr_db": float(info.attrs.achieved_psnr_db),
+    }
 
 
 def _merged_attrs(first: DatasetAttrs, shared: dict, per_dose: list[dict]) -> DatasetAttrs:
@@ -258,20 +310,30 @@ def _merged_attrs(first: DatasetAttrs, shared: dict, per_dose: list[dict]) -> Da
     window = [float(r.get(key, shared.get(key, math.nan))) for r in per_dose]
     fractions = ",".join(f"{r['dose_fraction']:g}" for r in per_dose)
     photons = ",".join(f"{r['photons_per_ray']:.6g}" for r in per_dose)
-    description = (f"CT slices with sinogram noise at {len(per_dose)} doses (fractions "
-                   f"{fractions} of full dose; I0 {photons} photons per ray), each slice once per "
-                   "dose (lowdose simulate.ct_multidose)")  # fmt: skip
-    merged = replace(first, noise_level=math.nan, target_psnr_db=math.nan,
-                     achieved_psnr_db=math.nan, description=description, extra=shared)  # fmt: skip
+    description = (
+        f"CT slices with sinogram noise at {len(per_dose)} doses (fractions "
+        f"{fractions} of full dose; I0 {photons} photons per ray), each slice once per "
+        "dose (lowdose simulate.ct_multidose)"
+    )
+    merged = replace(
+        first,
+        noise_level=math.nan,
+        target_psnr_db=math.nan,
+        achieved_psnr_db=math.nan,
+        description=description,
+        extra=shared,
+    )
     return merged.with_extra(
         noise_level_name="per image: datasets photons_per_ray and dose_fraction",
-        multi_dose_fractions=fractions, multi_dose_photons_per_ray=photons,
+        multi_dose_fractions=fractions,
+        multi_dose_photons_per_ray=photons,
         multi_dose_per_dose=json.dumps(per_dose),
         multi_dose_rows="dose-major: rows k*I..(k+1)*I-1 hold dose k of multi_dose_fractions",
         achieved_psnr_hu_window_db=float(np.mean(window)),
-        photon_starved=any(bool(r.get("photon_starved", shared.get("photon_starved", False)))
-                           for r in per_dose),
-    )  # fmt: skip
+        photon_starved=any(
+            bool(r.get("photon_starved", shared.get("photon_starved", False))) for r in per_dose
+        ),
+    )
 
 
 def _write_merged(tmp: Path, infos: list[DatasetInfo], attrs: DatasetAttrs, progress) -> None:
@@ -280,13 +342,23 @@ def _write_merged(tmp: Path, infos: list[DatasetInfo], attrs: DatasetAttrs, prog
     n_rows, n_real = first.shape[:2]
     with contextlib.ExitStack() as stack:  # the writer closes first: the inputs outlive it
         handles = [stack.enter_context(open_dataset(info.path)) for info in infos]
-        optional = {key: np.concatenate([handles[0][key][()]] * n_doses) if key in handles[0]
-                    else None for key in ("tile_origin", "fov")}  # fmt: skip
-        writer = stack.enter_context(dataset_writer(
-            tmp, object_id=np.tile(first.object_id, n_doses), split=np.tile(first.split, n_doses),
-            scale=np.tile(read_scale(first.path), n_doses), n_realisations=n_real,
-            image_shape=first.shape[2:], has_clean=first.has_clean, attrs=attrs, **optional,
-        ))  # fmt: skip
+        optional = {
+            key: np.concatenate([handles[0][key][()]] * n_doses) if key in handles[0] else None
+            for key in ("tile_origin", "fov")
+        }
+        writer = stack.enter_context(
+            dataset_writer(
+                tmp,
+                object_id=np.tile(first.object_id, n_doses),
+                split=np.tile(first.split, n_doses),
+                scale=np.tile(read_scale(first.path), n_doses),
+                n_realisations=n_real,
+                image_shape=first.shape[2:],
+                has_clean=first.has_clean,
+                attrs=attrs,
+                **optional,
+            )
+        )
         writer.add_extra(**noise_correlation_attrs(_spread_sample(handles, n_rows)))
         for k, start in itertools.product(range(n_doses), range(0, n_rows, BLOCK_IMAGES)):
             rows = slice(start, min(start + BLOCK_IMAGES, n_rows))
@@ -302,8 +374,10 @@ def _same_clean(handle, reference, rows: slice, where: Path) -> np.ndarray | Non
         return None
     clean = handle["clean"][rows]  # the noise-free FBP: the same at every dose
     if not np.allclose(clean, reference["clean"][rows], rtol=0.0, atol=_CLEAN_ATOL):
-        raise LowdoseInputError(f"{where}: its clean images differ from the first input's; "
-                                "merge files of the same slices (source, size, views)")  # fmt: skip
+        raise LowdoseInputError(
+            f"{where}: its clean images differ from the first input's; "
+            "merge files of the same slices (source, size, views)"
+        )
     return clean
 
 

@@ -32,10 +32,17 @@ NOISE_WINDOW_HU = 500.0
 
 
 def preview_arrays(
-    hu, pixel_mm: float, *, data_max: float, target_psnr_db: float, seed: int = 0,
-    i0_photons: float | None = None, filter_name: str = "hann", views: int | None = None,
+    hu,
+    pixel_mm: float,
+    *,
+    data_max: float,
+    target_psnr_db: float,
+    seed: int = 0,
+    i0_photons: float | None = None,
+    filter_name: str = "hann",
+    views: int | None = None,
     electronic_noise_counts: float = 0.0,
-) -> dict:  # fmt: skip
+) -> dict:
     """Clean, AWGN-noisy and sinogram-noisy HU versions of one slice at the same target PSNR.
 
     Parameters
@@ -67,13 +74,21 @@ def preview_arrays(
 
     def noisy_at(i0: float) -> np.ndarray:
         rngs = [np.random.default_rng([seed, 22])]
-        noisy_hu = sinogram_noisy_hu(sinogram, [pixel_mm], angles, i0, rngs=rngs,
-                                     size=hu.shape[-1], filter_name=filter_name,
-                                     electronic_noise_counts=electronic_noise_counts)  # fmt: skip
+        noisy_hu = sinogram_noisy_hu(
+            sinogram,
+            [pixel_mm],
+            angles,
+            i0,
+            rngs=rngs,
+            size=hu.shape[-1],
+            filter_name=filter_name,
+            electronic_noise_counts=electronic_noise_counts,
+        )
         return hu_to_scaled(noisy_hu[0], data_max)
 
-    fbp_hu = reconstruct_hu(sinogram, [pixel_mm], angles, size=hu.shape[-1],
-                            filter_name=filter_name)[0]  # fmt: skip
+    fbp_hu = reconstruct_hu(
+        sinogram, [pixel_mm], angles, size=hu.shape[-1], filter_name=filter_name
+    )[0]
     reference = hu_to_scaled(fbp_hu, data_max)
     if i0_photons is None:
         i0_photons, _ = solve_i0_for_psnr(
@@ -110,17 +125,21 @@ def write_ct_preview(path: str | os.PathLike, arrays: dict, *, title: str = "") 
         (arrays["sinogram"], f"sinogram  {arrays['psnr_sinogram_db']:.2f} dB", (low, high)),
         (None, "", None),
         (arrays["awgn"] - arrays["clean"], "AWGN noise", (-NOISE_WINDOW_HU, NOISE_WINDOW_HU)),
-        (arrays["sinogram"] - arrays["sinogram_reference"], "sinogram noise",
-         (-NOISE_WINDOW_HU, NOISE_WINDOW_HU)),
-    ]  # fmt: skip
+        (
+            arrays["sinogram"] - arrays["sinogram_reference"],
+            "sinogram noise",
+            (-NOISE_WINDOW_HU, NOISE_WINDOW_HU),
+        ),
+    ]
     for ax, (image, label, window) in zip(axes.ravel(), panels, strict=True):
         ax.set_axis_off()
         if image is not None:
             ax.imshow(image, cmap="gray", vmin=window[0], vmax=window[1])
             ax.set_title(label, fontsize=9)
     axes[1, 0].text(0.0, 0.5, _legend(arrays), fontsize=8, va="center", family="monospace")
-    fig.suptitle(title or "CT noise models at the same PSNR (data_range 1, dataset max)",
-                 fontsize=10)  # fmt: skip
+    fig.suptitle(
+        title or "CT noise models at the same PSNR (data_range 1, dataset max)", fontsize=10
+    )
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")

@@ -3,7 +3,7 @@
 The sweep (:mod:`lowdose.evaluation.sweep`) re-noises a dataset's clean test slices at a range of
 levels with the dataset's own noise model. For a sinogram dataset that model needs the CT
 builder's geometry (views, pixel size, FBP filter, water attenuation), which
-:mod:`lowdose.simulate.ct` records in the file's ``DatasetAttrs.extra``.
+:mod:`lowdose.simulate.ct_sinogram` records in the file's ``DatasetAttrs.extra``.
 """
 
 from __future__ import annotations
@@ -60,8 +60,9 @@ def sinogram_sweep_model(attrs: DatasetAttrs) -> tuple[Callable, Callable]:
             size = clean.shape[-1]
             angles = views_for(size) if views is None else np.arange(views) * (180.0 / views)
             hu = scaled_to_hu(clean, scale[:, None, None])  # (I, H, W)
-            sinograms = line_integrals(hu, np.full(len(clean), pixel_mm), angles,
-                                       mu_water_per_mm=mu_water)  # fmt: skip
+            sinograms = line_integrals(
+                hu, np.full(len(clean), pixel_mm), angles, mu_water_per_mm=mu_water
+            )
             cache.clear()  # one stack at a time: a 20-slice 256^2 stack is ~20 MB of sinograms
             cache[key] = (sinograms, angles)
         return cache[key]

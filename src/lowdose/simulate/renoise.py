@@ -105,27 +105,34 @@ def renoise_dataset(
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise LowdoseInputError(f"seed={seed!r}: use an integer >= 0")
     info = read_info(source)
-    renoiser = dose_renoiser(info.attrs.noise_model, info.attrs.noise_level, where=str(source),
-                             purpose="re-noising")  # fmt: skip
+    renoiser = dose_renoiser(
+        info.attrs.noise_model, info.attrs.noise_level, where=str(source), purpose="re-noising"
+    )
     if out.resolve() == source.resolve():
         raise LowdoseInputError(f"{out}: the copy would overwrite its source; use another path")
     attrs = renoised_attrs(info.attrs, source, renoiser, fraction, seed)
     scale = read_scale(source)  # (I,) float64 stored divisors
     with open_dataset(source) as handle:
-        optional = {key: handle[key][()] if key in handle else None
-                    for key in ("tile_origin", "fov")}  # fmt: skip
+        optional = {
+            key: handle[key][()] if key in handle else None for key in ("tile_origin", "fov")
+        }
         with dataset_writer(
-            out, object_id=info.object_id, split=info.split, scale=scale,
-            n_realisations=info.shape[1], image_shape=info.shape[2:], has_clean=info.has_clean,
-            attrs=attrs, **optional,
-        ) as writer:  # fmt: skip
+            out,
+            object_id=info.object_id,
+            split=info.split,
+            scale=scale,
+            n_realisations=info.shape[1],
+            image_shape=info.shape[2:],
+            has_clean=info.has_clean,
+            attrs=attrs,
+            **optional,
+        ) as writer:
             hu_window_db = _copy_renoised(
                 handle, writer, info, scale, renoiser, (fraction, seed), progress
             )
             if not math.isnan(hu_window_db):
                 writer.add_extra(achieved_psnr_hu_window_db=hu_window_db)
-    details = {"dose_fraction": fraction, "noise_level": attrs.noise_level}
-    return summarise_dataset(out, started_s=started, details=details)
+    return summarise_dataset(out, started_s=started)
 
 
 def renoised_attrs(
@@ -136,20 +143,31 @@ def renoised_attrs(
         level, unit = fraction * renoiser.noise_level, "photons/pixel"
     else:
         level, unit = sigma_at_dose(renoiser.noise_level, fraction), "sigma"
-    kept = {key: value for key, value in attrs.extra.items()
-            if key not in STALE_EXTRA and not key.startswith("noise_corr_")}  # fmt: skip
+    kept = {
+        key: value
+        for key, value in attrs.extra.items()
+        if key not in STALE_EXTRA and not key.startswith("noise_corr_")
+    }
     method = _METHODS[renoiser.noise_model]
-    note = (f"Re-noised to {fraction:g} of the dose of {source.name} ({method}, {unit} "
-            f"{renoiser.noise_level:.6g} -> {level:.6g}; no clean image read). ")  # fmt: skip
+    note = (
+        f"Re-noised to {fraction:g} of the dose of {source.name} ({method}, {unit} "
+        f"{renoiser.noise_level:.6g} -> {level:.6g}; no clean image read). "
+    )
     return dataclasses.replace(
-        attrs, noise_level=float(level), target_psnr_db=math.nan, achieved_psnr_db=math.nan,
-        description=note + attrs.description, extra=kept,
+        attrs,
+        noise_level=float(level),
+        target_psnr_db=math.nan,
+        achieved_psnr_db=math.nan,
+        description=note + attrs.description,
+        extra=kept,
     ).with_extra(
-        renoised_from=source.name, renoised_dose_fraction=float(fraction),
+        renoised_from=source.name,
+        renoised_dose_fraction=float(fraction),
         renoised_from_noise_level=float(renoiser.noise_level),
         renoised_from_achieved_psnr_db=float(attrs.achieved_psnr_db),
-        renoise_method=method, renoise_seed=int(seed),
-    )  # fmt: skip
+        renoise_method=method,
+        renoise_seed=int(seed),
+    )
 
 
 def _copy_renoised(
@@ -190,6 +208,7 @@ def _hu_window_db(clean, noisy, scale) -> np.ndarray:
     """(B * N,) PSNR in the -1000..1000 HU window of every realisation of a block."""
     divisor = scale[:, None, None]  # (B, 1, 1)
     clean_hu = scaled_to_hu(clean, divisor)  # (B, H, W)
-    values = [psnr_hu_window(clean_hu, scaled_to_hu(noisy[:, r], divisor))
-              for r in range(noisy.shape[1])]  # fmt: skip
+    values = [
+        psnr_hu_window(clean_hu, scaled_to_hu(noisy[:, r], divisor)) for r in range(noisy.shape[1])
+    ]
     return np.concatenate([np.atleast_1d(v) for v in values])

@@ -11,7 +11,9 @@ itself (pre-log), scaled as in the paper: each clean projection is divided by it
 ``scale[i]`` (~1, the unattenuated air around the body) and its noisy copies by the **same**
 number, so noisy values may exceed 1; PSNR uses ``data_range = 1``.
 
-The dose is solved so that the mean per-image PSNR of the noisy set hits ``target_psnr_db``:
+The level is a :class:`lowdose.physics.noise_levels.NoiseLevel`: ``photons_per_pixel``, or a
+``target_psnr_db`` that the dose is solved for, so that the mean per-image PSNR of the noisy set
+hits it:
 each phantom's projections give a photon count that hits the target on that phantom alone
 (:func:`lowdose.physics.noise_levels.solve_photons_for_psnr`); since the expected PSNR is
 ``10 log10(photons) + c_i`` per image, the geometric mean of those counts hits it on the whole
@@ -44,15 +46,24 @@ from lowdose.data.split_plan import plan_split
 from lowdose.phantoms.torso import torso_phantom
 from lowdose.physics.cone_beam import cone_projection
 from lowdose.physics.noise import add_poisson_transmission
-from lowdose.physics.noise_levels import solve_photons_for_psnr
+from lowdose.physics.noise_levels import NoiseLevel, level_key, solve_photons_for_psnr
 from lowdose.physics.projection import parallel_projection, projection_angles
-from lowdose.simulate.ct_realisations import level_key
 
 FIELD_OF_VIEW_MM = 512.0  # the phantom torso spans this in z and fits it in-plane
 PAPER_FRACTIONS = (0.8 * 0.9, 0.8 * 0.1, 0.2)
 """(train, val, test) phantoms: 20 % test, 10 % of the rest for validation (paper: 80 train)."""
 VIEW_SPAN_DEG = {"parallel": 180.0, "cone": 360.0}
 """Angular span of the views per geometry: parallel over 180 (no mirror pairs), cone over 360."""
+PAPER_XRAY_LEVEL = NoiseLevel(target_psnr_db=29.91)
+"""The paper's X-ray baseline PSNR (Table III)."""
+
+
+@dataclass(frozen=True)
+class XrayDetails:
+    """What an X-ray build knows beyond the attributes: the ordered Noise2Noise pairs of its
+    training images (also ``attrs.extra["n_train_pairs_n2n"]``)."""
+
+    n_train_pairs_n2n: int
 
 
 def view_angles(n_views: int, geometry: str = "parallel") -> np.ndarray:
@@ -116,8 +127,8 @@ def _project_job(job: _Job) -> tuple[int, float, np.ndarray]:
 
 def _noise_job(args) -> tuple[int, np.ndarray, np.ndarray]:
 
-    job, photons, n_realisations, level = args
-    rng = _noise_rng(job.noise_seed, level)
+    job, photons, n_realisations, stream = args
+    rng = _noise_rng(job.noise_seed, stream)
     clean = np.load(job.clean_path, mmap_mode="r")
     n_views = len(job.angles_deg)
     t = np.array(clean[job.index * n_views : (job.index + 1) * n_views])
@@ -144,15 +155,14 @@ def build_xray_dataset(
     angles: int = 63,
     size: int = 256,
     realisations: int = 2,
-    target_psnr_db: float | None = 29.91,
-    photons_per_pixel: float | None = None,
+    level: NoiseLevel = PAPER_XRAY_LEVEL,
     geometry: str = "parallel",
     seed: int = 0,
     workers: int = 1,
     fractions: tuple[float, ...] = PAPER_FRACTIONS,
     split_by: str = "auto",
     progress: Progress | None = None,
-) -> DatasetSummary:
+) -> DatasetSummary[XrayDetails]:
     """Simulate the X-ray projection dataset and write it (HDF5, docs/interfaces.md).
 
     Parameters
@@ -164,13 +174,14 @@ def build_xray_dataset(
         beam, so no two views are mirror images; over [0, 360) for cone beam), image side in
         pixels (also the phantom volume side; voxel = 512 mm / size), noisy copies per image.
         Paper: 100, 63, -, 2.
-    target_psnr_db, photons_per_pixel
-        Give exactly one: the target mean baseline PSNR (dose solved), or the dose itself.
+    level
+        ``target_psnr_db``, the target mean baseline PSNR (dose solved; the paper's 29.91 dB by
+        default), or ``photons_per_pixel``, the dose itself.
     geometry
         ``"parallel"`` or ``"cone"`` (flat-panel C-arm, SID 750 mm, SDD 1200 mm).
     seed
         Root seed; per-phantom children of ``numpy.random.SeedSequence(seed)``. The noise is
-        also keyed by the requested level (``target_psnr_db``, else ``photons_per_pixel``).
+        also keyed by the requested level.
     workers
         Processes (1 runs inline); the output does not depend on it.
     fractions, split_by
@@ -182,46 +193,71 @@ def build_xray_dataset(
 
     Returns
     -------
-    DatasetSummary
-        ``noise_level`` is the dose in photons per pixel; ``details["n_train_pairs_n2n"]`` the
-        ordered Noise2Noise pairs of the training images.
+    DatasetSummary[XrayDetails]
+        ``noise_level`` is the dose in photons per pixel.
     """
-
-    check_args(phantoms, angles, size, realisations, target_psnr_db, photons_per_pixel, geometry)
+    check_args(phantoms, angles, size, realisations, level, geometry)
     started = time.perf_counter()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     children = np.random.SeedSequence(seed).spawn(phantoms + 1)
     ids = np.repeat([f"phantom-{i:04d}" for i in range(phantoms)], angles)
-    plan = plan_split(ids, image_shape=(size, size), rng=np.random.default_rng(children[-1]),
-                      method=split_by, fractions=fractions)  # fmt: skip
-    solve_for = None if photons_per_pixel else target_psnr_db
+    plan = plan_split(
+        ids,
+        image_shape=(size, size),
+        rng=np.random.default_rng(children[-1]),
+        method=split_by,
+        fractions=fractions,
+    )
     # the noise stream's level: (0, target dB) or (1, photons) when the dose is given
-    level = (1, level_key(photons_per_pixel)) if photons_per_pixel else (0, level_key(solve_for))
+    stream = (0 if level.is_target else 1, level_key(level.value))
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
         clean_path = os.path.join(tmp, "clean.npy")  # clean transmissions between the passes
         np.lib.format.open_memmap(clean_path, "w+", np.float32, (phantoms * angles, size, size))
         jobs = []
         for i, child in enumerate(children[:-1]):
             anatomy_seed, noise_seed = child.spawn(2)
-            jobs.append(_Job(i, anatomy_seed, noise_seed, size, view_angles(angles, geometry),
-                             geometry, clean_path, solve_for))  # fmt: skip
+            jobs.append(
+                _Job(
+                    i,
+                    anatomy_seed,
+                    noise_seed,
+                    size,
+                    view_angles(angles, geometry),
+                    geometry,
+                    clean_path,
+                    level.target_psnr_db,
+                )
+            )
         with _pool(workers) as pool:
             solved, scales = np.empty(phantoms), np.empty((phantoms, angles), np.float32)
             for index, photons, scale in _stage(pool, _project_job, jobs, "phantoms", progress):
                 solved[index], scales[index] = photons, scale
-            dose = photons_per_pixel or float(np.exp(np.mean(np.log(solved))))
-            attrs = _attrs(phantoms, angles, size, realisations, dose, target_psnr_db, geometry,
-                           seed, plan)  # fmt: skip
+            dose = level.photons_per_pixel or float(np.exp(np.mean(np.log(solved))))
+            attrs = _attrs(
+                phantoms,
+                angles,
+                size,
+                realisations,
+                dose,
+                level.target_psnr_db,
+                geometry,
+                seed,
+                plan,
+            )
             with planned_writer(
-                out, plan, scale=scales.ravel(), n_realisations=realisations,
-                image_shape=(size, size), has_clean=True, attrs=attrs,
-            ) as writer:  # fmt: skip
-                tasks = [(job, dose, realisations, level) for job in jobs]
+                out,
+                plan,
+                scale=scales.ravel(),
+                n_realisations=realisations,
+                image_shape=(size, size),
+                has_clean=True,
+                attrs=attrs,
+            ) as writer:
+                tasks = [(job, dose, realisations, stream) for job in jobs]
                 for index, clean, noisy in _stage(pool, _noise_job, tasks, "noise", progress):
                     writer.write(index * angles, noisy=noisy, clean=clean)
-    pairs = attrs.extra["n_train_pairs_n2n"]
-    details = {"n_train_pairs_n2n": pairs, "split_note": plan.note}
+    details = XrayDetails(n_train_pairs_n2n=attrs.extra["n_train_pairs_n2n"])
     return summarise_dataset(out, started_s=started, details=details)
 
 
@@ -261,17 +297,19 @@ def _stage(pool, fn, items, stage: str, progress: Progress | None, window: int =
                 progress(stage, done, len(items))
 
 
-def check_args(phantoms, angles, size, realisations, target_psnr_db, photons, geometry) -> None:
-    """Raise unless the counts, the one of target/dose and the geometry are usable."""
+def check_args(phantoms, angles, size, realisations, level: NoiseLevel, geometry) -> None:
+    """Raise unless the counts, the level (a target or photons per pixel) and the geometry are
+    usable."""
     if min(phantoms, angles, realisations) < 1 or size < 16:
         raise LowdoseInputError(
             f"phantoms={phantoms}, angles={angles}, realisations={realisations}, size={size}: "
             "need at least 1 phantom, angle and realisation and size >= 16"
         )
-    if (target_psnr_db is None) == (photons is None):
-        raise LowdoseInputError("give exactly one of --target-psnr and --photons")
-    if photons is not None and not photons > 0:
-        raise LowdoseInputError(f"photons_per_pixel={photons}: pass a dose > 0")
+    if not (level.is_target or level.photons_per_pixel is not None):
+        raise LowdoseInputError(
+            f"{level.describe()}: an X-ray dataset takes a target PSNR "
+            "(--target-psnr) or photons per pixel (--photons)"
+        )
     if geometry not in ("parallel", "cone"):
         raise LowdoseInputError(f"geometry={geometry!r}: use 'parallel' or 'cone'")
 
