@@ -147,3 +147,18 @@ def test_flat_region_without_hu_is_the_field_of_view():
     fov = np.ones((2, 32, 32), bool)
     assert flat_region(stack) is None
     assert flat_region(stack, fov=fov) is not None and flat_region(stack, fov=fov).all()
+
+
+def test_edges_are_placed_in_the_second_realisation_so_noise_does_not_read_as_sharpness():
+    rng = np.random.default_rng(1)
+    clean = ndimage.gaussian_filter(piecewise_image(160), 1.5)[None]  # (1, H, W)
+    noisy, second = (clean + rng.normal(0, 0.25, clean.shape) for _ in range(2))
+    # the perfect denoiser returns the clean image: its edges are those of the noisy input
+    with_pair = [score_method(m, noisy, e, second=second) for m, e in (("n", noisy), ("c", clean))]
+    assert with_pair[1].edge_width_px == pytest.approx(with_pair[0].edge_width_px, rel=0.15)
+    # edges found in the input's own noise follow it: the input reads far sharper than clean
+    alone = [score_method(m, noisy, e) for m, e in (("n", noisy), ("c", clean))]
+    assert alone[0].edge_width_px < 0.8 * alone[1].edge_width_px
+    # the pair score: raw MSE to the second realisation, the uMSE plus the pair's noise
+    expected = 10 * np.log10(1 / np.mean((clean - second) ** 2))
+    assert with_pair[1].pair_psnr_db == pytest.approx(expected, abs=0.05)

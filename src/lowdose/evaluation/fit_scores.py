@@ -31,9 +31,11 @@ What ``lowdose fit`` reports for every method (network, blind NLM, blind BM3D) o
     halves of one scan from disjoint views, whose difference holds their complementary streaks
     as well as the noise, it is the score that ranks (Noise2Inverse's validation loss).
 ``edge_width_px``
-    Resolution at the input's strongest edges: the 10-90 % rise distance, in pixels, of the
+    Resolution at the image's strongest edges: the 10-90 % rise distance, in pixels, of the
     mean profile across them (:func:`lowdose.image_quality.edge_width.edge_width_px`), the same
-    edges for every method; mean over images.
+    edges for every method; mean over images. With a second realisation the edges are found in
+    it, not in the input: edges found in the input's own noise would follow that noise, so the
+    noisy input would read sharp and any denoiser, which removes that noise, blurred.
 """
 
 from __future__ import annotations
@@ -241,12 +243,16 @@ def score_method(
     inside = np.ones(noisy.shape, bool) if mask is None else np.asarray(mask, bool)
     regions = [None] * len(noisy) if region is None else list(np.asarray(region, bool))
     sigmas, lags, widths = [], [], []
-    for image, output, keep, where in zip(noisy, estimate, inside, regions, strict=True):
+    # edges are placed in an independent realisation where there is one (see the docstring)
+    placing = noisy if second is None else np.asarray(second, dtype=np.float64)
+    for image, output, keep, where, edges_in in zip(
+        noisy, estimate, inside, regions, placing, strict=True
+    ):
         blocks = flat_blocks(image, block_px=block_px, region=where)
         sigmas.append(flat_sigma(output, blocks) ** 2)
         same = np.array_equal(image, output)
         lags.append(np.nan if same else lag1_autocorrelation(image - output, keep))
-        widths.append(edge_width_px(output, strong_edges(image, mask=keep)))
+        widths.append(edge_width_px(output, strong_edges(edges_in, mask=keep)))
     upsnr_db = pair_psnr_db = float("nan")
     if second is not None:
         second = np.asarray(second, dtype=np.float64)
