@@ -11,7 +11,16 @@ import tifffile
 from typer.testing import CliRunner
 
 import lowdose.cli
-from lowdose.data.dataset import read_info
+from lowdose.data.dataset import load_split, read_info
+from lowdose.data.scaling import NetworkScaling
+from lowdose.evaluation.projection_compare import scored_rows
+from lowdose.inference.projection_denoise import denoise_view_halves
+from lowdose.models.unet import UNet
+from lowdose.owndata.projection_domain import (
+    build_from_projection_halves,
+    interleave_halves,
+    view_halves,
+)
 from lowdose.owndata.projection_scan import (
     build_from_projections,
     is_instrument_scan,
@@ -124,3 +133,72 @@ def test_fit_takes_a_data_exchange_file_end_to_end(tmp_path):
     stack = tifffile.imread(out / "denoised" / "scan_denoised.tif")
     np.testing.assert_array_equal(stack, denoised)
     assert (out / "report.html").exists()
+
+
+def test_view_halves_interleave_back_for_even_and_odd_view_counts():
+    rng = np.random.default_rng(0)
+    for n_angles in (90, 91):
+        sinograms = rng.normal(size=(3, n_angles, 20))
+        even, odd = view_halves(sinograms)
+        assert even.shape[1] == (n_angles + 1) // 2 and odd.shape[1] == n_angles // 2
+        np.testing.assert_array_equal(interleave_halves(even, odd), sinograms)
+
+
+def test_denoised_even_views_do_not_depend_on_the_odd_views_noise():
+    # what makes the odd half's FBP an independent, clean-free reference for the even half
+    rng = np.random.default_rng(1)
+    sinograms = rng.uniform(0.5, 1.5, (2, 40, 48)).astype(np.float32)
+    changed = sinograms.copy()
+    changed[:, 1::2] += rng.normal(0, 0.3, changed[:, 1::2].shape).astype(np.float32)
+    model = UNet(width=4, residual=True).eval()
+    scaling = NetworkScaling(scaling_rule="dataset_max", raw_units="line integral", divisor=2.0)
+    first = denoise_view_halves(model, sinograms, scaling=scaling)
+    second = denoise_view_halves(model, changed, scaling=scaling)
+    np.testing.assert_array_equal(first[:, 0::2], second[:, 0::2])
+    assert not np.allclose(first[:, 1::2], second[:, 1::2])
+
+
+def test_projection_halves_are_single_acquisition_data_with_held_out_rows(tmp_path):
+    path = _data_exchange(tmp_path / "scan.h5")
+    summary = build_from_projection_halves([path], tmp_path / "halves.h5",
+                                           fractions=(0.6, 0.2, 0.2))  # fmt: skip
+    assert summary.n_realisations == 1 and summary.details.views_per_half == len(ANGLES) // 2
+    info = read_info(tmp_path / "halves.h5")
+    assert info.attrs.extra["projection_domain"] == "projection halves"
+    assert not info.attrs.is_view_split  # training pairs come from the mode, not from halves
+    rows, held_out = scored_rows(str(info.attrs.extra["test_rows"]), [12], 8)
+    assert held_out and rows and all(scan == 0 and 0 <= row < 12 for scan, row in rows)
+    # both halves of a held-out row are in the test split and nowhere else
+    test = load_split(tmp_path / "halves.h5", "test", with_clean=False)
+    assert len(test.noisy) >= 2 * len(rows)
+    scan = prepare_scan(path)
+    even, odd = view_halves(scan.sinograms)
+    held = sorted(rows)[0][1]
+    divisor = float(test.scale[0])
+    matches = [np.allclose(image[0] * divisor, even[held, : odd.shape[1]], atol=1e-4)
+               for image in test.noisy]  # fmt: skip
+    assert any(matches)
+
+
+@pytest.mark.slow
+def test_fit_denoises_the_projections_of_a_tiff_stack_end_to_end(tmp_path):
+    folder = _tiff_stack(tmp_path / "stack")
+    out = tmp_path / "fit"
+    result = CliRunner().invoke(
+        lowdose.cli.app,
+        ["fit", str(folder), "--out", str(out), "--domain", "projections",
+         "--budget", "00:00:08", "--fractions", "0.6,0.2,0.2"],
+        env={"COLUMNS": "200"},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "fit.json").read_text())
+    assert (record["plan"]["route"], record["plan"]["mode"]) == ("projections", "nb2nb")
+    with h5py.File(out / "denoised" / "stack_projections_denoised.h5", "r") as handle:
+        projections, theta = handle["exchange/data"][:], handle["exchange/theta"][:]
+    assert projections.shape[:2] == (len(ANGLES), 12)  # (angles, rows, detector)
+    np.testing.assert_allclose(theta, ANGLES)
+    with h5py.File(out / "denoised" / "stack_denoised.h5", "r") as handle:
+        assert handle["denoised"].shape == handle["fbp"].shape
+        assert np.isfinite(handle["denoised"][:]).all()
+    scores = (out / "compare" / "scores.csv").read_text()
+    assert "network-projections" in scores and (out / "report.html").exists()

@@ -76,14 +76,15 @@ def denoise_sinograms(
         np.save(buffer, denoised)
         atomic_write_bytes(folder / f"{stem}_denoised.npy", buffer.getvalue())
         written.append(folder / f"{stem}_denoised.npy")
-        written.append(_write_tiff(folder / f"{stem}_denoised.tif", denoised))
+        written.append(write_float_tiff(folder / f"{stem}_denoised.tif", denoised))
         fbp = fbp_2d(scan.sinograms, scan.angles_deg, output_size=size, filter_name="ramp")
         fbp = fbp.astype(np.float32)
         written.append(_write_hdf5(folder / f"{stem}_denoised.h5", denoised, fbp, scan))
     return written
 
 
-def _write_tiff(target: Path, stack: np.ndarray) -> Path:
+def write_float_tiff(target: Path, stack: np.ndarray) -> Path:
+    """Write an (S, H, W) float32 stack as one multi-page TIFF, atomically (Fiji, napari)."""
     import tifffile
 
     with atomic_path(target) as tmp:
