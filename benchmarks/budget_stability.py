@@ -38,8 +38,9 @@ import numpy as np
 import pandas as pd
 
 from lowdose.core.atomic import atomic_write_text
-from lowdose.training.config import make_train_config, wall_time_s
+from lowdose.training.config import make_train_config
 from lowdose.training.run import train
+from lowdose.training.wall_time import wall_time_s
 
 SIMULATE = {
     "awgn": ["--noise", "awgn", "--target-psnr", "24.44"],
@@ -55,8 +56,20 @@ def build_data(out: Path, source: str, size: int) -> dict[str, Path]:
         path = out / "data" / f"ct-{name}.h5"
         if not path.is_file():
             lowdose = str(Path(sys.executable).with_name("lowdose"))  # the venv's command
-            command = [lowdose, "simulate", "ct", "--source", source, "--realisations", "2",
-                       "--size", str(size), *options, "--out", str(path)]  # fmt: skip
+            command = [
+                lowdose,
+                "simulate",
+                "ct",
+                "--source",
+                source,
+                "--realisations",
+                "2",
+                "--size",
+                str(size),
+                *options,
+                "--out",
+                str(path),
+            ]
             subprocess.run(command, check=True)
         files[name] = path
     return files
@@ -68,44 +81,59 @@ def run_once(data: Path, run_dir: Path, budget: str, seed: int, threads: int, mo
         shutil.rmtree(run_dir)  # interrupted before its row: the wall time must be measured whole
     load_1min = os.getloadavg()[0]
     started = time.perf_counter()
-    values = {"data": data, "out": run_dir, "budget": budget, "seed": seed, "threads": threads,
-              "mode": mode, "quiet": True}  # fmt: skip
+    values = {
+        "data": data,
+        "out": run_dir,
+        "budget": budget,
+        "seed": seed,
+        "threads": threads,
+        "mode": mode,
+        "quiet": True,
+    }
     result = train(make_train_config(values))
     wall_s = time.perf_counter() - started
     outcome, scores = result.budget_outcome, result.scores
     rows = pd.read_csv(run_dir / "metrics.csv")
     end_db = float(rows[result.monitor].iloc[-1])
     return {
-        "width": result.budget_plan.width, "planned_steps": outcome.planned_steps,
-        "replans": len(outcome.replanned_steps), "final_steps": outcome.final_steps,
+        "width": result.budget_plan.width,
+        "planned_steps": outcome.planned_steps,
+        "replans": len(outcome.replanned_steps),
+        "final_steps": outcome.final_steps,
         "achieved_steps": outcome.achieved_steps,
         "probe_steps_s": round(outcome.probe_steps_per_s, 3),
-        "loop_steps_s": None if outcome.loop_steps_per_s is None
+        "loop_steps_s": None
+        if outcome.loop_steps_per_s is None
         else round(outcome.loop_steps_per_s, 3),
-        "train_s": round(outcome.train_s, 1), "wall_s": round(wall_s, 1),
+        "train_s": round(outcome.train_s, 1),
+        "wall_s": round(wall_s, 1),
         "budget_fraction": round(wall_s / wall_time_s(budget), 4),
-        "end_db": round(end_db, 3), "best_db": round(scores.model_db, 3),
+        "end_db": round(end_db, 3),
+        "best_db": round(scores.model_db, 3),
         "identity_db": round(scores.identity_db, 3),
         "end_minus_input_db": round(end_db - scores.identity_db, 3),
         "best_minus_input_db": round(scores.model_db - scores.identity_db, 3),
-        "warned": scores.warning("run") is not None, "load_1min": round(load_1min, 2),
-    }  # fmt: skip
+        "warned": scores.warning("run") is not None,
+        "load_1min": round(load_1min, 2),
+    }
 
 
 def spread(table: pd.DataFrame) -> pd.DataFrame:
     """Per noise and budget: the fraction of the budget used, and runs that missed a target."""
     groups = table.groupby(["noise", "budget"])
-    return pd.DataFrame({
-        "runs": groups.size(),
-        "fraction_mean": groups["budget_fraction"].mean().round(3),
-        "fraction_min": groups["budget_fraction"].min(),
-        "fraction_max": groups["budget_fraction"].max(),
-        "past_budget_2pct": groups["budget_fraction"].apply(lambda f: int((f > 1.02).sum())),
-        "below_85pct": groups["budget_fraction"].apply(lambda f: int((f < 0.85).sum())),
-        "end_minus_input_min_db": groups["end_minus_input_db"].min(),
-        "end_below_input": groups["end_minus_input_db"].apply(lambda d: int((d < 0).sum())),
-        "best_minus_input_sd_db": groups["best_minus_input_db"].std().round(3),
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "runs": groups.size(),
+            "fraction_mean": groups["budget_fraction"].mean().round(3),
+            "fraction_min": groups["budget_fraction"].min(),
+            "fraction_max": groups["budget_fraction"].max(),
+            "past_budget_2pct": groups["budget_fraction"].apply(lambda f: int((f > 1.02).sum())),
+            "below_85pct": groups["budget_fraction"].apply(lambda f: int((f < 0.85).sum())),
+            "end_minus_input_min_db": groups["end_minus_input_db"].min(),
+            "end_below_input": groups["end_minus_input_db"].apply(lambda d: int((d < 0).sum())),
+            "best_minus_input_sd_db": groups["best_minus_input_db"].std().round(3),
+        }
+    )
 
 
 def main() -> None:
@@ -143,8 +171,10 @@ def main() -> None:
         print(table.to_string(index=False))
         print(spread(table).to_string())
     fraction = table["budget_fraction"]
-    print(f"budget fraction over all runs: {np.mean(fraction):.3f} "
-          f"(min {fraction.min():.3f}, max {fraction.max():.3f})")  # fmt: skip
+    print(
+        f"budget fraction over all runs: {np.mean(fraction):.3f} "
+        f"(min {fraction.min():.3f}, max {fraction.max():.3f})"
+    )
 
 
 if __name__ == "__main__":

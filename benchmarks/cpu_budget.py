@@ -45,9 +45,10 @@ from lowdose.core.atomic import atomic_write_text
 from lowdose.data.paired import paired_difference
 from lowdose.data.results import summary_label
 from lowdose.evaluation.evaluate import evaluate
-from lowdose.training.config import format_wall_time, make_train_config
+from lowdose.training.config import make_train_config
 from lowdose.training.run import resume_config, train
 from lowdose.training.throughput import Throughput, measure_throughput
+from lowdose.training.wall_time import format_wall_time
 
 
 class CachedProbe:
@@ -90,9 +91,16 @@ def train_budgeted(
     # The budget fixes the steps (from the cached idle probe); the max_time guard is lifted to
     # 20 x the budget so that another job sharing the cores cannot cut the run short.
     guard = format_wall_time(int(round(minutes * 60 * 20)))
-    values = {"data": data, "out": run, "mode": mode, "seed": seed, "threads": threads,
-              "quiet": True, "budget": format_wall_time(int(round(minutes * 60))),
-              "max_time": guard}  # fmt: skip
+    values = {
+        "data": data,
+        "out": run,
+        "mode": mode,
+        "seed": seed,
+        "threads": threads,
+        "quiet": True,
+        "budget": format_wall_time(int(round(minutes * 60))),
+        "max_time": guard,
+    }
     started = time.perf_counter()
     if (run / "last.ckpt").is_file():  # interrupted: the saved plan's steps, resumed
         config = resume_config(run, {"max_time": guard, "threads": threads})
@@ -100,14 +108,20 @@ def train_budgeted(
     else:
         config = make_train_config(values, source="benchmarks/cpu_budget.py")
         result = train(config, probe=CachedProbe(out / "probe.json"))
-    planned = result.budget_plan.max_steps if result.budget_plan else config.max_steps
+    planned = result.budget_plan.max_steps if result.budget_plan else config.schedule.max_steps
     if result.global_step != planned:
         raise SystemExit(f"{run}: stopped at step {result.global_step} of {planned}")
     wall_s = time.perf_counter() - started
     plan = result.budget_plan
-    info = {"mode": mode, "minutes": minutes, "wall_s": wall_s, "global_step": result.global_step,
-            "width": plan.width if plan else None, "max_steps": plan.max_steps if plan else None,
-            "steps_per_s": plan.steps_per_s if plan else None}  # fmt: skip
+    info = {
+        "mode": mode,
+        "minutes": minutes,
+        "wall_s": wall_s,
+        "global_step": result.global_step,
+        "width": plan.width if plan else None,
+        "max_steps": plan.max_steps if plan else None,
+        "steps_per_s": plan.steps_per_s if plan else None,
+    }
     atomic_write_text(record, json.dumps(info, indent=2, default=str))
     return info
 
@@ -123,8 +137,11 @@ def main() -> None:
     parser.add_argument("--figure", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=2, help="torch threads of each run")
     parser.add_argument("--train-only", action="store_true", help="train; evaluate later")
-    parser.add_argument("--finished-only", action="store_true",
-                        help="report finished runs of --modes x --budgets only")  # fmt: skip
+    parser.add_argument(
+        "--finished-only",
+        action="store_true",
+        help="report finished runs of --modes x --budgets only",
+    )
     args = parser.parse_args()
     budgets = [float(v) for v in args.budgets.split(",") if v]
     runs = []
@@ -136,8 +153,10 @@ def main() -> None:
             ):
                 continue
             info = train_budgeted(args.data, args.out, mode, minutes, args.seed, args.threads)
-            print(f"{mode} {minutes:g} min: width {info['width']}, {info['global_step']} steps, "
-                  f"{info['wall_s']:.0f} s wall")  # fmt: skip
+            print(
+                f"{mode} {minutes:g} min: width {info['width']}, {info['global_step']} steps, "
+                f"{info['wall_s']:.0f} s wall"
+            )
             runs.append(info)
     if args.train_only:
         return
@@ -146,8 +165,9 @@ def main() -> None:
         folder = run_folder(args.out, info["mode"], info["minutes"])
         results = folder / "eval" / "results.csv"
         if not results.is_file():
-            evaluate(args.data, models=[folder / "best.ckpt"], filters=[], tta=8,
-                     out_dir=folder / "eval")  # fmt: skip
+            evaluate(
+                args.data, models=[folder / "best.ckpt"], filters=[], tta=8, out_dir=folder / "eval"
+            )
         frame = pd.read_csv(results)
         frame = frame[frame["method"] != "noisy"].copy()
         frame["method"] = frame["method"].str.replace(
@@ -176,9 +196,11 @@ def report(table: pd.DataFrame, runs: list[dict], args) -> None:
         for reference in ("bm3d (oracle)", "bm3d (blind-sigma)"):
             if reference in means.index:
                 diff = paired_difference(table, label, reference, metric=metric)
-                print(f"{label} - {reference} ({scale}): {diff.mean_db:+.2f} "
-                      f"[{diff.ci_low_db:+.2f}, {diff.ci_high_db:+.2f}] "
-                      f"({diff.n_images} images, {diff.n_objects} objects)")  # fmt: skip
+                print(
+                    f"{label} - {reference} ({scale}): {diff.mean_db:+.2f} "
+                    f"[{diff.ci_low_db:+.2f}, {diff.ci_high_db:+.2f}] "
+                    f"({diff.n_images} images, {diff.n_objects} objects)"
+                )
     if args.figure is not None:
         draw(means[metric], runs, args.figure, scale=scale, title=f"{args.data.stem} test split")
 
@@ -193,20 +215,30 @@ def draw(means: pd.Series, runs: list[dict], path: Path, *, scale: str, title: s
     fig, ax = plt.subplots(figsize=(7, 4.2), constrained_layout=True)
     for mode in dict.fromkeys(r["mode"] for r in runs):
         for suffix, style in (("", "-o"), ("-tta8", "--s")):
-            points = [(r["minutes"], means[label])
-                      for r in runs if r["mode"] == mode
-                      for label in means.index
-                      if label.startswith(f"{mode}-{r['minutes']:g}min{suffix} ")]  # fmt: skip
+            points = [
+                (r["minutes"], means[label])
+                for r in runs
+                if r["mode"] == mode
+                for label in means.index
+                if label.startswith(f"{mode}-{r['minutes']:g}min{suffix} ")
+            ]
             if points:
                 xs, ys = zip(*sorted(points), strict=True)
                 ax.plot(xs, ys, style, label=f"{mode}{suffix} (clean-free)")
-    for label, colour in (("bm3d (oracle)", "black"), ("bm3d (blind-sigma)", "grey"),
-                          ("nlm (oracle)", "tab:brown")):  # fmt: skip
+    for label, colour in (
+        ("bm3d (oracle)", "black"),
+        ("bm3d (blind-sigma)", "grey"),
+        ("nlm (oracle)", "tab:brown"),
+    ):
         if label in means.index:
             ax.axhline(means[label], color=colour, ls=":", label=label)
     ylabel = "-1000..1000 HU" if scale == "HU window" else "data_range 1"
-    ax.set(xlabel="training budget [CPU-minutes, 2 cores]", ylabel=f"test PSNR, {ylabel} [dB]",
-           xscale="log", title=f"Budgeted recipe vs BM3D ({title})")  # fmt: skip
+    ax.set(
+        xlabel="training budget [CPU-minutes, 2 cores]",
+        ylabel=f"test PSNR, {ylabel} [dB]",
+        xscale="log",
+        title=f"Budgeted recipe vs BM3D ({title})",
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -49,7 +49,7 @@ from lowdose.evaluation.sweep import SweepModel, default_targets_db, run_sweep, 
 from lowdose.report.analysis import is_model_method, sweep_means, zero_crossings
 from lowdose.report.figures import SweepCurve, sweep_figure
 from lowdose.simulate.renoise import renoise_dataset
-from lowdose.training.config import parse_dose_range
+from lowdose.training.config_groups import parse_dose_range
 
 DATASET_OF = {"xray": "xray-poisson", "ct": "ct-awgn"}
 SWEEP_RANGE_DB = {"xray": (14.0, 50.0), "ct": (4.0, 50.0)}  # the experiments' sweep ranges
@@ -134,10 +134,12 @@ def own_level(out: Path, models: list[SweepModel], own_data: dict[str, Path]) ->
     robust, lines = models[-1], []
     for spec in models[:-1]:
         folder = out / "own-level" / spec.label.replace(" ", "-")
-        table = pd.concat([
-            scored(own_data[spec.label], spec.checkpoint, folder / "specialist", "specialist"),
-            scored(own_data[spec.label], robust.checkpoint, folder / "robust", "robust"),
-        ])  # fmt: skip
+        table = pd.concat(
+            [
+                scored(own_data[spec.label], spec.checkpoint, folder / "specialist", "specialist"),
+                scored(own_data[spec.label], robust.checkpoint, folder / "robust", "robust"),
+            ]
+        )
         means = table.groupby("method")["psnr_db"].mean()
         diff = paired_difference(table, "robust", "specialist", metric="psnr_db")
         missed = -diff.mean_db - WITHIN_DB
@@ -164,9 +166,11 @@ def gain_check(levels: pd.DataFrame, robust: str, modality: str) -> str:
     gain = float(worst["gain_db"])
     verdict = "met" if gain >= 0 else f"missed by {-gain:.2f} dB"
     scope = "" if modality == "xray" else " (the issue states this target for X-ray)"
-    return (f"robust gain >= 0 from {low:g} to {high:g} dB input{scope}: smallest gain "
-            f"{gain:+.2f} dB at {worst['input_psnr_db']:.2f} dB input over {len(rows)} levels: "
-            f"{verdict}")  # fmt: skip
+    return (
+        f"robust gain >= 0 from {low:g} to {high:g} dB input{scope}: smallest gain "
+        f"{gain:+.2f} dB at {worst['input_psnr_db']:.2f} dB input over {len(rows)} levels: "
+        f"{verdict}"
+    )
 
 
 def main() -> None:
@@ -189,22 +193,39 @@ def main() -> None:
     if not args.specialist_doses or not all(0 < v <= 1 for v in args.specialist_doses):
         parser.error("--specialist-doses: fractions in (0, 1], comma separated, e.g. 1,0.25")
     torch.set_num_threads(args.threads)
-    data = args.data or build_dataset(DATASET_OF[args.modality], args.out / "data", seed=args.seed,
-                                      ct_source=args.ct_source, smoke=args.smoke,
-                                      workers=args.threads)  # fmt: skip
+    data = args.data or build_dataset(
+        DATASET_OF[args.modality],
+        args.out / "data",
+        seed=args.seed,
+        ct_source=args.ct_source,
+        smoke=args.smoke,
+        workers=args.threads,
+    )
     models, own_data = train_all(args, data)
-    low_db, high_db = (SWEEP_RANGE_DB[args.modality] if args.psnr_range is None
-                       else (float(v) for v in args.psnr_range.split(":")))  # fmt: skip
+    low_db, high_db = (
+        SWEEP_RANGE_DB[args.modality]
+        if args.psnr_range is None
+        else (float(v) for v in args.psnr_range.split(":"))
+    )
     say("sweep", f"{args.levels} levels {low_db:g}..{high_db:g} dB, {args.images} test images")
-    sweep = run_sweep(data, models, targets_db=default_targets_db(low_db, high_db, args.levels),
-                      filters=(), n_images=args.images, seed=args.seed,
-                      log=lambda text: say("sweep", text))  # fmt: skip
+    sweep = run_sweep(
+        data,
+        models,
+        targets_db=default_targets_db(low_db, high_db, args.levels),
+        filters=(),
+        n_images=args.images,
+        seed=args.seed,
+        log=lambda text: say("sweep", text),
+    )
     write_sweep(sweep, args.out)
     levels = level_table(sweep)
     with atomic_path(args.out / "dose-robust.csv") as tmp:
         levels.to_csv(tmp, index=False)
-    print(levels.round({"input_psnr_db": 2, "output_psnr_db": 2, "gain_db": 2}).to_string(
-        index=False, float_format=lambda value: f"{value:.4g}"))  # fmt: skip
+    print(
+        levels.round({"input_psnr_db": 2, "output_psnr_db": 2, "gain_db": 2}).to_string(
+            index=False, float_format=lambda value: f"{value:.4g}"
+        )
+    )
     draw(sweep, models, args.out / f"dose-robust-{args.modality}.png")
     print(gain_check(levels, models[-1].label, args.modality))
     for line in own_level(args.out, models, own_data):

@@ -58,7 +58,7 @@ def main() -> None:
             train(config, resume=(out / "last.ckpt").is_file())
         selected.append(out / "best.ckpt")
 
-    data = load_train_config(clean_free[0].parent / "config.yaml").data
+    data = load_train_config(clean_free[0].parent / "config.yaml").data.path
     folder = args.experiment / "selection" / "results"
     results = evaluate(data, models=clean_free + selected, filters=(), out_dir=folder)
     print(f"dataset {data}; PSNR data_range 1 on the dataset's scale; test split")
@@ -79,8 +79,10 @@ def main() -> None:
     labelled = results[results["method"] != "noisy"].copy()
     labelled["method"] = labelled["method"] + " " + labelled["selection"]
     first = labelled.iloc[0]
-    labels = [summary_label(f"{first['method'].split()[0]} {s}", first["model"], "none")
-              for s in ("clean-selected", "clean-free")]  # fmt: skip
+    labels = [
+        summary_label(f"{first['method'].split()[0]} {s}", first["model"], "none")
+        for s in ("clean-selected", "clean-free")
+    ]
     for metric in ("psnr_db", "psnr_hu_window_db"):
         if not np.isfinite(labelled[metric]).any():
             continue

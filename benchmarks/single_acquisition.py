@@ -57,24 +57,38 @@ def one_realisation_copy(source: Path, target: Path) -> Path:
 
 def run_experiment(folder: Path, budget: str) -> None:
     base = load_train_config(folder / "train" / "n2n-mse" / "seed0" / "config.yaml")
-    single = one_realisation_copy(Path(base.data), folder / "single" / "one-realisation.h5")
+    single = one_realisation_copy(Path(base.data.path), folder / "single" / "one-realisation.h5")
     checkpoints = {}
     for mode in MODES:
         out = folder / "single" / mode
-        overrides = {"out": out, "mode": mode, "data": base.data if mode == "n2n" else single,
-                     "max_time": budget, "epochs": 100_000, "val_reference": None}  # fmt: skip
+        overrides = {
+            "out": out,
+            "mode": mode,
+            "data": base.data.path if mode == "n2n" else single,
+            "max_time": budget,
+            "epochs": 100_000,
+            "val_reference": None,
+        }
         config = load_train_config(
             folder / "train" / "n2n-mse" / "seed0" / "config.yaml", overrides
         )
         if not (out / "best.ckpt").is_file():
             result = train(config, resume=(out / "last.ckpt").is_file())
-            print(f"{folder.name} {mode}: {result.global_step} steps in {budget}, "
-                  f"best {result.monitor} {result.best_val_psnr_db:.2f} dB")  # fmt: skip
+            print(
+                f"{folder.name} {mode}: {result.global_step} steps in {budget}, "
+                f"best {result.monitor} {result.best_val_psnr_db:.2f} dB"
+            )
         checkpoints[mode] = out / "best.ckpt"
-    results = evaluate(Path(base.data), models=list(checkpoints.values()), filters=(),
-                       out_dir=folder / "single" / "results")  # fmt: skip
-    print(f"\n{folder.name}: test split, PSNR data_range 1 on the dataset scale, realisation 0 "
-          f"as input, {budget} of training per mode (2-core CPU)")  # fmt: skip
+    results = evaluate(
+        Path(base.data.path),
+        models=list(checkpoints.values()),
+        filters=(),
+        out_dir=folder / "single" / "results",
+    )
+    print(
+        f"\n{folder.name}: test split, PSNR data_range 1 on the dataset scale, realisation 0 "
+        f"as input, {budget} of training per mode (2-core CPU)"
+    )
     labels = {}
     for method in sorted(set(results["method"])):
         rows = results[results["method"] == method]

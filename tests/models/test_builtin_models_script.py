@@ -23,17 +23,35 @@ DOSES = ("1", "0.5", "0.25", "0.1")
 @pytest.mark.slow
 def test_smoke_builds_trains_tests_per_dose_and_packs_ct_sinogram(tmp_path):
     work, pack = tmp_path / "work", tmp_path / "pack"
-    command = [sys.executable, str(SCRIPT), "--smoke", "--models", "ct-sinogram", "--ct-source",
-               "phantom", "--max-steps", "3", "--threads", "1", "--out", str(work),
-               "--into", str(pack)]  # fmt: skip
+    command = [
+        sys.executable,
+        str(SCRIPT),
+        "--smoke",
+        "--models",
+        "ct-sinogram",
+        "--ct-source",
+        "phantom",
+        "--max-steps",
+        "3",
+        "--threads",
+        "1",
+        "--out",
+        str(work),
+        "--into",
+        str(pack),
+    ]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     assert sorted(p.name for p in pack.iterdir()) == [
-        "ct-sinogram.json", "ct-sinogram.md", "ct-sinogram.safetensors"]  # fmt: skip
+        "ct-sinogram.json",
+        "ct-sinogram.md",
+        "ct-sinogram.safetensors",
+    ]
 
     run = work / "runs" / "ct-sinogram-smoke-seed0-steps3"
-    assert yaml.safe_load((run / "config.yaml").read_text())["dose_range"] is None  # plain N2N
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["data"]["dose_range"] is None  # plain N2N
     data = work / "data"
     photons = []
     for dose in DOSES:  # each dose scored on its own single-dose file, at that file's I0

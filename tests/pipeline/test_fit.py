@@ -199,7 +199,7 @@ def test_fit_warns_for_a_model_worse_than_its_input_when_trained_and_when_reused
     scores = ValidationScores("val_upsnr_db", model_db=model_db, identity_db=46.40)
 
     def trained(config, *, resume):  # the manifest a finished training leaves (tested there)
-        Path(config.out, "manifest.json").write_text(
+        Path(config.runtime.out, "manifest.json").write_text(
             json.dumps({"validation_scores": scores.to_dict()})
         )
         return types.SimpleNamespace(global_step=4, monitor=scores.monitor,

@@ -186,7 +186,7 @@ def test_noise2noise_trains_on_the_merged_file_and_evaluate_reads_it(multidose, 
             "accelerator": "cpu",
         }
     )
-    assert config.val_reference == "realisation"  # clean-free selection
+    assert config.data.val_reference == "realisation"  # clean-free selection
     result = train(config)
     assert result.global_step == 4 and (tmp_path / "run" / "best.ckpt").is_file()
     assert load_model(tmp_path / "run" / "best.ckpt")[1].selection == "clean-free"

@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 import torch
-import yaml
 from typer.testing import CliRunner
 
 import lowdose.cli.train_cmd  # noqa: F401  (registers `lowdose train`)
@@ -25,6 +24,7 @@ from lowdose.training.budget import (
     measure_throughput,
     plan_budget,
 )
+from lowdose.training.config import load_train_config
 from lowdose.training.module import cosine_lr
 
 # Made-up speeds, slower for wider nets as measured ones are (steps/s); GPU-like: 10 x faster.
@@ -78,13 +78,23 @@ def test_plan_sizes_the_steps_from_the_budget_left_after_every_overhead(tiny_dat
     assert plan.max_steps == raw // 12 * 12 and plan.validations == 12
     assert plan.max_steps / FAST[32] + plan.overhead_s <= 3600.0  # never past the budget
     assert (plan.schedule, plan.residual, plan.patch, plan.batch_size, plan.ema_decay) == (
-        "cosine", True, 64, 16, 0.998,
-    )  # fmt: skip
+        "cosine",
+        True,
+        64,
+        16,
+        0.998,
+    )
     assert plan.lr == pytest.approx(2e-3 * 16 / plan.width)  # X-ray data; wider nets, lower
     assert plan.warmup_steps == round(0.02 * plan.max_steps)
     assert plan.max_time == "01:30:00"  # the guard: 1.5 x the budget
-    expected = {"mode": "n2n", "patch": 64, "batch_size": 16, "residual": True,
-                "channels_last": False, "device": "cpu"}  # fmt: skip
+    expected = {
+        "mode": "n2n",
+        "patch": 64,
+        "batch_size": 16,
+        "residual": True,
+        "channels_last": False,
+        "device": "cpu",
+    }
     assert probe.calls[0][1] == expected  # the recipe's patches, on the run's device
 
 
@@ -99,8 +109,14 @@ def test_a_short_budget_stops_probing_at_the_first_width_that_cannot_qualify(
 
 def test_options_the_user_gave_win_over_the_recipe(tiny_dataset, tmp_path):
     probe = FakeProbe()
-    given = {"width": 48, "batch_size": 8, "residual": False, "max_time": "00:40:00",
-             "warmup_steps": 7, "validations": 5}  # fmt: skip
+    given = {
+        "width": 48,
+        "batch_size": 8,
+        "residual": False,
+        "max_time": "00:40:00",
+        "warmup_steps": 7,
+        "validations": 5,
+    }
     plan = plan_budget(_values(tiny_dataset, tmp_path, **given), 600.0, probe=probe)
     assert [width for width, _ in probe.calls] == [48]  # a fixed width is not chosen
     assert probe.calls[0][1]["batch_size"] == 8 and probe.calls[0][1]["residual"] is False
@@ -147,21 +163,41 @@ def test_budget_run_stops_at_max_steps_and_reruns_from_its_config_without_probin
     data = make_tiny_dataset()
     monkeypatch.setattr(budget, "measure_throughput", FakeProbe(rates={16: 3.0, 24: 2.0}))
     run = tmp_path / "run"
-    output = _train(["--data", data, "--out", run, "--budget", "00:00:20", "--batch-size", 4,
-                     "--threads", 1, "--deterministic", "--quiet", "--no-replan"])  # fmt: skip
+    output = _train(
+        [
+            "--data",
+            data,
+            "--out",
+            run,
+            "--budget",
+            "00:00:20",
+            "--batch-size",
+            4,
+            "--threads",
+            1,
+            "--deterministic",
+            "--quiet",
+            "--no-replan",
+        ]
+    )
     manifest = json.loads((run / "manifest.json").read_text())
     plan = BudgetPlan.from_dict(manifest["budget_plan"])
     assert "budget 00:00:20: width 16 residual" in " ".join(output.split())
     assert plan.width == 16 and plan.batch_size == 4 and plan.max_steps >= 12
-    saved = yaml.safe_load((run / "config.yaml").read_text())
+    saved = load_train_config(run / "config.yaml").flat_values()
     assert {key: saved[key] for key in plan.config_values()} == plan.config_values()
     assert saved["budget"] == "00:00:20" and saved["schedule"] == "cosine"
     last = torch.load(run / "last.ckpt", weights_only=True)
     assert last["global_step"] == plan.max_steps  # exactly, however fast this machine is
     rows = np.genfromtxt(run / "metrics.csv", delimiter=",", names=True)
     assert rows["step"][-1] == plan.max_steps and len(rows) == plan.validations
-    end_lr = cosine_lr(plan.max_steps - 1, lr=plan.lr, warmup_steps=plan.warmup_steps,
-                       max_steps=plan.max_steps, final_fraction=0.01)  # fmt: skip
+    end_lr = cosine_lr(
+        plan.max_steps - 1,
+        lr=plan.lr,
+        warmup_steps=plan.warmup_steps,
+        max_steps=plan.max_steps,
+        final_fraction=0.01,
+    )
     assert rows["lr"][-1] == pytest.approx(end_lr, rel=1e-6)
 
     monkeypatch.setattr(budget, "measure_throughput", _refuse_to_probe)

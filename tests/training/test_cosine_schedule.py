@@ -52,14 +52,16 @@ def test_epochs_divide_max_steps_so_the_last_validation_scores_the_final_weights
 
 
 def test_derived_epochs_reach_max_steps_and_are_a_fixed_point():
-    config = make_train_config({"data": "d.h5", "out": "o", "max_steps": 1200,
-                                "schedule": "cosine", "batch_size": 8})  # fmt: skip
+    config = make_train_config(
+        {"data": "d.h5", "out": "o", "max_steps": 1200, "schedule": "cosine", "batch_size": 8}
+    )
     derived = with_derived_epochs(config)
-    assert (derived.samples_per_epoch, derived.epochs) == (100 * 8, 12)
+    assert (derived.schedule.samples_per_epoch, derived.schedule.epochs) == (100 * 8, 12)
     assert with_derived_epochs(derived) == derived
     plain = make_train_config({"data": "d.h5", "out": "o"})
     assert with_derived_epochs(plain) is plain  # the paper's epoch recipe is untouched
-    assert (plain.schedule, plain.max_steps, plain.budget) == ("plateau", None, None)
+    assert plain.optimisation.lr_schedule == "plateau"
+    assert (plain.schedule.max_steps, plain.schedule.budget) == (None, None)
 
 
 def test_cosine_needs_an_end_and_plateau_stays_the_default_schedule():
@@ -67,21 +69,35 @@ def test_cosine_needs_an_end_and_plateau_stays_the_default_schedule():
         make_train_config({"data": "d.h5", "out": "o", "schedule": "cosine"})
     with pytest.raises(LowdoseInputError, match="budget: must look like 00:05:00"):
         make_train_config({"data": "d.h5", "out": "o", "budget": "30 min"})
-    kwargs = {"model": {"width": 4}, "mode": "n2n", "loss": "mse"}
-    plateau = DenoiseModule(**kwargs).configure_optimizers()
+    tiny = {"data": "d.h5", "out": "o", "width": 4}
+    plateau = DenoiseModule(make_train_config(tiny)).configure_optimizers()
     assert isinstance(
         plateau["lr_scheduler"]["scheduler"], torch.optim.lr_scheduler.ReduceLROnPlateau
     )
-    cosine = DenoiseModule(**kwargs, schedule="cosine", max_steps=10).configure_optimizers()
+    cosine_config = make_train_config({**tiny, "schedule": "cosine", "max_steps": 10})
+    cosine = DenoiseModule(cosine_config).configure_optimizers()
     assert isinstance(cosine, torch.optim.Adam)
 
 
-def test_cosine_run_stops_at_max_steps_and_resumes_bit_for_bit(make_tiny_dataset, tmp_path,
-                                                               kill_training_at):  # fmt: skip
+def test_cosine_run_stops_at_max_steps_and_resumes_bit_for_bit(
+    make_tiny_dataset, tmp_path, kill_training_at
+):
     data = make_tiny_dataset()
-    tiny = {"data": data, "width": 8, "patch": 32, "batch_size": 4, "threads": 1, "seed": 3,
-            "deterministic": True, "quiet": True, "accelerator": "cpu", "schedule": "cosine",
-            "max_steps": 6, "validations": 3, "warmup_steps": 2}  # fmt: skip
+    tiny = {
+        "data": data,
+        "width": 8,
+        "patch": 32,
+        "batch_size": 4,
+        "threads": 1,
+        "seed": 3,
+        "deterministic": True,
+        "quiet": True,
+        "accelerator": "cpu",
+        "schedule": "cosine",
+        "max_steps": 6,
+        "validations": 3,
+        "warmup_steps": 2,
+    }
     reference = training.train(make_train_config({**tiny, "out": tmp_path / "ref"}))
     assert reference.global_step == 6 and reference.epochs_done == 3
     rows = np.genfromtxt(tmp_path / "ref" / "metrics.csv", delimiter=",", names=True)

@@ -36,8 +36,9 @@ def test_dose_range_samples_never_read_the_clean_array(tiny_dataset, tmp_path, m
     twin = _zeroed_clean_twin(tiny_dataset, tmp_path / "zeroed.h5")
     batches = []
     for path in (tiny_dataset, twin):
-        pairs = PairDataset(path, "train", mode=mode, patch=32, seed=4, dose_range=RANGE,
-                            in_memory=in_memory)  # fmt: skip
+        pairs = PairDataset(
+            path, "train", mode=mode, patch=32, seed=4, dose_range=RANGE, in_memory=in_memory
+        )
         assert pairs._arrays is None or pairs._arrays.clean is None  # never loaded
         batches.append(pairs.sample_batch(range(len(pairs))))
     (inputs, targets), (twin_inputs, twin_targets) = batches
@@ -49,8 +50,16 @@ def test_dose_range_samples_never_read_the_clean_array(tiny_dataset, tmp_path, m
 
 
 def test_each_realisation_is_thinned_independently_and_keeps_its_mean(tiny_dataset):
-    pairs = PairDataset(tiny_dataset, "train", mode="n2n", patch=None, augment=False, seed=0,
-                        dose_range=(0.2, 0.2), in_memory=True)  # fmt: skip
+    pairs = PairDataset(
+        tiny_dataset,
+        "train",
+        mode="n2n",
+        patch=None,
+        augment=False,
+        seed=0,
+        dose_range=(0.2, 0.2),
+        in_memory=True,
+    )
     stored = PairDataset(tiny_dataset, "train", mode="n2n", patch=None, augment=False, seed=0)
     inputs, targets = (t.double().numpy() for t in pairs.sample_batch(range(len(pairs))))
     raw_inputs, raw_targets = (t.double().numpy() for t in stored.sample_batch(range(len(pairs))))
@@ -62,8 +71,9 @@ def test_each_realisation_is_thinned_independently_and_keeps_its_mean(tiny_datas
 
 
 def test_n2c_re_noises_only_its_input_and_keeps_the_clean_target(tiny_dataset):
-    pairs = PairDataset(tiny_dataset, "train", mode="n2c", patch=16, augment=False, seed=2,
-                        dose_range=RANGE)  # fmt: skip
+    pairs = PairDataset(
+        tiny_dataset, "train", mode="n2c", patch=16, augment=False, seed=2, dose_range=RANGE
+    )
     clean = load_split(tiny_dataset, "train").clean
     for k in range(len(pairs)):
         top, left, _ = pairs.augmentation(k)
@@ -87,8 +97,9 @@ def test_doses_are_log_uniform_in_the_range_and_repeat_after_a_resume(tiny_datas
     assert abs(np.mean(position < 0.5) - 0.5) < 5 * 0.5 / np.sqrt(len(doses))
 
     def batches(sampler):
-        loader = DataLoader(EpochKeyed(pairs), batch_size=4, sampler=sampler,
-                            collate_fn=lambda batch: batch)  # fmt: skip
+        loader = DataLoader(
+            EpochKeyed(pairs), batch_size=4, sampler=sampler, collate_fn=lambda batch: batch
+        )
         return [(a.clone(), b.clone()) for a, b in loader]
 
     full = EpochSampler(len(pairs), 24, seed=7, rank=0, world_size=1)
@@ -106,12 +117,12 @@ def test_dose_range_config_from_yaml_and_the_flag(tmp_path):
     config_file = tmp_path / "run.yaml"
     config_file.write_text("data: d.h5\nout: o\ndose_range: [0.05, 1]\n")
     config = load_train_config(config_file)
-    assert config.dose_range == (0.05, 1.0)
+    assert config.data.dose_range == (0.05, 1.0)
     saved = yaml.safe_load(yaml.safe_dump(config.model_dump(mode="json")))
-    assert saved["dose_range"] == [0.05, 1.0]
+    assert saved["data"]["dose_range"] == [0.05, 1.0]
     fixed = make_train_config({"data": "d", "out": "o", "dose_range": "0.2:0.2"})
-    assert fixed.dose_range == (0.2, 0.2)
-    assert make_train_config({"data": "d", "out": "o"}).dose_range is None
+    assert fixed.data.dose_range == (0.2, 0.2)
+    assert make_train_config({"data": "d", "out": "o"}).data.dose_range is None
     with pytest.raises(LowdoseInputError, match="dose_range: use LOW:HIGH"):
         make_train_config({"data": "d", "out": "o", "dose_range": [0.5]})
 
@@ -119,8 +130,9 @@ def test_dose_range_config_from_yaml_and_the_flag(tmp_path):
 @pytest.mark.parametrize("bad", ["0:1", "0.5:1.5", "0.8:0.2", "a:b", "0.5", "-0.1:0.5"])
 def test_bad_dose_ranges_are_one_error_line(bad, tiny_dataset, tmp_path, invoke_cli):
     out = tmp_path / "run"
-    result = invoke_cli(["train", "--data", str(tiny_dataset), "--out", str(out),
-                         "--dose-range", bad])  # fmt: skip
+    result = invoke_cli(
+        ["train", "--data", str(tiny_dataset), "--out", str(out), "--dose-range", bad]
+    )
     assert result.exit_code == 1, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:"), result.output
@@ -130,16 +142,42 @@ def test_bad_dose_ranges_are_one_error_line(bad, tiny_dataset, tmp_path, invoke_
 
 def test_dose_range_on_sinogram_noise_is_one_error_line(tmp_path, invoke_cli):
     rng = np.random.default_rng(0)
-    attrs = DatasetAttrs(modality="ct", noise_model="sinogram", scaling_rule="dataset_max",
-                         noise_level=700.0, scaling_offset=1024.0, raw_units="hu")  # fmt: skip
+    attrs = DatasetAttrs(
+        modality="ct",
+        noise_model="sinogram",
+        scaling_rule="dataset_max",
+        noise_level=700.0,
+        scaling_offset=1024.0,
+        raw_units="hu",
+    )
     split = ["train"] * 2 + ["val"] * 2 + ["test"] * 2
     data = write_dataset(
-        tmp_path / "sino.h5", clean=None, noisy=rng.random((6, 2, 32, 32)),
-        object_id=[f"p{i // 2}" for i in range(6)], split=split, attrs=attrs,
-    )  # fmt: skip
+        tmp_path / "sino.h5",
+        clean=None,
+        noisy=rng.random((6, 2, 32, 32)),
+        object_id=[f"p{i // 2}" for i in range(6)],
+        split=split,
+        attrs=attrs,
+    )
     out = tmp_path / "run"
-    result = invoke_cli(["train", "--data", str(data), "--out", str(out), "--dose-range", "0.1:1",
-                         "--patch", "32", "--width", "4", "--threads", "1", "--quiet"])  # fmt: skip
+    result = invoke_cli(
+        [
+            "train",
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--dose-range",
+            "0.1:1",
+            "--patch",
+            "32",
+            "--width",
+            "4",
+            "--threads",
+            "1",
+            "--quiet",
+        ]
+    )
     assert result.exit_code == 1, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "sinogram-noise CT" in lines[0] and "--dose-range" in lines[0]
@@ -148,13 +186,34 @@ def test_dose_range_on_sinogram_noise_is_one_error_line(tmp_path, invoke_cli):
 
 def test_a_short_training_with_dose_range_runs_and_records_it(tiny_dataset, tmp_path, invoke_cli):
     out = tmp_path / "run"
-    args = ["train", "--data", str(tiny_dataset), "--out", str(out), "--dose-range", "0.1:1",
-            "--max-steps", "20", "--validations", "2", "--width", "4", "--patch", "32",
-            "--batch-size", "4", "--threads", "1", "--quiet", "--accelerator", "cpu"]  # fmt: skip
+    args = [
+        "train",
+        "--data",
+        str(tiny_dataset),
+        "--out",
+        str(out),
+        "--dose-range",
+        "0.1:1",
+        "--max-steps",
+        "20",
+        "--validations",
+        "2",
+        "--width",
+        "4",
+        "--patch",
+        "32",
+        "--batch-size",
+        "4",
+        "--threads",
+        "1",
+        "--quiet",
+        "--accelerator",
+        "cpu",
+    ]
     result = invoke_cli(args)
     assert result.exit_code == 0, result.output
     saved = yaml.safe_load((out / "config.yaml").read_text())
-    assert saved["dose_range"] == [0.1, 1.0]
+    assert saved["data"]["dose_range"] == [0.1, 1.0]
     assert torch.load(out / "last.ckpt", weights_only=True)["global_step"] == 20
     rows = np.genfromtxt(out / "metrics.csv", delimiter=",", names=True)
     assert list(rows["step"]) == [10, 20] and np.all(np.isfinite(rows["val_upsnr_db"]))

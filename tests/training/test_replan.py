@@ -38,19 +38,33 @@ LR, FINAL = 4e-3, 0.01
 
 
 def test_replan_fills_the_time_left_with_steps_and_epochs():
-    decision = replan_steps(step=120, steps_per_s=5.0, time_left_s=200.0, epoch_overhead_s=2.0,
-                            validations_left=10, safety=1.0)  # fmt: skip
+    decision = replan_steps(
+        step=120,
+        steps_per_s=5.0,
+        time_left_s=200.0,
+        epoch_overhead_s=2.0,
+        validations_left=10,
+        safety=1.0,
+    )
     # 200 s - 10 epochs x 2 s = 180 s of steps at 5 steps/s: 900 steps, 90 per epoch
     assert (decision.max_steps, decision.steps_per_epoch, decision.epochs) == (1020, 90, 10)
 
 
 @given(
-    step=st.integers(0, 10_000), rate=st.floats(0.01, 500.0), left=st.floats(-100.0, 1e5),
-    overhead=st.floats(0.0, 60.0), validations=st.integers(0, 30),
-)  # fmt: skip
+    step=st.integers(0, 10_000),
+    rate=st.floats(0.01, 500.0),
+    left=st.floats(-100.0, 1e5),
+    overhead=st.floats(0.0, 60.0),
+    validations=st.integers(0, 30),
+)
 def test_replan_never_plans_past_the_time_left(step, rate, left, overhead, validations):
-    decision = replan_steps(step=step, steps_per_s=rate, time_left_s=left,
-                            epoch_overhead_s=overhead, validations_left=validations)  # fmt: skip
+    decision = replan_steps(
+        step=step,
+        steps_per_s=rate,
+        time_left_s=left,
+        epoch_overhead_s=overhead,
+        validations_left=validations,
+    )
     assert decision.max_steps >= step  # never below the steps done
     added = decision.max_steps - step
     assert added == decision.epochs * decision.steps_per_epoch and decision.steps_per_epoch >= 1
@@ -63,33 +77,57 @@ def test_replan_never_plans_past_the_time_left(step, rate, left, overhead, valid
 
 
 def test_replan_takes_fewer_epochs_when_time_is_short_and_stops_when_none_fits():
-    short = replan_steps(step=50, steps_per_s=2.0, time_left_s=10.0, epoch_overhead_s=3.0,
-                         validations_left=6, safety=1.0)  # fmt: skip
+    short = replan_steps(
+        step=50,
+        steps_per_s=2.0,
+        time_left_s=10.0,
+        epoch_overhead_s=3.0,
+        validations_left=6,
+        safety=1.0,
+    )
     # 3 epochs leave 2 x (10 - 9) = 2 steps, fewer than epochs; 2 leave 8: 4 per epoch
     assert (short.max_steps, short.steps_per_epoch, short.epochs) == (58, 4, 2)
-    assert replan_steps(step=50, steps_per_s=2.0, time_left_s=-5.0, epoch_overhead_s=1.0,
-                        validations_left=6).max_steps == 50  # fmt: skip
+    assert (
+        replan_steps(
+            step=50, steps_per_s=2.0, time_left_s=-5.0, epoch_overhead_s=1.0, validations_left=6
+        ).max_steps
+        == 50
+    )
 
 
 def test_one_segment_is_the_classic_cosine_bit_for_bit():
     for step in range(0, 200, 7):
         classic = cosine_lr(step, lr=LR, warmup_steps=10, max_steps=200, final_fraction=FINAL)
-        planned = cosine_lr(step, lr=LR, warmup_steps=10, max_steps=999, final_fraction=FINAL,
-                            segments=[(0, 20, 200)])  # fmt: skip
+        planned = cosine_lr(
+            step,
+            lr=LR,
+            warmup_steps=10,
+            max_steps=999,
+            final_fraction=FINAL,
+            segments=[(0, 20, 200)],
+        )
         assert planned == classic
 
 
 def _rates(segments, warmup):
     total = segments[-1][2]
-    return [cosine_lr(s, lr=LR, warmup_steps=warmup, max_steps=total, final_fraction=FINAL,
-                      segments=segments) for s in range(total + 1)]  # fmt: skip
+    return [
+        cosine_lr(
+            s, lr=LR, warmup_steps=warmup, max_steps=total, final_fraction=FINAL, segments=segments
+        )
+        for s in range(total + 1)
+    ]
 
 
 @pytest.mark.parametrize(
     "segments",
-    [[(0, 10, 120), (30, 25, 130)], [(0, 10, 120), (20, 40, 420)], [(0, 5, 60), (10, 5, 40),
-     (20, 4, 100), (60, 10, 80)], [(0, 10, 120), (60, 1, 60)]],
-)  # fmt: skip
+    [
+        [(0, 10, 120), (30, 25, 130)],
+        [(0, 10, 120), (20, 40, 420)],
+        [(0, 5, 60), (10, 5, 40), (20, 4, 100), (60, 10, 80)],
+        [(0, 10, 120), (60, 1, 60)],
+    ],
+)
 def test_a_replanned_cosine_is_continuous_and_still_anneals_to_its_end(segments):
     check_plan(segments)
     rates = _rates(segments, warmup=4)
@@ -98,8 +136,14 @@ def test_a_replanned_cosine_is_continuous_and_still_anneals_to_its_end(segments)
     # no jump: a re-plan changes the pace of the annealing, never the rate itself
     biggest = max(steps) if steps else 0.0
     for start, _, _ in segments[1:]:
-        before = cosine_lr(start, lr=LR, warmup_steps=4, max_steps=total, final_fraction=FINAL,
-                           segments=[s for s in segments if s[0] < start])  # fmt: skip
+        before = cosine_lr(
+            start,
+            lr=LR,
+            warmup_steps=4,
+            max_steps=total,
+            final_fraction=FINAL,
+            segments=[s for s in segments if s[0] < start],
+        )
         assert rates[start] == pytest.approx(before, rel=1e-12)  # the knot: the old plan's rate
     assert biggest < 0.1 * LR
     assert all(a >= b for a, b in zip(rates[4:], rates[5:], strict=False))  # never rises
@@ -111,24 +155,39 @@ def test_a_replanned_cosine_is_continuous_and_still_anneals_to_its_end(segments)
 def test_epochs_follow_the_segments_and_bad_plans_are_refused():
     assert epoch_steps([(0, 10, 120), (30, 25, 130)]) == [10, 10, 10, 25, 25, 25, 25]
     assert with_segment([(0, 10, 120), (30, 25, 130)], (20, 5, 50)) == [(0, 10, 120), (20, 5, 50)]
-    for bad in ([(1, 10, 100)], [(0, 10, 105)], [(0, 10, 100), (15, 5, 50)],
-                [(0, 10, 100), (30, 7, 50)], [(0, 10, 100), (110, 5, 150)]):  # fmt: skip
+    for bad in (
+        [(1, 10, 100)],
+        [(0, 10, 105)],
+        [(0, 10, 100), (15, 5, 50)],
+        [(0, 10, 100), (30, 7, 50)],
+        [(0, 10, 100), (110, 5, 150)],
+    ):
         with pytest.raises(ValueError, match="step_plan"):
             check_plan(bad)
 
 
 def test_the_config_keeps_the_plan_and_derives_the_epochs_from_it(tiny_dataset, tmp_path):
     plan = [(0, 10, 120), (30, 25, 130)]
-    config = make_train_config({"data": tiny_dataset, "out": tmp_path, "schedule": "cosine",
-                                "max_steps": 130, "step_plan": plan, "batch_size": 4})  # fmt: skip
+    config = make_train_config(
+        {
+            "data": tiny_dataset,
+            "out": tmp_path,
+            "schedule": "cosine",
+            "max_steps": 130,
+            "step_plan": plan,
+            "batch_size": 4,
+        }
+    )
     derived = with_derived_epochs(config)
-    assert derived.epochs == 7 and derived.samples_per_epoch == 40
+    assert (derived.schedule.epochs, derived.schedule.samples_per_epoch) == (7, 40)
     with pytest.raises(LowdoseInputError, match="step_plan's last max_steps"):
-        make_train_config({"data": tiny_dataset, "out": tmp_path, "max_steps": 120,
-                           "step_plan": plan})  # fmt: skip
+        make_train_config(
+            {"data": tiny_dataset, "out": tmp_path, "max_steps": 120, "step_plan": plan}
+        )
     with pytest.raises(LowdoseInputError, match="multiple of steps_per_epoch"):
-        make_train_config({"data": tiny_dataset, "out": tmp_path, "max_steps": 105,
-                           "step_plan": [(0, 10, 105)]})  # fmt: skip
+        make_train_config(
+            {"data": tiny_dataset, "out": tmp_path, "max_steps": 105, "step_plan": [(0, 10, 105)]}
+        )
 
 
 class SlowClock(L.Callback):
@@ -158,8 +217,17 @@ def _slow_trainer(monkeypatch, step_s):
     return make_trainer
 
 
-TINY = {"width": 8, "patch": 32, "batch_size": 4, "threads": 1, "seed": 1, "deterministic": True,
-        "quiet": True, "accelerator": "cpu", "budget": "00:01:00"}  # fmt: skip
+TINY = {
+    "width": 8,
+    "patch": 32,
+    "batch_size": 4,
+    "threads": 1,
+    "seed": 1,
+    "deterministic": True,
+    "quiet": True,
+    "accelerator": "cpu",
+    "budget": "00:01:00",
+}
 
 
 def _probe_at(steps_per_s):
@@ -187,15 +255,22 @@ def test_a_budget_run_replans_from_its_loop_and_its_config_reproduces_it(
     assert {"train_s", "wall_s", "budget_fraction", "probe_steps_per_s"} <= set(
         manifest["budget_outcome"]
     )
-    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["schedule"]
     assert saved["max_steps"] == outcome.final_steps and len(saved["step_plan"]) >= 2
     rows = np.genfromtxt(tmp_path / "run" / "metrics.csv", delimiter=",", names=True)
     assert rows["step"][-1] == outcome.final_steps
     segments = [tuple(s) for s in saved["step_plan"]]
-    expected_lr = [cosine_lr(int(s) - 1, lr=result.budget_plan.lr,
-                             warmup_steps=result.budget_plan.warmup_steps,
-                             max_steps=outcome.final_steps, final_fraction=FINAL,
-                             segments=segments) for s in rows["step"]]  # fmt: skip
+    expected_lr = [
+        cosine_lr(
+            int(s) - 1,
+            lr=result.budget_plan.lr,
+            warmup_steps=result.budget_plan.warmup_steps,
+            max_steps=outcome.final_steps,
+            final_fraction=FINAL,
+            segments=segments,
+        )
+        for s in rows["step"]
+    ]
     np.testing.assert_allclose(rows["lr"], expected_lr, rtol=1e-6)  # the logged rate followed
 
     monkeypatch.setattr(training, "_trainer", restore)
@@ -269,8 +344,9 @@ def test_a_collapse_stops_training_and_leaves_the_best_earlier_checkpoint(
 
 def test_a_finite_collapse_far_below_the_best_score_also_stops():
     stop = StopOnDivergence("val_upsnr_db")
-    trainer = SimpleNamespace(sanity_checking=False, should_stop=False, global_step=0,
-                              callback_metrics={})  # fmt: skip
+    trainer = SimpleNamespace(
+        sanity_checking=False, should_stop=False, global_step=0, callback_metrics={}
+    )
     for step, score in ((100, 50.0), (200, 51.2), (300, 51.2 - COLLAPSE_DB + 0.5)):
         trainer.global_step, trainer.callback_metrics = step, {"val_upsnr_db": torch.tensor(score)}
         stop.on_validation_end(trainer, None)

@@ -39,9 +39,13 @@ def _smooth_poisson_dataset(path, *, n_images=24, size=64, with_clean=True, seed
     split = ["train"] * (n_images - 6) + ["val"] * 3 + ["test"] * 3
     attrs = {"modality": "xray", "noise_model": "poisson", "scaling_rule": "per_image_max"}
     write_dataset(
-        path, clean=clean if with_clean else None, noisy=noisy,
-        object_id=[f"phantom{i}" for i in range(n_images)], split=split, attrs=attrs,
-    )  # fmt: skip
+        path,
+        clean=clean if with_clean else None,
+        noisy=noisy,
+        object_id=[f"phantom{i}" for i in range(n_images)],
+        split=split,
+        attrs=attrs,
+    )
     return path
 
 
@@ -57,14 +61,24 @@ def dataset_no_clean(tmp_path_factory):
 
 
 # Small settings shared by the resume and DDP comparisons (width 8: fast, still the real network).
-TINY = dict(width=8, patch=32, batch_size=4, samples_per_epoch=40, epochs=3, threads=1,
-            deterministic=True, quiet=True, seed=3, accelerator="cpu")  # fmt: skip
+TINY = dict(
+    width=8,
+    patch=32,
+    batch_size=4,
+    samples_per_epoch=40,
+    epochs=3,
+    threads=1,
+    deterministic=True,
+    quiet=True,
+    seed=3,
+    accelerator="cpu",
+)
 
 
 def test_config_typo_names_the_key_and_the_valid_ones(tmp_path):
     config_file = tmp_path / "run.yaml"
     config_file.write_text("data: d.h5\nout: runs/x\nepochz: 3\n")
-    with pytest.raises(LowdoseInputError, match="unknown key 'epochz'; valid keys: data, out, "):
+    with pytest.raises(LowdoseInputError, match="unknown key 'epochz'; valid keys: mode, loss, "):
         load_train_config(config_file)
     with pytest.raises(LowdoseInputError, match="patch: .*multiple of 32"):
         make_train_config({"data": "d.h5", "out": "o", "patch": 48})
@@ -76,17 +90,41 @@ def test_flags_override_yaml_and_the_resolved_config_round_trips(tmp_path):
     config_file = tmp_path / "run.yaml"
     config_file.write_text("data: d.h5\nout: o\nepochs: 3\nwidth: 16\n")
     config = load_train_config(config_file, {"epochs": 7})
-    assert (config.epochs, config.width, config.lr, config.mode) == (7, 16, 1e-3, "n2n")
+    assert (config.schedule.epochs, config.model.width) == (7, 16)
+    assert (config.optimisation.lr, config.model.mode) == (1e-3, "n2n")
     saved = yaml.safe_load(yaml.safe_dump(config.model_dump(mode="json")))
     assert TrainConfig(**saved) == config
 
 
 def test_short_cpu_training_raises_test_psnr_by_3_db(dataset, tmp_path):
     run_dir = tmp_path / "run"
-    args = ["train", "--data", str(dataset), "--mode", "n2n", "--loss", "mse",
-            "--out", str(run_dir), "--width", "16", "--residual", "--patch", "32",
-            "--batch-size", "8", "--samples-per-epoch", "160", "--epochs", "4",
-            "--threads", "2", "--quiet", "--max-time", "00:02:00"]  # fmt: skip
+    args = [
+        "train",
+        "--data",
+        str(dataset),
+        "--mode",
+        "n2n",
+        "--loss",
+        "mse",
+        "--out",
+        str(run_dir),
+        "--width",
+        "16",
+        "--residual",
+        "--patch",
+        "32",
+        "--batch-size",
+        "8",
+        "--samples-per-epoch",
+        "160",
+        "--epochs",
+        "4",
+        "--threads",
+        "2",
+        "--quiet",
+        "--max-time",
+        "00:02:00",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert {p.name for p in run_dir.iterdir()} >= {
@@ -99,9 +137,17 @@ def test_short_cpu_training_raises_test_psnr_by_3_db(dataset, tmp_path):
     assert not [p for p in run_dir.iterdir() if p.name.endswith(".tmp")]
     rows = np.genfromtxt(run_dir / "metrics.csv", delimiter=",", names=True)
     assert rows.dtype.names == (
-        "epoch", "step", "train_loss", "val_psnr_db", "val_upsnr_db", "lr", "elapsed_s",
-        "val_self_db", "val_identity_db", "val_pair_db",
-    )  # fmt: skip
+        "epoch",
+        "step",
+        "train_loss",
+        "val_psnr_db",
+        "val_upsnr_db",
+        "lr",
+        "elapsed_s",
+        "val_self_db",
+        "val_identity_db",
+        "val_pair_db",
+    )
     assert np.all(np.isfinite(rows["val_upsnr_db"]))  # n2n selects on the clean-free score
     assert np.all(np.isnan(rows["val_self_db"]))  # the nb2nb/n2v score: not measured for n2n
     assert list(rows["step"]) == [20, 40, 60, 80]
@@ -161,12 +207,26 @@ training.train(config, resume={resume})
 
 def _run_script(tmp_path, name, *, data, out, sleep_s=0.0, resume=False, extra=None):
     script = tmp_path / f"{name}.py"
-    script.write_text(textwrap.dedent(_SCRIPT.format(
-        sleep_s=sleep_s, tiny=TINY, data=str(data), out=str(out), extra=extra or {},
-        resume=resume)))  # fmt: skip
+    script.write_text(
+        textwrap.dedent(
+            _SCRIPT.format(
+                sleep_s=sleep_s,
+                tiny=TINY,
+                data=str(data),
+                out=str(out),
+                extra=extra or {},
+                resume=resume,
+            )
+        )
+    )
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    return subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _weights(checkpoint):
@@ -176,8 +236,14 @@ def _weights(checkpoint):
 def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(dataset, tmp_path):
     reference = train(make_train_config({**TINY, "data": dataset, "out": tmp_path / "ref"}))
     killed_dir = tmp_path / "killed"
-    process = _run_script(tmp_path, "killed", data=dataset, out=killed_dir, sleep_s=0.25,
-                          extra={"checkpoint_every_n_steps": 3})  # fmt: skip
+    process = _run_script(
+        tmp_path,
+        "killed",
+        data=dataset,
+        out=killed_dir,
+        sleep_s=0.25,
+        extra={"checkpoint_every_n_steps": 3},
+    )
     deadline = time.monotonic() + 60
     while not (killed_dir / "last.ckpt").exists() and time.monotonic() < deadline:
         assert process.poll() is None, process.stderr.read().decode()[-2000:]
@@ -199,8 +265,13 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(dataset, tmp
 
 def test_ddp_two_processes_on_gloo_matches_single_process(dataset_no_clean, tmp_path):
     single = train(make_train_config({**TINY, "data": dataset_no_clean, "out": tmp_path / "one"}))
-    process = _run_script(tmp_path, "ddp", data=dataset_no_clean, out=tmp_path / "two",
-                          extra={"devices": 2, "strategy": "ddp"})  # fmt: skip
+    process = _run_script(
+        tmp_path,
+        "ddp",
+        data=dataset_no_clean,
+        out=tmp_path / "two",
+        extra={"devices": 2, "strategy": "ddp"},
+    )
     assert process.wait(timeout=180) == 0, process.stderr.read().decode()[-3000:]
     one, two = _weights(single.last_checkpoint), _weights(tmp_path / "two" / "last.ckpt")
     # Same global batch (2 ranks x 2 = 4), same samples in the same steps: gloo's average of the
@@ -221,9 +292,14 @@ def test_ddp_two_processes_on_gloo_matches_single_process(dataset_no_clean, tmp_
 
 def test_max_time_stops_mid_epoch_and_leaves_usable_checkpoints(dataset, tmp_path):
     config = make_train_config(
-        {**TINY, "data": dataset, "out": tmp_path / "timed", "samples_per_epoch": 40_000,
-         "max_time": "00:00:02"}
-    )  # fmt: skip
+        {
+            **TINY,
+            "data": dataset,
+            "out": tmp_path / "timed",
+            "samples_per_epoch": 40_000,
+            "max_time": "00:00:02",
+        }
+    )
     result = train(config)
     assert 0 < result.global_step < 10_000 // 4  # stopped inside the first epoch
     model, meta = load_model(result.best_checkpoint)

@@ -41,9 +41,13 @@ def _write(path, noisy, *, clean=None, extra=None):
     split = ["train"] * (N_IMAGES - 6) + ["val"] * 3 + ["test"] * 3
     attrs = DatasetAttrs(modality="xray", noise_model="poisson", scaling_rule="per_image_max")
     write_dataset(
-        path, clean=clean, noisy=noisy, object_id=[f"p{i}" for i in range(N_IMAGES)],
-        split=split, attrs=attrs.with_extra(**(extra or {})),
-    )  # fmt: skip
+        path,
+        clean=clean,
+        noisy=noisy,
+        object_id=[f"p{i}" for i in range(N_IMAGES)],
+        split=split,
+        attrs=attrs.with_extra(**(extra or {})),
+    )
     return path
 
 
@@ -68,9 +72,19 @@ def twins(tmp_path_factory, one_acquisition):
     return real, zeroed
 
 
-TINY = dict(width=8, patch=64, batch_size=4, samples_per_epoch=16, epochs=2, threads=1,
-            deterministic=True, quiet=True, seed=7, accelerator="cpu",
-            lr_patience_epochs=0)  # fmt: skip
+TINY = dict(
+    width=8,
+    patch=64,
+    batch_size=4,
+    samples_per_epoch=16,
+    epochs=2,
+    threads=1,
+    deterministic=True,
+    quiet=True,
+    seed=7,
+    accelerator="cpu",
+    lr_patience_epochs=0,
+)
 
 
 def _unique_images(batch=3, size=16) -> torch.Tensor:
@@ -125,7 +139,8 @@ def test_border_spots_reflect_inward_and_stay_off_themselves():
 
 def test_masks_repeat_for_the_same_seed_and_step_and_differ_otherwise():
     def draws(seed, step):
-        module = DenoiseModule(model={"width": 4}, mode="n2v", loss="mse", seed=seed)
+        tiny = {"data": "d.h5", "out": "o", "width": 4, "mode": "n2v", "seed": seed}
+        module = DenoiseModule(make_train_config(tiny))
         generator = module.mask_generator(step)
         spots, sources = objectives.blind_spots((2, 64, 64), generator)
         first, _ = objectives.neighbour_pairs((2, 64, 64), generator)
@@ -173,8 +188,8 @@ def test_config_defaults_and_one_line_errors(one_acquisition, tmp_path):
     path = one_acquisition[0]
     base = {"data": path, "out": tmp_path / "x"}
     for mode in ("nb2nb", "n2v"):
-        assert make_train_config({**base, "mode": mode}).val_reference == "self"
-    assert make_train_config({**base, "mode": "n2n"}).val_reference == "realisation"
+        assert make_train_config({**base, "mode": mode}).data.val_reference == "self"
+    assert make_train_config({**base, "mode": "n2n"}).data.val_reference == "realisation"
     with pytest.raises(LowdoseInputError, match="multiple of 64") as error:
         make_train_config({**base, "mode": "nb2nb", "patch": 96})
     assert "\n" not in str(error.value)
@@ -193,10 +208,12 @@ def test_single_acquisition_pairs_are_each_realisation_with_itself(make_tiny_dat
     reads = []
     original = pairs_module.load_split
     monkeypatch.setattr(
-        pairs_module, "load_split",
-        lambda path, split, *, with_clean=True: reads.append(with_clean) or original(
-            path, split, with_clean=with_clean),
-    )  # fmt: skip
+        pairs_module,
+        "load_split",
+        lambda path, split, *, with_clean=True: (
+            reads.append(with_clean) or original(path, split, with_clean=with_clean)
+        ),
+    )
     path = make_tiny_dataset(n_realisations=3, name="three.h5")  # has clean images
     for mode in ("nb2nb", "n2v"):
         for in_memory in (False, True):
@@ -218,10 +235,12 @@ def test_self_validation_reads_realisation_zero_and_never_clean(twins, monkeypat
     calls = []
     original = datamodule.load_split
     monkeypatch.setattr(
-        datamodule, "load_split",
-        lambda path, split, *, with_clean=True: calls.append(with_clean) or original(
-            path, split, with_clean=with_clean),
-    )  # fmt: skip
+        datamodule,
+        "load_split",
+        lambda path, split, *, with_clean=True: (
+            calls.append(with_clean) or original(path, split, with_clean=with_clean)
+        ),
+    )
     inputs, references, variance = validation_tensors(twins[0], crop=None, reference="self")
     assert calls == [False]
     assert inputs.shape == (3, 1, 64, 64) and torch.equal(inputs, references)
@@ -236,8 +255,16 @@ def test_self_validation_reads_realisation_zero_and_never_clean(twins, monkeypat
 @pytest.mark.parametrize("mode", ["nb2nb", "n2v"])
 def test_training_on_one_acquisition_raises_the_test_psnr(one_acquisition, tmp_path, mode, caplog):
     path, clean, noisy = one_acquisition
-    settings = {**TINY, "width": 8, "residual": True, "batch_size": 8, "samples_per_epoch": 240,
-                "epochs": 4, "lr_patience_epochs": 2, "mode": mode}  # fmt: skip
+    settings = {
+        **TINY,
+        "width": 8,
+        "residual": True,
+        "batch_size": 8,
+        "samples_per_epoch": 240,
+        "epochs": 4,
+        "lr_patience_epochs": 2,
+        "mode": mode,
+    }
     with caplog.at_level(logging.WARNING, logger="lowdose"):
         run = train(make_train_config({**settings, "data": path, "out": tmp_path / mode}))
     assert "spatially correlated" not in caplog.text  # Poisson noise is pixel-independent
@@ -261,11 +288,21 @@ def test_training_on_one_acquisition_raises_the_test_psnr(one_acquisition, tmp_p
 
     with open(run.run_dir / "metrics.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert list(rows[0]) == ["epoch", "step", "train_loss", "val_psnr_db", "val_upsnr_db",
-                             "lr", "elapsed_s", "val_self_db", "val_identity_db",
-                             "val_pair_db"]  # fmt: skip
-    assert all(row["val_psnr_db"] == row["val_upsnr_db"] == row["val_pair_db"] == "nan"
-               for row in rows)  # fmt: skip
+    assert list(rows[0]) == [
+        "epoch",
+        "step",
+        "train_loss",
+        "val_psnr_db",
+        "val_upsnr_db",
+        "lr",
+        "elapsed_s",
+        "val_self_db",
+        "val_identity_db",
+        "val_pair_db",
+    ]
+    assert all(
+        row["val_psnr_db"] == row["val_upsnr_db"] == row["val_pair_db"] == "nan" for row in rows
+    )
     best = max(float(row["val_self_db"]) for row in rows)
     assert run.best_val_psnr_db == pytest.approx(best, abs=1e-4)  # best.ckpt followed it
     manifest = json.loads((run.run_dir / "manifest.json").read_text())["metrics"]
@@ -274,13 +311,19 @@ def test_training_on_one_acquisition_raises_the_test_psnr(one_acquisition, tmp_p
 
 @pytest.mark.parametrize("mode", ["nb2nb", "n2v"])
 def test_training_is_identical_when_the_clean_array_is_zeroed(twins, tmp_path, mode):
-    runs = [train(make_train_config({**TINY, "mode": mode, "data": d, "out": tmp_path / d.stem}))
-            for d in twins]  # fmt: skip
+    runs = [
+        train(make_train_config({**TINY, "mode": mode, "data": d, "out": tmp_path / d.stem}))
+        for d in twins
+    ]
     metrics = []
     for run in runs:
         with open(run.run_dir / "metrics.csv", newline="") as handle:
-            metrics.append([{k: v for k, v in row.items() if k != "elapsed_s"}
-                            for row in csv.DictReader(handle)])  # fmt: skip
+            metrics.append(
+                [
+                    {k: v for k, v in row.items() if k != "elapsed_s"}
+                    for row in csv.DictReader(handle)
+                ]
+            )
     assert len(metrics[0]) == TINY["epochs"] and metrics[0] == metrics[1]
     for name in ("best.ckpt", "last.ckpt"):
         a, b = (torch.load(r.run_dir / name, weights_only=True)["state_dict"] for r in runs)

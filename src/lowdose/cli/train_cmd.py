@@ -1,116 +1,97 @@
-"""``lowdose train``: fit a U-Net by Noise2Noise, Noise2Clean, Neighbor2Neighbor or Noise2Void."""
+"""``lowdose train``: fit a U-Net by Noise2Noise, Noise2Clean, Neighbor2Neighbor or Noise2Void.
+
+Every training option is a flat key of :class:`lowdose.training.config.TrainConfig`: its default
+and its help are the config field's (:func:`_option`), and only the options given on the command
+line override ``--config`` or ``--resume`` (:func:`_given`).
+"""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from lowdose.cli._app import app, console, user_errors, warn_line
 from lowdose.core.errors import LowdoseInputError
+from lowdose.training.config import (
+    FLAT_KEYS,
+    load_train_config,
+    make_train_config,
+    train_field,
+)
+
+_BUDGET_HELP = (
+    "The probe (a few seconds) picks the width, residual output, patch, batch, warm-up + cosine "
+    "lr and the step count (lowdose.training.budget), prints them in one line and writes them "
+    "into config.yaml and manifest.json, so a rerun or --resume repeats the same steps without "
+    "probing. Options you give win: --width 32 --budget 00:30:00 fixes the width and only sizes "
+    "the steps. Unless given, --max-time becomes a guard a margin past the budget. The run then "
+    "re-plans its steps from its own measured rate at epoch ends (--no-replan: keep the "
+    "probe's plan)."
+)
+
+
+def _option(key: str, *names: str, more: str = "") -> Any:
+    """A typer option for the TrainConfig key ``key``: the field's default and description."""
+    field = train_field(key)
+    default = None if field.is_required() else field.default
+    return typer.Option(default, *names, help=" ".join(filter(None, (field.description, more))))
 
 
 @app.command()
 def train(
-    data: Path = typer.Option(None, "--data", help="Dataset file (.h5) from `lowdose simulate`."),
-    mode: str = typer.Option(
-        None,
-        "--mode",
-        help="n2n (Noise2Noise: >= 2 noisy realisations per image), n2c (clean targets), or, "
-        "for ONE noisy acquisition per image and pixel-independent noise: nb2nb "
-        "(Neighbor2Neighbor; --patch a multiple of 64) or n2v (Noise2Void).",
+    ctx: typer.Context,
+    data: Path = _option("data", "--data"),
+    mode: str = _option("mode", "--mode"),
+    loss: str = _option("loss", "--loss"),
+    val_reference: str = _option("val_reference", "--val-reference"),
+    out: Path = _option("out", "--out"),
+    config: Path = typer.Option(
+        None, "--config", help="YAML TrainConfig (flat or grouped keys); options given win."
     ),
-    loss: str = typer.Option(None, "--loss", help="mse or mae."),
-    val_reference: str = typer.Option(
-        None,
-        "--val-reference",
-        help="What picks best.ckpt and drives the schedule: realisation (clean-free uPSNR, the "
-        "n2n default), self (clean-free: the nb2nb/n2v loss on validation images with fixed "
-        "masks, their default) or clean (n2c default; other modes are then labelled "
-        "clean-selected).",
-    ),
-    out: Path = typer.Option(None, "--out", help="Run directory to create."),
-    config: Path = typer.Option(None, "--config", help="YAML TrainConfig; flags override it."),
     resume: Path = typer.Option(None, "--resume", help="Continue RUN_DIR from its last.ckpt."),
-    budget: str = typer.Option(
-        None,
-        help="Wall time for the whole run, HH:MM:SS: a few-second probe picks the width "
-        "(16/24/32/48), residual output, patch 64, batch 16, warm-up + cosine lr and the step "
-        "count, prints them in one line and writes them into config.yaml and manifest.json, so "
-        "a rerun or --resume repeats the same steps without probing. Options you give win: "
-        "--width 32 --budget 00:30:00 fixes the width and only sizes the steps. --max-time "
-        "becomes a guard (default 1.5 x the budget). The run then re-plans its steps from "
-        "its own measured rate at epoch ends (--no-replan: keep the probe's plan).",
+    budget: str = _option("budget", more=_BUDGET_HELP),
+    replan: bool = _option("replan", "--replan/--no-replan"),
+    epochs: int = _option("epochs"),
+    max_steps: int = _option("max_steps"),
+    validations: int = _option("validations"),
+    schedule: str = _option("schedule"),
+    patch: int = _option("patch"),
+    batch_size: int = _option("batch_size"),
+    max_time: str = _option("max_time"),
+    seed: int = _option("seed"),
+    workers: int = _option("workers"),
+    precision: str = _option("precision"),
+    accelerator: str = _option(
+        "accelerator", "--accelerator", "--device", more="--device is the same option."
     ),
-    replan: bool = typer.Option(
-        None, "--replan/--no-replan", help="--budget: re-plan from the loop's measured rate."
-    ),
-    epochs: int = typer.Option(None, help="Epochs (default 10; with --max-steps derived)."),
-    max_steps: int = typer.Option(
-        None, help="Stop after exactly this many optimiser steps (validating ~--validations times)."
-    ),
-    validations: int = typer.Option(None, help="With --max-steps: validations (default 12)."),
-    schedule: str = typer.Option(
-        None,
-        help="plateau (the paper's, default: halve lr when validation stalls) or cosine "
-        "(warm-up, then cosine to 1 % of lr at --max-steps; the --budget default).",
-    ),
-    patch: int = typer.Option(
-        None, help="Training patch side, multiple of 32 (64 for nb2nb) (default 64)."
-    ),
-    batch_size: int = typer.Option(None, help="Global batch size (default 16)."),
-    max_time: str = typer.Option(None, help="Wall-time limit, e.g. 00:05:00."),
-    seed: int = typer.Option(None, help="Seed for data order, crops and weights (default 0)."),
-    workers: int = typer.Option(None, help="DataLoader worker processes (default 0)."),
-    precision: str = typer.Option(None, help="Lightning precision, e.g. 32-true, bf16-mixed."),
-    accelerator: str = typer.Option(
-        None,
-        "--accelerator",
-        "--device",
-        help="cpu, gpu (or cuda) or auto (a GPU when torch sees one); --device is the same option.",
-    ),
-    devices: int = typer.Option(None, help="Devices (processes) per node."),
-    num_nodes: int = typer.Option(None, help="Nodes for multi-node DDP."),
-    strategy: str = typer.Option(None, help="auto, ddp, ddp_spawn, ... (gloo on CPU)."),
-    width: int = typer.Option(
-        None,
-        help="U-Net width: 48 = paper, 16 = quick unet-w16 (with --budget: fixed, not probed).",
-    ),
-    residual: bool = typer.Option(None, "--residual/--no-residual", help="Predict the noise."),
-    lr: float = typer.Option(None, help="Adam learning rate (default 1e-3)."),
-    ema_decay: float = typer.Option(
-        None, "--ema-decay", help="Validate and save an EMA of the weights, e.g. 0.995."
-    ),
-    warmup_steps: int = typer.Option(None, help="Linear learning-rate warm-up steps."),
-    samples_per_epoch: int = typer.Option(
-        None, help="Samples per epoch (default: all pairs; with --max-steps derived)."
-    ),
-    val_crop: int = typer.Option(None, help="Centre crop for validation (default: whole)."),
-    threads: int = typer.Option(None, help="torch threads per process."),
-    channels_last: bool = typer.Option(None, "--channels-last/--no-channels-last"),
-    compile: bool = typer.Option(None, "--compile/--no-compile", help="torch.compile."),
-    deterministic: bool = typer.Option(None, "--deterministic/--no-deterministic"),
-    checkpoint_every_n_steps: int = typer.Option(None, help="Write last.ckpt every N steps."),
-    quiet: bool = typer.Option(None, "--quiet/--progress", help="Log lines, no progress bar."),
-    dose_range: str = typer.Option(
-        None,
-        "--dose-range",
-        help="LOW:HIGH fractions of the acquired dose, 0 < LOW <= HIGH <= 1 (e.g. 0.1:1): each "
-        "sample is re-noised to a dose drawn log-uniformly in the range, both realisations "
-        "independently (X-ray photon thinning or CT AWGN; not sinogram noise). Clean-free; "
-        "validation stays at the acquired dose. See docs/dose-robust.md.",
-    ),
+    devices: int = _option("devices"),
+    num_nodes: int = _option("num_nodes"),
+    strategy: str = _option("strategy"),
+    width: int = _option("width"),
+    residual: bool = _option("residual", "--residual/--no-residual"),
+    lr: float = _option("lr"),
+    ema_decay: float = _option("ema_decay", "--ema-decay"),
+    warmup_steps: int = _option("warmup_steps"),
+    samples_per_epoch: int = _option("samples_per_epoch"),
+    val_crop: int = _option("val_crop"),
+    threads: int = _option("threads"),
+    channels_last: bool = _option("channels_last", "--channels-last/--no-channels-last"),
+    compile: bool = _option("compile", "--compile/--no-compile"),
+    deterministic: bool = _option("deterministic", "--deterministic/--no-deterministic"),
+    checkpoint_every_n_steps: int = _option("checkpoint_every_n_steps"),
+    quiet: bool = _option("quiet", "--quiet/--progress"),
+    dose_range: str = _option("dose_range", "--dose-range"),
 ) -> None:
     """Train a denoiser; writes config.yaml, manifest.json, metrics.csv, best.ckpt, last.ckpt.
 
     Ends with one warning line when best.ckpt scores below its noisy input scored the same way.
     """
-    # Flags left unset (None) fall through to the YAML file or the TrainConfig defaults.
-    values = {k: v for k, v in locals().items() if v is not None and k not in ("config", "resume")}
+    values = _given(ctx)
     with user_errors():
         # torch-bound: keeps `lowdose --help` and light commands fast
-        from lowdose.training.config import load_train_config, make_train_config
         from lowdose.training.run import resume_config
         from lowdose.training.run import train as run_training
 
@@ -122,17 +103,28 @@ def train(
             cfg = load_train_config(config, values)
         else:
             cfg = make_train_config(values, source="command line")
-        _configure_logging(quiet=cfg.quiet)  # a --budget run logs its plan in one line
+        _configure_logging(quiet=cfg.runtime.quiet)  # a --budget run logs its plan in one line
         result = run_training(cfg, resume=resume is not None)
         console.print(
-            f"[green]done[/] {result.model_name} {cfg.mode}-{cfg.loss}: best {result.monitor} "
-            f"{result.best_val_psnr_db:.2f} dB (vs {result.val_reference}) after "
-            f"{result.epochs_done} epochs, {result.global_step} steps -> {result.best_checkpoint}",
+            f"[green]done[/] {result.model_name} {cfg.model.mode}-{cfg.model.loss}: best "
+            f"{result.monitor} {result.best_val_psnr_db:.2f} dB (vs {result.val_reference}) "
+            f"after {result.epochs_done} epochs, {result.global_step} steps -> "
+            f"{result.best_checkpoint}",
             highlight=False,
         )
         line = None if result.scores is None else result.scores.warning(str(result.run_dir))
         if line is not None:
             warn_line(line)
+
+
+def _given(ctx: typer.Context) -> dict[str, Any]:
+    """The TrainConfig keys given on the command line; the others come from the file or defaults."""
+    # by the source's name: typer may run on its own copy of click, with its own enum
+    return {
+        key: value
+        for key, value in ctx.params.items()
+        if key in FLAT_KEYS and ctx.get_parameter_source(key).name != "DEFAULT"
+    }
 
 
 def _configure_logging(*, quiet: bool) -> None:

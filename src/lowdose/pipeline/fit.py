@@ -52,9 +52,10 @@ from lowdose.pipeline.cache import (
     stage_key,
 )
 from lowdose.report.fit_report import write_fit_report
-from lowdose.training.config import TrainConfig, is_wall_time
+from lowdose.training.config import TrainConfig
 from lowdose.training.run import train
 from lowdose.training.run_dir import read_validation_scores
+from lowdose.training.wall_time import is_wall_time
 
 Route = Literal["repeats", "sinogram", "single"]
 _SINOGRAM_SUFFIXES = (".npy", ".tif", ".tiff", ".h5", ".hdf5")
@@ -264,7 +265,7 @@ def _train_stage(dataset: Path, data_key: str, out: Path, plan: FitPlan, options
         residual=True, patch=64, batch_size=16, epochs=100_000, samples_per_epoch=16 * 40,
         max_time=options.budget, seed=options.seed, threads=options.threads, val_crop=256,
     )  # fmt: skip
-    key = stage_key("fit-train-v1", data_key, config.model_dump(mode="json"))
+    key = stage_key("fit-train-v1", data_key, config.flat_values())
     if stage_done(run_dir, key):
         log(f"training: reusing {run_dir / 'best.ckpt'}")
     else:

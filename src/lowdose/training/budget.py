@@ -47,15 +47,20 @@ import torch
 from lowdose.core.errors import LowdoseInputError
 from lowdose.data.dataset import read_info
 from lowdose.models.unet import UNet
-from lowdose.training.config import TrainConfig, format_wall_time, make_train_config, wall_time_s
+from lowdose.training.config import TrainConfig, make_train_config
 from lowdose.training.throughput import Probe, Throughput, measure_throughput
+from lowdose.training.wall_time import format_wall_time, wall_time_s
 
 MIN_STEPS_FOR_WIDTH: dict[int, int] = {16: 0, 24: 25_000, 32: 30_000, 48: 60_000}
 """Width -> optimiser steps it needs within the budget before it beats a narrower net."""
 
 RECIPE: dict[str, object] = {
-    "patch": 64, "batch_size": 16, "residual": True, "schedule": "cosine", "ema_decay": 0.998,
-}  # fmt: skip
+    "patch": 64,
+    "batch_size": 16,
+    "residual": True,
+    "schedule": "cosine",
+    "ema_decay": 0.998,
+}
 """TrainConfig keys the budget sets unless the user gave them (and ``lr``: :func:`lr_for_width`)."""
 
 LR_AT_WIDTH_16: dict[str, float] = {"ct": 4e-3, "xray": 2e-3}
@@ -130,8 +135,19 @@ class BudgetPlan:
 
     def config_values(self) -> dict:
         """The ``TrainConfig`` keys the plan fixes."""
-        keys = ("width", "patch", "batch_size", "residual", "lr", "schedule", "warmup_steps",
-                "max_steps", "validations", "max_time", "ema_decay")  # fmt: skip
+        keys = (
+            "width",
+            "patch",
+            "batch_size",
+            "residual",
+            "lr",
+            "schedule",
+            "warmup_steps",
+            "max_steps",
+            "validations",
+            "max_time",
+            "ema_decay",
+        )
         return {key: getattr(self, key) for key in keys}
 
     def describe(self) -> str:
@@ -151,9 +167,12 @@ class BudgetPlan:
     @classmethod
     def from_dict(cls, values: dict) -> BudgetPlan:
         """Read back :func:`dataclasses.asdict` of a plan after a JSON round trip."""
-        # plans written before a field existed take its default (ema_decay: none then)
-        fields = {field.name: values[field.name] for field in dataclasses.fields(cls)
-                  if field.name in values or field.default is dataclasses.MISSING}  # fmt: skip
+        # a plan from an older version lacks the later fields: they take their defaults
+        fields = {
+            field.name: values[field.name]
+            for field in dataclasses.fields(cls)
+            if field.name in values or field.default is dataclasses.MISSING
+        }
         for key in ("steps_per_s", "forward_pixels_per_s"):  # JSON keys are strings
             fields[key] = {int(width): float(rate) for width, rate in fields[key].items()}
         return cls(**fields)
@@ -189,22 +208,24 @@ def plan_budget(config_values: dict, budget_s: float, *, probe: Probe = measure_
     leaves no time for a single step.
     """
     config = make_train_config(config_values, source="budget")
-    given = set(config_values)
-    recipe = {key: getattr(config, key) if key in given else value
-              for key, value in RECIPE.items()}  # fmt: skip
-    device = _probe_device(config.accelerator)
+    given, values = set(config_values), config.flat_values()
+    recipe = {key: values[key] if key in given else value for key, value in RECIPE.items()}
+    device = _probe_device(config.runtime.accelerator)
     speeds = _probe_widths(config, given, recipe, budget_s, probe=probe, device=device)
     probe_s = sum(speed.seconds for speed in speeds.values())
     val_pixels = _validation_pixels(config)
     costs = {w: _overhead_s(config, w, s, val_pixels, budget_s) for w, s in speeds.items()}
     train_s = {w: budget_s - probe_s - STARTUP_S - sum(costs[w]) for w in speeds}
     if "width" in given:
-        width, rule = config.width, f"width {config.width} given; the budget sizes the steps"
+        width = config.model.width
+        rule = f"width {width} given; the budget sizes the steps"
     else:  # the widest probed width pays the most validation and checkpoints: conservative
         left_s = train_s[max(speeds)]
         width = choose_width({w: s.steps_per_s for w, s in speeds.items()}, left_s)
-        rule = (f"widest width with floor(steps/s x {left_s:.0f} s x {SAFETY}) >= "
-                f"{MIN_STEPS_FOR_WIDTH} (rules of thumb from docs/results.md)")  # fmt: skip
+        rule = (
+            f"widest width with floor(steps/s x {left_s:.0f} s x {SAFETY}) >= "
+            f"{MIN_STEPS_FOR_WIDTH} (rules of thumb from docs/results.md)"
+        )
     raw_steps = math.floor(speeds[width].steps_per_s * train_s[width] * SAFETY)
     if raw_steps < 1:
         needed_s = budget_s - train_s[width] + 1 / (speeds[width].steps_per_s * SAFETY)
@@ -213,34 +234,48 @@ def plan_budget(config_values: dict, budget_s: float, *, probe: Probe = measure_
             f"({probe_s:.1f} s), start-up, validation and checkpoints: give at least "
             f"{format_wall_time(math.ceil(needed_s) + 1)}"
         )
-    validations = min(config.validations, raw_steps)
+    validations = min(config.schedule.validations, raw_steps)
     max_steps = raw_steps // validations * validations  # the last validation ends the run
     guard = format_wall_time(math.ceil(MAX_TIME_FACTOR * budget_s))
     modality = _modality(config)
     return BudgetPlan(
-        budget_s=float(budget_s), width=width, **recipe,
-        lr=config.lr if "lr" in given else lr_for_width(width, modality),
+        budget_s=float(budget_s),
+        width=width,
+        **recipe,
+        lr=config.optimisation.lr if "lr" in given else lr_for_width(width, modality),
         lr_selection="given" if "lr" in given else lr_selection(modality),
-        lr_final_fraction=config.lr_final_fraction,
-        warmup_steps=config.warmup_steps if "warmup_steps" in given
+        lr_final_fraction=config.optimisation.lr_final_fraction,
+        warmup_steps=config.optimisation.warmup_steps
+        if "warmup_steps" in given
         else round(WARMUP_FRACTION * max_steps),
-        max_steps=max_steps, validations=validations,
-        max_time=config.max_time if "max_time" in given else guard,
+        max_steps=max_steps,
+        validations=validations,
+        max_time=config.schedule.max_time if "max_time" in given else guard,
         steps_per_s={w: s.steps_per_s for w, s in speeds.items()},
         forward_pixels_per_s={w: s.forward_pixels_per_s for w, s in speeds.items()},
-        threads=torch.get_num_threads(), device=device, probe_s=probe_s,
-        validation_s=costs[width][0], checkpoint_s=costs[width][1],
-        overhead_s=budget_s - train_s[width], rule=rule,
-    )  # fmt: skip
+        threads=torch.get_num_threads(),
+        device=device,
+        probe_s=probe_s,
+        validation_s=costs[width][0],
+        checkpoint_s=costs[width][1],
+        overhead_s=budget_s - train_s[width],
+        rule=rule,
+    )
 
 
 def _probe_widths(config, given, recipe, budget_s, *, probe, device) -> dict[int, Throughput]:
     """Probe the given width, or the candidates narrowest first until one misses its minimum."""
     speeds: dict[int, Throughput] = {}
-    for width in (config.width,) if "width" in given else sorted(MIN_STEPS_FOR_WIDTH):
-        speeds[width] = probe(width, mode=config.mode, patch=recipe["patch"],
-                              batch_size=recipe["batch_size"], residual=recipe["residual"],
-                              channels_last=config.channels_last, device=device)  # fmt: skip
+    for width in (config.model.width,) if "width" in given else sorted(MIN_STEPS_FOR_WIDTH):
+        speeds[width] = probe(
+            width,
+            mode=config.model.mode,
+            patch=recipe["patch"],
+            batch_size=recipe["batch_size"],
+            residual=recipe["residual"],
+            channels_last=config.runtime.channels_last,
+            device=device,
+        )
         if speeds[width].steps_per_s * budget_s < MIN_STEPS_FOR_WIDTH.get(width, 0):
             break  # wider nets are slower and need more steps: none of them can qualify
     return speeds
@@ -248,25 +283,28 @@ def _probe_widths(config, given, recipe, budget_s, *, probe, device) -> dict[int
 
 def _overhead_s(config, width: int, speed: Throughput, val_pixels: int, budget_s: float):
     """(validation_s, checkpoint_s) of a run at ``width``: all passes and all writes."""
-    validation_s = config.validations * val_pixels / speed.forward_pixels_per_s
-    writes = math.ceil(speed.steps_per_s * budget_s / config.checkpoint_every_n_steps)
-    writes += 2 * config.validations + 2  # last and best at each validation, the final pair
+    validations = config.schedule.validations
+    validation_s = validations * val_pixels / speed.forward_pixels_per_s
+    writes = math.ceil(speed.steps_per_s * budget_s / config.runtime.checkpoint_every_n_steps)
+    writes += 2 * validations + 2  # last and best at each validation, the final pair
     return validation_s, writes * _checkpoint_write_s(width)
 
 
 def planned_config(config: TrainConfig, *, probe: Probe | None = None):
     """``(config with the plan's keys, plan)`` for a ``config`` with a ``budget`` to plan.
 
-    The keys set explicitly in ``config`` (``model_fields_set``) are what the user gave; they
-    win. ``probe`` defaults to :func:`measure_throughput`, looked up when called.
+    The keys set explicitly in ``config`` (:meth:`~lowdose.training.config.TrainConfig.flat_values`
+    with ``given_only``) are what the user gave; they win. ``probe`` defaults to
+    :func:`measure_throughput`, looked up when called.
     """
-    values = config.model_dump(include=config.model_fields_set)
-    if config.devices * config.num_nodes > 1:
+    values = config.flat_values(given_only=True)
+    if config.runtime.devices * config.runtime.num_nodes > 1:
         raise LowdoseInputError(
             "--budget probes one process: with --devices/--num-nodes > 1 give --max-steps "
             "(e.g. from a single-process budget run's config.yaml)"
         )
-    plan = plan_budget(values, wall_time_s(config.budget), probe=probe or measure_throughput)
+    budget_s = wall_time_s(config.schedule.budget)
+    plan = plan_budget(values, budget_s, probe=probe or measure_throughput)
     return make_train_config({**values, **plan.config_values()}, source="budget plan"), plan
 
 
@@ -277,18 +315,19 @@ def _probe_device(accelerator: str) -> str:
 
 def _modality(config: TrainConfig) -> str:
     """The training data's modality (``"ct"``, ``"xray"``, ...), from the dataset's attributes."""
-    return read_info(config.data).attrs.modality
+    return read_info(config.data.path).attrs.modality
 
 
 def _validation_pixels(config: TrainConfig) -> int:
     """Pixels through the network in one validation pass (module.validation_step)."""
-    info = read_info(config.data)
+    data = config.data
+    info = read_info(data.path)
     n_val = int(np.sum(info.split == "val"))
     height, width = info.shape[2:]
-    if config.val_crop is not None:
-        height, width = min(height, config.val_crop), min(width, config.val_crop)
-    images = 2 * n_val if config.val_reference == "realisation" else n_val  # both directions
-    quarter = config.val_reference == "self" and config.mode == "nb2nb"  # half-size sub-images
+    if data.val_crop is not None:
+        height, width = min(height, data.val_crop), min(width, data.val_crop)
+    images = 2 * n_val if data.val_reference == "realisation" else n_val  # both directions
+    quarter = data.val_reference == "self" and config.model.mode == "nb2nb"  # half-size images
     return images * height * width // (4 if quarter else 1)
 
 

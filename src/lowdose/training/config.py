@@ -1,25 +1,41 @@
-"""Validated configuration (pydantic) and its YAML form.
+"""The configuration of one training run (pydantic): its two layouts and its YAML form.
 
-``TrainConfig`` holds everything one training run needs; a run directory keeps the resolved copy
-as ``config.yaml``. Unknown keys are errors that name the key and list the valid ones, so a typo
-never silently falls back to a default.
+``TrainConfig`` holds everything one training run needs, in five groups
+(:mod:`lowdose.training.config_groups`, where every default and description lives): ``model``
+(what is learned and by which network), ``data`` (the dataset, its training patches and its
+validation), ``optimisation`` (Adam, the learning-rate schedule, averaged weights), ``schedule``
+(how long the run is and when it validates) and ``runtime`` (where it writes, its seed and the
+engine).
+
+The flat layout, every key at the top level (``data``, ``out``, ``mode``, ``epochs``, ...), is
+what the command line, an experiment's ``train:`` block and the ``config.yaml`` of older run
+directories use; it is accepted everywhere, each flat key naming one field of one group
+(:data:`FLAT_KEYS`: ``data`` is ``data.path``, ``schedule`` is ``optimisation.lr_schedule``).
+A run directory keeps the resolved config, grouped, as ``config.yaml``. Unknown keys are errors
+that name the key and list the valid ones, so a typo never silently falls back to a default.
 """
 
 from __future__ import annotations
 
 import math
-import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.fields import FieldInfo
 
 from lowdose.core.atomic import atomic_write_text
 from lowdose.core.errors import LowdoseInputError
+from lowdose.training.config_groups import (
+    DataConfig,
+    ModelConfig,
+    OptimisationConfig,
+    RuntimeConfig,
+    ScheduleConfig,
+)
 from lowdose.training.schedule import check_plan, epoch_steps
-
-_MAX_TIME = re.compile(r"^(\d+:)?\d{1,2}:\d{2}:\d{2}$")
 
 SINGLE_ACQUISITION_MODES: tuple[str, ...] = ("nb2nb", "n2v")
 """Modes that train on one noisy realisation per image (self-supervised)."""
@@ -55,192 +71,138 @@ def val_monitor(val_reference: str, *, view_split: bool = False) -> str:
 
 
 class TrainConfig(BaseModel):
-    """One training run: data, recipe (the paper's by default), engine and speed settings.
+    """One training run: the five groups of the module docstring.
 
-    ``batch_size`` is the global batch: with ``devices * num_nodes`` processes each process gets
-    ``batch_size / world_size`` patches, so a DDP run takes the same optimiser steps as a
-    single-process run. ``samples_per_epoch`` shortens (or lengthens) an epoch for big (small)
-    datasets; by default an epoch is every training pair once.
-
-    ``mode``: ``n2n`` (Noise2Noise, >= 2 realisations per image), ``n2c`` (clean targets), or
-    the single-acquisition modes ``nb2nb`` (Neighbor2Neighbor; ``patch`` a multiple of 64, so
-    the half-size sub-images stay multiples of 32) and ``n2v`` (Noise2Void), which train on one
-    noisy realisation per image (see :mod:`lowdose.training.objectives`).
-
-    ``val_reference`` is what validation scores against, and so what picks ``best.ckpt`` and
-    drives the plateau schedule: ``"realisation"`` (the default for ``n2n``: the prediction of
-    one noisy realisation against another, as the unbiased ``val_upsnr_db``; no clean image is
-    read), ``"clean"`` (the default for ``n2c``, which trains on clean images anyway; a clean-free
-    mode validated this way is labelled ``clean-selected`` everywhere) or ``"self"`` (the default
-    for ``nb2nb`` and ``n2v``, and only for them: the mode's own loss on the validation images
-    with fixed masks, as ``val_self_db``; needs one realisation and no clean image).
-
-    ``schedule``: ``"plateau"`` (the paper's, the default: halve ``lr`` after
-    ``lr_patience_epochs`` epochs without a better validation score) or ``"cosine"`` (linear
-    warm-up over ``warmup_steps``, then cosine annealing to ``lr * lr_final_fraction`` at
-    ``max_steps``; a function of the global step only, see
-    :func:`lowdose.training.module.cosine_lr`). ``max_steps`` stops training after exactly that
-    many optimiser steps; ``epochs`` and ``samples_per_epoch`` are then derived
-    (:func:`with_derived_epochs`) so that validation runs about ``validations`` times, the last
-    time on the final weights.
-    ``budget`` (``HH:MM:SS``) asks for the CPU-budgeted recipe of
-    :mod:`lowdose.training.budget`: while ``max_steps`` is unset, training starts with a short
-    throughput probe that fixes width, steps and schedule (keys given explicitly win) and
-    writes them into the run's ``config.yaml``, so a rerun or resume repeats the same steps
-    without probing; with ``replan`` (the default) the run re-plans from its own measured rate
-    and ``step_plan`` keeps the segments it ran (:mod:`lowdose.training.schedule`).
-    ``max_time`` is a wall-clock guard, not a step budget.
-
-    ``ema_decay`` (e.g. 0.995): validate, select and save an exponential moving average of the
-    weights instead of the raw iterate (:mod:`lowdose.training.weight_averaging`). None: raw.
-
-    ``dose_range`` ``(LOW, HIGH)``, ``0 < LOW <= HIGH <= 1`` (YAML ``[LOW, HIGH]``, command line
-    ``LOW:HIGH``): train every sample at its own fraction of the acquired dose, drawn
-    log-uniformly from the range, each realisation re-noised independently (binomial thinning or
-    added Gaussian noise, :mod:`lowdose.physics.dose_thinning`; docs/dose-robust.md). None (the
-    default) trains at the acquired dose. Validation always scores the acquired dose.
+    Built from the grouped layout, the flat one (:data:`FLAT_KEYS`) or a mix of both (a flat
+    key wins over its group's entry). Rules across groups: ``val_reference`` ``"self"`` only
+    for ``nb2nb`` and ``n2v``; ``nb2nb`` needs a ``patch`` multiple of 64 (its half-size
+    sub-images stay multiples of 32); ``lr_schedule`` ``"cosine"`` needs ``max_steps`` or a
+    ``budget``; a ``step_plan`` ends at ``max_steps``.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    data: Path
-    out: Path
-    mode: Literal["n2n", "n2c", "nb2nb", "n2v"] = "n2n"
-    loss: Literal["mse", "mae"] = "mse"
-    val_reference: Literal["realisation", "clean", "self"] = "realisation"
-    epochs: int = Field(10, ge=1)
-    patch: int = Field(64, ge=32, description="training patch side in pixels, multiple of 32")
-    batch_size: int = Field(16, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    lr_factor: float = Field(0.5, gt=0, lt=1)
-    lr_patience_epochs: int = Field(2, ge=0)
-    warmup_steps: int = Field(0, ge=0)
-    schedule: Literal["plateau", "cosine"] = "plateau"
-    max_steps: int | None = Field(None, ge=1, description="optimiser steps; None: epochs")
-    lr_final_fraction: float = Field(0.01, gt=0, le=1, description="cosine: final lr / lr")
-    validations: int = Field(12, ge=1, description="with max_steps: validations in the run")
-    budget: str | None = Field(None, description="HH:MM:SS: plan the run from a probe")
-    replan: bool = Field(True, description="budget: re-plan from the loop's measured rate")
-    step_plan: list[tuple[int, int, int]] | None = Field(None, description="re-planned epochs")
-    width: int = Field(48, ge=1)
-    residual: bool = False
-    augment: bool = True
-    samples_per_epoch: int | None = Field(None, ge=1)
-    val_crop: int | None = Field(None, ge=32, description="centre crop for validation; whole")
-    max_time: str | None = None
-    seed: int = 0
-    workers: int = Field(0, ge=0)
-    precision: str = "32-true"
-    accelerator: str = "auto"
-    devices: int = Field(1, ge=1)
-    num_nodes: int = Field(1, ge=1)
-    strategy: str = "auto"
-    threads: int | None = Field(None, ge=1)
-    channels_last: bool = False
-    compile: bool = False
-    deterministic: bool = False
-    checkpoint_every_n_steps: int = Field(50, ge=1)
-    quiet: bool = False
-    dose_range: tuple[float, float] | None = Field(None, description="LOW:HIGH dose fractions")
-    ema_decay: float | None = Field(None, gt=0, lt=1, description="EMA of the weights")
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig
+    optimisation: OptimisationConfig = Field(default_factory=OptimisationConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    runtime: RuntimeConfig
 
     @model_validator(mode="before")
     @classmethod
-    def _default_val_reference(cls, values: Any) -> Any:
-        # The default depends on the mode, and the resolved value is what config.yaml keeps.
-        if isinstance(values, dict) and values.get("val_reference") is None:
-            mode = values.get("mode") or "n2n"
-            values = {**values, "val_reference": _DEFAULT_VAL_REFERENCE.get(mode, "realisation")}
+    def _grouped_with_val_reference(cls, values: Any) -> Any:
+        if not isinstance(values, Mapping):
+            return values
+        values = grouped(values)
+        data, model = values["data"], values["model"]
+        if isinstance(data, dict) and data.get("val_reference") is None:
+            # the default depends on the mode; config.yaml keeps the resolved value
+            mode = (model.get("mode") if isinstance(model, dict) else None) or "n2n"
+            values["data"] = {**data, "val_reference": _DEFAULT_VAL_REFERENCE.get(mode)}
         return values
 
     @model_validator(mode="after")
-    def _single_acquisition_rules(self) -> TrainConfig:
-        if self.val_reference == "self" and self.mode not in SINGLE_ACQUISITION_MODES:
+    def _rules_across_groups(self) -> TrainConfig:
+        mode, data, schedule = self.model.mode, self.data, self.schedule
+        if data.val_reference == "self" and mode not in SINGLE_ACQUISITION_MODES:
             raise ValueError(
-                f"val_reference 'self' scores the nb2nb/n2v objective; mode {self.mode} "
+                f"val_reference 'self' scores the nb2nb/n2v objective; mode {mode} "
                 "validates with 'realisation' or 'clean'"
             )
-        if self.mode == "nb2nb" and self.patch % 64:
+        if mode == "nb2nb" and data.patch % 64:
             raise ValueError(
                 f"nb2nb halves the patch and the U-Net needs multiples of 32: patch must be a "
-                f"multiple of 64, got {self.patch}"
+                f"multiple of 64, got {data.patch}"
             )
-        if self.schedule == "cosine" and self.max_steps is None and self.budget is None:
+        cosine = self.optimisation.lr_schedule == "cosine"
+        if cosine and schedule.max_steps is None and schedule.budget is None:
             raise ValueError(
                 "schedule 'cosine' anneals to the last step: set max_steps (or a budget)"
             )
-        if self.step_plan is not None:
-            check_plan(self.step_plan)
-            if self.step_plan[-1][2] != self.max_steps:
+        if schedule.step_plan is not None:
+            check_plan(schedule.step_plan)
+            if schedule.step_plan[-1][2] != schedule.max_steps:
                 raise ValueError("step_plan's last max_steps must be max_steps")
         return self
 
-    @field_validator("patch")
-    @classmethod
-    def _patch_multiple_of_32(cls, value: int) -> int:
-        if value % 32:
-            raise ValueError(f"patch must be a multiple of 32 (five poolings), got {value}")
-        return value
+    def flat_values(self, *, given_only: bool = False) -> dict[str, Any]:
+        """Flat key -> value (:data:`FLAT_KEYS`); ``given_only``: the keys set explicitly."""
+        values = {}
+        for key, (group, field) in FLAT_KEYS.items():
+            section = getattr(self, group)
+            if not given_only or field in section.model_fields_set:
+                values[key] = getattr(section, field)
+        return values
 
-    @field_validator("dose_range", mode="before")
-    @classmethod
-    def _dose_range_pair(cls, value: Any) -> Any:
-        return None if value is None else parse_dose_range(value)
-
-    @field_validator("max_time", "budget")
-    @classmethod
-    def _wall_time_format(cls, value: str | None) -> str | None:
-        if value is not None and not is_wall_time(value):
-            raise ValueError(f"must look like 00:05:00 or 1:00:00:00, got {value!r}")
-        return value
+    def with_values(self, **values: Any) -> TrainConfig:
+        """A copy with these flat keys replaced (not validated again, like ``model_copy``)."""
+        updates: dict[str, dict[str, Any]] = {}
+        for key, value in values.items():
+            group, field = FLAT_KEYS[key]
+            updates.setdefault(group, {})[field] = value
+        groups = {name: getattr(self, name).model_copy(update=u) for name, u in updates.items()}
+        return self.model_copy(update=groups)
 
 
-def parse_dose_range(value: Any) -> tuple[float, float]:
-    """``"LOW:HIGH"`` or a pair of numbers -> ``(LOW, HIGH)`` with ``0 < LOW <= HIGH <= 1``.
+GROUPS: dict[str, type[BaseModel]] = {
+    name: field.annotation for name, field in TrainConfig.model_fields.items()
+}
+"""Group name -> its model, in the order of ``config.yaml``."""
 
-    Raises ``ValueError`` (one line, for the config's error message) otherwise.
+_FLAT_NAMES = {("data", "path"): "data", ("optimisation", "lr_schedule"): "schedule"}
 
-    >>> parse_dose_range("0.1:1"), parse_dose_range([0.25, 0.5])
-    ((0.1, 1.0), (0.25, 0.5))
+FLAT_KEYS: dict[str, tuple[str, str]] = {
+    _FLAT_NAMES.get((group, field), field): (group, field)
+    for group, model in GROUPS.items()
+    for field in model.model_fields
+}
+"""Flat key (a ``lowdose train`` option's name) -> ``(group, field)``."""
+
+
+def train_field(key: str) -> FieldInfo:
+    """The field behind flat ``key``: its default and description (the command line's help)."""
+    group, field = FLAT_KEYS[key]
+    return GROUPS[group].model_fields[field]
+
+
+def grouped(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` in the grouped layout: flat keys moved into their groups, winning there.
+
+    A key that names a group and holds a mapping (or a group model) is that group; any other
+    key is flat. Unknown keys stay at the top level, where validation names them.
+
+    >>> grouped({"data": "x.h5", "out": "run", "schedule": "cosine", "model": {"width": 16}})
+    ... # doctest: +NORMALIZE_WHITESPACE
+    {'model': {'width': 16}, 'data': {'path': 'x.h5'}, 'optimisation': {'lr_schedule': 'cosine'},
+     'schedule': {}, 'runtime': {'out': 'run'}}
     """
-    rule = "use LOW:HIGH fractions of the acquired dose, 0 < LOW <= HIGH <= 1, e.g. 0.1:1"
-    parts = value.split(":") if isinstance(value, str) else value
-    try:
-        low, high = (float(part) for part in parts)  # ValueError unless exactly two numbers
-    except (TypeError, ValueError):
-        raise ValueError(rule) from None
-    if not (math.isfinite(low) and math.isfinite(high) and 0 < low <= high <= 1):
-        raise ValueError(rule)
-    return low, high
+    result: dict[str, Any] = {name: {} for name in GROUPS}
+    flat = {}
+    for key, value in values.items():
+        if key in GROUPS and isinstance(value, BaseModel):
+            result[key] = {name: getattr(value, name) for name in value.model_fields_set}
+        elif key in GROUPS and isinstance(value, Mapping):
+            result[key] = dict(value)
+        elif key in FLAT_KEYS:
+            flat[key] = value
+        else:
+            result[key] = value
+    for key, value in flat.items():
+        group, field = FLAT_KEYS[key]
+        if isinstance(result[group], dict):  # else validation names the group that is no mapping
+            result[group][field] = value
+    return result
 
 
-def is_wall_time(text: str) -> bool:
-    """True for ``HH:MM:SS`` or ``DD:HH:MM:SS`` (Lightning's ``max_time`` forms)."""
-    return bool(_MAX_TIME.match(text))
-
-
-def wall_time_s(text: str) -> int:
-    """``"HH:MM:SS"`` or ``"DD:HH:MM:SS"`` -> seconds.
-
-    >>> wall_time_s("00:30:00"), wall_time_s("1:00:00:10")
-    (1800, 86410)
-    """
-    parts = [int(part) for part in text.split(":")]
-    days, hours, minutes, seconds = [0] * (4 - len(parts)) + parts
-    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
-
-
-def format_wall_time(seconds: float) -> str:
-    """Seconds (rounded down) -> ``"HH:MM:SS"``, or ``"D:HH:MM:SS"`` from 24 hours on.
-
-    >>> format_wall_time(2700.9), format_wall_time(90_000)
-    ('00:45:00', '1:01:00:00')
-    """
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    days, hours = divmod(hours, 24)
-    clock = f"{hours:02d}:{minutes:02d}:{secs:02d}"
-    return f"{days}:{clock}" if days else clock
+def merged(values: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` with ``overrides`` winning field by field, grouped (either may be flat)."""
+    result = grouped(values)
+    for key, value in grouped(overrides).items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = {**result[key], **value}
+        else:
+            result[key] = value
+    return result
 
 
 def steps_between_validations(max_steps: int, validations: int) -> int:
@@ -271,41 +233,40 @@ def with_derived_epochs(config: TrainConfig) -> TrainConfig:
     (Lightning's own ``max_steps`` is not used: resumed from an epoch-end checkpoint, its
     step-based loop skips an epoch). A fixed point, so a run's ``config.yaml`` reproduces it.
     """
-    if config.max_steps is None:
+    schedule, batch_size = config.schedule, config.data.batch_size
+    if schedule.max_steps is None:
         return config
-    if config.step_plan is not None:  # re-planned: epochs as the segments say (datamodule)
-        epochs = epoch_steps(config.step_plan)
-        update = {"samples_per_epoch": epochs[0] * config.batch_size, "epochs": len(epochs)}
-        return config.model_copy(update=update)
-    steps_per_epoch = steps_between_validations(config.max_steps, config.validations)
-    return config.model_copy(
-        update={
-            "samples_per_epoch": steps_per_epoch * config.batch_size,
-            "epochs": config.max_steps // steps_per_epoch,
-        }
+    if schedule.step_plan is not None:  # re-planned: epochs as the segments say (datamodule)
+        epochs = epoch_steps(schedule.step_plan)
+        return config.with_values(samples_per_epoch=epochs[0] * batch_size, epochs=len(epochs))
+    steps_per_epoch = steps_between_validations(schedule.max_steps, schedule.validations)
+    return config.with_values(
+        samples_per_epoch=steps_per_epoch * batch_size,
+        epochs=schedule.max_steps // steps_per_epoch,
     )
 
 
-def make_train_config(values: dict[str, Any], *, source: str = "options") -> TrainConfig:
+def make_train_config(values: Mapping[str, Any], *, source: str = "options") -> TrainConfig:
     """Validate ``values`` into a ``TrainConfig``; errors become one ``LowdoseInputError`` line.
 
     Parameters
     ----------
     values
-        Field name -> value (paths as str or Path).
+        Flat keys (:data:`FLAT_KEYS`), groups of fields, or both; paths as str or Path.
     source
         What the values came from (a file name), named in the error.
     """
     try:
-        return TrainConfig(**values)
+        return TrainConfig.model_validate(values)
     except ValidationError as exc:
-        raise LowdoseInputError(_one_line(exc, source, TrainConfig)) from None
+        raise LowdoseInputError(_one_line(exc, source)) from None
 
 
 def load_train_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """Read a YAML training config; ``overrides`` (e.g. command-line flags) win over the file.
 
-    Relative ``data``/``out`` paths in the file are taken relative to the working directory.
+    The file and the overrides may each be flat or grouped. Relative ``data``/``out`` paths in
+    the file are taken relative to the working directory.
     """
     path = Path(path)
     if not path.is_file():
@@ -316,7 +277,7 @@ def load_train_config(path: str | Path, overrides: dict[str, Any] | None = None)
         raise LowdoseInputError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
     if not isinstance(values, dict):
         raise LowdoseInputError(f"{path}: expected a mapping of keys to values at the top level")
-    return make_train_config({**values, **(overrides or {})}, source=str(path))
+    return make_train_config(merged(values, overrides or {}), source=str(path))
 
 
 def save_config(config: BaseModel, path: str | Path) -> None:
@@ -325,15 +286,19 @@ def save_config(config: BaseModel, path: str | Path) -> None:
     atomic_write_text(path, yaml.safe_dump(values, sort_keys=False))
 
 
-def _one_line(exc: ValidationError, source: str, model: type[BaseModel]) -> str:
+def _one_line(exc: ValidationError, source: str) -> str:
+    """The first error, naming the key as the user wrote it: flat, or ``group.key``."""
     error = exc.errors()[0]
-    key = ".".join(str(part) for part in error["loc"]) or "<config>"
+    loc = tuple(str(part) for part in error["loc"])
+    flat = {place: key for key, place in FLAT_KEYS.items()}
+    key = flat.get(loc[:2], ".".join(loc)) or "<config>"
     if error["type"] == "extra_forbidden":
-        valid = ", ".join(model.model_fields)
+        group = GROUPS.get(loc[0]) if len(loc) == 2 else None
+        valid = ", ".join(FLAT_KEYS if group is None else group.model_fields)
         return f"{source}: unknown key '{key}'; valid keys: {valid}"
     if error["type"] == "missing":
         return f"{source}: missing required key '{key}'"
     message = error["msg"].removeprefix("Value error, ")
-    if not error["loc"]:  # a rule across fields: its message names them, the input is all
+    if not loc:  # a rule across fields: its message names them, the input is all
         return f"{source}: {message}"
     return f"{source}: {key}: {message} (got {error.get('input')!r})"

@@ -217,52 +217,62 @@ class PairDataModule(L.LightningDataModule):
         self.config = config
         self._resume: dict | None = None
         self._pairs: PairDataset | None = None  # built once, reused by every epoch's loader
-        if config.dose_range is not None:  # a dataset that cannot be re-noised fails before fit
-            dataset_renoiser(config.data)
+        if config.data.dose_range is not None:  # a dataset that cannot be re-noised fails first
+            dataset_renoiser(config.data.path)
 
     def train_dataloader(self) -> DataLoader:
 
-        cfg = self.config
+        data, mode, seed = self.config.data, self.config.model.mode, self.config.runtime.seed
         world, rank = self.trainer.world_size, self.trainer.global_rank
-        if cfg.batch_size % world:
+        if data.batch_size % world:
             raise LowdoseInputError(
-                f"batch_size {cfg.batch_size} is global: make it a multiple of {world} processes"
+                f"batch_size {data.batch_size} is global: make it a multiple of {world} processes"
             )
         if self._pairs is None:
-            self._pairs = PairDataset(cfg.data, "train", mode=cfg.mode, patch=cfg.patch,
-                                      augment=cfg.augment, seed=cfg.seed,
-                                      dose_range=cfg.dose_range,
-                                      in_memory=_fits_in_memory(cfg.data, cfg.mode))  # fmt: skip
+            self._pairs = PairDataset(
+                data.path,
+                "train",
+                mode=mode,
+                patch=data.patch,
+                augment=data.augment,
+                seed=seed,
+                dose_range=data.dose_range,
+                in_memory=_fits_in_memory(data.path, mode),
+            )
         pairs = self._pairs
         if len(pairs) == 0:
-            raise LowdoseInputError(f"{cfg.data} has no 'train' images for mode {cfg.mode}")
+            raise LowdoseInputError(f"{data.path} has no 'train' images for mode {mode}")
         epoch = self.trainer.current_epoch if self._resume is None else self._resume["epoch"]
-        sampler = EpochSampler(len(pairs), self._samples_in_epoch(epoch), seed=cfg.seed,
-                               rank=rank, world_size=world)  # fmt: skip
-        per_rank_batch = cfg.batch_size // world
+        samples = self._samples_in_epoch(epoch)
+        sampler = EpochSampler(len(pairs), samples, seed=seed, rank=rank, world_size=world)
+        per_rank_batch = data.batch_size // world
         if self._resume is not None:
             sampler.resume_at(self._resume["epoch"], self._resume["batches_done"] * per_rank_batch)
             self._resume = None
         return DataLoader(
-            EpochKeyed(pairs), batch_size=per_rank_batch, sampler=sampler,
-            drop_last=len(sampler) >= per_rank_batch, num_workers=cfg.workers, collate_fn=_stacked,
-            persistent_workers=False, pin_memory=False,
-        )  # fmt: skip
+            EpochKeyed(pairs),
+            batch_size=per_rank_batch,
+            sampler=sampler,
+            drop_last=len(sampler) >= per_rank_batch,
+            num_workers=self.config.runtime.workers,
+            collate_fn=_stacked,
+            persistent_workers=False,
+            pin_memory=False,
+        )
 
     def _samples_in_epoch(self, epoch: int) -> int | None:
         """Global samples of ``epoch``: the plan's steps x batch for a re-planned run."""
-        plan = self.config.step_plan
+        plan = self.config.schedule.step_plan
         if plan is None:
-            return self.config.samples_per_epoch
+            return self.config.schedule.samples_per_epoch
         lengths = epoch_steps(plan)
-        return lengths[min(epoch, len(lengths) - 1)] * self.config.batch_size
+        return lengths[min(epoch, len(lengths) - 1)] * self.config.data.batch_size
 
     def val_dataloader(self) -> DataLoader:
         # Every rank validates every image: the PSNR is then identical on all ranks (no reduction
         # of unequal shards), and validation is cheap next to training.
-        tensors = validation_tensors(
-            self.config.data, crop=self.config.val_crop, reference=self.config.val_reference
-        )
+        data = self.config.data
+        tensors = validation_tensors(data.path, crop=data.val_crop, reference=data.val_reference)
         return DataLoader(TensorDataset(*tensors), batch_size=4, shuffle=False)
 
     def state_dict(self) -> dict:

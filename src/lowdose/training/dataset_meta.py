@@ -35,7 +35,7 @@ class DatasetMeta:
     """The realisations are reconstructions from disjoint view subsets of one scan."""
 
     def to_hparams(self, run_dir: Path) -> dict:
-        """The checkpoint's dict form (same keys as before typed metadata), plus ``run_dir``."""
+        """The checkpoint's dict form: the fields as plain values, plus ``run_dir``."""
         return {**dataclasses.asdict(self), "run_dir": str(run_dir.resolve())}
 
 
@@ -43,11 +43,12 @@ def dataset_meta(path: Path, config: TrainConfig) -> DatasetMeta:
     """The :class:`DatasetMeta` of ``path``; ``LowdoseInputError`` if it cannot validate."""
     info = read_info(path)
     # Checked before training starts, not at the first validation an epoch later.
-    if config.val_reference == "clean" and not info.has_clean:
+    val_reference = config.data.val_reference
+    if val_reference == "clean" and not info.has_clean:
         raise LowdoseInputError(
             f"{path} has no clean images: use --val-reference realisation (clean-free)"
         )
-    if config.val_reference == "realisation" and info.shape[1] < 2:
+    if val_reference == "realisation" and info.shape[1] < 2:
         raise LowdoseInputError(
             f"{path} has 1 realisation per image: --val-reference realisation needs 2; use "
             "--mode nb2nb or n2v (validated with --val-reference self) or --val-reference clean"
@@ -65,7 +66,7 @@ def dataset_meta(path: Path, config: TrainConfig) -> DatasetMeta:
         scaling=scaling,
         dataset_sha256=dataset_sha256(path),
         dataset=str(path),
-        val_reference=config.val_reference,
-        seed=config.seed,
+        val_reference=val_reference,
+        seed=config.runtime.seed,
         view_split=info.attrs.is_view_split,
     )

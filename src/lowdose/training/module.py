@@ -42,7 +42,7 @@ are not finite scores -inf dB (not NaN, which stays "undefined": a uMSE <= 0).
 The budgeted recipe (:mod:`lowdose.training.budget`) uses ``schedule="cosine"`` instead of the
 plateau: :func:`cosine_lr`, set before every optimiser step from the global step alone (no
 validation score drives it), so a resumed run repeats it bit for bit; a re-planned run
-(:mod:`lowdose.training.replan`) sets :attr:`DenoiseModule.step_plan`, whose segments the
+(:mod:`lowdose.training.replan`) sets a :attr:`DenoiseModule.config` whose ``step_plan`` the
 schedule follows (continuous in the step, :mod:`lowdose.training.schedule`).
 """
 
@@ -59,7 +59,7 @@ from torch.nn import functional as F
 
 from lowdose.core.metrics import psnr_from_mse, upsnr_from_umse
 from lowdose.models.unet import UNet
-from lowdose.training.config import val_monitor
+from lowdose.training.config import TrainConfig, val_monitor
 from lowdose.training.objectives import OBJECTIVES, self_score
 from lowdose.training.schedule import cosine_lr
 
@@ -94,60 +94,45 @@ class DenoiseModule(L.LightningModule):
 
     Parameters
     ----------
-    model
-        ``UNet`` constructor arguments (``width``, ``residual``, channels).
-    mode, loss
-        ``"n2n"``, ``"n2c"``, ``"nb2nb"`` or ``"n2v"`` (the objective) and ``"mse"``/``"mae"``
-        (its distance).
-    lr, lr_factor, lr_patience_epochs, warmup_steps
-        Adam learning rate, plateau schedule, and linear warm-up over the first steps.
-    schedule, max_steps, lr_final_fraction
-        ``"plateau"`` (the paper's) or ``"cosine"`` (:func:`cosine_lr` to ``lr *
-        lr_final_fraction`` at ``max_steps``, which it then needs).
-    channels_last, compile
-        Speed options (memory format; ``torch.compile`` of the forward pass).
-    val_reference
-        ``"realisation"`` (monitor ``val_upsnr_db``), ``"clean"`` (monitor ``val_psnr_db``) or
-        ``"self"`` (monitor ``val_self_db``; nb2nb and n2v only).
+    config
+        The run's configuration: the objective and the U-Net (``model``), what validation scores
+        against (``data.val_reference``), Adam and its schedule (``optimisation``, with
+        ``schedule.max_steps`` and ``schedule.step_plan`` for the cosine), the seed of the masks
+        of nb2nb and n2v and the speed options (``runtime``).
     view_split
         The realisations are reconstructions from disjoint view subsets of one scan: with
         ``"realisation"``, ``val_pair_db`` (raw PSNR to the other half) is monitored instead of
         ``val_upsnr_db`` (:data:`~lowdose.training.config.VIEW_SPLIT_MONITOR`).
-    seed
-        With the global step, seeds the masks of nb2nb and n2v.
     meta
         Provenance saved with the checkpoint: dataset scaling attributes, dataset SHA-256,
         ``val_reference``, seed and the run directory.
     """
 
     def __init__(
-        self,
-        *,
-        model: dict,
-        mode: str,
-        loss: str,
-        lr: float = 1e-3,
-        lr_factor: float = 0.5,
-        lr_patience_epochs: int = 2,
-        warmup_steps: int = 0,
-        schedule: str = "plateau",
-        max_steps: int | None = None,
-        lr_final_fraction: float = 0.01,
-        step_plan: list | None = None,
-        channels_last: bool = False,
-        compile: bool = False,
-        threads: int | None = None,
-        val_reference: str = "realisation",
-        view_split: bool = False,
-        seed: int = 0,
-        meta: dict | None = None,
+        self, config: TrainConfig, *, view_split: bool = False, meta: dict | None = None
     ) -> None:
         super().__init__()
-        if schedule == "cosine" and max_steps is None:
+        if config.optimisation.lr_schedule == "cosine" and config.schedule.max_steps is None:
             raise ValueError("schedule 'cosine' anneals to max_steps: give max_steps")
-        self.save_hyperparameters()
-        self.model = UNet(**model)
-        self._objective = partial(OBJECTIVES[mode], distance=_LOSSES[loss])
+        network = {"in_channels": 1, "out_channels": 1, "width": config.model.width}
+        # What the checkpoint records, as plain values (it loads with weights_only): the U-Net's
+        # arguments, mode and loss for models.checkpoint.load_model, provenance, the config.
+        self.save_hyperparameters(
+            {
+                "model": {**network, "residual": config.model.residual},
+                "mode": config.model.mode,
+                "loss": config.model.loss,
+                "view_split": view_split,
+                "meta": meta,
+            }
+        )
+        self.config = config
+        self.view_split = view_split
+        self.model = UNet(**self.hparams.model)
+        self._objective = partial(
+            OBJECTIVES[config.model.mode], distance=_LOSSES[config.model.loss]
+        )
+        channels_last = config.runtime.channels_last
         self._memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -155,19 +140,27 @@ class DenoiseModule(L.LightningModule):
         object.__setattr__(self, "_compiled", None)
         self._val_sums: dict[str, float] = {}
         self._last_step_time: float | None = None
-        # what the cosine follows; replan.BudgetReplan changes it at epoch ends
-        self.step_plan = [tuple(segment) for segment in step_plan] if step_plan else None
+
+    @property
+    def config(self) -> TrainConfig:
+        """The run's configuration; a re-plan (:mod:`lowdose.training.replan`) sets a new one."""
+        return self._config
+
+    @config.setter
+    def config(self, config: TrainConfig) -> None:
+        self._config = config
+        self.hparams["config"] = config.model_dump(mode="json")  # the checkpoint keeps the latest
 
     @property
     def monitor(self) -> str:
         """The logged score that selects ``best.ckpt`` and drives the plateau schedule."""
-        return val_monitor(self.hparams.val_reference, view_split=self.hparams.view_split)
+        return val_monitor(self.config.data.val_reference, view_split=self.view_split)
 
     def setup(self, stage: str) -> None:
         # Runs in every process (also DDP children), so thread and compile settings apply there.
-        if self.hparams.threads:
-            torch.set_num_threads(self.hparams.threads)
-        if self.hparams.compile:
+        if self.config.runtime.threads:
+            torch.set_num_threads(self.config.runtime.threads)
+        if self.config.runtime.compile:
             object.__setattr__(self, "_compiled", torch.compile(self.model))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -188,7 +181,9 @@ class DenoiseModule(L.LightningModule):
 
     def mask_generator(self, step: int) -> torch.Generator:
         """CPU generator of the masks of optimiser step ``step``: a function of (seed, step)."""
-        state = np.random.SeedSequence([self.hparams.seed, step]).generate_state(1, np.uint64)
+        state = np.random.SeedSequence([self.config.runtime.seed, step]).generate_state(
+            1, np.uint64
+        )
         return torch.Generator().manual_seed(int(state[0]))
 
     def on_validation_epoch_start(self) -> None:
@@ -204,16 +199,16 @@ class DenoiseModule(L.LightningModule):
         noisy, reference, noise_variance = batch
         sums = self._val_sums
         sums["count"] += noisy.shape[0]
-        if self.hparams.val_reference == "self":
+        if self.config.data.val_reference == "self":
             # the same masks for the model and the identity: a generator per call, same seed
             def loss(network) -> float:
                 generator = torch.Generator().manual_seed(_VAL_MASK_SEED + batch_idx)
-                mode = self.hparams.mode
+                mode = self.config.model.mode
                 loss = self_score(mode, network, noisy, generator).cpu().numpy()  # (B,)
                 return float(np.sum(np.where(np.isfinite(loss), loss, np.inf)))
 
             sums["self"] += loss(self)
-            if self.hparams.mode == "nb2nb":  # n2v: the identity has no comparable score
+            if self.config.model.mode == "nb2nb":  # n2v: the identity has no comparable score
                 sums["identity_self"] += loss(_identity)
             return
         for prefix, estimate in (("", self(noisy).float()), ("identity_", noisy.float())):
@@ -226,14 +221,14 @@ class DenoiseModule(L.LightningModule):
         self._last_step_time = None  # validation time is not training throughput
         sums = self._val_sums
         count = max(sums["count"], 1)
-        reference = self.hparams.val_reference
+        reference = self.config.data.val_reference
         if reference == "self":
             # no clean image and no second realisation: the PSNR columns stay NaN
             self.log("val_psnr_db", float("nan"), sync_dist=False)
             self_db = psnr_from_mse(max(sums["self"] / count, 1e-20), data_range=1.0)
             self.log("val_self_db", self_db, prog_bar=True, sync_dist=False)
             identity_db = float("nan")
-            if self.hparams.mode == "nb2nb":
+            if self.config.model.mode == "nb2nb":
                 identity_mse = max(sums["identity_self"] / count, 1e-20)
                 identity_db = psnr_from_mse(identity_mse, data_range=1.0)
             self.log("val_identity_db", identity_db, sync_dist=False)
@@ -247,21 +242,22 @@ class DenoiseModule(L.LightningModule):
             identity_db = upsnr_from_umse(sums["identity_umse"] / count, data_range=1.0)
             # the raw pair score: the one that is monitored for view-split halves
             pair_db = psnr_from_mse(max(sums["mse"] / count, 1e-20), data_range=1.0)
-            self.log("val_pair_db", pair_db, prog_bar=self.hparams.view_split, sync_dist=False)
-            if self.hparams.view_split:
+            self.log("val_pair_db", pair_db, prog_bar=self.view_split, sync_dist=False)
+            if self.view_split:
                 identity_mse = max(sums["identity_mse"] / count, 1e-20)
                 identity_db = psnr_from_mse(identity_mse, data_range=1.0)
         self.log("val_identity_db", float(identity_db), sync_dist=False)
 
     def configure_optimizers(self):
-        optimizer = torch.optim.Adam(self.model.parameters(), lr=self.hparams.lr)
-        if self.hparams.schedule == "cosine":
+        optimisation = self.config.optimisation
+        optimizer = torch.optim.Adam(self.model.parameters(), lr=optimisation.lr)
+        if optimisation.lr_schedule == "cosine":
             return optimizer  # optimizer_step sets each step's rate
         plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer,
             mode="max",
-            factor=self.hparams.lr_factor,
-            patience=self.hparams.lr_patience_epochs,
+            factor=optimisation.lr_factor,
+            patience=optimisation.lr_patience_epochs,
         )
         schedule = {"scheduler": plateau, "monitor": self.monitor, "interval": "epoch"}
         return {"optimizer": optimizer, "lr_scheduler": schedule}
@@ -269,17 +265,23 @@ class DenoiseModule(L.LightningModule):
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
         # Warm-up and the cosine are functions of the global step alone, so a resumed run repeats
         # them exactly; warm-up overrides the plateau schedule only during its own steps.
-        warmup = self.hparams.warmup_steps
-        if self.hparams.schedule == "cosine":
-            rate = cosine_lr(self.global_step, lr=self.hparams.lr, warmup_steps=warmup,
-                             max_steps=self.hparams.max_steps, segments=self.step_plan,
-                             final_fraction=self.hparams.lr_final_fraction)  # fmt: skip
+        optimisation, schedule = self.config.optimisation, self.config.schedule
+        warmup = optimisation.warmup_steps
+        if optimisation.lr_schedule == "cosine":
+            rate = cosine_lr(
+                self.global_step,
+                lr=optimisation.lr,
+                warmup_steps=warmup,
+                max_steps=schedule.max_steps,
+                segments=schedule.step_plan,
+                final_fraction=optimisation.lr_final_fraction,
+            )
             for group in optimizer.param_groups:
                 group["lr"] = rate
         elif warmup and self.global_step <= warmup:
             scale = min(1.0, (self.global_step + 1) / warmup)
             for group in optimizer.param_groups:
-                group["lr"] = self.hparams.lr * scale
+                group["lr"] = optimisation.lr * scale
         optimizer.step(closure=optimizer_closure)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

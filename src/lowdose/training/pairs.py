@@ -39,7 +39,7 @@ from lowdose.core.errors import LowdoseInputError
 from lowdose.core.validation import checked_choice
 from lowdose.data.dataset import load_split, read_info, read_scale, split_index
 from lowdose.physics.dose_thinning import DoseRenoiser, dose_renoiser
-from lowdose.training.config import parse_dose_range
+from lowdose.training.config_groups import parse_dose_range
 from lowdose.training.windows import checked_patch_shape, dihedral, outside_nan, tensor
 
 DOSE_STREAM = 0x646F7365

@@ -105,12 +105,18 @@ class BudgetReplan(L.Callback):
         Writes a re-planned config (``config.yaml``) before the epoch's checkpoints.
     """
 
-    def __init__(self, config: TrainConfig, plan: BudgetPlan, started_s: float,
-                 save_config: Callable[[TrainConfig], None]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        config: TrainConfig,
+        plan: BudgetPlan,
+        started_s: float,
+        save_config: Callable[[TrainConfig], None],
+    ) -> None:
         self.config, self.plan, self.save_config = config, plan, save_config
         self.deadline_s = started_s + plan.budget_s
-        self.teardown_validations = teardown_validations(read_info(config.data).attrs.noise_model)
-        self.segments: list[Segment] = list(config.step_plan or epoch_segment(config))
+        noise_model = read_info(config.data.path).attrs.noise_model
+        self.teardown_validations = teardown_validations(noise_model)
+        self.segments: list[Segment] = list(config.schedule.step_plan or epoch_segment(config))
         self.replanned: list[int] = []
         self.epochs: list[tuple[int, float]] = []  # (steps, seconds) inside each epoch
         self.boundary_s: float | None = None
@@ -144,19 +150,27 @@ class BudgetReplan(L.Callback):
         if self.rate is None:
             return
         decision = replan_steps(
-            step=trainer.global_step, steps_per_s=self.rate,
+            step=trainer.global_step,
+            steps_per_s=self.rate,
             time_left_s=self.deadline_s - now - self._teardown_s(),
             epoch_overhead_s=self._overhead_s(),
-            validations_left=max(MIN_EPOCHS_LEFT, self.config.validations - len(self.epochs)),
-        )  # fmt: skip
+            validations_left=max(
+                MIN_EPOCHS_LEFT, self.config.schedule.validations - len(self.epochs)
+            ),
+        )
         current = self.segments[-1][2]
         small = abs(decision.max_steps - current) <= TOLERANCE * current
         if trainer.global_step >= current or small:
             return
         segment = (trainer.global_step, decision.steps_per_epoch, decision.max_steps)
         self._apply(trainer, pl_module, with_segment(self.segments, segment))
-        log.info("re-planned at step %d from the loop's %.2f steps/s: %d steps in all (was %d)",
-                 trainer.global_step, self.rate, decision.max_steps, current)  # fmt: skip
+        log.info(
+            "re-planned at step %d from the loop's %.2f steps/s: %d steps in all (was %d)",
+            trainer.global_step,
+            self.rate,
+            decision.max_steps,
+            current,
+        )
 
     def _measured_rate(self) -> float | None:
         """Steps/s over the latest epochs that make up MEASURE_S seconds (None: too few yet)."""
@@ -182,11 +196,9 @@ class BudgetReplan(L.Callback):
         """Make ``segments`` the plan of the module, the loop, the data and config.yaml."""
         self.segments = segments
         self.replanned.append(segments[-1][2])
-        config = self.config.model_copy(update={"max_steps": segments[-1][2],
-                                                "step_plan": segments})  # fmt: skip
+        config = self.config.with_values(max_steps=segments[-1][2], step_plan=segments)
         self.config = with_derived_epochs(config)
-        pl_module.step_plan = segments
-        pl_module.hparams.max_steps = segments[-1][2]
+        pl_module.config = self.config
         trainer.fit_loop.max_epochs = len(epoch_steps(segments))
         trainer.datamodule.config = self.config
         trainer.reload_dataloaders_every_n_epochs = 1  # epochs change length from now on
@@ -195,20 +207,32 @@ class BudgetReplan(L.Callback):
 
 def epoch_segment(config: TrainConfig) -> list[Segment]:
     """The one segment of a run never re-planned: epochs as ``with_derived_epochs`` made them."""
-    per_epoch = config.max_steps // config.epochs
-    return [(0, per_epoch, config.max_steps)]
+    max_steps = config.schedule.max_steps
+    return [(0, max_steps // config.schedule.epochs, max_steps)]
 
 
-def budget_outcome(plan: BudgetPlan, config: TrainConfig, *, achieved_steps: int,
-                   train_s: float, wall_s: float, replan: BudgetReplan | None,
-                   resumed: bool) -> BudgetOutcome:  # fmt: skip
+def budget_outcome(
+    plan: BudgetPlan,
+    config: TrainConfig,
+    *,
+    achieved_steps: int,
+    train_s: float,
+    wall_s: float,
+    replan: BudgetReplan | None,
+    resumed: bool,
+) -> BudgetOutcome:
     """The :class:`BudgetOutcome` of a finished (or stopped) budget run."""
-    replanned = [segment[2] for segment in (config.step_plan or [])[1:]]
+    replanned = [segment[2] for segment in (config.schedule.step_plan or [])[1:]]
     return BudgetOutcome(
-        budget_s=plan.budget_s, planned_steps=plan.max_steps, replanned_steps=replanned,
-        final_steps=config.max_steps, achieved_steps=achieved_steps,
+        budget_s=plan.budget_s,
+        planned_steps=plan.max_steps,
+        replanned_steps=replanned,
+        final_steps=config.schedule.max_steps,
+        achieved_steps=achieved_steps,
         probe_steps_per_s=plan.steps_per_s[plan.width],
-        loop_steps_per_s=None if replan is None else replan.rate, train_s=round(train_s, 3),
-        wall_s=round(wall_s, 3), budget_fraction=round(wall_s / plan.budget_s, 4),
+        loop_steps_per_s=None if replan is None else replan.rate,
+        train_s=round(train_s, 3),
+        wall_s=round(wall_s, 3),
+        budget_fraction=round(wall_s / plan.budget_s, 4),
         resumed=resumed,
-    )  # fmt: skip
+    )

@@ -30,15 +30,9 @@ from lowdose.core.errors import LowdoseInputError
 from lowdose.models.checkpoint import load_model, store_meta
 from lowdose.models.validation_scores import ValidationScores
 from lowdose.training.budget import BudgetPlan, planned_config
-from lowdose.training.config import (
-    TrainConfig,
-    load_train_config,
-    save_config,
-    wall_time_s,
-    with_derived_epochs,
-)
+from lowdose.training.config import TrainConfig, load_train_config, save_config, with_derived_epochs
 from lowdose.training.datamodule import PairDataModule
-from lowdose.training.dataset_meta import DatasetMeta, dataset_meta
+from lowdose.training.dataset_meta import dataset_meta
 from lowdose.training.divergence import StopOnDivergence
 from lowdose.training.module import DenoiseModule
 from lowdose.training.noise_check import warn_if_correlated
@@ -52,6 +46,7 @@ from lowdose.training.run_dir import (
 )
 from lowdose.training.throughput import Probe
 from lowdose.training.validity import measure_validity, store_validity
+from lowdose.training.wall_time import wall_time_s
 from lowdose.training.weight_averaging import EMAWeights
 
 log = logging.getLogger("lowdose.training.run")
@@ -87,19 +82,19 @@ class RunResult:
 
 
 def train(config: TrainConfig, *, resume: bool = False, probe: Probe | None = None) -> RunResult:
-    """Train as ``config`` says; with ``resume`` continue ``config.out/last.ckpt``.
+    """Train as ``config`` says; with ``resume`` continue ``config.runtime.out/last.ckpt``.
 
     Writes ``config.yaml``, ``manifest.json``, ``metrics.csv``, ``best.ckpt`` (the best validated
     weights, not the last; its score and the identity's go into it, the manifest and the result)
-    and ``last.ckpt`` in ``config.out``. A ``budget`` without ``max_steps`` is planned first (a
-    short probe, or the injected ``probe``, e.g. speeds measured once on an idle machine; the
-    plan is logged in one line and its keys land in ``config.yaml``). Raises
+    and ``last.ckpt`` in ``config.runtime.out``. A ``budget`` without ``max_steps`` is planned
+    first (a short probe, or the injected ``probe``, e.g. speeds measured once on an idle
+    machine; the plan is logged in one line and its keys land in ``config.yaml``). Raises
     ``LowdoseInputError`` for a missing dataset, a non-empty run directory without ``resume``,
     or a resume without ``last.ckpt``.
     """
     started_s = time.perf_counter()  # a budget counts from here: probe and start-up included
-    run_dir = Path(config.out)
-    data = Path(config.data)
+    run_dir = Path(config.runtime.out)
+    data = Path(config.data.path)
     if not data.is_file():
         raise LowdoseInputError(f"dataset {data} not found: build one with `lowdose simulate`")
     last = run_dir / "last.ckpt"
@@ -107,23 +102,29 @@ def train(config: TrainConfig, *, resume: bool = False, probe: Probe | None = No
         raise LowdoseInputError(f"{last} not found: nothing to resume, train without --resume")
     if not resume and last.exists():
         raise LowdoseInputError(f"{run_dir} already holds a run: use --resume or a new --out")
-    if config.threads:
-        torch.set_num_threads(config.threads)  # before the probe: it measures these threads
+    if config.runtime.threads:
+        torch.set_num_threads(config.runtime.threads)  # before the probe: it measures these threads
     meta = dataset_meta(data, config)
     config, plan = _resolved(config, run_dir, resume=resume, probe=probe)
-    L.seed_everything(config.seed, workers=True, verbose=False)
-    warn_if_correlated(data, config.mode)  # before training: one line, the CLI shows it
-    module = _module(config, meta, run_dir)
+    L.seed_everything(config.runtime.seed, workers=True, verbose=False)
+    warn_if_correlated(data, config.model.mode)  # before training: one line, the CLI shows it
+    module = DenoiseModule(config, view_split=meta.view_split, meta=meta.to_hparams(run_dir))
     datamodule = PairDataModule(config)
     metrics = MetricsCsv(run_dir / "metrics.csv")
     replan = None  # a run planned here re-plans from its loop's rate; a resume finishes its plan
-    if plan is not None and not resume and config.replan:
+    if plan is not None and not resume and config.schedule.replan:
         replan = BudgetReplan(config, plan, started_s, partial(_save_config, run_dir))
     trainer = _trainer(config, run_dir, metrics, monitor=module.monitor, replan=replan)
-    manifest = partial(write_manifest, run_dir, data_sha256=meta.dataset_sha256,
-                       val_reference=meta.val_reference, view_split=meta.view_split,
-                       scaling=meta.scaling,
-                       model_name=module.model.name, budget_plan=plan)  # fmt: skip
+    manifest = partial(
+        write_manifest,
+        run_dir,
+        data_sha256=meta.dataset_sha256,
+        val_reference=meta.val_reference,
+        view_split=meta.view_split,
+        scaling=meta.scaling,
+        model_name=module.model.name,
+        budget_plan=plan,
+    )
     if trainer.is_global_zero:
         save_config(config, run_dir / "config.yaml")
         if plan is not None:  # now too: a killed budget run keeps its plan for the resume
@@ -146,16 +147,30 @@ def train(config: TrainConfig, *, resume: bool = False, probe: Probe | None = No
         store_meta(run_dir / "best.ckpt", scores=scores.to_dict())
         validity = _validity(run_dir / "best.ckpt", config)
         if plan is not None:
-            outcome = budget_outcome(plan, config, achieved_steps=trainer.global_step,
-                                     train_s=fit_s, wall_s=time.perf_counter() - started_s,
-                                     replan=replan, resumed=resume)  # fmt: skip
+            outcome = budget_outcome(
+                plan,
+                config,
+                achieved_steps=trainer.global_step,
+                train_s=fit_s,
+                wall_s=time.perf_counter() - started_s,
+                replan=replan,
+                resumed=resume,
+            )
         manifest(config=config, validity=validity, scores=scores, budget_outcome=outcome)
     return RunResult(
-        run_dir=run_dir, best_checkpoint=run_dir / "best.ckpt", last_checkpoint=last,
-        best_val_psnr_db=best_psnr, val_reference=meta.val_reference, monitor=module.monitor,
-        epochs_done=trainer.current_epoch, global_step=trainer.global_step,
-        model_name=module.model.name, budget_plan=plan, scores=scores, budget_outcome=outcome,
-    )  # fmt: skip
+        run_dir=run_dir,
+        best_checkpoint=run_dir / "best.ckpt",
+        last_checkpoint=last,
+        best_val_psnr_db=best_psnr,
+        val_reference=meta.val_reference,
+        monitor=module.monitor,
+        epochs_done=trainer.current_epoch,
+        global_step=trainer.global_step,
+        model_name=module.model.name,
+        budget_plan=plan,
+        scores=scores,
+        budget_outcome=outcome,
+    )
 
 
 def _save_config(run_dir: Path, config: TrainConfig) -> None:
@@ -173,7 +188,9 @@ def _validity(best: Path, config: TrainConfig) -> dict | None:
         return None
     network, _ = load_model(best)
     try:
-        validity = measure_validity(network, config.data, seed=config.seed, crop=config.val_crop)
+        validity = measure_validity(
+            network, config.data.path, seed=config.runtime.seed, crop=config.data.val_crop
+        )
     except LowdoseInputError as error:
         log.info("no validity range: %s", error)
         return None
@@ -181,23 +198,10 @@ def _validity(best: Path, config: TrainConfig) -> dict | None:
     return validity
 
 
-def _module(config: TrainConfig, meta: DatasetMeta, run_dir: Path) -> DenoiseModule:
-    return DenoiseModule(
-        model={"in_channels": 1, "out_channels": 1, "width": config.width,
-               "residual": config.residual},
-        mode=config.mode, loss=config.loss, lr=config.lr, lr_factor=config.lr_factor,
-        lr_patience_epochs=config.lr_patience_epochs, warmup_steps=config.warmup_steps,
-        schedule=config.schedule, max_steps=config.max_steps, step_plan=config.step_plan,
-        lr_final_fraction=config.lr_final_fraction, channels_last=config.channels_last,
-        compile=config.compile, threads=config.threads, val_reference=config.val_reference,
-        view_split=meta.view_split, seed=config.seed, meta=meta.to_hparams(run_dir),
-    )  # fmt: skip
-
-
 def _resolved(config: TrainConfig, run_dir: Path, *, resume: bool, probe: Probe | None = None):
     """``(config, plan)``: a budget planned (once: ``max_steps`` set means planned), epochs."""
     plan = None
-    if config.budget is not None and config.max_steps is None:
+    if config.schedule.budget is not None and config.schedule.max_steps is None:
         config, plan = planned_config(config, probe=probe)
         log.info(plan.describe())
     elif resume:
@@ -214,39 +218,67 @@ def resume_config(run_dir: str | Path, overrides: dict | None = None) -> TrainCo
     return load_train_config(saved, {**(overrides or {}), "out": run_dir})
 
 
-def _trainer(config: TrainConfig, run_dir: Path, metrics: MetricsCsv, *, monitor: str,
-             replan: BudgetReplan | None = None) -> L.Trainer:  # fmt: skip
+def _trainer(
+    config: TrainConfig,
+    run_dir: Path,
+    metrics: MetricsCsv,
+    *,
+    monitor: str,
+    replan: BudgetReplan | None = None,
+) -> L.Trainer:
+    runtime, schedule = config.runtime, config.schedule
     best = ModelCheckpoint(
-        dirpath=run_dir, filename="best", monitor=monitor, mode="max", save_top_k=1,
-        save_last=True, enable_version_counter=False, auto_insert_metric_name=False,
-    )  # fmt: skip
+        dirpath=run_dir,
+        filename="best",
+        monitor=monitor,
+        mode="max",
+        save_top_k=1,
+        save_last=True,
+        enable_version_counter=False,
+        auto_insert_metric_name=False,
+    )
     # A second writer of last.ckpt every N optimiser steps, so a killed run loses little.
     periodic = _PeriodicLast(
-        dirpath=run_dir, filename="last", every_n_train_steps=config.checkpoint_every_n_steps,
-        save_top_k=1, enable_version_counter=False, auto_insert_metric_name=False,
-    )  # fmt: skip
+        dirpath=run_dir,
+        filename="last",
+        every_n_train_steps=runtime.checkpoint_every_n_steps,
+        save_top_k=1,
+        enable_version_counter=False,
+        auto_insert_metric_name=False,
+    )
     callbacks = [metrics, best, periodic, StopOnDivergence(monitor)]
     if replan is not None:  # before the checkpoints: they save the re-planned state
         callbacks.append(replan)
-    if config.ema_decay:
-        callbacks.append(EMAWeights(config.ema_decay))
-    if not config.quiet:
+    if config.optimisation.ema_decay:
+        callbacks.append(EMAWeights(config.optimisation.ema_decay))
+    if not runtime.quiet:
         callbacks.append(EpochProgressBar())
-    strategy = config.strategy
-    if strategy == "ddp" and _on_cpu(config):
+    strategy = runtime.strategy
+    if strategy == "ddp" and _on_cpu(runtime.accelerator):
         from lightning.pytorch.strategies import DDPStrategy
 
         strategy = DDPStrategy(process_group_backend="gloo")
     return L.Trainer(
-        default_root_dir=run_dir, max_epochs=config.epochs, max_time=_timedelta(config.max_time),
-        accelerator=config.accelerator, devices=config.devices, num_nodes=config.num_nodes,
-        strategy=strategy, precision=config.precision, deterministic=config.deterministic,
-        callbacks=callbacks, plugins=[AtomicCheckpointIO()], logger=False,
-        enable_progress_bar=not config.quiet, enable_model_summary=False,
-        num_sanity_val_steps=0, use_distributed_sampler=False, log_every_n_steps=1,
+        default_root_dir=run_dir,
+        max_epochs=schedule.epochs,
+        max_time=_timedelta(schedule.max_time),
+        accelerator=runtime.accelerator,
+        devices=runtime.devices,
+        num_nodes=runtime.num_nodes,
+        strategy=strategy,
+        precision=runtime.precision,
+        deterministic=runtime.deterministic,
+        callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
+        logger=False,
+        enable_progress_bar=not runtime.quiet,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,
+        log_every_n_steps=1,
         # epochs of a re-planned run differ in length: a new loader (same pairs) per epoch
-        reload_dataloaders_every_n_epochs=int(len(config.step_plan or ()) > 1),
-    )  # fmt: skip
+        reload_dataloaders_every_n_epochs=int(len(schedule.step_plan or ()) > 1),
+    )
 
 
 def _final_checkpoints(trainer: L.Trainer, run_dir: Path) -> None:
@@ -270,10 +302,8 @@ def _timedelta(max_time: str | None) -> datetime.timedelta | None:
     return None if max_time is None else datetime.timedelta(seconds=wall_time_s(max_time))
 
 
-def _on_cpu(config: TrainConfig) -> bool:
-    return config.accelerator == "cpu" or (
-        config.accelerator == "auto" and not torch.cuda.is_available()
-    )
+def _on_cpu(accelerator: str) -> bool:
+    return accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
 
 
 class _PeriodicLast(ModelCheckpoint):

@@ -32,9 +32,17 @@ from lowdose.training.replan import BudgetOutcome
 log = logging.getLogger("lowdose.training.run")
 
 METRICS_COLUMNS = (
-    "epoch", "step", "train_loss", "val_psnr_db", "val_upsnr_db", "lr", "elapsed_s",
-    "val_self_db", "val_identity_db", "val_pair_db",
-)  # fmt: skip
+    "epoch",
+    "step",
+    "train_loss",
+    "val_psnr_db",
+    "val_upsnr_db",
+    "lr",
+    "elapsed_s",
+    "val_self_db",
+    "val_identity_db",
+    "val_pair_db",
+)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -130,12 +138,20 @@ def _csv_text(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
-def write_manifest(run_dir: Path, *, config, data_sha256: str, val_reference: str,
-                   view_split: bool,
-                   scaling: NetworkScaling, model_name: str,
-                   budget_plan: BudgetPlan | None = None, validity: dict | None = None,
-                   scores: ValidationScores | None = None,
-                   budget_outcome: BudgetOutcome | None = None) -> None:  # fmt: skip
+def write_manifest(
+    run_dir: Path,
+    *,
+    config,
+    data_sha256: str,
+    val_reference: str,
+    view_split: bool,
+    scaling: NetworkScaling,
+    model_name: str,
+    budget_plan: BudgetPlan | None = None,
+    validity: dict | None = None,
+    scores: ValidationScores | None = None,
+    budget_outcome: BudgetOutcome | None = None,
+) -> None:
     """Write ``manifest.json``: provenance, seeds and the metric conventions of the run.
 
     ``budget_plan`` (every field of a ``--budget`` run's plan: measured speeds, overheads, the
@@ -151,12 +167,12 @@ def write_manifest(run_dir: Path, *, config, data_sha256: str, val_reference: st
     manifest = {
         **capture_environment().manifest_fields(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "seed": config.seed,
-        "dataset": str(Path(config.data).resolve()),
+        "seed": config.runtime.seed,
+        "dataset": str(Path(config.data.path).resolve()),
         "dataset_sha256": data_sha256,
         "model": model_name,
-        "mode": config.mode,
-        "loss": config.loss,
+        "mode": config.model.mode,
+        "loss": config.model.loss,
         "metrics": {
             "val_psnr_db": "mean over validation images of per-image PSNR against the "
             "val_reference (clean image, or the other noisy realisation), unclipped outputs",
@@ -176,14 +192,14 @@ def write_manifest(run_dir: Path, *, config, data_sha256: str, val_reference: st
             "data_range": 1.0,
             "scaling": dataclasses.asdict(scaling),
             "val_reference": val_reference,
-            "val_crop": config.val_crop,
+            "val_crop": config.data.val_crop,
         },
-        "schedule": config.schedule,
-        "max_steps": config.max_steps,
+        "schedule": config.optimisation.lr_schedule,
+        "max_steps": config.schedule.max_steps,
         "budget_plan": None if budget_plan is None else dataclasses.asdict(budget_plan),
         "budget_outcome": None if budget_outcome is None else dataclasses.asdict(budget_outcome),
-        "ema_decay": config.ema_decay,
-        "dose_range": None if config.dose_range is None else list(config.dose_range),
+        "ema_decay": config.optimisation.ema_decay,
+        "dose_range": None if config.data.dose_range is None else list(config.data.dose_range),
         "validity": validity,
         "validation_scores": None if scores is None else scores.to_dict(),
     }
