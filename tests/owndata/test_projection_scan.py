@@ -192,7 +192,8 @@ def test_fit_denoises_the_projections_of_a_tiff_stack_end_to_end(tmp_path):
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     record = json.loads((out / "fit.json").read_text())
-    assert (record["plan"]["route"], record["plan"]["mode"]) == ("projections", "nb2nb")
+    # 90 views: halves of 45 views are too few for nb2nb's 64 px patches, so n2v trains
+    assert (record["plan"]["route"], record["plan"]["mode"]) == ("projections", "n2v")
     with h5py.File(out / "denoised" / "stack_projections_denoised.h5", "r") as handle:
         projections, theta = handle["exchange/data"][:], handle["exchange/theta"][:]
     assert projections.shape[:2] == (len(ANGLES), 12)  # (angles, rows, detector)

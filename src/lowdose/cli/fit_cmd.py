@@ -21,6 +21,7 @@ from lowdose.cli._app import (
 from lowdose.core.errors import LowdoseInputError
 
 _MODES = ("auto", "n2n", "nb2nb", "n2v", "blend")
+_DOMAINS = ("reconstruction", "projections")
 
 
 def _log(text: str) -> None:
@@ -70,6 +71,13 @@ def fit(
     dark: Annotated[
         str | None, typer.Option(help="Projections: dark frames, a file or FILE.h5:KEY.")
     ] = None,
+    domain: Annotated[
+        str,
+        typer.Option(
+            help="Projections: reconstruction (view halves reconstructed, Noise2Inverse) or "
+            "projections (the sinograms denoised by nb2nb, then reconstructed)."
+        ),
+    ] = "reconstruction",
     skip_bad: Annotated[
         bool, typer.Option("--skip-bad", help="Leave unreadable files out (named) instead.")
     ] = False,
@@ -101,6 +109,10 @@ def fit(
 
         if mode not in _MODES:
             raise LowdoseInputError(f"--mode {mode!r} is unknown; use one of {', '.join(_MODES)}")
+        if domain not in _DOMAINS:
+            raise LowdoseInputError(
+                f"--domain {domain!r} is unknown; use one of {', '.join(_DOMAINS)}"
+            )
         if modality not in (None, "ct", "xray"):
             raise LowdoseInputError(f"--modality {modality!r} is unknown; use ct or xray")
         options = FitOptions(
@@ -119,6 +131,7 @@ def fit(
             center=center,
             flat=flat,
             dark=dark,
+            domain=domain,
         )
         result = run_fit(inputs, out, options, log=_log, bars=stage_progress)
         for line in describe_scores(out):

@@ -4,8 +4,12 @@ The route follows the inputs (:func:`plan_fit`):
 
 * two or more inputs: repeated acquisitions of the same object -> ``dataset from-repeats`` ->
   Noise2Noise (``n2n``) on realisation pairs;
-* one sinogram with ``--angles``: its views split into two interleaved halves whose
-  reconstructions carry independent noise (Noise2Inverse) -> ``dataset from-sinogram`` -> ``n2n``;
+* one sinogram with ``--angles``, or instrument scans (Data Exchange, TIFF stacks with flats):
+  its views split into two interleaved halves whose reconstructions carry independent noise
+  (Noise2Inverse) -> ``dataset from-sinogram`` -> ``n2n``;
+* instrument scans with ``--domain projections``: the sinograms' view halves denoised by
+  Neighbor2Neighbor (photon noise is pixel-independent before reconstruction), then
+  reconstructed (:mod:`lowdose.owndata.projection_domain`);
 * one input: a single acquisition -> ``dataset from-single`` -> Neighbor2Neighbor (``nb2nb``;
   ``--mode n2v`` for blind-spot training);
 * one CT scan in HU (``--mode auto``): no training: the built-in model ``ct-sinogram`` averaged
@@ -38,9 +42,12 @@ from lowdose.core.errors import LowdoseInputError
 from lowdose.core.progress import Log, ProgressScope, no_progress
 from lowdose.data.dataset import read_info
 from lowdose.evaluation.fit_compare import compare_methods, save_comparison
+from lowdose.evaluation.projection_compare import compare_projection_domain
 from lowdose.inference.files import check_hu_inputs, denoise_files
+from lowdose.inference.projection_denoise import denoise_projection_scans
 from lowdose.inference.spectrum_blend import NETWORK, NETWORK_TTA
 from lowdose.inference.view_split import denoise_sinograms
+from lowdose.owndata.projection_domain import build_from_projection_halves
 from lowdose.owndata.projection_scan import build_from_projections, is_instrument_scan
 from lowdose.owndata.repeats import build_from_repeats
 from lowdose.owndata.single import build_from_single
@@ -57,7 +64,7 @@ from lowdose.training.run import train
 from lowdose.training.run_dir import read_validation_scores
 from lowdose.training.wall_time import is_wall_time
 
-Route = Literal["repeats", "sinogram", "single"]
+Route = Literal["repeats", "sinogram", "single", "projections"]
 _SINOGRAM_SUFFIXES = (".npy", ".tif", ".tiff", ".h5", ".hdf5")
 _ANGLES_ON_IMAGES = (
     "--angles is for sinograms (.npy/.tif/.h5) and projections (flat*.tif or --flat)"
@@ -93,6 +100,7 @@ class FitOptions:
     center: float | None = None
     flat: str | None = None
     dark: str | None = None
+    domain: Literal["reconstruction", "projections"] = "reconstruction"
 
 
 @dataclass(frozen=True)
@@ -121,10 +129,14 @@ def plan_fit(inputs: list[Path], options: FitOptions) -> FitPlan:
         suffixes = [p.suffix.lower() for p in inputs]
         if not all(s or x in _SINOGRAM_SUFFIXES for s, x in zip(scans, suffixes, strict=True)):
             raise LowdoseInputError(_ANGLES_ON_IMAGES)
+        if options.domain == "projections":
+            return _projection_plan(inputs, scans, options)
         mode = "n2n" if options.mode == "auto" else options.mode
         return FitPlan("sinogram", mode, "projections or a sinogram: the two interleaved view "
                        "halves reconstruct to images with independent noise (Noise2Inverse), so "
                        f"{mode} trains on those pairs")  # fmt: skip
+    if options.domain == "projections":
+        raise LowdoseInputError(_DOMAIN_ON_IMAGES)
     if len(inputs) >= 2:
         mode = "n2n" if options.mode == "auto" else options.mode
         return FitPlan("repeats", mode, f"{len(inputs)} inputs: repeated acquisitions of the "
@@ -142,6 +154,30 @@ def plan_fit(inputs: list[Path], options: FitOptions) -> FitPlan:
     return FitPlan("single", mode, f"one acquisition and no second realisation: {name} "
                    f"({mode}) trains on the single noisy image, assuming pixel-independent "
                    "noise")  # fmt: skip
+
+
+_DOMAIN_ON_IMAGES = (
+    "--domain projections is for instrument scans (Data Exchange .h5, a TIFF-stack folder with "
+    "flat*.tif or --flat, a .mat sinogram); images are denoised as reconstructions"
+)
+
+
+def _projection_plan(inputs: list[Path], scans: list[bool], options: FitOptions) -> FitPlan:
+    """Instrument scans denoised before reconstruction: a single-acquisition mode on counts."""
+    if not all(scans):
+        raise LowdoseInputError(_DOMAIN_ON_IMAGES)
+    mode = "nb2nb" if options.mode == "auto" else options.mode
+    if mode not in ("nb2nb", "n2v"):
+        raise LowdoseInputError(
+            f"--domain projections trains on one scan's own noise: use --mode nb2nb or n2v, "
+            f"not {mode}"
+        )
+    reason = (
+        "projections: photon noise is independent from pixel to pixel before reconstruction, "
+        f"so the sinograms' view halves train {mode} on the scan itself; each half is denoised "
+        "alone, then reconstructed"
+    )
+    return FitPlan("projections", mode, reason)
 
 
 def run_fit(
@@ -167,7 +203,7 @@ def run_fit(
         log("route: single (one acquisition); mode: blend for one CT scan in HU, else nb2nb")
     else:
         log(f"route: {plan.route}, mode {plan.mode} — {plan.reason}")
-    if plan.route != "sinogram":
+    if plan.route not in ("sinogram", "projections"):
         check_hu_inputs(paths, options.units, modality=options.modality, skip_bad=options.skip_bad)
     fresh = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
@@ -179,13 +215,15 @@ def run_fit(
         raise
     # from here on a failure keeps every finished stage: a rerun resumes from them
     plan = _one_scan_plan(plan, dataset, options, log=log)
+    plan = _projection_mode(plan, dataset, options, log=log)
     if plan.mode in _NO_TRAINING:
         run_dir, checkpoint = None, NETWORK
     else:
         run_dir = _train_stage(dataset, data_key, out, plan, options, log=log)
         checkpoint = str(run_dir / "best.ckpt")
     denoised = _denoise_stage(paths, out, checkpoint, plan, options, log=log, bars=bars)
-    preferred = _compare_stage(dataset, checkpoint, plan, out, log=log, bars=bars)
+    preferred = _compare_stage(dataset, checkpoint, plan, out, log=log, bars=bars,
+                               paths=paths, options=options)  # fmt: skip
     record = {"plan": asdict(plan), "options": asdict(options),
               "inputs": [str(p) for p in paths], "dataset": str(dataset),
               "run_dir": None if run_dir is None else str(run_dir), "checkpoint": checkpoint,
@@ -218,6 +256,11 @@ def _build(paths, dataset: Path, plan: FitPlan, options: FitOptions, progress, l
         return build_from_repeats(paths, dataset, seed=options.seed, split_by=options.split_by,
                                   skip_bad=options.skip_bad,
                                   fractions=options.fractions)  # fmt: skip
+    if plan.route == "projections":
+        return build_from_projection_halves(paths, dataset, angles=options.angles,
+                                            seed=options.seed, split_by=options.split_by,
+                                            fractions=options.fractions, progress=progress,
+                                            log=log, **scan_options(options))  # fmt: skip
     if plan.route == "sinogram":
         return build_from_projections(paths, dataset, angles=options.angles, splits=2,
                                       seed=options.seed, split_by=options.split_by,
@@ -258,11 +301,41 @@ def _one_scan_plan(plan: FitPlan, dataset: Path, options: FitOptions, *, log) ->
     return plan
 
 
+NB2NB_MIN_PX = 64
+"""Neighbor2Neighbor halves its patch and the U-Net needs multiples of 32: images >= 64 px."""
+
+
+def _patch_px(dataset: Path) -> int:
+    """The training patch: 64 px, or 32 px for images narrower than 64 (a view half of few
+    views); the U-Net's five poolings need a multiple of 32."""
+    height, width = read_info(dataset).shape[2:]
+    return 64 if min(height, width) >= 64 else 32
+
+
+def _projection_mode(plan: FitPlan, dataset: Path, options: FitOptions, *, log) -> FitPlan:
+    """Projection halves narrower than 64 px train Noise2Void (nb2nb's patch cannot fit)."""
+    if plan.route != "projections" or plan.mode != "nb2nb":
+        return plan
+    height, width = read_info(dataset).shape[2:]
+    if min(height, width) >= NB2NB_MIN_PX:
+        return plan
+    if options.mode != "auto":
+        raise LowdoseInputError(
+            f"{dataset}: view halves of {height} x {width} px are too small for nb2nb (it needs "
+            f">= {NB2NB_MIN_PX} px each way); use --mode n2v"
+        )
+    why = f" (n2v: halves of {height} views are too few for nb2nb's {NB2NB_MIN_PX} px)"
+    plan = FitPlan("projections", "n2v", plan.reason.replace("nb2nb", "n2v") + why)
+    log(f"mode {plan.mode} — {plan.reason}")
+    return plan
+
+
 def _train_stage(dataset: Path, data_key: str, out: Path, plan: FitPlan, options, *, log) -> Path:
     run_dir = out / "train"
     config = TrainConfig(
         data=dataset, out=run_dir, mode=plan.mode, loss="mse", width=options.width,
-        residual=True, patch=64, batch_size=16, epochs=100_000, samples_per_epoch=16 * 40,
+        residual=True, patch=_patch_px(dataset), batch_size=16, epochs=100_000,
+        samples_per_epoch=16 * 40,
         max_time=options.budget, seed=options.seed, threads=options.threads, val_crop=256,
     )  # fmt: skip
     key = stage_key("fit-train-v1", data_key, config.flat_values())
@@ -286,7 +359,11 @@ def _train_stage(dataset: Path, data_key: str, out: Path, plan: FitPlan, options
 def _denoise_stage(paths, out: Path, checkpoint: str, plan: FitPlan, options, *, log, bars):
     folder = out / "denoised"
     with bars() as progress:
-        if plan.route == "sinogram":
+        if plan.route == "projections":
+            written = denoise_projection_scans(paths, folder, checkpoint, angles=options.angles,
+                                               device=options.device,
+                                               **scan_options(options))  # fmt: skip
+        elif plan.route == "sinogram":
             written = denoise_sinograms(
                 paths,
                 folder,
@@ -312,10 +389,17 @@ def scan_options(options: FitOptions) -> dict:
     return {key: getattr(options, key) for key in keys}
 
 
-def _compare_stage(dataset: Path, checkpoint: str, plan: FitPlan, out: Path, *, log, bars) -> str:
+def _compare_stage(dataset: Path, checkpoint: str, plan: FitPlan, out: Path, *, log, bars,
+                   paths, options: FitOptions) -> str:  # fmt: skip
     with bars() as progress:
-        comparison = compare_methods(dataset, checkpoint, progress=progress,
-                                     one_scan_blend=plan.mode in _NO_TRAINING)  # fmt: skip
+        if plan.route == "projections":
+            comparison = compare_projection_domain(dataset, checkpoint, paths,
+                                                   scan_options=scan_options(options),
+                                                   angles=options.angles,
+                                                   progress=progress)  # fmt: skip
+        else:
+            comparison = compare_methods(dataset, checkpoint, progress=progress,
+                                         one_scan_blend=plan.mode in _NO_TRAINING)  # fmt: skip
     save_comparison(comparison, out / "compare")
     log(f"would use: {comparison.preferred} — {comparison.reason}")
     return comparison.preferred
