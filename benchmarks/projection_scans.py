@@ -16,7 +16,10 @@ pixel over the dataset divisor; no clean image exists):
 ``--figure PATH`` draws one test slice per scan: noisy, network, blind BM3D, noisy - network.
 
     .venv/bin/python benchmarks/projection_scans.py --out runs/proj2 --budget 00:03:00 \\
-        --figure docs/figures/projection-scans.png
+        --domain reconstruction,projections --figure docs/figures/projection-scans.png
+
+Projection-domain fits (``--domain projections``) go to ``OUT/NAME-proj``; their network row is
+``network-projections`` (the even views denoised, then reconstructed).
 """
 
 from __future__ import annotations
@@ -40,13 +43,24 @@ SCANS = {
 METHODS = ("noisy", "network", "bm3d-blind", "nlm-blind", "bm3d-psd")
 
 
-def run_fit(name: str, scan: Path, out: Path, budget: str) -> None:
+def run_fit(name: str, scan: Path, out: Path, budget: str, domain: str) -> None:
     """``lowdose fit`` unless ``out/name/fit.json`` exists (a finished fit)."""
     folder = out / name
     if (folder / "fit.json").is_file():
         return
-    command = [sys.executable, "-m", "lowdose", "fit", str(scan), "--out", str(folder)]
-    subprocess.run([*command, "--budget", budget], check=True)
+    lowdose = str(Path(sys.executable).with_name("lowdose"))  # the venv's command
+    command = [lowdose, "fit", str(scan), "--out", str(folder)]
+    subprocess.run([*command, "--budget", budget, "--domain", domain], check=True)
+
+
+def folder_name(name: str, domain: str) -> str:
+    """Reconstruction-domain fits in ``OUT/NAME``, projection-domain ones in ``OUT/NAME-proj``."""
+    return name if domain == "reconstruction" else f"{name}-proj"
+
+
+def network_method(s: dict) -> str:
+    """The network's row: ``network`` or ``network-projections``."""
+    return "network" if "network" in s else "network-projections"
 
 
 def scores(folder: Path) -> dict[str, dict[str, float]]:
@@ -60,7 +74,7 @@ def dataset_notes(folder: Path) -> str:
     """The rotation centre the dataset build estimated or was given, in detector pixels."""
     with h5py.File(folder / "dataset" / "dataset.h5", "r") as handle:
         centre = handle.attrs.get("rotation_centre_px")
-    return f"{float(centre):.2f} px" if centre is not None else "n/a"
+    return f"{float(str(centre).split(',')[0]):.2f} px" if centre is not None else "n/a"
 
 
 def table(out: Path, names: list[str]) -> list[str]:
@@ -73,7 +87,7 @@ def table(out: Path, names: list[str]) -> list[str]:
     for name in names:
         folder = out / name
         s = scores(folder)
-        noisy, net, bm3d = s["noisy"], s["network"], s["bm3d-blind"]
+        noisy, net, bm3d = s["noisy"], s[network_method(s)], s["bm3d-blind"]
         reduction = 1 - net["flat_sigma"] / noisy["flat_sigma"]
         edge_ratio = net["edge_width_px"] / noisy["edge_width_px"]
         ahead = net["pair_psnr_db"] - bm3d["pair_psnr_db"]
@@ -104,7 +118,8 @@ def figure(out: Path, names: list[str], path: Path) -> None:
     for row, name in zip(axes, names, strict=True):
         with np.load(out / name / "compare" / "images.npz") as saved:
             k = len(saved["noisy"]) // 2  # the middle test image
-            noisy, net, bm3d = saved["noisy"][k], saved["network"][k], saved["bm3d-blind"][k]
+            network = "network" if "network" in saved.files else "network-projections"
+            noisy, net, bm3d = saved["noisy"][k], saved[network][k], saved["bm3d-blind"][k]
         low, high = np.percentile(noisy, [1, 99])
         residual = noisy - net
         spread = float(np.percentile(np.abs(residual), 99)) or 1.0
@@ -127,12 +142,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", default="00:03:00", help="fit's --budget (HH:MM:SS)")
     parser.add_argument("--scans", default=",".join(SCANS), help="comma-separated names")
     parser.add_argument("--no-run", action="store_true", help="only read finished fits")
+    parser.add_argument("--domain", default="reconstruction",
+                        help="reconstruction, projections, or both (comma-separated)")  # fmt: skip
     parser.add_argument("--figure", type=Path, help="write the one-slice figure here")
     args = parser.parse_args(argv)
-    names = [n for n in args.scans.split(",") if n]
-    for name in names:
-        if not args.no_run:
-            run_fit(name, SCANS[name], args.out, args.budget)
+    scans = [n for n in args.scans.split(",") if n]
+    names = []
+    for domain in args.domain.split(","):
+        for name in scans:
+            if not args.no_run:
+                run_fit(folder_name(name, domain), SCANS[name], args.out, args.budget, domain)
+            names.append(folder_name(name, domain))
     print("\n".join(table(args.out, names)))
     for name in names:
         record = json.loads((args.out / name / "fit.json").read_text())

@@ -14,10 +14,10 @@ from torch.nn import functional as F
 
 from lowdose.core.errors import LowdoseInputError
 from lowdose.core.metrics import psnr
+from lowdose.core.noise_correlation import NoiseCorrelation
 from lowdose.data.attributes import DatasetAttrs
 from lowdose.data.writer import write_dataset
 from lowdose.models.checkpoint import load_model
-from lowdose.physics.noise_correlation import NoiseCorrelation
 from lowdose.training import objectives
 from lowdose.training.config import make_train_config
 from lowdose.training.datamodule import validation_tensors

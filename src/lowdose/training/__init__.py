@@ -3,9 +3,9 @@
 A face for users (docs/architecture.md): lowdose modules never import through it.
 """
 
-from lowdose.core.faces import lazy_face
+from lowdose.core.lazy_exports import lazy_exports
 
-__getattr__, __all__ = lazy_face(
+__getattr__, __all__ = lazy_exports(
     __name__,
     {
         "resume_config": "run",

@@ -20,7 +20,7 @@ The rule (:func:`plan_budget`)
   SAFETY`` reaches :data:`MIN_STEPS_FOR_WIDTH` (16: 0, 24: 25,000, 32: 30,000, 48: 60,000).
   Measured on ct24 (AWGN, 2 cores, equal CPU time, clean-free validation uPSNR): width 16
   beat width 32 by ~1 dB at 10 CPU-minutes (2,900 against 1,400 steps), and width 24 at
-  30 minutes with the old recipe (docs/results.md, "CPU budget"); so on a 2-core CPU the rule
+  30 minutes with the first recipe (CHANGELOG.md); so on a 2-core CPU the rule
   keeps width 16 for any budget under ~1.5 hours. The thresholds for wider nets are
   extrapolations, not measurements: they matter on a GPU, where 25,000+ steps fit in minutes.
 * Recipe: residual output, patch 64 (nb2nb needs a multiple of 64), batch 16, Adam with peak

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lowdose.core.noise_correlation import NoiseCorrelation, measure_noise_correlation
 from lowdose.data.dataset import open_dataset, read_info, split_index
-from lowdose.physics.noise_correlation import NoiseCorrelation, measure_noise_correlation
 from lowdose.training.config import SINGLE_ACQUISITION_MODES
 
 log = logging.getLogger("lowdose.training.run")
@@ -32,7 +32,7 @@ def training_noise_correlation(path: str | Path) -> NoiseCorrelation:
     path : str or Path
         Dataset file. When its attributes lack the ``noise_corr_*`` keys, up to
         :data:`MAX_IMAGES` training images (evenly spread, realisations 0 and 1 if present) are
-        read and measured with :func:`lowdose.physics.noise_correlation.measure_noise_correlation`.
+        read and measured with :func:`lowdose.core.noise_correlation.measure_noise_correlation`.
     """
     info = read_info(path)
     recorded = NoiseCorrelation.from_attrs(info.attrs.extra)

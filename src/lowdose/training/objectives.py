@@ -21,7 +21,7 @@ resumed run redraws the same masks) and ``distance`` the configured ``mse`` or `
   one may, rarely, receive the other's value: a leak on well under 0.1 % of masked pixels.
 
 Both single-acquisition objectives assume pixel-independent noise
-(:mod:`lowdose.physics.noise_correlation` checks that). ``neighbour_pairs`` and ``blind_spots``
+(:mod:`lowdose.core.noise_correlation` checks that). ``neighbour_pairs`` and ``blind_spots``
 draw on the CPU, so masks are the same on any device.
 """
 

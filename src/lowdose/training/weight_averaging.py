@@ -11,7 +11,7 @@ the averaged weights, and a resumed run restores both.
 
 Why: at the learning rates that train fastest per CPU-second the raw Adam iterate jitters around
 the minimum; its running average denoises better than any single iterate at no extra training
-cost (measured in docs/results.md, "CPU budget").
+cost (measured in docs/results.md, "The CPU-budgeted recipe, measured per CPU-second").
 """
 
 from __future__ import annotations
