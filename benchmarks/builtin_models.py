@@ -122,9 +122,15 @@ def build_dataset(
     if name == "xray-poisson":
         build_xray_dataset(path, realisations=2, seed=seed, workers=workers, **options)
     elif name == "ct-sinogram":
-        build_multidose_ct_dataset(path, source=ct_source, dose_fractions=SINOGRAM_DOSES,
-                                   realisations=2, seed=seed, dose_folder=folder,
-                                   **options)  # fmt: skip
+        build_multidose_ct_dataset(
+            path,
+            source=ct_source,
+            dose_fractions=SINOGRAM_DOSES,
+            realisations=2,
+            seed=seed,
+            dose_folder=folder,
+            **options,
+        )
     else:
         build_ct_dataset(path, source=ct_source, realisations=2, seed=seed, **options)
     return path
@@ -140,18 +146,37 @@ def dose_test_files(name: str, data: Path) -> dict[float, Path]:
     }
 
 
-def train_run(data: Path, run: Path, *, max_steps: int, seed: int, threads: int,
-              dose_range: tuple[float, float] | None, lr: float | None = None) -> dict:  # fmt: skip
+def train_run(
+    data: Path,
+    run: Path,
+    *,
+    max_steps: int,
+    seed: int,
+    threads: int,
+    dose_range: tuple[float, float] | None,
+    lr: float | None = None,
+) -> dict:
     """Train (or resume, or reuse) one run of the budgeted recipe; ``finished.json``'s record."""
     record = run / "finished.json"
     if record.is_file():
         say(run.name, "trained already, reused")
         return json.loads(record.read_text())
     lr = lr_for_width(WIDTH, read_info(data).attrs.modality) if lr is None else lr
-    values = {**RECIPE, "data": data, "out": run, "mode": "n2n", "width": WIDTH, "lr": lr,
-              "warmup_steps": round(WARMUP_FRACTION * max_steps),
-              "max_steps": max_steps, "max_time": "02:00:00", "seed": seed, "threads": threads,
-              "quiet": True, "dose_range": dose_range}  # fmt: skip
+    values = {
+        **RECIPE,
+        "data": data,
+        "out": run,
+        "mode": "n2n",
+        "width": WIDTH,
+        "lr": lr,
+        "warmup_steps": round(WARMUP_FRACTION * max_steps),
+        "max_steps": max_steps,
+        "max_time": "02:00:00",
+        "seed": seed,
+        "threads": threads,
+        "quiet": True,
+        "dose_range": dose_range,
+    }
     resume = (run / "last.ckpt").is_file()
     say(run.name, f"{'resuming' if resume else 'training'} {max_steps} steps, dose {dose_range}")
     started = time.perf_counter()
@@ -162,8 +187,11 @@ def train_run(data: Path, run: Path, *, max_steps: int, seed: int, threads: int,
             f"the time guard (max_time {values['max_time']}); nothing is packed from it: rerun "
             "the same command to resume from last.ckpt"
         )
-    info = {"global_step": result.global_step, "wall_s": round(time.perf_counter() - started, 1),
-            "best_val_upsnr_db": result.best_val_psnr_db}  # fmt: skip
+    info = {
+        "global_step": result.global_step,
+        "wall_s": round(time.perf_counter() - started, 1),
+        "best_val_upsnr_db": result.best_val_psnr_db,
+    }
     atomic_write_text(record, json.dumps(info, indent=2))
     return info
 
@@ -181,11 +209,16 @@ def test_metrics(name: str, data: Path, run: Path, *, seed: int) -> pd.DataFrame
             evaluate(path, models=[run / "best.ckpt"], filters=[], out_dir=folder)
         results = pd.read_csv(folder / "results.csv")
         for method, group in results.groupby("method", sort=False):
-            rows.append({"dose": dose, "method": "input" if method == "noisy" else "output",
-                         "psnr_db": group["psnr_db"].mean(),
-                         "psnr_hu_window_db": group["psnr_hu_window_db"].mean(),
-                         "n_images": len(group),
-                         "n_objects": group["object_id"].nunique()})  # fmt: skip
+            rows.append(
+                {
+                    "dose": dose,
+                    "method": "input" if method == "noisy" else "output",
+                    "psnr_db": group["psnr_db"].mean(),
+                    "psnr_hu_window_db": group["psnr_hu_window_db"].mean(),
+                    "n_images": len(group),
+                    "n_objects": group["object_id"].nunique(),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -193,8 +226,10 @@ def card_metrics(table: pd.DataFrame, is_ct: bool, dose_unit: str) -> dict[str, 
     """The card's ``test_metrics``: images and objects, then PSNRs per dose (input, output);
     ``dose_unit`` names what the doses are fractions of (``dose``, ``full dose``)."""
     first = table.iloc[0]
-    metrics: dict[str, float | str] = {"test images": str(first["n_images"]),
-                                       "test objects": str(first["n_objects"])}  # fmt: skip
+    metrics: dict[str, float | str] = {
+        "test images": str(first["n_images"]),
+        "test objects": str(first["n_objects"]),
+    }
     columns = {
         "psnr_db": "data_range 1",
         **({"psnr_hu_window_db": "-1000..1000 HU"} if is_ct else {}),
@@ -232,29 +267,36 @@ def model_card(name: str, data: Path, metrics: dict, command: str) -> ModelCard:
             title="X-ray projections, Poisson noise, dose-robust (Noise2Noise)",
             description="Denoises X-ray transmission projections (pre-log, each divided by its "
             "unattenuated maximum) over a tenfold range of dose, trained without clean images.",
-            modality="xray", noise_model="poisson (photon counting)",
+            modality="xray",
+            noise_model="poisson (photon counting)",
             training_data=f"lowdose torso phantoms made by `lowdose simulate xray`: {images} "
             f"projections of {size}x{size}, 2 Poisson realisations each; phantoms "
             f"{split_counts(info)}, split by phantom.",
             data_licence="lowdose-made phantoms, BSD-3-Clause",
             doses=f"acquired {attrs.noise_level:.1f} photons/pixel ({attrs.achieved_psnr_db:.2f} "
             f"dB input PSNR); {trained}binomial thinning of each realisation's counts).",
-            test_data=test, test_metrics=metrics, command=command,
-        )  # fmt: skip
+            test_data=test,
+            test_metrics=metrics,
+            command=command,
+        )
     divisor = float(read_scale(data).max())  # HU + 1024 -> the dataset scale
     return ModelCard(
         title="CT slices in HU, white Gaussian noise, dose-robust (Noise2Noise)",
         description="Denoises CT slices in HU with white (AWGN-like) noise over a tenfold range "
         "of dose, trained without clean images. Not for noise correlated by the reconstruction.",
-        modality="ct", noise_model="gaussian (AWGN on the image)",
+        modality="ct",
+        noise_model="gaussian (AWGN on the image)",
         training_data=f"TCGA-LUAD CT slices from the shared folder, resized to {size}x{size}: "
         f"{images} slices; patients {split_counts(info)}, split by patient.",
-        data_licence=TCGA_LICENCE, data_citation=TCGA_CITATION,
+        data_licence=TCGA_LICENCE,
+        data_citation=TCGA_CITATION,
         doses=f"acquired sigma {attrs.noise_level * divisor:.1f} HU "
         f"({attrs.achieved_psnr_db:.2f} dB input PSNR, data_range 1); {trained}added Gaussian "
         f"noise, up to sigma {attrs.noise_level * divisor / math.sqrt(low):.0f} HU).",
-        test_data=test, test_metrics=metrics, command=command,
-    )  # fmt: skip
+        test_data=test,
+        test_metrics=metrics,
+        command=command,
+    )
 
 
 def sinogram_card(data: Path, metrics: dict, command: str) -> ModelCard:
@@ -262,20 +304,25 @@ def sinogram_card(data: Path, metrics: dict, command: str) -> ModelCard:
     info = read_info(data)
     doses = [read_info(p).attrs.extra for p in dose_test_files("ct-sinogram", data).values()]
     extra, (rows, _, size, _) = info.attrs.extra, info.shape
-    per_dose = "; ".join(f"{d['dose_fraction']:g} x: I0 {d['photons_per_ray']:.3g}, noise sd "
-                         f"{d['noise_sd_hu']:.1f} HU" for d in doses)  # fmt: skip
+    per_dose = "; ".join(
+        f"{d['dose_fraction']:g} x: I0 {d['photons_per_ray']:.3g}, noise sd "
+        f"{d['noise_sd_hu']:.1f} HU"
+        for d in doses
+    )
     return ModelCard(
         title="CT slices in HU, sinogram (Poisson) noise through FBP, dose-robust (Noise2Noise)",
         description="Denoises filtered back-projections (Hann kernel) of CT scans whose noise is "
         "photon counting in the sinogram, from 1 to 0.1 of a routine dose, trained without clean "
         "images. Its noise is correlated by the reconstruction: for white noise use ct-awgn.",
-        modality="ct", noise_model="sinogram: Poisson counts per detector bin and view, post-log, "
+        modality="ct",
+        noise_model="sinogram: Poisson counts per detector bin and view, post-log, "
         f"FBP ({extra['filter_name']} kernel, {extra['views']} parallel views over 180 deg)",
         training_data=f"TCGA-LUAD CT slices from the shared folder, resized to {size}x{size} "
         f"({extra['pixel_mm_mean']:.2f} mm pixels): {rows // len(doses)} slices, each once per "
         f"dose ({rows} images, 2 independent scans each); patients {split_counts(info)}, split by "
         "patient. Clean reference: the noise-free FBP (scoring only).",
-        data_licence=TCGA_LICENCE, data_citation=TCGA_CITATION,
+        data_licence=TCGA_LICENCE,
+        data_citation=TCGA_CITATION,
         doses=f"trained on every slice at {len(doses)} doses, as fractions of the full-dose "
         f"convention of lowdose.physics.ct_dose ({FULL_DOSE_PHOTONS_PER_RAY:g} photons per "
         f"{FULL_DOSE_BIN_MM:g} mm detector bin and view at {FULL_DOSE_VIEWS} views; I0 = F x "
@@ -284,8 +331,9 @@ def sinogram_card(data: Path, metrics: dict, command: str) -> ModelCard:
         "Noise2Noise between the two scans of one dose (no re-noising).",
         test_data="The held-out test patients' slices of each single-dose file the training file "
         "was merged from (their own independent scans), scored against the noise-free FBP.",
-        test_metrics=metrics, command=command,
-    )  # fmt: skip
+        test_metrics=metrics,
+        command=command,
+    )
 
 
 def main() -> None:
@@ -296,9 +344,13 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--lr", type=float, default=None,
-                        help="peak learning rate (default: the budget recipe's lr_for_width; "
-                        "ct-sinogram diverged at its 4e-3 past 4,000 steps)")  # fmt: skip
+    parser.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="peak learning rate (default: the budget recipe's lr_for_width; "
+        "ct-sinogram diverged at its 4e-3 past 4,000 steps)",
+    )
     parser.add_argument("--ct-source", default="../shared/data/ct/tcga-luad")
     parser.add_argument("--smoke", action="store_true", help="tiny datasets: a run check only")
     args = parser.parse_args()
@@ -309,16 +361,31 @@ def main() -> None:
         parser.error("--smoke models never go into the package: pass --into a scratch folder")
     torch.set_num_threads(args.threads)
     command = shlex.join([".venv/bin/python", "benchmarks/builtin_models.py", *sys.argv[1:]])
-    data = {n: build_dataset(n, args.out / "data", seed=args.seed, ct_source=args.ct_source,
-                             smoke=args.smoke, workers=args.threads) for n in names}  # fmt: skip
+    data = {
+        n: build_dataset(
+            n,
+            args.out / "data",
+            seed=args.seed,
+            ct_source=args.ct_source,
+            smoke=args.smoke,
+            workers=args.threads,
+        )
+        for n in names
+    }
     summary = []
     for name in names:
         lr_tag = "" if args.lr is None else f"-lr{args.lr:g}"
         run = args.out / "runs" / f"{data[name].stem}-steps{args.max_steps}{lr_tag}"
         sinogram = name == "ct-sinogram"  # plain N2N on several doses: no re-noising of FBPs
-        info = train_run(data[name], run, max_steps=args.max_steps, seed=args.seed,
-                         threads=args.threads, lr=args.lr,
-                         dose_range=None if sinogram else DOSE_RANGE)  # fmt: skip
+        info = train_run(
+            data[name],
+            run,
+            max_steps=args.max_steps,
+            seed=args.seed,
+            threads=args.threads,
+            lr=args.lr,
+            dose_range=None if sinogram else DOSE_RANGE,
+        )
         table = test_metrics(name, data[name], run, seed=args.seed)
         card_path = run / "CARD.yaml"
         metrics = card_metrics(table, name.startswith("ct-"), "full dose" if sinogram else "dose")
@@ -337,9 +404,14 @@ def summary_row(
     """One line of the final table: steps, time, validity range, test PSNR in -> out per dose
     (``unit``: ``x`` of the acquired dose, ``x full`` of the full-dose convention)."""
     validity = load_model(run / "best.ckpt")[1].validity
-    row = {"model": name, "steps": info["global_step"], "train s": info["wall_s"],
-           "validity sigma": "none" if validity is None
-           else f"{validity.sigma_low:.3g}..{validity.sigma_high:.3g}"}  # fmt: skip
+    row = {
+        "model": name,
+        "steps": info["global_step"],
+        "train s": info["wall_s"],
+        "validity sigma": "none"
+        if validity is None
+        else f"{validity.sigma_low:.3g}..{validity.sigma_high:.3g}",
+    }
     for dose, group in table.groupby("dose", sort=False):
         psnr = dict(zip(group["method"], group["psnr_db"], strict=True))
         row[f"{dose:g}{unit} in->out dB"] = f"{psnr['input']:.2f}->{psnr['output']:.2f}"

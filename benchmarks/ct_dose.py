@@ -48,8 +48,11 @@ from lowdose.data.paired import paired_difference
 from lowdose.data.results import summary_label
 
 DOSES = ("quarter", "tenth")
-METRICS = (("psnr_hu_window_db", "PSNR -1000..1000 HU"), ("psnr_hu_soft_db", "PSNR -160..240 HU"),
-           ("ssim_wang_hu_window", "SSIM Wang"))  # fmt: skip
+METRICS = (
+    ("psnr_hu_window_db", "PSNR -1000..1000 HU"),
+    ("psnr_hu_soft_db", "PSNR -160..240 HU"),
+    ("ssim_wang_hu_window", "SSIM Wang"),
+)
 
 
 def load_dose(run: Path, dose: str) -> pd.DataFrame:
@@ -66,14 +69,23 @@ def load_dose(run: Path, dose: str) -> pd.DataFrame:
 
 def method_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Mean over images per method (and the sd over seeds of the per-seed means)."""
-    frame = frame.assign(label=[summary_label(m, str(d) if isinstance(d, str) else "", t)
-                                for m, d, t in zip(frame["method"], frame["model"].fillna(""),
-                                                   frame["tuning"], strict=True)])  # fmt: skip
+    frame = frame.assign(
+        label=[
+            summary_label(m, str(d) if isinstance(d, str) else "", t)
+            for m, d, t in zip(
+                frame["method"], frame["model"].fillna(""), frame["tuning"], strict=True
+            )
+        ]
+    )
     rows = []
     for label, group in frame.groupby("label", sort=False):
         per_seed = group.groupby("seed")[[m for m, _ in METRICS]].mean()
-        row = {"method": label, "n_images": group["image_index"].nunique(),
-               "n_patients": group["object_id"].nunique(), "n_seeds": len(per_seed)}  # fmt: skip
+        row = {
+            "method": label,
+            "n_images": group["image_index"].nunique(),
+            "n_patients": group["object_id"].nunique(),
+            "n_seeds": len(per_seed),
+        }
         for metric, _ in METRICS:
             row[metric] = per_seed[metric].mean()
             row[metric + "_sd"] = per_seed[metric].std(ddof=1) if len(per_seed) > 1 else np.nan
@@ -101,12 +113,23 @@ def comparisons(frame: pd.DataFrame) -> list[tuple[str, str]]:
         "bm3d (oracle)",
         "bm3d (oracle-psd)",
     )
-    wanted = [(net, "noisy"), *((net, b) for b in baselines), *((tta, b) for b in baselines),
-              (builtin, "noisy"), (builtin, "bm3d (blind-psd)"), (net, builtin),
-              (split, "bm3d (blind-psd)"), (split, "bm3d (blind-sigma)"), (net, split),
-              (n2c, net), ("bm3d (blind-psd)", "bm3d (blind-sigma)"),
-              ("bm3d (oracle-psd)", "bm3d (blind-psd)"), ("bm3d (oracle)", "bm3d (blind-sigma)"),
-              ("bm3d (blind-psd)", "noisy"), ("bm3d (single-psd)", "noisy")]  # fmt: skip
+    wanted = [
+        (net, "noisy"),
+        *((net, b) for b in baselines),
+        *((tta, b) for b in baselines),
+        (builtin, "noisy"),
+        (builtin, "bm3d (blind-psd)"),
+        (net, builtin),
+        (split, "bm3d (blind-psd)"),
+        (split, "bm3d (blind-sigma)"),
+        (net, split),
+        (n2c, net),
+        ("bm3d (blind-psd)", "bm3d (blind-sigma)"),
+        ("bm3d (oracle-psd)", "bm3d (blind-psd)"),
+        ("bm3d (oracle)", "bm3d (blind-sigma)"),
+        ("bm3d (blind-psd)", "noisy"),
+        ("bm3d (single-psd)", "noisy"),
+    ]
     return [(a, b) for a, b in wanted if a in labels and b in labels]
 
 
@@ -117,9 +140,13 @@ def iq_summary(folder: Path) -> pd.DataFrame:
     for method, group in iq.groupby("method", sort=False):
         sens, uni = group[group["module"] == "sensitometry"], group[group["module"] == "uniform"]
         low = group[group["module"] == "low_contrast"]
-        row = {"method": method, "sigma_hu": uni["sigma_hu"].mean(),
-               "nps_mean": uni["nps_mean"].mean(), "nps_peak": uni["nps_peak"].mean(),
-               "abs_bias_hu": sens["hu_bias"].abs().mean()}  # fmt: skip
+        row = {
+            "method": method,
+            "sigma_hu": uni["sigma_hu"].mean(),
+            "nps_mean": uni["nps_mean"].mean(),
+            "nps_peak": uni["nps_peak"].mean(),
+            "abs_bias_hu": sens["hu_bias"].abs().mean(),
+        }
         for hu in (-35, 340):
             rod = sens[np.isclose(sens["nominal_hu"], hu)]
             row[f"f50_{hu:+d}"] = rod["f50"].mean()
@@ -146,16 +173,22 @@ def draw(run: Path, path: Path) -> None:
         nps, ttf = pd.read_csv(folder / "iq_nps.csv"), pd.read_csv(folder / "iq_ttf.csv")
         for method, group in nps.groupby("method", sort=False):
             style = {"color": "black", "lw": 2} if method == "noisy" else {"lw": 1.3}
-            axes[0, column].plot(group["frequency_per_mm"], group["nps_hu2mm2"], label=method,
-                                 **style)  # fmt: skip
+            axes[0, column].plot(
+                group["frequency_per_mm"], group["nps_hu2mm2"], label=method, **style
+            )
         rod = ttf[np.isclose(ttf["nominal_hu"], -35)]
         for method, group in rod.groupby("method", sort=False):
             style = {"color": "black", "lw": 2} if method == "noisy" else {"lw": 1.3}
             axes[1, column].plot(group["frequency_per_mm"], group["ttf"], label=method, **style)
-        axes[0, column].set(title=f"NPS, uniform water, {dose} dose", xlabel="cycles/mm",
-                            ylabel="NPS [HU² mm²]", yscale="log")  # fmt: skip
-        axes[1, column].set(title=f"TTF, -35 HU rod, {dose} dose", xlabel="cycles/mm",
-                            ylabel="TTF", ylim=(0, 1.1))  # fmt: skip
+        axes[0, column].set(
+            title=f"NPS, uniform water, {dose} dose",
+            xlabel="cycles/mm",
+            ylabel="NPS [HU² mm²]",
+            yscale="log",
+        )
+        axes[1, column].set(
+            title=f"TTF, -35 HU rod, {dose} dose", xlabel="cycles/mm", ylabel="TTF", ylim=(0, 1.1)
+        )
         axes[1, column].axhline(0.5, color="grey", lw=0.6, ls=":")
         for ax in axes[:, column]:
             ax.grid(alpha=0.3)
@@ -171,13 +204,17 @@ def print_comparisons(frame: pd.DataFrame) -> None:
     for method, reference in comparisons(frame):
         for metric in ("psnr_hu_window_db", "psnr_hu_soft_db"):
             diff = paired_difference(frame, method, reference, metric=metric)
-            print(f"{method} - {reference} [{metric}]: {diff.mean_db:+.2f} "
-                  f"[{diff.ci_low_db:+.2f}, {diff.ci_high_db:+.2f}] "
-                  f"(n {diff.n_images} images, {diff.n_objects} patients)")  # fmt: skip
+            print(
+                f"{method} - {reference} [{metric}]: {diff.mean_db:+.2f} "
+                f"[{diff.ci_low_db:+.2f}, {diff.ci_high_db:+.2f}] "
+                f"(n {diff.n_images} images, {diff.n_objects} patients)"
+            )
     seconds = _bm3d_seconds(frame)
     if seconds:
-        print("BM3D seconds per image (test inputs, tuning not included): " + ", ".join(
-            f"{k} {v:.2f}" for k, v in seconds.items()))  # fmt: skip
+        print(
+            "BM3D seconds per image (test inputs, tuning not included): "
+            + ", ".join(f"{k} {v:.2f}" for k, v in seconds.items())
+        )
 
 
 def _bm3d_seconds(frame: pd.DataFrame) -> dict[str, float]:
@@ -217,8 +254,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, nargs="?", help="the reproduce ct-dose run folder")
     parser.add_argument("--figure", type=Path, default=None, help="PNG of NPS and TTF curves")
-    parser.add_argument("--results", action="append", default=[], metavar="DOSE=CSV",
-                        help="results.csv of a hand-run evaluate for DOSE (repeat)")  # fmt: skip
+    parser.add_argument(
+        "--results",
+        action="append",
+        default=[],
+        metavar="DOSE=CSV",
+        help="results.csv of a hand-run evaluate for DOSE (repeat)",
+    )
     args = parser.parse_args()
     pd.set_option("display.width", 160)
     if args.results:
@@ -232,9 +274,11 @@ def main() -> None:
         frame = load_dose(args.run, dose)
         attrs = pd.read_json(args.run / f"ct-dose-{dose}" / "experiment.json", typ="series")
         extra = attrs["dataset_attrs"]
-        print(f"\n== {dose} dose: I0 {extra['photons_per_ray']:.4g} photons per ray, noise sd "
-              f"{extra['noise_sd_hu']:.1f} HU, mean bias {extra['mean_bias_rms_hu']:.2f} HU RMS, "
-              f"lag-1 correlation {extra['noise_neighbour_correlation']:.2f}")  # fmt: skip
+        print(
+            f"\n== {dose} dose: I0 {extra['photons_per_ray']:.4g} photons per ray, noise sd "
+            f"{extra['noise_sd_hu']:.1f} HU, mean bias {extra['mean_bias_rms_hu']:.2f} HU RMS, "
+            f"lag-1 correlation {extra['noise_neighbour_correlation']:.2f}"
+        )
         print_comparisons(frame)
         iq_folder = args.run / f"ct-dose-{dose}" / "iq"
         if (iq_folder / "iq.csv").is_file():

@@ -62,8 +62,18 @@ def run_point(n_series: int, n_slices: int, model: str, source: Path, extra: lis
     work = Path(tempfile.mkdtemp(prefix="lowdose-archive-"))
     try:
         total = make_archive(work / "archive", source, n_series, n_slices)
-        command = [LOWDOSE, "denoise", str(work / "archive"), "--model", model,
-                   "--out", str(work / "out"), "--device", "cpu", *extra]  # fmt: skip
+        command = [
+            LOWDOSE,
+            "denoise",
+            str(work / "archive"),
+            "--model",
+            model,
+            "--out",
+            str(work / "out"),
+            "--device",
+            "cpu",
+            *extra,
+        ]
         start = time.perf_counter()
         result = subprocess.run(
             [sys.executable, "-c", _MEASURE, *command], capture_output=True, text=True, check=True
@@ -103,15 +113,20 @@ def main() -> None:
     if not args.source.is_dir():
         raise SystemExit(f"{args.source}: no such series folder; pass --source DICOM_FOLDER")
     extra = [] if args.threads is None else ["--threads", str(args.threads)]
-    print(f"lowdose denoise {args.model}, {args.slices} slices of {args.source.name} per series, "
-          f"{os.cpu_count()} CPUs")  # fmt: skip
+    print(
+        f"lowdose denoise {args.model}, {args.slices} slices of {args.source.name} per series, "
+        f"{os.cpu_count()} CPUs"
+    )
     print("| series | slices | wall s | slices/s | peak RSS MiB | output files | series seen |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for n_series in args.series:
         row = run_point(n_series, args.slices, args.model, args.source, extra)
-        print(f"| {row['series']} | {row['slices']} | {row['wall_s']:.1f} | "
-              f"{row['slices_per_s']:.2f} | {row['peak_rss_mib']:.0f} | {row['outputs']} | "
-              f"{row['output_series']} |", flush=True)  # fmt: skip
+        print(
+            f"| {row['series']} | {row['slices']} | {row['wall_s']:.1f} | "
+            f"{row['slices_per_s']:.2f} | {row['peak_rss_mib']:.0f} | {row['outputs']} | "
+            f"{row['output_series']} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -75,8 +75,10 @@ def main() -> None:
         f"denoise one {args.size}x{args.size} float32 image on CPU, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, memory budget {budget_gib:.1f} GiB"
     )
-    print(f"{'model':>9} {'tile':>11} {'tiles':>5} {'margin':>6} {'GFLOP':>7} {'time s':>7} "
-          f"{'cpu s':>6} {'Mpx/s':>6} {'GFLOP/s':>7}")  # fmt: skip
+    print(
+        f"{'model':>9} {'tile':>11} {'tiles':>5} {'margin':>6} {'GFLOP':>7} {'time s':>7} "
+        f"{'cpu s':>6} {'Mpx/s':>6} {'GFLOP/s':>7}"
+    )
     for width in (int(w) for w in args.widths.split(",")):
         r = bench_width(width, args.size, tile=args.tile)
         print(

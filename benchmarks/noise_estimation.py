@@ -71,8 +71,9 @@ TCGA_ROIS = (
 def simulate(source, n_slices: int, size: int, doses, seed: int) -> dict:
     """Clean and noisy FBPs in HU: ``{kernel: clean (I, S, S)}``, ``{(kernel, dose): noisy}``."""
     if source == "phantom":
-        src = load_ct_source("phantom", size=size, seed=seed, n_phantoms=n_slices,
-                             slices_per_phantom=1)  # fmt: skip
+        src = load_ct_source(
+            "phantom", size=size, seed=seed, n_phantoms=n_slices, slices_per_phantom=1
+        )
         pick = np.arange(n_slices)
     else:
         src = load_ct_source(source, size=size)
@@ -110,28 +111,36 @@ def slice_scores(noisy: np.ndarray, clean: np.ndarray) -> dict[str, float]:
     truth = np.abs(np.fft.fft2(inside)) ** 2 / body.mean()  # the noise's periodogram in the body
     psd = single_image_noise_psd(noisy, inside=body)
     a, b = radial_profile(psd), radial_profile(truth)
-    return {"true": float(noise[region].std()), "estimate": float(np.sqrt(psd_noise_variance(psd))),
-            "shape": float(np.linalg.norm(a - b) / np.linalg.norm(b)),
-            "immerkaer": single_image_noise_sigma(noisy)}  # fmt: skip
+    return {
+        "true": float(noise[region].std()),
+        "estimate": float(np.sqrt(psd_noise_variance(psd))),
+        "shape": float(np.linalg.norm(a - b) / np.linalg.norm(b)),
+        "immerkaer": single_image_noise_sigma(noisy),
+    }
 
 
 def simulated_table(title: str, data: dict, doses) -> None:
     print(f"\n{title} (slices: {', '.join(data['names'])})")
-    print("| kernel | dose | true sd HU | estimate HU | ratio median [range] | shape error | "
-          "integral ratio | Immerkaer HU | clean-only estimate HU |")  # fmt: skip
+    print(
+        "| kernel | dose | true sd HU | estimate HU | ratio median [range] | shape error | "
+        "integral ratio | Immerkaer HU | clean-only estimate HU |"
+    )
     print("|---|---:|---:|---:|---|---:|---:|---:|---:|")
     for kernel in FBP_FILTERS:
         clean = data["clean"][kernel]
         floor = np.mean([single_image_noise_sd(c, inside=body_mask_hu(c)) for c in clean])
         for dose in doses:
-            rows = [slice_scores(n, c) for n, c in zip(data["noisy"][kernel, dose], clean,
-                                                      strict=True)]  # fmt: skip
+            rows = [
+                slice_scores(n, c) for n, c in zip(data["noisy"][kernel, dose], clean, strict=True)
+            ]
             ratio = np.array([r["estimate"] / r["true"] for r in rows])
-            print(f"| {kernel} | {dose:g} | {np.mean([r['true'] for r in rows]):.1f} | "
-                  f"{np.mean([r['estimate'] for r in rows]):.1f} | {np.median(ratio):.2f} "
-                  f"[{ratio.min():.2f}-{ratio.max():.2f}] | "
-                  f"{np.median([r['shape'] for r in rows]):.2f} | {np.median(ratio**2):.2f} | "
-                  f"{np.mean([r['immerkaer'] for r in rows]):.1f} | {floor:.1f} |")  # fmt: skip
+            print(
+                f"| {kernel} | {dose:g} | {np.mean([r['true'] for r in rows]):.1f} | "
+                f"{np.mean([r['estimate'] for r in rows]):.1f} | {np.median(ratio):.2f} "
+                f"[{ratio.min():.2f}-{ratio.max():.2f}] | "
+                f"{np.median([r['shape'] for r in rows]):.2f} | {np.median(ratio**2):.2f} | "
+                f"{np.mean([r['immerkaer'] for r in rows]):.1f} | {floor:.1f} |"
+            )
 
 
 def plane_sd(values: np.ndarray) -> float:
@@ -150,14 +159,17 @@ def estimate_hu(hu: np.ndarray) -> float:
 
 def real_tables(shared: Path) -> None:
     print("\nReal scans: pancreas-ct-philips (Philips, kernel B, iDose 3; 3 mm slices)")
-    print("| ROI (rows, columns), slices | reference: adjacent-slice difference / sqrt 2, HU | "
-          "estimate (body) HU | ratio | Immerkaer HU |")  # fmt: skip
+    print(
+        "| ROI (rows, columns), slices | reference: adjacent-slice difference / sqrt 2, HU | "
+        "estimate (body) HU | ratio | Immerkaer HU |"
+    )
     print("|---|---:|---:|---:|---:|")
     hu = read_ct(shared / "pancreas-ct-philips", skip_bad=True).hu  # skips Citations, LICENSE
     for name, first, last, (r0, r1), (c0, c1) in PANCREAS_ROIS:
         ks = range(first, last + 1)
-        reference = np.mean([plane_sd(hu[k, r0:r1, c0:c1] - hu[k + 1, r0:r1, c0:c1])
-                             for k in ks]) / np.sqrt(2.0)  # fmt: skip
+        reference = np.mean(
+            [plane_sd(hu[k, r0:r1, c0:c1] - hu[k + 1, r0:r1, c0:c1]) for k in ks]
+        ) / np.sqrt(2.0)
         estimate = np.mean([estimate_hu(hu[k]) for k in ks])
         old = np.mean([single_image_noise_sigma(hu[k]) for k in ks])
         print(
@@ -165,8 +177,10 @@ def real_tables(shared: Path) -> None:
             f"{estimate:.1f} | {estimate / reference:.2f} | {old:.1f} |"
         )
     print("\nReal scans: TCGA-LUAD single slices")
-    print("| file, ROI (rows, columns) | reference: ROI sd after a plane, HU (upper bound) | "
-          "estimate (body) HU | ratio | Immerkaer HU |")  # fmt: skip
+    print(
+        "| file, ROI (rows, columns) | reference: ROI sd after a plane, HU (upper bound) | "
+        "estimate (body) HU | ratio | Immerkaer HU |"
+    )
     print("|---|---:|---:|---:|---:|")
     for name, (r0, r1), (c0, c1) in TCGA_ROIS:
         image = read_ct(shared / "tcga-luad" / name).hu[0]
@@ -192,8 +206,9 @@ def main() -> None:
     simulated_table(f"Simulated: TCGA-LUAD at {args.size}^2, seed {args.seed}", tcga, doses)
     if args.phantom_slices:
         phantom = simulate("phantom", args.phantom_slices, args.phantom_size, doses, args.seed)
-        simulated_table(f"Simulated: torso phantoms at {args.phantom_size}^2, seed {args.seed}",
-                        phantom, doses)  # fmt: skip
+        simulated_table(
+            f"Simulated: torso phantoms at {args.phantom_size}^2, seed {args.seed}", phantom, doses
+        )
     real_tables(args.shared)
 
 

@@ -94,10 +94,18 @@ def simulated(dose: str, path: Path, splits: list[str], folder: Path, model: str
     print(f"{dose}: {len(noisy)} slices of {len(set(objects))} patients ({', '.join(splits)})")
     out = outputs_hu(noisy.astype(np.float32), folder / f"bm3d-{dose}.npy", model)
     out["clean (ideal)"] = clean.astype(np.float32)  # calibrates the residual figure only
-    rows = [{"dose": dose, "image": k, "object_id": objects[k], "method": m,
-             "psnr_hu_db": float(psnr_hu_window(clean[k], out[m][k])),
-             "residual_detail_corr": residual_detail_corr(noisy[k], out[m][k])}
-            for m in (*METHODS, "clean (ideal)") for k in range(len(noisy))]  # fmt: skip
+    rows = [
+        {
+            "dose": dose,
+            "image": k,
+            "object_id": objects[k],
+            "method": m,
+            "psnr_hu_db": float(psnr_hu_window(clean[k], out[m][k])),
+            "residual_detail_corr": residual_detail_corr(noisy[k], out[m][k]),
+        }
+        for m in (*METHODS, "clean (ideal)")
+        for k in range(len(noisy))
+    ]
     return pd.DataFrame(rows)
 
 
@@ -117,23 +125,29 @@ def report_simulated(frame: pd.DataFrame) -> list[str]:
     for dose, group in frame.groupby("dose", sort=False):
         table = group.pivot(index="image", columns="method", values="psnr_hu_db")
         objects = group.drop_duplicates("image").set_index("image")["object_id"]
-        lines.append(f"\n{dose} dose, {len(table)} slices, {objects.nunique()} patients "
-                     "(PSNR dB, -1000..1000 HU window; 95 % CI over patients)")  # fmt: skip
+        lines.append(
+            f"\n{dose} dose, {len(table)} slices, {objects.nunique()} patients "
+            "(PSNR dB, -1000..1000 HU window; 95 % CI over patients)"
+        )
         corr = group.groupby("method", sort=False)["residual_detail_corr"].mean()
         for method in METHODS:
             gain = table[method] - table["noisy"]
             low, high = cluster_bootstrap_ci95(gain, objects[table.index])
-            lines.append(f"  {method:13s} {table[method].mean():6.2f}  vs noisy "
-                         f"{gain.mean():+.2f} [{low:+.2f}, {high:+.2f}]  residual-detail corr "
-                         f"{corr[method]:+.3f}")  # fmt: skip
+            lines.append(
+                f"  {method:13s} {table[method].mean():6.2f}  vs noisy "
+                f"{gain.mean():+.2f} [{low:+.2f}, {high:+.2f}]  residual-detail corr "
+                f"{corr[method]:+.3f}"
+            )
         ideal = corr["clean (ideal)"]
         lines.append(f"  (the ideal output, clean: residual-detail corr {ideal:+.3f})")
         for reference, target in TARGETS.items():
             diff = table["blend"] - table[reference]
             low, high = cluster_bootstrap_ci95(diff, objects[table.index])
             verdict = "met" if diff.mean() >= target else f"missed by {target - diff.mean():.2f}"
-            lines.append(f"  blend - {reference:9s} {diff.mean():+.2f} [{low:+.2f}, {high:+.2f}]"
-                         f"  target >= +{target:.1f}: {verdict}")  # fmt: skip
+            lines.append(
+                f"  blend - {reference:9s} {diff.mean():+.2f} [{low:+.2f}, {high:+.2f}]"
+                f"  target >= +{target:.1f}: {verdict}"
+            )
         worst = (table["blend"] - table[["builtin-tta8", "bm3d-psd"]].max(axis=1)).min()
         lines.append(f"  blend vs the better of its two inputs, worst slice: {worst:+.2f} dB")
     return lines
@@ -152,10 +166,15 @@ def real(series: Path, n_slices: int, folder: Path, model: str, picture: Path) -
         tissue = soft_tissue(image)
         for method in METHODS:
             result = out[method][k]
-            rows.append({"slice": k, "method": method,
-                         "tissue_noise_hu": single_image_noise_sd(result, inside=tissue),
-                         "mean_shift_hu": float(np.mean(result[tissue] - image[tissue])),
-                         "residual_detail_corr": residual_detail_corr(image, result)})  # fmt: skip
+            rows.append(
+                {
+                    "slice": k,
+                    "method": method,
+                    "tissue_noise_hu": single_image_noise_sd(result, inside=tissue),
+                    "mean_shift_hu": float(np.mean(result[tissue] - image[tissue])),
+                    "residual_detail_corr": residual_detail_corr(image, result),
+                }
+            )
     middle = len(noisy) // 2
     figure(noisy[middle], out["blend"][middle], picture)
     return pd.DataFrame(rows)
@@ -169,8 +188,11 @@ def figure(image_hu: np.ndarray, result_hu: np.ndarray, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 5.4), constrained_layout=True)
-    panels = [(image_hu, "input (one scan)", (-160, 240)), (result_hu, "blend", (-160, 240)),
-              (image_hu - result_hu, "residual input - blend (+-40 HU)", (-40, 40))]  # fmt: skip
+    panels = [
+        (image_hu, "input (one scan)", (-160, 240)),
+        (result_hu, "blend", (-160, 240)),
+        (image_hu - result_hu, "residual input - blend (+-40 HU)", (-40, 40)),
+    ]
     for axis, (values, title, (low, high)) in zip(axes, panels, strict=True):
         axis.imshow(values, cmap="gray", vmin=low, vmax=high)
         axis.set_title(title)
@@ -195,10 +217,12 @@ def report_real(frame: pd.DataFrame) -> list[str]:
     means.loc["noisy", "residual_detail_corr"] = float("nan")  # no residual
     lines = [f"\nreal series, {frame['slice'].nunique()} slices (soft tissue; means over slices)"]
     for method, row in means.iterrows():
-        lines.append(f"  {method:13s} tissue noise {row.tissue_noise_hu:5.1f} HU "
-                     f"({100 * (1 - row.tissue_noise_hu / base):+5.1f} % down)  mean shift "
-                     f"{row.mean_shift_hu:+5.2f} HU  residual-detail corr "
-                     f"{row.residual_detail_corr:+.3f}")  # fmt: skip
+        lines.append(
+            f"  {method:13s} tissue noise {row.tissue_noise_hu:5.1f} HU "
+            f"({100 * (1 - row.tissue_noise_hu / base):+5.1f} % down)  mean shift "
+            f"{row.mean_shift_hu:+5.2f} HU  residual-detail corr "
+            f"{row.residual_detail_corr:+.3f}"
+        )
     return lines
 
 

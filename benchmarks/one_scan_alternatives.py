@@ -66,8 +66,10 @@ def r2r(args) -> None:
     n, height, width = noisy.shape
     amplitude = torch.from_numpy(np.sqrt(psd / (height * width))).float()
     model, _ = load_model("builtin:ct-sinogram")
-    print(f"noisy {hu_psnr(clean, noisy, scale, offset):.2f}  builtin "
-          f"{hu_psnr(clean, predict(model, noisy), scale, offset):.2f}")  # fmt: skip
+    print(
+        f"noisy {hu_psnr(clean, noisy, scale, offset):.2f}  builtin "
+        f"{hu_psnr(clean, predict(model, noisy), scale, offset):.2f}"
+    )
     net = copy.deepcopy(model).train()
     optimiser = torch.optim.Adam(net.parameters(), lr=args.lr)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
@@ -80,10 +82,18 @@ def r2r(args) -> None:
         noise = torch.fft.ifft2(torch.fft.fft2(white) * amplitude[index]).real
         rows = torch.randint(0, height - PATCH + 1, (BATCH,), generator=generator)
         cols = torch.randint(0, width - PATCH + 1, (BATCH,), generator=generator)
-        y = torch.stack([images[i, r : r + PATCH, c : c + PATCH]
-                         for i, r, c in zip(index, rows, cols, strict=True)])  # fmt: skip
-        extra = torch.stack([noise[k, r : r + PATCH, c : c + PATCH]
-                             for k, (r, c) in enumerate(zip(rows, cols, strict=True))])  # fmt: skip
+        y = torch.stack(
+            [
+                images[i, r : r + PATCH, c : c + PATCH]
+                for i, r, c in zip(index, rows, cols, strict=True)
+            ]
+        )
+        extra = torch.stack(
+            [
+                noise[k, r : r + PATCH, c : c + PATCH]
+                for k, (r, c) in enumerate(zip(rows, cols, strict=True))
+            ]
+        )
         turns = int(torch.randint(0, 4, (1,), generator=generator))
         y, extra = torch.rot90(y, turns, (1, 2)), torch.rot90(extra, turns, (1, 2))
         source, target = (y + args.alpha * extra)[:, None], (y - extra / args.alpha)[:, None]
@@ -93,8 +103,10 @@ def r2r(args) -> None:
         optimiser.step()
         schedule.step()
     net.eval()
-    print(f"r2r ({args.psd} spectrum, alpha {args.alpha}, {args.steps} steps, lr {args.lr:g}): "
-          f"{hu_psnr(clean, predict(net, noisy), scale, offset):.2f}")  # fmt: skip
+    print(
+        f"r2r ({args.psd} spectrum, alpha {args.alpha}, {args.steps} steps, lr {args.lr:g}): "
+        f"{hu_psnr(clean, predict(net, noisy), scale, offset):.2f}"
+    )
 
 
 def sure(args) -> None:
@@ -122,8 +134,10 @@ def sure(args) -> None:
         risk += 2 * divergence
         true = ((out - clean) ** 2).mean(axis=(1, 2))
         estimate_db = np.mean(-10 * np.log10(np.maximum(risk, 1e-12)))
-        print(f"{name:13s} true {np.mean(-10 * np.log10(true)):6.2f} dB  SURE "
-              f"{estimate_db:6.2f} dB (data_range 1)")  # fmt: skip
+        print(
+            f"{name:13s} true {np.mean(-10 * np.log10(true)):6.2f} dB  SURE "
+            f"{estimate_db:6.2f} dB (data_range 1)"
+        )
 
 
 def main() -> None:

@@ -142,8 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", default="00:03:00", help="fit's --budget (HH:MM:SS)")
     parser.add_argument("--scans", default=",".join(SCANS), help="comma-separated names")
     parser.add_argument("--no-run", action="store_true", help="only read finished fits")
-    parser.add_argument("--domain", default="reconstruction",
-                        help="reconstruction, projections, or both (comma-separated)")  # fmt: skip
+    parser.add_argument(
+        "--domain",
+        default="reconstruction",
+        help="reconstruction, projections, or both (comma-separated)",
+    )
     parser.add_argument("--figure", type=Path, help="write the one-slice figure here")
     args = parser.parse_args(argv)
     scans = [n for n in args.scans.split(",") if n]

@@ -85,9 +85,19 @@ def val_upsnr(net, val_noisy: np.ndarray) -> float:
     variance = float(((val_noisy[:, 0].astype(np.float64) - val_noisy[:, 1]) ** 2).mean() / 2)
     net.eval()
     with torch.no_grad():
-        umse = [((net(torch.from_numpy(val_noisy[k : k + 1, 0:1]))[0, 0].numpy().astype(
-            np.float64) - val_noisy[k, 1]) ** 2).mean() - variance
-            for k in range(len(val_noisy))]  # fmt: skip
+        umse = [
+            (
+                (
+                    net(torch.from_numpy(val_noisy[k : k + 1, 0:1]))[0, 0]
+                    .numpy()
+                    .astype(np.float64)
+                    - val_noisy[k, 1]
+                )
+                ** 2
+            ).mean()
+            - variance
+            for k in range(len(val_noisy))
+        ]
     net.train()
     return float(upsnr_from_umse(np.mean(umse), data_range=1.0))
 
@@ -122,8 +132,11 @@ def main() -> None:
         if ema is not None:
             ema.update_parameters(model)
         if (step + 1) % (args.steps // args.evals) == 0 or step + 1 == args.steps:
-            record = {"step": step + 1, "t": round(time.perf_counter() - start, 1),
-                      "val": round(val_upsnr(model, val_noisy), 3)}  # fmt: skip
+            record = {
+                "step": step + 1,
+                "t": round(time.perf_counter() - start, 1),
+                "val": round(val_upsnr(model, val_noisy), 3),
+            }
             if ema is not None:
                 record["val_ema"] = round(val_upsnr(ema.module, val_noisy), 3)
             log.append(record)
@@ -137,11 +150,22 @@ def main() -> None:
             estimate, clean, scale = estimate[0, 0].numpy(), test.clean[k], float(test.scale[k])
             dr1.append(psnr(clean, estimate, data_range=1.0))
             hu.append(psnr_hu_window(clean * scale - 1024, estimate * scale - 1024))
-    result = {"tag": args.tag, "args": {k: str(v) for k, v in vars(args).items()}, "log": log,
-              "test_dr1": float(np.mean(dr1)), "test_hu": float(np.mean(hu)),
-              "wall_s": time.perf_counter() - start}  # fmt: skip
-    print(args.tag, "final", log[-1], f"test PSNR {result['test_dr1']:.3f} dB (data_range 1), "
-          f"{result['test_hu']:.3f} dB (-1000..1000 HU)", flush=True)  # fmt: skip
+    result = {
+        "tag": args.tag,
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "log": log,
+        "test_dr1": float(np.mean(dr1)),
+        "test_hu": float(np.mean(hu)),
+        "wall_s": time.perf_counter() - start,
+    }
+    print(
+        args.tag,
+        "final",
+        log[-1],
+        f"test PSNR {result['test_dr1']:.3f} dB (data_range 1), "
+        f"{result['test_hu']:.3f} dB (-1000..1000 HU)",
+        flush=True,
+    )
     (args.out / f"{args.tag}.json").write_text(json.dumps(result, indent=2))
     torch.save(net.state_dict(), args.out / f"{args.tag}.pt")
 

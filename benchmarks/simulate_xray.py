@@ -39,31 +39,50 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or Path(tmp) / "xray.h5"
         summary = build_xray_dataset(
-            out, phantoms=args.phantoms, angles=args.angles, size=args.size, realisations=2,
-            level=PAPER_XRAY_LEVEL, geometry=args.geometry, seed=0, workers=args.workers,
+            out,
+            phantoms=args.phantoms,
+            angles=args.angles,
+            size=args.size,
+            realisations=2,
+            level=PAPER_XRAY_LEVEL,
+            geometry=args.geometry,
+            seed=0,
+            workers=args.workers,
             progress=progress,
-        )  # fmt: skip
+        )
         size_gb = out.stat().st_size / 1e9
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"load average before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f} "
-          "(other processes share these cores)")  # fmt: skip
-    print(f"dataset: {args.phantoms} phantoms x {args.angles} views, {args.size}^2, "
-          f"{args.geometry}, 2 realisations, {args.workers} workers, {size_gb:.2f} GB")  # fmt: skip
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"load average before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f} "
+        "(other processes share these cores)"
+    )
+    print(
+        f"dataset: {args.phantoms} phantoms x {args.angles} views, {args.size}^2, "
+        f"{args.geometry}, 2 realisations, {args.workers} workers, {size_gb:.2f} GB"
+    )
     for stage, seconds in stage_time.items():
         print(f"  {stage:9s} {seconds:7.1f} s  ({args.phantoms / seconds:.2f} phantoms/s)")
     print(f"total      {summary.elapsed_s:7.1f} s")
     counts = summary.split_counts
-    print(f"dose {summary.noise_level:.1f} photons/pixel; baseline PSNR "
-          f"{summary.achieved_psnr_db:.3f} dB (target {summary.target_psnr_db:.2f})")  # fmt: skip
-    print(f"images: {counts['train']} train, {counts['val']} val, {counts['test']} test; "
-          f"{summary.details.n_train_pairs_n2n} N2N pairs")  # fmt: skip
+    print(
+        f"dose {summary.noise_level:.1f} photons/pixel; baseline PSNR "
+        f"{summary.achieved_psnr_db:.3f} dB (target {summary.target_psnr_db:.2f})"
+    )
+    print(
+        f"images: {counts['train']} train, {counts['val']} val, {counts['test']} test; "
+        f"{summary.details.n_train_pairs_n2n} N2N pairs"
+    )
     cpu_s = sum(
         usage.ru_utime + usage.ru_stime
-        for usage in (resource.getrusage(resource.RUSAGE_SELF),
-                      resource.getrusage(resource.RUSAGE_CHILDREN))
-    )  # fmt: skip
-    print(f"CPU time {cpu_s:.0f} s in all processes: {cpu_s / args.workers:.0f} s of wall time "
-          f"on {args.workers} uncontended cores")  # fmt: skip
+        for usage in (
+            resource.getrusage(resource.RUSAGE_SELF),
+            resource.getrusage(resource.RUSAGE_CHILDREN),
+        )
+    )
+    print(
+        f"CPU time {cpu_s:.0f} s in all processes: {cpu_s / args.workers:.0f} s of wall time "
+        f"on {args.workers} uncontended cores"
+    )
 
 
 if __name__ == "__main__":

@@ -106,21 +106,38 @@ def main() -> None:
     start = time.perf_counter()
     noisy, clean, angles = make_scans(work, size=args.size, n_views=args.views, i0=args.i0, seed=0)
     summary = build_from_sinogram(
-        noisy, work / "split.h5", angles_deg=angles, splits=2, output_size=args.size,
-        clean_sinogram_paths=clean, seed=0,
-    )  # fmt: skip
+        noisy,
+        work / "split.h5",
+        angles_deg=angles,
+        splits=2,
+        output_size=args.size,
+        clean_sinogram_paths=clean,
+        seed=0,
+    )
     built = time.perf_counter() - start
     config = TrainConfig(
-        data=summary.path, out=work / "run", mode="n2n", width=16, residual=True, patch=64,
-        batch_size=16, epochs=max(1, args.steps // 300), samples_per_epoch=16 * 300, lr=1e-3,
-        threads=args.threads, quiet=True, accelerator="cpu",
-    )  # fmt: skip
+        data=summary.path,
+        out=work / "run",
+        mode="n2n",
+        width=16,
+        residual=True,
+        patch=64,
+        batch_size=16,
+        epochs=max(1, args.steps // 300),
+        samples_per_epoch=16 * 300,
+        lr=1e-3,
+        threads=args.threads,
+        quiet=True,
+        accelerator="cpu",
+    )
     result = train(config)
     trained = time.perf_counter() - start - built
     rows = compare(summary.path, result.best_checkpoint)
-    print(f"{summary.n_images} slices {args.size}^2, {args.views} views, I0 {args.i0:g}, "
-          f"{summary.split_counts}; build {built:.0f} s, train {trained:.0f} s "
-          f"({result.global_step} steps)")  # fmt: skip
+    print(
+        f"{summary.n_images} slices {args.size}^2, {args.views} views, I0 {args.i0:g}, "
+        f"{summary.split_counts}; build {built:.0f} s, train {trained:.0f} s "
+        f"({result.global_step} steps)"
+    )
     print("| method | mean PSNR (dB) vs full-view FBP of the noise-free sinogram |")
     print("|---|---|")
     for name, value in rows.items():

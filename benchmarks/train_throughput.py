@@ -38,8 +38,9 @@ def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
     return 2 * n**3 / best / 1e9
 
 
-def train_samples_per_s(width: int, size: int, batch: int, *, channels_last: bool,
-                        seconds: float) -> float:  # fmt: skip
+def train_samples_per_s(
+    width: int, size: int, batch: int, *, channels_last: bool, seconds: float
+) -> float:
     """Adam training steps on random patches for about ``seconds``; returns samples/s."""
     torch.manual_seed(0)
     model = UNet(width=width)
@@ -79,8 +80,10 @@ def main() -> None:
         model = UNet(width=width)
         for size in (64, 128, 256):
             flops = forward_flops(model, size)
-            print(f"  {model.name} {size:>3}^2: {flops / 1e9:7.3f} GFLOP "
-                  f"({flops / size**2 / 1e3:.0f} kFLOP/pixel)")  # fmt: skip
+            print(
+                f"  {model.name} {size:>3}^2: {flops / 1e9:7.3f} GFLOP "
+                f"({flops / size**2 / 1e3:.0f} kFLOP/pixel)"
+            )
 
     print("\ntraining (Adam, fp32, batch 8 at 64^2 / 4 at 128^2 / 2 at 256^2)")
     print("  model      patch  layout          samples/s  GFLOP/s  ratio to matmul")
@@ -89,12 +92,15 @@ def main() -> None:
         for size, batch in ((64, 8), (128, 4), (256, 2)):
             layouts = (False, True) if size == 64 else (True,)
             for channels_last in layouts:
-                rate = train_samples_per_s(width, size, batch, channels_last=channels_last,
-                                           seconds=seconds)  # fmt: skip
+                rate = train_samples_per_s(
+                    width, size, batch, channels_last=channels_last, seconds=seconds
+                )
                 gflops = 3 * forward_flops(model, size) * rate / 1e9
                 layout = "channels_last" if channels_last else "contiguous"
-                print(f"  {model.name:<10} {size:>4}^2  {layout:<14} {rate:9.1f}  "
-                      f"{gflops:7.1f}  {gflops / peak:.2f}")  # fmt: skip
+                print(
+                    f"  {model.name:<10} {size:>4}^2  {layout:<14} {rate:9.1f}  "
+                    f"{gflops:7.1f}  {gflops / peak:.2f}"
+                )
 
     print("\nthreads (unet-w48, 64^2, channels_last)")
     for threads in (1, 2):

@@ -58,9 +58,12 @@ def make_repeats(
         noisy = np.where(hu > PADDING_BELOW_HU, hu + noise, hu)
         folder = out / f"rep{k}"
         write_dicom_like(
-            templates, noisy, folder, description_suffix=f" repeat {k}",
+            templates,
+            noisy,
+            folder,
+            description_suffix=f" repeat {k}",
             derivation=f"example repeat {k}: Gaussian noise sigma {sigma_hu} HU, seed {seed}",
-        )  # fmt: skip
+        )
         folders.append(folder)
     return folders
 
@@ -76,11 +79,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     hu, headers = unique_slices(args.source, args.slices)
     folders = make_repeats(
-        hu, headers, args.out, sigma_hu=args.sigma_hu, n_realisations=args.realisations,
+        hu,
+        headers,
+        args.out,
+        sigma_hu=args.sigma_hu,
+        n_realisations=args.realisations,
         seed=args.seed,
-    )  # fmt: skip
-    print(f"{len(hu)} slices x {len(folders)} series, sigma {args.sigma_hu} HU "
-          f"(variance {args.sigma_hu**2:.1f} HU^2) -> {', '.join(map(str, folders))}")  # fmt: skip
+    )
+    print(
+        f"{len(hu)} slices x {len(folders)} series, sigma {args.sigma_hu} HU "
+        f"(variance {args.sigma_hu**2:.1f} HU^2) -> {', '.join(map(str, folders))}"
+    )
     return 0
 
 

@@ -150,8 +150,10 @@ def fake_checkpoint(monkeypatch, unet, tmp_path, ct_scaling):
 
     meta = CheckpointMeta(
         model=CheckpointModel(name="unet-w4", width=4, residual=False),
-        mode="n2n", loss="mse", scaling=ct_scaling,
-    )  # fmt: skip
+        mode="n2n",
+        loss="mse",
+        scaling=ct_scaling,
+    )
     for module in (lowdose.inference.files, lowdose.models.checkpoint):  # the CLI reads meta too
         monkeypatch.setattr(module, "load_model", lambda path: (unet, meta))
     return tmp_path / "run" / "best.ckpt"

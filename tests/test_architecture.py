@@ -47,9 +47,22 @@ def _lowdose_imports(tree: ast.AST):
 
 def test_the_package_has_the_layers_of_the_architecture():
     assert set(SUBPACKAGES) >= {
-        "core", "physics", "phantoms", "io", "data", "models", "baselines", "simulate",
-        "owndata", "training", "inference", "evaluation", "report", "pipeline", "cli",
-    }  # fmt: skip
+        "core",
+        "physics",
+        "phantoms",
+        "io",
+        "data",
+        "models",
+        "baselines",
+        "simulate",
+        "owndata",
+        "training",
+        "inference",
+        "evaluation",
+        "report",
+        "pipeline",
+        "cli",
+    }
     flat = [p.name for p in PACKAGE.glob("*.py") if p.name != "__init__.py"]
     assert flat == [], f"modules outside a subpackage: {flat}"
 

@@ -131,9 +131,11 @@ def test_mismatched_stacks_raise():
 def test_threaded_filtering_equals_serial():
     rng = np.random.default_rng(3)
     images = rng.random((5, 40, 48)).astype(np.float32)
-    for name, params in [("nlm", {"h": 0.1, "patch_size": 5, "patch_distance": 4}),
-                         ("bilateral", {"sigma_space": 1.5, "sigma_color": 0.2}),
-                         ("median", {"size": 7})]:  # fmt: skip
+    for name, params in [
+        ("nlm", {"h": 0.1, "patch_size": 5, "patch_distance": 4}),
+        ("bilateral", {"sigma_space": 1.5, "sigma_color": 0.2}),
+        ("median", {"size": 7}),
+    ]:
         serial = apply_filter(images, name, params)
         threaded = apply_filter(images, name, params, threads=2)
         np.testing.assert_array_equal(threaded, serial)

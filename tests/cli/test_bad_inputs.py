@@ -147,13 +147,33 @@ def _from_repeats(inputs: CliInputs, out: Path) -> list:
 
 def _train(inputs: CliInputs, out: Path) -> list:
     tiny = ["--epochs", 1, "--width", 4, "--patch", 32, "--batch-size", 2]
-    return ["train", "--data", inputs.dataset, "--out", out, *tiny, "--samples-per-epoch", 4,
-            "--threads", 1, "--quiet"]  # fmt: skip
+    return [
+        "train",
+        "--data",
+        inputs.dataset,
+        "--out",
+        out,
+        *tiny,
+        "--samples-per-epoch",
+        4,
+        "--threads",
+        1,
+        "--quiet",
+    ]
 
 
 def _evaluate(inputs: CliInputs, out: Path) -> list:
-    return ["evaluate", "--data", inputs.dataset, "--filters", "gaussian", "--tuning", "blind",
-            "--out", out]  # fmt: skip
+    return [
+        "evaluate",
+        "--data",
+        inputs.dataset,
+        "--filters",
+        "gaussian",
+        "--tuning",
+        "blind",
+        "--out",
+        out,
+    ]
 
 
 def _denoise(inputs: CliInputs, out: Path) -> list:
@@ -186,8 +206,7 @@ def read_only_folder(tmp_path):
 
 
 @pytest.mark.parametrize(("command", "name"), WRITERS.values(), ids=WRITERS.keys())
-def test_a_read_only_folder_is_one_line_naming_the_output(inputs, read_only_folder, command,
-                                                          name):  # fmt: skip
+def test_a_read_only_folder_is_one_line_naming_the_output(inputs, read_only_folder, command, name):
     out = read_only_folder / name
     result = run_cli(command(inputs, out))
     assert_one_error_line(result, names=[str(read_only_folder), "read-only", "--out"])
@@ -298,9 +317,9 @@ DISK_FILLERS = {
 @pytest.mark.parametrize(
     ("command", "name", "fill"), DISK_FILLERS.values(), ids=DISK_FILLERS.keys()
 )
-def test_a_disk_that_fills_during_a_write_leaves_no_partial_file(inputs, tmp_path,
-                                                                 monkeypatch, command, name,
-                                                                 fill):  # fmt: skip
+def test_a_disk_that_fills_during_a_write_leaves_no_partial_file(
+    inputs, tmp_path, monkeypatch, command, name, fill
+):
     out = tmp_path / "outputs" / name
     args = command(inputs, out)
     fill(monkeypatch)

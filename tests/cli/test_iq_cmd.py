@@ -20,14 +20,25 @@ def ct_checkpoint(path: Path) -> Path:
     """An untrained residual width-4 U-Net (the identity: zero last layer) saved as a CT run."""
     torch.manual_seed(0)
     net = UNet(width=4, residual=True)
-    scaling = {"scaling_rule": "dataset_max", "scaling_offset": 1024.0, "raw_units": "hu",
-               "divisor": 3000.0}  # fmt: skip
+    scaling = {
+        "scaling_rule": "dataset_max",
+        "scaling_offset": 1024.0,
+        "raw_units": "hu",
+        "divisor": 3000.0,
+    }
     path.parent.mkdir(parents=True)
-    torch.save({
-        "hyper_parameters": {"model": net.config(), "mode": "n2n", "loss": "mse",
-                             "meta": {"scaling": scaling, "val_reference": "realisation"}},
-        "state_dict": {f"model.{k}": v for k, v in net.state_dict().items()},
-    }, path)  # fmt: skip
+    torch.save(
+        {
+            "hyper_parameters": {
+                "model": net.config(),
+                "mode": "n2n",
+                "loss": "mse",
+                "meta": {"scaling": scaling, "val_reference": "realisation"},
+            },
+            "state_dict": {f"model.{k}": v for k, v in net.state_dict().items()},
+        },
+        path,
+    )
     return path
 
 
@@ -37,9 +48,24 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     made = {"checkpoint": ct_checkpoint(root / "run" / "best.ckpt")}
     for name, n in (("qa", 3), ("qa1", 1)):  # the phantom as a user makes it
         made[name] = root / f"{name}.h5"
-        result = run_cli(["simulate", "ct", "--source", "qa-phantom", "--noise", "sinogram",
-                          "--photons-per-ray", "1e5", "--realisations", n, "--size", 96,
-                          "--out", made[name]])  # fmt: skip
+        result = run_cli(
+            [
+                "simulate",
+                "ct",
+                "--source",
+                "qa-phantom",
+                "--noise",
+                "sinogram",
+                "--photons-per-ray",
+                "1e5",
+                "--realisations",
+                n,
+                "--size",
+                96,
+                "--out",
+                made[name],
+            ]
+        )
         assert result.exit_code == 0, result.output
     made["xray"] = write_tiny_dataset(root / "xray.h5")
     return made

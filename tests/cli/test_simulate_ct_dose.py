@@ -20,18 +20,33 @@ def run(*args: str):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--noise", "sinogram", "--photons-per-ray", "1e4", "--dose-fraction", "0.5"],
-         "--photons-per-ray and --dose-fraction exclude each other"),
+        (
+            ["--noise", "sinogram", "--photons-per-ray", "1e4", "--dose-fraction", "0.5"],
+            "--photons-per-ray and --dose-fraction exclude each other",
+        ),
         (["--photons-per-ray", "1e4"], "need --noise sinogram"),
-        (["--noise", "sinogram", "--dose-fraction", "0.5", "--target-psnr", "20"],
-         "--target-psnr and a dose"),
-        (["--noise", "sinogram", "--photons-per-ray", "1e4", "--view-subsets", "2",
-          "--realisations", "2"], "--realisations and --view-subsets exclude each other"),
+        (
+            ["--noise", "sinogram", "--dose-fraction", "0.5", "--target-psnr", "20"],
+            "--target-psnr and a dose",
+        ),
+        (
+            [
+                "--noise",
+                "sinogram",
+                "--photons-per-ray",
+                "1e4",
+                "--view-subsets",
+                "2",
+                "--realisations",
+                "2",
+            ],
+            "--realisations and --view-subsets exclude each other",
+        ),
         (["--noise", "sinogram", "--electronic-noise", "5"], "--electronic-noise needs a dose"),
         (["--noise", "sinogram", "--photons-per-ray", "-4"], "--photons-per-ray"),
         (["--noise", "sinogram", "--kernel", "cosine"], "--kernel 'cosine'"),
     ],
-)  # fmt: skip
+)
 def test_options_that_exclude_each_other_are_one_line_errors(tmp_path, args, message):
     out = tmp_path / "x.h5"
     result = run(*args, "--out", str(out))
@@ -56,8 +71,18 @@ def test_a_starved_dose_prints_one_warning_with_the_photons_to_use(tmp_path):
 
 def test_a_generous_dose_with_a_kernel_and_electronic_noise_warns_of_nothing(tmp_path):
     out = tmp_path / "g.h5"
-    result = run("--noise", "sinogram", "--dose-fraction", "1", "--electronic-noise", "2",
-                 "--kernel", "shepp-logan", "--out", str(out))  # fmt: skip
+    result = run(
+        "--noise",
+        "sinogram",
+        "--dose-fraction",
+        "1",
+        "--electronic-noise",
+        "2",
+        "--kernel",
+        "shepp-logan",
+        "--out",
+        str(out),
+    )
     assert result.exit_code == 0, result.output
     assert "warning" not in result.output and "dose fraction 1" in result.output
     with h5py.File(out, "r") as handle:
@@ -68,10 +93,25 @@ def test_a_generous_dose_with_a_kernel_and_electronic_noise_warns_of_nothing(tmp
 
 def test_the_qa_phantom_builds_as_one_test_object_with_view_subsets(tmp_path):
     out = tmp_path / "qa.h5"
-    result = CliRunner().invoke(lowdose.cli.app, [
-        "simulate", "ct", "--source", "qa-phantom", "--noise", "sinogram", "--photons-per-ray",
-        "1e5", "--view-subsets", "2", "--size", "64", "--out", str(out),
-    ])  # fmt: skip
+    result = CliRunner().invoke(
+        lowdose.cli.app,
+        [
+            "simulate",
+            "ct",
+            "--source",
+            "qa-phantom",
+            "--noise",
+            "sinogram",
+            "--photons-per-ray",
+            "1e5",
+            "--view-subsets",
+            "2",
+            "--size",
+            "64",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     with h5py.File(out, "r") as handle:
         assert handle["noisy"].shape == (3, 2, 64, 64)

@@ -45,25 +45,37 @@ def test_a_missing_extra_is_one_line_naming_it(without):
 def test_export_onnx_without_the_extra(without, invoke_cli, tmp_path):
     without("onnx")
     out = tmp_path / "m.onnx"
-    result = invoke_cli(["export", "--model", "builtin:ct-awgn", "--format", "onnx",
-                         "--out", str(out)])  # fmt: skip
+    result = invoke_cli(
+        ["export", "--model", "builtin:ct-awgn", "--format", "onnx", "--out", str(out)]
+    )
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [f"error: {ONNX_LINE}"]
     assert not out.exists() and not out.with_name("m.onnx.json").exists()
-    torchscript = invoke_cli(["export", "--model", "builtin:ct-awgn", "--format", "torchscript",
-                              "--out", str(tmp_path / "m.pt")])  # fmt: skip
+    torchscript = invoke_cli(
+        [
+            "export",
+            "--model",
+            "builtin:ct-awgn",
+            "--format",
+            "torchscript",
+            "--out",
+            str(tmp_path / "m.pt"),
+        ]
+    )
     assert torchscript.exit_code == 0, torchscript.output  # the other formats need no extra
 
 
-def test_evaluate_without_parquet_writes_the_csv_and_one_note(monkeypatch, invoke_cli,
-                                                              tiny_dataset, tmp_path):  # fmt: skip
+def test_evaluate_without_parquet_writes_the_csv_and_one_note(
+    monkeypatch, invoke_cli, tiny_dataset, tmp_path
+):
     # pyarrow is not hidden here: pandas, once it has imported pyarrow, imports its submodules
     # lazily and would fail; a pandas installed without pyarrow never tries
     for module in (lowdose.evaluation.outputs, lowdose.cli.evaluate_cmd):
         monkeypatch.setattr(module, "extra_installed", lambda extra: extra != "parquet")
     out = tmp_path / "results"
-    result = invoke_cli(["evaluate", "--data", str(tiny_dataset), "--filters", "",
-                         "--out", str(out)])  # fmt: skip
+    result = invoke_cli(
+        ["evaluate", "--data", str(tiny_dataset), "--filters", "", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     notes = [line for line in result.output.splitlines() if "parquet extra" in line]
     assert notes == [
@@ -78,6 +90,9 @@ def test_the_report_reads_a_lone_parquet_only_with_the_extra(without, tiny_datas
     (tmp_path / "results.csv").unlink()  # an older run that kept only the parquet table
     assert len(_read_table(tmp_path / "results.csv", ("method",))) > 0
     without("parquet")
-    with pytest.raises(LowdoseInputError, match=r"results.parquet \(no results.csv beside it\) "
-                       r"needs the parquet extra: pip install 'lowdose\[parquet\]'"):  # fmt: skip
+    with pytest.raises(
+        LowdoseInputError,
+        match=r"results.parquet \(no results.csv beside it\) "
+        r"needs the parquet extra: pip install 'lowdose\[parquet\]'",
+    ):
         _read_table(tmp_path / "results.csv", ("method",))

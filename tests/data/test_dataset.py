@@ -42,9 +42,22 @@ def test_round_trip_layout_and_attributes(tiny_dataset):
     assert info.shape == (6, 3, 64, 64) and info.has_clean
     assert info.object_id.tolist() == ["obj0", "obj0", "obj1", "obj1", "obj2", "obj2"]
     attrs = datasets.read_attrs(tiny_dataset)
-    required = {"modality", "noise_model", "noise_level", "target_psnr_db", "achieved_psnr_db",
-                "psnr_data_range", "scaling_rule", "scaling_offset", "raw_units", "seed",
-                "generator", "created", "n_realisations", "description"}  # fmt: skip
+    required = {
+        "modality",
+        "noise_model",
+        "noise_level",
+        "target_psnr_db",
+        "achieved_psnr_db",
+        "psnr_data_range",
+        "scaling_rule",
+        "scaling_offset",
+        "raw_units",
+        "seed",
+        "generator",
+        "created",
+        "n_realisations",
+        "description",
+    }
     assert required <= set(attrs.to_hdf5())
     assert attrs.n_realisations == 3 and attrs.generator.startswith("lowdose ")
     assert math.isnan(attrs.target_psnr_db) and attrs.psnr_data_range == 1.0
@@ -85,10 +98,18 @@ def test_measured_data_without_clean(tmp_path):
 def test_an_exception_while_writing_leaves_no_file_and_keeps_the_old_one(tmp_path):
     clean, noisy, object_id, split = _arrays()
     path = tmp_path / "data.h5"
-    with pytest.raises(RuntimeError), dfw.dataset_writer(
-        path, object_id=object_id, split=split, n_realisations=2, image_shape=(8, 10),
-        has_clean=True, attrs=ATTRS,
-    ) as writer:  # fmt: skip
+    with (
+        pytest.raises(RuntimeError),
+        dfw.dataset_writer(
+            path,
+            object_id=object_id,
+            split=split,
+            n_realisations=2,
+            image_shape=(8, 10),
+            has_clean=True,
+            attrs=ATTRS,
+        ) as writer,
+    ):
         writer.write(0, noisy=noisy[:2], clean=clean[:2])
         raise RuntimeError("killed half way")
     assert list(tmp_path.iterdir()) == []  # neither the final name nor a temporary file
@@ -105,16 +126,29 @@ def test_block_writer_needs_every_image(tmp_path):
     clean, noisy, object_id, split = _arrays()
     path = tmp_path / "blocks.h5"
     with dfw.dataset_writer(
-        path, object_id=object_id, split=split, n_realisations=2, image_shape=(8, 10),
-        has_clean=True, attrs=ATTRS,
-    ) as writer:  # fmt: skip
+        path,
+        object_id=object_id,
+        split=split,
+        n_realisations=2,
+        image_shape=(8, 10),
+        has_clean=True,
+        attrs=ATTRS,
+    ) as writer:
         writer.write(2, noisy=noisy[2:], clean=clean[2:])
         writer.write(0, noisy=noisy[:2], clean=clean[:2])
     assert np.array_equal(datasets.load_split(path, "test").noisy, noisy[2:])
-    with pytest.raises(LowdoseInputError, match="never written"), dfw.dataset_writer(
-        tmp_path / "short.h5", object_id=object_id, split=split, n_realisations=2,
-        image_shape=(8, 10), has_clean=True, attrs=ATTRS,
-    ) as writer:  # fmt: skip
+    with (
+        pytest.raises(LowdoseInputError, match="never written"),
+        dfw.dataset_writer(
+            tmp_path / "short.h5",
+            object_id=object_id,
+            split=split,
+            n_realisations=2,
+            image_shape=(8, 10),
+            has_clean=True,
+            attrs=ATTRS,
+        ) as writer,
+    ):
         writer.write(0, noisy=noisy[:2], clean=clean[:2])
     assert not (tmp_path / "short.h5").exists()
 
@@ -178,17 +212,21 @@ def test_sha256_identifies_the_split_table(tmp_path):
 
 @pytest.mark.parametrize(
     ("fractions", "counts"),
-    [((0.8, 0.2), {"train": 8, "test": 2}), ((0.8, 0.0, 0.2), {"train": 8, "test": 2}),
-     ((0.7, 0.1, 0.2), {"train": 7, "val": 1, "test": 2}),
-     ((0.9, 0.05, 0.05), {"train": 8, "val": 1, "test": 1})],
-)  # fmt: skip
+    [
+        ((0.8, 0.2), {"train": 8, "test": 2}),
+        ((0.8, 0.0, 0.2), {"train": 8, "test": 2}),
+        ((0.7, 0.1, 0.2), {"train": 7, "val": 1, "test": 2}),
+        ((0.9, 0.05, 0.05), {"train": 8, "val": 1, "test": 1}),
+    ],
+)
 def test_split_by_object_counts_objects(fractions, counts):
     object_id = np.repeat([f"phantom{k}" for k in range(10)], 3)  # 10 objects x 3 images
     split = splits.split_by_object(object_id, fractions=fractions, rng=np.random.default_rng(0))
     per_object = {o: set(split[object_id == o]) for o in set(object_id)}
     assert all(len(s) == 1 for s in per_object.values())
-    names, objects = np.unique([split[object_id == o][0] for o in sorted(set(object_id))],
-                               return_counts=True)  # fmt: skip
+    names, objects = np.unique(
+        [split[object_id == o][0] for o in sorted(set(object_id))], return_counts=True
+    )
     assert dict(zip(names.tolist(), objects.tolist(), strict=True)) == counts
 
 
@@ -249,13 +287,27 @@ with dataset_writer({str(tmp_path / "killed.h5")!r}, object_id=["a", "b"], split
 
 
 def test_typed_attributes_round_trip_through_a_file(tmp_path):
-    given = replace(ATTRS, noise_level=0.05, target_psnr_db=24.44, scaling_offset=1024.0,
-                    raw_units="hu", seed=7, description="round trip").with_extra(
-        views=90, hu_window="-1000..1000", fbp=True)  # fmt: skip
+    given = replace(
+        ATTRS,
+        noise_level=0.05,
+        target_psnr_db=24.44,
+        scaling_offset=1024.0,
+        raw_units="hu",
+        seed=7,
+        description="round trip",
+    ).with_extra(views=90, hu_window="-1000..1000", fbp=True)
     attrs = datasets.read_attrs(_write(tmp_path / "typed.h5", attrs=given))
     assert isinstance(attrs, DatasetAttrs) and attrs.is_ct_hu
-    assert replace(attrs, achieved_psnr_db=given.achieved_psnr_db, n_realisations=0,
-                   generator="", created="") == given  # fmt: skip
+    assert (
+        replace(
+            attrs,
+            achieved_psnr_db=given.achieved_psnr_db,
+            n_realisations=0,
+            generator="",
+            created="",
+        )
+        == given
+    )
     assert attrs.n_realisations == 2 and np.isfinite(attrs.achieved_psnr_db)
     assert dict(attrs.extra) == {"views": 90, "hu_window": "-1000..1000", "fbp": True}
     split = datasets.load_split(tmp_path / "typed.h5", "test")
@@ -274,8 +326,14 @@ def test_a_hand_written_minimal_file_reads_with_defaults(tmp_path):
         handle["noisy"] = np.zeros((2, 2, 4, 4), np.float32)
         handle["object_id"] = np.array([b"a", b"b"])
         handle["split"] = np.array([b"train", b"test"])
-        handle.attrs.update({"modality": "ct", "noise_model": "measured",
-                             "scaling_rule": "none", "scanner": b"ACME 64"})  # fmt: skip
+        handle.attrs.update(
+            {
+                "modality": "ct",
+                "noise_model": "measured",
+                "scaling_rule": "none",
+                "scanner": b"ACME 64",
+            }
+        )
     with pytest.warns(UserWarning, match="minimal.h5: no 'scale': every divisor is 1"):
         attrs = datasets.read_attrs(path)
     assert (attrs.modality, attrs.noise_model, attrs.scaling_rule) == ("ct", "measured", "none")
@@ -315,10 +373,16 @@ def test_write_and_summarise_reads_the_file_back(tmp_path):
 
     clean, noisy, object_id, split = _arrays()
     summary = write_and_summarise(
-        tmp_path / "s.h5", clean=clean, noisy=noisy, object_id=object_id, split=split,
-        scale=[2.0, 2.0, 4.0, 4.0], attrs=replace(ATTRS, target_psnr_db=20.0),
-        started_s=time.perf_counter(), details={"note": 1},
-    )  # fmt: skip
+        tmp_path / "s.h5",
+        clean=clean,
+        noisy=noisy,
+        object_id=object_id,
+        split=split,
+        scale=[2.0, 2.0, 4.0, 4.0],
+        attrs=replace(ATTRS, target_psnr_db=20.0),
+        started_s=time.perf_counter(),
+        details={"note": 1},
+    )
     assert summary.shape == (4, 2, 8, 10) and summary.n_realisations == 2
     assert summary.shape_hw == (8, 10) and summary.has_clean and summary.divisor == 4.0
     assert summary.split_counts == {"train": 2, "val": 0, "test": 2}

@@ -27,12 +27,14 @@ def _one_line_error(call) -> str:
 
 @pytest.mark.parametrize(
     ("patients", "shape", "method"),
-    [(np.repeat([f"p{k}" for k in range(6)], 4), (64, 64), "patient"),
-     (np.repeat(["p0"], 20), (64, 64), "slab"),
-     (np.repeat(["p0", "p1"], 12), (64, 64), "slab"),
-     (np.array(["img"]), (512, 512), "region"),
-     (np.repeat(["a", "b"], 2), (256, 200), "region")],
-)  # fmt: skip
+    [
+        (np.repeat([f"p{k}" for k in range(6)], 4), (64, 64), "patient"),
+        (np.repeat(["p0"], 20), (64, 64), "slab"),
+        (np.repeat(["p0", "p1"], 12), (64, 64), "slab"),
+        (np.array(["img"]), (512, 512), "region"),
+        (np.repeat(["a", "b"], 2), (256, 200), "region"),
+    ],
+)
 def test_auto_picks_the_method_and_no_object_spans_two_splits(patients, shape, method):
     plan = _plan(patients, shape)
     assert plan.method == method
@@ -55,8 +57,12 @@ def test_one_object_of_20_slices_is_cut_into_contiguous_slabs_with_gaps():
     assert plan.source_index.size == 20 - 2 * 2  # only the gaps are dropped
     assert rows["train"].size > rows["val"].size  # sized by the fractions (0.8, 0.1, 0.1)
     assert plan.to_attrs() | {"split_note": ""} == {
-        "split_by": "slab", "split_gap": 2, "split_gap_unit": "slices", "split_tile_px": 0,
-        "split_note": ""}  # fmt: skip
+        "split_by": "slab",
+        "split_gap": 2,
+        "split_gap_unit": "slices",
+        "split_tile_px": 0,
+        "split_note": "",
+    }
 
 
 @settings(max_examples=60, deadline=None)
@@ -71,8 +77,9 @@ def test_slabs_never_share_a_neighbourhood(sizes, gap, train, with_val):
     patients = np.repeat([f"p{k}" for k in range(len(sizes))], sizes)
     n_splits = len(fractions)
     if min(sizes) < n_splits + (n_splits - 1) * gap:
-        message = _one_line_error(lambda: _plan(patients, method="slab", slab_gap=gap,
-                                                fractions=fractions))  # fmt: skip
+        message = _one_line_error(
+            lambda: _plan(patients, method="slab", slab_gap=gap, fractions=fractions)
+        )
         assert "--split-by region" in message
         return
     plan = _plan(patients, method="slab", slab_gap=gap, fractions=fractions)

@@ -63,8 +63,13 @@ def test_clean_never_enters_upsnr_and_it_tracks_psnr(pair_of_files, tmp_path):
     full = evaluate(with_clean, filters=FILTERS, tuning="blind", out_dir=tmp_path / "b")
     a, b = (f.sort_values(KEY).reset_index(drop=True) for f in (blind, full))
     np.testing.assert_array_equal(a["upsnr_db"], b["upsnr_db"])  # bit for bit
-    settings = [[{k: v for k, v in json.loads(p).items() if k != "seconds_per_image"}
-                 for p in frame["params"]] for frame in (a, b)]  # fmt: skip
+    settings = [
+        [
+            {k: v for k, v in json.loads(p).items() if k != "seconds_per_image"}
+            for p in frame["params"]
+        ]
+        for frame in (a, b)
+    ]
     assert settings[0] == settings[1]  # blind never saw the clean training images
     noisy = b[b["method"] == "noisy"]
     np.testing.assert_allclose(noisy["upsnr_db"], noisy["psnr_db"], atol=0.5)

@@ -24,12 +24,19 @@ from lowdose.report.analysis import is_model_method, summary_table
 
 def test_tta8_adds_the_ensemble_rows_with_their_cost(tiny_dataset, tiny_checkpoint, tmp_path):
     frame = evaluate(
-        tiny_dataset, models=[tiny_checkpoint], filters=["gaussian"], tuning="oracle",
-        out_dir=tmp_path / "r", tta=8,
-    )  # fmt: skip
+        tiny_dataset,
+        models=[tiny_checkpoint],
+        filters=["gaussian"],
+        tuning="oracle",
+        out_dir=tmp_path / "r",
+        tta=8,
+    )
     assert frame.groupby("method").size().to_dict() == {
-        "noisy": 2, "n2n-mse": 2, "n2n-mse-tta8": 2, "gaussian": 2,
-    }  # fmt: skip
+        "noisy": 2,
+        "n2n-mse": 2,
+        "n2n-mse-tta8": 2,
+        "gaussian": 2,
+    }
     for method, tta in (("n2n-mse", 1), ("n2n-mse-tta8", 8)):
         rows = frame[frame["method"] == method]
         assert (rows["model"] == "unet-w4").all() and (rows["tuning"] == "none").all()
@@ -71,16 +78,18 @@ def test_cli_tta_option(tiny_dataset, tiny_checkpoint, tmp_path):
     base = ["evaluate", "--data", str(tiny_dataset), "--model", str(tiny_checkpoint)]
     base += ["--filters", "", "--tuning", "oracle"]
     bad = runner.invoke(
-        lowdose.cli.app, [*base, "--out", str(tmp_path / "bad"), "--tta", "3"],
+        lowdose.cli.app,
+        [*base, "--out", str(tmp_path / "bad"), "--tta", "3"],
         env={"COLUMNS": "400"},
-    )  # fmt: skip
+    )
     assert bad.exit_code == 1 and "--tta 3" in bad.output and "Traceback" not in bad.output
     assert len(bad.output.strip().splitlines()) == 1, bad.output
     assert not (tmp_path / "bad").exists()
     good = runner.invoke(
-        lowdose.cli.app, [*base, "--out", str(tmp_path / "good"), "--tta", "8"],
+        lowdose.cli.app,
+        [*base, "--out", str(tmp_path / "good"), "--tta", "8"],
         env={"COLUMNS": "400"},
-    )  # fmt: skip
+    )
     assert good.exit_code == 0, good.output
     assert "n2n-mse-tta8" in good.output
     assert "n2n-mse-tta8" in (tmp_path / "good" / "results.csv").read_text()
@@ -93,14 +102,23 @@ def _view_subset_file(path):
     clean = np.stack([0.5 + 0.3 * np.sin(2 * np.pi * (x + k / 4)) * y for k in range(4)])
     noisy = clean[:, None] + 0.07 * rng.standard_normal((4, 2, 40, 48))
     attrs = DatasetAttrs(
-        modality="ct", noise_model="sinogram", noise_level=1.0, scaling_rule="none",
-        raw_units="", seed=0, description="test",
-    ).with_extra(realisations_are="view_subsets", view_subsets=2)  # fmt: skip
+        modality="ct",
+        noise_model="sinogram",
+        noise_level=1.0,
+        scaling_rule="none",
+        raw_units="",
+        seed=0,
+        description="test",
+    ).with_extra(realisations_are="view_subsets", view_subsets=2)
     return write_dataset(
-        path, clean=clean.astype(np.float32), noisy=noisy.astype(np.float32),
+        path,
+        clean=clean.astype(np.float32),
+        noisy=noisy.astype(np.float32),
         object_id=np.array([f"o{k}" for k in range(4)]),
-        split=np.array(["train", "val", "test", "test"]), scale=np.ones(4), attrs=attrs,
-    )  # fmt: skip
+        split=np.array(["train", "val", "test", "test"]),
+        scale=np.ones(4),
+        attrs=attrs,
+    )
 
 
 def test_view_subsets_are_each_self_ensembled_then_averaged(tmp_path, tiny_checkpoint):

@@ -68,8 +68,11 @@ def test_score_method_residual_and_upsnr():
 
 
 def test_preferred_method_uses_upsnr_with_pairs_and_says_heuristic_without():
-    scores = [MethodScores("noisy", 0.05, np.nan, 26.0), MethodScores("a", 0.01, 0.0, 35.0),
-              MethodScores("b", 0.005, 0.3, 33.0)]  # fmt: skip
+    scores = [
+        MethodScores("noisy", 0.05, np.nan, 26.0),
+        MethodScores("a", 0.01, 0.0, 35.0),
+        MethodScores("b", 0.005, 0.3, 33.0),
+    ]
     assert preferred_method(scores)[0] == "a"
     single = [MethodScores(s.method, s.flat_sigma, s.residual_lag1, np.nan) for s in scores]
     method, reason = preferred_method(single)
@@ -99,8 +102,9 @@ def test_padding_outside_the_mask_neither_dilutes_nor_flatters_the_scores():
     inside = np.zeros(clean.shape, bool)
     inside[:, 16:112, 16:112] = True
     padded = [np.where(inside, a, -3.0) for a in (y1, y2, blur)]  # constant, noiseless outside
-    cropped = score_method("blur", *(a[:, 16:112, 16:112] for a in (y1, blur)),
-                           second=y2[:, 16:112, 16:112])  # fmt: skip
+    cropped = score_method(
+        "blur", *(a[:, 16:112, 16:112] for a in (y1, blur)), second=y2[:, 16:112, 16:112]
+    )
     masked = score_method("blur", padded[0], padded[2], second=padded[1], mask=inside)
     unmasked = score_method("blur", padded[0], padded[2], second=padded[1])
     assert masked.upsnr_db == pytest.approx(cropped.upsnr_db, abs=1e-6)

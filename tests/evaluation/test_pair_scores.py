@@ -65,9 +65,9 @@ def test_score_pairs_needs_two_realisations(make_tiny_dataset, tiny_checkpoint):
 def test_cli_score_pairs_prints_the_scores(tiny_dataset, tiny_checkpoint):
     checkpoint = tiny_checkpoint
     result = CliRunner().invoke(
-        lowdose.cli.app, ["dataset", "score-pairs", "--data", str(tiny_dataset), "--model",
-                          str(checkpoint)],
-    )  # fmt: skip
+        lowdose.cli.app,
+        ["dataset", "score-pairs", "--data", str(tiny_dataset), "--model", str(checkpoint)],
+    )
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
     assert "test: 2 images" in text and "noise reduction x" in text and "no clean" in text

@@ -49,14 +49,22 @@ def write_qa_file(path: Path, *, sigma_hu: float, n_realisations: int = 4, seed:
     noisy = reference[:, None] + rng.normal(0.0, sigma_hu, (3, n_realisations, SIZE, SIZE))
     data_max = float(reference.max() + 1024)
     attrs = DatasetAttrs(
-        modality="ct", noise_model="gaussian", scaling_rule="dataset_max", scaling_offset=1024.0,
-        raw_units="hu", noise_level=sigma_hu / data_max,
-    ).with_extra(**phantom.to_attrs())  # fmt: skip
+        modality="ct",
+        noise_model="gaussian",
+        scaling_rule="dataset_max",
+        scaling_offset=1024.0,
+        raw_units="hu",
+        noise_level=sigma_hu / data_max,
+    ).with_extra(**phantom.to_attrs())
     write_dataset(
-        path, clean=hu_to_scaled(reference, data_max, clip=True),
-        noisy=hu_to_scaled(noisy, data_max), object_id=["qa-phantom"] * 3, split=["test"] * 3,
-        scale=np.full(3, data_max), attrs=attrs,
-    )  # fmt: skip
+        path,
+        clean=hu_to_scaled(reference, data_max, clip=True),
+        noisy=hu_to_scaled(noisy, data_max),
+        object_id=["qa-phantom"] * 3,
+        split=["test"] * 3,
+        scale=np.full(3, data_max),
+        attrs=attrs,
+    )
     return path, reference
 
 
@@ -75,8 +83,9 @@ def test_without_noise_the_bias_is_zero_and_the_ttf_is_the_references(tmp_path):
     assert np.allclose(sens["sigma_hu"], 0.01, rtol=0.3)
     phantom = data.phantom
     for insert in phantom.inserts_in("sensitometry"):
-        truth = circular_edge_ttf(reference[0], phantom.centre_px(insert),
-                                  phantom.radius_px(insert), phantom.pixel_mm)  # fmt: skip
+        truth = circular_edge_ttf(
+            reference[0], phantom.centre_px(insert), phantom.radius_px(insert), phantom.pixel_mm
+        )
         assert sens.loc[insert.name, "f50"] == pytest.approx(truth.f50, rel=0.01), insert.name
         assert sens.loc[insert.name, "f10"] == pytest.approx(truth.f10, rel=0.01), insert.name
 
@@ -119,15 +128,27 @@ def offset_checkpoint(path: Path, *, offset: float, divisor: float) -> Path:
     net = UNet(width=4, residual=True)  # the last conv starts at zero weights
     with torch.no_grad():
         net.dec_conv1.bias.fill_(offset)
-    scaling = {"scaling_rule": "dataset_max", "scaling_offset": 1024.0, "raw_units": "hu",
-               "divisor": divisor, "data_range": 1.0}  # fmt: skip
+    scaling = {
+        "scaling_rule": "dataset_max",
+        "scaling_offset": 1024.0,
+        "raw_units": "hu",
+        "divisor": divisor,
+        "data_range": 1.0,
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({
-        "hyper_parameters": {"model": net.config(), "mode": "n2n", "loss": "mse",
-                             "meta": {"scaling": scaling, "val_reference": "realisation"}},
-        "state_dict": {f"model.{k}": v for k, v in net.state_dict().items()},
-        "global_step": 7,
-    }, path)  # fmt: skip
+    torch.save(
+        {
+            "hyper_parameters": {
+                "model": net.config(),
+                "mode": "n2n",
+                "loss": "mse",
+                "meta": {"scaling": scaling, "val_reference": "realisation"},
+            },
+            "state_dict": {f"model.{k}": v for k, v in net.state_dict().items()},
+            "global_step": 7,
+        },
+        path,
+    )
     return path
 
 
@@ -137,8 +158,13 @@ def test_a_checkpoint_runs_on_its_own_scale_and_every_table_is_written(tmp_path)
     # the file's own divisor (~2000) would give +20 HU
     checkpoint = offset_checkpoint(tmp_path / "run" / "best.ckpt", offset=-0.01, divisor=4000.0)
     calls = []
-    tables = measure_image_quality(path, models=[checkpoint], filters=(), out_dir=tmp_path / "iq",
-                                   progress=lambda *a: calls.append(a))  # fmt: skip
+    tables = measure_image_quality(
+        path,
+        models=[checkpoint],
+        filters=(),
+        out_dir=tmp_path / "iq",
+        progress=lambda *a: calls.append(a),
+    )
     iq = tables.iq
     noisy, net = rows_of(iq, "noisy", "sensitometry"), rows_of(iq, "n2n-mse", "sensitometry")
     assert np.allclose(net["hu_bias"] - noisy["hu_bias"], 40.0, atol=0.05)
@@ -174,8 +200,10 @@ def test_blind_filters_take_sigma_from_the_pairs_and_lower_the_noise(tmp_path):
     blind = tables.conventions["blind_sigma_hu"]
     assert all(v == pytest.approx(20.0, rel=0.08) for v in blind.values())
     uniform = rows_of(tables.iq, "nlm-blind", "uniform")
-    assert uniform.loc["nps", "sigma_hu"] < 0.6 * rows_of(tables.iq, "noisy", "uniform").loc[
-        "nps", "sigma_hu"]  # fmt: skip
+    assert (
+        uniform.loc["nps", "sigma_hu"]
+        < 0.6 * rows_of(tables.iq, "noisy", "uniform").loc["nps", "sigma_hu"]
+    )
     assert set(uniform["selection"]) == {"blind"}
 
 
@@ -189,8 +217,10 @@ def test_spectrum_bm3d_lowers_correlated_noise_more_than_the_white_rule(tmp_path
         noise = ndimage.gaussian_filter(noisy - clean[:, None], (0, 0, 1.0, 1.0))
         handle["noisy"][...] = clean[:, None] + noise * (noisy - clean[:, None]).std() / noise.std()
     tables = measure_image_quality(path, filters=("bm3d", "bm3d-psd"), out_dir=tmp_path / "iq")
-    sigma = {m: rows_of(tables.iq, m, "uniform").loc["nps", "sigma_hu"]
-             for m in ("noisy", "bm3d-blind", "bm3d-psd-blind")}  # fmt: skip
+    sigma = {
+        m: rows_of(tables.iq, m, "uniform").loc["nps", "sigma_hu"]
+        for m in ("noisy", "bm3d-blind", "bm3d-psd-blind")
+    }
     assert sigma["bm3d-psd-blind"] < 0.8 * sigma["bm3d-blind"] < 0.8 * sigma["noisy"], sigma
 
 
@@ -224,8 +254,12 @@ def test_the_simulated_phantom_measures_end_to_end(tmp_path):
     phantom = data.phantom
     for name in ("air", "teflon"):  # high contrast: the ensemble mean's edge is the reference's
         insert = next(i for i in phantom.inserts if i.name == name)
-        truth = circular_edge_ttf(data.reference_hu[0], phantom.centre_px(insert),
-                                  phantom.radius_px(insert), phantom.pixel_mm)  # fmt: skip
+        truth = circular_edge_ttf(
+            data.reference_hu[0],
+            phantom.centre_px(insert),
+            phantom.radius_px(insert),
+            phantom.pixel_mm,
+        )
         assert sens.loc[name, "f50"] == pytest.approx(truth.f50, rel=0.05)
     assert sens.loc["air", "cnr"] > 50  # the rows are the modules they claim to be
     uniform = rows_of(tables.iq, "noisy", "uniform")

@@ -52,8 +52,9 @@ def _write(path, clean, noisy, object_id, split) -> None:
         description="correlated-noise test data",
     )
     scale = np.ones(len(noisy))
-    write_dataset(path, clean=clean, noisy=noisy, object_id=object_id, split=split,
-                  scale=scale, attrs=attrs)  # fmt: skip
+    write_dataset(
+        path, clean=clean, noisy=noisy, object_id=object_id, split=split, scale=scale, attrs=attrs
+    )
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +114,12 @@ def test_pair_tuning_moves_a_wrong_spectrum_level_towards_the_oracle():
 
 
 def test_a_file_with_only_noisy_scans_gets_the_clean_free_rows(twin_files, tmp_path):
-    frame = evaluate(twin_files[2], filters=["bm3d"], tuning="blind-psd,single-psd,oracle-psd",
-                     out_dir=tmp_path / "r")  # fmt: skip
+    frame = evaluate(
+        twin_files[2],
+        filters=["bm3d"],
+        tuning="blind-psd,single-psd,oracle-psd",
+        out_dir=tmp_path / "r",
+    )
     assert set(frame["tuning"]) == {"none", "blind-psd", "single-psd"}  # oracle left out
     upsnr = frame.groupby("tuning")["upsnr_db"].mean()
     assert upsnr["blind-psd"] > upsnr["none"] + 1.0 and upsnr["single-psd"] > upsnr["none"]
@@ -131,12 +136,19 @@ def test_spectrum_rows_and_no_clean_image_reaches_the_clean_free_tunings(twin_fi
     clean_free = "blind-psd,single-psd"
     frames = [
         evaluate(path, filters=["bm3d"], tuning=tuning, out_dir=tmp_path / path.stem)
-        for path, tuning in ((clean_file, f"{clean_free},oracle-psd,blind-sigma"),
-                             (zeroed_file, clean_free))
-    ]  # fmt: skip
+        for path, tuning in (
+            (clean_file, f"{clean_free},oracle-psd,blind-sigma"),
+            (zeroed_file, clean_free),
+        )
+    ]
     with_clean = frames[0].set_index(["tuning", "image_index"])
-    assert set(frames[0]["tuning"]) == {"none", "blind-psd", "single-psd", "oracle-psd",
-                                        "blind-sigma"}  # fmt: skip
+    assert set(frames[0]["tuning"]) == {
+        "none",
+        "blind-psd",
+        "single-psd",
+        "oracle-psd",
+        "blind-sigma",
+    }
     for kind in ("blind-psd", "single-psd"):
         params = [json.loads(v) for v in with_clean.loc[kind, "params"]]
         assert all(p["seconds_per_image"] > 0 and p["psd_scale"] > 0 for p in params)

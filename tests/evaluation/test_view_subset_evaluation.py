@@ -32,9 +32,15 @@ def _write(path, *, view_subsets: bool, sigma_scan: float = 0.05, seed: int = 0)
     if view_subsets:
         attrs = attrs.with_extra(realisations_are="view_subsets", view_subsets=2)
     split = np.array(["train", "train", "val", "test", "test", "test"])
-    return write_dataset(path, clean=clean.astype(np.float32), noisy=noisy.astype(np.float32),
-                         object_id=np.array([f"o{k}" for k in range(6)]), split=split,
-                         scale=np.ones(6), attrs=attrs)  # fmt: skip
+    return write_dataset(
+        path,
+        clean=clean.astype(np.float32),
+        noisy=noisy.astype(np.float32),
+        object_id=np.array([f"o{k}" for k in range(6)]),
+        split=split,
+        scale=np.ones(6),
+        attrs=attrs,
+    )
 
 
 def test_view_subsets_input_is_the_scan_and_its_noise_is_estimated(tmp_path):

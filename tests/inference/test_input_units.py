@@ -47,8 +47,9 @@ def test_values_that_are_not_hu_stop_with_one_line_naming_units(values, looks):
 def test_real_hu_and_stated_units_pass():
     check_plausible(_slice_hu(), CT, source="x")
     water = np.full((64, 64), 20.0, np.float32)
-    assert np.array_equal(to_model_units(water, parse_units("hu", CT), CT, dtype="float32",
-                                         source="x"), water)  # fmt: skip
+    assert np.array_equal(
+        to_model_units(water, parse_units("hu", CT), CT, dtype="float32", source="x"), water
+    )
 
 
 def test_counts_are_not_transmission():
@@ -90,8 +91,9 @@ def test_an_8bit_png_is_refused_by_denoise_then_denoised_through_its_window(tmp_
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert "8-bit display image" in result.output and "--units" in result.output
     assert not (tmp_path / "out" / "slice.png").exists()
-    (written,) = denoise_files([tmp_path / "slice.png"], tmp_path / "ok", "builtin:ct-sinogram",
-                               units="window:40,400")  # fmt: skip
+    (written,) = denoise_files(
+        [tmp_path / "slice.png"], tmp_path / "ok", "builtin:ct-sinogram", units="window:40,400"
+    )
     back = iio.imread(written)
     assert back.dtype == np.uint8 and back.shape == display.shape
     # denoised in HU, shown through the same window: the body stays where it was

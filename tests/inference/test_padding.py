@@ -31,10 +31,20 @@ def _checkpoint(path: Path, *, raw_units: str = "hu") -> Path:
     """A real checkpoint file as training writes it (Lightning layout), of a tiny random U-Net."""
     torch.manual_seed(0)
     network = UNet(width=4)
-    scaling = {"scaling_rule": "dataset_max", "scaling_offset": 1024.0, "raw_units": raw_units,
-               "divisor": 3000.0, "data_range": 1.0}  # fmt: skip
-    hparams = {"model": network.config(), "mode": "n2n", "loss": "mse", "lr": 1e-3,
-               "meta": {"scaling": scaling}}  # fmt: skip
+    scaling = {
+        "scaling_rule": "dataset_max",
+        "scaling_offset": 1024.0,
+        "raw_units": raw_units,
+        "divisor": 3000.0,
+        "data_range": 1.0,
+    }
+    hparams = {
+        "model": network.config(),
+        "mode": "n2n",
+        "loss": "mse",
+        "lr": 1e-3,
+        "meta": {"scaling": scaling},
+    }
     state = {f"model.{k}": v for k, v in network.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"state_dict": state, "hyper_parameters": hparams, "global_step": 1}, path)
@@ -121,8 +131,9 @@ def test_npy_padding_is_detected_only_for_a_model_in_hu(tmp_path, hu_checkpoint)
     np.save(tmp_path / "padded.npy", stack)
     np.save(tmp_path / "air.npy", np.stack([air, body.astype(np.float32)]))
     for name in ("padded.npy", "air.npy"):
-        denoise_files([tmp_path / name], tmp_path / name.replace(".npy", ""), hu_checkpoint,
-                      tile=TILE)  # fmt: skip
+        denoise_files(
+            [tmp_path / name], tmp_path / name.replace(".npy", ""), hu_checkpoint, tile=TILE
+        )
     out_padded = np.load(tmp_path / "padded" / "padded.npy")
     out_air = np.load(tmp_path / "air" / "air.npy")
     np.testing.assert_array_equal(out_padded[0][inside], out_air[0][inside])
@@ -162,9 +173,10 @@ def test_denoise_in_field_of_view_leaves_its_inputs_alone():
 @pytest.mark.skipif(not TCGA.is_dir(), reason=f"real CT slices not found at {TCGA}")
 def test_a_real_padded_slice_keeps_its_stored_padding(tmp_path, hu_checkpoint):
     source = next(
-        p for p in sorted(TCGA.glob("*.dcm"))
+        p
+        for p in sorted(TCGA.glob("*.dcm"))
         if "PixelPaddingValue" in pydicom.dcmread(p, stop_before_pixels=True)
-    )  # fmt: skip
+    )
     ds = pydicom.dcmread(source)
     stored = ds.pixel_array
     padding = int(np.int16(np.uint16(int(ds.PixelPaddingValue) % 65536)))  # US 63536 = -2000

@@ -229,13 +229,21 @@ def test_denoise_files_counts_series_over_all_inputs_and_images_of_one(fake_chec
     np.save(tmp_path / "three.npy", rng.uniform(-1000, 1000, (3, 40, 50)).astype(np.float32))
     calls = []
     written = denoise_files(
-        [tmp_path / "one.npy", tmp_path / "three.npy"], tmp_path / "out", fake_checkpoint,
-        batch_size=1, progress=lambda *a: calls.append(a),
-    )  # fmt: skip
+        [tmp_path / "one.npy", tmp_path / "three.npy"],
+        tmp_path / "out",
+        fake_checkpoint,
+        batch_size=1,
+        progress=lambda *a: calls.append(a),
+    )
     assert sorted(p.name for p in written) == ["one.npy", "three.npy"]
     # streamed: the number of images is unknown until each input is read, so series are counted
     assert calls == [("series", 1, 2), ("series", 2, 2)]
     calls.clear()
-    denoise_files([tmp_path / "three.npy"], tmp_path / "out3", fake_checkpoint, batch_size=1,
-                  progress=lambda *a: calls.append(a))  # fmt: skip
+    denoise_files(
+        [tmp_path / "three.npy"],
+        tmp_path / "out3",
+        fake_checkpoint,
+        batch_size=1,
+        progress=lambda *a: calls.append(a),
+    )
     assert calls == [("denoise", n, 3) for n in (1, 2, 3)]

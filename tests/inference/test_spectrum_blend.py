@@ -64,8 +64,7 @@ def test_denoise_files_blend_writes_provenance_and_needs_a_hu_model(tmp_path):
     source.parent.mkdir()
     np.save(source, noisy)
     plain = denoise_files([source], tmp_path / "plain", "builtin:ct-sinogram")
-    mixed = denoise_files([source], tmp_path / "mixed", "builtin:ct-sinogram",
-                          blend_bm3d_psd=True)  # fmt: skip
+    mixed = denoise_files([source], tmp_path / "mixed", "builtin:ct-sinogram", blend_bm3d_psd=True)
     network_only, blended = np.load(plain[0]), np.load(mixed[0])
     bm3d_only = spectrum_bm3d_hu(noisy)
     np.testing.assert_allclose(blended, 0.5 * network_only + 0.5 * bm3d_only, atol=1e-3)
@@ -84,8 +83,9 @@ def test_denoise_cli_blend_flag_and_its_one_line_error(tmp_path):
         app, [*base, "--model", "builtin:ct-sinogram", "--out", str(tmp_path / "a")]
     )
     assert result.exit_code == 0, result.output
-    expected = denoise_files([tmp_path / "slice.npy"], tmp_path / "b", "builtin:ct-sinogram",
-                             blend_bm3d_psd=True)  # fmt: skip
+    expected = denoise_files(
+        [tmp_path / "slice.npy"], tmp_path / "b", "builtin:ct-sinogram", blend_bm3d_psd=True
+    )
     np.testing.assert_allclose(
         np.load(tmp_path / "a" / "slice.npy"), np.load(expected[0]), atol=1e-3
     )

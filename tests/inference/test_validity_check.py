@@ -18,8 +18,15 @@ from lowdose.physics.radon import fbp_2d, radon_2d
 SIZE = 128
 CT = NetworkScaling("dataset_max", 1024.0, "hu", 4000.0)
 # a sinogram model's range: measured at the acquired dose only (its noise cannot be re-noised)
-SINOGRAM = ValidityRange(8.0, 26.0, 10.0, "single_image_noise_sd", ((1.0, 10.0, 3.8),),
-                         scale="hu", method="acquired dose only")  # fmt: skip
+SINOGRAM = ValidityRange(
+    8.0,
+    26.0,
+    10.0,
+    "single_image_noise_sd",
+    ((1.0, 10.0, 3.8),),
+    scale="hu",
+    method="acquired dose only",
+)
 
 
 def body_slice(noise: np.ndarray) -> np.ndarray:
@@ -53,8 +60,10 @@ def test_a_stack_reports_how_many_images_are_out_and_which_way(fbp_noise):
     # stack is inside the range, yet 4 images are not
     scale = np.array([15.0] * 6 + [70.0] * 4)[:, None, None]
     slices = np.stack([body_slice(n) for n in scale * fbp_noise[:10]])
-    meta = {"slices": [SliceInfo(Path(f"{k}.dcm"), "p", "1.2.3") for k in range(10)],
-            "headers": [SimpleNamespace(ConvolutionKernel="LUNG")] * 10}  # fmt: skip
+    meta = {
+        "slices": [SliceInfo(Path(f"{k}.dcm"), "p", "1.2.3") for k in range(10)],
+        "headers": [SimpleNamespace(ConvolutionKernel="LUNG")] * 10,
+    }
     (line,) = validity_warnings(Path("series"), slices, CT, SINOGRAM, file_meta=meta)
     assert line.startswith("series: 4 of 10 image(s) outside the model's validity range")
     assert "noise sd 8..26 HU" in line and "4 noisier, 0 cleaner" in line
@@ -85,8 +94,9 @@ def test_an_old_network_scale_range_is_shown_in_hu_and_compared_by_its_own_estim
     hu = in_input_units(old, CT)  # x 4000: a standard deviation scales with the divisor
     assert (hu.scale, hu.sigma_low, hu.sigma_high, hu.levels[0][1]) == ("hu", 4.0, 8.0, 6.0)
     slices = np.stack([body_slice(15.0 * n) for n in fbp_noise[:2]])
-    np.testing.assert_allclose(input_noise_levels(slices, CT, old),
-                               [single_image_noise_sigma(s) for s in slices])  # fmt: skip
+    np.testing.assert_allclose(
+        input_noise_levels(slices, CT, old), [single_image_noise_sigma(s) for s in slices]
+    )
     xray = NetworkScaling("per_image_max", 0.0, "transmission")
     assert in_input_units(old, xray).scale == "per_image_max"  # values kept: no single divisor
     assert in_input_units(old, xray).sigma_low == old.sigma_low

@@ -35,12 +35,24 @@ DERIVATION = "denoised by lowdose test-model"
 # GE: -2048 HU padding under a tag of -2000 stored (SS; US 63536), and -3024 HU under a right tag.
 # Siemens: implicit VR, explicit VR, slope 1.0002441; none pads (full-field reconstructions).
 VENDORS = {
-    "ge": (TCGA, ("ID_0035_AGE_0059_CONTRAST_1_CT.dcm", "ID_0051_AGE_0063_CONTRAST_0_CT.dcm",
-                  "ID_0025_AGE_0074_CONTRAST_1_CT.dcm")),
-    "siemens": (TCGA, ("ID_0000_AGE_0060_CONTRAST_1_CT.dcm", "ID_0002_AGE_0074_CONTRAST_1_CT.dcm",
-                       "ID_0012_AGE_0061_CONTRAST_1_CT.dcm")),
+    "ge": (
+        TCGA,
+        (
+            "ID_0035_AGE_0059_CONTRAST_1_CT.dcm",
+            "ID_0051_AGE_0063_CONTRAST_0_CT.dcm",
+            "ID_0025_AGE_0074_CONTRAST_1_CT.dcm",
+        ),
+    ),
+    "siemens": (
+        TCGA,
+        (
+            "ID_0000_AGE_0060_CONTRAST_1_CT.dcm",
+            "ID_0002_AGE_0074_CONTRAST_1_CT.dcm",
+            "ID_0012_AGE_0061_CONTRAST_1_CT.dcm",
+        ),
+    ),
     "philips": (PHILIPS, ("1-001.dcm", "1-002.dcm", "1-003.dcm")),
-}  # fmt: skip
+}
 # GE JPEG 2000 lossless + Siemens JPEG lossless (512^2), an RLE MR, and the plain CT_small.dcm
 PYDICOM_DATA = (("693_J2KR.dcm", "bad_sequence.dcm"), ("MR_small_RLE.dcm",), ("CT_small.dcm",))
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom-data's odd values
@@ -64,9 +76,12 @@ def _linked(folder: Path, sources) -> Path:
 
 def _denoised(stack) -> tuple[np.ndarray, np.ndarray]:
     """(HU changed inside the field of view as a denoiser does, the field of view (I, H, W))."""
-    inside = np.stack([field_of_view_mask(hu, padding_hu=info.padding_hu if info.modality ==
-                                          "CT" else None) for hu, info in
-                       zip(stack.hu, stack.slices, strict=True)])  # fmt: skip
+    inside = np.stack(
+        [
+            field_of_view_mask(hu, padding_hu=info.padding_hu if info.modality == "CT" else None)
+            for hu, info in zip(stack.hu, stack.slices, strict=True)
+        ]
+    )
     noise = np.random.default_rng(0).normal(0, 4.0, stack.hu.shape)
     return np.where(inside, stack.hu + noise, stack.hu), inside
 

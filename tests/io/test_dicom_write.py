@@ -27,8 +27,15 @@ from lowdose.io.dicom_write import stored_values, write_dicom_like
 from lowdose.io.images import read_ct
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
-OWN_KEYWORDS = ("SOPInstanceUID", "SeriesInstanceUID", "SeriesDescription",
-                "DerivationDescription", "ImageType", "BitsStored", "HighBit")  # fmt: skip
+OWN_KEYWORDS = (
+    "SOPInstanceUID",
+    "SeriesInstanceUID",
+    "SeriesDescription",
+    "DerivationDescription",
+    "ImageType",
+    "BitsStored",
+    "HighBit",
+)
 # pydicom's test files hold invalid values on purpose; its warnings about them are not ours
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -258,9 +265,19 @@ def test_signed_and_unsigned_pixels_clip_to_their_range(tmp_path, signed):
 
 def test_missing_optional_tags_and_identifiers_anywhere(tmp_path):
     ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
-    for keyword in ("SeriesDescription", "ImageType", "RescaleSlope", "RescaleIntercept",
-                    "PixelSpacing", "SeriesInstanceUID", "SOPClassUID", "SOPInstanceUID",
-                    "InstanceNumber", "ImagePositionPatient", "PixelPaddingValue"):  # fmt: skip
+    for keyword in (
+        "SeriesDescription",
+        "ImageType",
+        "RescaleSlope",
+        "RescaleIntercept",
+        "PixelSpacing",
+        "SeriesInstanceUID",
+        "SOPClassUID",
+        "SOPInstanceUID",
+        "InstanceNumber",
+        "ImagePositionPatient",
+        "PixelPaddingValue",
+    ):
         if keyword in ds:
             delattr(ds, keyword)
     ds.file_meta = pydicom.dataset.FileMetaDataset()

@@ -232,8 +232,10 @@ def test_dicom_round_trip_keeps_tags_new_uids_hu_within_one_unit(tmp_path):
     hu = [s.hu[0] + rng.normal(0, 30, s.hu[0].shape) for s in stacks]
     before = [h.SeriesInstanceUID for h in headers]
     out = tmp_path / "out"
-    paths = [write_dicom_like([h], x, out / str(k), derivation="denoised by lowdose, test-model")
-             for k, (h, x) in enumerate(zip(headers, hu, strict=True))]  # fmt: skip
+    paths = [
+        write_dicom_like([h], x, out / str(k), derivation="denoised by lowdose, test-model")
+        for k, (h, x) in enumerate(zip(headers, hu, strict=True))
+    ]
     assert [h.SeriesInstanceUID for h in headers] == before  # templates untouched
     for template, values, (path,) in zip(headers, hu, paths, strict=True):
         back, written = read_ct(path), pydicom.dcmread(path)
@@ -252,7 +254,7 @@ def test_dicom_round_trip_keeps_tags_new_uids_hu_within_one_unit(tmp_path):
             "ImageOrientationPatient",
             "FrameOfReferenceUID",
         ):
-            assert written.get(keyword) == template.get(keyword), keyword  # fmt: skip
+            assert written.get(keyword) == template.get(keyword), keyword
         assert written.SeriesDescription.endswith(" lowdose")
         assert "test-model" in written.DerivationDescription
         assert written.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian

@@ -166,8 +166,10 @@ def test_a_multi_frame_tiff_of_projections(tmp_path):
 def test_mat_sinograms_stored_detectors_by_angles_with_radians(tmp_path):
     sinogram = np.random.default_rng(4).uniform(0, 2, size=(30, 20)).astype(np.float32)
     radians = np.linspace(0, np.pi, 20, endpoint=False)[:, None]  # (n_angles, 1) like MATLAB
-    scipy.io.savemat(tmp_path / "named.mat", {"sinoRD": sinogram, "anglesRad": radians + 100,
-                                               "Detectors": np.uint16([[30]])})  # fmt: skip
+    scipy.io.savemat(
+        tmp_path / "named.mat",
+        {"sinoRD": sinogram, "anglesRad": radians + 100, "Detectors": np.uint16([[30]])},
+    )
     scipy.io.savemat(tmp_path / "ranged.mat", {"sino": sinogram, "angles": radians})
     named, ranged = (
         read_projections(tmp_path / "named.mat"),

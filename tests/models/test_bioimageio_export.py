@@ -34,9 +34,13 @@ CT_SCALING = NetworkScaling(
 )
 XRAY_SCALING = NetworkScaling(scaling_rule="per_image_max", raw_units="transmission")
 VALIDITY = ValidityRange(
-    sigma_low=0.005, sigma_high=0.04, trained_sigma=0.02, estimator="single_image_noise_sigma",
-    levels=((0.5, 0.028, 2.0), (1.0, 0.02, 1.5)), method="binomial thinning",
-)  # fmt: skip
+    sigma_low=0.005,
+    sigma_high=0.04,
+    trained_sigma=0.02,
+    estimator="single_image_noise_sigma",
+    levels=((0.5, 0.028, 2.0), (1.0, 0.02, 1.5)),
+    method="binomial thinning",
+)
 CARD = ModelCard(
     title="lowdose tiny CT denoiser",
     modality="ct",
@@ -77,9 +81,13 @@ def _network(*, residual: bool = True) -> UNet:
 def _meta(scaling: NetworkScaling, validity: ValidityRange | None = None) -> CheckpointMeta:
     return CheckpointMeta(
         model=CheckpointModel(name="unet-w4", width=4, residual=False),
-        mode="n2n", loss="mse", scaling=scaling, val_reference="realisation", global_step=10,
+        mode="n2n",
+        loss="mse",
+        scaling=scaling,
+        val_reference="realisation",
+        global_step=10,
         validity=validity,
-    )  # fmt: skip
+    )
 
 
 def _validate(source) -> object:
@@ -133,8 +141,12 @@ def test_package_validates_and_each_weight_format_reproduces_lowdose(
     assert sizes == [{"min": 32, "step": 1}] * 2
     assert "any y, x >= 32." in (folder / "README.md").read_text()
     # every file's listed SHA-256 is the hash of its bytes
-    listed = [rdf["weights"]["pytorch_state_dict"], rdf["weights"]["torchscript"],
-              rdf["inputs"][0]["test_tensor"], rdf["outputs"][0]["sample_tensor"]]  # fmt: skip
+    listed = [
+        rdf["weights"]["pytorch_state_dict"],
+        rdf["weights"]["torchscript"],
+        rdf["inputs"][0]["test_tensor"],
+        rdf["outputs"][0]["sample_tensor"],
+    ]
     for entry in listed:
         digest = hashlib.sha256((folder / entry["source"]).read_bytes()).hexdigest()
         assert entry["sha256"] == digest, entry["source"]
@@ -201,8 +213,14 @@ def test_export_cli_bioimageio_of_a_builtin_model_uses_its_card(
 ):
     checkpoint = tmp_path / "best.ckpt"
     network = _network()
-    meta = {"scaling": {"scaling_rule": "dataset_max", "scaling_offset": 1024.0,
-                        "raw_units": "hu", "divisor": 3000.0}}  # fmt: skip
+    meta = {
+        "scaling": {
+            "scaling_rule": "dataset_max",
+            "scaling_offset": 1024.0,
+            "raw_units": "hu",
+            "divisor": 3000.0,
+        }
+    }
     hparams = {"model": network.config(), "mode": "n2n", "loss": "mse", "meta": meta}
     state = {f"model.{k}": v for k, v in network.state_dict().items()}
     torch.save({"hyper_parameters": hparams, "state_dict": state}, checkpoint)

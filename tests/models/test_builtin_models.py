@@ -52,22 +52,36 @@ def ct_checkpoint(tmp_path):
     torch.manual_seed(3)
     network = UNet(width=4)
     meta = {
-        "scaling": {"scaling_rule": "dataset_max", "scaling_offset": 1024.0, "raw_units": "hu",
-                    "divisor": 3000.0, "data_range": 1.0},
-        "dataset_sha256": "cd" * 32, "dataset": "/data/ct.h5", "val_reference": "realisation",
-        "seed": 5, "run_dir": "/runs/tiny", "validity": VALIDITY,
-    }  # fmt: skip
+        "scaling": {
+            "scaling_rule": "dataset_max",
+            "scaling_offset": 1024.0,
+            "raw_units": "hu",
+            "divisor": 3000.0,
+            "data_range": 1.0,
+        },
+        "dataset_sha256": "cd" * 32,
+        "dataset": "/data/ct.h5",
+        "val_reference": "realisation",
+        "seed": 5,
+        "run_dir": "/runs/tiny",
+        "validity": VALIDITY,
+    }
     path = tmp_path / "run" / "best.ckpt"
     path.parent.mkdir()
     torch.save(
         {
-            "hyper_parameters": {"model": network.config(), "mode": "n2n", "loss": "mse",
-                                 "lr": 1e-3, "meta": meta},
+            "hyper_parameters": {
+                "model": network.config(),
+                "mode": "n2n",
+                "loss": "mse",
+                "lr": 1e-3,
+                "meta": meta,
+            },
             "state_dict": {f"model.{k}": v for k, v in network.state_dict().items()},
             "global_step": 42,
         },
         path,
-    )  # fmt: skip
+    )
     return path
 
 

@@ -47,14 +47,17 @@ def test_a_checkpoint_saved_the_current_way_loads_into_checkpoint_meta(tmp_path)
         mode="n2n",
         loss="mae",
         scaling=NetworkScaling(
-            scaling_rule="dataset_max", scaling_offset=1024.0, raw_units="hu", divisor=3071.5,
+            scaling_rule="dataset_max",
+            scaling_offset=1024.0,
+            raw_units="hu",
+            divisor=3071.5,
             data_range=1.0,
         ),
         dataset_sha256="ab" * 32,
         run_dir="/runs/ct-n2n",
         val_reference="clean",
         global_step=7,
-    )  # fmt: skip
+    )
     assert not model.training
     for key, value in network.state_dict().items():
         assert torch.equal(model.state_dict()[key], value), key
@@ -116,7 +119,7 @@ NOT_CHECKPOINTS = {
             p,
         ),
         "unknown network settings",
-    ),  # fmt: skip
+    ),
     "weights-of-another-width": (
         lambda p: _unet_checkpoint(p, width=4, hparams_width=8),
         "its weights do not fit unet-w8",
@@ -164,11 +167,15 @@ def test_a_real_training_checkpoint_loads_without_warnings(tmp_path, recwarn):
     _save(tmp_path / "best.ckpt", network, meta=WRITTEN_META)
     checkpoint = torch.load(tmp_path / "best.ckpt", weights_only=True)
     checkpoint.update(
-        {"epoch": 2, "pytorch-lightning_version": "2.6.6", "loops": {"fit_loop": {}},
-         "callbacks": {"ModelCheckpoint{}": {"best_model_score": torch.tensor(31.5)}},
-         "optimizer_states": [{"state": {}, "param_groups": [{"lr": 1e-3, "params": [0]}]}],
-         "lr_schedulers": [{"best": float("inf"), "mode": "max"}]}
-    )  # fmt: skip
+        {
+            "epoch": 2,
+            "pytorch-lightning_version": "2.6.6",
+            "loops": {"fit_loop": {}},
+            "callbacks": {"ModelCheckpoint{}": {"best_model_score": torch.tensor(31.5)}},
+            "optimizer_states": [{"state": {}, "param_groups": [{"lr": 1e-3, "params": [0]}]}],
+            "lr_schedulers": [{"best": float("inf"), "mode": "max"}],
+        }
+    )
     torch.save(checkpoint, tmp_path / "best.ckpt")
     model, meta = load_model(tmp_path)
     assert meta.model.name == "unet-w4-res" and meta.global_step == 7
@@ -195,10 +202,14 @@ def test_validity_range_is_parsed_and_absent_is_none(tmp_path):
     _save(tmp_path / "with.ckpt", UNet(width=2), meta={**WRITTEN_META, "validity": VALIDITY})
     _model, meta = load_model(tmp_path / "with.ckpt")
     assert meta.validity == ValidityRange(
-        sigma_low=0.01, sigma_high=0.08, trained_sigma=0.03, estimator="single_image_noise_sigma",
-        levels=((0.1, 0.09, -0.4), (0.5, 0.042, 2.5), (1.0, 0.03, 3.0)), scale="network",
+        sigma_low=0.01,
+        sigma_high=0.08,
+        trained_sigma=0.03,
+        estimator="single_image_noise_sigma",
+        levels=((0.1, 0.09, -0.4), (0.5, 0.042, 2.5), (1.0, 0.03, 3.0)),
+        scale="network",
         method="binomial thinning of the validation counts",
-    )  # fmt: skip
+    )
     assert meta.validity.to_dict() == VALIDITY
     _save(tmp_path / "older.ckpt", UNet(width=2), meta=WRITTEN_META)
     assert load_model(tmp_path / "older.ckpt")[1].validity is None

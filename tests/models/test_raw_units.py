@@ -44,8 +44,9 @@ def test_per_image_divisor_is_the_smoothed_maximum_of_lowdose():
 @pytest.mark.parametrize("rule", ["dataset_max", "none"])
 def test_fixed_rules_scale_and_invert(rule):
     offset, divisor = (1024.0, 3000.0) if rule == "dataset_max" else (0.0, 1.0)
-    identity = RawUnitsDenoiser(torch.nn.Identity(), rule=RULE_CODES[rule], offset=offset,
-                                divisor=divisor)  # fmt: skip
+    identity = RawUnitsDenoiser(
+        torch.nn.Identity(), rule=RULE_CODES[rule], offset=offset, divisor=divisor
+    )
     raw = torch.linspace(-1000.0, 1500.0, 64 * 64).reshape(1, 1, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(identity(raw), raw, rtol=1e-6, atol=1e-3)
@@ -56,8 +57,9 @@ def test_fixed_rules_scale_and_invert(rule):
 
 
 def test_builder_and_bad_settings():
-    model = raw_units_unet(width=4, residual=True, scaling_rule="dataset_max",
-                           scaling_offset=1024.0, divisor=3000.0)  # fmt: skip
+    model = raw_units_unet(
+        width=4, residual=True, scaling_rule="dataset_max", scaling_offset=1024.0, divisor=3000.0
+    )
     assert set(model.state_dict()) == {f"network.{k}" for k in model.network.state_dict()}
     with pytest.raises(ValueError, match="divisor"):
         RawUnitsDenoiser(_Ones(), rule=RULE_CODES["dataset_max"], offset=0.0, divisor=0.0)

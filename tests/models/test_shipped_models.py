@@ -53,7 +53,11 @@ def write_series(folder, hu: np.ndarray, pixel_mm: float):
         ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
         ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
         ds.Modality, ds.PatientID, ds.StudyInstanceUID, ds.SeriesInstanceUID = (
-            "CT", "PHANTOM", study, series)  # fmt: skip
+            "CT",
+            "PHANTOM",
+            study,
+            series,
+        )
         ds.InstanceNumber, ds.ImagePositionPatient = k + 1, [0.0, 0.0, 5.0 * k]
         ds.ImageOrientationPatient, ds.PixelSpacing = [1, 0, 0, 0, 1, 0], [pixel_mm, pixel_mm]
         ds.Rows, ds.Columns = image.shape
@@ -68,10 +72,12 @@ def write_series(folder, hu: np.ndarray, pixel_mm: float):
 def read_series_hu(folder) -> np.ndarray:
     import pydicom
 
-    slices = sorted((pydicom.dcmread(p) for p in folder.rglob("*.dcm")),
-                    key=lambda ds: int(ds.InstanceNumber))  # fmt: skip
-    return np.stack([ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
-                     for ds in slices])  # fmt: skip
+    slices = sorted(
+        (pydicom.dcmread(p) for p in folder.rglob("*.dcm")), key=lambda ds: int(ds.InstanceNumber)
+    )
+    return np.stack(
+        [ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept) for ds in slices]
+    )
 
 
 def rmse_inside(estimate, clean, inside) -> float:
@@ -121,8 +127,17 @@ def test_a_ct_model_denoises_a_dicom_series_and_a_tiff_in_hu(name, phantom, tmp_
     series = write_series(tmp_path / "series", noisy, pixel_mm)
     tifffile.imwrite(tmp_path / "slices.tif", noisy)
     out = tmp_path / "out"
-    result = invoke_cli(["denoise", "--model", f"builtin:{name}", "--out", str(out),
-                         str(series), str(tmp_path / "slices.tif")])  # fmt: skip
+    result = invoke_cli(
+        [
+            "denoise",
+            "--model",
+            f"builtin:{name}",
+            "--out",
+            str(out),
+            str(series),
+            str(tmp_path / "slices.tif"),
+        ]
+    )
     assert result.exit_code == 0, result.output
     from_dicom = read_series_hu(out)
     from_tiff = tifffile.imread(out / "slices.tif")
@@ -148,8 +163,16 @@ def test_the_xray_model_denoises_a_projection_tiff(tmp_path, invoke_cli):
     noisy = (rng.poisson(photons * clean) / photons).astype(np.float32)
     tifffile.imwrite(tmp_path / "projection.tif", noisy)
     out = tmp_path / "out"
-    result = invoke_cli(["denoise", "--model", "builtin:xray-poisson", "--out", str(out),
-                         str(tmp_path / "projection.tif")])  # fmt: skip
+    result = invoke_cli(
+        [
+            "denoise",
+            "--model",
+            "builtin:xray-poisson",
+            "--out",
+            str(out),
+            str(tmp_path / "projection.tif"),
+        ]
+    )
     assert result.exit_code == 0, result.output
     denoised = tifffile.imread(out / "projection.tif")
     inside = np.ones_like(clean, dtype=bool)

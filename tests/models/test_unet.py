@@ -16,11 +16,13 @@ def test_parameter_count_matches_the_architecture_by_hand():
     encoder = conv_params(1, 48) + 6 * conv_params(48, 48)  # enc_conv0, enc_conv1..6
     assert encoder == 480 + 6 * 20_784 == 125_184
     decoder = (
-        conv_params(48 + 48, 96) + conv_params(96, 96)  # dec_conv5a/b: upsampled + pool4
+        conv_params(48 + 48, 96)
+        + conv_params(96, 96)  # dec_conv5a/b: upsampled + pool4
         + 3 * (conv_params(96 + 48, 96) + conv_params(96, 96))  # dec_conv4..2 a/b
-        + conv_params(96 + 1, 64) + conv_params(64, 32)  # dec_conv1a/b: concat with the input
+        + conv_params(96 + 1, 64)
+        + conv_params(64, 32)  # dec_conv1a/b: concat with the input
         + conv_params(32, 1)  # dec_conv1, linear output
-    )  # fmt: skip
+    )
     assert decoder == 83_040 * 2 + 3 * (124_512 + 83_040) + 55_936 + 18_464 + 289 == 863_425
     model = UNet()
     assert sum(p.numel() for p in model.parameters()) == encoder + decoder == 988_609
@@ -30,11 +32,15 @@ def test_parameter_count_matches_the_architecture_by_hand():
 def test_narrow_variant_scales_every_layer_with_width():
     # width 16: encoder 16, decoder 32, last level round(64/3)=21 and round(32/3)=11 maps.
     expected = (
-        conv_params(1, 16) + 6 * conv_params(16, 16)
-        + conv_params(32, 32) + conv_params(32, 32)
+        conv_params(1, 16)
+        + 6 * conv_params(16, 16)
+        + conv_params(32, 32)
+        + conv_params(32, 32)
         + 3 * (conv_params(48, 32) + conv_params(32, 32))
-        + conv_params(33, 21) + conv_params(21, 11) + conv_params(11, 1)
-    )  # fmt: skip
+        + conv_params(33, 21)
+        + conv_params(21, 11)
+        + conv_params(11, 1)
+    )
     model = UNet(width=16)
     assert sum(p.numel() for p in model.parameters()) == expected
     assert model.name == "unet-w16"

@@ -74,8 +74,9 @@ def test_denoise_warns_in_one_line_for_a_model_worse_than_its_input(
         store_meta(tiny_checkpoint, scores=scores.to_dict())
     image = tmp_path / "scan.npy"
     np.save(image, np.random.default_rng(0).random((32, 32)).astype(np.float32))
-    result = invoke_cli(["denoise", str(image), "--model", str(tiny_checkpoint),
-                         "--out", str(tmp_path / "out")])  # fmt: skip
+    result = invoke_cli(
+        ["denoise", str(image), "--model", str(tiny_checkpoint), "--out", str(tmp_path / "out")]
+    )
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if line.startswith("warning:")]
     if warns:

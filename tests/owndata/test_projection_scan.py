@@ -104,8 +104,9 @@ def test_a_tiff_stack_with_flats_builds_a_split_dataset(tmp_path):
     folder = _tiff_stack(tmp_path / "stack")
     assert is_instrument_scan(folder) and not is_instrument_scan(tmp_path / "stack" / "tiffs")
     lines = []
-    summary = build_from_projections([folder], tmp_path / "data.h5", log=lines.append,
-                                     fractions=(0.6, 0.2, 0.2))  # fmt: skip
+    summary = build_from_projections(
+        [folder], tmp_path / "data.h5", log=lines.append, fractions=(0.6, 0.2, 0.2)
+    )
     assert summary.n_realisations == 2
     attrs = read_info(tmp_path / "data.h5").attrs
     assert "from-projections" in attrs.description
@@ -160,8 +161,9 @@ def test_denoised_even_views_do_not_depend_on_the_odd_views_noise():
 
 def test_projection_halves_are_single_acquisition_data_with_held_out_rows(tmp_path):
     path = _data_exchange(tmp_path / "scan.h5")
-    summary = build_from_projection_halves([path], tmp_path / "halves.h5",
-                                           fractions=(0.6, 0.2, 0.2))  # fmt: skip
+    summary = build_from_projection_halves(
+        [path], tmp_path / "halves.h5", fractions=(0.6, 0.2, 0.2)
+    )
     assert summary.n_realisations == 1 and summary.details.views_per_half == len(ANGLES) // 2
     info = read_info(tmp_path / "halves.h5")
     assert info.attrs.extra["projection_domain"] == "projection halves"
@@ -175,8 +177,10 @@ def test_projection_halves_are_single_acquisition_data_with_held_out_rows(tmp_pa
     even, odd = view_halves(scan.sinograms)
     held = sorted(rows)[0][1]
     divisor = float(test.scale[0])
-    matches = [np.allclose(image[0] * divisor, even[held, : odd.shape[1]], atol=1e-4)
-               for image in test.noisy]  # fmt: skip
+    matches = [
+        np.allclose(image[0] * divisor, even[held, : odd.shape[1]], atol=1e-4)
+        for image in test.noisy
+    ]
     assert any(matches)
 
 
@@ -186,10 +190,20 @@ def test_fit_denoises_the_projections_of_a_tiff_stack_end_to_end(tmp_path):
     out = tmp_path / "fit"
     result = CliRunner().invoke(
         lowdose.cli.app,
-        ["fit", str(folder), "--out", str(out), "--domain", "projections",
-         "--budget", "00:00:08", "--fractions", "0.6,0.2,0.2"],
+        [
+            "fit",
+            str(folder),
+            "--out",
+            str(out),
+            "--domain",
+            "projections",
+            "--budget",
+            "00:00:08",
+            "--fractions",
+            "0.6,0.2,0.2",
+        ],
         env={"COLUMNS": "200"},
-    )  # fmt: skip
+    )
     assert result.exit_code == 0, result.output
     record = json.loads((out / "fit.json").read_text())
     # 90 views: halves of 45 views are too few for nb2nb's 64 px patches, so n2v trains

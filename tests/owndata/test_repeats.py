@@ -196,8 +196,11 @@ def test_two_noisy_images_of_one_object_are_cut_into_tiles(slices, tmp_path):
     info = read_info(summary.path)
     extra = info.attrs.extra
     assert extra["split_by"] == "region" and extra["split_tile_px"] == 96
-    assert info.shape == (25, 2, 96, 96) and summary.split_counts == {"train": 20, "val": 3,
-                                                                      "test": 2}  # fmt: skip
+    assert info.shape == (25, 2, 96, 96) and summary.split_counts == {
+        "train": 20,
+        "val": 3,
+        "test": 2,
+    }
     with h5py.File(summary.path, "r") as handle:
         origin, noisy = handle["tile_origin"][()], handle["noisy"][()]
     row, col = origin[-1]
@@ -205,8 +208,9 @@ def test_two_noisy_images_of_one_object_are_cut_into_tiles(slices, tmp_path):
     np.testing.assert_allclose(noisy[-1, 1], expected, rtol=1e-5)
     assert "split by region" in summary.describe()
     assert not NoiseCorrelation.from_attrs(extra).is_correlated  # white noise, from the pairs
-    by_volume = build_from_repeats(pair, tmp_path / "slab.h5", split_by="slab",
-                                   fractions=(1.0, 0.0))  # fmt: skip
+    by_volume = build_from_repeats(
+        pair, tmp_path / "slab.h5", split_by="slab", fractions=(1.0, 0.0)
+    )
     assert by_volume.n_images == 1 and by_volume.attrs.extra["split_by"] == "slab"
     with pytest.raises(LowdoseInputError, match="--split-by region"):
         build_from_repeats(pair, tmp_path / "x.h5", split_by="slab")

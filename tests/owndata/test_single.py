@@ -50,7 +50,11 @@ def write_series(folder: Path, n_slices: int = 20, patient: str = "P1") -> Path:
         ds = FileDataset(str(folder / f"{name:03d}.dcm"), {}, file_meta=meta, preamble=b"\0" * 128)
         ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
         ds.Modality, ds.PatientID, ds.StudyInstanceUID, ds.SeriesInstanceUID = (
-            "CT", patient, study, series)  # fmt: skip
+            "CT",
+            patient,
+            study,
+            series,
+        )
         ds.InstanceNumber, ds.ImagePositionPatient = int(position) + 1, [0.0, 0.0, float(position)]
         ds.ImageOrientationPatient, ds.PixelSpacing = [1, 0, 0, 0, 1, 0], [0.7, 0.7]
         ds.Rows = ds.Columns = SIZE
@@ -129,7 +133,7 @@ def test_cli_from_single_prints_the_split_and_the_noise(series, tmp_path):
             str(out),
             "--split-by",
             "slab",
-        ],  # fmt: skip
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "split by slab" in result.output and "single-image noise sigma" in result.output

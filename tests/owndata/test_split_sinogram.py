@@ -57,9 +57,14 @@ def test_view_subsets_are_disjoint_interleaved_and_complete():
 def test_split_dataset_has_independent_noise_across_splits(scans):
     root, noisy_paths, clean_paths, angles, clean, noisy = scans
     summary = build_from_sinogram(
-        noisy_paths, root / "split.h5", angles_deg="0:180", splits=2, output_size=128,
-        clean_sinogram_paths=clean_paths, fractions=(0.5, 0.25, 0.25),
-    )  # fmt: skip
+        noisy_paths,
+        root / "split.h5",
+        angles_deg="0:180",
+        splits=2,
+        output_size=128,
+        clean_sinogram_paths=clean_paths,
+        fractions=(0.5, 0.25, 0.25),
+    )
     info = read_info(summary.path)
     assert info.shape == (4, 2, 128, 128) and info.has_clean
     assert info.attrs.extra["clean_reference"].startswith(
@@ -143,14 +148,21 @@ def test_one_scan_of_a_few_slices_is_cut_into_slabs(scans, tmp_path):
     _root, _paths, _clean, _angles, _, noisy = scans
     np.save(tmp_path / "volume.npy", noisy)  # one file: 4 slices of one object
     one = [tmp_path / "volume.npy"]
-    summary = build_from_sinogram(one, tmp_path / "slab.h5", angles_deg="0:180", output_size=64,
-                                  fractions=(0.5, 0.5))  # fmt: skip
+    summary = build_from_sinogram(
+        one, tmp_path / "slab.h5", angles_deg="0:180", output_size=64, fractions=(0.5, 0.5)
+    )
     info = read_info(summary.path)
     assert info.attrs.extra["split_by"] == "slab" and info.shape[0] == 4 - 2
     assert info.object_id.tolist() == ["volume:slab-train", "volume:slab-test"]
-    legacy = build_from_sinogram([tmp_path / "volume.npy"], tmp_path / "image.h5",
-                                 angles_deg="0:180", output_size=64, split_by="image")  # fmt: skip
+    legacy = build_from_sinogram(
+        [tmp_path / "volume.npy"],
+        tmp_path / "image.h5",
+        angles_deg="0:180",
+        output_size=64,
+        split_by="image",
+    )
     assert legacy.attrs.extra["split_by"] == "patient" and legacy.n_objects == 4  # per slice
     with pytest.raises(LowdoseInputError, match="1,0,0"):  # 64 px: no room for 3 tiles
-        build_from_sinogram([tmp_path / "volume.npy"], tmp_path / "x.h5", angles_deg="0:180",
-                            output_size=64)  # fmt: skip
+        build_from_sinogram(
+            [tmp_path / "volume.npy"], tmp_path / "x.h5", angles_deg="0:180", output_size=64
+        )

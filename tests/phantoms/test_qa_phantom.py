@@ -110,9 +110,13 @@ def test_qa_layout_keeps_inserts_apart_and_inside_the_cylinder():
     assert len(set(names)) == len(names)
     sensitometry = {i.name: i.nominal_hu for i in phantom.inserts_in("sensitometry")}
     assert sensitometry == {
-        "air": -1000.0, "ldpe": -100.0, "polystyrene": -35.0,
-        "acrylic": 120.0, "delrin": 340.0, "teflon": 990.0,
-    }  # fmt: skip
+        "air": -1000.0,
+        "ldpe": -100.0,
+        "polystyrene": -35.0,
+        "acrylic": 120.0,
+        "delrin": 340.0,
+        "teflon": 990.0,
+    }
     assert {i.radius_mm for i in phantom.inserts_in("sensitometry")} == {10.0}
     discs = phantom.inserts_in("low_contrast")
     found = {(i.nominal_hu, 2 * i.radius_mm) for i in discs}

@@ -28,10 +28,21 @@ def test_every_major_organ_is_present(phantom):
     _, labels = phantom
     counts = np.bincount(labels.ravel(), minlength=len(Organ))
     required = [
-        Organ.FAT, Organ.MUSCLE, Organ.SOFT_TISSUE, Organ.LUNG, Organ.LUNG_VESSEL, Organ.HEART,
-        Organ.AORTA, Organ.LIVER, Organ.STOMACH, Organ.STOMACH_AIR, Organ.KIDNEY,
-        Organ.BONE_CORTICAL, Organ.BONE_MARROW, Organ.SPINAL_CANAL,
-    ]  # fmt: skip
+        Organ.FAT,
+        Organ.MUSCLE,
+        Organ.SOFT_TISSUE,
+        Organ.LUNG,
+        Organ.LUNG_VESSEL,
+        Organ.HEART,
+        Organ.AORTA,
+        Organ.LIVER,
+        Organ.STOMACH,
+        Organ.STOMACH_AIR,
+        Organ.KIDNEY,
+        Organ.BONE_CORTICAL,
+        Organ.BONE_MARROW,
+        Organ.SPINAL_CANAL,
+    ]
     missing = [organ.name for organ in required if counts[organ] == 0]
     assert not missing
     assert counts[Organ.LUNG] > counts[Organ.HEART] > counts[Organ.AORTA]

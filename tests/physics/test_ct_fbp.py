@@ -33,8 +33,12 @@ def _water_cylinder_hu(size: int = SIZE) -> np.ndarray:
 def test_shepp_logan_noise_lies_between_ramp_and_hann_on_a_flat_field():
     white = np.random.default_rng(0).standard_normal((8, 90, 91))  # (B, A, D) flat-field noise
     angles = np.arange(90) * 2.0
-    variance = {name: float(fbp_2d(white, angles, output_size=SIZE, filter_name=name)
-                            [:, 16:48, 16:48].var()) for name in FBP_FILTERS}  # fmt: skip
+    variance = {
+        name: float(
+            fbp_2d(white, angles, output_size=SIZE, filter_name=name)[:, 16:48, 16:48].var()
+        )
+        for name in FBP_FILTERS
+    }
     assert variance["ramp"] > 1.3 * variance["shepp-logan"] > 1.3 * 1.3 * variance["hann"]
 
 
@@ -58,8 +62,9 @@ def test_every_kernel_reconstructs_a_noise_free_disc(name):
 def test_view_subsets_average_to_the_full_fbp_with_k_times_the_noise_variance():
     hu, pixel_mm, angles = _water_cylinder_hu(), [2.0], angles_for(SIZE, 96)
     clean_sino = line_integrals(hu, pixel_mm, angles)
-    scans = noisy_sinograms(np.repeat(clean_sino, 6, axis=0), 2e3,
-                            rngs=[np.random.default_rng(k) for k in range(6)])  # fmt: skip
+    scans = noisy_sinograms(
+        np.repeat(clean_sino, 6, axis=0), 2e3, rngs=[np.random.default_rng(k) for k in range(6)]
+    )
     pixels = np.full(6, 2.0)
     full = reconstruct_hu(scans, pixels, angles, size=SIZE)
     for k in (2, 3):
@@ -68,8 +73,9 @@ def test_view_subsets_average_to_the_full_fbp_with_k_times_the_noise_variance():
         assert np.allclose(subsets.mean(axis=1), full, atol=1e-2)  # FBP is linear
         clean_subsets = view_subset_hu(clean_sino, [2.0], angles, k, size=SIZE)[0]  # (k, H, W)
         inside = _disc(radius=18.0) > 0
-        ratio = (subsets - clean_subsets)[..., inside].var() / (full - reconstruct_hu(
-            clean_sino, [2.0], angles, size=SIZE))[..., inside].var()  # fmt: skip
+        ratio = (subsets - clean_subsets)[..., inside].var() / (
+            full - reconstruct_hu(clean_sino, [2.0], angles, size=SIZE)
+        )[..., inside].var()
         assert ratio == pytest.approx(k, rel=0.12)
     with pytest.raises(LowdoseInputError, match="view-subsets"):
         view_subset_hu(scans, pixels, angles, 1, size=SIZE)
@@ -80,8 +86,9 @@ def test_mean_of_many_noisy_fbps_is_the_noise_free_fbp_plus_the_exact_bias():
     sinogram = line_integrals(hu, pixel_mm, angles)
     i0, n = 20.0, 400  # ~1 photon behind the cylinder's centre: starved
     rngs = [np.random.default_rng(k) for k in range(n)]
-    noisy = sinogram_noisy_hu(np.repeat(sinogram, n, axis=0), np.full(n, 4.0), angles, i0,
-                              rngs=rngs, size=SIZE)  # fmt: skip
+    noisy = sinogram_noisy_hu(
+        np.repeat(sinogram, n, axis=0), np.full(n, 4.0), angles, i0, rngs=rngs, size=SIZE
+    )
     reference = reconstruct_hu(sinogram, pixel_mm, angles, size=SIZE)[0]
     bias = mean_bias_hu(sinogram, pixel_mm, angles, i0, size=SIZE)[0]
     inside = _disc(radius=20.0) > 0

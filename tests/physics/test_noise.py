@@ -221,11 +221,13 @@ def test_electronic_noise_is_added_to_the_counts_before_the_log():
     p = np.full((50, 400), 1.5, np.float32)
     before = p.copy()
     plain = noise.add_poisson_sinogram(p, 2000.0, rng=np.random.default_rng(4))
-    zero = noise.add_poisson_sinogram(p, 2000.0, rng=np.random.default_rng(4),
-                                      electronic_noise_counts=0.0)  # fmt: skip
+    zero = noise.add_poisson_sinogram(
+        p, 2000.0, rng=np.random.default_rng(4), electronic_noise_counts=0.0
+    )
     assert np.array_equal(plain, zero)  # sigma 0: the Poisson-only stream, bit for bit
-    noisy = noise.add_poisson_sinogram(p, 2000.0, rng=np.random.default_rng(4),
-                                       electronic_noise_counts=30.0)  # fmt: skip
+    noisy = noise.add_poisson_sinogram(
+        p, 2000.0, rng=np.random.default_rng(4), electronic_noise_counts=30.0
+    )
     assert np.array_equal(p, before) and noisy.dtype == np.float32 and np.all(np.isfinite(noisy))
     # the same Poisson draws come first, the Gaussian ones after: readings differ by e only
     counts = 2000.0 * np.exp(-plain.astype(np.float64))
@@ -233,10 +235,12 @@ def test_electronic_noise_is_added_to_the_counts_before_the_log():
     assert np.std(readings - counts) == pytest.approx(30.0, rel=0.03)
     assert abs(np.mean(readings - counts)) < 5 * 30.0 / np.sqrt(p.size)
     # readings below the floor (negative ones included) are floored like a zero count
-    dark = noise.add_poisson_sinogram(np.full(1000, 8.0), 2000.0, rng=np.random.default_rng(5),
-                                      electronic_noise_counts=30.0)  # fmt: skip
+    dark = noise.add_poisson_sinogram(
+        np.full(1000, 8.0), 2000.0, rng=np.random.default_rng(5), electronic_noise_counts=30.0
+    )
     floored = np.isclose(dark, np.log(2000.0 / noise.ZERO_COUNT_FLOOR))
     assert 0.3 < floored.mean() < 0.7 and dark.max() <= np.log(2000.0 / noise.ZERO_COUNT_FLOOR)
     with pytest.raises(LowdoseInputError, match="electronic_noise_counts"):
-        noise.add_poisson_sinogram(p, 200.0, rng=np.random.default_rng(4),
-                                   electronic_noise_counts=-1.0)  # fmt: skip
+        noise.add_poisson_sinogram(
+            p, 200.0, rng=np.random.default_rng(4), electronic_noise_counts=-1.0
+        )

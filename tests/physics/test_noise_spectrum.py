@@ -78,8 +78,12 @@ def fbp_noise() -> dict[str, np.ndarray]:
     n_det = radon_2d(np.zeros((SIZE, SIZE), np.float32), angles).shape[-1]
     noise = {}
     for kernel in FBP_FILTERS:
-        images = fbp_2d(rng.normal(0.0, 1.0, (2, len(angles), n_det)), angles, output_size=SIZE,
-                        filter_name=kernel).astype(np.float64)  # fmt: skip
+        images = fbp_2d(
+            rng.normal(0.0, 1.0, (2, len(angles), n_det)),
+            angles,
+            output_size=SIZE,
+            filter_name=kernel,
+        ).astype(np.float64)
         noise[kernel] = images * (20.0 / images.std())
     return noise
 
@@ -205,7 +209,7 @@ def test_ct_spectrum_is_the_body_noise_on_the_images_own_scale():
             {"inside": np.eye(32, dtype=bool)},
             "patches",
         ),
-    ],  # fmt: skip
+    ],
 )
 def test_bad_input_raises_one_line(image, kwargs, message):
     with pytest.raises(LowdoseInputError, match=message) as info:

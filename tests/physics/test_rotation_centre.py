@@ -23,8 +23,13 @@ def _discs() -> np.ndarray:
     """A body with inserts of several sizes and contrasts, attenuation in 1/px, (96, 96)."""
     rows, cols = np.mgrid[:SIZE, :SIZE] - SIZE / 2
     image = np.zeros((SIZE, SIZE))
-    for y, x, radius, mu in [(0, 0, 38, 0.02), (-15, 8, 9, 0.03), (12, -14, 6, -0.01),
-                             (20, 18, 5, 0.04), (-22, -18, 4, 0.03)]:  # fmt: skip
+    for y, x, radius, mu in [
+        (0, 0, 38, 0.02),
+        (-15, 8, 9, 0.03),
+        (12, -14, 6, -0.01),
+        (20, 18, 5, 0.04),
+        (-22, -18, 4, 0.03),
+    ]:
         image += mu * ((rows - y) ** 2 + (cols - x) ** 2 < radius**2)
     return image
 
@@ -65,8 +70,12 @@ def test_centring_then_reconstructing_gives_a_sharper_and_truer_image():
     centre = estimate_centre(sinogram, angles)
     centred = centred_sinogram(sinogram, centre)
     assert centred.shape == sinogram.shape and centred.dtype == np.float32
-    before, after = fbp_2d(np.stack([sinogram, centred]).astype(np.float32), angles,
-                           output_size=SIZE, filter_name="ramp")  # fmt: skip
+    before, after = fbp_2d(
+        np.stack([sinogram, centred]).astype(np.float32),
+        angles,
+        output_size=SIZE,
+        filter_name="ramp",
+    )
     truth = _discs()
     inner = (np.mgrid[:SIZE, :SIZE] - SIZE / 2) ** 2
     inner = inner.sum(axis=0) < 40**2

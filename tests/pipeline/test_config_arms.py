@@ -60,9 +60,18 @@ def test_paper_dataset_keys_did_not_move():
     # the dose fields at their defaults are left out: the paper's cached datasets stay valid
     for name in ("xray", "ct24", "ct24-phantom"):
         spec = load_experiment(name, "quick").dataset
-        old = {k: v for k, v in spec.model_dump().items()
-               if k not in ("photons_per_ray", "dose_fraction", "electronic_noise_counts",
-                            "kernel", "view_subsets")}  # fmt: skip
+        old = {
+            k: v
+            for k, v in spec.model_dump().items()
+            if k
+            not in (
+                "photons_per_ray",
+                "dose_fraction",
+                "electronic_noise_counts",
+                "kernel",
+                "view_subsets",
+            )
+        }
         assert dataset_key(spec) == stage_key("dataset-v2", old)
     # sinogram datasets changed their clean reference (noise-free FBP): a new key
     sinogram = load_experiment("ct24-sinogram", "quick").dataset

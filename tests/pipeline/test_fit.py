@@ -114,8 +114,9 @@ def test_one_patient_dicom_series_fits_and_comes_back_as_dicom(tmp_path):
     assert not inputs & {ds.SOPInstanceUID for ds in outputs}
     assert len({ds.SeriesInstanceUID for ds in outputs}) == 1
     assert "BM3D" in str(outputs[0].DerivationDescription)
-    hu = np.stack([ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
-                   for ds in outputs])  # fmt: skip
+    hu = np.stack(
+        [ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept) for ds in outputs]
+    )
     body = clean > -500
     assert abs(float(np.median(hu[body] - clean[body]))) < 30  # HU kept on the water scale
     report = (out / "report.html").read_text()
@@ -202,15 +203,17 @@ def test_fit_warns_for_a_model_worse_than_its_input_when_trained_and_when_reused
         Path(config.runtime.out, "manifest.json").write_text(
             json.dumps({"validation_scores": scores.to_dict()})
         )
-        return types.SimpleNamespace(global_step=4, monitor=scores.monitor,
-                                     best_val_psnr_db=model_db)  # fmt: skip
+        return types.SimpleNamespace(
+            global_step=4, monitor=scores.monitor, best_val_psnr_db=model_db
+        )
 
     monkeypatch.setattr(fit, "train", trained)
     plan = plan_fit([tmp_path / "a.dcm", tmp_path / "b.dcm"], FitOptions())
     for _ in range(2):  # trained, then the finished stage reused
         lines: list[str] = []
-        run_dir = fit._train_stage(tiny_dataset, "key", tmp_path / "out", plan, FitOptions(),
-                                   log=lines.append)  # fmt: skip
+        run_dir = fit._train_stage(
+            tiny_dataset, "key", tmp_path / "out", plan, FitOptions(), log=lines.append
+        )
         warnings = [line for line in lines if line.startswith("warning:")]
         if warns:
             assert len(warnings) == 1 and str(run_dir) in warnings[0]

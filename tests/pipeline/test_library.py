@@ -136,8 +136,11 @@ def test_resolve_device(monkeypatch):
 
 def test_fit_calls_what_the_cli_calls(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(library, "run_fit", lambda paths, out, options, **kw: calls.append(
-        (paths, out, options, kw)))  # fmt: skip
+    monkeypatch.setattr(
+        library,
+        "run_fit",
+        lambda paths, out, options, **kw: calls.append((paths, out, options, kw)),
+    )
     out = tmp_path / "fit"
     lowdose.fit([tmp_path / "a.dcm", tmp_path / "b.dcm"], out=out, budget="00:01:00", seed=3)
     paths, where, options, kw = calls[-1]

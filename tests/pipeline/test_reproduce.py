@@ -17,7 +17,11 @@ TINY = {
     "name": "tiny",
     "paper_table": "III",
     "dataset": {
-        "kind": "xray", "target_psnr_db": 29.91, "phantoms": 4, "angles": 4, "size": 64,
+        "kind": "xray",
+        "target_psnr_db": 29.91,
+        "phantoms": 4,
+        "angles": 4,
+        "size": 64,
         "realisations": 2,
     },
     "models": [
@@ -25,16 +29,25 @@ TINY = {
         {"name": "n2c-mse", "mode": "n2c", "loss": "mse"},
     ],
     "train": {
-        "width": 8, "residual": True, "patch": 32, "batch_size": 8, "epochs": 1,
-        "samples_per_epoch": 32, "threads": 1, "quiet": True,
+        "width": 8,
+        "residual": True,
+        "patch": 32,
+        "batch_size": 8,
+        "epochs": 1,
+        "samples_per_epoch": 32,
+        "threads": 1,
+        "quiet": True,
     },
     "seeds": 2,
     "evaluate": {"filters": ["gaussian"], "tuning": "both"},
     "sweep": {
-        "models": ["n2n-mse", "n2c-mse"], "psnr_range_db": [10, 40], "levels": 3, "images": 2,
+        "models": ["n2n-mse", "n2c-mse"],
+        "psnr_range_db": [10, 40],
+        "levels": 3,
+        "images": 2,
         "filters": ["gaussian"],
     },
-}  # fmt: skip
+}
 
 
 def _write(tmp_path, config: dict):

@@ -14,20 +14,37 @@ from lowdose.report.build import write_report
 
 TINY_DOSE = {
     "name": "dose",
-    "dataset": {"kind": "ct", "source": "phantom", "noise": "sinogram", "photons_per_ray": 2e4,
-                "size": 64, "realisations": 2},
+    "dataset": {
+        "kind": "ct",
+        "source": "phantom",
+        "noise": "sinogram",
+        "photons_per_ray": 2e4,
+        "size": 64,
+        "realisations": 2,
+    },
     "models": [{"name": "n2n-mse", "mode": "n2n", "loss": "mse"}],
-    "train": {"width": 4, "residual": True, "patch": 32, "batch_size": 4, "epochs": 1,
-              "samples_per_epoch": 8, "threads": 1, "quiet": True},
+    "train": {
+        "width": 4,
+        "residual": True,
+        "patch": 32,
+        "batch_size": 4,
+        "epochs": 1,
+        "samples_per_epoch": 8,
+        "threads": 1,
+        "quiet": True,
+    },
     "evaluate": {"filters": ["nlm"], "tuning": "blind-sigma"},
     "sweep": {"enabled": False},
     "iq": {"enabled": True, "realisations": 3, "size": 96, "filters": ["nlm"]},
     "arms": {
         "two": {},
-        "split": {"dataset": {"view_subsets": 2}, "evaluate": {"filters": []},
-                  "iq": {"enabled": False}},
+        "split": {
+            "dataset": {"view_subsets": 2},
+            "evaluate": {"filters": []},
+            "iq": {"enabled": False},
+        },
     },
-}  # fmt: skip
+}
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +64,10 @@ def test_both_arms_run_and_compare_on_the_same_first_scan(dose_run):
     split = pd.read_csv(root / "dose-split" / "results" / "results.csv")
     assert {"noisy", "n2n-mse", "nlm"} <= set(two["method"])
     assert set(split["method"]) == {"noisy", "n2n-mse"}
-    noisy = [frame[frame["method"] == "noisy"].set_index("image_index")["psnr_db"]
-             for frame in (two, split)]  # fmt: skip
+    noisy = [
+        frame[frame["method"] == "noisy"].set_index("image_index")["psnr_db"]
+        for frame in (two, split)
+    ]
     pd.testing.assert_series_equal(noisy[0], noisy[1], atol=1e-3)  # same scan, same input
     assert split["upsnr_db"].isna().all()  # the halves are part of the input
     attrs = json.loads((root / "dose-split" / "experiment.json").read_text())["dataset_attrs"]

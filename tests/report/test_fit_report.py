@@ -59,17 +59,24 @@ def write_fit_out(
         lines.append(line)
     (out / "compare" / "scores.csv").write_text("\n".join(lines) + "\n")
     choice = {
-        "preferred": preferred, "reason": f"{preferred} leaves the least noise (sd 0.01)",
-        "sigma_source": "single-image", "sigma": [0.01, 0.01], "psd_source": "single-psd",
-        "object_id": ["P1", "P1"], "hu_divisor": [DIVISOR, DIVISOR] if ct else None,
+        "preferred": preferred,
+        "reason": f"{preferred} leaves the least noise (sd 0.01)",
+        "sigma_source": "single-image",
+        "sigma": [0.01, 0.01],
+        "psd_source": "single-psd",
+        "object_id": ["P1", "P1"],
+        "hu_divisor": [DIVISOR, DIVISOR] if ct else None,
         "flat_region": "body" if ct else None,
-    }  # fmt: skip
+    }
     (out / "compare" / "choice.json").write_text(json.dumps(choice))
     record = {
         "plan": {"route": "single", "mode": "nb2nb", "reason": "one scan"},
-        "options": {"budget": "00:01:00"}, "inputs": ["scan"], "dataset": "d.h5",
-        "run_dir": str(out / "train"), "denoised": [],
-    }  # fmt: skip
+        "options": {"budget": "00:01:00"},
+        "inputs": ["scan"],
+        "dataset": "d.h5",
+        "run_dir": str(out / "train"),
+        "denoised": [],
+    }
     (out / "fit.json").write_text(json.dumps(record))
     return out
 
@@ -122,8 +129,10 @@ def test_xray_report_names_the_dataset_scale(tmp_path):
     assert "flat-region noise sd [dataset scale]" in markdown and "[HU]" not in markdown
     assert "dataset scale" in markdown.split("## Images")[1] and " HU" not in markdown
     assert sorted(p.name for p in (out / "figures").iterdir()) == [
-        "fit_network-tta.png", "fit_network.png", "fit_noisy.png",
-    ]  # fmt: skip
+        "fit_network-tta.png",
+        "fit_network.png",
+        "fit_noisy.png",
+    ]
 
 
 def test_fit_report_renders_in_headless_chromium(tmp_path):
@@ -140,8 +149,13 @@ def test_fit_report_renders_in_headless_chromium(tmp_path):
         "--disable-background-networking",
         f"--user-data-dir={tmp_path / 'profile'}",
     ]
-    dom = subprocess.run([browser, *flags, "--virtual-time-budget=5000", "--dump-dom", url],
-                         capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    dom = subprocess.run(
+        [browser, *flags, "--virtual-time-budget=5000", "--dump-dom", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     match = re.search(r'<pre id="render-check">([^<]*)</pre>', dom.stdout)
     assert match, f"no render check in DOM (rc {dom.returncode}): {dom.stderr[-500:]}"
     check = dict(item.split("=") for item in match.group(1).split())

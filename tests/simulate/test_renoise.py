@@ -50,10 +50,15 @@ def _write_awgn(
     fov = np.ones((6, 64, 64), bool)
     fov[:, :4] = False
     return write_dataset(
-        path, clean=clean if with_clean else None, noisy=noisy.astype(np.float32),
-        object_id=np.repeat(["p0", "p1", "p2"], 2), split=np.repeat(["train", "val", "test"], 2),
-        scale=np.full(6, DATA_MAX), attrs=attrs, fov=fov,
-    )  # fmt: skip
+        path,
+        clean=clean if with_clean else None,
+        noisy=noisy.astype(np.float32),
+        object_id=np.repeat(["p0", "p1", "p2"], 2),
+        split=np.repeat(["train", "val", "test"], 2),
+        scale=np.full(6, DATA_MAX),
+        attrs=attrs,
+        fov=fov,
+    )
 
 
 def _arrays(path: Path) -> tuple[np.ndarray, np.ndarray | None]:

@@ -17,14 +17,21 @@ def _dataset(path, *, scale, with_clean: bool):
     rng = np.random.default_rng(0)
     clean = rng.random((4, 32, 32)).astype(np.float32)
     attrs = {
-        "modality": "ct", "noise_model": "gaussian", "scaling_rule": "dataset_max",
-        "scaling_offset": 1024.0, "raw_units": "hu",
-    }  # fmt: skip
+        "modality": "ct",
+        "noise_model": "gaussian",
+        "scaling_rule": "dataset_max",
+        "scaling_offset": 1024.0,
+        "raw_units": "hu",
+    }
     write_dataset(
-        path, clean=clean if with_clean else None, noisy=np.stack([clean, clean], axis=1),
-        object_id=["a", "b", "c", "d"], split=["train", "train", "val", "test"], scale=scale,
+        path,
+        clean=clean if with_clean else None,
+        noisy=np.stack([clean, clean], axis=1),
+        object_id=["a", "b", "c", "d"],
+        split=["train", "train", "val", "test"],
+        scale=scale,
         attrs=attrs,
-    )  # fmt: skip
+    )
     return path
 
 
@@ -38,8 +45,11 @@ def test_dataset_meta_is_written_in_the_checkpoint_dict_form(tmp_path):
     written = _dataset_meta(path, config).to_hparams(tmp_path / "run")
     assert written == {
         "scaling": {
-            "scaling_rule": "dataset_max", "scaling_offset": 1024.0, "raw_units": "hu",
-            "divisor": 3071.5, "data_range": 1.0,
+            "scaling_rule": "dataset_max",
+            "scaling_offset": 1024.0,
+            "raw_units": "hu",
+            "divisor": 3071.5,
+            "data_range": 1.0,
         },
         "dataset_sha256": dataset_sha256(path),
         "dataset": str(path),
@@ -47,10 +57,16 @@ def test_dataset_meta_is_written_in_the_checkpoint_dict_form(tmp_path):
         "seed": 7,
         "view_split": False,
         "run_dir": str((tmp_path / "run").resolve()),
-    }  # fmt: skip
+    }
     assert list(written) == [
-        "scaling", "dataset_sha256", "dataset", "val_reference", "seed", "view_split", "run_dir",
-    ]  # fmt: skip
+        "scaling",
+        "dataset_sha256",
+        "dataset",
+        "val_reference",
+        "seed",
+        "view_split",
+        "run_dir",
+    ]
 
 
 def test_n2n_validates_clean_free_even_when_the_file_has_clean_images(tmp_path):
@@ -73,6 +89,7 @@ def test_per_image_scale_has_no_divisor_and_clean_validation_needs_clean(tmp_pat
     [("realisation", "clean-free"), ("clean", "clean-selected"), (None, "")],
 )
 def test_checkpoint_meta_names_how_best_was_selected(val_reference, selection):
-    meta = CheckpointMeta(CheckpointModel("unet-w8", 8, False), "n2n", "mse",
-                          val_reference=val_reference)  # fmt: skip
+    meta = CheckpointMeta(
+        CheckpointModel("unet-w8", 8, False), "n2n", "mse", val_reference=val_reference
+    )
     assert meta.selection == selection

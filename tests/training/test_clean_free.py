@@ -32,9 +32,13 @@ def _write(path, clean, noisy, *, stored_clean):
     split = ["train"] * (n_images - 6) + ["val"] * 3 + ["test"] * 3
     attrs = {"modality": "xray", "noise_model": "poisson", "scaling_rule": "per_image_max"}
     write_dataset(
-        path, clean=stored_clean, noisy=noisy, object_id=[f"p{i}" for i in range(n_images)],
-        split=split, attrs=attrs,
-    )  # fmt: skip
+        path,
+        clean=stored_clean,
+        noisy=noisy,
+        object_id=[f"p{i}" for i in range(n_images)],
+        split=split,
+        attrs=attrs,
+    )
     return path
 
 
@@ -46,16 +50,28 @@ def twin_datasets(tmp_path_factory):
     clean = np.stack([gaussian_filter(rng.random((64, 64)), 3) for _ in range(20)])
     low, span = clean.min(axis=(1, 2), keepdims=True), np.ptp(clean, axis=(1, 2), keepdims=True)
     clean = ((clean - low) / span * 0.6 + 0.3).astype(np.float32)
-    noisy = (rng.poisson(PHOTONS_PER_PIXEL * np.repeat(clean[:, None], 2, axis=1))
-             / PHOTONS_PER_PIXEL).astype(np.float32)  # fmt: skip
+    noisy = (
+        rng.poisson(PHOTONS_PER_PIXEL * np.repeat(clean[:, None], 2, axis=1)) / PHOTONS_PER_PIXEL
+    ).astype(np.float32)
     real = _write(folder / "real.h5", clean, noisy, stored_clean=clean)
     zeroed = _write(folder / "zeroed.h5", clean, noisy, stored_clean=np.zeros_like(clean))
     return real, zeroed
 
 
-TINY = dict(width=8, patch=32, batch_size=4, samples_per_epoch=48, epochs=4, threads=1,
-            deterministic=True, quiet=True, seed=5, accelerator="cpu", mode="n2n",
-            lr_patience_epochs=0)  # fmt: skip
+TINY = dict(
+    width=8,
+    patch=32,
+    batch_size=4,
+    samples_per_epoch=48,
+    epochs=4,
+    threads=1,
+    deterministic=True,
+    quiet=True,
+    seed=5,
+    accelerator="cpu",
+    mode="n2n",
+    lr_patience_epochs=0,
+)
 
 
 def _metrics_without_wall_time(run_dir) -> list[dict]:
@@ -72,8 +88,10 @@ def _state(checkpoint):
 
 def test_n2n_training_is_identical_when_the_clean_array_is_zeroed(twin_datasets, tmp_path):
     real, zeroed = twin_datasets
-    runs = [train(make_train_config({**TINY, "data": d, "out": tmp_path / d.stem}))
-            for d in (real, zeroed)]  # fmt: skip
+    runs = [
+        train(make_train_config({**TINY, "data": d, "out": tmp_path / d.stem}))
+        for d in (real, zeroed)
+    ]
     assert all(r.val_reference == "realisation" and r.monitor == "val_upsnr_db" for r in runs)
     first, second = (_metrics_without_wall_time(r.run_dir) for r in runs)
     assert len(first) == TINY["epochs"] and first == second
@@ -93,8 +111,10 @@ def test_clean_selected_training_does_read_clean_so_the_proof_can_fail(twin_data
     # validation score, which shows the test above would catch a clean-reading validation.
     real, zeroed = twin_datasets
     settings = {**TINY, "epochs": 1, "val_reference": "clean"}
-    runs = [train(make_train_config({**settings, "data": d, "out": tmp_path / d.stem}))
-            for d in (real, zeroed)]  # fmt: skip
+    runs = [
+        train(make_train_config({**settings, "data": d, "out": tmp_path / d.stem}))
+        for d in (real, zeroed)
+    ]
     first, second = (_metrics_without_wall_time(r.run_dir) for r in runs)
     assert first[0]["val_psnr_db"] != second[0]["val_psnr_db"]
     assert first[0]["val_upsnr_db"] == "nan"
@@ -128,10 +148,12 @@ def test_val_upsnr_estimates_the_clean_psnr_of_the_selected_model(twin_datasets,
     with torch.no_grad():
         outputs = [model(torch.from_numpy(val.noisy[:, k : k + 1])).numpy()[:, 0] for k in (0, 1)]
     s2 = pair_noise_variance_all_pixels(val.noisy[:, 0], val.noisy[:, 1])
-    umse = np.concatenate([
-        np.mean((outputs[0] - val.noisy[:, 1].astype(np.float64)) ** 2, axis=(1, 2)) - s2,
-        np.mean((outputs[1] - val.noisy[:, 0].astype(np.float64)) ** 2, axis=(1, 2)) - s2,
-    ])  # fmt: skip
+    umse = np.concatenate(
+        [
+            np.mean((outputs[0] - val.noisy[:, 1].astype(np.float64)) ** 2, axis=(1, 2)) - s2,
+            np.mean((outputs[1] - val.noisy[:, 0].astype(np.float64)) ** 2, axis=(1, 2)) - s2,
+        ]
+    )
     estimate_db = psnr_from_mse(np.mean(umse), data_range=1.0)
     assert estimate_db == pytest.approx(run.best_val_psnr_db, abs=1e-3)  # what training logged
     true_mse = np.mean([np.mean((o - val.clean.astype(np.float64)) ** 2) for o in outputs])

@@ -18,12 +18,25 @@ class StopAtStep(L.Callback):
             trainer.should_stop = True
 
 
-def test_a_guard_stop_in_the_last_epoch_resumes_to_max_steps(make_tiny_dataset, tmp_path,
-                                                             monkeypatch):  # fmt: skip
+def test_a_guard_stop_in_the_last_epoch_resumes_to_max_steps(
+    make_tiny_dataset, tmp_path, monkeypatch
+):
     data = make_tiny_dataset()
-    tiny = {"data": data, "width": 8, "patch": 32, "batch_size": 4, "threads": 1, "seed": 3,
-            "deterministic": True, "quiet": True, "accelerator": "cpu", "schedule": "cosine",
-            "max_steps": 8, "validations": 2, "warmup_steps": 2}  # fmt: skip
+    tiny = {
+        "data": data,
+        "width": 8,
+        "patch": 32,
+        "batch_size": 4,
+        "threads": 1,
+        "seed": 3,
+        "deterministic": True,
+        "quiet": True,
+        "accelerator": "cpu",
+        "schedule": "cosine",
+        "max_steps": 8,
+        "validations": 2,
+        "warmup_steps": 2,
+    }
     reference = training.train(make_train_config({**tiny, "out": tmp_path / "ref"}))
     assert reference.global_step == 8
 

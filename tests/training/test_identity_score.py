@@ -22,8 +22,18 @@ from lowdose.models.checkpoint import load_model
 from lowdose.training.config import make_train_config
 from lowdose.training.run import train
 
-TINY = dict(width=4, patch=32, batch_size=4, max_steps=4, validations=2, threads=1,
-            deterministic=True, quiet=True, seed=0, accelerator="cpu")  # fmt: skip
+TINY = dict(
+    width=4,
+    patch=32,
+    batch_size=4,
+    max_steps=4,
+    validations=2,
+    threads=1,
+    deterministic=True,
+    quiet=True,
+    seed=0,
+    accelerator="cpu",
+)
 # Adam moves every weight by ~lr per step: at 0.1 the tiny net's outputs are finite but far
 # worse than its input (tens of dB below it); at 10 they are no longer finite (-inf dB)
 TOO_HIGH_LR, DIVERGING_LR = 0.1, 10.0
@@ -41,8 +51,12 @@ def test_the_identity_score_is_the_noisy_inputs_upsnr_on_the_validation_pairs(
     val = load_split(tiny_dataset, "val")  # the test's own computation: realisations 0 and 1
     first, second = val.noisy[:, 0], val.noisy[:, 1]
     variance = pair_noise_variance_all_pixels(first, second)
-    umse = np.concatenate([unbiased_mse(second, first, noise_variance=variance),
-                           unbiased_mse(first, second, noise_variance=variance)])  # fmt: skip
+    umse = np.concatenate(
+        [
+            unbiased_mse(second, first, noise_variance=variance),
+            unbiased_mse(first, second, noise_variance=variance),
+        ]
+    )
     expected_db = float(upsnr_from_umse(np.mean(umse), data_range=1.0))
     rows = _rows(run.run_dir)
     assert len(rows) == TINY["validations"]
@@ -57,8 +71,19 @@ def test_a_diverged_n2n_training_warns_in_one_line_and_records_both_scores(
     tiny_dataset, tmp_path, invoke_cli, lr
 ):
     run_dir = tmp_path / "run"
-    args = ["train", "--data", str(tiny_dataset), "--mode", "n2n", "--out", str(run_dir),
-            "--lr", str(lr), "--schedule", "cosine"]  # fmt: skip
+    args = [
+        "train",
+        "--data",
+        str(tiny_dataset),
+        "--mode",
+        "n2n",
+        "--out",
+        str(run_dir),
+        "--lr",
+        str(lr),
+        "--schedule",
+        "cosine",
+    ]
     for key, value in TINY.items():
         if key in ("deterministic", "quiet"):
             args.append(f"--{key}")

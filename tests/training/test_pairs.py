@@ -43,7 +43,7 @@ def test_every_ordered_pair_once_and_never_with_itself(make_tiny_dataset):
     for k in range(len(ds)):
         source, target = (t[0].numpy() for t in ds[k])
         match = [(m, r) for m in range(2) for r in range(4) if np.array_equal(noisy[m, r], source)]
-        (image, i), = match  # fmt: skip
+        ((image, i),) = match
         (j,) = [r for r in range(4) if np.array_equal(noisy[image, r], target)]
         seen.append((image, i, j))
     expected = [(m, i, j) for m in range(2) for i in range(4) for j in range(4) if i != j]

@@ -66,8 +66,15 @@ def test_validation_scores_only_the_field_of_view(tmp_path):
 
 def test_training_with_a_field_of_view_stays_finite(tmp_path):
     path, _ = with_field_of_view(write_tiny_dataset(tmp_path / "d.h5"))
-    tiny = {"width": 4, "patch": 32, "batch_size": 4, "samples_per_epoch": 16, "epochs": 2,
-            "threads": 1, "quiet": True}  # fmt: skip
+    tiny = {
+        "width": 4,
+        "patch": 32,
+        "batch_size": 4,
+        "samples_per_epoch": 16,
+        "epochs": 2,
+        "threads": 1,
+        "quiet": True,
+    }
     train(make_train_config({**tiny, "data": path, "out": tmp_path / "run"}))
     metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
     assert np.isfinite(metrics["train_loss"]).all()

@@ -160,13 +160,23 @@ def _awgn_file(path, *, sigma: float, amplitude: float, size: int = 128):
     phases = rng.uniform(0, 2 * np.pi, (6, 1, 1))
     clean = 0.4 + amplitude * np.sin(2 * np.pi * rows + phases) * np.cos(3 * np.pi * cols)
     noisy = clean[:, None] + sigma * rng.standard_normal((6, 2, size, size))
-    attrs = DatasetAttrs(modality="ct", noise_model="gaussian", scaling_rule="dataset_max",
-                         noise_level=sigma, scaling_offset=1024.0, raw_units="hu")  # fmt: skip
+    attrs = DatasetAttrs(
+        modality="ct",
+        noise_model="gaussian",
+        scaling_rule="dataset_max",
+        noise_level=sigma,
+        scaling_offset=1024.0,
+        raw_units="hu",
+    )
     write_dataset(
-        path, clean=clean.astype(np.float32), noisy=noisy.astype(np.float32),
+        path,
+        clean=clean.astype(np.float32),
+        noisy=noisy.astype(np.float32),
         object_id=["p0", "p1", "p2", "p3", "p4", "p5"],
-        split=["train", "val", "val", "val", "val", "test"], scale=np.full(6, 3000.0), attrs=attrs,
-    )  # fmt: skip
+        split=["train", "val", "val", "val", "val", "test"],
+        scale=np.full(6, 3000.0),
+        attrs=attrs,
+    )
     return path, clean.astype(np.float32)[1:5]
 
 
@@ -182,8 +192,11 @@ def _shrink_gain_and_se_db(a: float, b_squared: np.ndarray, sigma: float) -> tup
     n = b_squared.size
     umse_in, umse_out = sigma**2, a**2 * sigma**2 + b_squared.mean()
     var_in = 2 * sigma**4 / n
-    var_out = (a**4 * sigma**4 + (1 - 2 * a) ** 2 * sigma**4
-               + 2 * (1 - a) ** 2 * sigma**2 * b_squared.mean()) / n  # fmt: skip
+    var_out = (
+        a**4 * sigma**4
+        + (1 - 2 * a) ** 2 * sigma**4
+        + 2 * (1 - a) ** 2 * sigma**2 * b_squared.mean()
+    ) / n
     cov = (a**2 + 2 * a - 1) * sigma**4 / n
     relative = var_in / umse_in**2 + var_out / umse_out**2 - 2 * cov / (umse_in * umse_out)
     return 10 * math.log10(umse_in / umse_out), 10 / math.log(10) * math.sqrt(relative)
@@ -229,13 +242,17 @@ def test_a_renoisable_file_that_cannot_be_re_noised_raises(make_tiny_dataset):
 def test_sinogram_noise_is_measured_at_the_acquired_dose_only(tmp_path):
     rng = np.random.default_rng(0)
     clean = rng.random((6, 1, 32, 32)) * 0.5 + 0.25
-    attrs = DatasetAttrs(modality="ct", noise_model="sinogram", scaling_rule="dataset_max",
-                         noise_level=700.0)  # fmt: skip
+    attrs = DatasetAttrs(
+        modality="ct", noise_model="sinogram", scaling_rule="dataset_max", noise_level=700.0
+    )
     data = write_dataset(
-        tmp_path / "sino.h5", clean=None, noisy=clean + rng.normal(0, 0.05, (6, 2, 32, 32)),
-        object_id=[f"p{i // 2}" for i in range(6)], split=["train", "train", "val", "val",
-        "test", "test"], attrs=attrs,
-    )  # fmt: skip
+        tmp_path / "sino.h5",
+        clean=None,
+        noisy=clean + rng.normal(0, 0.05, (6, 2, 32, 32)),
+        object_id=[f"p{i // 2}" for i in range(6)],
+        split=["train", "train", "val", "val", "test", "test"],
+        attrs=attrs,
+    )
     result = measure_validity(torch.nn.Identity(), data)
     assert [level["dose_fraction"] for level in result["levels"]] == [1.0]
     assert result["method"] == METHOD_ACQUIRED_ONLY
@@ -253,11 +270,17 @@ def _checkpoint(path):
 
 
 VALIDITY = {
-    "estimator": "single_image_noise_sigma", "scale": "network", "sigma_low": 0.01,
-    "sigma_high": 0.05, "trained_sigma": 0.012, "method": METHOD,
-    "levels": [{"dose_fraction": 1.0, "sigma": 0.012, "gain_db": 6.0},
-               {"dose_fraction": 0.1, "sigma": 0.04, "gain_db": 2.0}],
-}  # fmt: skip
+    "estimator": "single_image_noise_sigma",
+    "scale": "network",
+    "sigma_low": 0.01,
+    "sigma_high": 0.05,
+    "trained_sigma": 0.012,
+    "method": METHOD,
+    "levels": [
+        {"dose_fraction": 1.0, "sigma": 0.012, "gain_db": 6.0},
+        {"dose_fraction": 0.1, "sigma": 0.04, "gain_db": 2.0},
+    ],
+}
 
 
 def test_store_validity_adds_the_key_and_keeps_the_rest(tmp_path):

@@ -27,11 +27,25 @@ def test_ema_decay_outside_the_open_unit_interval_is_refused(decay):
 
 
 def _tiny(data, out, **extra):
-    return make_train_config({
-        "data": data, "out": out, "width": 8, "patch": 32, "batch_size": 4, "threads": 1,
-        "seed": 3, "deterministic": True, "quiet": True, "accelerator": "cpu",
-        "schedule": "cosine", "max_steps": 6, "validations": 2, "warmup_steps": 1, **extra,
-    })  # fmt: skip
+    return make_train_config(
+        {
+            "data": data,
+            "out": out,
+            "width": 8,
+            "patch": 32,
+            "batch_size": 4,
+            "threads": 1,
+            "seed": 3,
+            "deterministic": True,
+            "quiet": True,
+            "accelerator": "cpu",
+            "schedule": "cosine",
+            "max_steps": 6,
+            "validations": 2,
+            "warmup_steps": 1,
+            **extra,
+        }
+    )
 
 
 def test_checkpoints_hold_the_average_and_the_raw_weights_apart(make_tiny_dataset, tmp_path):
@@ -41,8 +55,10 @@ def test_checkpoints_hold_the_average_and_the_raw_weights_apart(make_tiny_datase
     plain = torch.load(raw.last_checkpoint, weights_only=True)["state_dict"]
     averaged = torch.load(ema.last_checkpoint, weights_only=True)["state_dict"]
     # the same raw trajectory: the average never feeds back into training ...
-    losses = [np.genfromtxt(run / "metrics.csv", delimiter=",", names=True)["train_loss"]
-              for run in (tmp_path / "raw", tmp_path / "ema")]  # fmt: skip
+    losses = [
+        np.genfromtxt(run / "metrics.csv", delimiter=",", names=True)["train_loss"]
+        for run in (tmp_path / "raw", tmp_path / "ema")
+    ]
     np.testing.assert_array_equal(*losses)
     # ... while the saved state_dict, what load_model and denoise use, is the average
     differs = [k for k, v in plain.items() if not torch.equal(averaged[k], v)]
@@ -52,8 +68,9 @@ def test_checkpoints_hold_the_average_and_the_raw_weights_apart(make_tiny_datase
     assert torch.equal(network.state_dict()[key], averaged[differs[0]])
 
 
-def test_an_interrupted_ema_run_resumes_to_the_same_average(make_tiny_dataset, tmp_path,
-                                                            kill_training_at):  # fmt: skip
+def test_an_interrupted_ema_run_resumes_to_the_same_average(
+    make_tiny_dataset, tmp_path, kill_training_at
+):
     data = make_tiny_dataset()
     reference = training.train(_tiny(data, tmp_path / "ref", ema_decay=0.5))
     with pytest.raises(kill_training_at(4)):

@@ -49,9 +49,13 @@ def iq(
         check_out_writable(out)  # before the methods run, not after
         with stage_progress() as progress:
             tables = measure_image_quality(
-                data, models=model, filters=names, out_dir=out, device=resolve_device(device),
+                data,
+                models=model,
+                filters=names,
+                out_dir=out,
+                device=resolve_device(device),
                 progress=progress,
-            )  # fmt: skip
+            )
         html = write_iq_report(out)
         _print_summary(iq_summary(tables.iq), int(tables.conventions.get("n_realisations", 0)))
         console.print(f"[green]wrote[/] {out}/iq.csv, iq_nps.csv, iq_ttf.csv, iq.json")
@@ -68,8 +72,12 @@ def _print_summary(rows: list[dict], n_realisations: int) -> None:
         table.add_column(header, justify="right", no_wrap=True)
     for r in rows:
         cells = (
-            f"{r['sigma_hu']:.2f}", f"{r['mean_abs_bias_hu']:.2f}", f"{r['f50_m35']:.3f}",
-            f"{r['f50_p340']:.3f}", f"{r['nps_mean']:.3f}", f"{r['dprime_npwe']:.2f}",
-        )  # fmt: skip
+            f"{r['sigma_hu']:.2f}",
+            f"{r['mean_abs_bias_hu']:.2f}",
+            f"{r['f50_m35']:.3f}",
+            f"{r['f50_p340']:.3f}",
+            f"{r['nps_mean']:.3f}",
+            f"{r['dprime_npwe']:.2f}",
+        )
         table.add_row(r["method"], *(cell.replace("nan", "—") for cell in cells))
     console.print(table)

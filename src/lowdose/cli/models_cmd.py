@@ -58,8 +58,13 @@ def _wrapped(text: str, indent: str, *, first: str | None = None) -> list[str]:
     """``text`` wrapped at the console's width: first line indented by ``first`` (default two
     spaces, none when ``indent`` is empty), the others by ``indent``."""
     start = first if first is not None else ("  " if indent else "")
-    return textwrap.wrap(text, max(console.width, 40), initial_indent=start,
-                         subsequent_indent=indent, break_on_hyphens=False)  # fmt: skip
+    return textwrap.wrap(
+        text,
+        max(console.width, 40),
+        initial_indent=start,
+        subsequent_indent=indent,
+        break_on_hyphens=False,
+    )
 
 
 def _row(record) -> tuple[str, str, str, str, str]:
@@ -101,7 +106,7 @@ def pack(
         "--card",
         help="CARD.yaml: title, modality, noise_model, training_data, "
         "data_licence, doses, test_metrics, command (see lowdose.models.builtin.ModelCard).",
-    ),  # fmt: skip
+    ),
     into: Path | None = typer.Option(
         None, "--into", help="Folder to write to (default: the package's built-in folder)."
     ),

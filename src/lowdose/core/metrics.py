@@ -260,9 +260,15 @@ def _ssim_per_image(reference, estimate, data_range, name: str, window: int, opt
         )
     dr = checked_data_range(data_range, ref.shape[0])
     pairs = zip(ref, est, dr, strict=True)  # float64 one image at a time: no doubled stack
-    values = np.array([structural_similarity(r.astype(np.float64), e.astype(np.float64),
-                                             data_range=float(d), **options)
-                       for r, e, d in pairs], dtype=np.float64)  # fmt: skip
+    values = np.array(
+        [
+            structural_similarity(
+                r.astype(np.float64), e.astype(np.float64), data_range=float(d), **options
+            )
+            for r, e, d in pairs
+        ],
+        dtype=np.float64,
+    )
     return values if batched else float(values[0])
 
 

@@ -215,8 +215,9 @@ def _info(handle: h5py.File, path: Path) -> DatasetInfo:
 def _computed_split(ids: np.ndarray, shape: tuple, path: Path):
     """(object_id, split, note) of a file without ``split``: auto, seed 0, images kept whole."""
     try:
-        plan = plan_split(ids, image_shape=shape[2:], rng=np.random.default_rng(0),
-                          allow_region=False)  # fmt: skip
+        plan = plan_split(
+            ids, image_shape=shape[2:], rng=np.random.default_rng(0), allow_region=False
+        )
     except LowdoseInputError:
         raise LowdoseInputError(
             f"{path}: no 'split', and {shape[0]} images of {np.unique(ids).size} object(s) are too "

@@ -158,11 +158,19 @@ def _slab_plan(patients, frac, names, gap: int, why: str) -> SplitPlan:
                 start += count + gap
     index = np.concatenate(rows_out)
     order = np.argsort(index, kind="stable")
-    note = (f"split by slab{why}: each object's slices cut into contiguous "
-            f"{' | '.join(n for n, f in zip(names, frac, strict=True) if f)} slabs, {gap} "
-            "slices dropped between slabs")  # fmt: skip
-    return SplitPlan("slab", index[order].astype(np.int64), np.array(objects_out)[order],
-                     np.array(splits_out)[order], gap=gap, note=note)  # fmt: skip
+    note = (
+        f"split by slab{why}: each object's slices cut into contiguous "
+        f"{' | '.join(n for n, f in zip(names, frac, strict=True) if f)} slabs, {gap} "
+        "slices dropped between slabs"
+    )
+    return SplitPlan(
+        "slab",
+        index[order].astype(np.int64),
+        np.array(objects_out)[order],
+        np.array(splits_out)[order],
+        gap=gap,
+        note=note,
+    )
 
 
 def tile_side_px(image_shape: tuple[int, int], fractions, *, gap_px: int = REGION_GAP_PX) -> int:
@@ -196,9 +204,10 @@ def _region_plan(patients, image_shape, frac, names, gap_px: int, why: str) -> S
     # Test tiles nearest the image centre, then val, then train: the object (body, phantom) is
     # usually central and the corners are air or out-of-field padding, which would make a test
     # region without content. The nearest k tiles to a point form one compact block.
-    grid = sorted(((r, c) for r in range(n_rows) for c in range(n_cols)),
-                  key=lambda rc: ((rc[0] - (n_rows - 1) / 2) ** 2 + (rc[1] - (n_cols - 1) / 2) ** 2,
-                                  rc))  # fmt: skip
+    grid = sorted(
+        ((r, c) for r in range(n_rows) for c in range(n_cols)),
+        key=lambda rc: ((rc[0] - (n_rows - 1) / 2) ** 2 + (rc[1] - (n_cols - 1) / 2) ** 2, rc),
+    )
     labels = np.repeat(np.array(names), counts)[::-1]  # (test, val, train) from the centre out
     index, objects, origin = [], [], []
     seen: dict[str, int] = {}
@@ -208,13 +217,22 @@ def _region_plan(patients, image_shape, frac, names, gap_px: int, why: str) -> S
         objects += [f"{patient}:img{k}:region-r{r}c{c}" for r, c in grid]
         origin += [(r * (side + gap_px), c * (side + gap_px)) for r, c in grid]
     shares = "/".join(str(c) for c in counts if c)
-    note = (f"split by region{why}: each image cut into {n_rows}x{n_cols} tiles of {side} px "
-            f"({gap_px} px dropped between tiles), {shares} tiles per image, test "
-            "nearest the centre")  # fmt: skip
+    note = (
+        f"split by region{why}: each image cut into {n_rows}x{n_cols} tiles of {side} px "
+        f"({gap_px} px dropped between tiles), {shares} tiles per image, test "
+        "nearest the centre"
+    )
     origin_px = np.asarray(origin, np.int64).reshape(-1, 2)
-    return SplitPlan("region", np.asarray(index, np.int64), np.array(objects),
-                     np.tile(labels, patients.size), gap=gap_px, tile_px=side,
-                     tile_origin=origin_px, note=note)  # fmt: skip
+    return SplitPlan(
+        "region",
+        np.asarray(index, np.int64),
+        np.array(objects),
+        np.tile(labels, patients.size),
+        gap=gap_px,
+        tile_px=side,
+        tile_origin=origin_px,
+        note=note,
+    )
 
 
 def source_object(object_id: str) -> str:

@@ -96,8 +96,13 @@ class SplitPlan:
     def to_attrs(self) -> dict[str, str | int]:
         """What the dataset file records: ``split_by``, ``split_gap`` (+ unit), tile, note."""
         unit = {"slab": "slices", "region": "pixels"}.get(self.method, "none")
-        return {"split_by": self.method, "split_gap": int(self.gap), "split_gap_unit": unit,
-                "split_tile_px": int(self.tile_px), "split_note": self.note}  # fmt: skip
+        return {
+            "split_by": self.method,
+            "split_gap": int(self.gap),
+            "split_gap_unit": unit,
+            "split_tile_px": int(self.tile_px),
+            "split_note": self.note,
+        }
 
 
 def split_by_object(object_id: Sequence, *, fractions=(0.8, 0.2), rng: np.random.Generator):

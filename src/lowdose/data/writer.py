@@ -196,18 +196,28 @@ def write_dataset(
     if stack.ndim != 4:
         raise LowdoseInputError(f"{path}: noisy has shape {stack.shape}; expected (I, N, H, W)")
     with dataset_writer(
-        path, object_id=object_id, split=split, scale=scale, n_realisations=stack.shape[1],
-        image_shape=stack.shape[2:], has_clean=clean is not None, attrs=attrs, compress=compress,
-        tile_origin=tile_origin, fov=fov,
-    ) as writer:  # fmt: skip
+        path,
+        object_id=object_id,
+        split=split,
+        scale=scale,
+        n_realisations=stack.shape[1],
+        image_shape=stack.shape[2:],
+        has_clean=clean is not None,
+        attrs=attrs,
+        compress=compress,
+        tile_origin=tile_origin,
+        fov=fov,
+    ) as writer:
         writer.write(0, noisy=stack, clean=clean)
     return path
 
 
 def _write_optional(handle: h5py.File, path: Path, shape: tuple, tile_origin, fov) -> None:
     """Write ``tile_origin`` (I, 2) int32 and ``fov`` (I, H, W) uint8 when given; check shapes."""
-    for name, values, want, dtype in (("tile_origin", tile_origin, (shape[0], 2), np.int32),
-                                      ("fov", fov, (shape[0], *shape[2:]), np.uint8)):  # fmt: skip
+    for name, values, want, dtype in (
+        ("tile_origin", tile_origin, (shape[0], 2), np.int32),
+        ("fov", fov, (shape[0], *shape[2:]), np.uint8),
+    ):
         if values is None:
             continue
         array = np.asarray(values)
@@ -250,8 +260,9 @@ def checked_attrs(attrs: DatasetAttrs | Mapping[str, Any], *, where: Path) -> Da
             raise LowdoseInputError(f"{where}: attribute {key}=None; give it (see DatasetAttrs)")
     for key, value in flat.items():
         if not isinstance(value, str | bool | int | float | np.integer | np.floating):
-            raise LowdoseInputError(f"{where}: attribute {key} is {type(value).__name__}; "
-                                    "use str, int, float or bool")  # fmt: skip
+            raise LowdoseInputError(
+                f"{where}: attribute {key} is {type(value).__name__}; use str, int, float or bool"
+            )
     typed = DatasetAttrs.from_hdf5(flat, where=str(where))
     created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     return replace(typed, generator=f"lowdose {__version__}", created=created)

@@ -147,8 +147,11 @@ def compare_methods(
         source = "single-image"
     sigma = np.maximum(sigma, 1e-6)  # a noiseless image still needs a positive filter strength
     with_bm3d = bm3d_installed()  # an optional extra: without it, its rows are left out
-    methods = [m for m in (ONE_SCAN_METHODS if one_scan_blend else METHODS)
-               if with_bm3d or m not in BM3D_METHODS]  # fmt: skip
+    methods = [
+        m
+        for m in (ONE_SCAN_METHODS if one_scan_blend else METHODS)
+        if with_bm3d or m not in BM3D_METHODS
+    ]
     # the passes over the images: the network, NLM, and with bm3d white and spectrum BM3D
     counter = StageCounter(progress, "compare", len(rows) * (4 if with_bm3d else 2))
     fov = None if split.fov is None else np.asarray(split.fov[rows], bool)  # (I, H, W)
@@ -156,8 +159,7 @@ def compare_methods(
     if one_scan_blend and hu_divisor is None:
         raise LowdoseInputError(f"{data}: the one-scan blend is for CT in HU only")
     images = {"noisy": noisy}
-    images[methods[1]] = _network_output(checkpoint, noisy, hu_divisor, fov,
-                                         one_scan_blend)  # fmt: skip
+    images[methods[1]] = _network_output(checkpoint, noisy, hu_divisor, fov, one_scan_blend)
     counter.advance(len(rows))
     nlm, bm3d = np.empty_like(noisy), np.empty_like(noisy)
     for k, (image, s) in enumerate(zip(noisy, sigma, strict=True)):
@@ -170,25 +172,35 @@ def compare_methods(
     psd_source = "not run: the bm3d package is not installed (pip install lowdose[bm3d])"
     if with_bm3d:
         images["bm3d-blind"] = bm3d
-        images["bm3d-psd"], psd_source = _spectrum_bm3d(data, split, rows, noisy, second, fov,
-                                                        counter)  # fmt: skip
+        images["bm3d-psd"], psd_source = _spectrum_bm3d(
+            data, split, rows, noisy, second, fov, counter
+        )
     if one_scan_blend and with_bm3d:
         images["blend"] = blend(images["builtin"], images["bm3d-psd"])
     region = flat_region(noisy, hu_divisor=hu_divisor, fov=fov)
-    scores = [score_method(name, noisy, images[name], second=second, mask=fov, region=region)
-              for name in methods]  # fmt: skip
+    scores = [
+        score_method(name, noisy, images[name], second=second, mask=fov, region=region)
+        for name in methods
+    ]
     if one_scan_blend:
         preferred, reason = ("blend", ONE_SCAN_REASON) if with_bm3d else ("builtin", NO_BM3D)
     else:
         view_split = split.attrs.is_view_split  # Noise2Inverse halves of one scan
         preferred, reason = preferred_method(scores, view_split=view_split)
     return FitComparison(
-        scores=scores, preferred=preferred, reason=reason, sigma=sigma, sigma_source=source,
-        psd_source=psd_source, images=images, object_id=np.asarray(split.object_id[rows]),
-        hu_divisor=hu_divisor, flat_region="body" if hu_divisor is not None else "field of view",
+        scores=scores,
+        preferred=preferred,
+        reason=reason,
+        sigma=sigma,
+        sigma_source=source,
+        psd_source=psd_source,
+        images=images,
+        object_id=np.asarray(split.object_id[rows]),
+        hu_divisor=hu_divisor,
+        flat_region="body" if hu_divisor is not None else "field of view",
         scored_on="every image (nothing was trained)" if one_scan_blend else "test split",
         noise_lag1=_noise_lag1(split.attrs),
-    )  # fmt: skip
+    )
 
 
 def _scored_images(data, one_scan_blend: bool) -> SplitArrays:
@@ -204,9 +216,15 @@ def _scored_images(data, one_scan_blend: bool) -> SplitArrays:
     order = np.argsort(np.concatenate([p.index for p in parts]), kind="stable")  # file order
     joined = lambda field: np.concatenate([getattr(p, field) for p in parts])[order]  # noqa: E731
     has_fov = all(p.fov is not None for p in parts)
-    return SplitArrays(clean=None, noisy=joined("noisy"), object_id=joined("object_id"),
-                       index=joined("index"), attrs=parts[0].attrs, scale=joined("scale"),
-                       fov=joined("fov") if has_fov else None)  # fmt: skip
+    return SplitArrays(
+        clean=None,
+        noisy=joined("noisy"),
+        object_id=joined("object_id"),
+        index=joined("index"),
+        attrs=parts[0].attrs,
+        scale=joined("scale"),
+        fov=joined("fov") if has_fov else None,
+    )
 
 
 def _noise_lag1(attrs) -> float | None:
@@ -256,14 +274,18 @@ def _spectrum_bm3d(data, split, rows, noisy, second, fov, counter) -> tuple[np.n
         levels = pair_noise_variance_all_pixels(noisy, second, inside=fov)  # each image's own
         tuned = tune_blind_psd(first, other, shape, inside=inside, max_images=PSD_TUNING_IMAGES)
         psds, scale = [shape * level for level in levels], tuned.psd_scale
-        source = (f"blind-psd: the shape of {len(first)} training pair differences x each "
-                  f"image's pair variance, strength x{scale:.3g} by the pair uMSE of "
-                  f"{tuned.n_images} training pairs")  # fmt: skip
+        source = (
+            f"blind-psd: the shape of {len(first)} training pair differences x each "
+            f"image's pair variance, strength x{scale:.3g} by the pair uMSE of "
+            f"{tuned.n_images} training pairs"
+        )
     else:
         masks = [None] * len(noisy) if fov is None else list(fov)
         scales = np.asarray(split.scale[rows], np.float64)
-        psds = [single_scan_psd(image, s, split.attrs, m)
-                for image, s, m in zip(noisy, scales, masks, strict=True)]  # fmt: skip
+        psds = [
+            single_scan_psd(image, s, split.attrs, m)
+            for image, s, m in zip(noisy, scales, masks, strict=True)
+        ]
         scale, source = 1.0, "single-psd: each image's spectrum estimated from itself, strength x1"
     out = np.empty_like(noisy)
     for k, (image, psd) in enumerate(zip(noisy, psds, strict=True)):
@@ -284,14 +306,17 @@ def save_comparison(comparison: FitComparison, folder: str | os.PathLike) -> Non
     ]
     atomic_write_text(folder / "scores.csv", "\n".join(lines) + "\n")
     choice = {
-        "preferred": comparison.preferred, "reason": comparison.reason,
-        "sigma_source": comparison.sigma_source, "sigma": comparison.sigma.tolist(),
+        "preferred": comparison.preferred,
+        "reason": comparison.reason,
+        "sigma_source": comparison.sigma_source,
+        "sigma": comparison.sigma.tolist(),
         "psd_source": comparison.psd_source,
         "object_id": [str(v) for v in comparison.object_id],
         "hu_divisor": None if comparison.hu_divisor is None else comparison.hu_divisor.tolist(),
-        "flat_region": comparison.flat_region, "scored_on": comparison.scored_on,
+        "flat_region": comparison.flat_region,
+        "scored_on": comparison.scored_on,
         "noise_lag1": comparison.noise_lag1,
-    }  # fmt: skip
+    }
     atomic_write_text(folder / "choice.json", json.dumps(choice, indent=2))
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **comparison.images)

@@ -168,10 +168,12 @@ def flat_region(
     if hu_divisor is None:
         return None if fov is None else np.asarray(fov, bool)
     fovs = [None] * len(noisy) if fov is None else list(np.asarray(fov, bool))
-    return np.stack([
-        body_mask_hu(scaled_to_hu(image, divisor), inside=inside)
-        for image, divisor, inside in zip(noisy, np.asarray(hu_divisor), fovs, strict=True)
-    ])  # fmt: skip
+    return np.stack(
+        [
+            body_mask_hu(scaled_to_hu(image, divisor), inside=inside)
+            for image, divisor, inside in zip(noisy, np.asarray(hu_divisor), fovs, strict=True)
+        ]
+    )
 
 
 def flat_sigma(image: np.ndarray, blocks: list[tuple[slice, slice]]) -> float:

@@ -89,10 +89,21 @@ def model_methods(
             started = time.perf_counter()
             outputs = _predict_scan(model, test, device, _relabelled(progress, label, test), views)
             seconds = (time.perf_counter() - started) / len(outputs)
-            params = {"checkpoint": str(checkpoint), "global_step": meta.global_step,
-                      "tta": views, "seconds_per_image": round(seconds, 6)}  # fmt: skip
-            yield MethodOutput(label, meta.model.name, "none", [params] * len(outputs), outputs,
-                               seed, meta.selection)  # fmt: skip
+            params = {
+                "checkpoint": str(checkpoint),
+                "global_step": meta.global_step,
+                "tta": views,
+                "seconds_per_image": round(seconds, 6),
+            }
+            yield MethodOutput(
+                label,
+                meta.model.name,
+                "none",
+                [params] * len(outputs),
+                outputs,
+                seed,
+                meta.selection,
+            )
 
 
 def _predict_scan(
@@ -222,8 +233,12 @@ def _blind(
     )
     outputs, seconds = _timed_filter(test.inputs, name, blind.params, workers)
     counter.advance(len(outputs))
-    params = {**blind.params, "tuned_on": f"train:{target_kind}", "n_train": blind.n_images,
-              "seconds_per_image": seconds}  # fmt: skip
+    params = {
+        **blind.params,
+        "tuned_on": f"train:{target_kind}",
+        "n_train": blind.n_images,
+        "seconds_per_image": seconds,
+    }
     return MethodOutput(name, "", tuning, [params] * len(outputs), outputs)
 
 

@@ -131,8 +131,13 @@ def compare_projection_domain(
     preferred, reason = preferred_method(scores, view_split=True)
     where = "held-out test rows" if held_out else "rows the network also trained on (one sinogram)"
     return FitComparison(
-        scores=scores, preferred=preferred, reason=reason, sigma=sigma, sigma_source="pair",
+        scores=scores,
+        preferred=preferred,
+        reason=reason,
+        sigma=sigma,
+        sigma_source="pair",
         psd_source="not run in the projection domain comparison",
-        images=images, object_id=np.array([f"{scans[s].source.stem}[{r}]" for s, r in rows]),
+        images=images,
+        object_id=np.array([f"{scans[s].source.stem}[{r}]" for s, r in rows]),
         scored_on=f"{len(rows)} {where}: even views against the odd views' FBP",
-    )  # fmt: skip
+    )

@@ -77,8 +77,11 @@ def noise_variances(test: TestSet) -> tuple[np.ndarray, np.ndarray]:
     (:meth:`~lowdose.evaluation.testset.TestSet.pair_noise_variance`, NaN for N < 2) and the true
     ``Var(input - clean)`` (NaN without clean), both (I,) float64 on the dataset's scale squared."""
     inputs = test.inputs.astype(np.float64)
-    true = np.full(len(inputs), math.nan) if test.clean is None else np.var(
-        inputs - test.clean, axis=(1, 2))  # fmt: skip
+    true = (
+        np.full(len(inputs), math.nan)
+        if test.clean is None
+        else np.var(inputs - test.clean, axis=(1, 2))
+    )
     return test.pair_noise_variance(), true
 
 

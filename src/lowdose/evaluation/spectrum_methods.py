@@ -87,8 +87,9 @@ def spectrum_outputs(
         shown_sd = {"noise_sd": round(sd, 8)}  # data units; CT in HU also in HU
         if test.attrs.is_ct_hu:
             shown_sd["noise_sd_hu"] = round(sd * float(test.scale[i]), 3)
-        params.append({**shown, "psd_scale": scales[i], **shown_sd,
-                       "seconds_per_image": round(seconds, 4)})  # fmt: skip
+        params.append(
+            {**shown, "psd_scale": scales[i], **shown_sd, "seconds_per_image": round(seconds, 4)}
+        )
         counter.advance(1)
     return np.stack(outputs).astype(np.float32), params
 
@@ -105,12 +106,17 @@ def _spectra_and_strengths(test: TestSet, tuning: str):
         if tuning == "blind-psd":
             tuned = tune_blind_psd(first, second, shape, inside=inside)
             scales = [tuned.psd_scale] * n
-            shown = {"psd_from": "train-pair shape x this image's pair variance",
-                     "tuned_by": "pair uMSE (train)", "n_train": tuned.n_images}  # fmt: skip
+            shown = {
+                "psd_from": "train-pair shape x this image's pair variance",
+                "tuned_by": "pair uMSE (train)",
+                "n_train": tuned.n_images,
+            }
         else:
             scales = [_own_pair_scale(test, i, psds[i] * k) for i in range(n)]
-            shown = {"psd_from": "train-pair shape x this image's pair variance",
-                     "tuned_by": "pair uMSE (this image's pair)"}  # fmt: skip
+            shown = {
+                "psd_from": "train-pair shape x this image's pair variance",
+                "tuned_by": "pair uMSE (this image's pair)",
+            }
         return psds, scales, shown
     if tuning == "single-psd":
         fov = [None] * n if test.fov is None else list(test.fov)

@@ -102,8 +102,16 @@ def read_test_set(data_path: Path) -> TestSet:
             "scored; evaluate a file with 'clean' or with N >= 2 realisations"
         )
     fov = None if split.fov is None else np.asarray(split.fov, bool)
-    return TestSet(data_path, split.clean, split.noisy, split.object_id, split.index,
-                   split.scale, split.attrs, fov)  # fmt: skip
+    return TestSet(
+        data_path,
+        split.clean,
+        split.noisy,
+        split.object_id,
+        split.index,
+        split.scale,
+        split.attrs,
+        fov,
+    )
 
 
 def blind_training_pair(data_path: Path, tuning: str) -> tuple[np.ndarray, np.ndarray, str]:

@@ -96,8 +96,9 @@ def denoise_projection_scans(
     device = resolve_device(device)
     written = []
     for path in paths:
-        scan = prepare_scan(path, angles=angles, center=center, flat=flat, dark=dark,
-                            dataset_key=dataset_key)  # fmt: skip
+        scan = prepare_scan(
+            path, angles=angles, center=center, flat=flat, dark=dark, dataset_key=dataset_key
+        )
         denoised_sinograms = denoise_view_halves(
             model, scan.sinograms, scaling=meta.scaling, device=device
         )
@@ -105,8 +106,9 @@ def denoise_projection_scans(
         denoised = fbp_2d(denoised_sinograms, scan.angles_deg, output_size=size, filter_name="ramp")
         fbp = fbp_2d(scan.sinograms, scan.angles_deg, output_size=size, filter_name="ramp")
         stem = Path(path).stem if Path(path).is_file() else Path(path).name
-        written.append(_write_projections(folder / f"{stem}_projections_denoised.h5",
-                                          denoised_sinograms, scan))  # fmt: skip
+        written.append(
+            _write_projections(folder / f"{stem}_projections_denoised.h5", denoised_sinograms, scan)
+        )
         buffer = io.BytesIO()
         np.save(buffer, denoised.astype(np.float32))
         atomic_write_bytes(folder / f"{stem}_denoised.npy", buffer.getvalue())
@@ -114,8 +116,7 @@ def denoise_projection_scans(
         written.append(
             write_float_tiff(folder / f"{stem}_denoised.tif", denoised.astype(np.float32))
         )
-        written.append(_write_reconstructions(folder / f"{stem}_denoised.h5",
-                                              denoised, fbp, scan))  # fmt: skip
+        written.append(_write_reconstructions(folder / f"{stem}_denoised.h5", denoised, fbp, scan))
     return written
 
 

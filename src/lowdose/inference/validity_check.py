@@ -38,8 +38,9 @@ AIR_BELOW_HU = -500.0  # a CT slice in HU has air (~-1000 HU) around the body: p
 RETRAIN = "lowdose dataset from-repeats or from-sinogram, then lowdose train"
 
 
-def input_noise_levels(images, scaling: NetworkScaling, validity: ValidityRange,
-                       *, inside=None) -> np.ndarray:  # fmt: skip
+def input_noise_levels(
+    images, scaling: NetworkScaling, validity: ValidityRange, *, inside=None
+) -> np.ndarray:
     """Each image's noise level, in the units and by the estimator of ``validity``.
 
     Parameters
@@ -65,16 +66,25 @@ def input_noise_levels(images, scaling: NetworkScaling, validity: ValidityRange,
     if min(stack.shape[-2:]) < 3:
         return np.full(len(stack), np.nan)
     if in_input_units(validity, scaling).scale != "hu":  # X-ray: on the network's scale
-        return np.array([single_image_noise_sigma(scale_to_network(image, scaling)[0])
-                         for image in stack])  # fmt: skip
+        return np.array(
+            [single_image_noise_sigma(scale_to_network(image, scaling)[0]) for image in stack]
+        )
     if validity.estimator == CORRELATED_NOISE_ESTIMATOR:
-        return np.array([ct_noise_sd_hu(image, inside=mask)
-                         for image, mask in zip(stack, masks, strict=True)])  # fmt: skip
+        return np.array(
+            [ct_noise_sd_hu(image, inside=mask) for image, mask in zip(stack, masks, strict=True)]
+        )
     return np.array([single_image_noise_sigma(image) for image in stack])  # padding: constant
 
 
-def validity_warnings(path: Path, images, scaling: NetworkScaling, validity: ValidityRange,
-                      *, file_meta: Mapping | None = None, inside=None) -> list[str]:  # fmt: skip
+def validity_warnings(
+    path: Path,
+    images,
+    scaling: NetworkScaling,
+    validity: ValidityRange,
+    *,
+    file_meta: Mapping | None = None,
+    inside=None,
+) -> list[str]:
     """One warning line per series of ``path`` that has images outside ``validity``.
 
     ``file_meta`` is what :func:`lowdose.io.images.read_image_stack` returned: its ``slices``
@@ -86,15 +96,22 @@ def validity_warnings(path: Path, images, scaling: NetworkScaling, validity: Val
     levels = input_noise_levels(stack, scaling, validity, inside=inside)
     lines = []
     for name, index in _series(path, len(stack), file_meta or {}).items():
-        line = series_warning(name, stack[index], levels[index], physical,
-                              kernels=_kernels(file_meta or {}, index))  # fmt: skip
+        line = series_warning(
+            name, stack[index], levels[index], physical, kernels=_kernels(file_meta or {}, index)
+        )
         if line is not None:
             lines.append(line)
     return lines
 
 
-def series_warning(name: str, images: np.ndarray, levels: np.ndarray, validity: ValidityRange,
-                   *, kernels: Sequence[str] = ()) -> str | None:  # fmt: skip
+def series_warning(
+    name: str,
+    images: np.ndarray,
+    levels: np.ndarray,
+    validity: ValidityRange,
+    *,
+    kernels: Sequence[str] = (),
+) -> str | None:
     """The line for one series: images (B, H, W), their noise ``levels`` (B,) in the units of
     ``validity`` (already :func:`in_input_units`); None when every estimate is inside or NaN."""
     low, high = validity.sigma_low, validity.sigma_high
@@ -103,8 +120,10 @@ def series_warning(name: str, images: np.ndarray, levels: np.ndarray, validity: 
     if not high > 0:
         if known.size == 0:
             return None
-        return (f"{name}: the model showed no gain on its own validation data "
-                f"({range_text(validity)}): retrain it")  # fmt: skip
+        return (
+            f"{name}: the model showed no gain on its own validation data "
+            f"({range_text(validity)}): retrain it"
+        )
     noisier, cleaner = int(np.sum(known > high)), int(np.sum(known < low))
     if noisier + cleaner == 0:
         return None
@@ -116,17 +135,26 @@ def series_warning(name: str, images: np.ndarray, levels: np.ndarray, validity: 
     )
 
 
-def advice(validity: ValidityRange, images: np.ndarray, level: float, noisier: bool,
-           kernels: Sequence[str] = ()) -> str:  # fmt: skip
+def advice(
+    validity: ValidityRange,
+    images: np.ndarray,
+    level: float,
+    noisier: bool,
+    kernels: Sequence[str] = (),
+) -> str:
     """Likely cause (units, dose, reconstruction kernel) and an action this model allows."""
     if validity.scale == "hu" and not (np.asarray(images) < AIR_BELOW_HU).any():
-        return (f"likely cause: units (no pixel below {AIR_BELOW_HU:g} HU, no air: are these HU?);"
-                " pass HU (DICOM with its rescale, NIfTI or TIFF in HU)")  # fmt: skip
+        return (
+            f"likely cause: units (no pixel below {AIR_BELOW_HU:g} HU, no air: are these HU?);"
+            " pass HU (DICOM with its rescale, NIfTI or TIFF in HU)"
+        )
     kernel = f" ({', '.join(sorted(set(kernels)))})" if kernels else ""
     if not noisier:
-        return (f"likely cause: a higher dose or a smoother reconstruction kernel{kernel} than "
-                "the training data; the model may over-smooth it: train one on data like it "
-                f"({RETRAIN})")  # fmt: skip
+        return (
+            f"likely cause: a higher dose or a smoother reconstruction kernel{kernel} than "
+            "the training data; the model may over-smooth it: train one on data like it "
+            f"({RETRAIN})"
+        )
     if validity.renoised and level > 0:  # Poisson or AWGN: re-noising reaches this dose
         fraction = (validity.trained_sigma / level) ** 2  # noise sd ~ 1 / sqrt(dose)
         return (

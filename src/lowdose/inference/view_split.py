@@ -62,8 +62,9 @@ def denoise_sinograms(
     device = resolve_device(device)
     written = []
     for path in paths:
-        scan = prepare_scan(path, angles=angles, center=center, flat=flat, dark=dark,
-                            dataset_key=dataset_key)  # fmt: skip
+        scan = prepare_scan(
+            path, angles=angles, center=center, flat=flat, dark=dark, dataset_key=dataset_key
+        )
         size = int(scan.sinograms.shape[2] / np.sqrt(2))
         halves = split_reconstructions(scan.sinograms, scan.angles_deg, splits=2, output_size=size)
         outputs = [

@@ -165,10 +165,12 @@ def _name_the_syntax_read(ds: pydicom.Dataset) -> None:
         return
     ds.file_meta = getattr(ds, "file_meta", None) or pydicom.dataset.FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = (
-        pydicom.uid.ImplicitVRLittleEndian if implicit
-        else pydicom.uid.ExplicitVRLittleEndian if little
+        pydicom.uid.ImplicitVRLittleEndian
+        if implicit
+        else pydicom.uid.ExplicitVRLittleEndian
+        if little
         else pydicom.uid.ExplicitVRBigEndian
-    )  # fmt: skip
+    )
 
 
 def _decode_pixels(ds: pydicom.Dataset, path: Path) -> np.ndarray:

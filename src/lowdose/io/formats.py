@@ -56,8 +56,11 @@ def _read_nifti(path: Path):
         data = data[..., 0]
     if data.ndim != 3:
         raise LowdoseInputError(f"{path}: NIfTI has shape {data.shape}; need one 3-D volume")
-    extra = {"affine": image.affine, "nifti_header": image.header,
-             "units_note": "NIfTI values after scl_slope/scl_inter, assumed HU"}  # fmt: skip
+    extra = {
+        "affine": image.affine,
+        "nifti_header": image.header,
+        "units_note": "NIfTI values after scl_slope/scl_inter, assumed HU",
+    }
     return np.ascontiguousarray(data.transpose(2, 1, 0)), extra  # (X, Y, Z) -> (Z, Y, X)
 
 

@@ -38,8 +38,14 @@ from lowdose.io.dicom_write import write_dicom_like
 from lowdose.io.formats import read_other, write_other
 from lowdose.io.listing import list_image_files
 
-_KINDS = {".nii": "nifti", ".gz": "nifti", ".tif": "tiff", ".tiff": "tiff", ".png": "png",
-          ".npy": "npy"}  # fmt: skip
+_KINDS = {
+    ".nii": "nifti",
+    ".gz": "nifti",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".png": "png",
+    ".npy": "npy",
+}
 
 
 @dataclass(frozen=True)
@@ -129,9 +135,14 @@ def read_image_stack(path: str | os.PathLike) -> tuple[np.ndarray, str, dict]:
         ``nifti_header``, ``ndim``).
     """
     stack = read_ct(path)
-    meta = {"units": "hu" if stack.kind in ("dicom", "nifti") else "as stored",
-            "source": str(path), "headers": stack.headers, "slices": stack.slices,
-            "ignored": stack.ignored, **stack.extra}  # fmt: skip
+    meta = {
+        "units": "hu" if stack.kind in ("dicom", "nifti") else "as stored",
+        "source": str(path),
+        "headers": stack.headers,
+        "slices": stack.slices,
+        "ignored": stack.ignored,
+        **stack.extra,
+    }
     array = stack.hu
     if stack.kind in ("tiff", "png", "npy") and meta.get("ndim") == 2:
         array = array[0]
@@ -218,8 +229,10 @@ def _read_other(files: list[Path], kind: str, skip_bad: bool) -> CTStack:
             skipped.append((path, message))
             continue
         arrays.append(values)
-        infos += [SliceInfo(source=path, patient_id=path.stem, series_uid=path.stem, frame=k)
-                  for k in range(values.shape[0])]  # fmt: skip
+        infos += [
+            SliceInfo(source=path, patient_id=path.stem, series_uid=path.stem, frame=k)
+            for k in range(values.shape[0])
+        ]
     if not arrays:
         raise LowdoseInputError(f"no readable {kind} files among {len(files)}")
     if len(arrays) > 1:

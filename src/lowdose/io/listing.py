@@ -25,8 +25,19 @@ import struct
 from collections.abc import Sequence
 from pathlib import Path
 
-_DOCUMENT_SUFFIXES = {".md", ".txt", ".json", ".csv", ".html", ".pdf", ".xml", ".yaml", ".yml",
-                      ".log", ".rst"}  # fmt: skip
+_DOCUMENT_SUFFIXES = {
+    ".md",
+    ".txt",
+    ".json",
+    ".csv",
+    ".html",
+    ".pdf",
+    ".xml",
+    ".yaml",
+    ".yml",
+    ".log",
+    ".rst",
+}
 _DICOM_SUFFIXES = {".dcm", ".dicom", ".dic", ".ima"}
 _OTHER_IMAGE_ENDINGS = (".nii", ".nii.gz", ".tif", ".tiff", ".png", ".npy")
 # The groups a DICOM dataset without preamble starts with: file meta, else identification.

@@ -124,9 +124,11 @@ def read_projections(
         flats=None if parts.flats is None else np.asarray(parts.flats, dtype=np.float32),
         darks=None if parts.darks is None else np.asarray(parts.darks, dtype=np.float32),
         angles_deg=None if parts.angles_deg is None else np.asarray(parts.angles_deg, np.float64),
-        source=path, layout=parts.layout, values=values,
+        source=path,
+        layout=parts.layout,
+        values=values,
         notes=(*parts.notes, _values_note(values, parts)),
-    )  # fmt: skip
+    )
 
 
 def _read_layout(path: Path, dataset_key: str | None, *, with_flats: bool) -> ScanParts:

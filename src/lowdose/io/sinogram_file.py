@@ -95,9 +95,10 @@ def _angles_first(sinogram: np.ndarray, angles_deg, path: Path) -> tuple[np.ndar
 def _pick(arrays: dict, dataset_key: str | None, path: Path) -> tuple[str, str | None]:
     """The names of the sinogram and of the angles (None when the file has none)."""
     angle_names = [
-        name for name, value in arrays.items()
+        name
+        for name, value in arrays.items()
         if any(word in name.lower() for word in _ANGLE_WORDS) and _is_vector(value)
-    ]  # fmt: skip
+    ]
     if dataset_key is not None:
         dataset_key = dataset_key.strip("/")
         if dataset_key not in arrays:
@@ -143,9 +144,10 @@ def _named_arrays(path: Path) -> dict[str, np.ndarray]:
         except (OSError, ValueError) as exc:
             raise LowdoseInputError(f"{path}: cannot be read as .mat ({exc})") from None
         return {
-            name: np.asarray(value) for name, value in contents.items()
+            name: np.asarray(value)
+            for name, value in contents.items()
             if not name.startswith("__") and _numeric(value)
-        }  # fmt: skip
+        }
     return _hdf5_arrays(path)
 
 
@@ -156,9 +158,12 @@ def _hdf5_arrays(path: Path) -> dict[str, np.ndarray]:
     try:
         with h5py.File(path, "r") as handle:
             handle.visititems(
-                lambda name, obj: arrays.update({name: obj[()]})
-                if hasattr(obj, "shape") and _numeric(obj) else None
-            )  # fmt: skip
+                lambda name, obj: (
+                    arrays.update({name: obj[()]})
+                    if hasattr(obj, "shape") and _numeric(obj)
+                    else None
+                )
+            )
     except OSError as exc:
         raise LowdoseInputError(f"{path}: cannot be read as HDF5 ({exc})") from None
     return arrays

@@ -185,12 +185,16 @@ def _validity_lines(values: dict | None, scaling: NetworkScaling) -> list[str]:
     unit = UNITS_TEXT.get(validity.scale, validity.scale)
     as_stored = ""
     if validity.scale == "hu" and stored.scale == "network":  # converted by the divisor
-        as_stored = (f" (stored on the network scale: {stored.sigma_low:.4g} to "
-                     f"{stored.sigma_high:.4g}, x {scaling.divisor:g})")  # fmt: skip
+        as_stored = (
+            f" (stored on the network scale: {stored.sigma_low:.4g} to "
+            f"{stored.sigma_high:.4g}, x {scaling.divisor:g})"
+        )
     note = ""
     if validity.scale == "hu" and validity.estimator == WHITE_NOISE_ESTIMATOR:
-        note = (" (Immerkaer's, for white noise: it reads FBP noise 2.6-6x low; `lowdose "
-                "denoise` compares an input by the same estimator)")  # fmt: skip
+        note = (
+            " (Immerkaer's, for white noise: it reads FBP noise 2.6-6x low; `lowdose "
+            "denoise` compares an input by the same estimator)"
+        )
     lines = [
         f"Helps (clean-free uPSNR gain > 0) for input noise sd {validity.sigma_low:.3g} to "
         f"{validity.sigma_high:.3g} {unit}{as_stored}; trained at {validity.trained_sigma:.3g} "
@@ -199,6 +203,8 @@ def _validity_lines(values: dict | None, scaling: NetworkScaling) -> list[str]:
     if levels := validity.levels:
         lines += ["", f"| dose fraction | noise sd ({unit}) | gain (dB) |", "|---|---|---|"]
         # NaN: a uMSE <= 0, below what the validation pairs resolve, so no dB value
-        lines += [f"| {dose:g} | {sigma:.4g} | {'n/a' if math.isnan(gain) else f'{gain:+.2f}'} |"
-                  for dose, sigma, gain in levels]  # fmt: skip
+        lines += [
+            f"| {dose:g} | {sigma:.4g} | {'n/a' if math.isnan(gain) else f'{gain:+.2f}'} |"
+            for dose, sigma, gain in levels
+        ]
     return lines

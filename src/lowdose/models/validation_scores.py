@@ -92,5 +92,8 @@ class ValidationScores:
         def stored(value: float) -> float | None:
             return None if math.isnan(value) else value
 
-        return {"monitor": self.monitor, "model_db": stored(self.model_db),
-                "identity_db": stored(self.identity_db)}  # fmt: skip
+        return {
+            "monitor": self.monitor,
+            "model_db": stored(self.model_db),
+            "identity_db": stored(self.identity_db),
+        }

@@ -86,9 +86,16 @@ def read_acquisition(path: str | os.PathLike, *, skip_bad: bool = False) -> Acqu
         keys.append((info.patient_id, where, info.frame))
     objects = tuple(info.patient_id for info in stack.slices)
     return Acquisition(
-        path, stack.hu, "dicom", tuple(labels), objects, tuple(keys), tuple(geometry),
-        tuple(stack.headers), tuple(info.series_uid for info in stack.slices),
-    )  # fmt: skip
+        path,
+        stack.hu,
+        "dicom",
+        tuple(labels),
+        objects,
+        tuple(keys),
+        tuple(geometry),
+        tuple(stack.headers),
+        tuple(info.series_uid for info in stack.slices),
+    )
 
 
 def _geometry(header) -> tuple:

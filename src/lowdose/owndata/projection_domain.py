@@ -104,8 +104,9 @@ def build_from_projection_halves(
         raise LowdoseInputError("no scan given; pass a Data Exchange .h5 or a TIFF-stack folder")
     scans: list[PreparedScan] = []
     for number, path in enumerate(paths):
-        scan = prepare_scan(path, angles=angles, center=center, flat=flat, dark=dark,
-                            dataset_key=dataset_key)  # fmt: skip
+        scan = prepare_scan(
+            path, angles=angles, center=center, flat=flat, dark=dark, dataset_key=dataset_key
+        )
         if scans and scan.sinograms.shape[1:] != scans[0].sinograms.shape[1:]:
             raise LowdoseInputError(
                 f"{scan.source}: sinograms {scan.sinograms.shape[1:]} differ from "
@@ -129,8 +130,13 @@ def build_from_projection_halves(
     raw = np.concatenate(images)[:, None].astype(np.float32)  # (2 S, 1, A', D)
     divisor = dataset_divisor(raw)
     stack = (raw / divisor).astype(np.float32)
-    plan = plan_split(object_id, image_shape=stack.shape[2:], rng=np.random.default_rng(seed),
-                      method=split_by, fractions=fractions)  # fmt: skip
+    plan = plan_split(
+        object_id,
+        image_shape=stack.shape[2:],
+        rng=np.random.default_rng(seed),
+        method=split_by,
+        fractions=fractions,
+    )
     notes = tuple("; ".join(scan.notes) for scan in scans)
     # detector rows whose both halves are wholly in the test split (none when tiles were cut)
     test = [] if plan.tile_origin is not None else plan.source_index[plan.split == "test"]
@@ -139,19 +145,29 @@ def build_from_projection_halves(
         key=lambda r: tuple(map(int, r.split(":"))),
     )
     attrs = DatasetAttrs(
-        modality="xray", noise_model="measured", scaling_rule="dataset_max",
-        scaling_offset=0.0, raw_units="line integral", seed=seed,
+        modality="xray",
+        noise_model="measured",
+        scaling_rule="dataset_max",
+        scaling_offset=0.0,
+        raw_units="line integral",
+        seed=seed,
         description="lowdose fit --domain projections: view halves of each sinogram",
     ).with_extra(
-        projection_domain=PROJECTION_DOMAIN, views_per_half=int(stack.shape[2]),
+        projection_domain=PROJECTION_DOMAIN,
+        views_per_half=int(stack.shape[2]),
         test_rows=",".join(held_out) or "none",
         rotation_centre_px=",".join(f"{scan.centre_px:.2f}" for scan in scans),
         inputs=" | ".join(str(scan.source) for scan in scans),
         preparation=" | ".join(notes)[:4000],
-    )  # fmt: skip
+    )
     details = ProjectionHalves(int(stack.shape[2]), tuple(float(s.centre_px) for s in scans), notes)
     return split_write_and_summarise(
-        out, plan=plan, clean=None, noisy=stack, scale=np.full(len(stack), divisor, np.float32),
-        attrs=attrs, started_s=started,
+        out,
+        plan=plan,
+        clean=None,
+        noisy=stack,
+        scale=np.full(len(stack), divisor, np.float32),
+        attrs=attrs,
+        started_s=started,
         details=details,
-    )  # fmt: skip
+    )

@@ -135,11 +135,14 @@ def prepare_scan(
         middle = len(sinograms) // 2
         rows = sinograms[max(0, middle - CENTRE_ROWS // 2) : middle + CENTRE_ROWS // 2 + 1]
         centre = float(estimate_centre(rows.mean(axis=0), angles_deg))
-        notes.append(f"rotation centre estimated at {centre:.2f} px (the FBP's axis bin "
-                     f"{fbp_axis_px(n_det)}); pass --center to override")  # fmt: skip
+        notes.append(
+            f"rotation centre estimated at {centre:.2f} px (the FBP's axis bin "
+            f"{fbp_axis_px(n_det)}); pass --center to override"
+        )
         if abs(centre - fbp_axis_px(n_det)) < CENTRED_WITHIN_PX:
-            return PreparedScan(scan.source, sinograms.astype(np.float32), angles_deg, centre,
-                                tuple(notes))  # fmt: skip
+            return PreparedScan(
+                scan.source, sinograms.astype(np.float32), angles_deg, centre, tuple(notes)
+            )
     else:
         centre = float(center)
         if not 0 <= centre <= n_det - 1:
@@ -187,8 +190,9 @@ def build_from_projections(
         raise LowdoseInputError("no scan given; pass a Data Exchange .h5 or a TIFF-stack folder")
     prepared = []
     for path in paths:
-        scan = prepare_scan(path, angles=angles, center=center, flat=flat, dark=dark,
-                            dataset_key=dataset_key)  # fmt: skip
+        scan = prepare_scan(
+            path, angles=angles, center=center, flat=flat, dark=dark, dataset_key=dataset_key
+        )
         if prepared and not np.allclose(scan.angles_deg, prepared[0].angles_deg):
             raise LowdoseInputError(
                 f"{scan.source}: its angles differ from {prepared[0].source}; one geometry per "
@@ -203,9 +207,17 @@ def build_from_projections(
         "preparation": " | ".join("; ".join(scan.notes) for scan in prepared)[:4000],
     }
     return build_from_line_integrals(
-        [(scan.source, scan.sinograms) for scan in prepared], out,
-        angles_deg=prepared[0].angles_deg, splits=splits, filter_name=filter_name,
-        output_size=output_size, fractions=fractions, seed=seed, split_by=split_by,
-        progress=progress, description="lowdose dataset from-projections", extra=extra,
+        [(scan.source, scan.sinograms) for scan in prepared],
+        out,
+        angles_deg=prepared[0].angles_deg,
+        splits=splits,
+        filter_name=filter_name,
+        output_size=output_size,
+        fractions=fractions,
+        seed=seed,
+        split_by=split_by,
+        progress=progress,
+        description="lowdose dataset from-projections",
+        extra=extra,
         started=started,
-    )  # fmt: skip
+    )

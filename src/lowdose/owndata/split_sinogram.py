@@ -179,10 +179,20 @@ def build_from_sinogram(
     if clean_sinogram_paths is not None:
         clean = [read_sinogram_stack(path) for path in clean_sinogram_paths]
     return build_from_line_integrals(
-        stacks, out, angles_deg=angles_deg, splits=splits, filter_name=filter_name,
-        output_size=output_size, clean_sinograms=clean, fractions=fractions, seed=seed,
-        split_by=split_by, objects=objects, progress=progress, started=started,
-    )  # fmt: skip
+        stacks,
+        out,
+        angles_deg=angles_deg,
+        splits=splits,
+        filter_name=filter_name,
+        output_size=output_size,
+        clean_sinograms=clean,
+        fractions=fractions,
+        seed=seed,
+        split_by=split_by,
+        objects=objects,
+        progress=progress,
+        started=started,
+    )
 
 
 def build_from_line_integrals(
@@ -218,18 +228,28 @@ def build_from_line_integrals(
                 "every input needs the same views and detector"
             )
         angles, size = geometry[1], geometry[2]
-        noisy.append(split_reconstructions(
-            sino, angles, splits=splits, output_size=size, filter_name=filter_name))  # fmt: skip
+        noisy.append(
+            split_reconstructions(
+                sino, angles, splits=splits, output_size=size, filter_name=filter_name
+            )
+        )
         if clean_sinograms is not None:
             clean.append(_full_view(clean_sinograms[number], geometry, filter_name, path))
-        object_id += [path.stem if objects == "file" else f"{path.stem}[{k}]" for k in
-                      range(len(sino))]  # fmt: skip
+        object_id += [
+            path.stem if objects == "file" else f"{path.stem}[{k}]" for k in range(len(sino))
+        ]
         volume_id += [path.stem] * len(sino)
         if progress is not None:
             progress("reconstructing", number + 1, len(stacks))
     stack = np.concatenate(noisy)  # (I, K, H, W)
-    plan = plan_split(object_id, image_shape=stack.shape[2:], rng=np.random.default_rng(seed),
-                      method=split_by, volume_id=volume_id, fractions=fractions)  # fmt: skip
+    plan = plan_split(
+        object_id,
+        image_shape=stack.shape[2:],
+        rng=np.random.default_rng(seed),
+        method=split_by,
+        volume_id=volume_id,
+        fractions=fractions,
+    )
     inputs = (paths, geometry, splits, filter_name, description, extra or {})
     return _write(stack, clean, plan, out, inputs, seed, started)
 
@@ -261,19 +281,30 @@ def _write(stack, clean, plan, out, inputs, seed: int, started: float):
     variance = float(np.mean([pair_noise_variance(image)[0] for image in stack])) / divisor**2
     views = tuple(len(v) for v in view_subsets(geometry[0][0], splits))
     attrs = DatasetAttrs(
-        modality="ct", noise_model="measured", scaling_rule="dataset_max",
-        noise_level=variance, scaling_offset=0.0, raw_units="fbp line integral per pixel",
+        modality="ct",
+        noise_model="measured",
+        scaling_rule="dataset_max",
+        noise_level=variance,
+        scaling_offset=0.0,
+        raw_units="fbp line integral per pixel",
         seed=seed,
         description=f"{description}: {splits} interleaved view subsets, FBP",
     ).with_extra(
-        pair_noise_variance=variance, split_views=splits,
-        views_per_split=",".join(map(str, views)), fbp_filter=filter_name,
+        pair_noise_variance=variance,
+        split_views=splits,
+        views_per_split=",".join(map(str, views)),
+        fbp_filter=filter_name,
         clean_reference=CLEAN_REFERENCE if clean_stack is not None else "none",
-        inputs=" | ".join(str(p) for p in paths), **extra,
-    )  # fmt: skip
+        inputs=" | ".join(str(p) for p in paths),
+        **extra,
+    )
     return split_write_and_summarise(
-        out, plan=plan, clean=None if clean_stack is None else clean_stack.astype(np.float32),
-        noisy=(stack / divisor).astype(np.float32), scale=np.full(len(stack), divisor, np.float32),
-        attrs=attrs, started_s=started,
+        out,
+        plan=plan,
+        clean=None if clean_stack is None else clean_stack.astype(np.float32),
+        noisy=(stack / divisor).astype(np.float32),
+        scale=np.full(len(stack), divisor, np.float32),
+        attrs=attrs,
+        started_s=started,
         details=ViewSubsetNoise(views, variance),
-    )  # fmt: skip
+    )

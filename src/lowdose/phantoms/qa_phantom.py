@@ -45,9 +45,13 @@ CYLINDER_RADIUS_MM = 100.0
 MIN_SIZE = 64
 MAX_FINE_SAMPLES = 16384  # samples per axis of a slice's fine grid: 16384^2 float32 is 1 GiB
 SENSITOMETRY_HU = {
-    "air": -1000.0, "ldpe": -100.0, "polystyrene": -35.0,
-    "acrylic": 120.0, "delrin": 340.0, "teflon": 990.0,
-}  # fmt: skip
+    "air": -1000.0,
+    "ldpe": -100.0,
+    "polystyrene": -35.0,
+    "acrylic": 120.0,
+    "delrin": 340.0,
+    "teflon": 990.0,
+}
 SENSITOMETRY_RING_MM = 60.0
 SENSITOMETRY_DIAMETER_MM = 20.0
 LOW_CONTRAST_HU = (15, 10, 5, 3)

@@ -110,9 +110,15 @@ def reconstruct_hu(
 
 
 def view_subset_hu(
-    sinograms, pixel_mm, angles_deg, subsets: int, *, size, filter_name="hann",
+    sinograms,
+    pixel_mm,
+    angles_deg,
+    subsets: int,
+    *,
+    size,
+    filter_name="hann",
     mu_water_per_mm=MU_WATER_PER_MM,
-) -> np.ndarray:  # fmt: skip
+) -> np.ndarray:
     """FBP of K interleaved view subsets of each sinogram, in HU: (B, A, D) -> (B, K, size, size).
 
     Subset ``k`` holds views ``k, k + K, k + 2K, ...`` (as :mod:`lowdose.owndata.split_sinogram`).
@@ -124,20 +130,35 @@ def view_subset_hu(
     if isinstance(subsets, bool) or not isinstance(subsets, int | np.integer) or subsets < 2:
         raise LowdoseInputError(f"view_subsets={subsets!r} (--view-subsets): pass an integer >= 2")
     if len(angles) < 2 * subsets:
-        raise LowdoseInputError(f"{len(angles)} views cannot be split {subsets} ways "
-                                "(--view-subsets): use fewer subsets or more --views")  # fmt: skip
+        raise LowdoseInputError(
+            f"{len(angles)} views cannot be split {subsets} ways "
+            "(--view-subsets): use fewer subsets or more --views"
+        )
     images = [
-        reconstruct_hu(sinograms[:, k::subsets], pixel_mm, angles[k::subsets], size=size,
-                       filter_name=filter_name, mu_water_per_mm=mu_water_per_mm)
+        reconstruct_hu(
+            sinograms[:, k::subsets],
+            pixel_mm,
+            angles[k::subsets],
+            size=size,
+            filter_name=filter_name,
+            mu_water_per_mm=mu_water_per_mm,
+        )
         for k in range(subsets)
-    ]  # fmt: skip
+    ]
     return np.stack(images, axis=1)
 
 
 def mean_bias_hu(
-    sinograms, pixel_mm, angles_deg, i0_photons: float, *, size: int, filter_name="hann",
-    electronic_noise_counts: float = 0.0, mu_water_per_mm: float = MU_WATER_PER_MM,
-) -> np.ndarray:  # fmt: skip
+    sinograms,
+    pixel_mm,
+    angles_deg,
+    i0_photons: float,
+    *,
+    size: int,
+    filter_name="hann",
+    electronic_noise_counts: float = 0.0,
+    mu_water_per_mm: float = MU_WATER_PER_MM,
+) -> np.ndarray:
     """Exact bias of the mean noisy FBP against the noise-free FBP, in HU (B, size, size) float32.
 
     FBP is linear, so ``E[FBP(p_hat)] - FBP(p) = FBP(E[p_hat] - p)``, with the estimator's bias
@@ -154,8 +175,9 @@ def mean_bias_hu(
         Unattenuated photons per detector bin and view.
     """
     bias_p = post_log_bias(sinograms, i0_photons, electronic_noise_counts=electronic_noise_counts)
-    mu_pixel = fbp_mu_pixel(bias_p.astype(np.float32), angles_deg, size=size,
-                            filter_name=filter_name)  # fmt: skip
+    mu_pixel = fbp_mu_pixel(
+        bias_p.astype(np.float32), angles_deg, size=size, filter_name=filter_name
+    )
     mu_mm = mu_pixel / np.asarray(pixel_mm, np.float32)[:, None, None]
     return (1000.0 * mu_mm / mu_water_per_mm).astype(np.float32)
 
@@ -187,20 +209,29 @@ def sinogram_noisy_hu(
     -------
     ndarray (B, size, size) float32 HU
     """
-    noisy = noisy_sinograms(sinograms, i0_photons, rngs=rngs,
-                            electronic_noise_counts=electronic_noise_counts)  # fmt: skip
+    noisy = noisy_sinograms(
+        sinograms, i0_photons, rngs=rngs, electronic_noise_counts=electronic_noise_counts
+    )
     return reconstruct_hu(
-        noisy, pixel_mm, angles_deg, size=size, filter_name=filter_name,
+        noisy,
+        pixel_mm,
+        angles_deg,
+        size=size,
+        filter_name=filter_name,
         mu_water_per_mm=mu_water_per_mm,
-    )  # fmt: skip
+    )
 
 
 def noisy_sinograms(sinograms, i0_photons, *, rngs, electronic_noise_counts=0.0) -> np.ndarray:
     """Post-log noisy sinograms (B, A, D) float32, slice ``b`` drawn from ``rngs[b]``."""
     sigma = electronic_noise_counts
     pairs = zip(sinograms, rngs, strict=True)
-    return np.stack([add_poisson_sinogram(s, i0_photons, rng=rng, electronic_noise_counts=sigma)
-                     for s, rng in pairs])  # fmt: skip
+    return np.stack(
+        [
+            add_poisson_sinogram(s, i0_photons, rng=rng, electronic_noise_counts=sigma)
+            for s, rng in pairs
+        ]
+    )
 
 
 def solve_i0_for_psnr(

@@ -207,9 +207,13 @@ class DoseRenoiser:
                     "counts were stored with); pass scale="
                 )
             thinned, _ = thin_stored_transmission(
-                noisy, dose_fraction, photons_per_pixel=self.noise_level, scale=scale, rng=rng,
+                noisy,
+                dose_fraction,
+                photons_per_pixel=self.noise_level,
+                scale=scale,
+                rng=rng,
                 where=self.where,
-            )  # fmt: skip
+            )
             return thinned
         target = sigma_at_dose(self.noise_level, dose_fraction)
         return add_gaussian_to_reach(noisy, self.noise_level, target, rng=rng)

@@ -119,8 +119,9 @@ def add_poisson_sinogram(
     ndarray, same shape
         Noisy line integrals after the log, finite, dtype as :func:`add_poisson_post_log`.
     """
-    sigma = float(checked_array(electronic_noise_counts, "electronic_noise_counts",
-                                nonnegative=True))  # fmt: skip
+    sigma = float(
+        checked_array(electronic_noise_counts, "electronic_noise_counts", nonnegative=True)
+    )
     if sigma == 0.0:  # no Gaussian draws: the Poisson-only stream stays bit-identical
         return add_poisson_post_log(line_integral, i0_photons, rng=rng, floor=floor)
     integral = checked_array(line_integral, "line_integral", nonnegative=True)

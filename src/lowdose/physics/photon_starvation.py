@@ -117,8 +117,9 @@ def post_log_moments(
     (1.001, 1.002)
     """
     lam = checked_level(mean_counts, "mean_counts")
-    sigma = float(checked_array(electronic_noise_counts, "electronic_noise_counts",
-                                nonnegative=True))  # fmt: skip
+    sigma = float(
+        checked_array(electronic_noise_counts, "electronic_noise_counts", nonnegative=True)
+    )
     mean_log, mean_log_sq = _log_reading_moments(lam, sigma, checked_level(floor, "floor"))
     return math.log(lam) - mean_log, max(mean_log_sq - mean_log**2, 0.0)
 
@@ -128,13 +129,15 @@ def post_log_table(
     electronic_noise_counts: float = 0.0, floor: float = ZERO_COUNT_FLOOR
 ) -> PostLogTable:
     """The tabulated estimator for one (sigma, floor), built once per process (~0.1-0.5 s)."""
-    sigma = float(checked_array(electronic_noise_counts, "electronic_noise_counts",
-                                nonnegative=True))  # fmt: skip
+    sigma = float(
+        checked_array(electronic_noise_counts, "electronic_noise_counts", nonnegative=True)
+    )
     floor = checked_level(floor, "floor")
     top = max(_ASYMPTOTIC_COUNTS, 40.0 * sigma)
     decades = math.log10(top / MIN_COUNTS)
-    log_counts = np.linspace(math.log(MIN_COUNTS), math.log(top),
-                             int(math.ceil(decades * POINTS_PER_DECADE)) + 1)  # fmt: skip
+    log_counts = np.linspace(
+        math.log(MIN_COUNTS), math.log(top), int(math.ceil(decades * POINTS_PER_DECADE)) + 1
+    )
     bias, variance = np.empty_like(log_counts), np.empty_like(log_counts)
     for index, log_lam in enumerate(log_counts):
         mean_log, mean_log_sq = _log_reading_moments(math.exp(log_lam), sigma, floor)

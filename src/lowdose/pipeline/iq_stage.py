@@ -23,8 +23,12 @@ from lowdose.pipeline.dataset_stage import build_dataset
 
 def phantom_spec(config: ExperimentConfig) -> DatasetSpec:
     """The experiment's dataset spec with the QA phantom as its source (same noise)."""
-    update = {"source": "qa-phantom", "realisations": config.iq.realisations,
-              "size": config.iq.size, "view_subsets": None}  # fmt: skip
+    update = {
+        "source": "qa-phantom",
+        "realisations": config.iq.realisations,
+        "size": config.iq.size,
+        "view_subsets": None,
+    }
     return config.dataset.model_copy(update=update)
 
 
@@ -52,7 +56,12 @@ def iq_stage(
     prepare_stage(folder, key)
     log(f"iq: {len(models)} models and {','.join(config.iq.filters)} on the QA phantom")
     with bars() as progress:
-        measure_image_quality(phantom_path, models=models, filters=config.iq.filters,
-                              out_dir=folder, progress=progress)  # fmt: skip
+        measure_image_quality(
+            phantom_path,
+            models=models,
+            filters=config.iq.filters,
+            out_dir=folder,
+            progress=progress,
+        )
     finish_stage(folder, key)
     return folder

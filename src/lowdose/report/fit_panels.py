@@ -154,13 +154,21 @@ def method_figure(
         limit = view.residual_limit
         residual_style = {"cmap": "gray", "vmin": -limit, "vmax": limit, "interpolation": "nearest"}
         residual = view.noisy - output
-        _show(ax_side, residual, f"removed: input − output, ±{limit:.3g} {view.unit}",
-              residual_style)  # fmt: skip
+        _show(
+            ax_side, residual, f"removed: input − output, ±{limit:.3g} {view.unit}", residual_style
+        )
         _inset(ax_side, residual, view.box, residual_style)
         _inset(ax_main, shown, view.box, image_style)
     note = "\n".join(filter(None, [f"window {lo:.4g}..{hi:.4g} {view.unit}", note]))
-    fig.text(left, (main_h - side_h - 14) / fig_h, note, fontsize=9.5, va="top", ha="left",
-             linespacing=1.5)  # fmt: skip
+    fig.text(
+        left,
+        (main_h - side_h - 14) / fig_h,
+        note,
+        fontsize=9.5,
+        va="top",
+        ha="left",
+        linespacing=1.5,
+    )
     return png_bytes(fig)
 
 

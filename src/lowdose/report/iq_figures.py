@@ -14,8 +14,7 @@ import numpy as np
 from lowdose.report.figures import new_figure, png_bytes, style_axes
 
 REFERENCE_METHOD = "noisy"
-_COLOURS = ("#1f5fa8", "#c0392b", "#2e8b57", "#8e44ad", "#d35400", "#16a085", "#b7950b",
-            "#5d6d7e")  # fmt: skip
+_COLOURS = ("#1f5fa8", "#c0392b", "#2e8b57", "#8e44ad", "#d35400", "#16a085", "#b7950b", "#5d6d7e")
 
 Curve = tuple[np.ndarray, np.ndarray]
 """``(frequency_per_mm (F,), values (F,))``."""
@@ -48,10 +47,18 @@ def nps_figure(curves: Mapping[str, Curve]) -> bytes:
         area = np.trapezoid(power, frequency) if frequency.size > 1 else 0.0
         if area > 0:
             ax_norm.plot(frequency, power / area, label=method, **style)
-    style_axes(ax_abs, xlabel="spatial frequency [cycles/mm]", ylabel="NPS [HU² mm²]",
-           title="(a) noise power spectrum (magnitude)")  # fmt: skip
-    style_axes(ax_norm, xlabel="spatial frequency [cycles/mm]", ylabel="NPS / its area [mm]",
-           title="(b) normalised NPS (texture)")  # fmt: skip
+    style_axes(
+        ax_abs,
+        xlabel="spatial frequency [cycles/mm]",
+        ylabel="NPS [HU² mm²]",
+        title="(a) noise power spectrum (magnitude)",
+    )
+    style_axes(
+        ax_norm,
+        xlabel="spatial frequency [cycles/mm]",
+        ylabel="NPS / its area [mm]",
+        title="(b) normalised NPS (texture)",
+    )
     ax_abs.set_yscale("log")
     ax_abs.legend(fontsize=8, frameon=False)
     return png_bytes(fig)

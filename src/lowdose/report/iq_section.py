@@ -26,8 +26,20 @@ from lowdose.report.sections import fmt_number, safe_name
 SUMMARY_TTF_HU = (-35.0, 340.0)
 """Rods whose f50 the summary shows: the low-contrast one the d' use, and a bone-like one."""
 TTF_FIGURE_HU = (-35.0, 340.0, 990.0)
-_REQUIRED = ("method", "module", "insert", "nominal_hu", "sigma_hu", "hu_bias", "cnr", "f50",
-             "nps_peak", "nps_mean", "dprime_npw", "dprime_npwe")  # fmt: skip
+_REQUIRED = (
+    "method",
+    "module",
+    "insert",
+    "nominal_hu",
+    "sigma_hu",
+    "hu_bias",
+    "cnr",
+    "f50",
+    "nps_peak",
+    "nps_mean",
+    "dprime_npw",
+    "dprime_npwe",
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,15 +66,18 @@ def read_iq_results(folder: str | os.PathLike) -> IqResults | None:
         raise LowdoseInputError(
             f"{folder / 'iq.csv'}: missing column(s) {', '.join(missing)}; rerun `lowdose iq`"
         )
-    tables = [pd.read_csv(folder / n) if (folder / n).is_file() else None
-              for n in ("iq_nps.csv", "iq_ttf.csv")]  # fmt: skip
+    tables = [
+        pd.read_csv(folder / n) if (folder / n).is_file() else None
+        for n in ("iq_nps.csv", "iq_ttf.csv")
+    ]
     conventions = {}
     if (folder / "iq.json").is_file():
         try:
             conventions = json.loads((folder / "iq.json").read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
-            raise LowdoseInputError(f"{folder / 'iq.json'}: not valid JSON ({exc}); rerun "
-                                    "`lowdose iq`") from None  # fmt: skip
+            raise LowdoseInputError(
+                f"{folder / 'iq.json'}: not valid JSON ({exc}); rerun `lowdose iq`"
+            ) from None
     return IqResults(folder, iq, tables[0], tables[1], conventions)
 
 
@@ -93,16 +108,22 @@ def iq_summary(iq) -> list[dict]:
             return _mean(sens.loc[np.isclose(sens["nominal_hu"], hu), column])
 
         first = mine.iloc[0]
-        rows.append({
-            "method": method, "model": _text(first.get("model")),
-            "selection": _text(first.get("selection")),
-            "sigma_hu": _mean(pooled["sigma_hu"]), "nps_mean": _mean(pooled["nps_mean"]),
-            "nps_peak": _mean(pooled["nps_peak"]),
-            "mean_abs_bias_hu": _mean(np.abs(sens["hu_bias"])),
-            "cnr_m35": rod(SUMMARY_TTF_HU[0], "cnr"), "f50_m35": rod(SUMMARY_TTF_HU[0], "f50"),
-            "f50_p340": rod(SUMMARY_TTF_HU[1], "f50"),
-            "dprime_npw": _mean(discs["dprime_npw"]), "dprime_npwe": _mean(discs["dprime_npwe"]),
-        })  # fmt: skip
+        rows.append(
+            {
+                "method": method,
+                "model": _text(first.get("model")),
+                "selection": _text(first.get("selection")),
+                "sigma_hu": _mean(pooled["sigma_hu"]),
+                "nps_mean": _mean(pooled["nps_mean"]),
+                "nps_peak": _mean(pooled["nps_peak"]),
+                "mean_abs_bias_hu": _mean(np.abs(sens["hu_bias"])),
+                "cnr_m35": rod(SUMMARY_TTF_HU[0], "cnr"),
+                "f50_m35": rod(SUMMARY_TTF_HU[0], "f50"),
+                "f50_p340": rod(SUMMARY_TTF_HU[1], "f50"),
+                "dprime_npw": _mean(discs["dprime_npw"]),
+                "dprime_npwe": _mean(discs["dprime_npwe"]),
+            }
+        )
     return rows
 
 
@@ -111,22 +132,42 @@ def _text(value) -> str:
 
 
 def _summary_table(iq) -> Table:
-    headers = ["Method", "σ uniform [HU]", "NPS mean f [1/mm]", "NPS peak f [1/mm]",
-               "mean |HU bias| [HU]", "CNR −35 HU", "f50 −35 HU [1/mm]", "f50 +340 HU [1/mm]",
-               "d′ NPW", "d′ NPWE"]  # fmt: skip
+    headers = [
+        "Method",
+        "σ uniform [HU]",
+        "NPS mean f [1/mm]",
+        "NPS peak f [1/mm]",
+        "mean |HU bias| [HU]",
+        "CNR −35 HU",
+        "f50 −35 HU [1/mm]",
+        "f50 +340 HU [1/mm]",
+        "d′ NPW",
+        "d′ NPWE",
+    ]
     rows = []
     for r in iq_summary(iq):
         # the selection unless the method's name says it already ("nlm-blind · blind")
         extra = [p for p in (r["model"], r["selection"]) if p and p not in (r["method"], "none")]
         label = " · ".join([r["method"], *(p for p in extra if p not in r["method"])])
-        rows.append([label, fmt_number(r["sigma_hu"]), fmt_number(r["nps_mean"], 3),
-                     fmt_number(r["nps_peak"], 3), fmt_number(r["mean_abs_bias_hu"]),
-                     fmt_number(r["cnr_m35"]), fmt_number(r["f50_m35"], 3),
-                     fmt_number(r["f50_p340"], 3), fmt_number(r["dprime_npw"]),
-                     fmt_number(r["dprime_npwe"])])  # fmt: skip
-    caption = ("σ: ensemble noise sd in the uniform module's NPS ROIs; HU bias: sensitometry rods "
-               "against the noise-free FBP; f50: TTF at 50 %; d′: mean over the low-contrast "
-               "discs (all diameters and contrasts).")  # fmt: skip
+        rows.append(
+            [
+                label,
+                fmt_number(r["sigma_hu"]),
+                fmt_number(r["nps_mean"], 3),
+                fmt_number(r["nps_peak"], 3),
+                fmt_number(r["mean_abs_bias_hu"]),
+                fmt_number(r["cnr_m35"]),
+                fmt_number(r["f50_m35"], 3),
+                fmt_number(r["f50_p340"], 3),
+                fmt_number(r["dprime_npw"]),
+                fmt_number(r["dprime_npwe"]),
+            ]
+        )
+    caption = (
+        "σ: ensemble noise sd in the uniform module's NPS ROIs; HU bias: sensitometry rods "
+        "against the noise-free FBP; f50: TTF at 50 %; d′: mean over the low-contrast "
+        "discs (all diameters and contrasts)."
+    )
     return Table(headers, rows, caption=caption, numeric=tuple(range(1, 10)))
 
 
@@ -152,11 +193,15 @@ def _dprime_table(iq) -> Table | None:
 def _nps_block(nps, prefix: str) -> Figure | None:
     if nps is None or len(nps) == 0:
         return None
-    curves = {m: (g["frequency_per_mm"].to_numpy(float), g["nps_hu2mm2"].to_numpy(float))
-              for m, g in ((m, nps[nps["method"] == m]) for m in _methods(nps))}  # fmt: skip
-    caption = ("Radial noise power spectrum of the uniform module per method (noisy FBP dashed: "
-               "the reference); (b) divides each by its area, so a shift to the left is a "
-               "blotchier texture at any noise level.")  # fmt: skip
+    curves = {
+        m: (g["frequency_per_mm"].to_numpy(float), g["nps_hu2mm2"].to_numpy(float))
+        for m, g in ((m, nps[nps["method"] == m]) for m in _methods(nps))
+    }
+    caption = (
+        "Radial noise power spectrum of the uniform module per method (noisy FBP dashed: "
+        "the reference); (b) divides each by its area, so a shift to the left is a "
+        "blotchier texture at any noise level."
+    )
     return Figure(nps_figure(curves), f"figures/{prefix}iq-nps.png", caption)
 
 
@@ -168,14 +213,19 @@ def _ttf_block(ttf, pixel_mm: float, prefix: str) -> Figure | None:
         at = ttf[np.isclose(ttf["nominal_hu"], hu)]
         if len(at):
             title = f"{at['insert'].iloc[0]} ({hu:+g} HU)"
-            panels[title] = {m: (g["frequency_per_mm"].to_numpy(float), g["ttf"].to_numpy(float))
-                             for m in _methods(at) for g in [at[at["method"] == m]]}  # fmt: skip
+            panels[title] = {
+                m: (g["frequency_per_mm"].to_numpy(float), g["ttf"].to_numpy(float))
+                for m in _methods(at)
+                for g in [at[at["method"] == m]]
+            }
     if not panels:
         return None
     png = ttf_figure(panels, nyquist_per_mm=0.5 / pixel_mm)
-    caption = ("Task transfer function per method (circular edge on the ensemble mean, TG-233) "
-               "for rods of low, bone-like and high contrast, up to the Nyquist frequency; the "
-               "dotted line marks 50 % (f50).")  # fmt: skip
+    caption = (
+        "Task transfer function per method (circular edge on the ensemble mean, TG-233) "
+        "for rods of low, bone-like and high contrast, up to the Nyquist frequency; the "
+        "dotted line marks 50 % (f50)."
+    )
     return Figure(png, f"figures/{prefix}iq-ttf.png", caption)
 
 

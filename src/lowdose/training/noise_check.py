@@ -61,6 +61,8 @@ def warn_if_correlated(path: str | Path, mode: str) -> NoiseCorrelation | None:
             "%s: noise is spatially correlated (lag-1 %.2f): %s assumes pixel-independent noise; "
             "use two acquisitions (dataset from-repeats, mode n2n) or a split sinogram "
             "(dataset from-sinogram)",
-            path, correlation.max_abs, mode,
-        )  # fmt: skip
+            path,
+            correlation.max_abs,
+            mode,
+        )
     return correlation

@@ -42,9 +42,14 @@ REPLAN_SAFETY = 0.97  # of the time left: the measured rate already includes dat
 
 
 def cosine_lr(
-    step: int, *, lr: float, warmup_steps: int, max_steps: int, final_fraction: float,
+    step: int,
+    *,
+    lr: float,
+    warmup_steps: int,
+    max_steps: int,
+    final_fraction: float,
     segments: Sequence[Segment] | None = None,
-) -> float:  # fmt: skip
+) -> float:
     """Learning rate of optimiser step ``step`` (0-based): linear warm-up, then cosine annealing.
 
     ``lr * (step + 1) / warmup_steps`` for ``step < warmup_steps`` (the plateau recipe's warm-up);
@@ -119,8 +124,10 @@ def check_plan(segments: Sequence[Segment]) -> None:
         if not last:
             following = segments[index + 1][0]
             if not start < following <= total or (following - start) % per_epoch:
-                raise ValueError(f"step_plan segment {index + 1} must start at an epoch end "
-                                 f"of segment {index} (got step {following})")  # fmt: skip
+                raise ValueError(
+                    f"step_plan segment {index + 1} must start at an epoch end "
+                    f"of segment {index} (got step {following})"
+                )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,9 +140,14 @@ class Replan:
 
 
 def replan_steps(
-    *, step: int, steps_per_s: float, time_left_s: float, epoch_overhead_s: float,
-    validations_left: int, safety: float = REPLAN_SAFETY,
-) -> Replan:  # fmt: skip
+    *,
+    step: int,
+    steps_per_s: float,
+    time_left_s: float,
+    epoch_overhead_s: float,
+    validations_left: int,
+    safety: float = REPLAN_SAFETY,
+) -> Replan:
     """The steps a run at the epoch end ``step`` can still take in ``time_left_s`` seconds.
 
     Parameters

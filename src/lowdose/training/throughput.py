@@ -32,10 +32,18 @@ Probe = Callable[..., Throughput]
 
 
 def measure_throughput(
-    width: int, *, mode: str = "n2n", patch: int = 64, batch_size: int = 16,
-    residual: bool = True, channels_last: bool = False, device: str = "cpu",
-    warmup_steps: int = 5, min_seconds: float = 2.0, max_timed_steps: int = 200,
-) -> Throughput:  # fmt: skip
+    width: int,
+    *,
+    mode: str = "n2n",
+    patch: int = 64,
+    batch_size: int = 16,
+    residual: bool = True,
+    channels_last: bool = False,
+    device: str = "cpu",
+    warmup_steps: int = 5,
+    min_seconds: float = 2.0,
+    max_timed_steps: int = 200,
+) -> Throughput:
     """Time training steps and forward passes of a width-``width`` U-Net on random patches.
 
     Runs on the torch threads set now (``torch.set_num_threads``) and on ``device``; at least
@@ -51,8 +59,9 @@ def measure_throughput(
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     generator = torch.Generator().manual_seed(0)
     shape = (batch_size, 1, patch, patch)
-    batch = tuple(torch.rand(shape, generator=generator).to(device, memory_format=memory)
-                  for _ in range(2))  # fmt: skip
+    batch = tuple(
+        torch.rand(shape, generator=generator).to(device, memory_format=memory) for _ in range(2)
+    )
     objective = partial(OBJECTIVES[mode], distance=F.mse_loss)
 
     def step() -> None:
@@ -63,8 +72,9 @@ def measure_throughput(
     steps_per_s = _rate(step, warmup_steps, min_seconds, max_timed_steps, device)
     with torch.no_grad():
         forwards_per_s = _rate(lambda: model(batch[0]), 1, min_seconds / 4, 5, device)
-    return Throughput(steps_per_s, forwards_per_s * batch_size * patch * patch,
-                      time.perf_counter() - start)  # fmt: skip
+    return Throughput(
+        steps_per_s, forwards_per_s * batch_size * patch * patch, time.perf_counter() - start
+    )
 
 
 def _rate(call, warmup: int, min_seconds: float, max_calls: int, device: str) -> float:

@@ -144,8 +144,14 @@ def measure_validity(
             model, (first, second), inside, on_network, batch_size, device, to_hu
         )
         sigmas.append(estimates)
-        rows.append({"dose_fraction": fraction, "sigma": float(np.nanmedian(estimates)),
-                     "gain_db": gain, "helped": helped})  # fmt: skip
+        rows.append(
+            {
+                "dose_fraction": fraction,
+                "sigma": float(np.nanmedian(estimates)),
+                "gain_db": gain,
+                "helped": helped,
+            }
+        )
     low, high = validity_span(rows, sigmas)
     return {
         "estimator": CORRELATED_NOISE_ESTIMATOR if in_hu else ESTIMATOR,
@@ -234,8 +240,10 @@ def store_validity(checkpoint_path: str | os.PathLike, validity: dict) -> None:
         One line naming the checkpoint: a missing file, one torch cannot read (empty, cut short,
         corrupt), or one without lowdose ``hyper_parameters``.
     """
-    levels = [{**level, "gain_db": float("nan") if level["gain_db"] is None else level["gain_db"]}
-              for level in validity.get("levels") or ()]  # fmt: skip
+    levels = [
+        {**level, "gain_db": float("nan") if level["gain_db"] is None else level["gain_db"]}
+        for level in validity.get("levels") or ()
+    ]
     store_meta(checkpoint_path, validity={**validity, "levels": levels})
 
 
@@ -247,8 +255,9 @@ def _pair_at_dose(pair, fraction: float, renoiser, scale, rng) -> tuple[np.ndarr
     return first, renoiser.at_dose(pair[:, 1], fraction, scale=scale, rng=rng)
 
 
-def _measure_level(model, pair, inside, on_network: NetworkScaling, batch_size: int, device,
-                   to_hu=None):  # fmt: skip
+def _measure_level(
+    model, pair, inside, on_network: NetworkScaling, batch_size: int, device, to_hu=None
+):
     """``(helped, gain_db, sigmas)`` of ``model`` on one level's pair, both directions.
 
     ``pair`` is ``(first, second)``, each (I, H, W) on the stored scale; every input is put on
@@ -271,8 +280,13 @@ def _measure_level(model, pair, inside, on_network: NetworkScaling, batch_size: 
         divisors, offset = to_hu
         hu = inputs * divisors[:, None, None] - offset  # (2I, H, W) float64
         masks = [None] * len(hu) if twice is None else twice
-        return helped, gain, np.array([ct_noise_sd_hu(image, inside=mask)
-                                       for image, mask in zip(hu, masks, strict=True)])  # fmt: skip
+        return (
+            helped,
+            gain,
+            np.array(
+                [ct_noise_sd_hu(image, inside=mask) for image, mask in zip(hu, masks, strict=True)]
+            ),
+        )
     return helped, gain, _sigma_estimates(inputs, twice)
 
 
