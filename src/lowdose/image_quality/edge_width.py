@@ -53,7 +53,7 @@ def strong_edges(
     *,
     mask: np.ndarray | None = None,
     fraction: float = 0.01,
-    smooth_px: float = 2.0,
+    smooth_px: float = 3.0,
     max_edges: int = 2000,
     margin_px: int = 10,
 ) -> EdgeSamples:
