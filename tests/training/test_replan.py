@@ -354,3 +354,52 @@ def test_a_finite_collapse_far_below_the_best_score_also_stops():
     trainer.global_step, trainer.callback_metrics = 400, {"val_upsnr_db": torch.tensor(-104.0)}
     stop.on_validation_end(trainer, None)
     assert trainer.should_stop and stop.stopped_at == 400
+
+
+class LoadArrives(SlowClock):
+    """Steps look ``step_s`` long until ``after`` steps, then ``loaded_s`` (a load arrives)."""
+
+    def __init__(self, step_s: float, loaded_s: float, after: int) -> None:
+        super().__init__(step_s)
+        self.loaded_s, self.after, self.steps, self.last_step_end = loaded_s, after, 0, 0.0
+
+    def on_train_batch_end(self, *args) -> None:
+        self.steps += 1
+        self.offset += self.step_s if self.steps <= self.after else self.loaded_s
+        self.last_step_end = self.now()
+
+
+def test_a_load_that_arrives_between_epoch_ends_stops_training_within_the_budget(
+    make_tiny_dataset, tmp_path, monkeypatch
+):
+    data = make_tiny_dataset()
+    clock = LoadArrives(step_s=0.5, loaded_s=4.0, after=40)  # 2 steps/s, then 0.25
+    monkeypatch.setattr(replan, "_now", clock.now)
+    make_trainer = training._trainer
+
+    def trainer(*args, **kwargs):
+        made = make_trainer(*args, **kwargs)
+        made.callbacks.insert(0, clock)
+        return made
+
+    monkeypatch.setattr(training, "_trainer", trainer)
+    started = time.perf_counter()
+    config = make_train_config({**TINY, "data": data, "out": tmp_path / "run"})
+    result = training.train(config, probe=_probe_at(2.0))
+    outcome = result.budget_outcome
+    assert outcome.stopped_at_deadline
+    assert outcome.achieved_steps == result.global_step < outcome.final_steps
+    # on the (fake) clock the re-plan sees, the last step ended before the 60 s budget
+    assert clock.last_step_end - started <= 60.0
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["budget_outcome"]["stopped_at_deadline"] is True
+    assert (tmp_path / "run" / "best.ckpt").is_file()
+
+
+def test_an_unloaded_budget_run_is_not_stopped_early(make_tiny_dataset, tmp_path, monkeypatch):
+    data = make_tiny_dataset()
+    _slow_trainer(monkeypatch, step_s=0.5)
+    config = make_train_config({**TINY, "data": data, "out": tmp_path / "run"})
+    outcome = training.train(config, probe=_probe_at(2.0)).budget_outcome
+    assert not outcome.stopped_at_deadline
+    assert outcome.achieved_steps == outcome.final_steps

@@ -25,6 +25,13 @@ What it measures (``time.perf_counter``, :func:`_now`):
 The deadline is ``started_s + budget_s`` (``started_s``: when ``train`` was called), so the probe
 and the start-up count too. A resumed run does not re-plan: it finishes the steps its
 ``config.yaml`` holds.
+
+Between epoch ends a load can arrive and slow the loop several-fold (measured: 9 -> 0.4 steps/s
+on 2 cores when other work started), and a plan made at the last epoch end then overruns the
+budget by the rest of that epoch (4-minute runs ended 13-25 % late). So after every step the
+re-plan also checks the deadline: when one more step and the teardown would end past it, training
+stops there (``trainer.should_stop``), the cosine unfinished; ``BudgetOutcome.stopped_at_deadline``
+and one log line say so.
 """
 
 from __future__ import annotations
@@ -74,7 +81,8 @@ class BudgetOutcome:
     ``loop_steps_per_s`` (the last measured rate of the loop; None when never measured);
     ``train_s``: the wall time of the training loop; ``wall_s``: from ``train``'s call to its
     end; ``budget_fraction = wall_s / budget_s``. Times in seconds. A resumed run counts its own
-    part only (``resumed``).
+    part only (``resumed``). ``stopped_at_deadline``: the loop slowed between epoch ends and
+    training stopped before its planned steps to end within the budget.
     """
 
     budget_s: float
@@ -88,6 +96,7 @@ class BudgetOutcome:
     wall_s: float
     budget_fraction: float
     resumed: bool
+    stopped_at_deadline: bool = False
 
 
 class BudgetReplan(L.Callback):
@@ -122,6 +131,7 @@ class BudgetReplan(L.Callback):
         self.boundary_s: float | None = None
         self.val_s = 0.0
         self.rate: float | None = None
+        self.stopped_at_step: int | None = None  # where the deadline stopped training, if it did
         self._first: tuple[int, float] | None = None  # (step, time) of this epoch's 1st batch
         self._last: tuple[int, float] | None = None
         self._val_start = 0.0
@@ -132,7 +142,18 @@ class BudgetReplan(L.Callback):
             if self._last is not None and self.rate:  # the gap since the last epoch's end
                 self.boundary_s = max(0.0, now - self._last[1] - 1 / self.rate)
             self._first = (step, now)
+        step_s = (now - self._last[1]) if self._last is not None else 0.0
         self._last = (step, now)
+        if self.stopped_at_step is None and now + step_s + self._teardown_s() >= self.deadline_s:
+            trainer.should_stop = True  # one more step and the teardown would end past it
+            self.stopped_at_step = step
+            log.info(
+                "budget: training stops at step %d of %d: the loop slowed to %.2f s per step, "
+                "and one more step and the final checkpoints would end past the budget",
+                step,
+                self.segments[-1][2],
+                step_s,
+            )
 
     def on_validation_start(self, trainer, pl_module) -> None:
         self._val_start = _now()
@@ -235,4 +256,5 @@ def budget_outcome(
         wall_s=round(wall_s, 3),
         budget_fraction=round(wall_s / plan.budget_s, 4),
         resumed=resumed,
+        stopped_at_deadline=replan is not None and replan.stopped_at_step is not None,
     )
