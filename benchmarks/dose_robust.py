@@ -1,4 +1,4 @@
-"""One dose-robust model against per-dose specialists, on the validity sweep (issue 16).
+"""One dose-robust model against per-dose specialists, on the accuracy sweep against clean.
 
 On the built-in models' dataset of ``--modality`` (``xray``: the torso phantoms; ``ct``: TCGA
 slices with AWGN; :mod:`builtin_models`, same recipe and step count) this trains
@@ -9,7 +9,7 @@ slices with AWGN; :mod:`builtin_models`, same recipe and step count) this trains
   is the dataset itself);
 - the **robust** model: Noise2Noise with ``--dose-range LOW:HIGH`` on the dataset itself;
 
-then runs the validity sweep (:func:`lowdose.evaluation.sweep.run_sweep`, as ``lowdose
+then runs the accuracy sweep against clean (:func:`lowdose.evaluation.sweep.run_sweep`, as ``lowdose
 reproduce`` does: clean test images re-noised at input PSNRs across ``--psnr-range``, the clean
 images used to score only) over all of them. Written to ``--out``: ``sweep.csv`` (per image),
 ``dose-robust.csv`` (model, input PSNR, output PSNR, gain per level: means over the images), the
