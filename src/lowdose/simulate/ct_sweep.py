@@ -1,4 +1,4 @@
-"""Sinogram noise for the accuracy sweep against clean: re-noise a CT dataset's clean slices at any I0.
+"""Sinogram noise for the accuracy sweep against clean: a CT dataset's clean slices at any I0.
 
 The sweep (:mod:`lowdose.evaluation.sweep`) re-noises a dataset's clean test slices at a range of
 levels with the dataset's own noise model. For a sinogram dataset that model needs the CT
