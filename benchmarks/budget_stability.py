@@ -114,6 +114,7 @@ def run_once(data: Path, run_dir: Path, budget: str, seed: int, threads: int, mo
         "end_minus_input_db": round(end_db - scores.identity_db, 3),
         "best_minus_input_db": round(scores.model_db - scores.identity_db, 3),
         "warned": scores.warning("run") is not None,
+        "stopped_at_deadline": outcome.stopped_at_deadline,
         "load_1min": round(load_1min, 2),
     }
 
@@ -129,6 +130,9 @@ def spread(table: pd.DataFrame) -> pd.DataFrame:
             "fraction_max": groups["budget_fraction"].max(),
             "past_budget_2pct": groups["budget_fraction"].apply(lambda f: int((f > 1.02).sum())),
             "below_85pct": groups["budget_fraction"].apply(lambda f: int((f < 0.85).sum())),
+            "stopped_at_deadline": groups["stopped_at_deadline"].apply(lambda s: int(s.sum()))
+            if "stopped_at_deadline" in table
+            else 0,
             "end_minus_input_min_db": groups["end_minus_input_db"].min(),
             "end_below_input": groups["end_minus_input_db"].apply(lambda d: int((d < 0).sum())),
             "best_minus_input_sd_db": groups["best_minus_input_db"].std().round(3),
