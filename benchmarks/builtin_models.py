@@ -1,6 +1,6 @@
 """Rebuild lowdose's built-in models from scratch: data, dose-robust training, test metrics, pack.
 
-One command makes every model of ``src/lowdose/models/builtin/`` (issue 16):
+One command makes every model of ``src/lowdose/models/builtin/``:
 
 - ``xray-poisson``: ``lowdose simulate xray`` torso phantoms (the ``xray`` experiment's quick
   dataset: 10 phantoms x 24 views of 128^2, Poisson at the photon count of a 29.91 dB baseline,

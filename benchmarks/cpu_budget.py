@@ -1,4 +1,4 @@
-"""Test PSNR against CPU-minutes for the budgeted recipe, beside BM3D and NLM (issue 15).
+"""Test PSNR against CPU-minutes for the budgeted recipe, beside BM3D and NLM.
 
 For each mode and budget, ``lowdose train --budget`` plans the run on this machine (throughput
 probe -> width and a fixed step count, warm-up + cosine to the last step; clean-free selection)

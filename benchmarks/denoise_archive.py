@@ -11,7 +11,7 @@ in a fresh process and reports:
 * peak resident memory of the process (``ru_maxrss`` of the child, MiB);
 * the number of output files and output series (distinct SeriesInstanceUIDs of a sample).
 
-The target (issue 27): peak memory flat from 1 to 100 series, because ``denoise`` holds one
+The target: peak memory flat from 1 to 100 series, because ``denoise`` holds one
 series at a time. Copies of one series share its SeriesInstanceUID; each copy is its own folder,
 so each is its own unit (and gets its own output series UID: the folder is part of the source
 identity only when the UID is empty, so the copies here share an output UID — real archives do

@@ -1,4 +1,4 @@
-"""Time to denoise one large image on CPU with tiled inference (issue 3 goal: 2048^2 in <= 10 s).
+"""Time to denoise one large image on CPU with tiled inference (target: 2048^2 in <= 10 s).
 
 Prints, per U-Net width (paper: 48; quick variant: 16): the tile plan chosen from free memory,
 wall time of :func:`lowdose.inference.predict.predict` (scaling excluded, it is ~0.1 s), CPU seconds

@@ -1,4 +1,4 @@
-"""The recipe sweep of issue 15: width, learning rate and EMA per CPU-second, on a fixed step count.
+"""The recipe sweep: width, learning rate and EMA per CPU-second, on a fixed step count.
 
 A stand-alone Noise2Noise loop (the lowdose U-Net, residual, patches of 64^2, batch 16, both
 directions of every pair, the 8 dihedral transforms, a fresh random window for every sample,
