@@ -35,6 +35,7 @@ _TITLES = {
     "noisy": "noisy input",
     "network": "network",
     "network-tta": "network, test-time augmentation",
+    "network-projections": "network on the projections, then FBP",
     "builtin": "built-in model (no training)",
     "nlm-blind": "NLM (blind, white rule)",
     "bm3d-blind": "BM3D (blind, white rule)",
