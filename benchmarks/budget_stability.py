@@ -7,7 +7,9 @@ probe's and the loop's rates, the wall time of ``train`` and its fraction of the
 clean-free validation score at the end and of ``best.ckpt`` against the noisy input's (the
 identity, scored the same way: ``val_identity_db``). Then the spread per noise and budget:
 fraction of the budget (mean, min, max), runs past the budget (+2 %), runs below 85 %, and runs
-whose end or best score is below the input's.
+whose end or best score is below the input's. A run that ``train`` refuses before training
+(e.g. a probe slowed by load leaves no time in the budget: one line) is recorded with its
+``refused`` message and left out of the spread.
 
 The data: ``--data NAME=FILE`` (repeatable), or by default two files built once in
 ``OUT/data`` with ``lowdose simulate ct`` from ``--source`` (default the phantom): ``awgn``
@@ -38,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from lowdose.core.atomic import atomic_write_text
+from lowdose.core.errors import LowdoseInputError
 from lowdose.training.config import make_train_config
 from lowdose.training.run import train
 from lowdose.training.wall_time import wall_time_s
@@ -164,7 +167,10 @@ def main() -> None:
                 if (noise, budget, str(seed)) in done:
                     continue
                 run_dir = args.out / f"{noise}-{budget.replace(':', '')}-s{seed}"
-                measured = run_once(Path(data), run_dir, budget, seed, args.threads, args.mode)
+                try:
+                    measured = run_once(Path(data), run_dir, budget, seed, args.threads, args.mode)
+                except LowdoseInputError as error:  # e.g. a loaded probe leaves no time to train
+                    measured = {"refused": str(error), "load_1min": round(os.getloadavg()[0], 2)}
                 row = {"noise": noise, "budget": budget, "seed": seed, **measured}
                 print(json.dumps(row), flush=True)
                 table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
@@ -174,7 +180,9 @@ def main() -> None:
     with pd.option_context("display.width", 200, "display.max_columns", 40):
         print(table.to_string(index=False))
         print(spread(table).to_string())
-    fraction = table["budget_fraction"]
+    if "refused" in table:
+        print(f"refused before training (one line each): {int(table['refused'].notna().sum())}")
+    fraction = table["budget_fraction"].dropna()
     print(
         f"budget fraction over all runs: {np.mean(fraction):.3f} "
         f"(min {fraction.min():.3f}, max {fraction.max():.3f})"
