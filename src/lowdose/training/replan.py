@@ -144,14 +144,16 @@ class BudgetReplan(L.Callback):
             self._first = (step, now)
         step_s = (now - self._last[1]) if self._last is not None else 0.0
         self._last = (step, now)
-        if self.stopped_at_step is None and now + step_s + self._teardown_s() >= self.deadline_s:
+        planned = self.segments[-1][2]
+        late = now + step_s + self._teardown_s() >= self.deadline_s
+        if self.stopped_at_step is None and step < planned and late:
             trainer.should_stop = True  # one more step and the teardown would end past it
             self.stopped_at_step = step
             log.info(
                 "budget: training stops at step %d of %d: the loop slowed to %.2f s per step, "
                 "and one more step and the final checkpoints would end past the budget",
                 step,
-                self.segments[-1][2],
+                planned,
                 step_s,
             )
 
