@@ -373,7 +373,7 @@ def test_a_load_that_arrives_between_epoch_ends_stops_training_within_the_budget
     make_tiny_dataset, tmp_path, monkeypatch
 ):
     data = make_tiny_dataset()
-    clock = LoadArrives(step_s=0.5, loaded_s=4.0, after=40)  # 2 steps/s, then 0.25
+    clock = LoadArrives(step_s=0.5, loaded_s=20.0, after=40)  # 2 steps/s, then 0.05
     monkeypatch.setattr(replan, "_now", clock.now)
     make_trainer = training._trainer
 
