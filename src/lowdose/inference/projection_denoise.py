@@ -11,7 +11,6 @@ The scan is read, flat/dark corrected and centred as its dataset was
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,15 +19,17 @@ import h5py
 import numpy as np
 import torch.nn as nn
 
-from lowdose.core.atomic import atomic_path, atomic_write_bytes
+from lowdose.core.atomic import atomic_path
 from lowdose.core.devices import resolve_device
 from lowdose.data.scaling import NetworkScaling
 from lowdose.inference.predict import denoise
-from lowdose.inference.view_split import write_float_tiff
+from lowdose.inference.view_split import reconstruction_size, write_reconstructions
 from lowdose.models.checkpoint import load_model
 from lowdose.owndata.projection_domain import interleave_halves, view_halves
 from lowdose.owndata.projection_scan import PreparedScan, prepare_scan
 from lowdose.physics.radon import fbp_2d
+
+DOMAIN = "projections denoised by view half, then FBP (ramp)"
 
 
 def denoise_view_halves(
@@ -51,11 +52,6 @@ def denoise_view_halves(
     even, odd = view_halves(sinograms)
     outputs = [denoise(model, half, scaling=scaling, device=device) for half in (even, odd)]
     return interleave_halves(*outputs).astype(np.float32)
-
-
-def reconstruction_size(scan: PreparedScan) -> int:
-    """Side of the reconstructed slices, pixels: the reconstruction route's."""
-    return int(scan.sinograms.shape[2] / np.sqrt(2))
 
 
 def denoise_projection_scans(
@@ -102,21 +98,16 @@ def denoise_projection_scans(
         denoised_sinograms = denoise_view_halves(
             model, scan.sinograms, scaling=meta.scaling, device=device
         )
-        size = reconstruction_size(scan)
-        denoised = fbp_2d(denoised_sinograms, scan.angles_deg, output_size=size, filter_name="ramp")
-        fbp = fbp_2d(scan.sinograms, scan.angles_deg, output_size=size, filter_name="ramp")
+        denoised = fbp_2d(
+            denoised_sinograms,
+            scan.angles_deg,
+            output_size=reconstruction_size(scan),
+            filter_name="ramp",
+        )
         stem = Path(path).stem if Path(path).is_file() else Path(path).name
-        written.append(
-            _write_projections(folder / f"{stem}_projections_denoised.h5", denoised_sinograms, scan)
-        )
-        buffer = io.BytesIO()
-        np.save(buffer, denoised.astype(np.float32))
-        atomic_write_bytes(folder / f"{stem}_denoised.npy", buffer.getvalue())
-        written.append(folder / f"{stem}_denoised.npy")
-        written.append(
-            write_float_tiff(folder / f"{stem}_denoised.tif", denoised.astype(np.float32))
-        )
-        written.append(_write_reconstructions(folder / f"{stem}_denoised.h5", denoised, fbp, scan))
+        target = folder / f"{stem}_projections_denoised.h5"
+        written.append(_write_projections(target, denoised_sinograms, scan))
+        written += write_reconstructions(folder, Path(path), denoised, scan, domain=DOMAIN)
     return written
 
 
@@ -129,19 +120,6 @@ def _write_projections(target: Path, sinograms: np.ndarray, scan: PreparedScan) 
         handle["exchange/theta"].attrs["units"] = "degrees"
         handle.attrs["rotation_centre_px"] = scan.centre_px
         handle.attrs["centred"] = "the rotation axis is on detector bin n_det // 2"
-        handle.attrs["source"] = str(scan.source)
-        handle.attrs["preparation"] = "; ".join(scan.notes)
-    return target
-
-
-def _write_reconstructions(target: Path, denoised, fbp, scan: PreparedScan) -> Path:
-    with atomic_path(target) as tmp, h5py.File(tmp, "w") as handle:
-        handle.create_dataset("denoised", data=np.asarray(denoised, np.float32), compression="gzip")
-        handle.create_dataset("fbp", data=np.asarray(fbp, np.float32), compression="gzip")
-        handle.attrs["units"] = "FBP line integral per pixel"
-        handle.attrs["domain"] = "projections denoised by view half, then FBP (ramp)"
-        handle.attrs["rotation_centre_px"] = scan.centre_px
-        handle.attrs["angles_deg"] = scan.angles_deg
         handle.attrs["source"] = str(scan.source)
         handle.attrs["preparation"] = "; ".join(scan.notes)
     return target

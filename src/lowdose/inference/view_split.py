@@ -19,7 +19,7 @@ from lowdose.core.atomic import atomic_path, atomic_write_bytes
 from lowdose.core.devices import resolve_device
 from lowdose.inference.predict import denoise
 from lowdose.models.checkpoint import load_model
-from lowdose.owndata.projection_scan import prepare_scan
+from lowdose.owndata.projection_scan import PreparedScan, prepare_scan
 from lowdose.owndata.split_sinogram import split_reconstructions
 from lowdose.physics.radon import fbp_2d
 
@@ -65,23 +65,43 @@ def denoise_sinograms(
         scan = prepare_scan(
             path, angles=angles, center=center, flat=flat, dark=dark, dataset_key=dataset_key
         )
-        size = int(scan.sinograms.shape[2] / np.sqrt(2))
+        size = reconstruction_size(scan)
         halves = split_reconstructions(scan.sinograms, scan.angles_deg, splits=2, output_size=size)
         outputs = [
             denoise(model, halves[:, k], scaling=meta.scaling, device=device)
             for k in range(halves.shape[1])
         ]
-        denoised = np.mean(outputs, axis=0).astype(np.float32)  # (S, H, W)
-        stem = Path(path).stem if Path(path).is_file() else Path(path).name
-        buffer = io.BytesIO()
-        np.save(buffer, denoised)
-        atomic_write_bytes(folder / f"{stem}_denoised.npy", buffer.getvalue())
-        written.append(folder / f"{stem}_denoised.npy")
-        written.append(write_float_tiff(folder / f"{stem}_denoised.tif", denoised))
-        fbp = fbp_2d(scan.sinograms, scan.angles_deg, output_size=size, filter_name="ramp")
-        fbp = fbp.astype(np.float32)
-        written.append(_write_hdf5(folder / f"{stem}_denoised.h5", denoised, fbp, scan))
+        denoised = np.mean(outputs, axis=0)  # (S, H, W)
+        written += write_reconstructions(folder, Path(path), denoised, scan)
     return written
+
+
+def reconstruction_size(scan: PreparedScan) -> int:
+    """Side of the reconstructed slices, pixels: ``int(n_det / sqrt 2)``, the datasets' size."""
+    return int(scan.sinograms.shape[2] / np.sqrt(2))
+
+
+def write_reconstructions(
+    folder: Path, source: Path, denoised: np.ndarray, scan: PreparedScan, *, domain: str = ""
+) -> list[Path]:
+    """Write ``<stem>_denoised.npy``, ``.tif`` and ``.h5`` (with the scan's own ramp FBP).
+
+    ``denoised`` is (S, H, W) on the FBP's scale; ``domain`` (one line, optional) goes into the
+    ``.h5`` attributes. Returns the three paths.
+    """
+    denoised = np.asarray(denoised, dtype=np.float32)
+    stem = source.stem if source.is_file() else source.name
+    buffer = io.BytesIO()
+    np.save(buffer, denoised)
+    atomic_write_bytes(folder / f"{stem}_denoised.npy", buffer.getvalue())
+    fbp = fbp_2d(
+        scan.sinograms, scan.angles_deg, output_size=denoised.shape[-1], filter_name="ramp"
+    ).astype(np.float32)
+    return [
+        folder / f"{stem}_denoised.npy",
+        write_float_tiff(folder / f"{stem}_denoised.tif", denoised),
+        _write_hdf5(folder / f"{stem}_denoised.h5", denoised, fbp, scan, domain),
+    ]
 
 
 def write_float_tiff(target: Path, stack: np.ndarray) -> Path:
@@ -93,13 +113,15 @@ def write_float_tiff(target: Path, stack: np.ndarray) -> Path:
     return target
 
 
-def _write_hdf5(target: Path, denoised: np.ndarray, fbp: np.ndarray, scan) -> Path:
+def _write_hdf5(target: Path, denoised: np.ndarray, fbp: np.ndarray, scan, domain: str) -> Path:
     import h5py
 
     with atomic_path(target) as tmp, h5py.File(tmp, "w") as handle:
         handle.create_dataset("denoised", data=denoised, compression="gzip")
         handle.create_dataset("fbp", data=fbp, compression="gzip")
         handle.attrs["units"] = "FBP line integral per pixel"
+        if domain:
+            handle.attrs["domain"] = domain
         handle.attrs["rotation_centre_px"] = scan.centre_px
         handle.attrs["angles_deg"] = scan.angles_deg
         handle.attrs["source"] = str(scan.source)

@@ -34,7 +34,7 @@ from lowdose.core.progress import Log, Progress
 from lowdose.data.attributes import DatasetAttrs
 from lowdose.data.build import DatasetSummary, split_write_and_summarise
 from lowdose.data.split_plan import plan_split
-from lowdose.owndata.projection_scan import PreparedScan, prepare_scan
+from lowdose.owndata.projection_scan import prepare_scans
 from lowdose.owndata.repeats import dataset_divisor
 
 PROJECTION_DOMAIN = "projection halves"
@@ -100,24 +100,22 @@ def build_from_projection_halves(
         Progress per scan read; each scan's notes (what was found and done).
     """
     started = time.perf_counter()
-    if not paths:
-        raise LowdoseInputError("no scan given; pass a Data Exchange .h5 or a TIFF-stack folder")
-    scans: list[PreparedScan] = []
-    for number, path in enumerate(paths):
-        scan = prepare_scan(
-            path, angles=angles, center=center, flat=flat, dark=dark, dataset_key=dataset_key
-        )
-        if scans and scan.sinograms.shape[1:] != scans[0].sinograms.shape[1:]:
+    scans = prepare_scans(
+        paths,
+        angles=angles,
+        center=center,
+        flat=flat,
+        dark=dark,
+        dataset_key=dataset_key,
+        progress=progress,
+        log=log,
+    )
+    for scan in scans[1:]:  # same angles (checked there); the detector must match too
+        if scan.sinograms.shape[1:] != scans[0].sinograms.shape[1:]:
             raise LowdoseInputError(
                 f"{scan.source}: sinograms {scan.sinograms.shape[1:]} differ from "
                 f"{scans[0].source} {scans[0].sinograms.shape[1:]}; one geometry per dataset"
             )
-        if log is not None:
-            for line in scan.notes:
-                log(f"{scan.source.name}: {line}")
-        if progress is not None:
-            progress("reading scans", number + 1, len(paths))
-        scans.append(scan)
     images, object_id, rows = [], [], []
     for number, scan in enumerate(scans):
         even, odd = view_halves(scan.sinograms)

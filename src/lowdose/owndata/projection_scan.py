@@ -152,6 +152,45 @@ def prepare_scan(
     return PreparedScan(scan.source, centred.astype(np.float32), angles_deg, centre, tuple(notes))
 
 
+def prepare_scans(
+    paths: Sequence[str | os.PathLike],
+    *,
+    angles=None,
+    center: float | None = None,
+    flat=None,
+    dark=None,
+    dataset_key: str | None = None,
+    progress: Progress | None = None,
+    log: Log | None = None,
+) -> list[PreparedScan]:
+    """:func:`prepare_scan` for each scan of one geometry (same angles); notes go to ``log``.
+
+    Raises
+    ------
+    LowdoseInputError
+        No scan, or a scan whose angles differ from the first one's.
+    """
+    if not paths:
+        raise LowdoseInputError("no scan given; pass a Data Exchange .h5 or a TIFF-stack folder")
+    prepared: list[PreparedScan] = []
+    for number, path in enumerate(paths):
+        scan = prepare_scan(
+            path, angles=angles, center=center, flat=flat, dark=dark, dataset_key=dataset_key
+        )
+        if prepared and not np.allclose(scan.angles_deg, prepared[0].angles_deg):
+            raise LowdoseInputError(
+                f"{scan.source}: its angles differ from {prepared[0].source}; one geometry per "
+                "dataset"
+            )
+        if log is not None:
+            for line in scan.notes:
+                log(f"{scan.source.name}: {line}")
+        if progress is not None:
+            progress("reading scans", number + 1, len(paths))
+        prepared.append(scan)
+    return prepared
+
+
 def build_from_projections(
     paths: Sequence[str | os.PathLike],
     out: str | os.PathLike,
@@ -186,22 +225,9 @@ def build_from_projections(
         Receives each scan's notes (what was found and done), prefixed with its name.
     """
     started = time.perf_counter()
-    if not paths:
-        raise LowdoseInputError("no scan given; pass a Data Exchange .h5 or a TIFF-stack folder")
-    prepared = []
-    for path in paths:
-        scan = prepare_scan(
-            path, angles=angles, center=center, flat=flat, dark=dark, dataset_key=dataset_key
-        )
-        if prepared and not np.allclose(scan.angles_deg, prepared[0].angles_deg):
-            raise LowdoseInputError(
-                f"{scan.source}: its angles differ from {prepared[0].source}; one geometry per "
-                "dataset"
-            )
-        if log is not None:
-            for line in scan.notes:
-                log(f"{scan.source.name}: {line}")
-        prepared.append(scan)
+    prepared = prepare_scans(
+        paths, angles=angles, center=center, flat=flat, dark=dark, dataset_key=dataset_key, log=log
+    )
     extra = {
         "rotation_centre_px": ",".join(f"{scan.centre_px:.2f}" for scan in prepared),
         "preparation": " | ".join("; ".join(scan.notes) for scan in prepared)[:4000],
