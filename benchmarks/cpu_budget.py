@@ -100,6 +100,9 @@ def train_budgeted(
         "quiet": True,
         "budget": format_wall_time(int(round(minutes * 60))),
         "max_time": guard,
+        # the plan of an idle machine, kept: a re-plan from a loaded loop's rate would make the
+        # point a measure of the load, not of the budget
+        "replan": False,
     }
     started = time.perf_counter()
     if (run / "last.ckpt").is_file():  # interrupted: the saved plan's steps, resumed
@@ -129,7 +132,24 @@ def train_budgeted(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--filters-results", type=Path, required=True)
+    parser.add_argument(
+        "--filters-results",
+        type=Path,
+        action="append",
+        required=True,
+        help="results.csv of `lowdose evaluate --filters ...` (repeat for several)",
+    )
+    parser.add_argument(
+        "--references",
+        default="bm3d (oracle),bm3d (blind-sigma)",
+        help="filter labels the runs are paired against (e.g. 'bm3d (blind-psd)')",
+    )
+    parser.add_argument(
+        "--one-scan",
+        default=None,
+        help="CSV:DOSE, benchmarks/one_scan.py's one_scan.csv: the one-scan fit's mean over the "
+        "same test patients, drawn as a line",
+    )
     parser.add_argument("--budgets", default="5,10,30", help="minutes, comma separated")
     parser.add_argument("--modes", default="n2n", help="n2n,n2c,nb2nb,n2v")
     parser.add_argument("--seed", type=int, default=0)
@@ -160,7 +180,9 @@ def main() -> None:
             runs.append(info)
     if args.train_only:
         return
-    frames = [pd.read_csv(args.filters_results)]
+    frames = [
+        _without_repeated_noisy(pd.read_csv(path), i) for i, path in enumerate(args.filters_results)
+    ]
     for info in runs:
         folder = run_folder(args.out, info["mode"], info["minutes"])
         results = folder / "eval" / "results.csv"
@@ -178,6 +200,23 @@ def main() -> None:
     report(table, runs, args)
 
 
+def _without_repeated_noisy(frame: pd.DataFrame, index: int) -> pd.DataFrame:
+    # every evaluate table has the noisy rows; keep the first table's only
+    return frame if index == 0 else frame[frame["method"] != "noisy"]
+
+
+def one_scan_mean(spec: str, objects) -> tuple[float, int]:
+    """The one-scan fit's (blend's) mean PSNR in the HU window over ``objects``' slices."""
+    path, dose = spec.rsplit(":", 1)
+    frame = pd.read_csv(path)
+    rows = frame[
+        (frame["dose"] == dose) & (frame["method"] == "blend") & frame["object_id"].isin(objects)
+    ]
+    if rows.empty:
+        raise SystemExit(f"{path}: no blend rows for dose {dose} on these patients")
+    return float(rows["psnr_hu_db"].mean()), len(rows)
+
+
 def report(table: pd.DataFrame, runs: list[dict], args) -> None:
     """Print the means and paired differences; draw the curve figure."""
     labels = [
@@ -193,7 +232,7 @@ def report(table: pd.DataFrame, runs: list[dict], args) -> None:
     for label in means.index:
         if "min" not in label:
             continue
-        for reference in ("bm3d (oracle)", "bm3d (blind-sigma)"):
+        for reference in args.references.split(","):
             if reference in means.index:
                 diff = paired_difference(table, label, reference, metric=metric)
                 print(
@@ -201,11 +240,35 @@ def report(table: pd.DataFrame, runs: list[dict], args) -> None:
                     f"[{diff.ci_low_db:+.2f}, {diff.ci_high_db:+.2f}] "
                     f"({diff.n_images} images, {diff.n_objects} objects)"
                 )
+    lines = {}
+    if args.one_scan:
+        objects = table.loc[table["method"] == "noisy", "object_id"].unique()
+        lines["one-scan fit (blend, no training)"], n = one_scan_mean(args.one_scan, objects)
+        print(
+            f"one-scan fit (blend): {lines['one-scan fit (blend, no training)']:.2f} ({n} slices)"
+        )
     if args.figure is not None:
-        draw(means[metric], runs, args.figure, scale=scale, title=f"{args.data.stem} test split")
+        draw(
+            means[metric],
+            runs,
+            args.figure,
+            scale=scale,
+            title=f"{args.data.stem} test split",
+            references=args.references.split(","),
+            lines=lines,
+        )
 
 
-def draw(means: pd.Series, runs: list[dict], path: Path, *, scale: str, title: str) -> None:
+def draw(
+    means: pd.Series,
+    runs: list[dict],
+    path: Path,
+    *,
+    scale: str,
+    title: str,
+    references=("bm3d (oracle)", "bm3d (blind-sigma)"),
+    lines=None,
+) -> None:
     """Test PSNR (``scale``) against budget minutes; filters as horizontal lines."""
     import matplotlib
 
@@ -225,13 +288,12 @@ def draw(means: pd.Series, runs: list[dict], path: Path, *, scale: str, title: s
             if points:
                 xs, ys = zip(*sorted(points), strict=True)
                 ax.plot(xs, ys, style, label=f"{mode}{suffix} (clean-free)")
-    for label, colour in (
-        ("bm3d (oracle)", "black"),
-        ("bm3d (blind-sigma)", "grey"),
-        ("nlm (oracle)", "tab:brown"),
-    ):
+    colours = ("black", "grey", "tab:brown", "tab:purple", "tab:olive")
+    for label, colour in zip(list(references) + ["nlm (oracle)"], colours, strict=False):
         if label in means.index:
             ax.axhline(means[label], color=colour, ls=":", label=label)
+    for (label, value), colour in zip((lines or {}).items(), ("tab:red", "tab:pink"), strict=False):
+        ax.axhline(value, color=colour, ls="-.", label=label)
     ylabel = "-1000..1000 HU" if scale == "HU window" else "data_range 1"
     ax.set(
         xlabel="training budget [CPU-minutes, 2 cores]",

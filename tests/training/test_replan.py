@@ -5,6 +5,7 @@ long (the real steps take milliseconds), so the re-plan is driven by the measure
 any assertion on real time.
 """
 
+import csv
 import json
 import math
 import time
@@ -394,6 +395,43 @@ def test_a_load_that_arrives_between_epoch_ends_stops_training_within_the_budget
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["budget_outcome"]["stopped_at_deadline"] is True
     assert (tmp_path / "run" / "best.ckpt").is_file()
+    # config.yaml keeps the cosine's plan and the stop: a rerun from it repeats the stopped run
+    saved = load_train_config(tmp_path / "run" / "config.yaml")
+    assert saved.schedule.stop_step == outcome.achieved_steps
+    assert saved.schedule.max_steps == outcome.final_steps
+
+
+def test_a_config_with_stop_step_trains_that_many_steps_on_the_full_cosine(
+    make_tiny_dataset, tmp_path
+):
+    data = make_tiny_dataset()
+    values = {
+        "data": data,
+        "mode": "n2n",
+        "width": 8,
+        "patch": 64,
+        "batch_size": 2,
+        "schedule": "cosine",
+        "max_steps": 12,
+        "validations": 3,
+        "threads": 1,
+        "quiet": True,
+    }
+    full = training.train(make_train_config({**values, "out": tmp_path / "full"}))
+    stopped = training.train(
+        make_train_config({**values, "stop_step": 7, "out": tmp_path / "stopped"})
+    )
+    assert full.global_step == 12 and stopped.global_step == 7
+    lr = {}
+    for name in ("full", "stopped"):
+        rows = list(csv.DictReader((tmp_path / name / "metrics.csv").open()))
+        lr[name] = {int(r["step"]): float(r["lr"]) for r in rows if r.get("lr")}
+    shared = sorted(set(lr["full"]) & set(lr["stopped"]))
+    assert shared  # the two runs logged the rate at the same steps ...
+    for step in shared:  # ... and the stopped run's rate is the 12-step cosine's, not a 7-step one
+        assert lr["stopped"][step] == pytest.approx(lr["full"][step])
+    with pytest.raises(ValueError, match="past max_steps"):
+        make_train_config({**values, "stop_step": 13, "out": tmp_path / "bad"})
 
 
 def test_an_unloaded_budget_run_is_not_stopped_early(make_tiny_dataset, tmp_path, monkeypatch):

@@ -123,6 +123,9 @@ class TrainConfig(BaseModel):
             check_plan(schedule.step_plan)
             if schedule.step_plan[-1][2] != schedule.max_steps:
                 raise ValueError("step_plan's last max_steps must be max_steps")
+        stop = schedule.stop_step
+        if stop is not None and schedule.max_steps is not None and stop > schedule.max_steps:
+            raise ValueError(f"stop_step {stop} is past max_steps {schedule.max_steps}")
         return self
 
     def flat_values(self, *, given_only: bool = False) -> dict[str, Any]:

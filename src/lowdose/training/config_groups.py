@@ -154,6 +154,12 @@ class ScheduleConfig(_Group):
     step_plan: list[tuple[int, int, int]] | None = Field(
         None, description="budget: the segments (start step, steps per epoch, max_steps) run."
     )
+    stop_step: int | None = Field(
+        None,
+        ge=1,
+        description="Stop after this many steps, the cosine still annealing to max_steps (a "
+        "budget run stopped at its deadline writes it, so a rerun repeats the stop).",
+    )
     max_time: str | None = Field(None, description="Wall-time limit, e.g. 00:05:00.")
 
     @field_validator("max_time", "budget")

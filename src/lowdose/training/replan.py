@@ -31,7 +31,8 @@ on 2 cores when other work started), and a plan made at the last epoch end then 
 budget by the rest of that epoch (4-minute runs ended 13-25 % late). So after every step the
 re-plan also checks the deadline: when one more step and the teardown would end past it, training
 stops there (``trainer.should_stop``), the cosine unfinished; ``BudgetOutcome.stopped_at_deadline``
-and one log line say so.
+and one log line say so, and ``config.yaml`` gains ``stop_step`` beside the cosine's ``max_steps``:
+a rerun from it takes the same steps on the same schedule and stops at the same step.
 """
 
 from __future__ import annotations
@@ -149,6 +150,9 @@ class BudgetReplan(L.Callback):
         if self.stopped_at_step is None and step < planned and late:
             trainer.should_stop = True  # one more step and the teardown would end past it
             self.stopped_at_step = step
+            # config.yaml keeps the cosine's plan and where it stopped: a rerun repeats both
+            self.config = self.config.with_values(stop_step=step)
+            self.save_config(self.config)
             log.info(
                 "budget: training stops at step %d of %d: the loop slowed to %.2f s per step, "
                 "and one more step and the final checkpoints would end past the budget",

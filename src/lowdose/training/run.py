@@ -261,6 +261,7 @@ def _trainer(
     return L.Trainer(
         default_root_dir=run_dir,
         max_epochs=schedule.epochs,
+        max_steps=-1 if schedule.stop_step is None else schedule.stop_step,
         max_time=_timedelta(schedule.max_time),
         accelerator=runtime.accelerator,
         devices=runtime.devices,
