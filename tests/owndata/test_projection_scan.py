@@ -136,6 +136,36 @@ def test_fit_takes_a_data_exchange_file_end_to_end(tmp_path):
     assert (out / "report.html").exists()
 
 
+def test_from_projections_reconstructs_with_astra(tmp_path):
+    """``--backend astra`` (lowdose[astra], installed by the dev set-up) builds the same data."""
+    path = _data_exchange(tmp_path / "scan.h5")
+    datasets = {}
+    for backend in ("builtin", "astra"):
+        out = tmp_path / f"{backend}.h5"
+        result = CliRunner().invoke(
+            lowdose.cli.app,
+            [
+                "dataset",
+                "from-projections",
+                str(path),
+                "--out",
+                str(out),
+                "--backend",
+                backend,
+                "--fractions",
+                "0.6,0.2,0.2",
+            ],
+            env={"COLUMNS": "200"},
+        )
+        assert result.exit_code == 0, result.output
+        with h5py.File(out, "r") as handle:
+            datasets[backend] = handle["noisy"][:]
+            assert handle.attrs["fbp_backend"] == backend
+    assert datasets["astra"].shape == datasets["builtin"].shape
+    difference = datasets["astra"] - datasets["builtin"]
+    assert np.sqrt(np.mean(difference**2)) < 0.05 * np.sqrt(np.mean(datasets["builtin"] ** 2))
+
+
 def test_view_halves_interleave_back_for_even_and_odd_view_counts():
     rng = np.random.default_rng(0)
     for n_angles in (90, 91):

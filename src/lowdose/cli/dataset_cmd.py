@@ -155,6 +155,11 @@ def from_projections(
     split_by: str = typer.Option("auto", "--split-by", help=SPLIT_BY_HELP),
     fractions: str = typer.Option("0.8,0.1,0.1", help="Train,val,test fractions."),
     seed: int = typer.Option(0, help="Seed of the split."),
+    backend: str = typer.Option(
+        "builtin",
+        help="Who reconstructs: builtin (parallel-beam FBP) or astra (the ASTRA toolbox, on a "
+        "GPU when one is visible; pip install 'lowdose[astra]').",
+    ),
 ) -> None:
     """Projections as instruments write them: flat/dark corrected, centred, views split in K."""
     with user_errors():
@@ -177,6 +182,7 @@ def from_projections(
                 split_by=split_by,
                 progress=progress,
                 log=lambda line: console.print(f"  {escape(line)}", highlight=False),
+                backend=backend,
             )
         console.print(summary.describe(), highlight=False)
 

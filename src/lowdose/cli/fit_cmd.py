@@ -19,6 +19,7 @@ from lowdose.cli._app import (
     user_errors,
 )
 from lowdose.core.errors import LowdoseInputError
+from lowdose.physics.radon import check_backend
 
 _MODES = ("auto", "n2n", "nb2nb", "n2v", "blend")
 _DOMAINS = ("reconstruction", "projections")
@@ -78,6 +79,14 @@ def fit(
             "projections (the sinograms denoised by nb2nb, then reconstructed)."
         ),
     ] = "reconstruction",
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="Projections: who reconstructs: builtin (parallel-beam FBP, always there) or "
+            "astra (the ASTRA toolbox, on a GPU when one is visible; pip install "
+            "'lowdose[astra]')."
+        ),
+    ] = "builtin",
     skip_bad: Annotated[
         bool, typer.Option("--skip-bad", help="Leave unreadable files out (named) instead.")
     ] = False,
@@ -113,6 +122,7 @@ def fit(
             raise LowdoseInputError(
                 f"--domain {domain!r} is unknown; use one of {', '.join(_DOMAINS)}"
             )
+        check_backend(backend)
         if modality not in (None, "ct", "xray"):
             raise LowdoseInputError(f"--modality {modality!r} is unknown; use ct or xray")
         options = FitOptions(
@@ -132,6 +142,7 @@ def fit(
             flat=flat,
             dark=dark,
             domain=domain,
+            backend=backend,
         )
         result = run_fit(inputs, out, options, log=_log, bars=stage_progress)
         for line in describe_scores(out):

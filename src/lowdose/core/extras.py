@@ -1,9 +1,10 @@
 """Optional extras of the package: whether one is installed, and the one line when it is not.
 
 ``lowdose[onnx]`` (onnx, onnxruntime, onnxscript: ``lowdose export --format onnx``),
-``lowdose[parquet]`` (pyarrow: ``results.parquet`` beside ``results.csv``) and ``lowdose[bm3d]``
-(:mod:`lowdose.baselines.filters`) are not hard requirements; where one is missing the user gets
-one line naming the extra and the command that installs it.
+``lowdose[parquet]`` (pyarrow: ``results.parquet`` beside ``results.csv``), ``lowdose[bm3d]``
+(:mod:`lowdose.baselines.filters`) and ``lowdose[astra]`` (the ASTRA toolbox: ``--backend
+astra``, :mod:`lowdose.physics.astra_fbp`) are not hard requirements; where one is missing the
+user gets one line naming the extra and the command that installs it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from types import ModuleType
 
 from lowdose.core.errors import LowdoseInputError
 
-EXTRA_MODULES = {"onnx": "onnx", "parquet": "pyarrow", "bm3d": "bm3d"}
+EXTRA_MODULES = {"onnx": "onnx", "parquet": "pyarrow", "bm3d": "bm3d", "astra": "astra"}
 """Extra -> the package whose import says it is installed."""
 
 

@@ -103,7 +103,9 @@ def compare_projection_domain(
         size = int(scan.sinograms.shape[2] / np.sqrt(2))
 
         def fbp(sinogram, views, size=size, scan=scan):
-            return fbp_2d(sinogram, scan.angles_deg[views], output_size=size)[0]
+            return fbp_2d(sinogram, scan.angles_deg[views], output_size=size, backend=scan.backend)[
+                0
+            ]
 
         n_angles = len(scan.angles_deg)
         even_views, odd_views = np.arange(0, n_angles, 2), np.arange(1, n_angles, 2)

@@ -65,6 +65,7 @@ def denoise_projection_scans(
     dark=None,
     dataset_key: str | None = None,
     device: str = "auto",
+    backend: str = "builtin",
 ) -> list[Path]:
     """Denoise each scan's projections and reconstruct them (see the module docstring).
 
@@ -82,7 +83,7 @@ def denoise_projection_scans(
         Output folder (created).
     checkpoint : str or PathLike
         The model trained on view halves.
-    angles, center, flat, dark, dataset_key
+    angles, center, flat, dark, dataset_key, backend
         As for :func:`lowdose.owndata.projection_scan.prepare_scan` (the dataset's own).
     device : str
         ``auto``, ``cpu``, ``cuda:N``.
@@ -93,7 +94,13 @@ def denoise_projection_scans(
     written = []
     for path in paths:
         scan = prepare_scan(
-            path, angles=angles, center=center, flat=flat, dark=dark, dataset_key=dataset_key
+            path,
+            angles=angles,
+            center=center,
+            flat=flat,
+            dark=dark,
+            dataset_key=dataset_key,
+            backend=backend,
         )
         denoised_sinograms = denoise_view_halves(
             model, scan.sinograms, scaling=meta.scaling, device=device
@@ -103,6 +110,7 @@ def denoise_projection_scans(
             scan.angles_deg,
             output_size=reconstruction_size(scan),
             filter_name="ramp",
+            backend=scan.backend,
         )
         stem = Path(path).stem if Path(path).is_file() else Path(path).name
         target = folder / f"{stem}_projections_denoised.h5"

@@ -35,6 +35,7 @@ def denoise_sinograms(
     dark=None,
     dataset_key: str | None = None,
     device: str = "auto",
+    backend: str = "builtin",
 ) -> list[Path]:
     """Reconstruct and denoise each scan; write ``<stem>_denoised.npy``, ``.tif`` and ``.h5``.
 
@@ -52,7 +53,7 @@ def denoise_sinograms(
         Output folder (created).
     checkpoint : str or PathLike
         The Noise2Inverse model.
-    angles, center, flat, dark, dataset_key
+    angles, center, flat, dark, dataset_key, backend
         As for :func:`lowdose.owndata.projection_scan.prepare_scan` (the dataset's own).
     device : str
         ``auto`` (a GPU when torch sees one: the one training used), ``cpu``, ``cuda:N``.
@@ -63,10 +64,18 @@ def denoise_sinograms(
     written = []
     for path in paths:
         scan = prepare_scan(
-            path, angles=angles, center=center, flat=flat, dark=dark, dataset_key=dataset_key
+            path,
+            angles=angles,
+            center=center,
+            flat=flat,
+            dark=dark,
+            dataset_key=dataset_key,
+            backend=backend,
         )
         size = reconstruction_size(scan)
-        halves = split_reconstructions(scan.sinograms, scan.angles_deg, splits=2, output_size=size)
+        halves = split_reconstructions(
+            scan.sinograms, scan.angles_deg, splits=2, output_size=size, backend=scan.backend
+        )
         outputs = [
             denoise(model, halves[:, k], scaling=meta.scaling, device=device)
             for k in range(halves.shape[1])
@@ -95,7 +104,11 @@ def write_reconstructions(
     np.save(buffer, denoised)
     atomic_write_bytes(folder / f"{stem}_denoised.npy", buffer.getvalue())
     fbp = fbp_2d(
-        scan.sinograms, scan.angles_deg, output_size=denoised.shape[-1], filter_name="ramp"
+        scan.sinograms,
+        scan.angles_deg,
+        output_size=denoised.shape[-1],
+        filter_name="ramp",
+        backend=scan.backend,
     ).astype(np.float32)
     return [
         folder / f"{stem}_denoised.npy",

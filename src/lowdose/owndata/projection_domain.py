@@ -82,6 +82,7 @@ def build_from_projection_halves(
     split_by: str = "auto",
     progress: Progress | None = None,
     log: Log | None = None,
+    backend: str = "builtin",
 ) -> DatasetSummary[ProjectionHalves]:
     """Build the projection-domain training data of instrument scans (module docstring).
 
@@ -98,6 +99,8 @@ def build_from_projection_halves(
         See :func:`lowdose.data.split_plan.plan_split`.
     progress, log
         Progress per scan read; each scan's notes (what was found and done).
+    backend : {"builtin", "astra"}
+        Checked here (training needs no FBP); the denoised projections are reconstructed by it.
     """
     started = time.perf_counter()
     scans = prepare_scans(
@@ -109,6 +112,7 @@ def build_from_projection_halves(
         dataset_key=dataset_key,
         progress=progress,
         log=log,
+        backend=backend,
     )
     for scan in scans[1:]:  # same angles (checked there); the detector must match too
         if scan.sinograms.shape[1:] != scans[0].sinograms.shape[1:]:

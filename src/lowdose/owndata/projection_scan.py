@@ -34,6 +34,7 @@ from lowdose.io.sinogram import parse_angles
 from lowdose.io.tiff_stack import FLAT_PREFIXES, TIFF_SUFFIXES
 from lowdose.owndata.split_sinogram import ViewSubsetNoise, build_from_line_integrals
 from lowdose.physics.flat_field import line_integrals
+from lowdose.physics.radon import check_backend
 from lowdose.physics.rotation_centre import centred_sinogram, estimate_centre, fbp_axis_px
 
 CENTRE_ROWS = 5
@@ -73,6 +74,9 @@ class PreparedScan:
         The rotation axis in the file's detector pixels (0-based) before centring.
     notes : tuple of str
         What was found and done, one line each (reader, flat/dark, centre).
+    backend : str
+        Who back-projects it (:data:`lowdose.physics.radon.FBP_BACKENDS`): every reconstruction
+        of this scan uses it.
     """
 
     source: Path
@@ -80,6 +84,7 @@ class PreparedScan:
     angles_deg: np.ndarray
     centre_px: float
     notes: tuple[str, ...]
+    backend: str = "builtin"
 
 
 def prepare_scan(
@@ -90,6 +95,7 @@ def prepare_scan(
     flat=None,
     dark=None,
     dataset_key: str | None = None,
+    backend: str = "builtin",
 ) -> PreparedScan:
     """Read, correct and centre one scan (see the module docstring).
 
@@ -103,6 +109,8 @@ def prepare_scan(
         Rotation axis in detector pixels (0-based); None: estimated.
     flat, dark, dataset_key
         Overrides passed to :func:`lowdose.io.projections.read_projections`.
+    backend : {"builtin", "astra"}
+        Who reconstructs the scan (``--backend``); checked here, before anything is read.
 
     Raises
     ------
@@ -110,6 +118,7 @@ def prepare_scan(
         Unreadable input, counts without flats, angles given twice or missing, a centre
         outside the detector.
     """
+    check_backend(backend)
     scan = read_projections(path, dataset_key=dataset_key, flat=flat, dark=dark, angles=angles)
     notes = list(scan.notes)
     n_angles = scan.projections.shape[0]
@@ -141,7 +150,12 @@ def prepare_scan(
         )
         if abs(centre - fbp_axis_px(n_det)) < CENTRED_WITHIN_PX:
             return PreparedScan(
-                scan.source, sinograms.astype(np.float32), angles_deg, centre, tuple(notes)
+                scan.source,
+                sinograms.astype(np.float32),
+                angles_deg,
+                centre,
+                tuple(notes),
+                backend,
             )
     else:
         centre = float(center)
@@ -149,7 +163,9 @@ def prepare_scan(
             raise LowdoseInputError(f"--center {center}: outside the detector (0..{n_det - 1} px)")
         notes.append(f"rotation centre {centre:.2f} px as given (--center)")
     centred = np.stack([centred_sinogram(sinogram, centre) for sinogram in sinograms])
-    return PreparedScan(scan.source, centred.astype(np.float32), angles_deg, centre, tuple(notes))
+    return PreparedScan(
+        scan.source, centred.astype(np.float32), angles_deg, centre, tuple(notes), backend
+    )
 
 
 def prepare_scans(
@@ -162,6 +178,7 @@ def prepare_scans(
     dataset_key: str | None = None,
     progress: Progress | None = None,
     log: Log | None = None,
+    backend: str = "builtin",
 ) -> list[PreparedScan]:
     """:func:`prepare_scan` for each scan of one geometry (same angles); notes go to ``log``.
 
@@ -175,7 +192,13 @@ def prepare_scans(
     prepared: list[PreparedScan] = []
     for number, path in enumerate(paths):
         scan = prepare_scan(
-            path, angles=angles, center=center, flat=flat, dark=dark, dataset_key=dataset_key
+            path,
+            angles=angles,
+            center=center,
+            flat=flat,
+            dark=dark,
+            dataset_key=dataset_key,
+            backend=backend,
         )
         if prepared and not np.allclose(scan.angles_deg, prepared[0].angles_deg):
             raise LowdoseInputError(
@@ -208,6 +231,7 @@ def build_from_projections(
     split_by: str = "auto",
     progress: Progress | None = None,
     log: Log | None = None,
+    backend: str = "builtin",
 ) -> DatasetSummary[ViewSubsetNoise]:
     """Build a K-split Noise2Inverse dataset from instrument scans (see the module docstring).
 
@@ -223,10 +247,19 @@ def build_from_projections(
         See :func:`lowdose.owndata.split_sinogram.build_from_sinogram`.
     log : Log, optional
         Receives each scan's notes (what was found and done), prefixed with its name.
+    backend : {"builtin", "astra"}
+        Who reconstructs the view subsets (:func:`prepare_scan`).
     """
     started = time.perf_counter()
     prepared = prepare_scans(
-        paths, angles=angles, center=center, flat=flat, dark=dark, dataset_key=dataset_key, log=log
+        paths,
+        angles=angles,
+        center=center,
+        flat=flat,
+        dark=dark,
+        dataset_key=dataset_key,
+        log=log,
+        backend=backend,
     )
     extra = {
         "rotation_centre_px": ",".join(f"{scan.centre_px:.2f}" for scan in prepared),
@@ -246,4 +279,5 @@ def build_from_projections(
         description="lowdose dataset from-projections",
         extra=extra,
         started=started,
+        backend=backend,
     )

@@ -65,7 +65,13 @@ def view_subsets(n_angles: int, splits: int) -> list[np.ndarray]:
 
 
 def split_reconstructions(
-    sinograms, angles_deg, *, splits: int = 2, output_size, filter_name: str = "ramp"
+    sinograms,
+    angles_deg,
+    *,
+    splits: int = 2,
+    output_size,
+    filter_name: str = "ramp",
+    backend: str = "builtin",
 ) -> np.ndarray:
     """FBP of each view subset of each sinogram.
 
@@ -78,6 +84,8 @@ def split_reconstructions(
         K >= 2.
     output_size : int or (H, W)
     filter_name : {"ramp", "hann"}
+    backend : {"builtin", "astra"}
+        Who back-projects (:data:`lowdose.physics.radon.FBP_BACKENDS`).
 
     Returns
     -------
@@ -89,7 +97,13 @@ def split_reconstructions(
     angles = np.asarray(angles_deg, dtype=np.float64)
     subsets = view_subsets(stack.shape[1], splits)
     images = [
-        fbp_2d(stack[:, views], angles[views], output_size=output_size, filter_name=filter_name)
+        fbp_2d(
+            stack[:, views],
+            angles[views],
+            output_size=output_size,
+            filter_name=filter_name,
+            backend=backend,
+        )
         for views in subsets
     ]  # each (S, H, W)
     return np.stack(images, axis=1)
@@ -212,12 +226,15 @@ def build_from_line_integrals(
     description: str = "lowdose dataset from-sinogram",
     extra: dict | None = None,
     started: float | None = None,
+    backend: str = "builtin",
 ) -> DatasetSummary[ViewSubsetNoise]:
     """:func:`build_from_sinogram` on sinograms already read: ``(source, (S, n_angles, n_det))``
     post-log line integrals per input (``lowdose dataset from-projections`` passes corrected and
     centred instrument scans). ``description`` and ``extra`` (string/number attributes) go into
-    the dataset's attributes; the other parameters are those of :func:`build_from_sinogram`."""
+    the dataset's attributes; ``backend`` back-projects (``builtin`` or ``astra``, recorded as
+    ``fbp_backend``); the other parameters are those of :func:`build_from_sinogram`."""
     started = time.perf_counter() if started is None else started
+    extra = {**(extra or {}), "fbp_backend": backend}
     noisy, clean, object_id, volume_id, geometry = [], [], [], [], None
     paths = [Path(source) for source, _ in stacks]
     for number, (path, sino) in enumerate(stacks):
@@ -230,11 +247,16 @@ def build_from_line_integrals(
         angles, size = geometry[1], geometry[2]
         noisy.append(
             split_reconstructions(
-                sino, angles, splits=splits, output_size=size, filter_name=filter_name
+                sino,
+                angles,
+                splits=splits,
+                output_size=size,
+                filter_name=filter_name,
+                backend=backend,
             )
         )
         if clean_sinograms is not None:
-            clean.append(_full_view(clean_sinograms[number], geometry, filter_name, path))
+            clean.append(_full_view(clean_sinograms[number], geometry, filter_name, path, backend))
         object_id += [
             path.stem if objects == "file" else f"{path.stem}[{k}]" for k in range(len(sino))
         ]
@@ -262,12 +284,16 @@ def _geometry(sino: np.ndarray, angles_spec, output_size) -> tuple:
     return sino.shape[1:], angles, size
 
 
-def _full_view(sino, geometry, filter_name: str, noisy_path: Path) -> np.ndarray:
+def _full_view(
+    sino, geometry, filter_name: str, noisy_path: Path, backend: str = "builtin"
+) -> np.ndarray:
     if sino.shape[1:] != geometry[0]:
         raise LowdoseInputError(
             f"the clean sinogram is {sino.shape[1:]} but {noisy_path} is {geometry[0]}"
         )
-    return fbp_2d(sino, geometry[1], output_size=geometry[2], filter_name=filter_name)
+    return fbp_2d(
+        sino, geometry[1], output_size=geometry[2], filter_name=filter_name, backend=backend
+    )
 
 
 def _write(stack, clean, plan, out, inputs, seed: int, started: float):

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lowdose.core.errors import LowdoseInputError
+from lowdose.physics.astra_fbp import astra_fbp, import_astra
 from lowdose.physics.ray_matrix import n_detectors_for, project_stack, views_per_chunk
 
 if TYPE_CHECKING:  # scipy.sparse costs ~0.3 s: imported where a matrix is built
@@ -104,8 +105,32 @@ def _output_hw(output_size) -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
+FBP_BACKENDS = ("builtin", "astra")
+"""Who back-projects: the built-in sparse-matrix FBP (default, always there) or the ASTRA
+toolbox (:mod:`lowdose.physics.astra_fbp`, ``lowdose[astra]``; on a GPU when one is visible)."""
+
+
+def check_backend(backend: str) -> None:
+    """Refuse, in one line, a back-end that is not one of :data:`FBP_BACKENDS` or not installed.
+
+    Raises
+    ------
+    LowdoseInputError
+        An unknown name, or ``"astra"`` without the ASTRA toolbox installed.
+    """
+    if backend not in FBP_BACKENDS:
+        raise LowdoseInputError(f"--backend {backend}: use one of {', '.join(FBP_BACKENDS)}")
+    if backend == "astra":
+        import_astra()
+
+
 def fbp_2d(
-    sinogram: np.ndarray, angles_deg, *, output_size, filter_name: str = "hann"
+    sinogram: np.ndarray,
+    angles_deg,
+    *,
+    output_size,
+    filter_name: str = "hann",
+    backend: str = "builtin",
 ) -> np.ndarray:
     """Filtered back-projection, the inverse of :func:`radon_2d`.
 
@@ -120,6 +145,8 @@ def fbp_2d(
     filter_name
         One of :data:`FBP_FILTERS`: ``"ramp"`` (exact, noisiest), ``"shepp-logan"`` (ramp x sinc)
         or ``"hann"`` (ramp x Hann window, smoothest).
+    backend
+        One of :data:`FBP_BACKENDS`; ``"astra"`` gives the same geometry and units.
 
     Returns
     -------
@@ -131,8 +158,12 @@ def fbp_2d(
         raise LowdoseInputError(
             f"filter_name={filter_name!r} (--kernel): use one of {', '.join(FBP_FILTERS)}"
         )
+    check_backend(backend)
     theta = _angles_rad(angles_deg, stack.shape[1])
     height, width = _output_hw(output_size)
+    if backend == "astra":
+        image = astra_fbp(stack, theta, (height, width), filter_name)
+        return image[0] if single else image
     n_det = stack.shape[2]
     n_padded = max(64, int(2 ** np.ceil(np.log2(2 * n_det))))
     spectrum = np.fft.fft(stack.astype(np.float64), n=n_padded, axis=2)

@@ -160,6 +160,7 @@ def _dataset_stage(paths, out: Path, plan: FitPlan, options: FitOptions, *, log,
         options.center,
         options.flat,
         options.dark,
+        *([options.backend] if options.backend != "builtin" else []),  # old keys stay valid
     )
     dataset = folder / "dataset.h5"
     if stage_done(folder, key):

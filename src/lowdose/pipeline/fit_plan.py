@@ -58,6 +58,7 @@ class FitOptions:
     flat: str | None = None
     dark: str | None = None
     domain: Literal["reconstruction", "projections"] = "reconstruction"
+    backend: Literal["builtin", "astra"] = "builtin"
 
 
 def plan_fit(inputs: list[Path], options: FitOptions) -> FitPlan:
@@ -204,5 +205,5 @@ def projection_mode(plan: FitPlan, dataset: Path, options: FitOptions, *, log) -
 
 def scan_options(options: FitOptions) -> dict:
     """What reading an instrument scan takes from the options (:func:`prepare_scan`)."""
-    keys = ("center", "flat", "dark", "dataset_key")
+    keys = ("center", "flat", "dark", "dataset_key", "backend")
     return {key: getattr(options, key) for key in keys}
