@@ -137,7 +137,7 @@ def test_fit_takes_a_data_exchange_file_end_to_end(tmp_path):
 
 
 def test_from_projections_reconstructs_with_astra(tmp_path):
-    """``--backend astra`` (lowdose[astra], installed by the dev set-up) builds the same data."""
+    """``--backend astra`` (lowdose[astra], which `make test` installs) builds the same data."""
     path = _data_exchange(tmp_path / "scan.h5")
     datasets = {}
     for backend in ("builtin", "astra"):

@@ -1,4 +1,4 @@
-"""``--backend astra`` (the dev set-up installs lowdose[astra]): ASTRA's FBP in the built-in
+"""``--backend astra`` (`make test` installs lowdose[astra]): ASTRA's FBP in the built-in
 geometry, and the one line without it."""
 
 from __future__ import annotations
