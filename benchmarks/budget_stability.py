@@ -7,7 +7,9 @@ probe's and the loop's rates, the wall time of ``train`` and its fraction of the
 clean-free validation score at the end and of ``best.ckpt`` against the noisy input's (the
 identity, scored the same way: ``val_identity_db``). Then the spread per noise and budget:
 fraction of the budget (mean, min, max), runs past the budget (+2 %), runs below 85 %, and runs
-whose end or best score is below the input's. A run that ``train`` refuses before training
+whose end or best score is below the input's, and runs whose ``best.ckpt`` fell back to the
+residual network's untrained state, the identity, because no validation beat the input (its
+best score is then the input's; ``fell_back_to_identity``). A run that ``train`` refuses before training
 (e.g. a probe slowed by load leaves no time in the budget: one line) is recorded with its
 ``refused`` message and left out of the spread.
 
@@ -117,6 +119,8 @@ def run_once(data: Path, run_dir: Path, budget: str, seed: int, threads: int, mo
         "end_minus_input_db": round(end_db - scores.identity_db, 3),
         "best_minus_input_db": round(scores.model_db - scores.identity_db, 3),
         "warned": scores.warning("run") is not None,
+        # best.ckpt reset to the (untrained) identity because training never beat the input
+        "fell_back_to_identity": scores.fell_back_to_identity,
         "stopped_at_deadline": outcome.stopped_at_deadline,
         "load_1min": round(load_1min, 2),
     }
@@ -139,6 +143,9 @@ def spread(table: pd.DataFrame) -> pd.DataFrame:
             "end_minus_input_min_db": groups["end_minus_input_db"].min(),
             "end_below_input": groups["end_minus_input_db"].apply(lambda d: int((d < 0).sum())),
             "best_minus_input_sd_db": groups["best_minus_input_db"].std().round(3),
+            "fell_back": groups["fell_back_to_identity"].apply(lambda s: int(s.sum()))
+            if "fell_back_to_identity" in table
+            else 0,
         }
     )
 

@@ -85,3 +85,17 @@ def test_denoise_warns_in_one_line_for_a_model_worse_than_its_input(
     else:
         assert lines == []
     assert (tmp_path / "out" / "scan.npy").is_file()  # it still denoises: a warning, no error
+
+
+@pytest.mark.parametrize("trained_db", [4.91, -math.inf])
+def test_a_fall_back_to_the_identity_keeps_the_trained_score_and_says_so(trained_db):
+    below = ValidationScores("val_upsnr_db", trained_db, 46.40)
+    kept = below.with_identity_fallback()
+    assert kept.fell_back_to_identity and not below.fell_back_to_identity
+    assert kept.model_db == kept.identity_db == 46.40 and not kept.worse_than_identity
+    line = kept.warning("runs/ct")
+    assert line is not None and "\n" not in line and "identity" in line
+    assert f"{trained_db:.2f} dB at best" in line and "46.40 dB" in line
+    assert ValidationScores.from_dict(kept.to_dict()) == kept
+    # files written before the fall-back existed have no trained_db: no fall-back read
+    assert not ValidationScores.from_dict(DIVERGED.to_dict()).fell_back_to_identity

@@ -15,6 +15,7 @@ import shutil
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from lowdose.core.metrics import pair_noise_variance_all_pixels, unbiased_mse, upsnr_from_umse
 from lowdose.data.dataset import load_split
@@ -148,3 +149,24 @@ def test_independent_pairs_keep_upsnr_and_also_log_the_pair_score(tiny_dataset, 
     assert all(np.isfinite(float(r["val_pair_db"])) for r in rows)
     # the raw pair PSNR sits below the unbiased one: it still holds the target's noise
     assert all(float(r["val_pair_db"]) < float(r["val_upsnr_db"]) for r in rows)
+
+
+def test_a_residual_net_that_never_beats_its_input_returns_its_input(tiny_dataset, tmp_path):
+    # the residual net's step-0 state is the identity: a run that ends below it keeps that state
+    settings = {**TINY, "residual": True, "lr": TOO_HIGH_LR, "schedule": "cosine"}
+    run = train(make_train_config({**settings, "data": tiny_dataset, "out": tmp_path / "run"}))
+    rows = _rows(run.run_dir)
+    trained = max(float(r["val_upsnr_db"]) for r in rows)
+    assert trained < float(rows[0]["val_identity_db"])  # training made images worse ...
+    scores = run.scores
+    assert scores.fell_back_to_identity and scores.trained_db == pytest.approx(trained)
+    assert scores.model_db == scores.identity_db and not scores.worse_than_identity
+    network, meta = load_model(run.best_checkpoint)  # ... so best.ckpt returns the input
+    assert meta.scores == scores
+    noisy = load_split(tiny_dataset, "val").noisy[:2, :1].astype(np.float32)  # (2, 1, H, W)
+    with torch.no_grad():
+        output = network(torch.from_numpy(noisy)).numpy()
+    np.testing.assert_array_equal(output, noisy)
+    manifest = json.loads((run.run_dir / "manifest.json").read_text())["validation_scores"]
+    assert manifest["trained_db"] == pytest.approx(trained)
+    assert "identity" in scores.warning("run")

@@ -230,6 +230,34 @@ def _validity(values: Any, unreadable: Callable[[str], LowdoseInputError]) -> Va
         raise unreadable(f"meta.validity is malformed: {type(exc).__name__} {exc}") from None
 
 
+def store_identity(checkpoint_path: str | Path) -> None:
+    """Rewrite a residual U-Net's training checkpoint so that its network is the identity.
+
+    The output convolution (:attr:`UNet.OUTPUT_LAYER`) of the saved weights (and of the raw
+    weights beside the averaged ones) is set to zero: the residual net's untrained state, output =
+    input. Everything else is kept; the file is replaced atomically.
+
+    Raises
+    ------
+    LowdoseInputError
+        A missing or unreadable checkpoint, or one of a non-residual network (no identity state).
+    """
+    path = Path(checkpoint_path)
+    if not path.is_file():
+        raise LowdoseInputError(f"checkpoint {path} not found: pass RUN_DIR/best.ckpt")
+    checkpoint = _read_checkpoint(path)
+    if not (checkpoint.get("unet_config") or {}).get("residual"):
+        raise LowdoseInputError(f"{path}: not a residual network, whose untrained state is input")
+    for states in ("state_dict", "current_model_state"):
+        weights = checkpoint.get(states)
+        for part in ("weight", "bias"):
+            key = f"model.{UNet.OUTPUT_LAYER}.{part}"
+            if isinstance(weights, dict) and key in weights:
+                weights[key] = torch.zeros_like(weights[key])
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
+
+
 def _read_checkpoint(path: Path) -> dict:
     """``torch.load`` of ``path`` as a dict, or one-line ``LowdoseInputError`` saying why not."""
     try:

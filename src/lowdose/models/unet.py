@@ -44,6 +44,9 @@ def _conv(in_maps: int, out_maps: int, *, gain: float = 2.0) -> nn.Conv2d:
 class UNet(nn.Module):
     """The paper's six-level U-Net denoiser.
 
+    ``OUTPUT_LAYER`` names the last convolution: zero in a residual net at initialisation, so
+    that net (weights and bias zero there) is exactly the identity.
+
     Parameters
     ----------
     in_channels, out_channels
@@ -61,6 +64,8 @@ class UNet(nn.Module):
     reflect-padded to a multiple of 32 and the output cropped back, so the output is
     ``(B, out_channels, H, W)`` in the input's units.
     """
+
+    OUTPUT_LAYER = "dec_conv1"
 
     def __init__(
         self, in_channels: int = 1, out_channels: int = 1, width: int = 48, residual: bool = False

@@ -9,6 +9,11 @@ input's 46.40 dB, silently). :class:`ValidationScores` holds the two numbers, as
 ``manifest.json`` (``validation_scores``) and its ``best.ckpt`` (``hyper_parameters["meta"]
 ["scores"]``) record them, and :meth:`ValidationScores.warning` is the one line that
 ``lowdose train``, ``fit`` and ``denoise`` print then.
+
+A residual network starts as the identity (its output convolution is zero-initialised), so the
+identity is the run's own step-0 state: when no validation beats it, ``best.ckpt`` keeps that
+state instead (:meth:`ValidationScores.with_identity_fallback`), and the run's output is its
+input, never worse, with the one line saying so.
 """
 
 from __future__ import annotations
@@ -38,11 +43,25 @@ class ValidationScores:
         cannot be scored like the model: Noise2Void's blind spot turns the identity into a
         copy of a neighbour pixel, and the noisy input's own blind-spot score would need the
         unknown noise variance.
+    trained_db : float
+        NaN, unless no validation beat the identity and ``best.ckpt`` fell back to the residual
+        network's untrained state (the identity): then the best trained score (``model_db`` is
+        then the identity's).
     """
 
     monitor: str
     model_db: float
     identity_db: float
+    trained_db: float = math.nan
+
+    @property
+    def fell_back_to_identity(self) -> bool:
+        """True when ``best.ckpt`` holds the identity because training never beat it."""
+        return not math.isnan(self.trained_db)
+
+    def with_identity_fallback(self) -> ValidationScores:
+        """The scores of a ``best.ckpt`` reset to the identity (``trained_db`` keeps the best)."""
+        return ValidationScores(self.monitor, self.identity_db, self.identity_db, self.model_db)
 
     @property
     def worse_than_identity(self) -> bool:
@@ -59,6 +78,13 @@ class ValidationScores:
         >>> ValidationScores("val_upsnr_db", 40.0, 30.0).warning("runs/ct") is None
         True
         """
+        if self.fell_back_to_identity:
+            return (
+                f"{name}: no validation beat the noisy input ({self.trained_db:.2f} dB at best "
+                f"against its {self.identity_db:.2f} dB, {self.monitor}): best.ckpt holds the "
+                "untrained residual network, the identity (output = input); train longer or at "
+                "a lower --lr, and check metrics.csv"
+            )
         if not self.worse_than_identity:
             return None
         return (
@@ -84,6 +110,7 @@ class ValidationScores:
             monitor=str(values["monitor"]),
             model_db=decibels(values["model_db"]),
             identity_db=decibels(values["identity_db"]),
+            trained_db=decibels(values.get("trained_db")),  # absent in older files
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -96,4 +123,5 @@ class ValidationScores:
             "monitor": self.monitor,
             "model_db": stored(self.model_db),
             "identity_db": stored(self.identity_db),
+            **({"trained_db": stored(self.trained_db)} if self.fell_back_to_identity else {}),
         }

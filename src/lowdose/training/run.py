@@ -27,7 +27,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lowdose.core.errors import LowdoseInputError
-from lowdose.models.checkpoint import load_model, store_meta
+from lowdose.models.checkpoint import load_model, store_identity, store_meta
 from lowdose.models.validation_scores import ValidationScores
 from lowdose.training.budget import BudgetPlan, planned_config
 from lowdose.training.config import TrainConfig, load_train_config, save_config, with_derived_epochs
@@ -144,6 +144,7 @@ def train(config: TrainConfig, *, resume: bool = False, probe: Probe | None = No
     scores = metrics.validation_scores(module.monitor, best_db=best_psnr)
     outcome = None
     if trainer.is_global_zero:
+        scores = _never_below_input(module.model, run_dir / "best.ckpt", scores)
         store_meta(run_dir / "best.ckpt", scores=scores.to_dict())
         validity = _validity(run_dir / "best.ckpt", config)
         if plan is not None:
@@ -171,6 +172,21 @@ def train(config: TrainConfig, *, resume: bool = False, probe: Probe | None = No
         scores=scores,
         budget_outcome=outcome,
     )
+
+
+def _never_below_input(model, best: Path, scores: ValidationScores) -> ValidationScores:
+    """A residual net whose best validation is below its input's keeps its step-0 state.
+
+    That state is the identity (the output convolution starts at zero), scored by the identity's
+    own validation: ``best.ckpt`` is reset to it and the scores say so (one warning line).
+    """
+    if not (scores.worse_than_identity and getattr(model, "residual", False) and best.is_file()):
+        return scores
+    store_identity(best)
+    log.warning(
+        "no validation beat the noisy input: best.ckpt holds the untrained (identity) network"
+    )
+    return scores.with_identity_fallback()
 
 
 def _save_config(run_dir: Path, config: TrainConfig) -> None:
