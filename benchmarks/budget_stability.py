@@ -9,9 +9,9 @@ identity, scored the same way: ``val_identity_db``). Then the spread per noise a
 fraction of the budget (mean, min, max), runs past the budget (+2 %), runs below 85 %, and runs
 whose end or best score is below the input's, and runs whose ``best.ckpt`` fell back to the
 residual network's untrained state, the identity, because no validation beat the input (its
-best score is then the input's; ``fell_back_to_identity``). A run that ``train`` refuses before training
-(e.g. a probe slowed by load leaves no time in the budget: one line) is recorded with its
-``refused`` message and left out of the spread.
+best score is then the input's; ``fell_back_to_identity``). A run that ``train`` refuses before
+training (e.g. a probe slowed by load leaves no time in the budget: one line) is recorded with
+its ``refused`` message and left out of the spread.
 
 The data: ``--data NAME=FILE`` (repeatable), or by default two files built once in
 ``OUT/data`` with ``lowdose simulate ct`` from ``--source`` (default the phantom): ``awgn``

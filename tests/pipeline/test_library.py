@@ -156,7 +156,7 @@ def test_fit_calls_what_the_cli_calls(tmp_path, monkeypatch):
 
 
 def test_fit_refuses_unknown_options_and_leaves_no_new_folder(tmp_path):
-    with pytest.raises(LowdoseInputError, match="fit takes no epochs; use angles, budget"):
+    with pytest.raises(LowdoseInputError, match="fit takes no epochs; use angles, backend, budget"):
         lowdose.fit("scan.npy", out=tmp_path / "fit", epochs=3)
     with pytest.raises(LowdoseInputError, match="budget"):
         lowdose.fit(_disc(), out=tmp_path / "new", budget="five minutes")

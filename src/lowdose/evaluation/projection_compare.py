@@ -40,7 +40,7 @@ from lowdose.evaluation.fit_scores import preferred_method, score_method
 from lowdose.inference.predict import denoise
 from lowdose.models.checkpoint import load_model
 from lowdose.owndata.projection_domain import view_halves
-from lowdose.owndata.projection_scan import prepare_scan
+from lowdose.owndata.projection_scan import ScanReading
 from lowdose.physics.radon import fbp_2d
 
 NETWORK = "network-projections"
@@ -69,8 +69,7 @@ def compare_projection_domain(
     checkpoint: str | os.PathLike,
     paths: Sequence[Path],
     *,
-    scan_options: dict,
-    angles: str | None = None,
+    reading: ScanReading = ScanReading(),
     max_rows: int = 8,
     progress: Progress | None = None,
 ) -> FitComparison:
@@ -84,14 +83,13 @@ def compare_projection_domain(
         The network trained on it.
     paths : sequence of Path
         The scans, in the dataset's order.
-    scan_options, angles
-        What :func:`lowdose.owndata.projection_scan.prepare_scan` needs (``center``, ``flat``,
-        ``dark``, ``dataset_key``): the dataset's own.
+    reading : ScanReading
+        How the scans are read and reconstructed: the dataset's own.
     max_rows : int
         BM3D costs seconds per slice on a CPU: at most this many rows.
     """
     model, meta = load_model(checkpoint)
-    scans = [prepare_scan(p, angles=angles, **scan_options) for p in paths]
+    scans = [reading.prepare(p) for p in paths]
     test_rows = str(read_info(data).attrs.extra.get("test_rows", "none"))
     rows, held_out = scored_rows(test_rows, [len(s.sinograms) for s in scans], max_rows)
     with_bm3d = bm3d_installed()

@@ -26,7 +26,7 @@ from lowdose.inference.predict import denoise
 from lowdose.inference.view_split import reconstruction_size, write_reconstructions
 from lowdose.models.checkpoint import load_model
 from lowdose.owndata.projection_domain import interleave_halves, view_halves
-from lowdose.owndata.projection_scan import PreparedScan, prepare_scan
+from lowdose.owndata.projection_scan import PreparedScan, ScanReading
 from lowdose.physics.radon import fbp_2d
 
 DOMAIN = "projections denoised by view half, then FBP (ramp)"
@@ -59,13 +59,8 @@ def denoise_projection_scans(
     folder: Path,
     checkpoint: str | os.PathLike,
     *,
-    angles: str | None = None,
-    center: float | None = None,
-    flat=None,
-    dark=None,
-    dataset_key: str | None = None,
+    reading: ScanReading = ScanReading(),
     device: str = "auto",
-    backend: str = "builtin",
 ) -> list[Path]:
     """Denoise each scan's projections and reconstruct them (see the module docstring).
 
@@ -83,8 +78,8 @@ def denoise_projection_scans(
         Output folder (created).
     checkpoint : str or PathLike
         The model trained on view halves.
-    angles, center, flat, dark, dataset_key, backend
-        As for :func:`lowdose.owndata.projection_scan.prepare_scan` (the dataset's own).
+    reading : ScanReading
+        How the scans are read and reconstructed: the dataset's own.
     device : str
         ``auto``, ``cpu``, ``cuda:N``.
     """
@@ -93,15 +88,7 @@ def denoise_projection_scans(
     device = resolve_device(device)
     written = []
     for path in paths:
-        scan = prepare_scan(
-            path,
-            angles=angles,
-            center=center,
-            flat=flat,
-            dark=dark,
-            dataset_key=dataset_key,
-            backend=backend,
-        )
+        scan = reading.prepare(path)
         denoised_sinograms = denoise_view_halves(
             model, scan.sinograms, scaling=meta.scaling, device=device
         )

@@ -19,7 +19,7 @@ from lowdose.core.atomic import atomic_path, atomic_write_bytes
 from lowdose.core.devices import resolve_device
 from lowdose.inference.predict import denoise
 from lowdose.models.checkpoint import load_model
-from lowdose.owndata.projection_scan import PreparedScan, prepare_scan
+from lowdose.owndata.projection_scan import PreparedScan, ScanReading
 from lowdose.owndata.split_sinogram import split_reconstructions
 from lowdose.physics.radon import fbp_2d
 
@@ -29,13 +29,8 @@ def denoise_sinograms(
     folder: Path,
     checkpoint: str | os.PathLike,
     *,
-    angles: str | None = None,
-    center: float | None = None,
-    flat=None,
-    dark=None,
-    dataset_key: str | None = None,
+    reading: ScanReading = ScanReading(),
     device: str = "auto",
-    backend: str = "builtin",
 ) -> list[Path]:
     """Reconstruct and denoise each scan; write ``<stem>_denoised.npy``, ``.tif`` and ``.h5``.
 
@@ -53,8 +48,8 @@ def denoise_sinograms(
         Output folder (created).
     checkpoint : str or PathLike
         The Noise2Inverse model.
-    angles, center, flat, dark, dataset_key, backend
-        As for :func:`lowdose.owndata.projection_scan.prepare_scan` (the dataset's own).
+    reading : ScanReading
+        How the scans are read and reconstructed: the dataset's own.
     device : str
         ``auto`` (a GPU when torch sees one: the one training used), ``cpu``, ``cuda:N``.
     """
@@ -63,15 +58,7 @@ def denoise_sinograms(
     device = resolve_device(device)
     written = []
     for path in paths:
-        scan = prepare_scan(
-            path,
-            angles=angles,
-            center=center,
-            flat=flat,
-            dark=dark,
-            dataset_key=dataset_key,
-            backend=backend,
-        )
+        scan = reading.prepare(path)
         size = reconstruction_size(scan)
         halves = split_reconstructions(
             scan.sinograms, scan.angles_deg, splits=2, output_size=size, backend=scan.backend

@@ -16,6 +16,7 @@ what was found and done (flat/dark rules, clipped counts, the centre and how it 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Sequence
@@ -85,6 +86,32 @@ class PreparedScan:
     centre_px: float
     notes: tuple[str, ...]
     backend: str = "builtin"
+
+
+@dataclass(frozen=True)
+class ScanReading:
+    """How the user asked for scans to be read, corrected, centred and reconstructed.
+
+    Every field is a :func:`prepare_scan` option (``--angles``, ``--center``, ``--flat``,
+    ``--dark``, ``--dataset-key``, ``--backend``); the defaults read what the file says. One
+    value travels from the command line to every stage that reads the scans again (dataset,
+    denoising, comparison), so each stage reads them exactly as the dataset did.
+    """
+
+    angles: str | None = None
+    center: float | None = None
+    flat: str | None = None
+    dark: str | None = None
+    dataset_key: str | None = None
+    backend: str = "builtin"
+
+    def prepare(self, path: str | os.PathLike) -> PreparedScan:
+        """:func:`prepare_scan` of ``path`` with these options."""
+        return prepare_scan(path, **self.options())
+
+    def options(self) -> dict:
+        """The fields as :func:`prepare_scan`'s (and the dataset builders') keyword arguments."""
+        return dataclasses.asdict(self)
 
 
 def prepare_scan(

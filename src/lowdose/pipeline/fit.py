@@ -64,7 +64,7 @@ from lowdose.pipeline.fit_plan import (
     patch_px,
     plan_fit,
     projection_mode,
-    scan_options,
+    scan_reading,
 )
 from lowdose.report.fit_report import write_fit_report
 from lowdose.training.config import TrainConfig
@@ -188,26 +188,24 @@ def _build(paths, dataset: Path, plan: FitPlan, options: FitOptions, progress, l
         return build_from_projection_halves(
             paths,
             dataset,
-            angles=options.angles,
             seed=options.seed,
             split_by=options.split_by,
             fractions=options.fractions,
             progress=progress,
             log=log,
-            **scan_options(options),
+            **scan_reading(options).options(),
         )
     if plan.route == "sinogram":
         return build_from_projections(
             paths,
             dataset,
-            angles=options.angles,
             splits=2,
             seed=options.seed,
             split_by=options.split_by,
             fractions=options.fractions,
             progress=progress,
             log=log,
-            **scan_options(options),
+            **scan_reading(options).options(),
         )
     return build_from_single(
         paths,
@@ -263,21 +261,11 @@ def _denoise_stage(paths, out: Path, checkpoint: str, plan: FitPlan, options, *,
     with bars() as progress:
         if plan.route == "projections":
             written = denoise_projection_scans(
-                paths,
-                folder,
-                checkpoint,
-                angles=options.angles,
-                device=options.device,
-                **scan_options(options),
+                paths, folder, checkpoint, reading=scan_reading(options), device=options.device
             )
         elif plan.route == "sinogram":
             written = denoise_sinograms(
-                paths,
-                folder,
-                checkpoint,
-                angles=options.angles,
-                device=options.device,
-                **scan_options(options),
+                paths, folder, checkpoint, reading=scan_reading(options), device=options.device
             )
         else:
             folder.mkdir(parents=True, exist_ok=True)
@@ -314,8 +302,7 @@ def _compare_stage(
                 dataset,
                 checkpoint,
                 paths,
-                scan_options=scan_options(options),
-                angles=options.angles,
+                reading=scan_reading(options),
                 progress=progress,
             )
         else:

@@ -8,6 +8,7 @@ n2v. :func:`patch_px` sizes the training patch to the images.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -15,7 +16,7 @@ from typing import Literal
 from lowdose.baselines.filters import bm3d_installed
 from lowdose.core.errors import LowdoseInputError
 from lowdose.data.dataset import read_info
-from lowdose.owndata.projection_scan import is_instrument_scan
+from lowdose.owndata.projection_scan import ScanReading, is_instrument_scan
 
 Route = Literal["repeats", "sinogram", "single", "projections"]
 
@@ -203,7 +204,7 @@ def projection_mode(plan: FitPlan, dataset: Path, options: FitOptions, *, log) -
     return plan
 
 
-def scan_options(options: FitOptions) -> dict:
-    """What reading an instrument scan takes from the options (:func:`prepare_scan`)."""
-    keys = ("center", "flat", "dark", "dataset_key", "backend")
-    return {key: getattr(options, key) for key in keys}
+def scan_reading(options: FitOptions) -> ScanReading:
+    """How the options read, centre and reconstruct instrument scans (every stage alike)."""
+    fields = [field.name for field in dataclasses.fields(ScanReading)]
+    return ScanReading(**{name: getattr(options, name) for name in fields})
