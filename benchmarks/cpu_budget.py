@@ -75,19 +75,28 @@ class CachedProbe:
         return Throughput(values["steps_per_s"], values["forward_pixels_per_s"], values["seconds"])
 
 
-def run_folder(out: Path, mode: str, minutes: float) -> Path:
-    """``OUT/<mode>-<minutes>min``: one budgeted run's folder."""
-    return out / f"{mode}-{minutes:g}min"
+def parse_mode(spec: str) -> tuple[str, str, float | None]:
+    """``MODE[@LR]`` -> (mode, label, lr): ``n2c@2e-3`` trains n2c at peak rate 2e-3 instead of
+    the recipe's, labelled ``n2c-lr0.002`` (its folders, table rows and curve)."""
+    mode, _, lr = spec.partition("@")
+    return (mode, mode, None) if not lr else (mode, f"{mode}-lr{float(lr):g}", float(lr))
+
+
+def run_folder(out: Path, label: str, minutes: float) -> Path:
+    """``OUT/<label>-<minutes>min``: one budgeted run's folder."""
+    return out / f"{label}-{minutes:g}min"
 
 
 def train_budgeted(
-    data: Path, out: Path, mode: str, minutes: float, seed: int, threads: int = 2
+    data: Path, out: Path, spec: str, minutes: float, seed: int, threads: int = 2
 ) -> dict:
-    """Train (or reuse) one budgeted run; return its wall time, width and steps."""
-    run = run_folder(out, mode, minutes)
+    """Train (or reuse) one budgeted run of ``spec`` (:func:`parse_mode`); return its wall time,
+    width and steps."""
+    mode, label, lr = parse_mode(spec)
+    run = run_folder(out, label, minutes)
     record = run / "wall.json"
     if record.is_file() and (run / "best.ckpt").is_file():
-        return json.loads(record.read_text())
+        return {"label": mode} | json.loads(record.read_text())
     # The budget fixes the steps (from the cached idle probe); the max_time guard is lifted to
     # 20 x the budget so that another job sharing the cores cannot cut the run short.
     guard = format_wall_time(int(round(minutes * 60 * 20)))
@@ -103,6 +112,7 @@ def train_budgeted(
         # the plan of an idle machine, kept: a re-plan from a loaded loop's rate would make the
         # point a measure of the load, not of the budget
         "replan": False,
+        **({"lr": lr} if lr is not None else {}),
     }
     started = time.perf_counter()
     if (run / "last.ckpt").is_file():  # interrupted: the saved plan's steps, resumed
@@ -118,6 +128,7 @@ def train_budgeted(
     plan = result.budget_plan
     info = {
         "mode": mode,
+        "label": label,
         "minutes": minutes,
         "wall_s": wall_s,
         "global_step": result.global_step,
@@ -151,7 +162,9 @@ def main() -> None:
         "same test patients, drawn as a line",
     )
     parser.add_argument("--budgets", default="5,10,30", help="minutes, comma separated")
-    parser.add_argument("--modes", default="n2n", help="n2n,n2c,nb2nb,n2v")
+    parser.add_argument(
+        "--modes", default="n2n", help="n2n,n2c,nb2nb,n2v; MODE@LR sets the peak rate (n2c@2e-3)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--figure", type=Path, default=None)
@@ -165,26 +178,27 @@ def main() -> None:
     args = parser.parse_args()
     budgets = [float(v) for v in args.budgets.split(",") if v]
     runs = []
-    for mode in [m for m in args.modes.split(",") if m]:
+    for spec in [m for m in args.modes.split(",") if m]:
         for minutes in budgets:
-            if (
-                args.finished_only
-                and not (run_folder(args.out, mode, minutes) / "wall.json").is_file()
-            ):
+            folder = run_folder(args.out, parse_mode(spec)[1], minutes)
+            if args.finished_only and not (folder / "wall.json").is_file():
                 continue
-            info = train_budgeted(args.data, args.out, mode, minutes, args.seed, args.threads)
+            info = train_budgeted(args.data, args.out, spec, minutes, args.seed, args.threads)
             print(
-                f"{mode} {minutes:g} min: width {info['width']}, {info['global_step']} steps, "
-                f"{info['wall_s']:.0f} s wall"
+                f"{info['label']} {minutes:g} min: width {info['width']}, "
+                f"{info['global_step']} steps, {info['wall_s']:.0f} s wall"
             )
             runs.append(info)
     if args.train_only:
         return
-    frames = [
-        _without_repeated_noisy(pd.read_csv(path), i) for i, path in enumerate(args.filters_results)
-    ]
+    filters = pd.concat(
+        [_without_repeated_noisy(pd.read_csv(p), i) for i, p in enumerate(args.filters_results)],
+        ignore_index=True,
+    )
+    # a later table's rows of one tuning replace an earlier one's (e.g. a re-run blind-psd)
+    frames = [filters.drop_duplicates(["method", "tuning", "image_index"], keep="last")]
     for info in runs:
-        folder = run_folder(args.out, info["mode"], info["minutes"])
+        folder = run_folder(args.out, info["label"], info["minutes"])
         results = folder / "eval" / "results.csv"
         if not results.is_file():
             evaluate(
@@ -193,7 +207,7 @@ def main() -> None:
         frame = pd.read_csv(results)
         frame = frame[frame["method"] != "noisy"].copy()
         frame["method"] = frame["method"].str.replace(
-            info["mode"] + "-mse", f"{info['mode']}-{info['minutes']:g}min", regex=False
+            info["mode"] + "-mse", f"{info['label']}-{info['minutes']:g}min", regex=False
         )
         frames.append(frame)
     table = pd.concat(frames, ignore_index=True)
@@ -276,12 +290,12 @@ def draw(
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.2), constrained_layout=True)
-    for mode in dict.fromkeys(r["mode"] for r in runs):
+    for mode in dict.fromkeys(r["label"] for r in runs):
         for suffix, style in (("", "-o"), ("-tta8", "--s")):
             points = [
                 (r["minutes"], means[label])
                 for r in runs
-                if r["mode"] == mode
+                if r["label"] == mode
                 for label in means.index
                 if label.startswith(f"{mode}-{r['minutes']:g}min{suffix} ")
             ]

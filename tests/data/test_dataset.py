@@ -444,3 +444,12 @@ def test_tile_origin_and_fov_round_trip(tmp_path):
     assert test.fov.dtype == bool and np.array_equal(test.fov, fov[2:])
     with pytest.raises(LowdoseInputError, match="tile_origin has shape"):
         _write(tmp_path / "bad.h5", tile_origin=origin[:3])
+
+
+def test_view_splits_are_recognised_from_a_sinogram_and_from_the_simulator():
+    # one idea, two writers: from-sinogram / from-projections say split_views, simulate ct
+    # --view-subsets says realisations_are = view_subsets; both select by the raw pair score
+    assert not ATTRS.is_view_split
+    assert ATTRS.with_extra(split_views=2).is_view_split
+    assert ATTRS.with_extra(realisations_are="view_subsets").is_view_split
+    assert not ATTRS.with_extra(realisations_are="independent_scans").is_view_split

@@ -144,9 +144,12 @@ class DatasetAttrs:
         """True when the realisations are reconstructions from disjoint view subsets of one scan.
 
         Their differences then hold the subsets' complementary streaks as well as the noise,
-        so ``Var(y_i - y_j) / 2`` over-reads the noise variance (Noise2Inverse pairs).
+        so ``Var(y_i - y_j) / 2`` over-reads the noise variance (Noise2Inverse pairs). Datasets
+        built from a sinogram or instrument scans say ``split_views``; simulated ones
+        (``simulate ct --view-subsets``) say ``realisations_are = "view_subsets"``.
         """
-        return "split_views" in self.extra
+        simulated = self.extra.get("realisations_are") == "view_subsets"
+        return "split_views" in self.extra or simulated
 
 
 def check_dataset_attrs(attrs: DatasetAttrs, where: str) -> None:
