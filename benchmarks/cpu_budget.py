@@ -285,6 +285,7 @@ def draw(
 ) -> None:
     """Test PSNR (``scale``) against budget minutes; filters as horizontal lines."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -301,7 +302,9 @@ def draw(
             ]
             if points:
                 xs, ys = zip(*sorted(points), strict=True)
-                ax.plot(xs, ys, style, label=f"{mode}{suffix} (clean-free)")
+                # n2c validates against clean images: its curve is clean-selected
+                rule = "clean-selected" if mode.startswith("n2c") else "clean-free"
+                ax.plot(xs, ys, style, label=f"{mode}{suffix} ({rule})")
     colours = ("black", "grey", "tab:brown", "tab:purple", "tab:olive")
     for label, colour in zip(list(references) + ["nlm (oracle)"], colours, strict=False):
         if label in means.index:
@@ -313,8 +316,11 @@ def draw(
         xlabel="training budget [CPU-minutes, 2 cores]",
         ylabel=f"test PSNR, {ylabel} [dB]",
         xscale="log",
+        xticks=sorted({r["minutes"] for r in runs}),
         title=f"Budgeted recipe vs BM3D ({title})",
     )
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
