@@ -38,6 +38,7 @@ from lowdose.data.scaling import estimate_clean_max
 from lowdose.evaluation.fit_compare import FitComparison
 from lowdose.evaluation.fit_scores import preferred_method, score_method
 from lowdose.inference.predict import denoise
+from lowdose.inference.view_split import reconstruction_size
 from lowdose.models.checkpoint import load_model
 from lowdose.owndata.projection_domain import view_halves
 from lowdose.owndata.projection_scan import ScanReading
@@ -98,12 +99,11 @@ def compare_projection_domain(
     for scan_number, row in rows:
         scan = scans[scan_number]
         even, odd = view_halves(scan.sinograms[row : row + 1])
-        size = int(scan.sinograms.shape[2] / np.sqrt(2))
+        size = reconstruction_size(scan)
 
         def fbp(sinogram, views, size=size, scan=scan):
-            return fbp_2d(sinogram, scan.angles_deg[views], output_size=size, backend=scan.backend)[
-                0
-            ]
+            angles = scan.angles_deg[views]
+            return fbp_2d(sinogram, angles, output_size=size, backend=scan.backend)[0]
 
         n_angles = len(scan.angles_deg)
         even_views, odd_views = np.arange(0, n_angles, 2), np.arange(1, n_angles, 2)

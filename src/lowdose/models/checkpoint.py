@@ -37,6 +37,10 @@ from lowdose.models.unet import UNet
 from lowdose.models.validation_scores import ValidationScores
 from lowdose.models.validity_range import ValidityRange
 
+WEIGHT_PREFIX = "model."
+"""The prefix of the network's weights in a training checkpoint's ``state_dict`` (the training
+module holds the U-Net as its ``model``)."""
+
 
 @dataclass(frozen=True)
 class CheckpointModel:
@@ -209,16 +213,14 @@ def store_meta(checkpoint_path: str | Path, **values: Any) -> None:
     with ``weights_only=True``. Raises ``LowdoseInputError`` (one line naming the file) for a
     missing or unreadable checkpoint.
     """
-    path = Path(checkpoint_path)
-    if not path.is_file():
-        raise LowdoseInputError(f"checkpoint {path} not found: pass RUN_DIR/best.ckpt")
-    checkpoint = _read_checkpoint(path)
-    hparams = checkpoint.get("hyper_parameters")
-    if not isinstance(hparams, dict):
-        raise _unreadable(path, "no lowdose hyper_parameters")
-    hparams["meta"] = {**(hparams.get("meta") or {}), **values}
-    with atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
+
+    def merge(checkpoint: dict, path: Path) -> None:
+        hparams = checkpoint.get("hyper_parameters")
+        if not isinstance(hparams, dict):
+            raise _unreadable(path, "no lowdose hyper_parameters")
+        hparams["meta"] = {**(hparams.get("meta") or {}), **values}
+
+    _rewrite(checkpoint_path, merge)
 
 
 def _validity(values: Any, unreadable: Callable[[str], LowdoseInputError]) -> ValidityRange | None:
@@ -242,18 +244,29 @@ def store_identity(checkpoint_path: str | Path) -> None:
     LowdoseInputError
         A missing or unreadable checkpoint, or one of a non-residual network (no identity state).
     """
+
+    def zero_output_layer(checkpoint: dict, path: Path) -> None:
+        if not (checkpoint.get("unet_config") or {}).get("residual"):
+            raise LowdoseInputError(
+                f"{path}: not a residual network, whose untrained state is input"
+            )
+        for states in ("state_dict", "current_model_state"):
+            weights = checkpoint.get(states)
+            for part in ("weight", "bias"):
+                key = f"{WEIGHT_PREFIX}{UNet.OUTPUT_LAYER}.{part}"
+                if isinstance(weights, dict) and key in weights:
+                    weights[key] = torch.zeros_like(weights[key])
+
+    _rewrite(checkpoint_path, zero_output_layer)
+
+
+def _rewrite(checkpoint_path: str | Path, change: Callable[[dict, Path], None]) -> None:
+    """Read a training checkpoint, ``change(checkpoint, path)`` it, replace the file atomically."""
     path = Path(checkpoint_path)
     if not path.is_file():
         raise LowdoseInputError(f"checkpoint {path} not found: pass RUN_DIR/best.ckpt")
     checkpoint = _read_checkpoint(path)
-    if not (checkpoint.get("unet_config") or {}).get("residual"):
-        raise LowdoseInputError(f"{path}: not a residual network, whose untrained state is input")
-    for states in ("state_dict", "current_model_state"):
-        weights = checkpoint.get(states)
-        for part in ("weight", "bias"):
-            key = f"model.{UNet.OUTPUT_LAYER}.{part}"
-            if isinstance(weights, dict) and key in weights:
-                weights[key] = torch.zeros_like(weights[key])
+    change(checkpoint, path)
     with atomic_path(path) as tmp:
         torch.save(checkpoint, tmp)
 
@@ -289,7 +302,7 @@ def _network(
         model = UNet(**config)
     except (TypeError, ValueError) as exc:
         raise unreadable(f"unknown network settings {config}: {exc}") from None
-    weights = {k.removeprefix("model."): v for k, v in state.items()}
+    weights = {k.removeprefix(WEIGHT_PREFIX): v for k, v in state.items()}
     try:
         model.load_state_dict(weights)
     except (RuntimeError, TypeError):  # missing, unexpected, mis-shaped or non-tensor weights

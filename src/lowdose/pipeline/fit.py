@@ -33,6 +33,7 @@ import json
 import os
 import shutil
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 from lowdose.baselines.filters import bm3d_installed
@@ -184,22 +185,15 @@ def _build(paths, dataset: Path, plan: FitPlan, options: FitOptions, progress, l
             skip_bad=options.skip_bad,
             fractions=options.fractions,
         )
-    if plan.route == "projections":
-        return build_from_projection_halves(
-            paths,
-            dataset,
-            seed=options.seed,
-            split_by=options.split_by,
-            fractions=options.fractions,
-            progress=progress,
-            log=log,
-            **scan_reading(options).options(),
+    if plan.route in ("projections", "sinogram"):  # instrument scans, read one way for both
+        builder = (
+            build_from_projection_halves
+            if plan.route == "projections"
+            else partial(build_from_projections, splits=2)
         )
-    if plan.route == "sinogram":
-        return build_from_projections(
+        return builder(
             paths,
             dataset,
-            splits=2,
             seed=options.seed,
             split_by=options.split_by,
             fractions=options.fractions,
